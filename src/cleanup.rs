@@ -1,0 +1,137 @@
+//! Temporary paths that must disappear on error, SIGINT or SIGTERM.
+//!
+//! A temporary file or directory is registered while it exists. Committing
+//! it (a rename into place) runs under the same lock the signal handler
+//! takes, so a signal either arrives before the commit (the temporary is
+//! removed and the target is untouched) or after it (nothing is left to
+//! remove): never half way.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+static REGISTRY: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn registry() -> MutexGuard<'static, Vec<(u64, PathBuf)>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A registered temporary path. Dropping it without [`Temp::commit`] or
+/// [`Temp::remove`] keeps it registered, so a later signal still removes it.
+#[derive(Debug)]
+#[must_use = "a temporary path must be committed or removed"]
+pub struct Temp {
+    id: u64,
+    path: PathBuf,
+}
+
+impl Temp {
+    /// Registers `path` (a file or a directory) for removal on signal.
+    pub fn register(path: &Path) -> Temp {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        registry().push((id, path.to_path_buf()));
+        Temp {
+            id,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The registered path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `publish` (e.g. a rename into place) with signals held off, then
+    /// forgets the path: it is no longer temporary.
+    pub fn commit<T>(self, publish: impl FnOnce(&Path) -> T) -> T {
+        let mut reg = registry();
+        let out = publish(&self.path);
+        reg.retain(|(id, _)| *id != self.id);
+        out
+    }
+
+    /// Removes the path (file or whole directory) and forgets it.
+    pub fn remove(self) -> io::Result<()> {
+        let mut reg = registry();
+        let res = remove_path(&self.path);
+        reg.retain(|(id, _)| *id != self.id);
+        res
+    }
+}
+
+fn remove_path(path: &Path) -> io::Result<()> {
+    let res = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes every registered path and keeps the lock held, so no commit can
+/// start afterwards. Meant for the signal path, just before the process exits.
+pub fn remove_all_and_hold() -> Vec<(PathBuf, io::Result<()>)> {
+    let reg = registry();
+    let results = reg
+        .iter()
+        .map(|(_, p)| (p.clone(), remove_path(p)))
+        .collect();
+    std::mem::forget(reg);
+    results
+}
+
+/// Installs SIGINT and SIGTERM handling: a watcher thread removes every
+/// registered temporary path, prints one line on stderr and exits with
+/// `exit_code`.
+pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let results = remove_all_and_hold();
+                let mut msg = format!("sydra-archive: interrupted by {name}");
+                for (p, r) in results {
+                    match r {
+                        Ok(()) => msg.push_str(&format!("; removed {}", p.display())),
+                        Err(e) => msg.push_str(&format!("; could not remove {}: {e}", p.display())),
+                    }
+                }
+                eprintln!("{msg}");
+                std::process::exit(exit_code);
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_and_commit() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let temp = Temp::register(&f);
+        assert!(registry().iter().any(|(_, p)| p == &f));
+        temp.remove().unwrap();
+        assert!(!f.exists());
+        assert!(!registry().iter().any(|(_, p)| p == &f));
+
+        let d = t.path().join("d");
+        std::fs::create_dir_all(d.join("x/y")).unwrap();
+        let temp = Temp::register(&d);
+        let moved = t.path().join("moved");
+        temp.commit(|p| std::fs::rename(p, &moved)).unwrap();
+        assert!(moved.join("x/y").is_dir());
+        assert!(!registry().iter().any(|(_, p)| p == &d));
+    }
+}

@@ -1,0 +1,341 @@
+//! Writing an archive: HEAD, the zstd-compressed tar stream, SUMS, FOOT.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::footer::Footer;
+use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable};
+use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
+use crate::publish::AtomicFile;
+use crate::scan::{Scan, scan};
+use crate::sums::{FileSum, Sums, hex};
+
+/// Options for writing an archive.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// zstd compression level (default 3).
+    pub level: i32,
+    /// zstd worker threads; 0 means one per available core.
+    pub threads: u32,
+    /// Creation time recorded in HEAD; `None` means now.
+    pub created_unix_ms: Option<u64>,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            level: 3,
+            threads: 0,
+            created_unix_ms: None,
+        }
+    }
+}
+
+/// Where an archive goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Standard output (refused when it is a terminal).
+    Stdout,
+    /// A file, published atomically; an existing one is replaced only with `force`.
+    File {
+        /// Target path.
+        path: PathBuf,
+        /// Replace an existing target.
+        force: bool,
+    },
+}
+
+/// What a finished `create` did.
+#[derive(Debug, Clone)]
+pub struct CreateSummary {
+    /// Archive size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole archive (as `sha256sum` prints it).
+    pub sha256: [u8; 32],
+    /// Number of files archived.
+    pub files: u64,
+    /// Number of directories archived.
+    pub dirs: u64,
+    /// Bytes of file data archived.
+    pub data_bytes: u64,
+    /// Top-level names left out.
+    pub skipped: Vec<String>,
+    /// Symlinks followed.
+    pub followed: Vec<String>,
+    /// Stale temporary files of killed runs that were removed.
+    pub removed_stale: Vec<PathBuf>,
+    /// Threads used for compression.
+    pub threads: u32,
+}
+
+/// Worker threads to use for `threads` (0 = all cores).
+pub fn effective_threads(threads: u32) -> u32 {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+    }
+}
+
+/// Scans `data_dir` and writes its archive to `output`.
+pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<CreateSummary> {
+    match output {
+        Output::Stdout => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                return Err(Error::Refused(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
+                        .into(),
+                ));
+            }
+            let scan = scan(data_dir)?;
+            let _lock = stdout.lock();
+            // SAFETY: fd 1 is open for the life of the process; ManuallyDrop
+            // keeps it from being closed. Unbuffered writes of large chunks.
+            let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+            let (_, summary) = write_archive(&scan, &mut *out, Path::new("-"), opts)?;
+            Ok(summary)
+        }
+        Output::File { path, force } => {
+            // Refuse an existing target before doing any work.
+            if !force && std::fs::symlink_metadata(path).is_ok() {
+                return Err(Error::Refused(format!(
+                    "{} already exists; use --force to replace it",
+                    path.display()
+                )));
+            }
+            let scan = scan(data_dir)?;
+            let (mut file, removed) = AtomicFile::create(path, *force)?;
+            let written = write_archive(&scan, file.file(), path, opts);
+            match written {
+                Ok((_, mut summary)) => {
+                    file.commit()?;
+                    summary.removed_stale = removed;
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // The archive error matters more than a failed cleanup.
+                    let _ = file.abort();
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Writes the archive of `scan` to `out` (`out_name` names it in errors) and
+/// returns the writer. The stream is complete, FOOT included, when this
+/// returns `Ok`; nothing is flushed or finished by `Drop`.
+pub fn write_archive<W: Write>(
+    scan: &Scan,
+    out: W,
+    out_name: &Path,
+    opts: &CreateOptions,
+) -> Result<(W, CreateSummary)> {
+    let threads = effective_threads(opts.threads);
+    let wrap = |e: io::Error| from_io(e, "write", out_name);
+    let mut w = HashWriter::new(out, out_name);
+    let created_unix_ms = opts.created_unix_ms.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    });
+    let head = Head {
+        format: FORMAT_NAME.into(),
+        version: VERSION,
+        created_unix_ms,
+        tool: format!("sydra-archive {}", env!("CARGO_PKG_VERSION")),
+        source: scan.root.display().to_string(),
+        zstd_level: opts.level,
+        entries: scan.entries.clone(),
+        total_bytes: scan.total_bytes,
+        skipped: scan.skipped.clone(),
+    };
+    let head_json = head.to_json();
+    if head_json.len() as u64 > MAX_HEAD_BODY {
+        return Err(Error::Refused(format!(
+            "{} entries make a HEAD of {} bytes, over the format's limit of {MAX_HEAD_BODY}",
+            head.entries.len(),
+            head_json.len()
+        )));
+    }
+    drop(head);
+    write_skippable(&mut w, &TAG_HEAD, &head_json).map_err(wrap)?;
+    drop(head_json);
+
+    let mut enc = zstd::stream::write::Encoder::new(&mut w, opts.level).map_err(wrap)?;
+    enc.include_checksum(true).map_err(wrap)?;
+    enc.multithread(threads).map_err(wrap)?;
+    let mut tar = tar::Builder::new(enc);
+    let mut sums = Sums::default();
+    let (mut files, mut dirs) = (0u64, 0u64);
+    for e in &scan.entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(e.mode);
+        header.set_mtime(e.mtime as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        match e.kind {
+            EntryKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, &e.path, io::empty())
+                    .map_err(wrap)?;
+                dirs += 1;
+            }
+            EntryKind::File => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(e.size);
+                let path = scan.root.join(&e.path);
+                let file = File::open(&path).map_err(|err| Error::io("open", &path, err))?;
+                let mut src = BufReader::with_capacity(
+                    256 * 1024,
+                    SourceReader {
+                        file,
+                        path: &path,
+                        remaining: e.size,
+                        hasher: Sha256::new(),
+                    },
+                );
+                tar.append_data(&mut header, &e.path, &mut src)
+                    .map_err(wrap)?;
+                let digest: [u8; 32] = src.into_inner().hasher.finalize().into();
+                sums.files.push(FileSum {
+                    path: e.path.clone(),
+                    size: e.size,
+                    sha256: hex(&digest),
+                });
+                files += 1;
+            }
+        }
+    }
+    let enc = tar.into_inner().map_err(wrap)?;
+    enc.finish().map_err(wrap)?;
+
+    let sums_json = sums.to_json();
+    if sums_json.len() as u64 > MAX_SUMS_BODY {
+        return Err(Error::Refused(format!(
+            "SUMS of {} bytes is over the format's limit of {MAX_SUMS_BODY}",
+            sums_json.len()
+        )));
+    }
+    write_skippable(&mut w, &TAG_SUMS, &sums_json).map_err(wrap)?;
+    let footer = Footer::new(w.count, w.hasher.clone().finalize().into());
+    w.write_all(&footer.encode()).map_err(wrap)?;
+    w.flush().map_err(wrap)?;
+    let bytes = w.count;
+    let sha256: [u8; 32] = w.hasher.finalize().into();
+    Ok((
+        w.inner,
+        CreateSummary {
+            bytes,
+            sha256,
+            files,
+            dirs,
+            data_bytes: scan.total_bytes,
+            skipped: scan.skipped.clone(),
+            followed: scan.followed.clone(),
+            removed_stale: Vec::new(),
+            threads,
+        },
+    ))
+}
+
+/// Turns an `io::Error` that came back through tar/zstd into the crate's
+/// error: ours travel inside `io::Error::other`, anything else is an I/O
+/// failure of `op` on `path`.
+pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = e.into_inner().expect("checked");
+        return *inner.downcast::<Error>().expect("checked");
+    }
+    Error::io(op, path, e)
+}
+
+/// Reads exactly the scanned size of a source file and hashes it.
+struct SourceReader<'a> {
+    file: File,
+    path: &'a Path,
+    remaining: u64,
+    hasher: Sha256,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = loop {
+            match self.file.read(&mut buf[..want]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io::Error::other(Error::io("read", self.path, e))),
+            }
+        };
+        if n == 0 {
+            return Err(io::Error::other(Error::Source {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "file shrank while being archived ({} bytes missing)",
+                    self.remaining
+                ),
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts and hashes everything written through it; write errors carry the
+/// output's name.
+struct HashWriter<'a, W> {
+    inner: W,
+    name: &'a Path,
+    count: u64,
+    hasher: Sha256,
+}
+
+impl<'a, W: Write> HashWriter<'a, W> {
+    fn new(inner: W, name: &'a Path) -> Self {
+        HashWriter {
+            inner,
+            name,
+            count: 0,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for HashWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                e
+            } else {
+                io::Error::other(Error::io("write", self.name, e))
+            }
+        })?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner
+            .flush()
+            .map_err(|e| io::Error::other(Error::io("flush", self.name, e)))
+    }
+}

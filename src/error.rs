@@ -1,0 +1,143 @@
+//! The one error type of the library.
+//!
+//! Every variant says what a caller can do about it: [`Error::is_archive_fault`]
+//! separates "the archive is bad" (exit 1) from everything else (exit 2).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while writing, reading or restoring an archive.
+#[derive(Debug)]
+pub enum Error {
+    /// An I/O operation on `path` failed (not a fault of the archive's content).
+    Io {
+        /// What was being done, e.g. "read", "open", "rename".
+        op: &'static str,
+        /// The file or directory involved (`-` for stdin/stdout).
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The archive is malformed, truncated or its checksums do not match.
+    Corrupt(String),
+    /// The archive tries something a well-formed archive never does
+    /// (escaping paths, links, devices, duplicate entries...).
+    Hostile {
+        /// The entry path as the archive spells it (lossy UTF-8).
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The archive declares a format version this build cannot read.
+    UnsupportedVersion(u64),
+    /// The data directory cannot be archived as it is (symlink below the
+    /// layout, special file, non-UTF-8 name, file shrinking while read...).
+    Source {
+        /// The offending path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The operation was refused before anything was changed
+    /// (output exists, nothing to archive, terminal output...).
+    Refused(String),
+    /// A SIGINT or SIGTERM arrived; everything temporary was removed.
+    Interrupted,
+}
+
+impl Error {
+    /// Wraps an I/O error with the operation and the path it concerns.
+    pub fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A corrupt-archive error with a message.
+    pub fn corrupt(msg: impl Into<String>) -> Error {
+        Error::Corrupt(msg.into())
+    }
+
+    /// A hostile-entry error.
+    pub fn hostile(path: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Hostile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the archive itself is at fault (corrupt, truncated, tampered,
+    /// hostile, unsupported version, not an archive): the CLI exits with 1.
+    pub fn is_archive_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt(_) | Error::Hostile { .. } | Error::UnsupportedVersion(_)
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => {
+                write!(f, "cannot {op} {}: {source}", display_path(path))
+            }
+            Error::Corrupt(msg) => write!(f, "corrupt archive: {msg}"),
+            Error::Hostile { path, reason } => {
+                write!(f, "hostile archive entry {path:?}: {reason}")
+            }
+            Error::UnsupportedVersion(v) => {
+                write!(
+                    f,
+                    "unsupported archive version {v} (this build reads version 1)"
+                )
+            }
+            Error::Source { path, reason } => {
+                write!(f, "cannot archive {}: {reason}", path.display())
+            }
+            Error::Refused(msg) => write!(f, "{msg}"),
+            Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// How paths appear in messages: `-` is spelled as the stream it stands for.
+pub fn display_path(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin/stdout>".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_faults_are_classified() {
+        assert!(Error::corrupt("x").is_archive_fault());
+        assert!(Error::hostile("a", "b").is_archive_fault());
+        assert!(Error::UnsupportedVersion(2).is_archive_fault());
+        assert!(!Error::Refused("x".into()).is_archive_fault());
+        assert!(!Error::Interrupted.is_archive_fault());
+        let e = Error::io("open", "/x", io::Error::from(io::ErrorKind::NotFound));
+        assert!(!e.is_archive_fault());
+        assert!(e.to_string().starts_with("cannot open /x"));
+    }
+}

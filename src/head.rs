@@ -1,0 +1,235 @@
+//! HEAD: the JSON header that lists every entry before the data.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layout;
+
+/// The `format` value of every archive.
+pub const FORMAT_NAME: &str = "sydra-archive";
+/// The format version this build writes and reads.
+pub const VERSION: u64 = 1;
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+impl EntryKind {
+    /// The word used in HEAD and in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+        }
+    }
+}
+
+/// One archive member, as HEAD declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// File or directory.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// The decoded HEAD frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Head {
+    /// Always `sydra-archive`.
+    pub format: String,
+    /// Always 1 for this format.
+    pub version: u64,
+    /// When the archive was written.
+    pub created_unix_ms: u64,
+    /// The writer, e.g. `sydra-archive 0.1.0`.
+    pub tool: String,
+    /// The data directory as given to `create`.
+    pub source: String,
+    /// The zstd level used.
+    pub zstd_level: i32,
+    /// Every member, in archive order.
+    pub entries: Vec<Entry>,
+    /// Sum of the sizes of all file entries.
+    pub total_bytes: u64,
+    /// Top-level names left out of the archive (informational).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    format: Option<serde_json::Value>,
+    version: Option<serde_json::Value>,
+}
+
+impl Head {
+    /// Encodes HEAD as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("HEAD serializes")
+    }
+
+    /// Decodes and validates a HEAD body: format name, version, and every
+    /// structural rule ([`Head::validate`]).
+    pub fn parse(body: &[u8]) -> Result<Head> {
+        let probe: Probe = serde_json::from_slice(body)
+            .map_err(|e| Error::corrupt(format!("HEAD is not valid JSON: {e}")))?;
+        match probe.format.as_ref().and_then(|v| v.as_str()) {
+            Some(FORMAT_NAME) => {}
+            _ => {
+                return Err(Error::corrupt(
+                    "HEAD does not declare format \"sydra-archive\"",
+                ));
+            }
+        }
+        match probe.version.as_ref().and_then(|v| v.as_u64()) {
+            Some(VERSION) => {}
+            Some(v) => return Err(Error::UnsupportedVersion(v)),
+            None => return Err(Error::corrupt("HEAD has no numeric version")),
+        }
+        let head: Head = serde_json::from_slice(body)
+            .map_err(|e| Error::corrupt(format!("HEAD does not match format version 1: {e}")))?;
+        head.validate()?;
+        Ok(head)
+    }
+
+    /// Checks the rules every HEAD obeys: legal canonical paths inside the
+    /// layout, no duplicates, every directory before its contents, directory
+    /// sizes 0, and `total_bytes` equal to the sum of file sizes.
+    pub fn validate(&self) -> Result<()> {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(self.entries.len());
+        let mut dirs: HashSet<&str> = HashSet::new();
+        let mut total: u64 = 0;
+        for e in &self.entries {
+            let is_dir = e.kind == EntryKind::Dir;
+            layout::check_path(&e.path, is_dir).map_err(|why| Error::hostile(&e.path, why))?;
+            if !seen.insert(&e.path) {
+                return Err(Error::hostile(&e.path, "duplicate path in HEAD"));
+            }
+            if let Some(parent) = layout::parent(&e.path)
+                && !dirs.contains(parent)
+            {
+                return Err(Error::hostile(
+                    &e.path,
+                    format!("parent directory {parent:?} is not declared before it"),
+                ));
+            }
+            if is_dir {
+                if e.size != 0 {
+                    return Err(Error::hostile(&e.path, "directory with a non-zero size"));
+                }
+                dirs.insert(&e.path);
+            } else {
+                total = total
+                    .checked_add(e.size)
+                    .ok_or_else(|| Error::corrupt("HEAD sizes overflow"))?;
+            }
+        }
+        if total != self.total_bytes {
+            return Err(Error::corrupt(format!(
+                "HEAD total_bytes {} does not equal the sum of file sizes {total}",
+                self.total_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Number of file entries.
+    pub fn file_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            size,
+            mode: 0o644,
+            mtime: 1,
+        }
+    }
+
+    pub(crate) fn sample() -> Head {
+        Head {
+            format: FORMAT_NAME.into(),
+            version: 1,
+            created_unix_ms: 5,
+            tool: "t".into(),
+            source: "s".into(),
+            zstd_level: 3,
+            entries: vec![
+                entry("MANIFEST", EntryKind::File, 3),
+                entry("wal", EntryKind::Dir, 0),
+                entry("wal/current.wal", EntryKind::File, 33),
+            ],
+            total_bytes: 36,
+            skipped: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let h = sample();
+        let json = h.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains(r#""type":"file""#), "{text}");
+        let back = Head::parse(&json).unwrap();
+        assert_eq!(back.entries, h.entries);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_versions_checked() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["future_field"] = serde_json::json!({"x": 1});
+        assert!(Head::parse(&serde_json::to_vec(&v).unwrap()).is_ok());
+        v["version"] = serde_json::json!(2);
+        v["entries"] = serde_json::json!("different shape");
+        let e = Head::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedVersion(2)), "{e}");
+    }
+
+    #[test]
+    fn structural_rules() {
+        let mut h = sample();
+        h.entries.swap(1, 2); // file before its directory
+        assert!(h.validate().is_err());
+
+        let mut h = sample();
+        h.entries.push(entry("MANIFEST", EntryKind::File, 0));
+        assert!(h.validate().unwrap_err().to_string().contains("duplicate"));
+
+        let mut h = sample();
+        h.total_bytes += 1;
+        assert!(h.validate().is_err());
+
+        let mut h = sample();
+        h.entries[2].path = "wal/../../etc/x".into();
+        assert!(h.validate().unwrap_err().is_archive_fault());
+
+        assert!(Head::parse(b"not json").is_err());
+        assert!(Head::parse(br#"{"format":"tar","version":1}"#).is_err());
+    }
+}

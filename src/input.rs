@@ -1,0 +1,221 @@
+//! A buffered, hashing, peekable reader over an archive source.
+//!
+//! Every byte the parser consumes is fed to a running SHA-256, so when the
+//! parser reaches FOOT the hash of `[0, position)` is exactly what FOOT must
+//! hold: no seeking and no hold-back buffer are needed, and stdin works the
+//! same way as a file. Reads never allocate more than their fixed buffer.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Peekable buffered reader that hashes and counts what is consumed.
+pub struct Input<R> {
+    inner: R,
+    path: PathBuf,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    consumed: u64,
+    hasher: Sha256,
+}
+
+impl<R: Read> Input<R> {
+    /// Wraps `inner`; `path` names the source in error messages.
+    pub fn new(inner: R, path: &Path) -> Input<R> {
+        Input {
+            inner,
+            path: path.to_path_buf(),
+            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            eof: false,
+            consumed: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.consumed
+    }
+
+    /// SHA-256 of every byte consumed so far.
+    pub fn digest(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+
+    fn read_more(&mut self) -> Result<usize> {
+        if self.eof {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", &self.path, e)),
+            }
+        }
+    }
+
+    /// The buffered bytes, reading more if none are buffered. Empty at EOF.
+    pub fn fill(&mut self) -> Result<&[u8]> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+            self.read_more()?;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    /// At least `n` bytes (fewer only at EOF), without consuming them.
+    /// `n` must not exceed the buffer size.
+    pub fn peek(&mut self, n: usize) -> Result<&[u8]> {
+        assert!(n <= BUF_SIZE);
+        if self.end - self.pos < n {
+            if self.pos + n > BUF_SIZE {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            while self.end - self.pos < n {
+                if self.read_more()? == 0 {
+                    break;
+                }
+            }
+        }
+        let avail = (self.end - self.pos).min(n);
+        Ok(&self.buf[self.pos..self.pos + avail])
+    }
+
+    /// Marks `n` buffered bytes as consumed (and hashes them).
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.end - self.pos);
+        self.hasher.update(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        self.consumed += n as u64;
+    }
+
+    /// Reads exactly `out.len()` bytes; running out is a truncated archive.
+    pub fn read_exact(&mut self, out: &mut [u8], what: &str) -> Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            let avail = self.fill()?;
+            if avail.is_empty() {
+                return Err(truncated(what));
+            }
+            let n = avail.len().min(out.len() - done);
+            out[done..done + n].copy_from_slice(&avail[..n]);
+            self.consume(n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes into a vector that grows only as bytes arrive, so a
+    /// hostile length never causes a large allocation by itself.
+    pub fn read_vec(&mut self, len: u64, what: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let avail = self.fill()?;
+            if avail.is_empty() {
+                return Err(truncated(what));
+            }
+            let n = (avail.len() as u64).min(left) as usize;
+            out.extend_from_slice(&avail[..n]);
+            self.consume(n);
+            left -= n as u64;
+        }
+        Ok(out)
+    }
+
+    /// Consumes `len` bytes without keeping them.
+    pub fn skip(&mut self, len: u64, what: &str) -> Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let avail = self.fill()?;
+            if avail.is_empty() {
+                return Err(truncated(what));
+            }
+            let n = (avail.len() as u64).min(left) as usize;
+            self.consume(n);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// True when no byte is left.
+    pub fn at_eof(&mut self) -> Result<bool> {
+        Ok(self.fill()?.is_empty())
+    }
+}
+
+/// The error for an archive that ends too early.
+pub fn truncated(what: &str) -> Error {
+    Error::corrupt(format!("truncated: archive ends inside {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out one byte per call, to exercise refills.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            out[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn peek_consume_and_hash() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut input = Input::new(Trickle(&data), Path::new("t"));
+        assert_eq!(input.peek(4).unwrap(), &data[..4]);
+        input.consume(2);
+        let mut two = [0u8; 10];
+        input.read_exact(&mut two, "x").unwrap();
+        assert_eq!(&two, &data[2..12]);
+        let rest = input.read_vec(988, "x").unwrap();
+        assert_eq!(rest, &data[12..]);
+        assert!(input.at_eof().unwrap());
+        assert_eq!(input.position(), 1000);
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(input.digest(), want);
+    }
+
+    #[test]
+    fn short_reads_are_truncation() {
+        let mut input = Input::new(&b"abc"[..], Path::new("t"));
+        let err = input.read_vec(10, "head").unwrap_err();
+        assert!(err.is_archive_fault(), "{err}");
+        assert!(err.to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn peek_at_eof_is_short() {
+        let mut input = Input::new(&b"ab"[..], Path::new("t"));
+        assert_eq!(input.peek(4).unwrap(), b"ab");
+        input.consume(2);
+        assert!(input.at_eof().unwrap());
+    }
+}

@@ -1,0 +1,47 @@
+//! sydra-archive: one verifiable `.tar.zst` file from a SydraDB data
+//! directory, and back.
+//!
+//! An archive is a sequence of zstd frames (see `FORMAT.md`):
+//! `HEAD` (skippable, JSON header) · `DATA` (zstd frames holding one tar
+//! stream) · `SUMS` (skippable, per-file SHA-256) · `FOOT` (skippable,
+//! 64 bytes, SHA-256 of everything before it). Stock `zstd` and `tar`
+//! read the data; this crate proves it whole.
+//!
+//! Modules, one concept each:
+//! - [`error`]: the one error type and its exit-code classification
+//! - [`layout`]: what belongs to a SydraDB data directory
+//! - [`frame`]: skippable frames and the zstd frame walker
+//! - [`head`], [`sums`], [`footer`]: the three metadata frames
+//! - [`input`]: the hashing, peekable archive reader
+//! - [`data`]: decoding the DATA frames as one stream
+//! - [`scan`]: walking a data directory in archive order
+//! - [`create`]: writing an archive
+//! - [`read`]: reading and checking an archive as a stream
+//! - [`verify`]: `verify` and `list` on paths or stdin
+//! - [`publish`]: atomic write-then-rename of output files
+//! - [`cleanup`]: temporary paths removed on error and signals
+//! - [`sydradb`]: SydraDB WAL records and segments (encode, decode)
+//! - [`fixture`]: a deterministic generator of SydraDB data directories
+
+pub mod cleanup;
+pub mod create;
+pub mod data;
+pub mod error;
+pub mod fixture;
+pub mod footer;
+pub mod frame;
+pub mod head;
+pub mod input;
+pub mod layout;
+pub mod publish;
+pub mod read;
+pub mod scan;
+pub mod sums;
+pub mod sydradb;
+pub mod verify;
+
+pub use create::{CreateOptions, CreateSummary, Output, create, write_archive};
+pub use error::{Error, Result};
+pub use head::{Entry, EntryKind, Head};
+pub use read::{Depth, ReadSummary, Sink, read_archive, read_head};
+pub use verify::{list, verify};

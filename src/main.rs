@@ -1,0 +1,211 @@
+//! The `sydra-archive` binary: parse arguments, call the library, map the
+//! result to an exit code (0 ok, 1 bad archive, 2 anything else).
+
+mod cli;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+use sydra_archive::sums::hex;
+use sydra_archive::{CreateOptions, Depth, Error, Output};
+
+use cli::{Cli, Command, CreateArgs, ListArgs, VerifyArgs};
+
+const EXIT_ARCHIVE: u8 = 1;
+const EXIT_OTHER: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = sydra_archive::cleanup::install_signal_handlers(i32::from(EXIT_OTHER)) {
+        eprintln!("sydra-archive: cannot install signal handlers: {e}");
+        return ExitCode::from(EXIT_OTHER);
+    }
+    let result = match cli.command {
+        Command::Create(a) => create(a),
+        Command::Verify(a) => verify(a),
+        Command::List(a) => list(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::from(EXIT_OTHER);
+            }
+            eprintln!("sydra-archive: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(err) if err.is_archive_fault() => EXIT_ARCHIVE,
+        _ => EXIT_OTHER,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
+    let text = format!("{v}\n");
+    if to_stderr {
+        io::stderr().write_all(text.as_bytes())?;
+    } else {
+        io::stdout().write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let to_stdout = a.output == Path::new("-");
+    let output = if to_stdout {
+        Output::Stdout
+    } else {
+        Output::File {
+            path: a.output.clone(),
+            force: a.force,
+        }
+    };
+    let created_unix_ms = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => Some(
+            s.trim()
+                .parse::<u64>()
+                .context("SOURCE_DATE_EPOCH is not a number of seconds")?
+                * 1000,
+        ),
+        Err(_) => None,
+    };
+    let opts = CreateOptions {
+        level: a.level,
+        threads: a.threads,
+        created_unix_ms,
+    };
+    let s = sydra_archive::create(&a.data_dir, &output, &opts)?;
+    let secs = started.elapsed().as_secs_f64();
+    let archive = a.output.display().to_string();
+    if a.json {
+        print_json(
+            to_stdout,
+            &json!({
+                "archive": archive,
+                "bytes": s.bytes,
+                "sha256": hex(&s.sha256),
+                "files": s.files,
+                "dirs": s.dirs,
+                "data_bytes": s.data_bytes,
+                "skipped": s.skipped,
+                "followed": s.followed,
+                "removed_stale_temps": s.removed_stale,
+                "threads": s.threads,
+                "seconds": secs,
+            }),
+        )?;
+    }
+    if !a.quiet {
+        for name in &s.skipped {
+            eprintln!("sydra-archive: skipped {name:?} (not part of the SydraDB layout)");
+        }
+        for name in &s.followed {
+            eprintln!("sydra-archive: followed symlink {name:?}");
+        }
+        for p in &s.removed_stale {
+            eprintln!(
+                "sydra-archive: removed stale temporary file {}",
+                p.display()
+            );
+        }
+        if !a.json {
+            eprintln!(
+                "sydra-archive: wrote {archive}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",
+                s.files,
+                s.data_bytes,
+                s.bytes,
+                hex(&s.sha256)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let depth = if a.quick { Depth::Quick } else { Depth::Full };
+    let result = sydra_archive::verify(&a.archive, depth);
+    let secs = started.elapsed().as_secs_f64();
+    let archive = a.archive.display().to_string();
+    match result {
+        Ok(s) => {
+            let files = s.head.file_count();
+            if a.json {
+                print_json(
+                    false,
+                    &json!({
+                        "ok": true,
+                        "archive": archive,
+                        "mode": if a.quick { "quick" } else { "full" },
+                        "bytes": s.bytes,
+                        "sha256": hex(&s.sha256),
+                        "files": files,
+                        "entries": s.head.entries.len(),
+                        "data_bytes": s.head.total_bytes,
+                        "frames": s.frames,
+                        "seconds": secs,
+                    }),
+                )?;
+            } else {
+                writeln!(
+                    io::stdout(),
+                    "ok {archive}: {} ({files} files, {} data bytes, {} archive bytes, sha256 {}) in {secs:.2}s",
+                    if a.quick {
+                        "quick check"
+                    } else {
+                        "fully verified"
+                    },
+                    s.head.total_bytes,
+                    s.bytes,
+                    hex(&s.sha256)
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let code = if e.is_archive_fault() {
+                EXIT_ARCHIVE
+            } else {
+                EXIT_OTHER
+            };
+            if a.json {
+                print_json(
+                    false,
+                    &json!({"ok": false, "archive": archive, "error": e.to_string()}),
+                )?;
+            }
+            eprintln!("sydra-archive: verify {archive}: {e}");
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let head = sydra_archive::list(&a.archive)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if a.json {
+        serde_json::to_writer(&mut out, &head)?;
+        out.write_all(b"\n")?;
+    } else {
+        for e in &head.entries {
+            writeln!(out, "{:<4} {:>12} {}", e.kind.as_str(), e.size, e.path)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

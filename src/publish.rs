@@ -1,0 +1,288 @@
+//! Atomic publication of an output file: write a temporary sibling, fsync
+//! it, rename it over the target, fsync the directory.
+//!
+//! After a crash at any point the target is absent, the old file, or the
+//! complete new one. Temporary files are named
+//! `.<name>.sydra-tmp.<pid>.<nonce>`; ones left by a dead process (after
+//! SIGKILL or power loss) are removed by the next run that writes the same
+//! target.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::cleanup::Temp;
+use crate::error::{Error, Result};
+
+/// A file being written that appears at its target only on [`AtomicFile::commit`].
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: File,
+    temp: Temp,
+    target: PathBuf,
+    dir: PathBuf,
+    force: bool,
+}
+
+/// Marker that names temporary files.
+const TMP_MARK: &str = ".sydra-tmp.";
+
+fn split(target: &Path) -> Result<(PathBuf, String)> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::Refused(format!("{} does not name a file", target.display())))?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
+/// Leftover temporary files of `target` whose writer process is gone.
+pub fn stale_temps(target: &Path) -> Result<Vec<PathBuf>> {
+    let (dir, name) = split(target)?;
+    let prefix = format!(".{name}{TMP_MARK}");
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) => return Err(Error::io("read directory", &dir, e)),
+    };
+    for ent in rd.flatten() {
+        let fname = ent.file_name();
+        let fname = fname.to_string_lossy();
+        let Some(rest) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid: Option<i32> = rest.split('.').next().and_then(|p| p.parse().ok());
+        if let Some(pid) = pid
+            && !process_alive(pid)
+        {
+            out.push(ent.path());
+        }
+    }
+    Ok(out)
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+impl AtomicFile {
+    /// Starts writing `target`. Refuses an existing target unless `force`;
+    /// removes stale temporary files of earlier, killed runs (returned in
+    /// the second element so the caller can report them).
+    pub fn create(target: &Path, force: bool) -> Result<(AtomicFile, Vec<PathBuf>)> {
+        let (dir, name) = split(target)?;
+        match fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::Refused(format!(
+                    "{} is a directory; refusing to replace it",
+                    target.display()
+                )));
+            }
+            Ok(_) if !force => {
+                return Err(Error::Refused(format!(
+                    "{} already exists; use --force to replace it",
+                    target.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", target, e)),
+        }
+        let mut removed = Vec::new();
+        for stale in stale_temps(target)? {
+            if fs::remove_file(&stale).is_ok() {
+                removed.push(stale);
+            }
+        }
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(
+            ".{name}{TMP_MARK}{}.{nonce:08x}",
+            std::process::id()
+        ));
+        let temp = Temp::register(&tmp);
+        let file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                temp.commit(|_| ()); // nothing was created: just forget it
+                return Err(Error::io("create", &tmp, e));
+            }
+        };
+        Ok((
+            AtomicFile {
+                file,
+                temp,
+                target: target.to_path_buf(),
+                dir,
+                force,
+            },
+            removed,
+        ))
+    }
+
+    /// The temporary file to write to.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The temporary path.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Makes the file durable and renames it over the target, then makes
+    /// the rename durable. On failure the temporary file is removed.
+    pub fn commit(self) -> Result<()> {
+        let AtomicFile {
+            file,
+            temp,
+            target,
+            dir,
+            force,
+        } = self;
+        if let Err(e) = file.sync_all() {
+            let path = temp.path().to_path_buf();
+            let _ = temp.remove();
+            return Err(Error::io("fsync", path, e));
+        }
+        drop(file);
+        let tmp_path = temp.path().to_path_buf();
+        let renamed = temp.commit(|tmp| {
+            let r = if force {
+                fs::rename(tmp, &target)
+            } else {
+                rename_noreplace(tmp, &target)
+            };
+            if r.is_err() {
+                let _ = fs::remove_file(tmp);
+            }
+            r
+        });
+        match renamed {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Refused(format!(
+                    "{} appeared while writing; refusing to replace it (use --force)",
+                    target.display()
+                )));
+            }
+            Err(e) => return Err(Error::io("rename into place", tmp_path, e)),
+        }
+        sync_dir(&dir)
+    }
+
+    /// Removes the temporary file; the target is untouched.
+    pub fn abort(self) -> Result<()> {
+        let path = self.temp.path().to_path_buf();
+        drop(self.file);
+        self.temp.remove().map_err(|e| Error::io("remove", path, e))
+    }
+}
+
+/// fsyncs a directory so that renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Renames without replacing an existing target (`renameat2(RENAME_NOREPLACE)`,
+/// or `link` + `unlink` where the filesystem lacks it).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let cfrom = CString::new(from.as_os_str().as_bytes())?;
+    let cto = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated paths, AT_FDCWD.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_refuse_and_abort() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("a.tar.zst");
+        let (mut f, _) = AtomicFile::create(&out, false).unwrap();
+        f.file().write_all(b"new").unwrap();
+        assert!(!out.exists());
+        f.commit().unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+
+        assert!(matches!(
+            AtomicFile::create(&out, false),
+            Err(Error::Refused(_))
+        ));
+
+        let (mut f, _) = AtomicFile::create(&out, true).unwrap();
+        f.file().write_all(b"other").unwrap();
+        let tmp = f.temp_path().to_path_buf();
+        f.abort().unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_found() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("x");
+        // pid 0x7fffffff cannot exist; our own pid is alive.
+        let dead = t.path().join(format!(".x{TMP_MARK}2147483646.0"));
+        let alive = t
+            .path()
+            .join(format!(".x{TMP_MARK}{}.0", std::process::id()));
+        fs::write(&dead, b"").unwrap();
+        fs::write(&alive, b"").unwrap();
+        assert_eq!(stale_temps(&out).unwrap(), vec![dead.clone()]);
+        let (f, removed) = AtomicFile::create(&out, false).unwrap();
+        assert_eq!(removed, vec![dead]);
+        f.abort().unwrap();
+    }
+
+    #[test]
+    fn noreplace_refuses_existing() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a");
+        let b = t.path().join("b");
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+    }
+}

@@ -1,0 +1,273 @@
+//! Reading an archive as a stream: every frame, every tar member against
+//! HEAD, every file against SUMS, and the footer hash.
+//!
+//! The reader trusts nothing: HEAD is validated before any member is looked
+//! at, each member must be exactly the next HEAD entry (path, type, size)
+//! before a byte of it is handed on, and no length from the archive is
+//! allocated before the bytes arrive.
+
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::create::from_io;
+use crate::data::DataDecoder;
+use crate::error::{Error, Result};
+use crate::footer::{FOOT_LEN, Footer};
+use crate::frame::{
+    MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, read_skippable, walk_zstd_frames,
+};
+use crate::head::{Entry, EntryKind, Head};
+use crate::input::{Input, truncated};
+use crate::sums::{Sums, parse_hex32};
+
+/// Most zero padding accepted after the tar end-of-archive block.
+const MAX_TAR_PADDING: u64 = 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
+
+/// Receives what the reader has checked so far. A sink must treat file data
+/// as unverified until [`read_archive`] returns `Ok`.
+pub trait Sink {
+    /// HEAD, validated, before any data.
+    fn head(&mut self, _head: &Head) -> Result<()> {
+        Ok(())
+    }
+    /// A directory member that matched its HEAD entry.
+    fn dir(&mut self, _entry: &Entry) -> Result<()> {
+        Ok(())
+    }
+    /// A file member that matched its HEAD entry; its data follows.
+    fn file_start(&mut self, _entry: &Entry) -> Result<()> {
+        Ok(())
+    }
+    /// The next chunk of the current file.
+    fn file_data(&mut self, _data: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// The current file is complete (size as declared).
+    fn file_end(&mut self, _entry: &Entry) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink that keeps nothing (for `verify`).
+pub struct NullSink;
+impl Sink for NullSink {}
+
+/// How much of the archive to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Frames, footer hash, HEAD and SUMS structure; no decompression.
+    Quick,
+    /// Everything: also decompress, match every tar member against HEAD and
+    /// every file against SUMS.
+    Full,
+}
+
+/// What a successful read found.
+#[derive(Debug, Clone)]
+pub struct ReadSummary {
+    /// The archive's HEAD.
+    pub head: Head,
+    /// Archive size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole archive.
+    pub sha256: [u8; 32],
+    /// Number of zstd data frames.
+    pub frames: u64,
+}
+
+/// Reads and validates only HEAD (for `list`).
+pub fn read_head<R: Read>(src: R, name: &Path) -> Result<Head> {
+    let mut input = Input::new(src, name);
+    Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)
+}
+
+/// Reads a whole archive from `src`, feeding `sink`, and checks it to `depth`.
+pub fn read_archive<R: Read>(
+    src: R,
+    name: &Path,
+    depth: Depth,
+    sink: &mut impl Sink,
+) -> Result<ReadSummary> {
+    let mut input = Input::new(src, name);
+    let head = Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)?;
+    sink.head(&head)?;
+    let (digests, frames) = match depth {
+        Depth::Full => {
+            let (d, f) = read_data(&mut input, &head, sink)?;
+            (Some(d), f)
+        }
+        Depth::Quick => (None, walk_zstd_frames(&mut input)?),
+    };
+    let sums = Sums::parse(
+        &read_skippable(&mut input, &TAG_SUMS, MAX_SUMS_BODY)?,
+        &head,
+    )?;
+    if let Some(digests) = digests {
+        for (s, d) in sums.files.iter().zip(&digests) {
+            if parse_hex32(&s.sha256).as_ref() != Some(d) {
+                return Err(Error::corrupt(format!(
+                    "content of {:?} does not match its SHA-256 in SUMS",
+                    s.path
+                )));
+            }
+        }
+    }
+    let body_len = input.position();
+    let body_sha = input.digest();
+    if input.at_eof()? {
+        return Err(Error::corrupt(
+            "missing FOOT frame: archive ends after SUMS",
+        ));
+    }
+    let mut foot = [0u8; FOOT_LEN];
+    input.read_exact(&mut foot, "the FOOT frame")?;
+    let footer = Footer::decode(&foot)?;
+    if !input.at_eof()? {
+        return Err(Error::corrupt("bytes after the FOOT frame"));
+    }
+    footer.check(body_len, &body_sha)?;
+    Ok(ReadSummary {
+        head,
+        bytes: input.position(),
+        sha256: input.digest(),
+        frames,
+    })
+}
+
+fn tar_err(e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        return from_io(e, "read", Path::new("-"));
+    }
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return truncated("the tar stream");
+    }
+    Error::corrupt(format!("tar stream: {e}"))
+}
+
+fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str> {
+    use tar::EntryType as T;
+    match t {
+        T::Regular => Ok(EntryKind::File),
+        T::Directory => Ok(EntryKind::Dir),
+        T::Symlink => Err("symlink"),
+        T::Link => Err("hardlink"),
+        T::Char | T::Block => Err("device"),
+        T::Fifo => Err("fifo"),
+        T::GNUSparse => Err("sparse file"),
+        T::XGlobalHeader => Err("pax global header"),
+        _ => Err("non-regular"),
+    }
+}
+
+/// Decodes DATA, checks every member against HEAD, feeds `sink`, and
+/// returns the SHA-256 of every file (in order) and the frame count.
+fn read_data<R: Read>(
+    input: &mut Input<R>,
+    head: &Head,
+    sink: &mut impl Sink,
+) -> Result<(Vec<[u8; 32]>, u64)> {
+    let dec = DataDecoder::new(input)?;
+    let mut ar = tar::Archive::new(BufReader::with_capacity(CHUNK, dec));
+    let mut digests = Vec::with_capacity(head.file_count());
+    let mut buf = vec![0u8; CHUNK];
+    let mut idx = 0usize;
+    for member in ar.entries().map_err(tar_err)? {
+        let mut member = member.map_err(tar_err)?;
+        let raw = member.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let Some(want) = head.entries.get(idx) else {
+            return Err(Error::hostile(shown, "tar member not listed in HEAD"));
+        };
+        idx += 1;
+        let kind = member_kind(member.header().entry_type()).map_err(|what| {
+            Error::hostile(
+                &shown,
+                format!("{what} member: only files and directories are allowed"),
+            )
+        })?;
+        let mut path: &[u8] = &raw;
+        if kind == EntryKind::Dir && path.len() > 1 && path.ends_with(b"/") {
+            path = &path[..path.len() - 1];
+        }
+        if path != want.path.as_bytes() {
+            return Err(Error::hostile(
+                shown,
+                format!("tar member does not match HEAD entry {:?}", want.path),
+            ));
+        }
+        if kind != want.kind {
+            return Err(Error::hostile(
+                shown,
+                format!(
+                    "tar member is a {} but HEAD says {}",
+                    kind.as_str(),
+                    want.kind.as_str()
+                ),
+            ));
+        }
+        let size = member.size();
+        if size != want.size {
+            return Err(Error::hostile(
+                shown,
+                format!("tar member is {size} bytes but HEAD declares {}", want.size),
+            ));
+        }
+        match kind {
+            EntryKind::Dir => sink.dir(want)?,
+            EntryKind::File => {
+                sink.file_start(want)?;
+                let mut hasher = Sha256::new();
+                let mut got = 0u64;
+                loop {
+                    let n = member.read(&mut buf).map_err(tar_err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    sink.file_data(&buf[..n])?;
+                    got += n as u64;
+                }
+                if got != size {
+                    return Err(truncated("the tar stream"));
+                }
+                digests.push(hasher.finalize().into());
+                sink.file_end(want)?;
+            }
+        }
+    }
+    if let Some(missing) = head.entries.get(idx) {
+        return Err(Error::hostile(
+            &missing.path,
+            "HEAD entry missing from the tar stream",
+        ));
+    }
+    // tar-rs stops after the first zero block; the rest of DATA must be the
+    // second zero block and at most some more zero padding.
+    let mut rest = ar.into_inner();
+    let mut padding = 0u64;
+    loop {
+        let n = rest.read(&mut buf).map_err(tar_err)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(Error::corrupt("data after the end of the tar stream"));
+        }
+        padding += n as u64;
+        if padding > MAX_TAR_PADDING {
+            return Err(Error::corrupt(
+                "more than 1 MiB of padding after the tar stream",
+            ));
+        }
+    }
+    if padding < 512 {
+        return Err(Error::corrupt(
+            "tar stream lacks its end-of-archive zero blocks",
+        ));
+    }
+    let frames = rest.into_inner().frames();
+    Ok((digests, frames))
+}

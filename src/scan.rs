@@ -1,0 +1,245 @@
+//! Scanning a data directory: which entries an archive of it holds, in
+//! archive order, with their sizes, modes and times.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::head::{Entry, EntryKind};
+use crate::layout::{self, TopLevel};
+
+/// The result of scanning a data directory.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The data directory as given.
+    pub root: PathBuf,
+    /// Every entry to archive, in archive order.
+    pub entries: Vec<Entry>,
+    /// Top-level names that are not part of the layout and are left out.
+    pub skipped: Vec<String>,
+    /// Symlinks that were followed (the data dir, `wal`, `segments`).
+    pub followed: Vec<String>,
+    /// Sum of the file sizes.
+    pub total_bytes: u64,
+}
+
+impl Scan {
+    /// Number of file entries.
+    pub fn file_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count()
+    }
+}
+
+/// Scans `root`. Refuses a directory that holds none of the layout.
+pub fn scan(root: &Path) -> Result<Scan> {
+    let mut scan = Scan {
+        root: root.to_path_buf(),
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        followed: Vec::new(),
+        total_bytes: 0,
+    };
+    let lmeta = fs::symlink_metadata(root).map_err(|e| Error::io("read", root, e))?;
+    if lmeta.file_type().is_symlink() {
+        scan.followed.push(root.display().to_string());
+    }
+    let meta = fs::metadata(root).map_err(|e| Error::io("read", root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is not a directory",
+            root.display()
+        )));
+    }
+    for name in sorted_names(root)? {
+        let Ok(name_str) = std::str::from_utf8(&name) else {
+            scan.skipped
+                .push(String::from_utf8_lossy(&name).into_owned());
+            continue;
+        };
+        let path = root.join(name_str);
+        match layout::classify_top(&name) {
+            TopLevel::Other => scan.skipped.push(name_str.to_string()),
+            TopLevel::File => {
+                let m = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+                if !m.file_type().is_file() {
+                    return Err(Error::Source {
+                        path,
+                        reason: format!("{} is not a regular file", describe(&m)),
+                    });
+                }
+                scan.push(name_str.to_string(), EntryKind::File, &m);
+            }
+            TopLevel::Dir => {
+                let l = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+                let m = if l.file_type().is_symlink() {
+                    let m =
+                        fs::metadata(&path).map_err(|e| Error::io("follow symlink", &path, e))?;
+                    scan.followed.push(name_str.to_string());
+                    m
+                } else {
+                    l
+                };
+                if !m.is_dir() {
+                    return Err(Error::Source {
+                        path,
+                        reason: format!("{} where a directory belongs", describe(&m)),
+                    });
+                }
+                scan.push(name_str.to_string(), EntryKind::Dir, &m);
+                scan.walk(&path, name_str)?;
+            }
+        }
+    }
+    if scan.entries.is_empty() {
+        return Err(Error::Refused(format!(
+            "{} holds no SydraDB data (none of MANIFEST, tags.json, wal/, segments/); nothing written",
+            root.display()
+        )));
+    }
+    Ok(scan)
+}
+
+impl Scan {
+    fn push(&mut self, path: String, kind: EntryKind, m: &fs::Metadata) {
+        let size = if kind == EntryKind::File { m.len() } else { 0 };
+        self.total_bytes += size;
+        self.entries.push(Entry {
+            path,
+            kind,
+            size,
+            mode: m.permissions().mode() & 0o777,
+            mtime: m.mtime().max(0),
+        });
+    }
+
+    fn walk(&mut self, dir: &Path, rel: &str) -> Result<()> {
+        for name in sorted_names(dir)? {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            let Ok(name_str) = std::str::from_utf8(&name) else {
+                return Err(Error::Source {
+                    path,
+                    reason: "name is not valid UTF-8".into(),
+                });
+            };
+            let rel_path = format!("{rel}/{name_str}");
+            if let Err(why) = layout::check_path(&rel_path, false) {
+                return Err(Error::Source { path, reason: why });
+            }
+            let m = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+            if m.is_dir() {
+                self.push(rel_path.clone(), EntryKind::Dir, &m);
+                self.walk(&path, &rel_path)?;
+            } else if m.is_file() {
+                self.push(rel_path, EntryKind::File, &m);
+            } else {
+                return Err(Error::Source {
+                    path,
+                    reason: format!("{} inside the layout is not archived", describe(&m)),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    use std::os::unix::ffi::OsStringExt;
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut names = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        names.push(ent.file_name().into_vec());
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+fn describe(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(s: &Scan) -> Vec<&str> {
+        s.entries.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn order_skips_and_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::write(d.join("tags.json"), b"{}").unwrap();
+        fs::write(d.join("MANIFEST"), b"").unwrap();
+        fs::write(d.join("0123456789abcdef"), b"leftover").unwrap();
+        fs::create_dir_all(d.join("segments/7200")).unwrap();
+        fs::create_dir_all(d.join("segments/-3600")).unwrap();
+        fs::write(d.join("segments/7200/b.seg"), b"bb").unwrap();
+        fs::write(d.join("segments/7200/a.seg"), b"a").unwrap();
+        fs::create_dir_all(t.path().join("walreal")).unwrap();
+        fs::write(d.join("walreal/current.wal"), [0u8; 33]).unwrap();
+        let data = d.join("data");
+        fs::create_dir(&data).unwrap();
+        for n in ["tags.json", "MANIFEST", "0123456789abcdef"] {
+            fs::rename(d.join(n), data.join(n)).unwrap();
+        }
+        fs::rename(d.join("segments"), data.join("segments")).unwrap();
+        std::os::unix::fs::symlink(d.join("walreal"), data.join("wal")).unwrap();
+
+        let s = scan(&data).unwrap();
+        assert_eq!(
+            names(&s),
+            [
+                "MANIFEST",
+                "segments",
+                "segments/-3600",
+                "segments/7200",
+                "segments/7200/a.seg",
+                "segments/7200/b.seg",
+                "tags.json",
+                "wal",
+                "wal/current.wal"
+            ]
+        );
+        assert_eq!(s.skipped, ["0123456789abcdef"]);
+        assert_eq!(s.followed, ["wal"]);
+        assert_eq!(s.total_bytes, 2 + 1 + 2 + 33);
+        assert_eq!(s.file_count(), 5);
+    }
+
+    #[test]
+    fn refusals() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("other"), b"x").unwrap();
+        assert!(matches!(scan(t.path()), Err(Error::Refused(_))));
+
+        fs::create_dir(t.path().join("wal")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join("wal/evil")).unwrap();
+        let e = scan(t.path()).unwrap_err();
+        assert!(matches!(e, Error::Source { .. }), "{e}");
+        assert!(
+            e.to_string().contains("wal/evil") && e.to_string().contains("symlink"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! SydraDB's on-disk records: WAL records and SYSEG2 segments (encode and
+//! decode), as the server writes and reads them.
+
+/// Bytes in one WAL record: `len u32 (=25) | type u8 | series u64 | ts i64 | value f64 | crc32`.
+pub const WAL_RECORD_LEN: usize = 33;
+/// Payload bytes covered by the CRC (type through value).
+pub const WAL_PAYLOAD_LEN: u32 = 25;
+/// Bytes of a SYSEG2 header.
+pub const SEGMENT_HEADER_LEN: usize = 44;
+
+/// CRC-32 (IEEE, as zlib's `crc32`).
+pub fn crc32(data: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (i, slot) in t.iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *slot = c;
+        }
+        t
+    });
+    let mut c = !0u32;
+    for &b in data {
+        c = table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// One WAL `Put` record.
+pub fn wal_record(series_id: u64, ts: i64, value: f64) -> [u8; WAL_RECORD_LEN] {
+    let mut r = [0u8; WAL_RECORD_LEN];
+    r[..4].copy_from_slice(&WAL_PAYLOAD_LEN.to_le_bytes());
+    r[4] = 1;
+    r[5..13].copy_from_slice(&series_id.to_le_bytes());
+    r[13..21].copy_from_slice(&ts.to_le_bytes());
+    r[21..29].copy_from_slice(&value.to_bits().to_le_bytes());
+    let crc = crc32(&r[4..29]);
+    r[29..].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+/// Checks a WAL file the way replay does; returns the record count or the
+/// offset and reason of the first bad record.
+pub fn check_wal(data: &[u8]) -> Result<u64, (u64, String)> {
+    let mut off = 0usize;
+    let mut n = 0u64;
+    while off < data.len() {
+        if data.len() - off < 4 {
+            return Err((off as u64, "short record length".into()));
+        }
+        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+        if len == 0 || len > 1 << 20 {
+            return Err((off as u64, format!("bad record length {len}")));
+        }
+        if data.len() - off - 4 < len + 4 {
+            return Err((off as u64, "short record".into()));
+        }
+        let payload = &data[off + 4..off + 4 + len];
+        let crc = u32::from_le_bytes(data[off + 4 + len..off + 8 + len].try_into().unwrap());
+        if crc32(payload) != crc {
+            return Err((off as u64, "CRC mismatch".into()));
+        }
+        off += len + 8;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Encodes a SYSEG2 segment of `points` (time-ordered, all in `hour`).
+pub fn encode_segment(series_id: u64, hour: i64, points: &[(i64, f64)]) -> Vec<u8> {
+    let start = points.first().map_or(0, |p| p.0);
+    let end = points.last().map_or(0, |p| p.0);
+    let mut out = Vec::with_capacity(SEGMENT_HEADER_LEN + points.len() * 4);
+    out.extend_from_slice(b"SYSEG2");
+    out.extend_from_slice(&series_id.to_le_bytes());
+    out.extend_from_slice(&hour.to_le_bytes());
+    out.extend_from_slice(&(points.len() as u32).to_le_bytes());
+    out.extend_from_slice(&start.to_le_bytes());
+    out.extend_from_slice(&end.to_le_bytes());
+    out.extend_from_slice(&[1, 1]);
+    let (mut prev_ts, mut prev_delta) = (start, 0i64);
+    for &(ts, _) in points {
+        let delta = ts - prev_ts;
+        put_varint(&mut out, zigzag(delta - prev_delta));
+        prev_delta = delta;
+        prev_ts = ts;
+    }
+    let mut prev: Option<u64> = None;
+    for &(_, v) in points {
+        let bits = v.to_bits();
+        match prev {
+            None => {
+                out.push(2);
+                out.extend_from_slice(&bits.to_le_bytes());
+            }
+            Some(p) if p == bits => out.push(0),
+            Some(p) => {
+                let x = p ^ bits;
+                let (lz, tz) = (x.leading_zeros(), x.trailing_zeros());
+                let nbytes = (64 - lz - tz).div_ceil(8) as usize;
+                out.extend_from_slice(&[1, lz as u8, tz as u8, nbytes as u8]);
+                out.extend_from_slice(&(x >> tz).to_le_bytes()[..nbytes]);
+            }
+        }
+        prev = Some(bits);
+    }
+    out
+}
+
+/// A decoded segment header and its points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Series id.
+    pub series_id: u64,
+    /// Hour bucket.
+    pub hour: i64,
+    /// `(ts, value)` points.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Decodes a whole SYSEG2 (or SYSEG1) segment; the error is the offset and
+/// reason of the first problem.
+pub fn decode_segment(b: &[u8]) -> Result<Segment, (u64, String)> {
+    let bad = |off: usize, why: &str| Err((off as u64, why.to_string()));
+    if b.len() < 42 || !(b.starts_with(b"SYSEG2") || b.starts_with(b"SYSEG1")) {
+        return bad(0, "not a SYSEG2/SYSEG1 header");
+    }
+    let v2 = b.starts_with(b"SYSEG2");
+    let hdr = if v2 { SEGMENT_HEADER_LEN } else { 42 };
+    if b.len() < hdr {
+        return bad(0, "short header");
+    }
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let series_id = u64_at(6);
+    let hour = u64_at(14) as i64;
+    let count = u32::from_le_bytes(b[22..26].try_into().unwrap()) as usize;
+    let start = u64_at(26) as i64;
+    let mut p = hdr;
+    let mut ts_list = Vec::with_capacity(count.min(1 << 20));
+    let (mut prev_ts, mut prev_delta) = (start, 0i64);
+    for _ in 0..count {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let Some(&byte) = b.get(p) else {
+                return bad(p, "truncated timestamp varint");
+            };
+            p += 1;
+            if shift > 63 {
+                return bad(p, "varint too long");
+            }
+            v |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let delta = prev_delta.wrapping_add(unzigzag(v));
+        prev_ts = prev_ts.wrapping_add(delta);
+        prev_delta = delta;
+        ts_list.push(prev_ts);
+    }
+    let mut points = Vec::with_capacity(ts_list.len());
+    let mut prev = 0u64;
+    for ts in ts_list {
+        let Some(&m) = b.get(p) else {
+            return bad(p, "truncated value");
+        };
+        let bits = match m {
+            2 if b.len() >= p + 9 => {
+                p += 9;
+                u64_at(p - 8)
+            }
+            0 if !points.is_empty() => {
+                p += 1;
+                prev
+            }
+            1 if b.len() >= p + 4 && b.len() >= p + 4 + b[p + 3] as usize && b[p + 3] <= 8 => {
+                let (tz, n) = (u32::from(b[p + 2]), b[p + 3] as usize);
+                let mut x = [0u8; 8];
+                x[..n].copy_from_slice(&b[p + 4..p + 4 + n]);
+                p += 4 + n;
+                prev ^ (u64::from_le_bytes(x).checked_shl(tz).unwrap_or(0))
+            }
+            _ => return bad(p, "bad value marker or truncated value"),
+        };
+        prev = bits;
+        points.push((ts, f64::from_bits(bits)));
+    }
+    if p != b.len() {
+        return bad(p, "trailing bytes after the last value");
+    }
+    Ok(Segment {
+        series_id,
+        hour,
+        points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_matches_zlib() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn wal_records_check() {
+        let mut w = wal_record(u64::MAX - 3, 1_748_736_000, 19.71).to_vec();
+        w.extend(wal_record(7, 1_748_736_010, -1.5));
+        assert_eq!(check_wal(&w), Ok(2));
+        assert!(check_wal(&w[..40]).is_err());
+        w[10] ^= 1;
+        assert_eq!(check_wal(&w).unwrap_err().0, 0);
+    }
+
+    #[test]
+    fn segment_round_trip() {
+        let pts: Vec<(i64, f64)> = (0..360)
+            .map(|i| {
+                (
+                    3600 + i * 10,
+                    if i % 3 == 0 {
+                        19.5
+                    } else {
+                        19.5 + i as f64 * 0.01
+                    },
+                )
+            })
+            .collect();
+        let b = encode_segment(0x9000_0000_0000_0001, 3600, &pts);
+        let s = decode_segment(&b).unwrap();
+        assert_eq!(s.points, pts);
+        assert_eq!(s.hour, 3600);
+        assert!(decode_segment(&b[..b.len() - 1]).is_err());
+        let one = encode_segment(1, 0, &[(5, 1.0)]);
+        assert_eq!(one.len(), 54); // the smallest segment seen on a real server
+    }
+}

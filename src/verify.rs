@@ -1,0 +1,62 @@
+//! `verify` and `list`: checking an archive at a path or on stdin without
+//! writing anything.
+
+use std::fs::File;
+use std::io::Read;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::head::Head;
+use crate::read::{Depth, NullSink, ReadSummary, read_archive, read_head};
+
+/// An open archive source: a file, or stdin when the path is `-`.
+pub enum ArchiveReader {
+    /// A regular file.
+    File(File),
+    /// Standard input (never closed).
+    Stdin(ManuallyDrop<File>),
+}
+
+impl Read for ArchiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ArchiveReader::File(f) => f.read(buf),
+            ArchiveReader::Stdin(f) => f.read(buf),
+        }
+    }
+}
+
+/// Opens `path` for reading; `-` is stdin. Directories are refused.
+pub fn open_archive(path: &Path) -> Result<ArchiveReader> {
+    if path == Path::new("-") {
+        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop
+        // keeps it from being closed.
+        return Ok(ArchiveReader::Stdin(ManuallyDrop::new(unsafe {
+            File::from_raw_fd(0)
+        })));
+    }
+    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if m.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is a directory, not an archive",
+            path.display()
+        )));
+    }
+    Ok(ArchiveReader::File(f))
+}
+
+/// Verifies the archive at `path` (`-` for stdin) to `depth`.
+pub fn verify(path: &Path, depth: Depth) -> Result<ReadSummary> {
+    let src = open_archive(path)?;
+    read_archive(src, path, depth, &mut NullSink)
+}
+
+/// Reads and validates the HEAD of the archive at `path` (`-` for stdin).
+/// This does not verify any data: use [`verify`] for that.
+pub fn list(path: &Path) -> Result<Head> {
+    let src = open_archive(path)?;
+    read_head(src, path)
+}
