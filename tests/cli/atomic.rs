@@ -1,0 +1,184 @@
+//! Atomic publication: killed, interrupted or failed runs never leave a
+//! partial OUT.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sydra_archive::fixture::{FixtureSpec, generate};
+
+use crate::helpers::*;
+
+/// A data dir that takes a noticeable time to archive at a high level.
+fn medium_data(dir: &Path) -> PathBuf {
+    let d = dir.join("medium");
+    generate(
+        &d,
+        &FixtureSpec {
+            series: 20,
+            duration_s: 36 * 3600,
+            flush_s: 900,
+            wal_rotate_bytes: 4 << 20,
+            ..FixtureSpec::default()
+        },
+    )
+    .unwrap();
+    d
+}
+
+const SLOW: [&str; 4] = ["--level", "15", "--threads", "1"];
+
+fn spawn_create(data: &Path, out: &Path, force: bool) -> std::process::Child {
+    let mut c = bin();
+    c.args(["create", p(data), "-o", p(out), "-q"]).args(SLOW);
+    if force {
+        c.arg("--force");
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn temps(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".sydra-tmp."))
+        .collect()
+}
+
+fn time_full_run(data: &Path, out: &Path) -> Duration {
+    let start = Instant::now();
+    let o = spawn_create(data, out, false).wait_with_output().unwrap();
+    expect_code(&o, 0);
+    let d = start.elapsed();
+    fs::remove_file(out).unwrap();
+    d
+}
+
+#[test]
+fn sigkill_at_many_points_never_leaves_a_partial_archive() {
+    let t = tempfile::tempdir().unwrap();
+    let data = medium_data(t.path());
+    let outdir = t.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("a.tar.zst");
+    let full = time_full_run(&data, &out);
+
+    let old = {
+        let tiny = tiny_data(t.path());
+        create(&tiny, &out);
+        fs::read(&out).unwrap()
+    };
+    let steps = 8u32;
+    let (mut saw_old, mut saw_new, mut saw_absent) = (0, 0, 0);
+    for force in [false, true] {
+        for k in 0..=steps {
+            if force {
+                fs::write(&out, &old).unwrap();
+            } else {
+                let _ = fs::remove_file(&out);
+            }
+            let mut child = spawn_create(&data, &out, force);
+            std::thread::sleep(full * k / steps);
+            signal(&child, libc::SIGKILL);
+            let status = child.wait().unwrap();
+            match fs::read(&out) {
+                Err(_) => {
+                    assert!(!force, "forced run lost the old archive");
+                    saw_absent += 1;
+                }
+                Ok(bytes) if bytes == old => {
+                    assert!(force, "old archive appeared from nowhere");
+                    saw_old += 1;
+                }
+                Ok(_) => {
+                    let o = run(&["verify", p(&out)]);
+                    assert_eq!(
+                        code(&o),
+                        0,
+                        "partial archive after SIGKILL at step {k} ({status:?}): {}",
+                        stderr(&o)
+                    );
+                    saw_new += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        saw_absent + saw_old > 0 && saw_new > 0,
+        "kills landed both before and after publish: {saw_absent} {saw_old} {saw_new}"
+    );
+
+    // Leftover temporaries of killed runs are recognizable and removed by
+    // the next run that writes the same target.
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&out),
+        "--force",
+        "--threads",
+        "1",
+    ]);
+    expect_code(&o, 0);
+    assert!(temps(&outdir).is_empty(), "{:?}", temps(&outdir));
+    let names: Vec<_> = fs::read_dir(&outdir).unwrap().collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn sigint_and_sigterm_remove_the_temporary_and_keep_out() {
+    let t = tempfile::tempdir().unwrap();
+    let data = medium_data(t.path());
+    let outdir = t.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("a.tar.zst");
+    let full = time_full_run(&data, &out);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        fs::write(&out, b"old archive").unwrap();
+        let child = spawn_create(&data, &out, true);
+        // Wait until the temporary exists, then interrupt.
+        let deadline = Instant::now() + full;
+        while temps(&outdir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!temps(&outdir).is_empty(), "no temporary seen");
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+        assert_eq!(fs::read(&out).unwrap(), b"old archive");
+        assert!(temps(&outdir).is_empty(), "{:?}", temps(&outdir));
+    }
+}
+
+#[test]
+fn write_errors_exit_2() {
+    // /dev/full gives a write error on stdout.
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let o = bin()
+        .args(["create", p(&data), "-o", "-"])
+        .stdout(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("No space left"), "{}", stderr(&o));
+
+    // Unwritable output directory.
+    let o = run(&["create", p(&data), "-o", "/proc/sydra-archive-test.tar.zst"]);
+    expect_code(&o, 2);
+}

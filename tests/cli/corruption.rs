@@ -1,0 +1,292 @@
+//! Corrupt, truncated, tampered and hostile archives all fail verification
+//! with exit 1.
+
+use std::fs;
+use std::path::Path;
+
+use sydra_archive::read::NullSink;
+use sydra_archive::{Depth, read_archive};
+
+use crate::helpers::*;
+
+fn lib_verify(bytes: &[u8], depth: Depth) -> sydra_archive::Result<()> {
+    read_archive(bytes, Path::new("mem"), depth, &mut NullSink).map(|_| ())
+}
+
+fn tiny_archive(t: &Path) -> Vec<u8> {
+    let data = tiny_data(t);
+    let out = t.join("tiny.tar.zst");
+    create(&data, &out);
+    fs::read(out).unwrap()
+}
+
+#[test]
+fn every_single_byte_flip_is_caught_in_process() {
+    let t = tempfile::tempdir().unwrap();
+    let a = tiny_archive(t.path());
+    lib_verify(&a, Depth::Full).unwrap();
+    for i in 0..a.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut b = a.clone();
+            b[i] ^= mask;
+            for depth in [Depth::Full, Depth::Quick] {
+                match lib_verify(&b, depth) {
+                    Err(e) if e.is_archive_fault() => {}
+                    other => panic!("flip {mask:#x} at {i}/{} ({depth:?}): {other:?}", a.len()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_truncation_and_extension_is_caught_in_process() {
+    let t = tempfile::tempdir().unwrap();
+    let a = tiny_archive(t.path());
+    for len in 0..a.len() {
+        for depth in [Depth::Full, Depth::Quick] {
+            match lib_verify(&a[..len], depth) {
+                Err(e) if e.is_archive_fault() => {}
+                other => panic!("truncated to {len} ({depth:?}): {other:?}"),
+            }
+        }
+    }
+    for extra in [&[0u8][..], b"x", &[0u8; 64], &a[a.len() - 64..]] {
+        let mut b = a.clone();
+        b.extend_from_slice(extra);
+        let e = lib_verify(&b, Depth::Full).unwrap_err();
+        assert!(
+            e.is_archive_fault() && e.to_string().contains("after the FOOT"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn byte_flips_through_the_binary_exit_1() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let a = fs::read(&out).unwrap();
+    let (head, dat, sums, _) = split(&a);
+    // Positions in every region, and at every frame boundary.
+    let h_end = 16 + head.len();
+    let d_end = h_end + dat.len();
+    let s_end = d_end + 16 + sums.len();
+    let mut positions = vec![
+        0,
+        4,
+        8,
+        15,
+        16,
+        h_end - 1,
+        h_end,
+        h_end + 4,
+        d_end - 1,
+        d_end,
+        d_end + 8,
+        s_end - 1,
+    ];
+    positions.extend((s_end..a.len()).step_by(7));
+    positions.extend((0..a.len()).step_by(a.len() / 60));
+    let bad = t.path().join("bad.tar.zst");
+    for &i in &positions {
+        let mut b = a.clone();
+        b[i] ^= 0x20;
+        fs::write(&bad, &b).unwrap();
+        for args in [["verify", p(&bad), ""], ["verify", "--quick", p(&bad)]] {
+            let args: Vec<&str> = args.into_iter().filter(|s| !s.is_empty()).collect();
+            let o = run(&args);
+            assert_eq!(code(&o), 1, "flip at {i}: {args:?}: {}", stderr(&o));
+            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        }
+    }
+    for len in [0, 10, 16, h_end, h_end + 100, d_end, s_end, a.len() - 1] {
+        fs::write(&bad, &a[..len]).unwrap();
+        let o = run(&["verify", p(&bad)]);
+        assert_eq!(code(&o), 1, "truncated to {len}: {}", stderr(&o));
+    }
+}
+
+fn expect_refused(bytes: &[u8], needle: &str) {
+    for depth in [Depth::Full] {
+        let e = lib_verify(bytes, depth).unwrap_err();
+        assert!(e.is_archive_fault(), "{e}");
+        assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("x.tar.zst");
+    fs::write(&f, bytes).unwrap();
+    let o = run(&["verify", p(&f)]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+}
+
+fn good_members() -> Vec<Member> {
+    vec![
+        file("MANIFEST", b"{}\n"),
+        dir("wal"),
+        file("wal/current.wal", &[1u8; 33]),
+    ]
+}
+
+#[test]
+fn crafted_control_archive_verifies() {
+    // Proves the test writer is right, so the refusals below are for the
+    // one thing each changes.
+    let a = craft_members(&good_members());
+    lib_verify(&a, Depth::Full).unwrap();
+    lib_verify(&a, Depth::Quick).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("c.tar.zst");
+    fs::write(&f, &a).unwrap();
+    expect_code(&run(&["verify", p(&f)]), 0);
+}
+
+#[test]
+fn unsupported_versions_are_refused() {
+    let m = good_members();
+    let mut head = head_for(&m);
+    head["version"] = serde_json::json!(2);
+    expect_refused(
+        &craft(&head, &raw_tar(&m), &sums_for(&m)),
+        "unsupported archive version 2",
+    );
+
+    let mut a = craft_members(&m);
+    let n = a.len();
+    a[n - 48] = 2; // FOOT version
+    expect_refused(&a, "unsupported archive version 2");
+}
+
+#[test]
+fn wrong_or_missing_frames_are_refused() {
+    let m = good_members();
+    let head = serde_json::to_vec(&head_for(&m)).unwrap();
+    let tar = zstd::encode_all(&raw_tar(&m)[..], 3).unwrap();
+    let sums = serde_json::to_vec(&sums_for(&m)).unwrap();
+
+    let mut body = skippable(b"SYDRSUMS", &head);
+    body.extend(&tar);
+    expect_refused(&seal(body), "expected SYDRHEAD");
+
+    let mut body = skippable(b"SYDRHEAD", &head);
+    body.extend(skippable(b"SYDRSUMS", &sums));
+    expect_refused(&seal(body), "no zstd data frame");
+
+    let mut body = skippable(b"SYDRHEAD", &head);
+    body.extend(&tar);
+    body.extend(skippable(b"SYDRXXXX", &sums));
+    expect_refused(&seal(body), "expected SYDRSUMS");
+
+    let mut body = skippable(b"SYDRHEAD", &head);
+    body.extend(&tar);
+    body.extend(skippable(b"SYDRSUMS", &sums));
+    expect_refused(&body, "FOOT");
+
+    let mut body = skippable(b"SYDRHEAD", b"{not json");
+    body.extend(&tar);
+    expect_refused(&seal(body), "HEAD is not valid JSON");
+
+    // An absurd HEAD length is refused before anything is allocated.
+    let mut body = SKIP_MAGIC.to_le_bytes().to_vec();
+    body.extend(u32::MAX.to_le_bytes());
+    body.extend(b"SYDRHEAD{}");
+    expect_refused(&body, "exceeds the limit");
+}
+
+#[test]
+fn members_must_match_head() {
+    let m = good_members();
+    let tar = raw_tar(&m);
+    let sums = sums_for(&m);
+
+    // tar member missing from HEAD
+    let mut head = head_for(&m);
+    head["entries"].as_array_mut().unwrap().pop();
+    head["total_bytes"] = serde_json::json!(3);
+    let short_sums = sums_for(&m[..2]);
+    expect_refused(&craft(&head, &tar, &short_sums), "not listed in HEAD");
+
+    // HEAD entry missing from tar
+    expect_refused(
+        &craft(&head_for(&m), &raw_tar(&m[..2]), &sums),
+        "missing from the tar stream",
+    );
+
+    // path differs
+    let mut other = good_members();
+    other[2].path = "wal/other.wal".into();
+    expect_refused(
+        &craft(&head_for(&m), &raw_tar(&other), &sums),
+        "does not match HEAD entry",
+    );
+
+    // size differs: the member is larger than HEAD declares
+    let mut big = good_members();
+    big[2].data = vec![0u8; 1 << 20];
+    expect_refused(
+        &craft(&head_for(&m), &raw_tar(&big), &sums),
+        "HEAD declares 33",
+    );
+
+    // symlink member, even when HEAD calls it a file
+    let mut link = good_members();
+    link[2].kind = b'2';
+    link[2].link = "/etc/passwd".into();
+    link[2].data.clear();
+    let mut lhead = head_for(&m);
+    lhead["entries"][2]["size"] = serde_json::json!(0);
+    lhead["total_bytes"] = serde_json::json!(3);
+    let mut lsums = sums.clone();
+    lsums["files"][1]["size"] = serde_json::json!(0);
+    expect_refused(&craft(&lhead, &raw_tar(&link), &lsums), "symlink");
+
+    // hardlink member
+    link[2].kind = b'1';
+    expect_refused(&craft(&lhead, &raw_tar(&link), &lsums), "hardlink");
+}
+
+#[test]
+fn hostile_paths_are_refused() {
+    for bad in [
+        "wal/../../etc/x",
+        "/etc/passwd",
+        "other/file",
+        "wal//x",
+        "wal/./x",
+    ] {
+        let m = vec![dir("wal"), file(bad, b"x")];
+        expect_refused(&craft_members(&m), "hostile archive entry");
+    }
+    let m = vec![dir("wal"), file("wal/a", b"x"), file("wal/a", b"y")];
+    expect_refused(&craft_members(&m), "duplicate");
+}
+
+#[test]
+fn tampered_content_with_recomputed_footer_is_refused() {
+    let m = good_members();
+    let mut tampered = good_members();
+    tampered[2].data[5] ^= 1;
+    // HEAD and SUMS describe the original; the tar holds other bytes of the
+    // same size; the footer is recomputed over the tampered body.
+    let a = craft(&head_for(&m), &raw_tar(&tampered), &sums_for(&m));
+    expect_refused(&a, "does not match its SHA-256 in SUMS");
+    // --quick does not decompress, so it cannot see this; full verify must.
+    lib_verify(&a, Depth::Quick).unwrap();
+}
+
+#[test]
+fn tar_end_must_be_clean() {
+    let m = good_members();
+    let mut tar = raw_tar(&m);
+    tar.truncate(tar.len() - 1024);
+    expect_refused(&craft(&head_for(&m), &tar, &sums_for(&m)), "end-of-archive");
+
+    let mut tar = raw_tar(&m);
+    tar.extend(b"junk after the end");
+    expect_refused(
+        &craft(&head_for(&m), &tar, &sums_for(&m)),
+        "after the end of the tar stream",
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests: drive the real `sydra-archive` binary.
+
+mod atomic;
+mod corruption;
+mod format;
+mod helpers;
+mod refusals;
+mod roundtrip;

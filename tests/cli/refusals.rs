@@ -1,0 +1,183 @@
+//! Every refusal and its exit code.
+
+use std::fs;
+
+use crate::helpers::*;
+
+#[test]
+fn existing_output_is_refused_unless_forced() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    fs::write(&out, b"precious").unwrap();
+    let o = run(&["create", p(&data), "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), b"precious");
+    assert_eq!(fs::read_dir(t.path()).unwrap().count(), 2, "no temp left");
+
+    let o = run(&["create", p(&data), "-o", p(&out), "--force"]);
+    expect_code(&o, 0);
+    expect_code(&run(&["verify", p(&out)]), 0);
+}
+
+#[test]
+fn data_dir_without_layout_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let empty = t.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::write(empty.join("notes.txt"), b"x").unwrap();
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&empty), "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("no SydraDB data"), "{}", stderr(&o));
+    assert!(!out.exists());
+    assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+
+    let o = run(&["create", p(&t.path().join("missing")), "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(!out.exists());
+}
+
+#[test]
+fn special_files_below_the_layout_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    std::os::unix::fs::symlink("/etc/hostname", data.join("segments/3600/link.seg")).unwrap();
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("segments/3600/link.seg"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+
+    fs::remove_file(data.join("segments/3600/link.seg")).unwrap();
+    let fifo = data.join("wal/pipe");
+    let c = std::ffi::CString::new(p(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let o = run(&["create", p(&data), "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("fifo"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn leftovers_at_the_top_are_skipped_and_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    fs::write(data.join("0123456789abcdef"), b"x").unwrap();
+    fs::create_dir(data.join("lost+found")).unwrap();
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!(["0123456789abcdef", "lost+found"])
+    );
+    assert!(stderr(&o).contains("skipped \"lost+found\""));
+    let o = run(&["list", p(&out)]);
+    assert!(!stdout(&o).contains("0123456789abcdef"));
+}
+
+#[test]
+fn stdout_terminal_is_refused() {
+    // Run the binary with stdout on a pseudo-terminal (python's pty module).
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let script = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let o = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            env!("CARGO_BIN_EXE_sydra-archive"),
+            "create",
+            p(&data),
+            "-o",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains("terminal"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("SYDRHEAD"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    expect_code(&run(&["frobnicate"]), 2);
+    expect_code(&run(&["create", "x"]), 2); // missing -o
+    expect_code(&run(&["verify", "a", "--bogus"]), 2);
+    expect_code(&run(&["create", "x", "-o", "y", "--level", "99"]), 2);
+    expect_code(&run(&[]), 2);
+    let help = run(&["--help"]);
+    expect_code(&help, 0);
+    assert!(stdout(&help).contains("Exit codes"));
+    for cmd in ["create", "verify", "list"] {
+        let o = run(&[cmd, "--help"]);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains("Exit codes"), "{cmd}");
+    }
+}
+
+#[test]
+fn unreadable_archives_are_other_failures() {
+    let t = tempfile::tempdir().unwrap();
+    let o = run(&["verify", p(&t.path().join("missing"))]);
+    expect_code(&o, 2);
+    let o = run(&["verify", p(t.path())]);
+    expect_code(&o, 2);
+    let o = run(&["list", p(&t.path().join("missing"))]);
+    expect_code(&o, 2);
+    let o = run(&["verify", "--json", p(&t.path().join("missing"))]);
+    expect_code(&o, 2);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("cannot open"));
+}
+
+#[test]
+fn non_archives_fail_verification() {
+    let t = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("text", b"hello, this is not an archive\n".to_vec()),
+        ("plain-zstd", zstd::encode_all(&b"data"[..], 3).unwrap()),
+        ("tiny", vec![0x53]),
+    ];
+    for (name, bytes) in cases {
+        let f = t.path().join(name);
+        fs::write(&f, &bytes).unwrap();
+        for args in [vec!["verify"], vec!["verify", "--quick"], vec!["list"]] {
+            let mut a = args.clone();
+            a.push(p(&f));
+            let o = run(&a);
+            expect_code(&o, 1);
+            assert_eq!(stderr(&o).lines().count(), 1, "one line: {}", stderr(&o));
+        }
+        let o = run(&["verify", "--json", p(&f)]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["ok"], false, "{name}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,174 @@
+//! Round trips: create, verify, zstd -t, tar --zstd -xf and diff -r agree.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use sydra_archive::fixture::{FixtureSpec, generate};
+
+use crate::helpers::*;
+
+fn stock_tools_agree(data: &Path, archive: &Path, scratch: &Path) {
+    let o = run(&["verify", p(archive)]);
+    expect_code(&o, 0);
+    let o = run(&["verify", "--quick", p(archive)]);
+    expect_code(&o, 0);
+    let z = Command::new("zstd")
+        .args(["-t", "-q", p(archive)])
+        .output()
+        .unwrap();
+    assert!(
+        z.status.success(),
+        "zstd -t: {}",
+        String::from_utf8_lossy(&z.stderr)
+    );
+    let x = scratch.join("extracted");
+    fs::create_dir(&x).unwrap();
+    let t = Command::new("tar")
+        .args(["--zstd", "-xf", p(archive), "-C", p(&x)])
+        .output()
+        .unwrap();
+    assert!(
+        t.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let d = Command::new("diff")
+        .args(["-r", p(data), p(&x)])
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success(),
+        "diff -r: {}",
+        String::from_utf8_lossy(&d.stdout)
+    );
+}
+
+#[test]
+fn small_dir_round_trips_through_stock_tools() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    stock_tools_agree(&data, &out, t.path());
+}
+
+#[test]
+fn tens_of_thousands_of_files_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("big");
+    // 25 series, 1-minute flushes, 14 hours: 21,000 segment files in 14 hour dirs.
+    let stats = generate(
+        &data,
+        &FixtureSpec {
+            series: 25,
+            duration_s: 14 * 3600,
+            flush_s: 60,
+            interval_s: 10,
+            wal_rotate_bytes: 1 << 20,
+            ..FixtureSpec::default()
+        },
+    )
+    .unwrap();
+    assert!(stats.files > 20_000, "{stats:?}");
+    let out = t.path().join("big.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["files"].as_u64().unwrap(), stats.files);
+    stock_tools_agree(&data, &out, t.path());
+}
+
+#[test]
+fn stdout_and_stdin() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let o = run(&["create", p(&data), "-o", "-", "--json"]);
+    expect_code(&o, 0);
+    let archive = o.stdout.clone();
+    // --json goes to stderr when the archive is on stdout.
+    let v: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(v["bytes"].as_u64().unwrap(), archive.len() as u64);
+    assert_eq!(v["sha256"].as_str().unwrap(), hex(&sha256(&archive)));
+
+    let o = run_stdin(&["verify", "-", "--json"], &archive);
+    expect_code(&o, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()["ok"],
+        true
+    );
+    let o = run_stdin(&["verify", "--quick", "-"], &archive);
+    expect_code(&o, 0);
+    let o = run_stdin(&["list", "-"], &archive);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.ends_with(" MANIFEST") && l.starts_with("file"))
+    );
+
+    let mut cut = archive.clone();
+    cut.truncate(archive.len() - 1);
+    let o = run_stdin(&["verify", "-"], &cut);
+    expect_code(&o, 1);
+    let o = run_stdin(&["verify", "--quick", "-"], &cut);
+    expect_code(&o, 1);
+
+    // The same archive written to a file is byte-identical in length and valid.
+    let out = t.path().join("f.tar.zst");
+    fs::write(&out, &archive).unwrap();
+    stock_tools_agree(&data, &out, t.path());
+}
+
+#[test]
+fn symlinked_wal_is_followed_and_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let elsewhere = t.path().join("wal-disk");
+    fs::rename(data.join("wal"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data.join("wal")).unwrap();
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["followed"], serde_json::json!(["wal"]));
+    assert!(
+        stderr(&o).contains("followed symlink \"wal\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["list", p(&out), "--json"]);
+    let head: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let wal = head["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "wal")
+        .unwrap();
+    assert_eq!(wal["type"], "dir");
+    assert!(
+        head["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "wal/current.wal")
+    );
+}
+
+#[test]
+fn list_json_is_the_head() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let o = run(&["list", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (head, ..) = split(&fs::read(&out).unwrap());
+    let head: serde_json::Value = serde_json::from_slice(&head).unwrap();
+    assert_eq!(v, head);
+    let o = run(&["list", p(&out)]);
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), head["entries"].as_array().unwrap().len());
+    assert!(lines[0].starts_with("file") && lines[0].ends_with("MANIFEST"));
+}
