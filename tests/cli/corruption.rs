@@ -110,11 +110,9 @@ fn byte_flips_through_the_binary_exit_1() {
 }
 
 fn expect_refused(bytes: &[u8], needle: &str) {
-    for depth in [Depth::Full] {
-        let e = lib_verify(bytes, depth).unwrap_err();
-        assert!(e.is_archive_fault(), "{e}");
-        assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
-    }
+    let e = lib_verify(bytes, Depth::Full).unwrap_err();
+    assert!(e.is_archive_fault(), "{e}");
+    assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
     let t = tempfile::tempdir().unwrap();
     let f = t.path().join("x.tar.zst");
     fs::write(&f, bytes).unwrap();
