@@ -52,6 +52,19 @@ pub enum Command {
         "Exit codes: 0 success, 1 the header is corrupt or hostile, 2 any other failure."
     ))]
     List(ListArgs),
+    /// Rebuild a data directory from an archive, verified before anything changes.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive restore backup.tar.zst /var/lib/sydradb\n",
+        "  sydra-archive restore --force backup.tar.zst /var/lib/sydradb\n",
+        "  aws s3 cp s3://bucket/backup.tar.zst - | sydra-archive restore - /var/lib/sydradb\n\n",
+        "The archive is extracted into a staging directory beside DATA_DIR, verified\n",
+        "completely, made durable, and only then renamed into place. With --force over\n",
+        "existing data the two are swapped atomically and the old tree is kept beside\n",
+        "DATA_DIR as DATA_DIR.pre-restore.<unix-ms>; nothing is ever deleted.\n\n",
+        "Exit codes: 0 restored, 1 archive failed verification, 2 any other failure."
+    ))]
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,4 +110,21 @@ pub struct ListArgs {
     /// Print the HEAD as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Archive path, or - for stdin.
+    pub archive: PathBuf,
+    /// The data directory to rebuild (absent or empty, or non-empty with --force).
+    pub data_dir: PathBuf,
+    /// Replace a non-empty DATA_DIR; its old contents are kept beside it.
+    #[arg(long)]
+    pub force: bool,
+    /// Print one JSON object with the result.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }

@@ -18,6 +18,7 @@
 //! - [`create`]: writing an archive
 //! - [`read`]: reading and checking an archive as a stream
 //! - [`verify`]: `verify` and `list` on paths or stdin
+//! - [`restore`]: staged, verified, atomic restore
 //! - [`publish`]: atomic write-then-rename of output files
 //! - [`cleanup`]: temporary paths removed on error and signals
 //! - [`sydradb`]: SydraDB WAL records and segments (encode, decode)
@@ -35,6 +36,7 @@ pub mod input;
 pub mod layout;
 pub mod publish;
 pub mod read;
+pub mod restore;
 pub mod scan;
 pub mod sums;
 pub mod sydradb;
@@ -44,4 +46,5 @@ pub use create::{CreateOptions, CreateSummary, Output, create, write_archive};
 pub use error::{Error, Result};
 pub use head::{Entry, EntryKind, Head};
 pub use read::{Depth, ReadSummary, Sink, read_archive, read_head};
+pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use verify::{list, verify};

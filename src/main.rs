@@ -12,9 +12,9 @@ use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
 use sydra_archive::sums::hex;
-use sydra_archive::{CreateOptions, Depth, Error, Output};
+use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
 
-use cli::{Cli, Command, CreateArgs, ListArgs, VerifyArgs};
+use cli::{Cli, Command, CreateArgs, ListArgs, RestoreArgs, VerifyArgs};
 
 const EXIT_ARCHIVE: u8 = 1;
 const EXIT_OTHER: u8 = 2;
@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Create(a) => create(a),
         Command::Verify(a) => verify(a),
         Command::List(a) => list(a),
+        Command::Restore(a) => restore(a),
     };
     match result {
         Ok(code) => code,
@@ -207,5 +208,61 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let s = sydra_archive::restore(&a.archive, &a.data_dir, &RestoreOptions { force: a.force })?;
+    let secs = started.elapsed().as_secs_f64();
+    let archive = a.archive.display().to_string();
+    if a.json {
+        print_json(
+            false,
+            &json!({
+                "archive": archive,
+                "data_dir": s.data_dir,
+                "bytes": s.read.bytes,
+                "sha256": hex(&s.read.sha256),
+                "files": s.read.head.file_count(),
+                "entries": s.read.head.entries.len(),
+                "data_bytes": s.read.head.total_bytes,
+                "kept_old": s.kept_old,
+                "removed_leftovers": s.removed_leftovers,
+                "reported_leftovers": s.reported_leftovers,
+                "seconds": secs,
+            }),
+        )?;
+    }
+    if !a.quiet {
+        for p in &s.removed_leftovers {
+            eprintln!(
+                "sydra-archive: removed unfinished staging directory {} of a killed run",
+                p.display()
+            );
+        }
+        for p in &s.reported_leftovers {
+            eprintln!(
+                "sydra-archive: {} was left by a killed restore and may hold a data dir; inspect it and remove it yourself",
+                p.display()
+            );
+        }
+        if let Some(k) = &s.kept_old {
+            eprintln!(
+                "sydra-archive: previous contents of {} kept at {}",
+                s.data_dir.display(),
+                k.display()
+            );
+        }
+        if !a.json {
+            eprintln!(
+                "sydra-archive: restored {archive} into {}: {} files, {} data bytes, verified, in {secs:.2}s, sha256 {}",
+                s.data_dir.display(),
+                s.read.head.file_count(),
+                s.read.head.total_bytes,
+                hex(&s.read.sha256)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

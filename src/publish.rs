@@ -30,7 +30,7 @@ pub struct AtomicFile {
 /// Marker that names temporary files.
 const TMP_MARK: &str = ".sydra-tmp.";
 
-fn split(target: &Path) -> Result<(PathBuf, String)> {
+pub(crate) fn split(target: &Path) -> Result<(PathBuf, String)> {
     let name = target
         .file_name()
         .ok_or_else(|| Error::Refused(format!("{} does not name a file", target.display())))?;
@@ -44,16 +44,18 @@ fn split(target: &Path) -> Result<(PathBuf, String)> {
 /// Leftover temporary files of `target` whose writer process is gone.
 pub fn stale_temps(target: &Path) -> Result<Vec<PathBuf>> {
     let (dir, name) = split(target)?;
-    let prefix = format!(".{name}{TMP_MARK}");
+    dead_leftovers(&dir, &format!(".{name}{TMP_MARK}"))
+}
+
+/// Entries of `dir` named `<prefix><pid>.<anything>` whose process `pid`
+/// no longer exists: what killed runs left behind.
+pub fn dead_leftovers(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) => return Err(Error::io("read directory", &dir, e)),
-    };
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for ent in rd.flatten() {
         let fname = ent.file_name();
         let fname = fname.to_string_lossy();
-        let Some(rest) = fname.strip_prefix(&prefix) else {
+        let Some(rest) = fname.strip_prefix(prefix) else {
             continue;
         };
         let pid: Option<i32> = rest.split('.').next().and_then(|p| p.parse().ok());
@@ -63,7 +65,17 @@ pub fn stale_temps(target: &Path) -> Result<Vec<PathBuf>> {
             out.push(ent.path());
         }
     }
+    out.sort();
     Ok(out)
+}
+
+/// A name suffix unique to this process and moment: `<pid>.<nonce>`.
+pub fn unique_suffix() -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}.{nonce:08x}", std::process::id())
 }
 
 fn process_alive(pid: i32) -> bool {

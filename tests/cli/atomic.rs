@@ -2,30 +2,11 @@
 //! partial OUT.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sydra_archive::fixture::{FixtureSpec, generate};
-
 use crate::helpers::*;
-
-/// A data dir that takes a noticeable time to archive at a high level.
-fn medium_data(dir: &Path) -> PathBuf {
-    let d = dir.join("medium");
-    generate(
-        &d,
-        &FixtureSpec {
-            series: 20,
-            duration_s: 36 * 3600,
-            flush_s: 900,
-            wal_rotate_bytes: 4 << 20,
-            ..FixtureSpec::default()
-        },
-    )
-    .unwrap();
-    d
-}
 
 const SLOW: [&str; 4] = ["--level", "15", "--threads", "1"];
 

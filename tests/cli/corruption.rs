@@ -120,19 +120,11 @@ fn expect_refused(bytes: &[u8], needle: &str) {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
 
-fn good_members() -> Vec<Member> {
-    vec![
-        file("MANIFEST", b"{}\n"),
-        dir("wal"),
-        file("wal/current.wal", &[1u8; 33]),
-    ]
-}
-
 #[test]
 fn crafted_control_archive_verifies() {
     // Proves the test writer is right, so the refusals below are for the
     // one thing each changes.
-    let a = craft_members(&good_members());
+    let a = craft_members(&good());
     lib_verify(&a, Depth::Full).unwrap();
     lib_verify(&a, Depth::Quick).unwrap();
     let t = tempfile::tempdir().unwrap();
@@ -143,7 +135,7 @@ fn crafted_control_archive_verifies() {
 
 #[test]
 fn unsupported_versions_are_refused() {
-    let m = good_members();
+    let m = good();
     let mut head = head_for(&m);
     head["version"] = serde_json::json!(2);
     expect_refused(
@@ -159,7 +151,7 @@ fn unsupported_versions_are_refused() {
 
 #[test]
 fn wrong_or_missing_frames_are_refused() {
-    let m = good_members();
+    let m = good();
     let head = serde_json::to_vec(&head_for(&m)).unwrap();
     let tar = zstd::encode_all(&raw_tar(&m)[..], 3).unwrap();
     let sums = serde_json::to_vec(&sums_for(&m)).unwrap();
@@ -195,7 +187,7 @@ fn wrong_or_missing_frames_are_refused() {
 
 #[test]
 fn members_must_match_head() {
-    let m = good_members();
+    let m = good();
     let tar = raw_tar(&m);
     let sums = sums_for(&m);
 
@@ -213,7 +205,7 @@ fn members_must_match_head() {
     );
 
     // path differs
-    let mut other = good_members();
+    let mut other = good();
     other[2].path = "wal/other.wal".into();
     expect_refused(
         &craft(&head_for(&m), &raw_tar(&other), &sums),
@@ -221,7 +213,7 @@ fn members_must_match_head() {
     );
 
     // size differs: the member is larger than HEAD declares
-    let mut big = good_members();
+    let mut big = good();
     big[2].data = vec![0u8; 1 << 20];
     expect_refused(
         &craft(&head_for(&m), &raw_tar(&big), &sums),
@@ -229,7 +221,7 @@ fn members_must_match_head() {
     );
 
     // symlink member, even when HEAD calls it a file
-    let mut link = good_members();
+    let mut link = good();
     link[2].kind = b'2';
     link[2].link = "/etc/passwd".into();
     link[2].data.clear();
@@ -263,8 +255,8 @@ fn hostile_paths_are_refused() {
 
 #[test]
 fn tampered_content_with_recomputed_footer_is_refused() {
-    let m = good_members();
-    let mut tampered = good_members();
+    let m = good();
+    let mut tampered = good();
     tampered[2].data[5] ^= 1;
     // HEAD and SUMS describe the original; the tar holds other bytes of the
     // same size; the footer is recomputed over the tampered body.
@@ -276,7 +268,7 @@ fn tampered_content_with_recomputed_footer_is_refused() {
 
 #[test]
 fn tar_end_must_be_clean() {
-    let m = good_members();
+    let m = good();
     let mut tar = raw_tar(&m);
     tar.truncate(tar.len() - 1024);
     expect_refused(&craft(&head_for(&m), &tar, &sums_for(&m)), "end-of-archive");

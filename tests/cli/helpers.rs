@@ -155,6 +155,8 @@ pub struct Member {
     pub kind: u8, // tar typeflag: b'0' file, b'5' dir, b'2' symlink...
     pub data: Vec<u8>,
     pub link: String,
+    /// Size written in the tar header when it should differ from the data.
+    pub declared: Option<u64>,
 }
 
 pub fn file(path: &str, data: &[u8]) -> Member {
@@ -163,6 +165,7 @@ pub fn file(path: &str, data: &[u8]) -> Member {
         kind: b'0',
         data: data.to_vec(),
         link: String::new(),
+        declared: None,
     }
 }
 
@@ -172,6 +175,7 @@ pub fn dir(path: &str) -> Member {
         kind: b'5',
         data: Vec::new(),
         link: String::new(),
+        declared: None,
     }
 }
 
@@ -191,7 +195,14 @@ pub fn raw_tar(members: &[Member]) -> Vec<u8> {
         octal(&mut h, 100, 8, 0o644);
         octal(&mut h, 108, 8, 0);
         octal(&mut h, 116, 8, 0);
-        octal(&mut h, 124, 12, m.data.len() as u64);
+        let size = m.declared.unwrap_or(m.data.len() as u64);
+        if size < 8u64.pow(11) {
+            octal(&mut h, 124, 12, size);
+        } else {
+            // GNU base-256 for sizes of 8 GiB and more.
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&size.to_be_bytes());
+        }
         octal(&mut h, 136, 12, 1);
         h[156] = m.kind;
         h[157..157 + m.link.len()].copy_from_slice(m.link.as_bytes());
@@ -279,4 +290,252 @@ pub fn split(a: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
     let (sums, end) = skip(at, b"SYDRSUMS");
     assert_eq!(end, a.len() - 64);
     (head, data, sums, a[end..].to_vec())
+}
+
+/// A data dir that takes a noticeable time to archive and restore.
+pub fn medium_data(dir: &Path) -> PathBuf {
+    let d = dir.join("medium");
+    generate(
+        &d,
+        &FixtureSpec {
+            series: 20,
+            duration_s: 36 * 3600,
+            flush_s: 900,
+            wal_rotate_bytes: 4 << 20,
+            ..FixtureSpec::default()
+        },
+    )
+    .unwrap();
+    d
+}
+
+/// A digest of a whole tree: every path, type, mode, mtime and content,
+/// in name order. Two trees with the same digest are the same to SydraDB.
+pub fn tree_digest(root: &Path) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fn walk(root: &Path, rel: &Path, h: &mut Sha256) {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let m = std::fs::symlink_metadata(root.join(&r)).unwrap();
+            h.update(r.to_str().unwrap().as_bytes());
+            h.update(format!("|{:o}|{}|", m.permissions().mode(), m.mtime()).as_bytes());
+            if m.is_dir() {
+                h.update(b"dir\n");
+                walk(root, &r, h);
+            } else {
+                h.update(std::fs::read(root.join(&r)).unwrap());
+                h.update(b"\n");
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    walk(root, Path::new(""), &mut h);
+    hex(&h.finalize())
+}
+
+/// Names in `dir` that look like staging or temporary leftovers.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".sydra-staging.") || n.contains(".sydra-tmp."))
+        .collect()
+}
+
+/// Runs the binary with at most 512 MiB of address space and a 60 s limit.
+pub fn run_bounded(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = bin();
+    c.args(args).stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 512 << 20,
+                rlim_max: 512 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                // SAFETY: kill(2) on our child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!watchdog.join().unwrap(), "{args:?} ran for over 60 s");
+    out
+}
+
+pub fn good() -> Vec<Member> {
+    vec![
+        file("MANIFEST", b"{}\n"),
+        dir("wal"),
+        file("wal/current.wal", &[1u8; 33]),
+    ]
+}
+
+/// Every kind of hostile or broken archive the readers must refuse with exit 1.
+pub fn hostile_archives() -> Vec<(&'static str, Vec<u8>)> {
+    let mut v: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    for (name, bad) in [
+        ("dotdot", "wal/../../escape"),
+        ("absolute", "/tmp/sydra-archive-escape"),
+        ("outside-layout", "other/file"),
+        ("double-slash", "wal//x"),
+        ("dot", "wal/./x"),
+        ("trailing-slash", "wal/x/"),
+    ] {
+        v.push((name, craft_members(&[dir("wal"), file(bad, b"x")])));
+    }
+    for (name, kind) in [
+        ("symlink", b'2'),
+        ("hardlink", b'1'),
+        ("chardev", b'3'),
+        ("blockdev", b'4'),
+        ("fifo", b'6'),
+    ] {
+        // Declared in HEAD as an empty file; the tar member is something else.
+        let mut m = good();
+        m[2] = Member {
+            path: "wal/current.wal".into(),
+            kind,
+            data: Vec::new(),
+            link: "/etc/passwd".into(),
+            declared: None,
+        };
+        let mut head = head_for(&m);
+        head["entries"][2]["type"] = serde_json::json!("file");
+        v.push((name, craft(&head, &raw_tar(&m), &sums_for(&m))));
+    }
+    {
+        // HEAD itself declares a symlink.
+        let m = good();
+        let mut head = head_for(&m);
+        head["entries"][2]["type"] = serde_json::json!("symlink");
+        v.push(("head-symlink", craft(&head, &raw_tar(&m), &sums_for(&m))));
+    }
+    v.push((
+        "duplicate",
+        craft_members(&[dir("wal"), file("wal/a", b"x"), file("wal/a", b"y")]),
+    ));
+    {
+        let m = good();
+        let mut head = head_for(&m[..2]);
+        head["total_bytes"] = serde_json::json!(3);
+        v.push((
+            "member-not-in-head",
+            craft(&head, &raw_tar(&m), &sums_for(&m[..2])),
+        ));
+        v.push((
+            "head-entry-not-in-tar",
+            craft(&head_for(&m), &raw_tar(&m[..2]), &sums_for(&m)),
+        ));
+    }
+    {
+        // A member that claims 1 TB where HEAD declares 33 bytes; only a
+        // little zero data follows.
+        let m = good();
+        let mut big = good();
+        big[2].declared = Some(1 << 40);
+        big[2].data = vec![0u8; 4096];
+        let mut tar = raw_tar(&big);
+        tar.truncate(tar.len() - 1024);
+        v.push((
+            "member-larger-than-head",
+            craft(&head_for(&m), &tar, &sums_for(&m)),
+        ));
+    }
+    {
+        let mut body = SKIP_MAGIC.to_le_bytes().to_vec();
+        body.extend(u32::MAX.to_le_bytes());
+        body.extend(b"SYDRHEAD{}");
+        v.push(("absurd-head-length", seal(body)));
+        let m = good();
+        let mut body = skippable(b"SYDRHEAD", &serde_json::to_vec(&head_for(&m)).unwrap());
+        body.extend(zstd::encode_all(&raw_tar(&m)[..], 3).unwrap());
+        let mut sums = SKIP_MAGIC.to_le_bytes().to_vec();
+        sums.extend(u32::MAX.to_le_bytes());
+        sums.extend(b"SYDRSUMS{}");
+        body.extend(sums);
+        v.push(("absurd-sums-length", seal(body)));
+    }
+    {
+        let m = good();
+        let tar = zstd::encode_all(&raw_tar(&m)[..], 3).unwrap();
+        let mut body = skippable(
+            b"SYDRHEAD",
+            b"{\"format\": \"sydra-archive\", \"version\": 1, \"entries\": [",
+        );
+        body.extend(&tar);
+        body.extend(skippable(
+            b"SYDRSUMS",
+            &serde_json::to_vec(&sums_for(&m)).unwrap(),
+        ));
+        v.push(("head-invalid-json", seal(body)));
+        let mut body = skippable(b"SYDRHEAD", &serde_json::to_vec(&head_for(&m)).unwrap());
+        body.extend(&tar);
+        body.extend(skippable(b"SYDRSUMS", b"[[[["));
+        v.push(("sums-invalid-json", seal(body)));
+    }
+    {
+        // A DATA frame whose header asks for a 256 MiB window.
+        let m = good();
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(28).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        std::io::Write::write_all(&mut enc, &raw_tar(&m)).unwrap();
+        let frame = enc.finish().unwrap();
+        let mut body = skippable(b"SYDRHEAD", &serde_json::to_vec(&head_for(&m)).unwrap());
+        body.extend(frame);
+        body.extend(skippable(
+            b"SYDRSUMS",
+            &serde_json::to_vec(&sums_for(&m)).unwrap(),
+        ));
+        v.push(("huge-window", seal(body)));
+    }
+    {
+        let m = good();
+        let mut t = good();
+        t[2].data[7] ^= 0xff;
+        v.push((
+            "tampered-recomputed-footer",
+            craft(&head_for(&m), &raw_tar(&t), &sums_for(&m)),
+        ));
+    }
+    let ok = craft_members(&good());
+    let mut after = ok.clone();
+    after.extend(b"\0");
+    v.push(("bytes-after-foot", after));
+    v.push(("truncated-end", ok[..ok.len() - 1].to_vec()));
+    v.push(("truncated-middle", ok[..ok.len() / 2].to_vec()));
+    v.push(("empty", Vec::new()));
+    v.push(("one-byte", vec![0x53]));
+    v.push(("sixteen-bytes", ok[..16].to_vec()));
+    v.push(("foot-only", ok[ok.len() - 64..].to_vec()));
+    v
 }

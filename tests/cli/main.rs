@@ -4,5 +4,7 @@ mod atomic;
 mod corruption;
 mod format;
 mod helpers;
+mod hostile;
 mod refusals;
+mod restore;
 mod roundtrip;
