@@ -37,6 +37,7 @@ pub enum Command {
         "Examples:\n",
         "  sydra-archive verify backup.tar.zst\n",
         "  sydra-archive verify --quick backup.tar.zst\n",
+        "  sydra-archive verify --deep backup.tar.zst\n",
         "  aws s3 cp s3://bucket/backup.tar.zst - | sydra-archive verify -\n\n",
         "Full verification decompresses everything and checks every tar member against\n",
         "HEAD, every file against its SHA-256 in SUMS, and the footer hash. --quick\n",
@@ -96,8 +97,13 @@ pub struct VerifyArgs {
     /// Archive path, or - for stdin.
     pub archive: PathBuf,
     /// Check frames, HEAD, SUMS and the footer hash without decompressing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deep")]
     pub quick: bool,
+    /// Also decode what SydraDB would read: every WAL record, every
+    /// segment, tags.json and MANIFEST; exit 1 if the restored database
+    /// would not start or would hold a broken segment.
+    #[arg(long)]
+    pub deep: bool,
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,

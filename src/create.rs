@@ -1,7 +1,7 @@
 //! Writing an archive: HEAD, the zstd-compressed tar stream, SUMS, FOOT.
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,9 @@ use crate::error::{Error, Result};
 use crate::footer::Footer;
 use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable};
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
+use crate::live::{self, FileKind};
 use crate::publish::AtomicFile;
-use crate::scan::{Scan, scan};
+use crate::scan::{Captured, Scan, scan};
 use crate::sums::{FileSum, Sums, hex};
 
 /// Options for writing an archive.
@@ -72,6 +73,11 @@ pub struct CreateSummary {
     pub removed_stale: Vec<PathBuf>,
     /// Threads used for compression.
     pub threads: u32,
+    /// The WAL position captured (see [`crate::live::WalPosition`]).
+    pub wal: Vec<crate::live::WalPosition>,
+    /// Problems that did not stop the archive (cut WAL tails, segments that
+    /// stayed broken, files that never parsed).
+    pub warnings: Vec<String>,
 }
 
 /// Worker threads to use for `threads` (0 = all cores).
@@ -159,6 +165,8 @@ pub fn write_archive<W: Write>(
         entries: scan.entries.clone(),
         total_bytes: scan.total_bytes,
         skipped: scan.skipped.clone(),
+        wal: scan.wal.clone(),
+        warnings: scan.warnings.clone(),
     };
     let head_json = head.to_json();
     if head_json.len() as u64 > MAX_HEAD_BODY {
@@ -178,7 +186,9 @@ pub fn write_archive<W: Write>(
     let mut tar = tar::Builder::new(enc);
     let mut sums = Sums::default();
     let (mut files, mut dirs) = (0u64, 0u64);
-    for e in &scan.entries {
+    let mut warnings = scan.warnings.clone();
+    let mut seg_buf = Vec::new();
+    for (i, e) in scan.entries.iter().enumerate() {
         let mut header = tar::Header::new_gnu();
         header.set_mode(e.mode);
         header.set_mtime(e.mtime as u64);
@@ -196,19 +206,49 @@ pub fn write_archive<W: Write>(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(e.size);
                 let path = scan.root.join(&e.path);
-                let file = File::open(&path).map_err(|err| Error::io("open", &path, err))?;
-                let mut src = BufReader::with_capacity(
-                    256 * 1024,
-                    SourceReader {
-                        file,
-                        path: &path,
-                        remaining: e.size,
-                        hasher: Sha256::new(),
-                    },
-                );
-                tar.append_data(&mut header, &e.path, &mut src)
-                    .map_err(wrap)?;
-                let digest: [u8; 32] = src.into_inner().hasher.finalize().into();
+                let digest = match scan.captured.get(&i) {
+                    Some(Captured::Bytes(bytes)) => {
+                        let mut src = SourceReader::new(&bytes[..], &path, e.size);
+                        tar.append_data(&mut header, &e.path, &mut src)
+                            .map_err(wrap)?;
+                        src.finish()
+                    }
+                    Some(Captured::Held(file)) => {
+                        let mut f: &File = file;
+                        f.seek(SeekFrom::Start(0))
+                            .map_err(|err| Error::io("seek", &path, err))?;
+                        let mut src = BufReader::with_capacity(
+                            256 * 1024,
+                            SourceReader::new(f, &path, e.size),
+                        );
+                        tar.append_data(&mut header, &e.path, &mut src)
+                            .map_err(wrap)?;
+                        src.into_inner().finish()
+                    }
+                    None if live::kind_of(&e.path) == FileKind::Segment
+                        && e.size <= live::MAX_BUFFERED_FILE =>
+                    {
+                        if let Some(w) = live::read_segment(&path, &e.path, e.size, &mut seg_buf)? {
+                            warnings.push(w);
+                        }
+                        let mut src = SourceReader::new(&seg_buf[..], &path, e.size);
+                        tar.append_data(&mut header, &e.path, &mut src)
+                            .map_err(wrap)?;
+                        src.finish()
+                    }
+                    None => {
+                        let file =
+                            File::open(&path).map_err(|err| Error::io("open", &path, err))?;
+                        let mut src = BufReader::with_capacity(
+                            256 * 1024,
+                            SourceReader::new(file, &path, e.size),
+                        );
+                        tar.append_data(&mut header, &e.path, &mut src)
+                            .map_err(wrap)?;
+                        src.into_inner().finish()
+                    }
+                };
+
                 sums.files.push(FileSum {
                     path: e.path.clone(),
                     size: e.size,
@@ -246,6 +286,8 @@ pub fn write_archive<W: Write>(
             followed: scan.followed.clone(),
             removed_stale: Vec::new(),
             threads,
+            wal: scan.wal.clone(),
+            warnings,
         },
     ))
 }
@@ -261,15 +303,30 @@ pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
     Error::io(op, path, e)
 }
 
-/// Reads exactly the scanned size of a source file and hashes it.
-struct SourceReader<'a> {
-    file: File,
+/// Reads exactly the scanned size of a source and hashes it.
+struct SourceReader<'a, R> {
+    file: R,
     path: &'a Path,
     remaining: u64,
     hasher: Sha256,
 }
 
-impl Read for SourceReader<'_> {
+impl<'a, R: Read> SourceReader<'a, R> {
+    fn new(file: R, path: &'a Path, size: u64) -> Self {
+        SourceReader {
+            file,
+            path,
+            remaining: size,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        self.hasher.finalize().into()
+    }
+}
+
+impl<R: Read> Read for SourceReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);

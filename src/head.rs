@@ -70,6 +70,13 @@ pub struct Head {
     /// Top-level names left out of the archive (informational).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// The WAL position captured: per WAL file, the size seen, the bytes
+    /// archived, the whole records they hold and any damaged records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<crate::live::WalPosition>,
+    /// Problems found while the data dir was scanned (informational).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +194,8 @@ pub(crate) mod tests {
             ],
             total_bytes: 36,
             skipped: vec![],
+            wal: vec![],
+            warnings: vec![],
         }
     }
 

@@ -15,9 +15,11 @@
 //! - [`input`]: the hashing, peekable archive reader
 //! - [`data`]: decoding the DATA frames as one stream
 //! - [`scan`]: walking a data directory in archive order
+//! - [`live`]: consistent reads of a data dir a running server writes
 //! - [`create`]: writing an archive
 //! - [`read`]: reading and checking an archive as a stream
 //! - [`verify`]: `verify` and `list` on paths or stdin
+//! - [`deep`]: `verify --deep`, decoding what SydraDB would read
 //! - [`restore`]: staged, verified, atomic restore
 //! - [`publish`]: atomic write-then-rename of output files
 //! - [`cleanup`]: temporary paths removed on error and signals
@@ -27,6 +29,7 @@
 pub mod cleanup;
 pub mod create;
 pub mod data;
+pub mod deep;
 pub mod error;
 pub mod fixture;
 pub mod footer;
@@ -34,6 +37,7 @@ pub mod frame;
 pub mod head;
 pub mod input;
 pub mod layout;
+pub mod live;
 pub mod publish;
 pub mod read;
 pub mod restore;

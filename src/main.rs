@@ -107,6 +107,8 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
                 "followed": s.followed,
                 "removed_stale_temps": s.removed_stale,
                 "threads": s.threads,
+                "wal": s.wal,
+                "warnings": s.warnings,
                 "seconds": secs,
             }),
         )?;
@@ -140,11 +142,49 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let depth = if a.quick { Depth::Quick } else { Depth::Full };
-    let result = sydra_archive::verify(&a.archive, depth);
+    let result = if a.deep {
+        sydra_archive::deep::verify_deep(&a.archive)
+            .map(|(s, problems, total)| (s, Some((problems, total))))
+    } else {
+        sydra_archive::verify(&a.archive, depth).map(|s| (s, None))
+    };
     let secs = started.elapsed().as_secs_f64();
     let archive = a.archive.display().to_string();
+    let mode = if a.deep {
+        "deep"
+    } else if a.quick {
+        "quick"
+    } else {
+        "full"
+    };
     match result {
-        Ok(s) => {
+        Ok((s, Some((problems, total)))) if total > 0 => {
+            if a.json {
+                print_json(
+                    false,
+                    &json!({
+                        "ok": false,
+                        "archive": archive,
+                        "mode": mode,
+                        "error": format!("{total} problem(s) SydraDB would trip over"),
+                        "problems": problems,
+                        "problem_count": total,
+                        "sha256": hex(&s.sha256),
+                    }),
+                )?;
+            }
+            for p in &problems {
+                eprintln!(
+                    "sydra-archive: {}: offset {}: {}",
+                    p.path, p.offset, p.reason
+                );
+            }
+            eprintln!(
+                "sydra-archive: verify --deep {archive}: {total} problem(s); a data dir restored from it would not start cleanly"
+            );
+            Ok(ExitCode::from(EXIT_ARCHIVE))
+        }
+        Ok((s, _)) => {
             let files = s.head.file_count();
             if a.json {
                 print_json(
@@ -152,7 +192,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                     &json!({
                         "ok": true,
                         "archive": archive,
-                        "mode": if a.quick { "quick" } else { "full" },
+                        "mode": mode,
                         "bytes": s.bytes,
                         "sha256": hex(&s.sha256),
                         "files": files,

@@ -1,7 +1,8 @@
 //! Scanning a data directory: which entries an archive of it holds, in
 //! archive order, with their sizes, modes and times.
 
-use std::fs;
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -9,9 +10,22 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::head::{Entry, EntryKind};
 use crate::layout::{self, TopLevel};
+use crate::live::{self, FileKind, WalPosition};
+
+/// How `create` gets the content of an entry other than by opening its path.
+#[derive(Debug)]
+pub enum Captured {
+    /// Read and checked during the scan (MANIFEST, tags.json, hot segments).
+    Bytes(Vec<u8>),
+    /// A WAL file held open since the scan (rotation renames only the path).
+    Held(File),
+}
+
+/// Most bytes of hot files kept in memory between scan and archive.
+const MAX_CAPTURED_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The result of scanning a data directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Scan {
     /// The data directory as given.
     pub root: PathBuf,
@@ -23,6 +37,12 @@ pub struct Scan {
     pub followed: Vec<String>,
     /// Sum of the file sizes.
     pub total_bytes: u64,
+    /// Content captured for some entries, by entry index.
+    pub captured: HashMap<usize, Captured>,
+    /// What was found in each WAL file (and what was cut from it).
+    pub wal: Vec<WalPosition>,
+    /// Problems that did not stop the scan.
+    pub warnings: Vec<String>,
 }
 
 impl Scan {
@@ -43,6 +63,9 @@ pub fn scan(root: &Path) -> Result<Scan> {
         skipped: Vec::new(),
         followed: Vec::new(),
         total_bytes: 0,
+        captured: HashMap::new(),
+        wal: Vec::new(),
+        warnings: Vec::new(),
     };
     let lmeta = fs::symlink_metadata(root).map_err(|e| Error::io("read", root, e))?;
     if lmeta.file_type().is_symlink() {
@@ -101,13 +124,20 @@ pub fn scan(root: &Path) -> Result<Scan> {
             root.display()
         )));
     }
+    scan.capture_wal()?;
+    scan.capture_hot()?;
+    scan.total_bytes = scan
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .map(|e| e.size)
+        .sum();
     Ok(scan)
 }
 
 impl Scan {
     fn push(&mut self, path: String, kind: EntryKind, m: &fs::Metadata) {
         let size = if kind == EntryKind::File { m.len() } else { 0 };
-        self.total_bytes += size;
         self.entries.push(Entry {
             path,
             kind,
@@ -142,6 +172,133 @@ impl Scan {
                     reason: format!("{} inside the layout is not archived", describe(&m)),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl Scan {
+    /// Opens every WAL file and holds it open, making sure no rotation
+    /// happened between listing and opening (else lists again), then takes
+    /// each size once and cuts the torn tail.
+    fn capture_wal(&mut self) -> Result<()> {
+        let Some(wal_idx) = self.entries.iter().position(|e| e.path == "wal") else {
+            return Ok(());
+        };
+        let wal_dir = self.root.join("wal");
+        let mut attempt = 0;
+        let held = loop {
+            attempt += 1;
+            let mut held: Vec<(usize, File)> = Vec::new();
+            let mut moved = false;
+            for (i, e) in self.entries.iter().enumerate().skip(wal_idx + 1) {
+                if e.kind != EntryKind::File || live::kind_of(&e.path) != FileKind::Wal {
+                    continue;
+                }
+                let path = self.root.join(&e.path);
+                match File::open(&path) {
+                    Ok(f) => held.push((i, f)),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => moved = true,
+                    Err(err) => return Err(Error::io("open", &path, err)),
+                }
+            }
+            // Listed again: same names, and each name still the file we hold?
+            let before: Vec<String> = self.entries[wal_idx + 1..]
+                .iter()
+                .map(|e| e.path.clone())
+                .collect();
+            self.entries.truncate(wal_idx + 1);
+            self.walk(&wal_dir, "wal")?;
+            let after: Vec<&str> = self.entries[wal_idx + 1..]
+                .iter()
+                .map(|e| e.path.as_str())
+                .collect();
+            let same_names = !moved && before.iter().map(String::as_str).eq(after.iter().copied());
+            let same_files = same_names
+                && held.iter().all(|(i, f)| {
+                    let by_path = fs::metadata(self.root.join(&self.entries[*i].path));
+                    match (by_path, f.metadata()) {
+                        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                        _ => false,
+                    }
+                });
+            if same_files {
+                break held;
+            }
+            if attempt >= 20 {
+                return Err(Error::Source {
+                    path: wal_dir,
+                    reason: "WAL files kept being renamed while they were opened".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        for (i, f) in held {
+            let path = self.root.join(&self.entries[i].path);
+            let m = f.metadata().map_err(|e| Error::io("stat", &path, e))?;
+            let pos = live::scan_wal(&f, &self.entries[i].path, m.len())
+                .map_err(|e| Error::io("read", &path, e))?;
+            if pos.cut_bytes() > 0 {
+                self.warnings.push(format!(
+                    "{}: left out {} bytes of an incomplete record at the end (a write in progress)",
+                    pos.path,
+                    pos.cut_bytes()
+                ));
+            }
+            if !pos.damaged.is_empty() {
+                self.warnings.push(format!(
+                    "{}: damaged records at offsets {:?} (damage on disk, not a live write); archived as they are",
+                    pos.path, pos.damaged
+                ));
+            }
+            let e = &mut self.entries[i];
+            e.size = pos.archived;
+            e.mtime = m.mtime().max(0);
+            e.mode = m.permissions().mode() & 0o777;
+            self.wal.push(pos);
+            self.captured.insert(i, Captured::Held(f));
+        }
+        Ok(())
+    }
+
+    /// Reads MANIFEST, tags.json and recently written segments until they
+    /// settle, and keeps their content for `create`.
+    fn capture_hot(&mut self) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut kept = 0u64;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.kind != EntryKind::File {
+                continue;
+            }
+            let kind = live::kind_of(&e.path);
+            let hot = match kind {
+                FileKind::Manifest | FileKind::Tags => true,
+                FileKind::Segment => {
+                    e.mtime >= now - live::HOT_WINDOW_SECS
+                        || e.size < crate::sydradb::SEGMENT_HEADER_LEN as u64
+                }
+                FileKind::Wal | FileKind::Other => false,
+            };
+            if !hot || kept + e.size > MAX_CAPTURED_BYTES {
+                continue;
+            }
+            let path = self.root.join(&e.path);
+            let Some(s) = live::settle(&path, &e.path, kind)? else {
+                continue;
+            };
+            if let Some(w) = s.warning {
+                self.warnings.push(w);
+            }
+            kept += s.bytes.len() as u64;
+            let e = &mut self.entries[i];
+            e.size = s.bytes.len() as u64;
+            e.mtime = s.meta.mtime().max(0);
+            e.mode = s.meta.permissions().mode() & 0o777;
+            self.captured.insert(i, Captured::Bytes(s.bytes));
         }
         Ok(())
     }
