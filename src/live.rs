@@ -110,7 +110,10 @@ pub struct Settled {
     pub warning: Option<String>,
 }
 
-fn stat_key(m: &Metadata) -> (u64, u64, i64, i64) {
+/// What must not change while a file is read: inode, size, mtime.
+type StatKey = (u64, u64, i64, i64);
+
+fn stat_key(m: &Metadata) -> StatKey {
     (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
 }
 
@@ -121,7 +124,7 @@ fn stat_key(m: &Metadata) -> (u64, u64, i64, i64) {
 pub fn settle(path: &Path, name: &str, kind: FileKind) -> Result<Option<Settled>> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(2);
-    let mut invalid_since: Option<(Vec<u8>, (u64, u64, i64, i64), Instant)> = None;
+    let mut invalid_since: Option<(Vec<u8>, StatKey, Instant)> = None;
     loop {
         match read_once(path)? {
             Snapshot::TooBig => return Ok(None),
@@ -137,7 +140,7 @@ pub fn settle(path: &Path, name: &str, kind: FileKind) -> Result<Option<Settled>
                         None => {
                             return Ok(Some(Settled {
                                 bytes,
-                                meta,
+                                meta: *meta,
                                 warning: None,
                             }));
                         }
@@ -146,7 +149,7 @@ pub fn settle(path: &Path, name: &str, kind: FileKind) -> Result<Option<Settled>
                                 if since.elapsed() >= INVALID_STABLE_FOR {
                                     return Ok(Some(Settled {
                                         bytes,
-                                        meta,
+                                        meta: *meta,
                                         warning: Some(format!(
                                             "{name}: {why} at offset {off}; unchanged for {:.1}s, archived as it is",
                                             since.elapsed().as_secs_f64()
@@ -183,7 +186,7 @@ enum Snapshot {
     /// Content and metadata, and whether nothing changed meanwhile.
     Got {
         bytes: Vec<u8>,
-        meta: Metadata,
+        meta: Box<Metadata>,
         stable: bool,
     },
 }
@@ -211,7 +214,7 @@ fn read_once(path: &Path) -> Result<Snapshot> {
         same_path && stat_key(&before) == stat_key(&after) && bytes.len() as u64 == after.len();
     Ok(Snapshot::Got {
         bytes,
-        meta: after,
+        meta: Box::new(after),
         stable,
     })
 }
@@ -304,7 +307,7 @@ pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
         let len = u32::from_le_bytes(len);
         if len == 0 || len > MAX_WAL_RECORD {
             // No record boundary can be found past this: damage on disk.
-            damaged.extend(bad_after_good.drain(..));
+            damaged.append(&mut bad_after_good);
             damaged.push(off);
             good_end = size;
             break;
@@ -317,7 +320,7 @@ pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
         let mut crc = [0u8; 4];
         r.read_exact(&mut crc)?;
         if crc32fast::hash(&payload) == u32::from_le_bytes(crc) {
-            damaged.extend(bad_after_good.drain(..));
+            damaged.append(&mut bad_after_good);
             records += 1;
             good_end = off + 8 + u64::from(len);
         } else {
