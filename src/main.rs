@@ -126,6 +126,9 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
                 p.display()
             );
         }
+        for w in &s.warnings {
+            eprintln!("sydra-archive: warning: {w}");
+        }
         if !a.json {
             eprintln!(
                 "sydra-archive: wrote {archive}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",

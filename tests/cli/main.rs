@@ -5,6 +5,7 @@ mod corruption;
 mod format;
 mod helpers;
 mod hostile;
+mod live;
 mod refusals;
 mod restore;
 mod roundtrip;
