@@ -55,7 +55,7 @@ fn simulated_server() {
         wal.write_all(&rec[29..]).unwrap();
         pending[i].push((ts, v));
 
-        if n % 7 == 0 {
+        if n.is_multiple_of(7) {
             // tags.json: truncate, then write.
             let mut f = File::create(dir.join("tags.json")).unwrap();
             nap(200);
@@ -68,7 +68,7 @@ fn simulated_server() {
             )
             .unwrap();
         }
-        if n % 40 == 0 {
+        if n.is_multiple_of(40) {
             // Flush: one segment per series, header first, then the body.
             let hour = ts.div_euclid(3600) * 3600;
             let hdir = dir.join(format!("segments/{hour}"));
