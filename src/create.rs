@@ -10,12 +10,12 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::footer::Footer;
-use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable};
+use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable_json};
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
 use crate::live::{self, FileKind};
 use crate::publish::AtomicFile;
 use crate::scan::{Captured, Scan, scan};
-use crate::sums::{FileSum, Sums, hex};
+use crate::sums::SumsView;
 
 /// Options for writing an archive.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             // SAFETY: fd 1 is open for the life of the process; ManuallyDrop
             // keeps it from being closed. Unbuffered writes of large chunks.
             let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-            let (_, summary) = write_archive(&scan, &mut *out, Path::new("-"), opts)?;
+            let (_, summary) = write_archive(scan, &mut *out, Path::new("-"), opts)?;
             Ok(summary)
         }
         Output::File { path, force } => {
@@ -120,7 +120,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             }
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;
-            let written = write_archive(&scan, file.file(), path, opts);
+            let written = write_archive(scan, file.file(), path, opts);
             match written {
                 Ok((_, mut summary)) => {
                     file.commit()?;
@@ -141,7 +141,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
 /// returns the writer. The stream is complete, FOOT included, when this
 /// returns `Ok`; nothing is flushed or finished by `Drop`.
 pub fn write_archive<W: Write>(
-    scan: &Scan,
+    scan: Scan,
     out: W,
     out_name: &Path,
     opts: &CreateOptions,
@@ -155,40 +155,40 @@ pub fn write_archive<W: Write>(
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
     });
+    let Scan {
+        root,
+        entries,
+        skipped,
+        followed,
+        total_bytes,
+        captured,
+        wal,
+        warnings,
+    } = scan;
     let head = Head {
         format: FORMAT_NAME.into(),
         version: VERSION,
         created_unix_ms,
         tool: format!("sydra-archive {}", env!("CARGO_PKG_VERSION")),
-        source: scan.root.display().to_string(),
+        source: root.display().to_string(),
         zstd_level: opts.level,
-        entries: scan.entries.clone(),
-        total_bytes: scan.total_bytes,
-        skipped: scan.skipped.clone(),
-        wal: scan.wal.clone(),
-        warnings: scan.warnings.clone(),
+        entries,
+        total_bytes,
+        skipped,
+        wal,
+        warnings,
     };
-    let head_json = head.to_json();
-    if head_json.len() as u64 > MAX_HEAD_BODY {
-        return Err(Error::Refused(format!(
-            "{} entries make a HEAD of {} bytes, over the format's limit of {MAX_HEAD_BODY}",
-            head.entries.len(),
-            head_json.len()
-        )));
-    }
-    drop(head);
-    write_skippable(&mut w, &TAG_HEAD, &head_json).map_err(wrap)?;
-    drop(head_json);
+    write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD_BODY).map_err(wrap)?;
 
     let mut enc = zstd::stream::write::Encoder::new(&mut w, opts.level).map_err(wrap)?;
     enc.include_checksum(true).map_err(wrap)?;
     enc.multithread(threads).map_err(wrap)?;
     let mut tar = tar::Builder::new(enc);
-    let mut sums = Sums::default();
+    let mut digests: Vec<[u8; 32]> = Vec::with_capacity(head.file_count());
     let (mut files, mut dirs) = (0u64, 0u64);
-    let mut warnings = scan.warnings.clone();
+    let mut warnings = head.warnings.clone();
     let mut seg_buf = Vec::new();
-    for (i, e) in scan.entries.iter().enumerate() {
+    for (i, e) in head.entries.iter().enumerate() {
         let mut header = tar::Header::new_gnu();
         header.set_mode(e.mode);
         header.set_mtime(e.mtime as u64);
@@ -205,8 +205,8 @@ pub fn write_archive<W: Write>(
             EntryKind::File => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(e.size);
-                let path = scan.root.join(&e.path);
-                let digest = match scan.captured.get(&i) {
+                let path = root.join(&e.path);
+                let digest = match captured.get(&i) {
                     Some(Captured::Bytes(bytes)) => {
                         let mut src = SourceReader::new(&bytes[..], &path, e.size);
                         tar.append_data(&mut header, &e.path, &mut src)
@@ -249,11 +249,7 @@ pub fn write_archive<W: Write>(
                     }
                 };
 
-                sums.files.push(FileSum {
-                    path: e.path.clone(),
-                    size: e.size,
-                    sha256: hex(&digest),
-                });
+                digests.push(digest);
                 files += 1;
             }
         }
@@ -261,14 +257,12 @@ pub fn write_archive<W: Write>(
     let enc = tar.into_inner().map_err(wrap)?;
     enc.finish().map_err(wrap)?;
 
-    let sums_json = sums.to_json();
-    if sums_json.len() as u64 > MAX_SUMS_BODY {
-        return Err(Error::Refused(format!(
-            "SUMS of {} bytes is over the format's limit of {MAX_SUMS_BODY}",
-            sums_json.len()
-        )));
-    }
-    write_skippable(&mut w, &TAG_SUMS, &sums_json).map_err(wrap)?;
+    drop(captured);
+    let sums = SumsView {
+        entries: &head.entries,
+        digests: &digests,
+    };
+    write_skippable_json(&mut w, &TAG_SUMS, &sums, MAX_SUMS_BODY).map_err(wrap)?;
     let footer = Footer::new(w.count, w.hasher.clone().finalize().into());
     w.write_all(&footer.encode()).map_err(wrap)?;
     w.flush().map_err(wrap)?;
@@ -281,12 +275,12 @@ pub fn write_archive<W: Write>(
             sha256,
             files,
             dirs,
-            data_bytes: scan.total_bytes,
-            skipped: scan.skipped.clone(),
-            followed: scan.followed.clone(),
+            data_bytes: head.total_bytes,
+            skipped: head.skipped,
+            followed,
             removed_stale: Vec::new(),
             threads,
-            wal: scan.wal.clone(),
+            wal: head.wal,
             warnings,
         },
     ))

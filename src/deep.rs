@@ -9,8 +9,9 @@ use std::path::Path;
 use crate::error::Result;
 use crate::head::Entry;
 use crate::live::{self, FileKind, MAX_BUFFERED_FILE};
-use crate::read::{Depth, ReadSummary, Sink, read_archive};
+use crate::read::{Depth, FileSink, ReadSummary, Sink, read_archive};
 use crate::verify::open_archive;
+use std::sync::{Arc, Mutex};
 
 /// Most problems kept (the first ones).
 pub const MAX_PROBLEMS: usize = 20;
@@ -28,7 +29,7 @@ pub struct Problem {
 
 /// Incremental WAL checker: feeds on chunks, never buffers more than one record.
 #[derive(Debug, Default)]
-struct WalCheck {
+pub struct WalCheck {
     path: String,
     off: u64,
     /// Bytes of the current record gathered so far (length field included).
@@ -90,87 +91,109 @@ impl WalCheck {
     }
 }
 
-enum Current {
-    None,
-    Wal(WalCheck),
-    Buffered(FileKind, Vec<u8>),
-    TooLarge,
+/// Per-file state of the deep check.
+pub enum DeepFile {
+    /// Not a file SydraDB reads.
+    Skip,
+    /// A WAL file, checked as it streams.
+    Wal(WalCheck, Vec<Problem>, Arc<Found>),
+    /// A file checked whole once complete.
+    Buffered(FileKind, Vec<u8>, Arc<Found>),
+    /// Too large to hold for checking.
+    TooLarge(Arc<Found>),
 }
 
-/// The sink that checks each file as SydraDB would read it.
-pub struct DeepSink {
-    current: Current,
-    problems: Vec<Problem>,
-    total: usize,
+/// Problems found so far (shared by the worker threads).
+#[derive(Default)]
+pub struct Found {
+    inner: Mutex<(Vec<Problem>, usize)>,
 }
 
-impl Default for DeepSink {
-    fn default() -> Self {
-        DeepSink {
-            current: Current::None,
-            problems: Vec::new(),
-            total: 0,
+impl Found {
+    fn add(&self, mut found: Vec<Problem>) {
+        if found.is_empty() {
+            return;
         }
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.1 += found.len();
+        found.truncate(KEEP.saturating_sub(g.0.len()));
+        g.0.extend(found);
     }
 }
 
+/// Problems kept before sorting and cutting to [`MAX_PROBLEMS`].
+const KEEP: usize = 1000;
+
+/// The sink that checks each file as SydraDB would read it.
+#[derive(Default)]
+pub struct DeepSink {
+    found: Arc<Found>,
+}
+
 impl DeepSink {
-    fn push(&mut self, mut found: Vec<Problem>) {
-        self.total += found.len();
-        found.truncate(MAX_PROBLEMS.saturating_sub(self.problems.len()));
-        self.problems.extend(found);
+    /// The first problems in archive path order, and how many there were.
+    pub fn into_problems(self) -> (Vec<Problem>, usize) {
+        let found = Arc::try_unwrap(self.found).unwrap_or_default();
+        let (mut problems, total) = found.inner.into_inner().unwrap_or_else(|e| e.into_inner());
+        problems.sort_by(|a, b| (&a.path, a.offset).cmp(&(&b.path, b.offset)));
+        problems.truncate(MAX_PROBLEMS);
+        (problems, total)
     }
 }
 
 impl Sink for DeepSink {
-    fn file_start(&mut self, entry: &Entry) -> Result<()> {
-        let kind = live::kind_of(&entry.path);
-        self.current = match kind {
-            FileKind::Wal => Current::Wal(WalCheck {
-                path: entry.path.clone(),
-                ..WalCheck::default()
-            }),
-            FileKind::Other => Current::None,
-            _ if entry.size > MAX_BUFFERED_FILE * 4 => Current::TooLarge,
-            k => Current::Buffered(k, Vec::with_capacity(entry.size as usize)),
-        };
-        Ok(())
-    }
+    type File = DeepFile;
 
-    fn file_data(&mut self, data: &[u8]) -> Result<()> {
-        match &mut self.current {
-            Current::Wal(w) => {
-                let mut found = Vec::new();
-                w.feed(data, &mut found);
-                self.push(found);
-            }
-            Current::Buffered(_, buf) => buf.extend_from_slice(data),
-            Current::None | Current::TooLarge => {}
+    fn file(&self, entry: &Entry) -> Result<DeepFile> {
+        let found = self.found.clone();
+        Ok(match live::kind_of(&entry.path) {
+            FileKind::Wal => DeepFile::Wal(
+                WalCheck {
+                    path: entry.path.clone(),
+                    ..WalCheck::default()
+                },
+                Vec::new(),
+                found,
+            ),
+            FileKind::Other => DeepFile::Skip,
+            _ if entry.size > MAX_BUFFERED_FILE * 4 => DeepFile::TooLarge(found),
+            k => DeepFile::Buffered(k, Vec::with_capacity(entry.size as usize), found),
+        })
+    }
+}
+
+impl FileSink for DeepFile {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            DeepFile::Wal(w, problems, _) => w.feed(data, problems),
+            DeepFile::Buffered(_, buf, _) => buf.extend_from_slice(data),
+            DeepFile::Skip | DeepFile::TooLarge(_) => {}
         }
         Ok(())
     }
 
-    fn file_end(&mut self, entry: &Entry) -> Result<()> {
-        let mut found = Vec::new();
-        match std::mem::replace(&mut self.current, Current::None) {
-            Current::Wal(mut w) => w.finish(&mut found),
-            Current::Buffered(kind, buf) => {
+    fn finish(self, entry: &Entry) -> Result<()> {
+        match self {
+            DeepFile::Wal(mut w, mut problems, found) => {
+                w.finish(&mut problems);
+                found.add(problems);
+            }
+            DeepFile::Buffered(kind, buf, found) => {
                 if let Some((offset, reason)) = live::problem(kind, &buf) {
-                    found.push(Problem {
+                    found.add(vec![Problem {
                         path: entry.path.clone(),
                         offset,
                         reason,
-                    });
+                    }]);
                 }
             }
-            Current::TooLarge => found.push(Problem {
+            DeepFile::TooLarge(found) => found.add(vec![Problem {
                 path: entry.path.clone(),
                 offset: 0,
                 reason: "too large to check".into(),
-            }),
-            Current::None => {}
+            }]),
+            DeepFile::Skip => {}
         }
-        self.push(found);
         Ok(())
     }
 }
@@ -181,7 +204,8 @@ pub fn verify_deep(path: &Path) -> Result<(ReadSummary, Vec<Problem>, usize)> {
     let src = open_archive(path)?;
     let mut sink = DeepSink::default();
     let summary = read_archive(src, path, Depth::Full, &mut sink)?;
-    Ok((summary, sink.problems, sink.total))
+    let (problems, total) = sink.into_problems();
+    Ok((summary, problems, total))
 }
 
 #[cfg(test)]
@@ -198,13 +222,13 @@ mod tests {
             mode: 0o644,
             mtime: 0,
         };
-        let mut s = DeepSink::default();
-        s.file_start(&e).unwrap();
+        let s = DeepSink::default();
+        let mut f = s.file(&e).unwrap();
         for c in content.chunks(chunk.max(1)) {
-            s.file_data(c).unwrap();
+            f.write(c).unwrap();
         }
-        s.file_end(&e).unwrap();
-        s.problems
+        f.finish(&e).unwrap();
+        s.into_problems().0
     }
 
     #[test]

@@ -44,6 +44,43 @@ pub fn write_skippable<W: Write>(w: &mut W, tag: &[u8; 8], body: &[u8]) -> std::
     w.write_all(body)
 }
 
+/// Writes one skippable frame whose body is `value` as compact JSON,
+/// without building the JSON in memory: it is serialized once to count its
+/// length (the frame header comes first) and once more to write it.
+/// Refuses a body over `max` bytes before writing anything.
+pub fn write_skippable_json<W: Write, T: serde::Serialize>(
+    w: &mut W,
+    tag: &[u8; 8],
+    value: &T,
+    max: u64,
+) -> std::io::Result<u64> {
+    struct Count(u64);
+    impl Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let len = count.0;
+    if len > max {
+        return Err(std::io::Error::other(Error::Refused(format!(
+            "{} frame of {len} bytes is over the format's limit of {max} bytes",
+            tag_name(tag)
+        ))));
+    }
+    let h = skippable_header(tag, len as usize).map_err(std::io::Error::other)?;
+    let mut bw = std::io::BufWriter::with_capacity(64 * 1024, &mut *w);
+    bw.write_all(&h)?;
+    serde_json::to_writer(&mut bw, value)?;
+    bw.flush()?;
+    Ok(len)
+}
+
 fn tag_name(tag: &[u8; 8]) -> String {
     String::from_utf8_lossy(tag).into_owned()
 }
@@ -223,6 +260,19 @@ mod tests {
         assert_eq!(&buf[8..16], b"SYDRHEAD");
         let mut input = Input::new(&buf[..], Path::new("t"));
         assert_eq!(read_skippable(&mut input, &TAG_HEAD, 100).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn streamed_json_frame_equals_buffered_one() {
+        let v = serde_json::json!({"files": [{"path": "MANIFEST", "size": 3}]});
+        let mut a = Vec::new();
+        write_skippable_json(&mut a, &TAG_SUMS, &v, 1000).unwrap();
+        let mut b = Vec::new();
+        write_skippable(&mut b, &TAG_SUMS, &serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(a, b);
+        let mut c = Vec::new();
+        assert!(write_skippable_json(&mut c, &TAG_SUMS, &v, 10).is_err());
+        assert!(c.is_empty(), "nothing written when over the limit");
     }
 
     #[test]

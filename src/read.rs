@@ -8,6 +8,7 @@
 
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::{Mutex, mpsc};
 
 use sha2::{Digest, Sha256};
 
@@ -28,32 +29,50 @@ const CHUNK: usize = 256 * 1024;
 
 /// Receives what the reader has checked so far. A sink must treat file data
 /// as unverified until [`read_archive`] returns `Ok`.
-pub trait Sink {
-    /// HEAD, validated, before any data.
+///
+/// Files are handled on worker threads (several files at once, each file's
+/// data in order on one thread), so a sink is shared (`Sync`) and keeps
+/// per-file state in its [`Sink::File`].
+pub trait Sink: Sync {
+    /// Per-file state, living on one worker thread.
+    type File: FileSink;
+    /// HEAD, validated, before any data (on the calling thread).
     fn head(&mut self, _head: &Head) -> Result<()> {
         Ok(())
     }
-    /// A directory member that matched its HEAD entry.
-    fn dir(&mut self, _entry: &Entry) -> Result<()> {
+    /// A directory member that matched its HEAD entry (on the reading
+    /// thread, in archive order, before any member inside it).
+    fn dir(&self, _entry: &Entry) -> Result<()> {
         Ok(())
     }
     /// A file member that matched its HEAD entry; its data follows.
-    fn file_start(&mut self, _entry: &Entry) -> Result<()> {
+    fn file(&self, entry: &Entry) -> Result<Self::File>;
+}
+
+/// One file being received by a sink.
+pub trait FileSink {
+    /// The next chunk of the file.
+    fn write(&mut self, _data: &[u8]) -> Result<()> {
         Ok(())
     }
-    /// The next chunk of the current file.
-    fn file_data(&mut self, _data: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    /// The current file is complete (size as declared).
-    fn file_end(&mut self, _entry: &Entry) -> Result<()> {
+    /// The file is complete (its size as declared).
+    fn finish(self, _entry: &Entry) -> Result<()>
+    where
+        Self: Sized,
+    {
         Ok(())
     }
 }
 
 /// A sink that keeps nothing (for `verify`).
 pub struct NullSink;
-impl Sink for NullSink {}
+impl Sink for NullSink {
+    type File = ();
+    fn file(&self, _entry: &Entry) -> Result<()> {
+        Ok(())
+    }
+}
+impl FileSink for () {}
 
 /// How much of the archive to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,18 +104,18 @@ pub fn read_head<R: Read>(src: R, name: &Path) -> Result<Head> {
 }
 
 /// Reads a whole archive from `src`, feeding `sink`, and checks it to `depth`.
-pub fn read_archive<R: Read>(
+pub fn read_archive<R: Read, S: Sink>(
     src: R,
     name: &Path,
     depth: Depth,
-    sink: &mut impl Sink,
+    sink: &mut S,
 ) -> Result<ReadSummary> {
     let mut input = Input::new(src, name);
     let head = Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)?;
     sink.head(&head)?;
     let (digests, frames) = match depth {
         Depth::Full => {
-            let (d, f) = read_data(&mut input, &head, sink)?;
+            let (d, f) = read_data(&mut input, &head, &*sink)?;
             (Some(d), f)
         }
         Depth::Quick => (None, walk_zstd_frames(&mut input)?),
@@ -164,16 +183,121 @@ fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str
 
 /// Decodes DATA, checks every member against HEAD, feeds `sink`, and
 /// returns the SHA-256 of every file (in order) and the frame count.
-fn read_data<R: Read>(
+///
+/// The calling thread decompresses and checks members; file data goes in
+/// bounded queues to worker threads that hash it and hand it to the sink.
+/// All files of one directory go to the same worker.
+fn read_data<R: Read, S: Sink>(
     input: &mut Input<R>,
     head: &Head,
-    sink: &mut impl Sink,
+    sink: &S,
 ) -> Result<(Vec<[u8; 32]>, u64)> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let mut queues = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+            queues.push(tx);
+            let recycle = recycle_tx.clone();
+            let failed = &failed;
+            let entries = &head.entries[..];
+            handles.push(scope.spawn(move || worker(sink, entries, rx, recycle, failed)));
+        }
+        drop(recycle_tx);
+        let produced = produce(input, head, sink, &queues, &recycle_rx, &failed);
+        drop(queues);
+        let mut digests = vec![[0u8; 32]; head.file_count()];
+        for h in handles {
+            for (i, d) in h.join().expect("reader worker panicked") {
+                digests[i] = d;
+            }
+        }
+        if let Some(e) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        let frames = produced?;
+        Ok((digests, frames))
+    })
+}
+
+/// Chunks queued per worker (each at most [`CHUNK`] bytes).
+const QUEUE_DEPTH: usize = 16;
+
+enum Job {
+    Start { entry: usize, file: usize },
+    Data(Vec<u8>),
+    End,
+}
+
+fn worker<S: Sink>(
+    sink: &S,
+    entries: &[Entry],
+    rx: mpsc::Receiver<Job>,
+    recycle: mpsc::Sender<Vec<u8>>,
+    failed: &Mutex<Option<Error>>,
+) -> Vec<(usize, [u8; 32])> {
+    let mut done = Vec::new();
+    let mut current: Option<(usize, usize, S::File, Sha256)> = None;
+    for job in rx {
+        let step = match job {
+            Job::Start { entry, file } => sink
+                .file(&entries[entry])
+                .map(|f| current = Some((entry, file, f, Sha256::new()))),
+            Job::Data(chunk) => {
+                let (_, _, f, hasher) = current.as_mut().expect("Start comes first");
+                hasher.update(&chunk);
+                let r = f.write(&chunk);
+                let _ = recycle.send(chunk);
+                r
+            }
+            Job::End => {
+                let (entry, file, f, hasher) = current.take().expect("Start comes first");
+                done.push((file, hasher.finalize().into()));
+                f.finish(&entries[entry])
+            }
+        };
+        if let Err(e) = step {
+            failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+            // Returning drops `rx`: the producer sees the queue closed.
+            return done;
+        }
+    }
+    done
+}
+
+/// The reading side: decompresses, checks each member against HEAD and
+/// queues file data to the worker that owns its directory.
+fn produce<R: Read, S: Sink>(
+    input: &mut Input<R>,
+    head: &Head,
+    sink: &S,
+    queues: &[mpsc::SyncSender<Job>],
+    recycle: &mpsc::Receiver<Vec<u8>>,
+    failed: &Mutex<Option<Error>>,
+) -> Result<u64> {
     let dec = DataDecoder::new(input)?;
     let mut ar = tar::Archive::new(BufReader::with_capacity(CHUNK, dec));
-    let mut digests = Vec::with_capacity(head.file_count());
-    let mut buf = vec![0u8; CHUNK];
     let mut idx = 0usize;
+    let mut file_no = 0usize;
+    // A closed queue means a worker failed; its error is reported instead.
+    let send = |q: &mpsc::SyncSender<Job>, job: Job| -> Result<()> {
+        q.send(job).map_err(|_| {
+            failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or(Error::Interrupted)
+        })
+    };
     for member in ar.entries().map_err(tar_err)? {
         let mut member = member.map_err(tar_err)?;
         let raw = member.path_bytes().into_owned();
@@ -181,7 +305,6 @@ fn read_data<R: Read>(
         let Some(want) = head.entries.get(idx) else {
             return Err(Error::hostile(shown, "tar member not listed in HEAD"));
         };
-        idx += 1;
         let kind = member_kind(member.header().entry_type()).map_err(|what| {
             Error::hostile(
                 &shown,
@@ -218,25 +341,34 @@ fn read_data<R: Read>(
         match kind {
             EntryKind::Dir => sink.dir(want)?,
             EntryKind::File => {
-                sink.file_start(want)?;
-                let mut hasher = Sha256::new();
+                let q = &queues[worker_for(&want.path, queues.len())];
+                send(
+                    q,
+                    Job::Start {
+                        entry: idx,
+                        file: file_no,
+                    },
+                )?;
                 let mut got = 0u64;
                 loop {
+                    let mut buf = recycle.try_recv().unwrap_or_default();
+                    buf.resize(CHUNK.min((size - got).max(1) as usize), 0);
                     let n = member.read(&mut buf).map_err(tar_err)?;
                     if n == 0 {
                         break;
                     }
-                    hasher.update(&buf[..n]);
-                    sink.file_data(&buf[..n])?;
+                    buf.truncate(n);
                     got += n as u64;
+                    send(q, Job::Data(buf))?;
                 }
                 if got != size {
                     return Err(truncated("the tar stream"));
                 }
-                digests.push(hasher.finalize().into());
-                sink.file_end(want)?;
+                send(q, Job::End)?;
+                file_no += 1;
             }
         }
+        idx += 1;
     }
     if let Some(missing) = head.entries.get(idx) {
         return Err(Error::hostile(
@@ -247,6 +379,7 @@ fn read_data<R: Read>(
     // tar-rs stops after the first zero block; the rest of DATA must be the
     // second zero block and at most some more zero padding.
     let mut rest = ar.into_inner();
+    let mut buf = vec![0u8; CHUNK];
     let mut padding = 0u64;
     loop {
         let n = rest.read(&mut buf).map_err(tar_err)?;
@@ -268,6 +401,15 @@ fn read_data<R: Read>(
             "tar stream lacks its end-of-archive zero blocks",
         ));
     }
-    let frames = rest.into_inner().frames();
-    Ok((digests, frames))
+    Ok(rest.into_inner().frames())
+}
+
+/// The worker that owns the directory of `path`.
+fn worker_for(path: &str, workers: usize) -> usize {
+    let dir = crate::layout::parent(path).unwrap_or("");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    (h % workers as u64) as usize
 }

@@ -1,9 +1,9 @@
 //! SUMS: the per-file SHA-256 list written after the data.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::head::{EntryKind, Head};
+use crate::head::{Entry, EntryKind, Head};
 
 /// One file's checksum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,41 @@ impl Sums {
     }
 }
 
+/// SUMS as a view over the entry list and one digest per file entry, so a
+/// writer can serialize it without building a second list.
+pub struct SumsView<'a> {
+    /// Every entry, in archive order (directories are skipped).
+    pub entries: &'a [Entry],
+    /// One SHA-256 per file entry, in order.
+    pub digests: &'a [[u8; 32]],
+}
+
+impl Serialize for SumsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Files<'b>(&'b SumsView<'b>);
+        #[derive(Serialize)]
+        struct One<'c> {
+            path: &'c str,
+            size: u64,
+            sha256: String,
+        }
+        impl Serialize for Files<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let files = self.0.entries.iter().filter(|e| e.kind == EntryKind::File);
+                s.collect_seq(files.zip(self.0.digests).map(|(e, d)| One {
+                    path: &e.path,
+                    size: e.size,
+                    sha256: hex(d),
+                }))
+            }
+        }
+        let mut st = s.serialize_struct("Sums", 1)?;
+        st.serialize_field("files", &Files(self))?;
+        st.end()
+    }
+}
+
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -117,6 +152,18 @@ mod tests {
         assert_eq!(parse_hex32(&hex(&b)).unwrap().to_vec(), b);
         assert!(parse_hex32(&hex(&b).to_uppercase()).is_none());
         assert!(parse_hex32("abc").is_none());
+    }
+
+    #[test]
+    fn view_serializes_like_the_owned_list() {
+        let head = sample();
+        let owned = sums_for(&head);
+        let digests = vec![[0xab; 32]; owned.files.len()];
+        let view = SumsView {
+            entries: &head.entries,
+            digests: &digests,
+        };
+        assert_eq!(serde_json::to_vec(&view).unwrap(), owned.to_json());
     }
 
     #[test]

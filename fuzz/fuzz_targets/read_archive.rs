@@ -4,52 +4,59 @@
 #![no_main]
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
 use sydra_archive::head::{Entry, EntryKind, Head};
 use sydra_archive::layout::check_path;
-use sydra_archive::read::{Depth, Sink, read_archive};
+use sydra_archive::read::{Depth, FileSink, Sink, read_archive};
 
 /// A sink that checks the reader's promises to restore.
 #[derive(Default)]
 struct Checker {
     declared: Vec<Entry>,
-    next: usize,
-    current: Option<(u64, u64)>, // (declared size, bytes seen)
+    dirs_seen: Mutex<usize>,
+}
+
+struct CheckFile {
+    size: u64,
+    seen: u64,
 }
 
 impl Checker {
-    fn expect(&mut self, e: &Entry) {
-        assert_eq!(&self.declared[self.next], e, "members come in HEAD order");
-        self.next += 1;
+    fn expect(&self, e: &Entry) {
+        assert!(self.declared.contains(e), "only HEAD-declared members");
         assert!(check_path(&e.path, e.kind == EntryKind::Dir).is_ok());
     }
 }
 
 impl Sink for Checker {
+    type File = CheckFile;
     fn head(&mut self, head: &Head) -> sydra_archive::Result<()> {
         head.validate().expect("reader hands on only valid HEADs");
         self.declared = head.entries.clone();
         Ok(())
     }
-    fn dir(&mut self, e: &Entry) -> sydra_archive::Result<()> {
+    fn dir(&self, e: &Entry) -> sydra_archive::Result<()> {
         self.expect(e);
+        *self.dirs_seen.lock().unwrap() += 1;
         Ok(())
     }
-    fn file_start(&mut self, e: &Entry) -> sydra_archive::Result<()> {
+    fn file(&self, e: &Entry) -> sydra_archive::Result<CheckFile> {
         self.expect(e);
-        self.current = Some((e.size, 0));
+        Ok(CheckFile { size: e.size, seen: 0 })
+    }
+}
+
+impl FileSink for CheckFile {
+    fn write(&mut self, data: &[u8]) -> sydra_archive::Result<()> {
+        self.seen += data.len() as u64;
+        assert!(self.seen <= self.size, "never more than declared");
         Ok(())
     }
-    fn file_data(&mut self, data: &[u8]) -> sydra_archive::Result<()> {
-        let (size, seen) = self.current.as_mut().expect("inside a file");
-        *seen += data.len() as u64;
-        assert!(*seen <= *size, "never more than declared");
-        Ok(())
-    }
-    fn file_end(&mut self, _e: &Entry) -> sydra_archive::Result<()> {
-        let (size, seen) = self.current.take().expect("inside a file");
-        assert_eq!(size, seen);
+    fn finish(self, e: &Entry) -> sydra_archive::Result<()> {
+        assert_eq!(self.size, self.seen);
+        assert_eq!(e.size, self.seen);
         Ok(())
     }
 }
