@@ -8,11 +8,19 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 static REGISTRY: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// True once a signal asked the process to stop: code that creates files
+/// inside a registered temporary directory checks it first, so the
+/// directory can be removed.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
 
 fn registry() -> MutexGuard<'static, Vec<(u64, PathBuf)>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
@@ -76,10 +84,23 @@ fn remove_path(path: &Path) -> io::Result<()> {
 /// Removes every registered path and keeps the lock held, so no commit can
 /// start afterwards. Meant for the signal path, just before the process exits.
 pub fn remove_all_and_hold() -> Vec<(PathBuf, io::Result<()>)> {
+    STOPPING.store(true, Ordering::SeqCst);
     let reg = registry();
     let results = reg
         .iter()
-        .map(|(_, p)| (p.clone(), remove_path(p)))
+        .map(|(_, p)| {
+            // A worker may still be creating a file it started before it
+            // saw `stopping()`: try again for a moment.
+            let mut r = remove_path(p);
+            for _ in 0..40 {
+                if r.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                r = remove_path(p);
+            }
+            (p.clone(), r)
+        })
         .collect();
     std::mem::forget(reg);
     results

@@ -17,6 +17,9 @@ use crate::publish::AtomicFile;
 use crate::scan::{Captured, Scan, scan};
 use crate::sums::SumsView;
 
+/// Bytes of input per zstd compression job.
+const MT_JOB_SIZE: u32 = 2 * 1024 * 1024;
+
 /// Options for writing an archive.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -183,7 +186,13 @@ pub fn write_archive<W: Write>(
     let mut enc = zstd::stream::write::Encoder::new(&mut w, opts.level).map_err(wrap)?;
     enc.include_checksum(true).map_err(wrap)?;
     enc.multithread(threads).map_err(wrap)?;
-    let mut tar = tar::Builder::new(enc);
+    // zstd's default job (4 windows) makes each worker hold ~16 MiB; 2 MiB
+    // jobs keep create's peak RSS near 32 MiB at no cost in speed or size.
+    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(MT_JOB_SIZE))
+        .map_err(wrap)?;
+    // zstd's multi-threaded stream costs a lot per call: feed it 1 MiB at a
+    // time, not tar's 512-byte headers and small files one by one.
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, enc));
     let mut digests: Vec<[u8; 32]> = Vec::with_capacity(head.file_count());
     let (mut files, mut dirs) = (0u64, 0u64);
     let mut warnings = head.warnings.clone();
@@ -254,7 +263,8 @@ pub fn write_archive<W: Write>(
             }
         }
     }
-    let enc = tar.into_inner().map_err(wrap)?;
+    let buffered = tar.into_inner().map_err(wrap)?;
+    let enc = buffered.into_inner().map_err(|e| wrap(e.into_error()))?;
     enc.finish().map_err(wrap)?;
 
     drop(captured);

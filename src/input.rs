@@ -164,6 +164,46 @@ impl<R: Read> Input<R> {
     }
 }
 
+/// Reads the next `len` bytes of an [`Input`] as a stream (a frame body);
+/// running out early is a truncated archive (reported as an I/O error of
+/// kind `UnexpectedEof`).
+pub struct Body<'a, R> {
+    input: &'a mut Input<R>,
+    left: u64,
+}
+
+impl<'a, R: Read> Body<'a, R> {
+    /// The next `len` bytes of `input`.
+    pub fn new(input: &'a mut Input<R>, len: u64) -> Self {
+        Body { input, left: len }
+    }
+
+    /// Bytes of the body not read yet.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+impl<R: Read> Read for Body<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        let avail = self.input.fill().map_err(io::Error::other)?;
+        if avail.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends inside a frame",
+            ));
+        }
+        let n = avail.len().min(out.len()).min(self.left as usize);
+        out[..n].copy_from_slice(&avail[..n]);
+        self.input.consume(n);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// The error for an archive that ends too early.
 pub fn truncated(what: &str) -> Error {
     Error::corrupt(format!("truncated: archive ends inside {what}"))

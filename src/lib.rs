@@ -18,6 +18,7 @@
 //! - [`live`]: consistent reads of a data dir a running server writes
 //! - [`create`]: writing an archive
 //! - [`read`]: reading and checking an archive as a stream
+//! - [`workers`]: bounded queues from the reading thread to hashing/writing workers
 //! - [`verify`]: `verify` and `list` on paths or stdin
 //! - [`deep`]: `verify --deep`, decoding what SydraDB would read
 //! - [`restore`]: staged, verified, atomic restore
@@ -45,6 +46,7 @@ pub mod scan;
 pub mod sums;
 pub mod sydradb;
 pub mod verify;
+pub mod workers;
 
 pub use create::{CreateOptions, CreateSummary, Output, create, write_archive};
 pub use error::{Error, Result};

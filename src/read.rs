@@ -10,18 +10,19 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
-use sha2::{Digest, Sha256};
+use crate::workers::{Budget, Dispatch, Job, Queue, worker};
 
 use crate::create::from_io;
 use crate::data::DataDecoder;
 use crate::error::{Error, Result};
 use crate::footer::{FOOT_LEN, Footer};
 use crate::frame::{
-    MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, read_skippable, walk_zstd_frames,
+    MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, read_skippable, read_skippable_header,
+    walk_zstd_frames,
 };
 use crate::head::{Entry, EntryKind, Head};
-use crate::input::{Input, truncated};
-use crate::sums::{Sums, parse_hex32};
+use crate::input::{Body, Input, truncated};
+use crate::sums;
 
 /// Most zero padding accepted after the tar end-of-archive block.
 const MAX_TAR_PADDING: u64 = 1024 * 1024;
@@ -120,19 +121,13 @@ pub fn read_archive<R: Read, S: Sink>(
         }
         Depth::Quick => (None, walk_zstd_frames(&mut input)?),
     };
-    let sums = Sums::parse(
-        &read_skippable(&mut input, &TAG_SUMS, MAX_SUMS_BODY)?,
-        &head,
-    )?;
-    if let Some(digests) = digests {
-        for (s, d) in sums.files.iter().zip(&digests) {
-            if parse_hex32(&s.sha256).as_ref() != Some(d) {
-                return Err(Error::corrupt(format!(
-                    "content of {:?} does not match its SHA-256 in SUMS",
-                    s.path
-                )));
-            }
-        }
+    let sums_len = read_skippable_header(&mut input, &TAG_SUMS, MAX_SUMS_BODY)?;
+    let mut body = Body::new(&mut input, sums_len);
+    let checked = sums::check_stream(&mut body, &head, digests.as_deref());
+    let unread = body.left();
+    checked?;
+    if unread != 0 {
+        return Err(Error::corrupt("SUMS frame holds bytes after its JSON"));
     }
     let body_len = input.position();
     let body_sha = input.digest();
@@ -197,21 +192,20 @@ fn read_data<R: Read, S: Sink>(
         .unwrap_or(1)
         .clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
     std::thread::scope(|scope| {
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
-            queues.push(tx);
-            let recycle = recycle_tx.clone();
+        for budget in &budgets {
+            let (tx, rx) = mpsc::channel();
+            queues.push(Queue::new(tx, budget));
             let failed = &failed;
             let entries = &head.entries[..];
-            handles.push(scope.spawn(move || worker(sink, entries, rx, recycle, failed)));
+            handles.push(scope.spawn(move || worker(sink, entries, rx, budget, failed)));
         }
-        drop(recycle_tx);
-        let produced = produce(input, head, sink, &queues, &recycle_rx, &failed);
-        drop(queues);
+        let mut dispatch = Dispatch::new(queues);
+        let produced = produce(input, head, sink, &mut dispatch, &failed);
+        drop(dispatch);
         let mut digests = vec![[0u8; 32]; head.file_count()];
         for h in handles {
             for (i, d) in h.join().expect("reader worker panicked") {
@@ -226,62 +220,13 @@ fn read_data<R: Read, S: Sink>(
     })
 }
 
-/// Chunks queued per worker (each at most [`CHUNK`] bytes).
-const QUEUE_DEPTH: usize = 16;
-
-enum Job {
-    Start { entry: usize, file: usize },
-    Data(Vec<u8>),
-    End,
-}
-
-fn worker<S: Sink>(
-    sink: &S,
-    entries: &[Entry],
-    rx: mpsc::Receiver<Job>,
-    recycle: mpsc::Sender<Vec<u8>>,
-    failed: &Mutex<Option<Error>>,
-) -> Vec<(usize, [u8; 32])> {
-    let mut done = Vec::new();
-    let mut current: Option<(usize, usize, S::File, Sha256)> = None;
-    for job in rx {
-        let step = match job {
-            Job::Start { entry, file } => sink
-                .file(&entries[entry])
-                .map(|f| current = Some((entry, file, f, Sha256::new()))),
-            Job::Data(chunk) => {
-                let (_, _, f, hasher) = current.as_mut().expect("Start comes first");
-                hasher.update(&chunk);
-                let r = f.write(&chunk);
-                let _ = recycle.send(chunk);
-                r
-            }
-            Job::End => {
-                let (entry, file, f, hasher) = current.take().expect("Start comes first");
-                done.push((file, hasher.finalize().into()));
-                f.finish(&entries[entry])
-            }
-        };
-        if let Err(e) = step {
-            failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
-            // Returning drops `rx`: the producer sees the queue closed.
-            return done;
-        }
-    }
-    done
-}
-
 /// The reading side: decompresses, checks each member against HEAD and
 /// queues file data to the worker that owns its directory.
 fn produce<R: Read, S: Sink>(
     input: &mut Input<R>,
     head: &Head,
     sink: &S,
-    queues: &[mpsc::SyncSender<Job>],
-    recycle: &mpsc::Receiver<Vec<u8>>,
+    queues: &mut Dispatch<'_>,
     failed: &Mutex<Option<Error>>,
 ) -> Result<u64> {
     let dec = DataDecoder::new(input)?;
@@ -289,8 +234,8 @@ fn produce<R: Read, S: Sink>(
     let mut idx = 0usize;
     let mut file_no = 0usize;
     // A closed queue means a worker failed; its error is reported instead.
-    let send = |q: &mpsc::SyncSender<Job>, job: Job| -> Result<()> {
-        q.send(job).map_err(|_| {
+    let send = |q: &mut Queue<'_>, job: Job| -> Result<()> {
+        q.push(job).map_err(|_| {
             failed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -341,7 +286,7 @@ fn produce<R: Read, S: Sink>(
         match kind {
             EntryKind::Dir => sink.dir(want)?,
             EntryKind::File => {
-                let q = &queues[worker_for(&want.path, queues.len())];
+                let q = queues.queue_for(want);
                 send(
                     q,
                     Job::Start {
@@ -351,8 +296,7 @@ fn produce<R: Read, S: Sink>(
                 )?;
                 let mut got = 0u64;
                 loop {
-                    let mut buf = recycle.try_recv().unwrap_or_default();
-                    buf.resize(CHUNK.min((size - got).max(1) as usize), 0);
+                    let mut buf = vec![0u8; CHUNK.min((size - got).max(1) as usize)];
                     let n = member.read(&mut buf).map_err(tar_err)?;
                     if n == 0 {
                         break;
@@ -375,6 +319,15 @@ fn produce<R: Read, S: Sink>(
             &missing.path,
             "HEAD entry missing from the tar stream",
         ));
+    }
+    for q in queues.all() {
+        if q.flush().is_err() {
+            return Err(failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or(Error::Interrupted));
+        }
     }
     // tar-rs stops after the first zero block; the rest of DATA must be the
     // second zero block and at most some more zero padding.
@@ -402,14 +355,4 @@ fn produce<R: Read, S: Sink>(
         ));
     }
     Ok(rest.into_inner().frames())
-}
-
-/// The worker that owns the directory of `path`.
-fn worker_for(path: &str, workers: usize) -> usize {
-    let dir = crate::layout::parent(path).unwrap_or("");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in dir.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    (h % workers as u64) as usize
 }

@@ -367,6 +367,9 @@ impl Sink for Extract {
     }
 
     fn dir(&self, entry: &Entry) -> Result<()> {
+        if crate::cleanup::stopping() {
+            return Err(Error::Interrupted);
+        }
         let path = self.root.join(&entry.path);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -380,6 +383,9 @@ impl Sink for Extract {
     }
 
     fn file(&self, entry: &Entry) -> Result<ExtractFile> {
+        if crate::cleanup::stopping() {
+            return Err(Error::Interrupted);
+        }
         let path = self.root.join(&entry.path);
         // Created with its final mode where the umask allows (one syscall
         // less per file); the fd is writable whatever the mode says.

@@ -28,38 +28,123 @@ impl Sums {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("SUMS serializes")
     }
+}
 
-    /// Decodes a SUMS body and checks it lists exactly HEAD's files, in
-    /// order, with the same sizes and well-formed digests.
-    pub fn parse(body: &[u8], head: &Head) -> Result<Sums> {
-        let sums: Sums = serde_json::from_slice(body)
-            .map_err(|e| Error::corrupt(format!("SUMS is not valid JSON: {e}")))?;
-        let mut listed = sums.files.iter();
-        for e in head.entries.iter().filter(|e| e.kind == EntryKind::File) {
-            let s = listed
-                .next()
-                .ok_or_else(|| Error::corrupt(format!("SUMS has no checksum for {:?}", e.path)))?;
-            if s.path != e.path || s.size != e.size {
-                return Err(Error::corrupt(format!(
-                    "SUMS entry {:?} ({} bytes) does not match HEAD entry {:?} ({} bytes)",
-                    s.path, s.size, e.path, e.size
-                )));
-            }
-            if parse_hex32(&s.sha256).is_none() {
-                return Err(Error::corrupt(format!(
-                    "SUMS digest of {:?} is not 64 lowercase hex digits",
-                    s.path
-                )));
-            }
-        }
-        if let Some(extra) = listed.next() {
-            return Err(Error::corrupt(format!(
-                "SUMS lists {:?}, which HEAD does not",
-                extra.path
-            )));
-        }
-        Ok(sums)
+/// Checks a SUMS body as it streams, without keeping it: it must list
+/// exactly HEAD's files, in order, with the same sizes and well-formed
+/// digests, and (when `digests` is given, one per file) those digests.
+pub fn check_stream<R: std::io::Read>(
+    body: R,
+    head: &Head,
+    digests: Option<&[[u8; 32]]>,
+) -> Result<()> {
+    use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Files<'a> {
+        head: &'a Head,
+        digests: Option<&'a [[u8; 32]]>,
     }
+    impl<'de> DeserializeSeed<'de> for Files<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Files<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of file checksums")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            let files = self
+                .head
+                .entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::File);
+            for (i, e) in files.enumerate() {
+                let Some(s) = seq.next_element::<FileSum>()? else {
+                    return Err(A::Error::custom(format!(
+                        "SUMS has no checksum for {:?}",
+                        e.path
+                    )));
+                };
+                if s.path != e.path || s.size != e.size {
+                    return Err(A::Error::custom(format!(
+                        "SUMS entry {:?} ({} bytes) does not match HEAD entry {:?} ({} bytes)",
+                        s.path, s.size, e.path, e.size
+                    )));
+                }
+                let Some(d) = parse_hex32(&s.sha256) else {
+                    return Err(A::Error::custom(format!(
+                        "SUMS digest of {:?} is not 64 lowercase hex digits",
+                        s.path
+                    )));
+                };
+                if let Some(digests) = self.digests
+                    && digests.get(i) != Some(&d)
+                {
+                    return Err(A::Error::custom(format!(
+                        "content of {:?} does not match its SHA-256 in SUMS",
+                        s.path
+                    )));
+                }
+            }
+            if seq.next_element::<IgnoredAny>()?.is_some() {
+                return Err(A::Error::custom("SUMS lists files that HEAD does not"));
+            }
+            Ok(())
+        }
+    }
+    struct Top<'a>(Files<'a>);
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a SUMS object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            let mut files = Some(self.0);
+            while let Some(key) = map.next_key::<String>()? {
+                match (key.as_str(), files.take()) {
+                    ("files", Some(f)) => map.next_value_seed(f)?,
+                    ("files", None) => return Err(A::Error::custom("SUMS lists \"files\" twice")),
+                    (_, f) => {
+                        files = f;
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            if files.is_some() {
+                return Err(A::Error::custom("SUMS has no \"files\" list"));
+            }
+            Ok(())
+        }
+    }
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
+    let top = Top(Files { head, digests });
+    serde::Deserializer::deserialize_map(&mut de, top)
+        .and_then(|()| de.end())
+        .map_err(|e| {
+            if e.is_io() {
+                // The source failed (our error inside), or the frame ended
+                // early (a truncated archive).
+                let io = std::io::Error::from(e);
+                if io.get_ref().is_some_and(|i| i.is::<Error>()) {
+                    return *io
+                        .into_inner()
+                        .expect("checked")
+                        .downcast::<Error>()
+                        .expect("checked");
+                }
+                crate::input::truncated("the SUMS frame")
+            } else {
+                Error::corrupt(format!("SUMS is not valid: {e}"))
+            }
+        })
 }
 
 /// SUMS as a view over the entry list and one digest per file entry, so a
@@ -167,25 +252,42 @@ mod tests {
     }
 
     #[test]
-    fn must_match_head() {
+    fn streamed_check_agrees_with_parse() {
         let head = sample();
         let good = sums_for(&head);
-        assert!(Sums::parse(&good.to_json(), &head).is_ok());
-
-        let mut missing = good.clone();
-        missing.files.pop();
-        assert!(Sums::parse(&missing.to_json(), &head).is_err());
-
-        let mut extra = good.clone();
-        extra.files.push(good.files[0].clone());
-        assert!(Sums::parse(&extra.to_json(), &head).is_err());
-
-        let mut wrong_size = good.clone();
-        wrong_size.files[0].size += 1;
-        assert!(Sums::parse(&wrong_size.to_json(), &head).is_err());
-
-        let mut bad_hex = good;
-        bad_hex.files[0].sha256 = "zz".into();
-        assert!(Sums::parse(&bad_hex.to_json(), &head).is_err());
+        let json = good.to_json();
+        let digests = vec![[0xab; 32]; good.files.len()];
+        check_stream(&json[..], &head, Some(&digests)).unwrap();
+        check_stream(&json[..], &head, None).unwrap();
+        let mut other = digests.clone();
+        other[1][0] ^= 1;
+        let e = check_stream(&json[..], &head, Some(&other)).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match its SHA-256 in SUMS"),
+            "{e}"
+        );
+        for bad in [
+            {
+                let mut s = good.clone();
+                s.files.pop();
+                s.to_json()
+            },
+            {
+                let mut s = good.clone();
+                s.files.push(good.files[0].clone());
+                s.to_json()
+            },
+            {
+                let mut s = good.clone();
+                s.files[0].size += 1;
+                s.to_json()
+            },
+            b"{}".to_vec(),
+            b"{\"files\": []} x".to_vec(),
+            b"[[[[".to_vec(),
+        ] {
+            let e = check_stream(&bad[..], &head, None).unwrap_err();
+            assert!(e.is_archive_fault(), "{e}");
+        }
     }
 }
