@@ -4,9 +4,13 @@
 //! parser reaches FOOT the hash of `[0, position)` is exactly what FOOT must
 //! hold: no seeking and no hold-back buffer are needed, and stdin works the
 //! same way as a file. Reads never allocate more than their fixed buffer.
+//! The hashing runs on its own thread ([`HashPipe`]), beside decompression
+//! and parsing.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -23,7 +27,99 @@ pub struct Input<R> {
     end: usize,
     eof: bool,
     consumed: u64,
-    hasher: Sha256,
+    hasher: HashPipe,
+}
+
+/// A SHA-256 computed on a helper thread: bytes are copied into 1 MiB
+/// blocks and sent over a bounded queue (at most 8 MiB in flight).
+/// Where no thread can be started, it hashes inline.
+pub struct HashPipe {
+    tx: Option<mpsc::SyncSender<HashMsg>>,
+    worker: Option<JoinHandle<()>>,
+    pending: Vec<u8>,
+    inline: Option<Sha256>,
+}
+
+enum HashMsg {
+    Data(Vec<u8>),
+    Digest(mpsc::Sender<[u8; 32]>),
+}
+
+const HASH_BLOCK: usize = 1024 * 1024;
+
+impl Default for HashPipe {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::sync_channel::<HashMsg>(8);
+        let worker = std::thread::Builder::new()
+            .name("archive-hash".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for msg in rx {
+                    match msg {
+                        HashMsg::Data(d) => h.update(&d),
+                        HashMsg::Digest(reply) => {
+                            let _ = reply.send(h.clone().finalize().into());
+                        }
+                    }
+                }
+            })
+            .ok();
+        HashPipe {
+            tx: worker.as_ref().map(|_| tx),
+            inline: if worker.is_some() {
+                None
+            } else {
+                Some(Sha256::new())
+            },
+            worker,
+            pending: Vec::with_capacity(HASH_BLOCK),
+        }
+    }
+}
+
+impl HashPipe {
+    /// Adds bytes to the hash.
+    pub fn update(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.inline {
+            h.update(data);
+            return;
+        }
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= HASH_BLOCK {
+            self.send_pending();
+        }
+    }
+
+    fn send_pending(&mut self) {
+        let block = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_BLOCK));
+        if let Some(tx) = &self.tx {
+            tx.send(HashMsg::Data(block)).expect("hash thread alive");
+        }
+    }
+
+    /// SHA-256 of everything added so far.
+    pub fn digest(&mut self) -> [u8; 32] {
+        if let Some(h) = &self.inline {
+            return h.clone().finalize().into();
+        }
+        let Some(tx) = &self.tx else {
+            unreachable!("a hash pipe hashes inline or on its thread");
+        };
+        let block = std::mem::take(&mut self.pending);
+        tx.send(HashMsg::Data(block)).expect("hash thread alive");
+        let (reply, answer) = mpsc::channel();
+        tx.send(HashMsg::Digest(reply)).expect("hash thread alive");
+        answer.recv().expect("hash thread alive")
+    }
+}
+
+impl Drop for HashPipe {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl<R: Read> Input<R> {
@@ -37,7 +133,7 @@ impl<R: Read> Input<R> {
             end: 0,
             eof: false,
             consumed: 0,
-            hasher: Sha256::new(),
+            hasher: HashPipe::default(),
         }
     }
 
@@ -47,8 +143,8 @@ impl<R: Read> Input<R> {
     }
 
     /// SHA-256 of every byte consumed so far.
-    pub fn digest(&self) -> [u8; 32] {
-        self.hasher.clone().finalize().into()
+    pub fn digest(&mut self) -> [u8; 32] {
+        self.hasher.digest()
     }
 
     fn read_more(&mut self) -> Result<usize> {

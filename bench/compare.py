@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Benchmark sydra-archive against the standard tools, side by side.
+
+Makes the data sets with the project's own generator, runs the standard
+pipelines and sydra-archive alternately (A B C A B C ...), and prints
+medians, the ratios the targets are stated in, archive sizes and peak RSS.
+Timings are wall-clock medians; these machines are noisy, so compare ratios
+from one run of this script, not numbers across runs.
+
+  bench/compare.sh                      # 1x data sets, 3 runs each
+  bench/compare.sh --scale 0.1 --runs 5
+  bench/compare.sh --scale 4 --only create,verify
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "sydra-archive")
+GEN = os.path.join(ROOT, "target", "release", "examples", "generate")
+LAYOUT = ["MANIFEST", "segments", "tags.json", "wal"]
+
+
+def sh(cmd):
+    """Runs a shell pipeline; returns (seconds, peak RSS KB of the biggest process)."""
+    return run(["bash", "-o", "pipefail", "-c", cmd])
+
+
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+RSS_FILE = os.path.join(ROOT, "target", "bench-rss.txt")
+
+
+def run(argv):
+    """Runs argv; returns (seconds, peak RSS in KB of the largest process
+    in it, as GNU time reports it; 0 when /usr/bin/time is missing)."""
+    if TIME:
+        argv = [TIME, "-f", "%M", "-o", RSS_FILE] + argv
+    t0 = time.perf_counter()
+    code = subprocess.run(argv, stdout=subprocess.DEVNULL).returncode
+    dt = time.perf_counter() - t0
+    if code != 0:
+        sys.exit(f"failed ({code}): {' '.join(argv)}")
+    rss = int(open(RSS_FILE).read().split()[-1]) if TIME else 0
+    return dt, rss
+
+
+def generate(path, series, hours, flush):
+    if os.path.isdir(path):
+        return
+    subprocess.run([GEN, path, "--series", str(series), "--hours", str(hours),
+                    "--flush", str(flush)], check=True, stdout=subprocess.DEVNULL)
+
+
+def du(path):
+    total, files = 0, 0
+    for dirpath, _, names in os.walk(path):
+        for n in names:
+            total += os.lstat(os.path.join(dirpath, n)).st_size
+            files += 1
+    return total, files
+
+
+def alternate(runs, cases):
+    """cases: list of (name, fn returning (secs, rss)). Runs them in turn."""
+    res = {name: [] for name, _ in cases}
+    for _ in range(runs):
+        for name, fn in cases:
+            res[name].append(fn())
+    return {k: (statistics.median(t for t, _ in v), max(r for _, r in v)) for k, v in res.items()}
+
+
+def report(title, res, ratios):
+    print(f"\n## {title}")
+    for k, (t, rss) in res.items():
+        print(f"  {k:<44} median {t:7.3f} s   peak RSS {rss / 1024:7.1f} MiB")
+    for label, a, b, target in ratios:
+        r = res[a][0] / res[b][0]
+        verdict = "ok" if r <= target else "MISSED"
+        print(f"  ratio {label:<52} {r:5.2f}x  (target <= {target}x: {verdict})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="data size relative to the 1.15 GB set")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", default=os.path.join(ROOT, "target", "bench"))
+    ap.add_argument("--only", default="create,restore,verify")
+    ap.add_argument("--small-files", type=int, default=100_000,
+                    help="files in the small-file restore set (0 to skip)")
+    a = ap.parse_args()
+    only = set(a.only.split(","))
+    subprocess.run(["cargo", "build", "--release", "-q", "--bins", "--examples"], cwd=ROOT, check=True)
+    os.makedirs(a.work, exist_ok=True)
+    print(f"# sydra-archive benchmark: {os.cpu_count()} cores, scale {a.scale}, {a.runs} runs, "
+          f"{subprocess.run(['zstd', '--version'], capture_output=True, text=True).stdout.strip()}")
+
+    hours = max(1, round(720 * a.scale))
+    big = os.path.join(a.work, f"big-{hours}h")
+    generate(big, 100, hours, 3600)
+    size, files = du(big)
+    print(f"data set: {big}: {files} files, {size / 1e9:.2f} GB (100 series x {hours} h at 10 s, "
+          "one segment per series per hour)")
+    out = os.path.join(a.work, "out")
+    os.makedirs(out, exist_ok=True)
+    A, B, C = (os.path.join(out, n) for n in ("sydra.tar.zst", "bare.tar.zst", "checked.tar.zst"))
+    tar_in = f"tar -cf - -C {big} {' '.join(LAYOUT)}"
+    # The archives the restore and verify runs read.
+    run([BIN, "create", big, "-o", A, "--force", "-q"])
+    sh(f"{tar_in} | zstd -3 -T0 -q > {B}")
+
+    if "create" in only:
+        res = alternate(a.runs, [
+            ("sydra-archive create", lambda: run([BIN, "create", big, "-o", A, "--force", "-q"])),
+            ("tar | zstd -3 -T0 | tee | sha256sum", lambda: sh(f"{tar_in} | zstd -3 -T0 -q | tee {C} | sha256sum")),
+            ("tar | zstd -3 -T0", lambda: sh(f"{tar_in} | zstd -3 -T0 -q > {B}")),
+        ])
+        report("create (level 3, all cores, every file hashed)", res, [
+            ("create / checksummed pipeline", "sydra-archive create", "tar | zstd -3 -T0 | tee | sha256sum", 1.0),
+            ("create / bare pipeline", "sydra-archive create", "tar | zstd -3 -T0", 1.15),
+        ])
+        sa, sb = os.path.getsize(A), os.path.getsize(B)
+        print(f"  size: sydra-archive {sa} bytes, tar|zstd {sb} bytes: {sa / sb:.3f}x (target <= 1.02x)")
+
+    if "verify" in only:
+        res = alternate(a.runs, [
+            ("sydra-archive verify --quick", lambda: run([BIN, "verify", "--quick", A])),
+            ("sha256sum", lambda: run(["sha256sum", A])),
+            ("sydra-archive verify", lambda: run([BIN, "verify", A])),
+            ("zstd -t", lambda: run(["zstd", "-t", "-q", B])),
+        ])
+        report("verify", res, [
+            ("verify --quick / sha256sum", "sydra-archive verify --quick", "sha256sum", 0.3),
+            ("verify / zstd -t", "sydra-archive verify", "zstd -t", 1.1),
+        ])
+
+    restore_sets = [("restore (verified, durable)", A, B)] if "restore" in only else []
+    if "restore" in only and a.small_files:
+        flush = 72  # 50 flushes an hour: 5,000 files per hour directory
+        hours_s = max(1, a.small_files // 5000)
+        small = os.path.join(a.work, f"small-{hours_s}h")
+        generate(small, 100, hours_s, flush)
+        _, nfiles = du(small)
+        SA, SB = os.path.join(out, "small-sydra.tar.zst"), os.path.join(out, "small-bare.tar.zst")
+        run([BIN, "create", small, "-o", SA, "--force", "-q"])
+        sh(f"tar -cf - -C {small} {' '.join(LAYOUT)} | zstd -3 -T0 -q > {SB}")
+        restore_sets.append((f"restore of {nfiles} small files in hour dirs of 5,000", SA, SB))
+    # Each run restores into a fresh directory; nothing is deleted until all
+    # timed runs are done (deleting a big tree on this ext4, mounted with
+    # discard, slows file creation down for a while).
+    scratch = os.path.join(a.work, f"restore-{time.time_ns()}")
+    os.makedirs(scratch)
+    n = [0]
+    for title, sa_path, sb_path in restore_sets:
+
+        def fresh():
+            n[0] += 1
+            return os.path.join(scratch, str(n[0]))
+
+        def ours(sa_path=sa_path):
+            return run([BIN, "restore", sa_path, fresh(), "-q"])
+
+        def theirs(sb_path=sb_path):
+            d = fresh()
+            return sh(f"mkdir {d} && zstd -dc {sb_path} | tar -x -C {d} && sync")
+
+        res = alternate(a.runs, [("sydra-archive restore", ours), ("zstd -dc | tar -x && sync", theirs)])
+        target = 0.7 if "small" in title else 1.0
+        report(title, res, [("restore / zstd -dc | tar -x && sync", "sydra-archive restore",
+                             "zstd -dc | tar -x && sync", target)])
+    shutil.rmtree(scratch)
+
+
+if __name__ == "__main__":
+    main()
