@@ -215,24 +215,20 @@ pub fn write_archive<W: Write>(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(e.size);
                 let path = root.join(&e.path);
+                let mut append = |src: &mut dyn Read| -> Result<[u8; 32]> {
+                    let mut src =
+                        BufReader::with_capacity(256 * 1024, SourceReader::new(src, &path, e.size));
+                    tar.append_data(&mut header, &e.path, &mut src)
+                        .map_err(wrap)?;
+                    Ok(src.into_inner().finish())
+                };
                 let digest = match captured.get(&i) {
-                    Some(Captured::Bytes(bytes)) => {
-                        let mut src = SourceReader::new(&bytes[..], &path, e.size);
-                        tar.append_data(&mut header, &e.path, &mut src)
-                            .map_err(wrap)?;
-                        src.finish()
-                    }
+                    Some(Captured::Bytes(bytes)) => append(&mut &bytes[..])?,
                     Some(Captured::Held(file)) => {
                         let mut f: &File = file;
                         f.seek(SeekFrom::Start(0))
                             .map_err(|err| Error::io("seek", &path, err))?;
-                        let mut src = BufReader::with_capacity(
-                            256 * 1024,
-                            SourceReader::new(f, &path, e.size),
-                        );
-                        tar.append_data(&mut header, &e.path, &mut src)
-                            .map_err(wrap)?;
-                        src.into_inner().finish()
+                        append(&mut f)?
                     }
                     None if live::kind_of(&e.path) == FileKind::Segment
                         && e.size <= live::MAX_BUFFERED_FILE =>
@@ -240,24 +236,14 @@ pub fn write_archive<W: Write>(
                         if let Some(w) = live::read_segment(&path, &e.path, e.size, &mut seg_buf)? {
                             warnings.push(w);
                         }
-                        let mut src = SourceReader::new(&seg_buf[..], &path, e.size);
-                        tar.append_data(&mut header, &e.path, &mut src)
-                            .map_err(wrap)?;
-                        src.finish()
+                        append(&mut &seg_buf[..])?
                     }
                     None => {
-                        let file =
+                        let mut file =
                             File::open(&path).map_err(|err| Error::io("open", &path, err))?;
-                        let mut src = BufReader::with_capacity(
-                            256 * 1024,
-                            SourceReader::new(file, &path, e.size),
-                        );
-                        tar.append_data(&mut header, &e.path, &mut src)
-                            .map_err(wrap)?;
-                        src.into_inner().finish()
+                        append(&mut file)?
                     }
                 };
-
                 digests.push(digest);
                 files += 1;
             }
