@@ -49,7 +49,9 @@ pub enum Command {
     #[command(after_help = concat!(
         "Examples:\n",
         "  sydra-archive list backup.tar.zst\n",
-        "  sydra-archive list --json backup.tar.zst | jq '.entries | length'\n\n",
+        "  sydra-archive list --json backup.tar.zst | jq '.entries | length'\n",
+        "  sydra-archive list --sha256 backup.tar.zst > SHA256SUMS\n",
+        "  tar --zstd -xf backup.tar.zst -C dir && (cd dir && sha256sum -c ../SHA256SUMS)\n\n",
         "Exit codes: 0 success, 1 the header is corrupt or hostile, 2 any other failure."
     ))]
     List(ListArgs),
@@ -114,8 +116,12 @@ pub struct ListArgs {
     /// Archive path, or - for stdin.
     pub archive: PathBuf,
     /// Print the HEAD as one JSON object.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sha256")]
     pub json: bool,
+    /// Print `sha256sum`-style lines from SUMS (after a quick check of the
+    /// whole archive), for `sha256sum -c` in a directory GNU tar extracted.
+    #[arg(long)]
+    pub sha256: bool,
 }
 
 #[derive(Debug, Args)]

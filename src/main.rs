@@ -240,6 +240,25 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    if a.sha256 {
+        let (head, sums) = sydra_archive::verify::list_sha256(&a.archive)?;
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        let files = head
+            .entries
+            .iter()
+            .filter(|e| e.kind == sydra_archive::EntryKind::File);
+        for (e, d) in files.zip(&sums) {
+            // sha256sum's own escape for names with a backslash or newline.
+            if e.path.contains(['\\', '\n']) {
+                let name = e.path.replace('\\', "\\\\").replace('\n', "\\n");
+                writeln!(out, "\\{}  {name}", hex(d))?;
+            } else {
+                writeln!(out, "{}  {}", hex(d), e.path)?;
+            }
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let head = sydra_archive::list(&a.archive)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {

@@ -41,6 +41,9 @@ pub trait Sink: Sync {
     fn head(&mut self, _head: &Head) -> Result<()> {
         Ok(())
     }
+    /// The SHA-256 SUMS lists for the `index`-th file (after DATA; not
+    /// verified until [`read_archive`] returns `Ok`).
+    fn file_sum(&mut self, _index: usize, _sha256: &[u8; 32]) {}
     /// A directory member that matched its HEAD entry (on the reading
     /// thread, in archive order, before any member inside it).
     fn dir(&self, _entry: &Entry) -> Result<()> {
@@ -123,7 +126,9 @@ pub fn read_archive<R: Read, S: Sink>(
     };
     let sums_len = read_skippable_header(&mut input, &TAG_SUMS, MAX_SUMS_BODY)?;
     let mut body = Body::new(&mut input, sums_len);
-    let checked = sums::check_stream(&mut body, &head, digests.as_deref());
+    let checked = sums::check_stream(&mut body, &head, digests.as_deref(), &mut |i, d| {
+        sink.file_sum(i, d)
+    });
     let unread = body.left();
     checked?;
     if unread != 0 {

@@ -33,19 +33,23 @@ impl Sums {
 /// Checks a SUMS body as it streams, without keeping it: it must list
 /// exactly HEAD's files, in order, with the same sizes and well-formed
 /// digests, and (when `digests` is given, one per file) those digests.
+///
+/// `each` sees every file's index (among files) and listed digest, in order.
 pub fn check_stream<R: std::io::Read>(
     body: R,
     head: &Head,
     digests: Option<&[[u8; 32]]>,
+    each: &mut dyn FnMut(usize, &[u8; 32]),
 ) -> Result<()> {
     use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;
 
-    struct Files<'a> {
+    struct Files<'a, 'f> {
         head: &'a Head,
         digests: Option<&'a [[u8; 32]]>,
+        each: &'f mut dyn FnMut(usize, &[u8; 32]),
     }
-    impl<'de> DeserializeSeed<'de> for Files<'_> {
+    impl<'de> DeserializeSeed<'de> for Files<'_, '_> {
         type Value = ();
         fn deserialize<D: serde::Deserializer<'de>>(
             self,
@@ -54,7 +58,7 @@ pub fn check_stream<R: std::io::Read>(
             d.deserialize_seq(self)
         }
     }
-    impl<'de> Visitor<'de> for Files<'_> {
+    impl<'de> Visitor<'de> for Files<'_, '_> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a list of file checksums")
@@ -92,6 +96,7 @@ pub fn check_stream<R: std::io::Read>(
                         s.path
                     )));
                 }
+                (self.each)(i, &d);
             }
             if seq.next_element::<IgnoredAny>()?.is_some() {
                 return Err(A::Error::custom("SUMS lists files that HEAD does not"));
@@ -99,8 +104,8 @@ pub fn check_stream<R: std::io::Read>(
             Ok(())
         }
     }
-    struct Top<'a>(Files<'a>);
-    impl<'de> Visitor<'de> for Top<'_> {
+    struct Top<'a, 'f>(Files<'a, 'f>);
+    impl<'de> Visitor<'de> for Top<'_, '_> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a SUMS object")
@@ -125,7 +130,11 @@ pub fn check_stream<R: std::io::Read>(
     }
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
-    let top = Top(Files { head, digests });
+    let top = Top(Files {
+        head,
+        digests,
+        each,
+    });
     serde::Deserializer::deserialize_map(&mut de, top)
         .and_then(|()| de.end())
         .map_err(|e| {
@@ -257,11 +266,17 @@ mod tests {
         let good = sums_for(&head);
         let json = good.to_json();
         let digests = vec![[0xab; 32]; good.files.len()];
-        check_stream(&json[..], &head, Some(&digests)).unwrap();
-        check_stream(&json[..], &head, None).unwrap();
+        check_stream(&json[..], &head, Some(&digests), &mut |_, _| {}).unwrap();
+        let mut seen = 0;
+        check_stream(&json[..], &head, None, &mut |i, d| {
+            assert_eq!((i, d), (seen, &[0xab; 32]));
+            seen += 1;
+        })
+        .unwrap();
+        assert_eq!(seen, 2);
         let mut other = digests.clone();
         other[1][0] ^= 1;
-        let e = check_stream(&json[..], &head, Some(&other)).unwrap_err();
+        let e = check_stream(&json[..], &head, Some(&other), &mut |_, _| {}).unwrap_err();
         assert!(
             e.to_string().contains("does not match its SHA-256 in SUMS"),
             "{e}"
@@ -286,7 +301,7 @@ mod tests {
             b"{\"files\": []} x".to_vec(),
             b"[[[[".to_vec(),
         ] {
-            let e = check_stream(&bad[..], &head, None).unwrap_err();
+            let e = check_stream(&bad[..], &head, None, &mut |_, _| {}).unwrap_err();
             assert!(e.is_archive_fault(), "{e}");
         }
     }

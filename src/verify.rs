@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::head::Head;
-use crate::read::{Depth, NullSink, ReadSummary, read_archive, read_head};
+use crate::read::{Depth, NullSink, ReadSummary, Sink, read_archive, read_head};
 
 /// An open archive source: a file, or stdin when the path is `-`.
 pub enum ArchiveReader {
@@ -52,6 +52,26 @@ pub fn open_archive(path: &Path) -> Result<ArchiveReader> {
 pub fn verify(path: &Path, depth: Depth) -> Result<ReadSummary> {
     let src = open_archive(path)?;
     read_archive(src, path, depth, &mut NullSink)
+}
+
+/// Checks the archive at `path` as `verify --quick` does and returns its
+/// HEAD and the SHA-256 SUMS lists for each file entry, in order (for
+/// `list --sha256`). Nothing is returned unless the check passes.
+pub fn list_sha256(path: &Path) -> Result<(Head, Vec<[u8; 32]>)> {
+    struct Collect(Vec<[u8; 32]>);
+    impl Sink for Collect {
+        type File = ();
+        fn file(&self, _entry: &crate::head::Entry) -> Result<()> {
+            Ok(())
+        }
+        fn file_sum(&mut self, _index: usize, sha256: &[u8; 32]) {
+            self.0.push(*sha256);
+        }
+    }
+    let src = open_archive(path)?;
+    let mut sink = Collect(Vec::new());
+    let summary = read_archive(src, path, Depth::Quick, &mut sink)?;
+    Ok((summary.head, sink.0))
 }
 
 /// Reads and validates the HEAD of the archive at `path` (`-` for stdin).

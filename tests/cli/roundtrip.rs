@@ -172,3 +172,46 @@ fn list_json_is_the_head() {
     assert_eq!(lines.len(), head["entries"].as_array().unwrap().len());
     assert!(lines[0].starts_with("file") && lines[0].ends_with("MANIFEST"));
 }
+
+#[test]
+fn list_sha256_checks_out_with_sha256sum_after_gnu_tar() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    fs::write(data.join("wal/odd\\name.wal"), b"backslash").unwrap();
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let o = run(&["list", "--sha256", p(&out)]);
+    expect_code(&o, 0);
+    let sums = t.path().join("SHA256SUMS");
+    fs::write(&sums, &o.stdout).unwrap();
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.ends_with("  MANIFEST") && l.len() == 64 + 2 + 8)
+    );
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let tar = Command::new("tar")
+        .args(["--zstd", "-xf", p(&out), "-C", p(&x)])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let check = Command::new("sha256sum")
+        .args(["-c", "--quiet", p(&sums)])
+        .current_dir(&x)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // A corrupted archive prints no sums at all.
+    let mut bytes = fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    fs::write(&out, &bytes).unwrap();
+    let o = run(&["list", "--sha256", p(&out)]);
+    expect_code(&o, 1);
+    assert!(o.stdout.is_empty());
+}
