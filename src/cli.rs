@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::ui::ProgressMode;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -68,6 +70,20 @@ pub enum Command {
         "Exit codes: 0 restored, 1 archive failed verification, 2 any other failure."
     ))]
     Restore(RestoreArgs),
+    /// Print a shell completion script on stdout.
+    #[command(
+        after_help = "Example:\n  sydra-archive completions bash > /etc/bash_completion.d/sydra-archive"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    #[command(
+        after_help = "Example:\n  sydra-archive man > /usr/local/share/man/man1/sydra-archive.1"
+    )]
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +108,9 @@ pub struct CreateArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +128,12 @@ pub struct VerifyArgs {
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing but the result and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 #[derive(Debug, Args)]
@@ -139,4 +164,7 @@ pub struct RestoreArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }

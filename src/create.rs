@@ -29,6 +29,8 @@ pub struct CreateOptions {
     pub threads: u32,
     /// Creation time recorded in HEAD; `None` means now.
     pub created_unix_ms: Option<u64>,
+    /// Counts source bytes read, out of the scanned total.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Default for CreateOptions {
@@ -37,6 +39,7 @@ impl Default for CreateOptions {
             level: 3,
             threads: 0,
             created_unix_ms: None,
+            progress: None,
         }
     }
 }
@@ -182,6 +185,10 @@ pub fn write_archive<W: Write>(
         warnings,
     };
     write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD_BODY).map_err(wrap)?;
+    let progress = opts.progress.as_deref();
+    if let Some(p) = progress {
+        p.set_total(head.total_bytes);
+    }
 
     let mut enc = zstd::stream::write::Encoder::new(&mut w, opts.level).map_err(wrap)?;
     enc.include_checksum(true).map_err(wrap)?;
@@ -216,8 +223,10 @@ pub fn write_archive<W: Write>(
                 header.set_size(e.size);
                 let path = root.join(&e.path);
                 let mut append = |src: &mut dyn Read| -> Result<[u8; 32]> {
-                    let mut src =
-                        BufReader::with_capacity(256 * 1024, SourceReader::new(src, &path, e.size));
+                    let mut src = BufReader::with_capacity(
+                        256 * 1024,
+                        SourceReader::new(src, &path, e.size, progress),
+                    );
                     tar.append_data(&mut header, &e.path, &mut src)
                         .map_err(wrap)?;
                     Ok(src.into_inner().finish())
@@ -299,15 +308,22 @@ struct SourceReader<'a, R> {
     path: &'a Path,
     remaining: u64,
     hasher: Sha256,
+    progress: Option<&'a crate::progress::Progress>,
 }
 
 impl<'a, R: Read> SourceReader<'a, R> {
-    fn new(file: R, path: &'a Path, size: u64) -> Self {
+    fn new(
+        file: R,
+        path: &'a Path,
+        size: u64,
+        progress: Option<&'a crate::progress::Progress>,
+    ) -> Self {
         SourceReader {
             file,
             path,
             remaining: size,
             hasher: Sha256::new(),
+            progress,
         }
     }
 
@@ -342,6 +358,9 @@ impl<R: Read> Read for SourceReader<'_, R> {
         }
         self.hasher.update(&buf[..n]);
         self.remaining -= n as u64;
+        if let Some(p) = self.progress {
+            p.add(n as u64);
+        }
         Ok(n)
     }
 }

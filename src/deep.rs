@@ -200,8 +200,11 @@ impl FileSink for DeepFile {
 
 /// Verifies the archive fully and decodes every SydraDB file in it.
 /// Returns the summary, the first problems, and how many there were.
-pub fn verify_deep(path: &Path) -> Result<(ReadSummary, Vec<Problem>, usize)> {
-    let src = open_archive(path)?;
+pub fn verify_deep(
+    path: &Path,
+    progress: Option<Arc<crate::progress::Progress>>,
+) -> Result<(ReadSummary, Vec<Problem>, usize)> {
+    let src = open_archive(path, progress)?;
     let mut sink = DeepSink::default();
     let summary = read_archive(src, path, Depth::Full, &mut sink)?;
     let (problems, total) = sink.into_problems();

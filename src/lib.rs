@@ -22,6 +22,7 @@
 //! - [`verify`]: `verify` and `list` on paths or stdin
 //! - [`deep`]: `verify --deep`, decoding what SydraDB would read
 //! - [`restore`]: staged, verified, atomic restore
+//! - [`progress`]: byte counters a front end turns into a progress display
 //! - [`publish`]: atomic write-then-rename of output files
 //! - [`cleanup`]: temporary paths removed on error and signals
 //! - [`sydradb`]: SydraDB WAL records and segments (encode, decode)
@@ -39,6 +40,7 @@ pub mod head;
 pub mod input;
 pub mod layout;
 pub mod live;
+pub mod progress;
 pub mod publish;
 pub mod read;
 pub mod restore;

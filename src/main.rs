@@ -2,19 +2,23 @@
 //! result to an exit code (0 ok, 1 bad archive, 2 anything else).
 
 mod cli;
+mod ui;
 
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
 use serde_json::json;
+use sydra_archive::progress::Progress;
 use sydra_archive::sums::hex;
 use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
 
 use cli::{Cli, Command, CreateArgs, ListArgs, RestoreArgs, VerifyArgs};
+use ui::Display;
 
 const EXIT_ARCHIVE: u8 = 1;
 const EXIT_OTHER: u8 = 2;
@@ -30,6 +34,12 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a),
         Command::List(a) => list(a),
         Command::Restore(a) => restore(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "sydra-archive", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => man(),
     };
     match result {
         Ok(code) => code,
@@ -85,12 +95,17 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(_) => None,
     };
+    let progress = Arc::new(Progress::default());
     let opts = CreateOptions {
         level: a.level,
         threads: a.threads,
         created_unix_ms,
+        progress: Some(progress.clone()),
     };
-    let s = sydra_archive::create(&a.data_dir, &output, &opts)?;
+    let display = Display::start("create", a.progress, a.quiet, &progress);
+    let result = sydra_archive::create(&a.data_dir, &output, &opts);
+    display.finish();
+    let s = result?;
     let secs = started.elapsed().as_secs_f64();
     let archive = a.output.display().to_string();
     if a.json {
@@ -145,12 +160,15 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let depth = if a.quick { Depth::Quick } else { Depth::Full };
+    let progress = Arc::new(Progress::default());
+    let display = Display::start("verify", a.progress, a.quiet, &progress);
     let result = if a.deep {
-        sydra_archive::deep::verify_deep(&a.archive)
+        sydra_archive::deep::verify_deep(&a.archive, Some(progress.clone()))
             .map(|(s, problems, total)| (s, Some((problems, total))))
     } else {
-        sydra_archive::verify(&a.archive, depth).map(|s| (s, None))
+        sydra_archive::verify(&a.archive, depth, Some(progress.clone())).map(|s| (s, None))
     };
+    display.finish();
     let secs = started.elapsed().as_secs_f64();
     let archive = a.archive.display().to_string();
     let mode = if a.deep {
@@ -275,7 +293,18 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let s = sydra_archive::restore(&a.archive, &a.data_dir, &RestoreOptions { force: a.force })?;
+    let progress = Arc::new(Progress::default());
+    let display = Display::start("restore", a.progress, a.quiet, &progress);
+    let result = sydra_archive::restore(
+        &a.archive,
+        &a.data_dir,
+        &RestoreOptions {
+            force: a.force,
+            progress: Some(progress.clone()),
+        },
+    );
+    display.finish();
+    let s = result?;
     let secs = started.elapsed().as_secs_f64();
     let archive = a.archive.display().to_string();
     if a.json {
@@ -326,5 +355,13 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man() -> anyhow::Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = io::stdout().lock();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

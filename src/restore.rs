@@ -34,6 +34,8 @@ const STAGING_MARK: &str = ".sydra-staging.";
 pub struct RestoreOptions {
     /// Replace a non-empty data directory (the old one is kept beside it).
     pub force: bool,
+    /// Counts the archive bytes read (total: the archive size, if known).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 /// What a finished restore did.
@@ -100,7 +102,7 @@ pub fn restore(archive: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result
             target.display()
         )));
     }
-    let src = open_archive(archive)?;
+    let src = open_archive(archive, opts.progress.clone())?;
 
     let (removed_leftovers, reported_leftovers) = clean_leftovers(&parent, &name)?;
 

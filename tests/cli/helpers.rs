@@ -539,3 +539,31 @@ pub fn hostile_archives() -> Vec<(&'static str, Vec<u8>)> {
     v.push(("foot-only", ok[ok.len() - 64..].to_vec()));
     v
 }
+
+/// Runs the binary with stdin, stdout and stderr on a pseudo-terminal
+/// (python's pty module); the output is what the terminal saw.
+pub fn run_in_pty(args: &[&str]) -> Output {
+    let script = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_sydra-archive")])
+        .args(args)
+        .output()
+        .unwrap()
+}

@@ -9,3 +9,4 @@ mod live;
 mod refusals;
 mod restore;
 mod roundtrip;
+mod ux;

@@ -85,39 +85,9 @@ fn leftovers_at_the_top_are_skipped_and_reported() {
 
 #[test]
 fn stdout_terminal_is_refused() {
-    // Run the binary with stdout on a pseudo-terminal (python's pty module).
     let t = tempfile::tempdir().unwrap();
     let data = tiny_data(t.path());
-    let script = r#"
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-out = b""
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode("utf-8", "replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let o = std::process::Command::new("python3")
-        .args([
-            "-c",
-            script,
-            env!("CARGO_BIN_EXE_sydra-archive"),
-            "create",
-            p(&data),
-            "-o",
-            "-",
-        ])
-        .output()
-        .unwrap();
+    let o = run_in_pty(&["create", p(&data), "-o", "-"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     assert!(stdout(&o).contains("terminal"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("SYDRHEAD"));

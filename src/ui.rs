@@ -1,0 +1,117 @@
+//! Progress display for the binary: a bar on a terminal (indicatif), NDJSON
+//! events for scripts, or nothing. It reads the library's counters from a
+//! ticker thread; the library itself never draws.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sydra_archive::progress::Progress;
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal and -q is not given; else nothing.
+    Auto,
+    /// One JSON object per line (NDJSON), every half second and at the end.
+    Json,
+    /// Nothing.
+    None,
+}
+
+/// A running display; [`Display::finish`] stops it.
+pub struct Display {
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Display {
+    /// Starts showing `progress` for `command` as `mode` says.
+    pub fn start(
+        command: &'static str,
+        mode: ProgressMode,
+        quiet: bool,
+        progress: &Arc<Progress>,
+    ) -> Display {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = match mode {
+            ProgressMode::Auto if !quiet && std::io::stderr().is_terminal() => {
+                let (stop, p) = (stop.clone(), progress.clone());
+                std::thread::Builder::new()
+                    .name("progress".into())
+                    .spawn(move || bar(command, &p, &stop))
+                    .ok()
+            }
+            ProgressMode::Json => {
+                let (stop, p) = (stop.clone(), progress.clone());
+                std::thread::Builder::new()
+                    .name("progress".into())
+                    .spawn(move || ndjson(command, &p, &stop))
+                    .ok()
+            }
+            _ => None,
+        };
+        Display { stop, ticker }
+    }
+
+    /// Stops the display (the bar is cleared; NDJSON ends with a
+    /// `finished` event).
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bar(command: &str, p: &Progress, stop: &AtomicBool) {
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(command.to_string());
+    loop {
+        let total = p.total();
+        if total > 0 {
+            pb.set_length(total);
+        }
+        pb.set_position(p.done());
+        pb.tick();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pb.finish_and_clear();
+}
+
+fn ndjson(command: &str, p: &Progress, stop: &AtomicBool) {
+    let start = Instant::now();
+    let event = |name: &str| {
+        let line = serde_json::json!({
+            "event": name,
+            "command": command,
+            "done_bytes": p.done(),
+            "total_bytes": p.total(),
+            "elapsed_s": start.elapsed().as_secs_f64(),
+        });
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    let mut last = Instant::now();
+    event("started");
+    while !stop.load(Ordering::SeqCst) {
+        if last.elapsed() >= Duration::from_millis(500) {
+            event("progress");
+            last = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    event("finished");
+}
