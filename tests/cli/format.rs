@@ -137,23 +137,10 @@ fn create_json_reports_what_sha256sum_prints() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(v["sha256"].as_str().unwrap()));
-    let n_files = walkdir_count(&data);
+    let (n_files, _) = count_tree(&data);
     assert_eq!(v["files"].as_u64().unwrap(), n_files);
     assert!(v["data_bytes"].as_u64().unwrap() > 0);
     assert_eq!(v["skipped"], serde_json::json!([]));
-}
-
-fn walkdir_count(d: &std::path::Path) -> u64 {
-    let mut n = 0;
-    for e in fs::read_dir(d).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            n += walkdir_count(&e.path());
-        } else {
-            n += 1;
-        }
-    }
-    n
 }
 
 #[test]
@@ -196,19 +183,8 @@ fn golden_archive_still_verifies() {
     for path in &listed {
         assert!(std::path::Path::new(sample).join(path).exists(), "{path}");
     }
-    assert_eq!(
-        listed.len() as u64,
-        walkdir_count(std::path::Path::new(sample)) + count_dirs(std::path::Path::new(sample))
-    );
-}
-
-fn count_dirs(d: &std::path::Path) -> u64 {
-    let mut n = 0;
-    for e in fs::read_dir(d).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            n += 1 + count_dirs(&e.path());
-        }
-    }
-    n
+    assert_eq!(listed.len() as u64, {
+        let (files, dirs) = count_tree(std::path::Path::new(sample));
+        files + dirs
+    });
 }

@@ -567,3 +567,19 @@ sys.exit(os.waitstatus_to_exitcode(status))
         .output()
         .unwrap()
 }
+
+/// Files and directories below `d` (not counting `d`).
+pub fn count_tree(d: &Path) -> (u64, u64) {
+    let (mut files, mut dirs) = (0, 0);
+    for e in std::fs::read_dir(d).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let (f, s) = count_tree(&e.path());
+            files += f;
+            dirs += 1 + s;
+        } else {
+            files += 1;
+        }
+    }
+    (files, dirs)
+}

@@ -27,7 +27,7 @@ fn restores_into_absent_and_empty_targets() {
     expect_code(&o, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["kept_old"], serde_json::Value::Null);
-    assert_eq!(v["files"].as_u64().unwrap() as usize, count_files(&data));
+    assert_eq!(v["files"].as_u64().unwrap(), count_tree(&data).0);
     assert_eq!(
         v["sha256"].as_str().unwrap(),
         hex(&sha256(&fs::read(&a).unwrap()))
@@ -46,20 +46,6 @@ fn restores_into_absent_and_empty_targets() {
         fs::metadata(&empty).unwrap().permissions().mode() & 0o7777,
         0o750
     );
-}
-
-fn count_files(d: &Path) -> usize {
-    fs::read_dir(d)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                count_files(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
 }
 
 #[test]
