@@ -227,10 +227,10 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 writeln!(
                     io::stdout(),
                     "ok {archive}: {} ({files} files, {} data bytes, {} archive bytes, sha256 {}) in {secs:.2}s",
-                    if a.quick {
-                        "quick check"
-                    } else {
-                        "fully verified"
+                    match mode {
+                        "quick" => "quick check",
+                        "deep" => "fully verified, SydraDB files decoded",
+                        _ => "fully verified",
                     },
                     s.head.total_bytes,
                     s.bytes,

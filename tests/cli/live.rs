@@ -234,7 +234,13 @@ fn verify_deep_flags_what_the_server_would_refuse() {
     let data = tiny_data(t.path());
     let good = t.path().join("good.tar.zst");
     create(&data, &good);
-    expect_code(&run(&["verify", "--deep", p(&good)]), 0);
+    let o = run(&["verify", "--deep", p(&good)]);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("fully verified, SydraDB files decoded"),
+        "{}",
+        stdout(&o)
+    );
 
     // A torn WAL tail, an empty tags.json and a half-written segment, in
     // an archive written by a plain tar-like writer (no live checks).
