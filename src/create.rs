@@ -295,11 +295,7 @@ pub fn write_archive<W: Write>(
 /// error: ours travel inside `io::Error::other`, anything else is an I/O
 /// failure of `op` on `path`.
 pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
-    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        let inner = e.into_inner().expect("checked");
-        return *inner.downcast::<Error>().expect("checked");
-    }
-    Error::io(op, path, e)
+    Error::from_carrier(e).unwrap_or_else(|e| Error::io(op, path, e))
 }
 
 /// Reads exactly the scanned size of a source and hashes it.

@@ -72,6 +72,17 @@ impl Error {
         }
     }
 
+    /// Takes back a crate error that travelled inside an `io::Error`
+    /// (through tar, zstd or serde, as `io::Error::other`); gives the
+    /// `io::Error` back unchanged otherwise.
+    pub fn from_carrier(e: io::Error) -> std::result::Result<Error, io::Error> {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Err(e);
+        }
+        let inner = e.into_inner().expect("checked above");
+        Ok(*inner.downcast::<Error>().expect("checked above"))
+    }
+
     /// True when the archive itself is at fault (corrupt, truncated, tampered,
     /// hostile, unsupported version, not an archive): the CLI exits with 1.
     pub fn is_archive_fault(&self) -> bool {
@@ -139,5 +150,17 @@ mod tests {
         let e = Error::io("open", "/x", io::Error::from(io::ErrorKind::NotFound));
         assert!(!e.is_archive_fault());
         assert!(e.to_string().starts_with("cannot open /x"));
+    }
+
+    #[test]
+    fn carried_errors_come_back_out() {
+        let carried = io::Error::other(Error::corrupt("x"));
+        assert!(matches!(
+            Error::from_carrier(carried),
+            Ok(Error::Corrupt(_))
+        ));
+        let plain = io::Error::from(io::ErrorKind::UnexpectedEof);
+        let back = Error::from_carrier(plain).unwrap_err();
+        assert_eq!(back.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -12,7 +12,6 @@ use std::sync::{Mutex, mpsc};
 
 use crate::workers::{Budget, Dispatch, Job, Queue, worker};
 
-use crate::create::from_io;
 use crate::data::DataDecoder;
 use crate::error::{Error, Result};
 use crate::footer::{FOOT_LEN, Footer};
@@ -157,13 +156,11 @@ pub fn read_archive<R: Read, S: Sink>(
 }
 
 fn tar_err(e: std::io::Error) -> Error {
-    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
-        return from_io(e, "read", Path::new("-"));
+    match Error::from_carrier(e) {
+        Ok(ours) => ours,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => truncated("the tar stream"),
+        Err(e) => Error::corrupt(format!("tar stream: {e}")),
     }
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        return truncated("the tar stream");
-    }
-    Error::corrupt(format!("tar stream: {e}"))
 }
 
 fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str> {

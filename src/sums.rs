@@ -141,15 +141,8 @@ pub fn check_stream<R: std::io::Read>(
             if e.is_io() {
                 // The source failed (our error inside), or the frame ended
                 // early (a truncated archive).
-                let io = std::io::Error::from(e);
-                if io.get_ref().is_some_and(|i| i.is::<Error>()) {
-                    return *io
-                        .into_inner()
-                        .expect("checked")
-                        .downcast::<Error>()
-                        .expect("checked");
-                }
-                crate::input::truncated("the SUMS frame")
+                Error::from_carrier(std::io::Error::from(e))
+                    .unwrap_or_else(|_| crate::input::truncated("the SUMS frame"))
             } else {
                 Error::corrupt(format!("SUMS is not valid: {e}"))
             }
