@@ -1,17 +1,28 @@
-//! Temporary paths that must disappear on error, SIGINT or SIGTERM.
+//! Temporary things that must disappear on error, SIGINT or SIGTERM:
+//! paths ([`Temp`]) and unfinished remote uploads ([`Pending`]).
 //!
 //! A temporary file or directory is registered while it exists. Committing
 //! it (a rename into place) runs under the same lock the signal handler
 //! takes, so a signal either arrives before the commit (the temporary is
 //! removed and the target is untouched) or after it (nothing is left to
-//! remove): never half way.
+//! remove): never half way. A pending upload works the same way: its abort
+//! action runs on a signal unless it was completed first.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-static REGISTRY: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
+/// What a registered item is, and how the signal path gets rid of it.
+enum Item {
+    Path(PathBuf),
+    Hook {
+        what: String,
+        run: Box<dyn FnMut() -> io::Result<()> + Send>,
+    },
+}
+
+static REGISTRY: Mutex<Vec<(u64, Item)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
@@ -22,7 +33,7 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::SeqCst)
 }
 
-fn registry() -> MutexGuard<'static, Vec<(u64, PathBuf)>> {
+fn registry() -> MutexGuard<'static, Vec<(u64, Item)>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -39,7 +50,7 @@ impl Temp {
     /// Registers `path` (a file or a directory) for removal on signal.
     pub fn register(path: &Path) -> Temp {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        registry().push((id, path.to_path_buf()));
+        registry().push((id, Item::Path(path.to_path_buf())));
         Temp {
             id,
             path: path.to_path_buf(),
@@ -81,25 +92,76 @@ fn remove_path(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes every registered path and keeps the lock held, so no commit can
-/// start afterwards. Meant for the signal path, just before the process exits.
-pub fn remove_all_and_hold() -> Vec<(PathBuf, io::Result<()>)> {
+/// A registered action that undoes something unfinished (an upload that
+/// must not complete). Dropping it without [`Pending::commit`] or
+/// [`Pending::forget`] keeps it registered, so a later signal still runs it.
+#[must_use = "a pending action must be committed or forgotten"]
+pub struct Pending {
+    id: u64,
+}
+
+impl Pending {
+    /// Registers `undo` for `what` ("the unfinished upload to s3://..."),
+    /// to run if a signal arrives before the commit.
+    pub fn register(
+        what: impl Into<String>,
+        undo: impl FnMut() -> io::Result<()> + Send + 'static,
+    ) -> Pending {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        registry().push((
+            id,
+            Item::Hook {
+                what: what.into(),
+                run: Box::new(undo),
+            },
+        ));
+        Pending { id }
+    }
+
+    /// Runs `finish` (e.g. completing the upload) with signals held off,
+    /// then unregisters the undo action.
+    pub fn commit<T>(self, finish: impl FnOnce() -> T) -> T {
+        let mut reg = registry();
+        let out = finish();
+        reg.retain(|(id, _)| *id != self.id);
+        out
+    }
+
+    /// Unregisters the undo action (after it was run by hand).
+    pub fn forget(self) {
+        registry().retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// Removes every registered path, runs every pending undo action, and keeps
+/// the lock held, so no commit can start afterwards. Meant for the signal
+/// path, just before the process exits. Returns one line per item.
+pub fn remove_all_and_hold() -> Vec<String> {
     STOPPING.store(true, Ordering::SeqCst);
-    let reg = registry();
+    let mut reg = registry();
     let results = reg
-        .iter()
-        .map(|(_, p)| {
-            // A worker may still be creating a file it started before it
-            // saw `stopping()`: try again for a moment.
-            let mut r = remove_path(p);
-            for _ in 0..40 {
-                if r.is_ok() {
-                    break;
+        .iter_mut()
+        .map(|(_, item)| match item {
+            Item::Path(p) => {
+                // A worker may still be creating a file it started before it
+                // saw `stopping()`: try again for a moment.
+                let mut r = remove_path(p);
+                for _ in 0..40 {
+                    if r.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                    r = remove_path(p);
                 }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-                r = remove_path(p);
+                match r {
+                    Ok(()) => format!("removed {}", p.display()),
+                    Err(e) => format!("could not remove {}: {e}", p.display()),
+                }
             }
-            (p.clone(), r)
+            Item::Hook { what, run } => match run() {
+                Ok(()) => format!("aborted {what}"),
+                Err(e) => format!("could not abort {what}: {e}"),
+            },
         })
         .collect();
     std::mem::forget(reg);
@@ -119,11 +181,9 @@ pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 let results = remove_all_and_hold();
                 let mut msg = format!("sydra-archive: interrupted by {name}");
-                for (p, r) in results {
-                    match r {
-                        Ok(()) => msg.push_str(&format!("; removed {}", p.display())),
-                        Err(e) => msg.push_str(&format!("; could not remove {}: {e}", p.display())),
-                    }
+                for line in results {
+                    msg.push_str("; ");
+                    msg.push_str(&line);
                 }
                 eprintln!("{msg}");
                 std::process::exit(exit_code);
@@ -142,10 +202,10 @@ mod tests {
         let f = t.path().join("f");
         std::fs::write(&f, b"x").unwrap();
         let temp = Temp::register(&f);
-        assert!(registry().iter().any(|(_, p)| p == &f));
+        assert!(registered(&f));
         temp.remove().unwrap();
         assert!(!f.exists());
-        assert!(!registry().iter().any(|(_, p)| p == &f));
+        assert!(!registered(&f));
 
         let d = t.path().join("d");
         std::fs::create_dir_all(d.join("x/y")).unwrap();
@@ -153,6 +213,18 @@ mod tests {
         let moved = t.path().join("moved");
         temp.commit(|p| std::fs::rename(p, &moved)).unwrap();
         assert!(moved.join("x/y").is_dir());
-        assert!(!registry().iter().any(|(_, p)| p == &d));
+        assert!(!registered(&d));
+
+        let pending = Pending::register("abort x", || Ok(()));
+        let id = pending.id;
+        assert!(registry().iter().any(|(i, _)| *i == id));
+        assert_eq!(pending.commit(|| 7), 7);
+        assert!(!registry().iter().any(|(i, _)| *i == id));
+    }
+
+    fn registered(path: &Path) -> bool {
+        registry()
+            .iter()
+            .any(|(_, item)| matches!(item, Item::Path(p) if p == path))
     }
 }

@@ -27,9 +27,11 @@ pub enum Command {
     #[command(after_help = concat!(
         "Examples:\n",
         "  sydra-archive create /var/lib/sydradb -o backup.tar.zst\n",
-        "  sydra-archive create /var/lib/sydradb -o - | ssh host 'cat > backup.tar.zst'\n\n",
+        "  sydra-archive create /var/lib/sydradb -o - | ssh host 'cat > backup.tar.zst'\n",
+        "  sydra-archive create /var/lib/sydradb -o s3://backups/sydradb/$(date +%F).tar.zst\n\n",
         "The output file is written to a temporary sibling, fsynced and renamed into\n",
-        "place: it is never seen half written. Stock tools read the result:\n",
+        "place: it is never seen half written. An s3:// object is uploaded in parts and\n",
+        "completed only once whole. Stock tools read the result:\n",
         "  tar --zstd -xf backup.tar.zst     zstd -t backup.tar.zst\n\n",
         "Exit codes: 0 success, 1 archive failed verification, 2 any other failure."
     ))]
@@ -40,7 +42,7 @@ pub enum Command {
         "  sydra-archive verify backup.tar.zst\n",
         "  sydra-archive verify --quick backup.tar.zst\n",
         "  sydra-archive verify --deep backup.tar.zst\n",
-        "  aws s3 cp s3://bucket/backup.tar.zst - | sydra-archive verify -\n\n",
+        "  sydra-archive verify s3://bucket/backup.tar.zst\n\n",
         "Full verification decompresses everything and checks every tar member against\n",
         "HEAD, every file against its SHA-256 in SUMS, and the footer hash. --quick\n",
         "checks the frame structure, HEAD, SUMS and the footer hash without decompressing.\n\n",
@@ -62,7 +64,7 @@ pub enum Command {
         "Examples:\n",
         "  sydra-archive restore backup.tar.zst /var/lib/sydradb\n",
         "  sydra-archive restore --force backup.tar.zst /var/lib/sydradb\n",
-        "  aws s3 cp s3://bucket/backup.tar.zst - | sydra-archive restore - /var/lib/sydradb\n\n",
+        "  sydra-archive restore s3://bucket/backup.tar.zst /var/lib/sydradb\n\n",
         "The archive is extracted into a staging directory beside DATA_DIR, verified\n",
         "completely, made durable, and only then renamed into place. With --force over\n",
         "existing data the two are swapped atomically and the old tree is kept beside\n",
@@ -70,6 +72,27 @@ pub enum Command {
         "Exit codes: 0 restored, 1 archive failed verification, 2 any other failure."
     ))]
     Restore(RestoreArgs),
+    /// List the archives under an s3:// prefix, newest first.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive ls s3://backups/sydradb/\n",
+        "  sydra-archive ls --json s3://backups/sydradb/ | jq -r '.archives[0].url'\n\n",
+        "Lists the objects directly under the prefix whose name ends in .tar.zst and\n",
+        "whose last 64 bytes are a sydra-archive footer matching the object's size\n",
+        "(one ranged read each). Other .tar.zst objects are reported on stderr.\n\n",
+        "Exit codes: 0 success, 2 any failure."
+    ))]
+    Ls(LsArgs),
+    /// Delete all but the newest N archives under an s3:// prefix (a dry run unless --yes).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive prune s3://backups/sydradb/ --keep-last 14\n",
+        "  sydra-archive prune s3://backups/sydradb/ --keep-last 14 --yes\n\n",
+        "Considers exactly what `ls` shows (archives, by upload time); never touches\n",
+        "any other object. Without --yes it only prints what it would delete.\n\n",
+        "Exit codes: 0 success, 2 any failure."
+    ))]
+    Prune(PruneArgs),
     /// Print a shell completion script on stdout.
     #[command(
         after_help = "Example:\n  sydra-archive completions bash > /etc/bash_completion.d/sydra-archive"
@@ -90,7 +113,8 @@ pub enum Command {
 pub struct CreateArgs {
     /// The SydraDB data directory to archive.
     pub data_dir: PathBuf,
-    /// Output archive path, or - for stdout (refused when stdout is a terminal).
+    /// Output archive path, - for stdout (refused when stdout is a
+    /// terminal), or s3://bucket/key.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
     /// zstd compression level.
@@ -111,11 +135,13 @@ pub struct CreateArgs {
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Archive path, or - for stdin.
+    /// Archive path, - for stdin, or s3://bucket/key.
     pub archive: PathBuf,
     /// Check frames, HEAD, SUMS and the footer hash without decompressing.
     #[arg(long, conflicts_with = "deep")]
@@ -134,11 +160,13 @@ pub struct VerifyArgs {
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Archive path, or - for stdin.
+    /// Archive path, - for stdin, or s3://bucket/key.
     pub archive: PathBuf,
     /// Print the HEAD as one JSON object.
     #[arg(long, conflicts_with = "sha256")]
@@ -147,11 +175,13 @@ pub struct ListArgs {
     /// whole archive), for `sha256sum -c` in a directory GNU tar extracted.
     #[arg(long)]
     pub sha256: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Archive path, or - for stdin.
+    /// Archive path, - for stdin, or s3://bucket/key.
     pub archive: PathBuf,
     /// The data directory to rebuild (absent or empty, or non-empty with --force).
     pub data_dir: PathBuf,
@@ -167,4 +197,47 @@ pub struct RestoreArgs {
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Object-storage settings; the standard AWS_* environment supplies the
+/// rest (credentials, AWS_ALLOW_HTTP...).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Object storage")]
+pub struct S3Args {
+    /// S3 endpoint URL (overrides AWS_ENDPOINT_URL); http:// allows plain http.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// S3 region (overrides AWS_REGION).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The prefix: s3://bucket/ or s3://bucket/some/prefix/.
+    pub url: String,
+    /// Print one JSON object with the result.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The prefix: s3://bucket/ or s3://bucket/some/prefix/.
+    pub url: String,
+    /// How many of the newest archives to keep (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_last: u64,
+    /// Delete for real (without it, only say what would be deleted).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print one JSON object with the result.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }

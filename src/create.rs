@@ -14,6 +14,7 @@ use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skipp
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
 use crate::live::{self, FileKind};
 use crate::publish::AtomicFile;
+use crate::remote::{self, S3Options, S3Url, Upload, Uploaded};
 use crate::scan::{Captured, Scan, scan};
 use crate::sums::SumsView;
 
@@ -56,6 +57,16 @@ pub enum Output {
         /// Replace an existing target.
         force: bool,
     },
+    /// An object, uploaded in parts and completed only once whole; an
+    /// existing one is replaced only with `force`.
+    S3 {
+        /// Target object.
+        url: S3Url,
+        /// Endpoint and region overrides.
+        options: S3Options,
+        /// Replace an existing object.
+        force: bool,
+    },
 }
 
 /// What a finished `create` did.
@@ -84,6 +95,9 @@ pub struct CreateSummary {
     /// Problems that did not stop the archive (cut WAL tails, segments that
     /// stayed broken, files that never parsed).
     pub warnings: Vec<String>,
+    /// For an upload: the object, its parts and whether its metadata holds
+    /// the SHA-256.
+    pub uploaded: Option<Uploaded>,
 }
 
 /// Worker threads to use for `threads` (0 = all cores).
@@ -140,7 +154,38 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
                 }
             }
         }
+        Output::S3 {
+            url,
+            options,
+            force,
+        } => {
+            // Refuse an existing object, and find out that the bucket is
+            // reachable with these credentials, before doing any work.
+            remote::check_target(url, options, *force)?;
+            let scan = scan(data_dir)?;
+            let mut upload = Upload::start(url, options, estimate(&scan))?;
+            let name = PathBuf::from(url.to_string());
+            match write_archive(scan, &mut upload, &name, opts) {
+                Ok((_, mut summary)) => {
+                    let uploaded = upload.finish(&summary.sha256)?;
+                    summary.warnings.extend(uploaded.warnings.iter().cloned());
+                    summary.uploaded = Some(uploaded);
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // The archive error matters more than a failed abort.
+                    let _ = upload.abort();
+                    Err(e)
+                }
+            }
+        }
     }
+}
+
+/// An upper estimate of the archive size of `scan`: the data, tar's header
+/// and padding per entry, and the HEAD and SUMS JSON.
+fn estimate(scan: &Scan) -> u64 {
+    scan.total_bytes + scan.entries.len() as u64 * 2048 + (1 << 20)
 }
 
 /// Writes the archive of `scan` to `out` (`out_name` names it in errors) and
@@ -287,6 +332,7 @@ pub fn write_archive<W: Write>(
             threads,
             wal: head.wal,
             warnings,
+            uploaded: None,
         },
     ))
 }
@@ -385,9 +431,12 @@ impl<W: Write> Write for HashWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf).map_err(|e| {
             if e.kind() == io::ErrorKind::Interrupted {
-                e
-            } else {
-                io::Error::other(Error::io("write", self.name, e))
+                return e;
+            }
+            // The output's own errors (an upload's) pass through as they are.
+            match Error::from_carrier(e) {
+                Ok(ours) => io::Error::other(ours),
+                Err(e) => io::Error::other(Error::io("write", self.name, e)),
             }
         })?;
         self.hasher.update(&buf[..n]);

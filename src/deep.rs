@@ -4,12 +4,11 @@
 //! segment's header and body; tags.json and MANIFEST as JSON. A problem is
 //! reported with its path and byte offset.
 
-use std::path::Path;
-
 use crate::error::Result;
 use crate::head::Entry;
 use crate::live::{self, FileKind, MAX_BUFFERED_FILE};
-use crate::read::{Depth, FileSink, ReadSummary, Sink, read_archive};
+use crate::location::Location;
+use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 use std::sync::{Arc, Mutex};
 
@@ -201,12 +200,11 @@ impl FileSink for DeepFile {
 /// Verifies the archive fully and decodes every SydraDB file in it.
 /// Returns the summary, the first problems, and how many there were.
 pub fn verify_deep(
-    path: &Path,
+    loc: &Location,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<(ReadSummary, Vec<Problem>, usize)> {
-    let src = open_archive(path, progress)?;
     let mut sink = DeepSink::default();
-    let summary = read_archive(src, path, Depth::Full, &mut sink)?;
+    let summary = open_archive(loc, progress)?.read_into(Depth::Full, &mut sink)?;
     let (problems, total) = sink.into_problems();
     Ok((summary, problems, total))
 }

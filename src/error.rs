@@ -47,6 +47,16 @@ pub enum Error {
     Refused(String),
     /// A SIGINT or SIGTERM arrived; everything temporary was removed.
     Interrupted,
+    /// A request to object storage failed (network, credentials, missing
+    /// object...): not a fault of the archive's content.
+    Remote {
+        /// What was being done, e.g. "upload", "read", "list".
+        op: &'static str,
+        /// The `s3://` URL involved.
+        url: String,
+        /// One line saying why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -114,6 +124,7 @@ impl fmt::Display for Error {
             }
             Error::Refused(msg) => write!(f, "{msg}"),
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
+            Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),
         }
     }
 }

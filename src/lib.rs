@@ -19,7 +19,9 @@
 //! - [`create`]: writing an archive
 //! - [`read`]: reading and checking an archive as a stream
 //! - [`workers`]: bounded queues from the reading thread to hashing/writing workers
-//! - [`verify`]: `verify` and `list` on paths or stdin
+//! - [`location`]: where an archive is: a path, stdin, or `s3://bucket/key`
+//! - [`remote`]: object storage: multipart uploads, streamed reads, `ls`, `prune`
+//! - [`verify`]: `verify` and `list` on paths, stdin or objects
 //! - [`deep`]: `verify --deep`, decoding what SydraDB would read
 //! - [`restore`]: staged, verified, atomic restore
 //! - [`progress`]: byte counters a front end turns into a progress display
@@ -40,9 +42,11 @@ pub mod head;
 pub mod input;
 pub mod layout;
 pub mod live;
+pub mod location;
 pub mod progress;
 pub mod publish;
 pub mod read;
+pub mod remote;
 pub mod restore;
 pub mod scan;
 pub mod sums;
@@ -53,6 +57,7 @@ pub mod workers;
 pub use create::{CreateOptions, CreateSummary, Output, create, write_archive};
 pub use error::{Error, Result};
 pub use head::{Entry, EntryKind, Head};
+pub use location::Location;
 pub use read::{Depth, ReadSummary, Sink, read_archive, read_head};
 pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use verify::{list, verify};

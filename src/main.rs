@@ -17,7 +17,9 @@ use sydra_archive::progress::Progress;
 use sydra_archive::sums::hex;
 use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
 
-use cli::{Cli, Command, CreateArgs, ListArgs, RestoreArgs, VerifyArgs};
+use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
+use sydra_archive::Location;
+use sydra_archive::remote::{S3Options, S3Url};
 use ui::Display;
 
 const EXIT_ARCHIVE: u8 = 1;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a),
         Command::List(a) => list(a),
         Command::Restore(a) => restore(a),
+        Command::Ls(a) => ls(a),
+        Command::Prune(a) => prune(a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "sydra-archive", &mut io::stdout());
@@ -65,6 +69,21 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
+fn s3_options(a: &S3Args) -> S3Options {
+    S3Options {
+        endpoint: a.endpoint.clone(),
+        region: a.region.clone(),
+    }
+}
+
+/// An archive argument: `s3://…` is an object, anything else a path.
+fn location(arg: &Path, s3: &S3Args) -> anyhow::Result<Location> {
+    match arg.to_str() {
+        Some(s) if S3Url::is_s3(s) => Ok(Location::parse(s, &s3_options(s3))?),
+        _ => Ok(Location::Local(arg.to_path_buf())),
+    }
+}
+
 fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
     let text = format!("{v}\n");
     if to_stderr {
@@ -80,6 +99,12 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let to_stdout = a.output == Path::new("-");
     let output = if to_stdout {
         Output::Stdout
+    } else if let Some(url) = a.output.to_str().filter(|s| S3Url::is_s3(s)) {
+        Output::S3 {
+            url: S3Url::parse(url)?,
+            options: s3_options(&a.s3),
+            force: a.force,
+        }
     } else {
         Output::File {
             path: a.output.clone(),
@@ -125,6 +150,14 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
                 "wal": s.wal,
                 "warnings": s.warnings,
                 "seconds": secs,
+                "object": s.uploaded.as_ref().map(|u| json!({
+                    "url": u.url,
+                    "parts": u.parts,
+                    "part_size": u.plan.base,
+                    "parts_in_flight": u.plan.in_flight,
+                    "e_tag": u.e_tag,
+                    "sha256_in_metadata": u.sha256_in_metadata,
+                })),
             }),
         )?;
     }
@@ -145,8 +178,12 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
             eprintln!("sydra-archive: warning: {w}");
         }
         if !a.json {
+            let parts = match &s.uploaded {
+                Some(u) => format!(" ({} parts)", u.parts),
+                None => String::new(),
+            };
             eprintln!(
-                "sydra-archive: wrote {archive}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",
+                "sydra-archive: wrote {archive}{parts}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",
                 s.files,
                 s.data_bytes,
                 s.bytes,
@@ -160,17 +197,18 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let depth = if a.quick { Depth::Quick } else { Depth::Full };
+    let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
     let result = if a.deep {
-        sydra_archive::deep::verify_deep(&a.archive, Some(progress.clone()))
+        sydra_archive::deep::verify_deep(&loc, Some(progress.clone()))
             .map(|(s, problems, total)| (s, Some((problems, total))))
     } else {
-        sydra_archive::verify(&a.archive, depth, Some(progress.clone())).map(|s| (s, None))
+        sydra_archive::verify(&loc, depth, Some(progress.clone())).map(|s| (s, None))
     };
     display.finish();
     let secs = started.elapsed().as_secs_f64();
-    let archive = a.archive.display().to_string();
+    let archive = loc.to_string();
     let mode = if a.deep {
         "deep"
     } else if a.quick {
@@ -258,8 +296,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let loc = location(&a.archive, &a.s3)?;
     if a.sha256 {
-        let (head, sums) = sydra_archive::verify::list_sha256(&a.archive)?;
+        let (head, sums) = sydra_archive::verify::list_sha256(&loc)?;
         let mut out = io::BufWriter::new(io::stdout().lock());
         let files = head
             .entries
@@ -277,7 +316,7 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let head = sydra_archive::list(&a.archive)?;
+    let head = sydra_archive::list(&loc)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
         serde_json::to_writer(&mut out, &head)?;
@@ -293,10 +332,11 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);
     let result = sydra_archive::restore(
-        &a.archive,
+        &loc,
         &a.data_dir,
         &RestoreOptions {
             force: a.force,
@@ -306,7 +346,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     display.finish();
     let s = result?;
     let secs = started.elapsed().as_secs_f64();
-    let archive = a.archive.display().to_string();
+    let archive = loc.to_string();
     if a.json {
         print_json(
             false,
@@ -354,6 +394,86 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
                 hex(&s.read.sha256)
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
+    let url = S3Url::parse(&a.url)?;
+    let listing = sydra_archive::remote::ls(&url, &s3_options(&a.s3))?;
+    for (obj, why) in &listing.others {
+        eprintln!("sydra-archive: {obj} is not a sydra-archive: {why}");
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if a.json {
+        let others: Vec<_> = listing
+            .others
+            .iter()
+            .map(|(url, why)| json!({"url": url, "reason": why}))
+            .collect();
+        serde_json::to_writer(
+            &mut out,
+            &json!({"prefix": url.to_string(), "archives": listing.archives, "others": others}),
+        )?;
+        out.write_all(b"\n")?;
+    } else {
+        for l in &listing.archives {
+            writeln!(
+                out,
+                "{}  {:>14}  {}",
+                ui::utc_time(l.modified_unix_ms),
+                l.size,
+                l.url
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+    let url = S3Url::parse(&a.url)?;
+    let keep = usize::try_from(a.keep_last).unwrap_or(usize::MAX);
+    let p = sydra_archive::remote::prune(&url, &s3_options(&a.s3), keep, a.yes)?;
+    for (obj, why) in &p.others {
+        eprintln!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
+    }
+    if a.json {
+        print_json(
+            false,
+            &json!({
+                "prefix": url.to_string(),
+                "dry_run": p.dry_run,
+                "kept": p.kept,
+                "deleted": p.deleted,
+            }),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for l in &p.kept {
+        writeln!(
+            out,
+            "keep    {}  {}",
+            ui::utc_time(l.modified_unix_ms),
+            l.url
+        )?;
+    }
+    let verb = if p.dry_run { "would delete" } else { "deleted" };
+    for l in &p.deleted {
+        writeln!(
+            out,
+            "{verb:<7} {}  {}",
+            ui::utc_time(l.modified_unix_ms),
+            l.url
+        )?;
+    }
+    out.flush()?;
+    if p.dry_run && !p.deleted.is_empty() {
+        eprintln!(
+            "sydra-archive: dry run: {} archive(s) would be deleted; add --yes to delete them",
+            p.deleted.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::cleanup::Temp;
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
+use crate::location::Location;
 use crate::publish::{dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix};
-use crate::read::{Depth, FileSink, ReadSummary, Sink, read_archive};
+use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 
 /// Marks a staging directory as ours and unpublished; removed just before
@@ -79,8 +80,12 @@ fn target_state(target: &Path) -> Result<TargetState> {
     }
 }
 
-/// Restores the archive at `archive` (`-` for stdin) into `data_dir`.
-pub fn restore(archive: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<RestoreSummary> {
+/// Restores the archive at `archive` into `data_dir`.
+pub fn restore(
+    archive: &Location,
+    data_dir: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
     // A data dir that is a symlink is restored where it points.
     let target = match fs::symlink_metadata(data_dir) {
         Ok(m) if m.file_type().is_symlink() => {
@@ -116,7 +121,7 @@ pub fn restore(archive: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result
     let result = (|| {
         File::create(staging_path.join(STAGING_MARKER))
             .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
-        let read = read_archive(src, archive, Depth::Full, &mut sink)?;
+        let read = src.read_into(Depth::Full, &mut sink)?;
         // Verified: now give directories their modes and times, deepest
         // first, and make everything durable with one syncfs.
         sink.finish_dirs()?;

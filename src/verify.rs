@@ -1,30 +1,77 @@
-//! `verify` and `list`: checking an archive at a path or on stdin without
-//! writing anything.
+//! `verify` and `list`: checking an archive at a path, on stdin or in object
+//! storage without writing anything.
 
 use std::fs::File;
 use std::io::Read;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::location::Location;
 use crate::progress::Progress;
+use crate::remote::{self, ObjectReader};
+use crate::sums::hex;
 
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::read::{Depth, NullSink, ReadSummary, Sink, read_archive, read_head};
 
-/// An open archive source: a file, or stdin when the path is `-`; counts
-/// the bytes read in an optional [`Progress`].
+/// An open archive source: a file, stdin when the path is `-`, or an
+/// object in object storage; counts the bytes read in an optional
+/// [`Progress`].
 pub struct ArchiveReader {
-    file: ManuallyDrop<File>,
-    stdin: bool,
+    inner: Inner,
     progress: Option<Arc<Progress>>,
+    expected_sha256: Option<String>,
+    name: PathBuf,
+}
+
+enum Inner {
+    File {
+        file: ManuallyDrop<File>,
+        stdin: bool,
+    },
+    Object(Box<ObjectReader>),
+}
+
+impl ArchiveReader {
+    /// The name of the source in messages.
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    /// Checks the whole-archive SHA-256 of a finished read against the one
+    /// object metadata recorded at upload, if any.
+    pub fn check_recorded(expected: Option<&str>, summary: &ReadSummary) -> Result<()> {
+        match expected {
+            Some(want) if !want.eq_ignore_ascii_case(&hex(&summary.sha256)) => {
+                Err(Error::corrupt(format!(
+                    "the archive hashes to {} but its object metadata recorded {want} at upload",
+                    hex(&summary.sha256)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the whole archive to `depth` into `sink`, then checks the
+    /// SHA-256 recorded in object metadata.
+    pub fn read_into<S: Sink>(self, depth: Depth, sink: &mut S) -> Result<ReadSummary> {
+        let expected = self.expected_sha256.clone();
+        let name = self.name.clone();
+        let summary = read_archive(self, &name, depth, sink)?;
+        Self::check_recorded(expected.as_deref(), &summary)?;
+        Ok(summary)
+    }
 }
 
 impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let n = match &mut self.inner {
+            Inner::File { file, .. } => file.read(buf)?,
+            Inner::Object(o) => o.read(buf)?,
+        };
         if let Some(p) = &self.progress {
             p.add(n as u64);
         }
@@ -34,23 +81,44 @@ impl Read for ArchiveReader {
 
 impl Drop for ArchiveReader {
     fn drop(&mut self) {
-        if !self.stdin {
+        if let Inner::File { file, stdin: false } = &mut self.inner {
             // SAFETY: dropped once; stdin (fd 0) is never closed.
-            unsafe { ManuallyDrop::drop(&mut self.file) };
+            unsafe { ManuallyDrop::drop(file) };
         }
     }
 }
 
-/// Opens `path` for reading; `-` is stdin. Directories are refused. The
-/// progress total is the file size (unknown for stdin).
-pub fn open_archive(path: &Path, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
+/// Opens an archive for reading; a local `-` is stdin. Directories are
+/// refused. An object is first checked with a ranged read of its FOOT. The
+/// progress total is the size (unknown for stdin).
+pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
+    let path = match loc {
+        Location::Local(p) => p,
+        Location::S3 { url, options } => {
+            let probe = remote::probe(url, options)?;
+            if let Some(p) = &progress {
+                p.set_total(probe.size);
+            }
+            let reader = ObjectReader::open(url, options, probe.e_tag)?;
+            return Ok(ArchiveReader {
+                inner: Inner::Object(Box::new(reader)),
+                progress,
+                expected_sha256: probe.sha256,
+                name: loc.name(),
+            });
+        }
+    };
     if path == Path::new("-") {
         return Ok(ArchiveReader {
             // SAFETY: fd 0 stays open for the life of the process; it is
             // never closed (see Drop).
-            file: ManuallyDrop::new(unsafe { File::from_raw_fd(0) }),
-            stdin: true,
+            inner: Inner::File {
+                file: ManuallyDrop::new(unsafe { File::from_raw_fd(0) }),
+                stdin: true,
+            },
             progress,
+            expected_sha256: None,
+            name: path.clone(),
         });
     }
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
@@ -65,23 +133,30 @@ pub fn open_archive(path: &Path, progress: Option<Arc<Progress>>) -> Result<Arch
         p.set_total(m.len());
     }
     Ok(ArchiveReader {
-        file: ManuallyDrop::new(f),
-        stdin: false,
+        inner: Inner::File {
+            file: ManuallyDrop::new(f),
+            stdin: false,
+        },
         progress,
+        expected_sha256: None,
+        name: path.clone(),
     })
 }
 
-/// Verifies the archive at `path` (`-` for stdin) to `depth`, counting the
-/// archive bytes read in `progress`.
-pub fn verify(path: &Path, depth: Depth, progress: Option<Arc<Progress>>) -> Result<ReadSummary> {
-    let src = open_archive(path, progress)?;
-    read_archive(src, path, depth, &mut NullSink)
+/// Verifies the archive at `loc` to `depth`, counting the archive bytes
+/// read in `progress`.
+pub fn verify(
+    loc: &Location,
+    depth: Depth,
+    progress: Option<Arc<Progress>>,
+) -> Result<ReadSummary> {
+    open_archive(loc, progress)?.read_into(depth, &mut NullSink)
 }
 
 /// Checks the archive at `path` as `verify --quick` does and returns its
 /// HEAD and the SHA-256 SUMS lists for each file entry, in order (for
 /// `list --sha256`). Nothing is returned unless the check passes.
-pub fn list_sha256(path: &Path) -> Result<(Head, Vec<[u8; 32]>)> {
+pub fn list_sha256(loc: &Location) -> Result<(Head, Vec<[u8; 32]>)> {
     struct Collect(Vec<[u8; 32]>);
     impl Sink for Collect {
         type File = ();
@@ -92,15 +167,15 @@ pub fn list_sha256(path: &Path) -> Result<(Head, Vec<[u8; 32]>)> {
             self.0.push(*sha256);
         }
     }
-    let src = open_archive(path, None)?;
     let mut sink = Collect(Vec::new());
-    let summary = read_archive(src, path, Depth::Quick, &mut sink)?;
+    let summary = open_archive(loc, None)?.read_into(Depth::Quick, &mut sink)?;
     Ok((summary.head, sink.0))
 }
 
-/// Reads and validates the HEAD of the archive at `path` (`-` for stdin).
-/// This does not verify any data: use [`verify`] for that.
-pub fn list(path: &Path) -> Result<Head> {
-    let src = open_archive(path, None)?;
-    read_head(src, path)
+/// Reads and validates the HEAD of the archive at `loc`. This does not
+/// verify any data: use [`verify`] for that.
+pub fn list(loc: &Location) -> Result<Head> {
+    let src = open_archive(loc, None)?;
+    let name = src.name().to_path_buf();
+    read_head(src, &name)
 }

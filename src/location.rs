@@ -1,0 +1,60 @@
+//! Where an archive is read from: a local path, stdin (`-`), or an object
+//! in object storage (`s3://bucket/key`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::remote::{S3Options, S3Url};
+
+/// An archive's location.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A file; `-` means stdin (or stdout for output).
+    Local(PathBuf),
+    /// An object, with the settings to reach it.
+    S3 {
+        /// The object.
+        url: S3Url,
+        /// Endpoint and region overrides.
+        options: S3Options,
+    },
+}
+
+impl Location {
+    /// Parses a command-line argument: `s3://…` is an object, anything else
+    /// a path.
+    pub fn parse(arg: &str, options: &S3Options) -> Result<Location> {
+        if S3Url::is_s3(arg) {
+            Ok(Location::S3 {
+                url: S3Url::parse(arg)?,
+                options: options.clone(),
+            })
+        } else {
+            Ok(Location::Local(PathBuf::from(arg)))
+        }
+    }
+
+    /// The name used in messages (as a path, for the archive reader).
+    pub fn name(&self) -> PathBuf {
+        match self {
+            Location::Local(p) => p.clone(),
+            Location::S3 { url, .. } => PathBuf::from(url.to_string()),
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Location {
+        Location::Local(p.to_path_buf())
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { url, .. } => write!(f, "{url}"),
+        }
+    }
+}
