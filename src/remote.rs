@@ -206,8 +206,13 @@ fn one_line(e: &dyn fmt::Display) -> String {
 /// Turns an `object_store` error into the crate's error for `op` on `url`.
 pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Error {
     use object_store::Error as E;
+    // Listing wraps the status in a generic error: look at the text too.
+    let text = e.to_string();
+    let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || text.contains("403 Forbidden")
+        || text.contains("401 Unauthorized");
     let reason = match &e {
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => format!(
+        _ if denied => format!(
             "access denied; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy ({})",
             one_line(&e)
         ),
@@ -283,6 +288,72 @@ impl PartPlan {
     }
 }
 
+/// One part's bytes in its own anonymous mapping, returned to the kernel
+/// when the part is dropped after its upload. (Through malloc, 8 MiB
+/// buffers freed on other threads fragment the heap: peak RSS then grew
+/// with timing, to 185 MiB for a 300 MiB upload under load.)
+struct PartBuf {
+    ptr: std::ptr::NonNull<u8>,
+    cap: usize,
+    len: usize,
+}
+
+// SAFETY: PartBuf owns its mapping exclusively; `&PartBuf` only reads.
+unsafe impl Send for PartBuf {}
+// SAFETY: as above.
+unsafe impl Sync for PartBuf {}
+
+impl PartBuf {
+    fn new(cap: usize) -> io::Result<PartBuf> {
+        // SAFETY: a fresh private anonymous mapping; checked for failure.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(PartBuf { ptr, cap, len: 0 })
+    }
+
+    fn room(&self) -> usize {
+        self.cap - self.len
+    }
+
+    fn push(&mut self, data: &[u8]) -> usize {
+        let n = self.room().min(data.len());
+        // SAFETY: `len + n <= cap`, inside the mapping; no overlap with `data`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(self.len), n);
+        }
+        self.len += n;
+        n
+    }
+}
+
+impl AsRef<[u8]> for PartBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the mapping were written.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PartBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `new`, once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.cap);
+        }
+    }
+}
+
 type Shared = Arc<Mutex<Option<Box<dyn MultipartUpload>>>>;
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Option<Box<dyn MultipartUpload>>> {
@@ -298,7 +369,7 @@ pub struct Upload {
     shared: Shared,
     pending: Option<Pending>,
     plan: PartPlan,
-    buf: Vec<u8>,
+    buf: Option<PartBuf>,
     target: usize,
     in_flight: VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
     parts: usize,
@@ -363,8 +434,10 @@ impl Upload {
             let taken = lock(&for_signal).take();
             match taken {
                 Some(mut up) => {
-                    match handle.block_on(tokio::time::timeout(Duration::from_secs(10), up.abort()))
-                    {
+                    // The timer must be made inside the runtime.
+                    let abort =
+                        async { tokio::time::timeout(Duration::from_secs(10), up.abort()).await };
+                    match handle.block_on(abort) {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(io::Error::other(one_line(&e))),
                         Err(_) => Err(io::Error::other("no answer within 10 s")),
@@ -381,7 +454,7 @@ impl Upload {
             shared,
             pending: Some(pending),
             plan,
-            buf: Vec::new(),
+            buf: None,
             target: plan.part_size(1),
             in_flight: VecDeque::new(),
             parts: 0,
@@ -424,7 +497,10 @@ impl Upload {
         }
         self.parts += 1;
         self.target = self.plan.part_size(self.parts + 1);
-        let data = std::mem::take(&mut self.buf);
+        let data = match self.buf.take() {
+            Some(b) => Bytes::from_owner(b),
+            None => Bytes::new(),
+        };
         let fut = {
             let mut guard = lock(&self.shared);
             let up = guard.as_mut().ok_or(Error::Interrupted)?;
@@ -495,7 +571,7 @@ impl Upload {
     }
 
     fn drain(&mut self) -> Result<()> {
-        if !self.buf.is_empty() || self.parts == 0 {
+        if self.buf.as_ref().is_some_and(|b| b.len > 0) || self.parts == 0 {
             self.ship()?;
         }
         while !self.in_flight.is_empty() {
@@ -547,7 +623,9 @@ impl Upload {
         let result = match taken {
             Some(mut up) => {
                 let rt = runtime()?;
-                match rt.block_on(tokio::time::timeout(Duration::from_secs(30), up.abort())) {
+                let abort =
+                    async { tokio::time::timeout(Duration::from_secs(30), up.abort()).await };
+                match rt.block_on(abort) {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(remote_error("abort upload to", &self.url, e)),
                     Err(_) => Err(Error::Remote {
@@ -573,13 +651,13 @@ impl Upload {
 
 impl Write for Upload {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.capacity() == 0 {
-            self.buf = Vec::with_capacity(self.target);
-        }
-        let n = (self.target - self.buf.len()).min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
+        let buf = match &mut self.buf {
+            Some(b) => b,
+            None => self.buf.insert(PartBuf::new(self.target)?),
+        };
+        let n = buf.push(data);
         self.bytes += n as u64;
-        if self.buf.len() == self.target {
+        if buf.room() == 0 {
             self.ship().map_err(io::Error::other)?;
         }
         Ok(n)
@@ -604,26 +682,39 @@ pub struct Probe {
     pub modified_unix_ms: i64,
 }
 
-fn probe_path(store: &AmazonS3, url: &S3Url, path: &ObjPath) -> Result<Probe> {
-    let rt = runtime()?;
-    let got = rt
-        .block_on(async {
-            let r = store
-                .get_opts(
-                    path,
-                    GetOptions {
-                        range: Some(GetRange::Suffix(FOOT_LEN as u64)),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let meta = r.meta.clone();
-            let attrs = r.attributes.clone();
-            let bytes = r.bytes().await?;
-            Ok::<_, object_store::Error>((meta, attrs, bytes))
-        })
-        .map_err(|e| remote_error("read", url, e))?;
-    let (meta, attrs, bytes) = got;
+/// Probes the object at `path`; `size`, when the caller knows it (from a
+/// listing), makes the read a bounded range and skips objects too small.
+async fn probe_path(
+    store: &AmazonS3,
+    url: &S3Url,
+    path: &ObjPath,
+    size: Option<u64>,
+) -> Result<Probe> {
+    let range = match size {
+        Some(n) if n < FOOT_LEN as u64 => {
+            return Err(Error::corrupt(format!(
+                "{url} is {n} bytes, too short to be an archive"
+            )));
+        }
+        Some(n) => GetRange::Bounded(n - FOOT_LEN as u64..n),
+        None => GetRange::Suffix(FOOT_LEN as u64),
+    };
+    let got = async {
+        let r = store
+            .get_opts(
+                path,
+                GetOptions {
+                    range: Some(range),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let meta = r.meta.clone();
+        let attrs = r.attributes.clone();
+        let bytes = r.bytes().await?;
+        Ok::<_, object_store::Error>((meta, attrs, bytes))
+    };
+    let (meta, attrs, bytes) = got.await.map_err(|e| remote_error("read", url, e))?;
     if meta.size < FOOT_LEN as u64 || bytes.len() != FOOT_LEN {
         return Err(Error::corrupt(format!(
             "{url} is {} bytes, too short to be an archive",
@@ -655,7 +746,7 @@ fn probe_path(store: &AmazonS3, url: &S3Url, path: &ObjPath) -> Result<Probe> {
 pub fn probe(url: &S3Url, opts: &S3Options) -> Result<Probe> {
     let path = url.object()?;
     let store = store(url, opts, None)?;
-    probe_path(&store, url, &path)
+    runtime()?.block_on(probe_path(&store, url, &path, None))
 }
 
 /// A streaming reader of an object (bounded read-ahead of 32 chunks).
@@ -771,15 +862,7 @@ pub fn ls(url: &S3Url, opts: &S3Options) -> Result<Listing> {
             let store = store.clone();
             let obj = url.with_key(m.location.as_ref());
             async move {
-                let path = m.location.clone();
-                let probed = tokio::task::spawn_blocking(move || probe_path(&store, &obj, &path))
-                    .await
-                    .map_err(|e| Error::Remote {
-                        op: "read",
-                        url: m.location.to_string(),
-                        reason: e.to_string(),
-                    })
-                    .and_then(|r| r);
+                let probed = probe_path(&store, &obj, &m.location, Some(m.size)).await;
                 (m, probed)
             }
         }))

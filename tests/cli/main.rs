@@ -9,4 +9,5 @@ mod live;
 mod refusals;
 mod restore;
 mod roundtrip;
+mod s3;
 mod ux;

@@ -1,0 +1,586 @@
+//! Object storage against a real S3 server on loopback: `s3s-fs` (from
+//! crates.io; `.ci/run` installs it). Without it these tests say so and
+//! pass, unless `SYDRA_ARCHIVE_REQUIRE_S3=1` makes its absence a failure.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::helpers::*;
+
+const BUCKET: &str = "backups";
+const KEY_ID: &str = "sydra-test-key";
+const SECRET: &str = "sydra-test-secret";
+
+/// A running s3s-fs serving one bucket from a temporary directory.
+struct Server {
+    child: Child,
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3s_fs() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SYDRA_ARCHIVE_S3S_FS") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("s3s-fs"))
+        .find(|p| p.is_file())
+}
+
+impl Server {
+    /// Starts a server, or returns `None` (with a note) when s3s-fs is not
+    /// installed and not required.
+    fn start() -> Option<Server> {
+        let Some(exe) = s3s_fs() else {
+            if std::env::var_os("SYDRA_ARCHIVE_REQUIRE_S3").is_some() {
+                panic!("s3s-fs is required (SYDRA_ARCHIVE_REQUIRE_S3) but not installed");
+            }
+            eprintln!(
+                "s3s-fs not installed: skipping (cargo install s3s-fs --version 0.14.1 --features binary)"
+            );
+            return None;
+        };
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(exe)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", KEY_ID, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("S3_DEBUG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .stdout(if std::env::var_os("S3_DEBUG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("start s3s-fs");
+        let server = Server { child, port, root };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(server)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The binary, with the standard AWS environment pointing here.
+    fn cmd(&self) -> Command {
+        let mut c = bin();
+        c.env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run sydra-archive")
+    }
+
+    /// Stores `bytes` at `key` with a plain PUT (not through the tool).
+    fn put(&self, key: &str, bytes: &[u8]) {
+        use object_store::{ObjectStoreExt, aws::AmazonS3Builder, path::Path as ObjPath};
+        let store = AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(KEY_ID)
+            .with_secret_access_key(SECRET)
+            .build()
+            .unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(store.put(&ObjPath::from(key), bytes.to_vec().into()))
+            .unwrap();
+    }
+
+    /// Where s3s-fs keeps the bytes of `key`.
+    fn object_file(&self, key: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(key)
+    }
+
+    /// Files of the store other than the bucket's objects (metadata and
+    /// unfinished multipart uploads), for leak checks.
+    fn all_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(
+                        e.path()
+                            .strip_prefix(self.root.path())
+                            .unwrap()
+                            .display()
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn url(key: &str) -> String {
+    format!("s3://{BUCKET}/{key}")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {}", stdout(o), stderr(o)))
+}
+
+/// A data dir whose archive is about `mib` MiB: the tiny layout plus
+/// incompressible segment files over the 16 MiB read-buffer limit, dated
+/// an hour back so nothing treats them as being written.
+fn incompressible_data(dir: &Path, mib: usize) -> PathBuf {
+    let d = tiny_data(dir);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut left = mib << 20;
+    let mut n = 0;
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    while left > 0 {
+        let size = left.min(30 << 20);
+        let mut buf = vec![0u8; size];
+        for chunk in buf.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let path = d.join(format!("segments/3600/{}-3600-3610-{n}.seg", 100 + n));
+        std::fs::write(&path, &buf).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        left -= size;
+        n += 1;
+    }
+    d
+}
+
+/// Waits for `child` and returns its exit code and peak RSS in KiB, read
+/// from its own `VmHWM` while it runs. (`wait4`'s `ru_maxrss` would count
+/// the test process too: a spawned child inherits its parent's peak at exec.)
+fn wait_rss(mut child: Child) -> (i32, u64) {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().expect("exited normally"), peak);
+        }
+        if let Ok(s) = std::fs::read_to_string(&status_file)
+            && let Some(kib) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn round_trip_through_s3() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let key = "sydradb/2026-11-22.tar.zst";
+
+    let o = s3.run(&["create", p(&data), "-o", &url(key), "--json"]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["archive"], url(key));
+    assert_eq!(j["object"]["url"], url(key));
+    assert_eq!(j["object"]["sha256_in_metadata"], true);
+    let sha = j["sha256"].as_str().unwrap().to_string();
+
+    // The stored bytes are the archive the JSON describes, and stock tools read them.
+    let stored = std::fs::read(s3.object_file(key)).unwrap();
+    assert_eq!(hex(&sha256(&stored)), sha);
+    assert_eq!(stored.len() as u64, j["bytes"].as_u64().unwrap());
+    let local = t.path().join("local.tar.zst");
+    std::fs::write(&local, &stored).unwrap();
+    let x = t.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let tar = Command::new("tar")
+        .args(["--zstd", "-xf", p(&local), "-C", p(&x)])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    assert_eq!(tree_digest(&x), tree_digest(&data));
+
+    for args in [
+        vec!["verify", &url(key) as &str],
+        vec!["verify", "--quick", &url(key)],
+        vec!["verify", "--deep", &url(key)],
+    ] {
+        let o = s3.run(&args);
+        expect_code(&o, 0);
+        assert!(stdout(&o).contains(&sha), "{}", stdout(&o));
+    }
+    let o = s3.run(&["list", &url(key)]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("MANIFEST"));
+    let o = s3.run(&["list", "--sha256", &url(key)]);
+    expect_code(&o, 0);
+    assert_eq!(
+        stdout(&o).lines().count() as u64,
+        j["files"].as_u64().unwrap()
+    );
+
+    let target = t.path().join("restored");
+    let o = s3.run(&["restore", &url(key), p(&target), "--json"]);
+    expect_code(&o, 0);
+    assert_eq!(json(&o)["sha256"], sha.as_str());
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+
+    // An existing object is kept unless --force.
+    let o = s3.run(&["create", p(&data), "-o", &url(key)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = s3.run(&["create", p(&data), "-o", &url(key), "--force", "-q"]);
+    expect_code(&o, 0);
+
+    // The endpoint flag overrides the environment.
+    let o = s3
+        .cmd()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .args(["verify", "--quick", "--endpoint", &s3.endpoint(), &url(key)])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+
+    // A key that names no object is refused before any work.
+    let o = s3.run(&["create", p(&data), "-o", &format!("s3://{BUCKET}/dir/")]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("names no object"), "{}", stderr(&o));
+}
+
+#[test]
+fn multipart_upload_of_300_mib_stays_within_128_mib() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = incompressible_data(t.path(), 300);
+    let key = "big.tar.zst";
+    let mut child = s3
+        .cmd()
+        .args(["create", p(&data), "-o", &url(key), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut o, mut e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+        s
+    });
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut o, &mut out).unwrap();
+    let err = errs.join().unwrap();
+    let (code, rss_kib) = wait_rss(child);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bytes = j["bytes"].as_u64().unwrap();
+    assert!(bytes > 300 << 20, "{bytes}");
+    let parts = j["object"]["parts"].as_u64().unwrap();
+    let part_size = j["object"]["part_size"].as_u64().unwrap();
+    assert_eq!(parts, bytes.div_ceil(part_size), "{j}");
+    assert!(parts >= 30, "{parts}");
+    eprintln!("300 MiB upload: {parts} parts of {part_size} bytes, peak RSS {rss_kib} KiB");
+    assert!(rss_kib < 128 * 1024, "peak RSS {rss_kib} KiB");
+    // What arrived is whole.
+    let o = s3.run(&["verify", &url(key)]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains(j["sha256"].as_str().unwrap()));
+}
+
+/// Starts `create` of a 300 MiB data dir to `key` and waits until parts
+/// are being uploaded.
+fn start_big_upload(s3: &Server, data: &Path, key: &str) -> Child {
+    let mut child = s3
+        .cmd()
+        .args(["create", p(data), "-o", &url(key), "--progress", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Progress events tell when a good share of the data has gone in.
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("create ended before uploading")
+            .unwrap();
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if v["done_bytes"].as_u64().unwrap_or(0) > 100 << 20 {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+#[test]
+fn killed_or_interrupted_uploads_leave_no_object() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = incompressible_data(t.path(), 300);
+
+    // SIGKILL: the upload is never completed, so nothing is at the key.
+    let mut child = start_big_upload(&s3, &data, "killed.tar.zst");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!s3.object_file("killed.tar.zst").exists());
+    let o = s3.run(&["verify", &url("killed.tar.zst")]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("no such object"), "{}", stderr(&o));
+
+    // SIGTERM: the upload is aborted, its parts are gone, exit 2.
+    let before = s3.all_files();
+    let mut child = start_big_upload(&s3, &data, "termed.tar.zst");
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(!s3.object_file("termed.tar.zst").exists());
+    assert_eq!(
+        s3.all_files(),
+        before,
+        "the aborted upload left parts behind"
+    );
+    let o = s3.run(&["ls", &url("")]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o), "", "no archive should be listed");
+}
+
+#[test]
+fn corrupted_or_truncated_objects_fail_verification() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let key = "c.tar.zst";
+    expect_code(&s3.run(&["create", p(&data), "-o", &url(key), "-q"]), 0);
+    let file = s3.object_file(key);
+    let good = std::fs::read(&file).unwrap();
+
+    // One flipped byte in the middle of the data.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&file, &bad).unwrap();
+    for args in [
+        vec!["verify", &url(key) as &str],
+        vec!["verify", "--quick", &url(key)],
+    ] {
+        let o = s3.run(&args);
+        expect_code(&o, 1);
+        assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+    }
+    let target = t.path().join("r");
+    let o = s3.run(&["restore", &url(key), p(&target)]);
+    expect_code(&o, 1);
+    assert!(!target.exists());
+    assert_eq!(leftovers(t.path()), Vec::<String>::new());
+
+    // Truncated: the ranged read of FOOT fails before anything streams.
+    std::fs::write(&file, &good[..good.len() - 100]).unwrap();
+    let o = s3.run(&["verify", "--quick", &url(key)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("FOOT") || stderr(&o).contains("footer"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn access_failures_exit_2_with_one_clear_line() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+
+    // Wrong credentials, for every command that reaches the store.
+    for args in [
+        vec!["create", p(&data), "-o", &url("w.tar.zst")],
+        vec!["verify", &url("w.tar.zst")],
+        vec!["ls", &url("")],
+    ] {
+        let o = s3
+            .cmd()
+            .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+            .args(&args)
+            .output()
+            .unwrap();
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("access denied"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(!s3.object_file("w.tar.zst").exists());
+
+    // An endpoint nobody listens on: exit 2, in bounded time.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    for args in [
+        vec!["create", p(&data), "-o", &url("u.tar.zst")],
+        vec!["verify", &url("u.tar.zst")],
+    ] {
+        let started = Instant::now();
+        let o = s3
+            .cmd()
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .args(&args)
+            .output()
+            .unwrap();
+        expect_code(&o, 2);
+        assert!(started.elapsed() < Duration::from_secs(30));
+        let err = stderr(&o);
+        assert!(err.contains("error sending request"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn ls_and_prune_touch_only_archives() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let names = [
+        "db/2026-11-20.tar.zst",
+        "db/2026-11-21.tar.zst",
+        "db/2026-11-22.tar.zst",
+    ];
+    for n in names {
+        expect_code(&s3.run(&["create", p(&data), "-o", &url(n), "-q"]), 0);
+        // Distinct upload times (the store keeps whole seconds).
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // Objects that are not archives: a .tar.zst that is not ours, a
+    // different name, and an archive in a deeper "directory".
+    s3.put(
+        "db/foreign.tar.zst",
+        &[b"not an archive at all. ".as_slice(); 8].concat(),
+    );
+    s3.put("db/short.tar.zst", b"short");
+    s3.put("db/notes.txt", b"keep me");
+    expect_code(
+        &s3.run(&["create", p(&data), "-o", &url("db/deeper/x.tar.zst"), "-q"]),
+        0,
+    );
+
+    let o = s3.run(&["ls", "--json", &url("db/")]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    let listed: Vec<&str> = j["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "db/2026-11-22.tar.zst",
+            "db/2026-11-21.tar.zst",
+            "db/2026-11-20.tar.zst"
+        ]
+    );
+    assert_eq!(j["others"][0]["url"], url("db/foreign.tar.zst"));
+    assert_eq!(j["others"][1]["url"], url("db/short.tar.zst"));
+    assert!(j["archives"][0]["sha256"].as_str().unwrap().len() == 64);
+    let o = s3.run(&["ls", &url("db")]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 3);
+    assert!(
+        stderr(&o).contains("foreign.tar.zst is not a sydra-archive"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A dry run deletes nothing.
+    let o = s3.run(&["prune", &url("db/"), "--keep-last", "1"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("would delete"), "{}", stdout(&o));
+    for n in names {
+        assert!(s3.object_file(n).exists(), "{n}");
+    }
+    // --keep-last 0 is refused.
+    expect_code(
+        &s3.run(&["prune", &url("db/"), "--keep-last", "0", "--yes"]),
+        2,
+    );
+
+    let o = s3.run(&["prune", &url("db/"), "--keep-last", "1", "--yes", "--json"]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["dry_run"], false);
+    assert_eq!(j["deleted"].as_array().unwrap().len(), 2);
+    assert!(s3.object_file(names[2]).exists());
+    assert!(!s3.object_file(names[0]).exists());
+    assert!(!s3.object_file(names[1]).exists());
+    for other in [
+        "db/foreign.tar.zst",
+        "db/short.tar.zst",
+        "db/notes.txt",
+        "db/deeper/x.tar.zst",
+    ] {
+        assert!(s3.object_file(other).exists(), "{other} was touched");
+    }
+}
