@@ -318,16 +318,17 @@ fn multipart_upload_of_300_mib_stays_within_128_mib() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut o, mut e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let errs = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut e, &mut s).unwrap();
-        s
-    });
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut o, &mut out).unwrap();
-    let err = errs.join().unwrap();
+    let read_all = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let outs = read_all(Box::new(child.stdout.take().unwrap()));
+    let errs = read_all(Box::new(child.stderr.take().unwrap()));
     let (code, rss_kib) = wait_rss(child);
+    let (out, err) = (outs.join().unwrap(), errs.join().unwrap());
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     let bytes = j["bytes"].as_u64().unwrap();
@@ -337,6 +338,7 @@ fn multipart_upload_of_300_mib_stays_within_128_mib() {
     assert_eq!(parts, bytes.div_ceil(part_size), "{j}");
     assert!(parts >= 30, "{parts}");
     eprintln!("300 MiB upload: {parts} parts of {part_size} bytes, peak RSS {rss_kib} KiB");
+    assert!(rss_kib > 4 * 1024, "peak RSS was not measured: {rss_kib} KiB");
     assert!(rss_kib < 128 * 1024, "peak RSS {rss_kib} KiB");
     // What arrived is whole.
     let o = s3.run(&["verify", &url(key)]);

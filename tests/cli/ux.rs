@@ -107,6 +107,8 @@ fn help_texts_match_golden_files() {
         "verify",
         "list",
         "restore",
+        "ls",
+        "prune",
         "completions",
         "man",
     ] {
