@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::helpers::*;
@@ -162,6 +164,73 @@ impl Server {
         }
         out.sort();
         out
+    }
+}
+
+/// A TCP proxy in front of the server that cuts connections once they
+/// have carried 1 MiB towards the server (that is, during a part upload),
+/// `budget` times; small requests (start, complete, abort) pass.
+struct FaultyProxy {
+    port: u16,
+    cut: Arc<AtomicUsize>,
+}
+
+impl FaultyProxy {
+    fn start(server_port: u16, budget: usize) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let left = Arc::new(AtomicUsize::new(budget));
+        let counter = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Server to client: plain copy.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (s2, c2);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+                let (left, counter) = (left.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let (mut from, mut to) = (client, server);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut carried = 0usize;
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        carried += n;
+                        if carried > 1 << 20
+                            && left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                                    l.checked_sub(1)
+                                })
+                                .is_ok()
+                        {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FaultyProxy { port, cut }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
 
@@ -338,7 +407,10 @@ fn multipart_upload_of_300_mib_stays_within_128_mib() {
     assert_eq!(parts, bytes.div_ceil(part_size), "{j}");
     assert!(parts >= 30, "{parts}");
     eprintln!("300 MiB upload: {parts} parts of {part_size} bytes, peak RSS {rss_kib} KiB");
-    assert!(rss_kib > 4 * 1024, "peak RSS was not measured: {rss_kib} KiB");
+    assert!(
+        rss_kib > 4 * 1024,
+        "peak RSS was not measured: {rss_kib} KiB"
+    );
     assert!(rss_kib < 128 * 1024, "peak RSS {rss_kib} KiB");
     // What arrived is whole.
     let o = s3.run(&["verify", &url(key)]);
@@ -585,4 +657,53 @@ fn ls_and_prune_touch_only_archives() {
     ] {
         assert!(s3.object_file(other).exists(), "{other} was touched");
     }
+}
+
+#[test]
+fn failed_parts_are_retried_and_a_failed_upload_is_aborted() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = incompressible_data(t.path(), 40);
+
+    // Two part uploads cut mid-way: retried, and the object is whole.
+    let proxy = FaultyProxy::start(s3.port, 2);
+    let o = s3
+        .cmd()
+        .args(["create", p(&data), "-o", &url("retried.tar.zst"), "--json"])
+        .args(["--endpoint", &proxy.endpoint()])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert_eq!(proxy.cut.load(Ordering::SeqCst), 2);
+    let sha = json(&o)["sha256"].as_str().unwrap().to_string();
+    let o = s3.run(&["verify", &url("retried.tar.zst")]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains(&sha));
+
+    // Every part upload cut: create gives up (exit 2, one line), aborts
+    // the upload, and leaves neither an object nor parts.
+    let before = s3.all_files();
+    let proxy = FaultyProxy::start(s3.port, usize::MAX);
+    let started = Instant::now();
+    let o = s3
+        .cmd()
+        .args(["create", p(&data), "-o", &url("failed.tar.zst")])
+        .args(["--endpoint", &proxy.endpoint()])
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(started.elapsed() < Duration::from_secs(90));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot upload a part to s3://backups/failed.tar.zst"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(proxy.cut.load(Ordering::SeqCst) > 5);
+    assert!(!s3.object_file("failed.tar.zst").exists());
+    assert_eq!(
+        s3.all_files(),
+        before,
+        "the failed upload left parts behind"
+    );
 }
