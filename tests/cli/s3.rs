@@ -512,6 +512,29 @@ fn corrupted_or_truncated_objects_fail_verification() {
     assert!(!target.exists());
     assert_eq!(leftovers(t.path()), Vec::<String>::new());
 
+    // Whole bytes, but the SHA-256 recorded at upload disagrees (the
+    // object was replaced by other means): a mismatch is an archive fault.
+    std::fs::write(&file, &good).unwrap();
+    expect_code(&s3.run(&["verify", &url(key)]), 0);
+    let meta = s3
+        .all_files()
+        .into_iter()
+        .map(|f| s3.root.path().join(f))
+        .find(|f| std::fs::read_to_string(f).is_ok_and(|s| s.contains("sydra-archive-sha256")))
+        .expect("the object's metadata file");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let recorded = hex(&sha256(&good));
+    assert!(text.contains(&recorded), "{text}");
+    std::fs::write(&meta, text.replace(&recorded, &"0".repeat(64))).unwrap();
+    let o = s3.run(&["verify", "--quick", &url(key)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("object metadata recorded"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&meta, text).unwrap();
+
     // Truncated: the ranged read of FOOT fails before anything streams.
     std::fs::write(&file, &good[..good.len() - 100]).unwrap();
     let o = s3.run(&["verify", "--quick", &url(key)]);
