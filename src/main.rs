@@ -469,9 +469,17 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     out.flush()?;
-    if p.dry_run && !p.deleted.is_empty() {
+    let freed: u64 = p.deleted.iter().map(|l| l.size).sum();
+    if p.dry_run {
         eprintln!(
-            "sydra-archive: dry run: {} archive(s) would be deleted; add --yes to delete them",
+            "sydra-archive: dry run on {url}: would keep {}, delete {} archive(s) ({freed} bytes); add --yes to delete them",
+            p.kept.len(),
+            p.deleted.len()
+        );
+    } else {
+        eprintln!(
+            "sydra-archive: pruned {url}: kept {}, deleted {} archive(s) ({freed} bytes)",
+            p.kept.len(),
             p.deleted.len()
         );
     }

@@ -655,6 +655,11 @@ fn ls_and_prune_touch_only_archives() {
     let o = s3.run(&["prune", &url("db/"), "--keep-last", "1"]);
     expect_code(&o, 0);
     assert!(stdout(&o).contains("would delete"), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).lines().filter(|l| l.starts_with("keep")).count(),
+        1
+    );
+    assert!(stderr(&o).contains("dry run"), "{}", stderr(&o));
     for n in names {
         assert!(s3.object_file(n).exists(), "{n}");
     }
