@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjPath;
@@ -749,7 +749,13 @@ pub fn probe(url: &S3Url, opts: &S3Options) -> Result<Probe> {
     runtime()?.block_on(probe_path(&store, url, &path, None))
 }
 
-/// A streaming reader of an object (bounded read-ahead of 32 chunks).
+/// Bytes gathered per block handed to the reading thread.
+const READ_BLOCK: usize = 256 * 1024;
+/// Blocks read ahead of the reading thread (at most 2 MiB).
+const READ_AHEAD_BLOCKS: usize = 8;
+
+/// A streaming reader of an object, reading ahead at most
+/// `READ_AHEAD_BLOCKS` blocks of `READ_BLOCK` bytes.
 pub struct ObjectReader {
     rx: tokio::sync::mpsc::Receiver<object_store::Result<Bytes>>,
     cur: Bytes,
@@ -772,13 +778,41 @@ impl ObjectReader {
                 },
             ))
             .map_err(|e| remote_error("read", url, e))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(32);
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BLOCKS);
         let task = rt.spawn(async move {
+            // Servers send small chunks (4 KiB from some): gather them into
+            // blocks so the reading thread wakes once per block, not per chunk.
             let mut stream = result.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    break;
+            let mut block = BytesMut::new();
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        if block.is_empty() && chunk.len() >= READ_BLOCK {
+                            if tx.send(Ok(chunk)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        block.extend_from_slice(&chunk);
+                        if block.len() >= READ_BLOCK
+                            && tx.send(Ok(block.split().freeze())).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        if !block.is_empty() {
+                            let _ = tx.send(Ok(block.split().freeze())).await;
+                        }
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    None => {
+                        if !block.is_empty() {
+                            let _ = tx.send(Ok(block.split().freeze())).await;
+                        }
+                        return;
+                    }
                 }
             }
         });
