@@ -419,8 +419,13 @@ fn multipart_upload_of_300_mib_stays_within_128_mib() {
 }
 
 /// Starts `create` of a 300 MiB data dir to `key` and waits until parts
-/// are being uploaded.
-fn start_big_upload(s3: &Server, data: &Path, key: &str) -> Child {
+/// are being uploaded; returns the child and what it says on stderr besides
+/// progress events.
+fn start_big_upload(
+    s3: &Server,
+    data: &Path,
+    key: &str,
+) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = s3
         .cmd()
         .args(["create", p(data), "-o", &url(key), "--progress", "json"])
@@ -444,9 +449,15 @@ fn start_big_upload(s3: &Server, data: &Path, key: &str) -> Child {
             break;
         }
     }
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    // Keep draining stderr so the child never blocks on it; hand back the rest.
+    let rest = std::thread::spawn(move || {
+        lines
+            .map_while(|l| l.ok())
+            .filter(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    (child, rest)
 }
 
 #[test]
@@ -456,7 +467,7 @@ fn killed_or_interrupted_uploads_leave_no_object() {
     let data = incompressible_data(t.path(), 300);
 
     // SIGKILL: the upload is never completed, so nothing is at the key.
-    let mut child = start_big_upload(&s3, &data, "killed.tar.zst");
+    let (mut child, _) = start_big_upload(&s3, &data, "killed.tar.zst");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!s3.object_file("killed.tar.zst").exists());
@@ -464,20 +475,30 @@ fn killed_or_interrupted_uploads_leave_no_object() {
     expect_code(&o, 2);
     assert!(stderr(&o).contains("no such object"), "{}", stderr(&o));
 
-    // SIGTERM: the upload is aborted, its parts are gone, exit 2.
+    // SIGTERM or SIGINT: the upload is aborted, its parts are gone, exit 2.
     let before = s3.all_files();
-    let mut child = start_big_upload(&s3, &data, "termed.tar.zst");
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(2));
-    assert!(!s3.object_file("termed.tar.zst").exists());
-    assert_eq!(
-        s3.all_files(),
-        before,
-        "the aborted upload left parts behind"
-    );
+    for (sig, key) in [
+        (libc::SIGTERM, "termed.tar.zst"),
+        (libc::SIGINT, "inted.tar.zst"),
+    ] {
+        let (mut child, said) = start_big_upload(&s3, &data, key);
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(2));
+        let said = said.join().unwrap();
+        assert!(
+            said.contains(&format!("aborted the unfinished upload to {}", url(key))),
+            "{said}"
+        );
+        assert!(!s3.object_file(key).exists());
+        assert_eq!(
+            s3.all_files(),
+            before,
+            "the aborted upload left parts behind"
+        );
+    }
     let o = s3.run(&["ls", &url("")]);
     expect_code(&o, 0);
     assert_eq!(stdout(&o), "", "no archive should be listed");
