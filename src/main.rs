@@ -451,19 +451,12 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
-    for l in &p.kept {
-        writeln!(
-            out,
-            "keep    {}  {}",
-            ui::utc_time(l.modified_unix_ms),
-            l.url
-        )?;
-    }
     let verb = if p.dry_run { "would delete" } else { "deleted" };
-    for l in &p.deleted {
+    let rows = p.kept.iter().map(|l| ("keep", l));
+    for (what, l) in rows.chain(p.deleted.iter().map(|l| (verb, l))) {
         writeln!(
             out,
-            "{verb:<7} {}  {}",
+            "{what:<7} {}  {}",
             ui::utc_time(l.modified_unix_ms),
             l.url
         )?;
