@@ -37,6 +37,22 @@ fn registry() -> MutexGuard<'static, Vec<(u64, Item)>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Registers `item` and returns its id.
+fn add(item: Item) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    registry().push((id, item));
+    id
+}
+
+/// Runs `f` with signals held off (under the registry lock), then
+/// unregisters item `id`.
+fn settle<T>(id: u64, f: impl FnOnce() -> T) -> T {
+    let mut reg = registry();
+    let out = f();
+    reg.retain(|(i, _)| *i != id);
+    out
+}
+
 /// A registered temporary path. Dropping it without [`Temp::commit`] or
 /// [`Temp::remove`] keeps it registered, so a later signal still removes it.
 #[derive(Debug)]
@@ -49,10 +65,8 @@ pub struct Temp {
 impl Temp {
     /// Registers `path` (a file or a directory) for removal on signal.
     pub fn register(path: &Path) -> Temp {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        registry().push((id, Item::Path(path.to_path_buf())));
         Temp {
-            id,
+            id: add(Item::Path(path.to_path_buf())),
             path: path.to_path_buf(),
         }
     }
@@ -65,18 +79,12 @@ impl Temp {
     /// Runs `publish` (e.g. a rename into place) with signals held off, then
     /// forgets the path: it is no longer temporary.
     pub fn commit<T>(self, publish: impl FnOnce(&Path) -> T) -> T {
-        let mut reg = registry();
-        let out = publish(&self.path);
-        reg.retain(|(id, _)| *id != self.id);
-        out
+        settle(self.id, || publish(&self.path))
     }
 
     /// Removes the path (file or whole directory) and forgets it.
     pub fn remove(self) -> io::Result<()> {
-        let mut reg = registry();
-        let res = remove_path(&self.path);
-        reg.retain(|(id, _)| *id != self.id);
-        res
+        settle(self.id, || remove_path(&self.path))
     }
 }
 
@@ -107,29 +115,23 @@ impl Pending {
         what: impl Into<String>,
         undo: impl FnMut() -> io::Result<()> + Send + 'static,
     ) -> Pending {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        registry().push((
-            id,
-            Item::Hook {
+        Pending {
+            id: add(Item::Hook {
                 what: what.into(),
                 run: Box::new(undo),
-            },
-        ));
-        Pending { id }
+            }),
+        }
     }
 
     /// Runs `finish` (e.g. completing the upload) with signals held off,
     /// then unregisters the undo action.
     pub fn commit<T>(self, finish: impl FnOnce() -> T) -> T {
-        let mut reg = registry();
-        let out = finish();
-        reg.retain(|(id, _)| *id != self.id);
-        out
+        settle(self.id, finish)
     }
 
     /// Unregisters the undo action (after it was run by hand).
     pub fn forget(self) {
-        registry().retain(|(id, _)| *id != self.id);
+        settle(self.id, || ());
     }
 }
 

@@ -14,7 +14,7 @@ use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skipp
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
 use crate::live::{self, FileKind};
 use crate::publish::AtomicFile;
-use crate::remote::{self, S3Options, S3Url, Upload, Uploaded};
+use crate::remote::{Remote, S3Options, S3Url, Upload, Uploaded};
 use crate::scan::{Captured, Scan, scan};
 use crate::sums::SumsView;
 
@@ -161,9 +161,10 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
         } => {
             // Refuse an existing object, and find out that the bucket is
             // reachable with these credentials, before doing any work.
-            remote::check_target(url, options, *force)?;
+            let remote = Remote::connect(url, options)?;
+            remote.check_target(*force)?;
             let scan = scan(data_dir)?;
-            let mut upload = Upload::start(url, options, estimate(&scan))?;
+            let mut upload = Upload::start(&remote, estimate(&scan))?;
             let name = PathBuf::from(url.to_string());
             match write_archive(scan, &mut upload, &name, opts) {
                 Ok((_, mut summary)) => {

@@ -23,15 +23,14 @@ pub enum Location {
 
 impl Location {
     /// Parses a command-line argument: `s3://…` is an object, anything else
-    /// a path.
-    pub fn parse(arg: &str, options: &S3Options) -> Result<Location> {
-        if S3Url::is_s3(arg) {
-            Ok(Location::S3 {
-                url: S3Url::parse(arg)?,
+    /// (including a name that is not UTF-8) a path.
+    pub fn parse(arg: &Path, options: &S3Options) -> Result<Location> {
+        match arg.to_str() {
+            Some(s) if S3Url::is_s3(s) => Ok(Location::S3 {
+                url: S3Url::parse(s)?,
                 options: options.clone(),
-            })
-        } else {
-            Ok(Location::Local(PathBuf::from(arg)))
+            }),
+            _ => Ok(Location::Local(arg.to_path_buf())),
         }
     }
 

@@ -19,7 +19,7 @@ use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
 
 use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
 use sydra_archive::Location;
-use sydra_archive::remote::{S3Options, S3Url};
+use sydra_archive::remote::{Remote, S3Options, S3Url};
 use ui::Display;
 
 const EXIT_ARCHIVE: u8 = 1;
@@ -78,10 +78,7 @@ fn s3_options(a: &S3Args) -> S3Options {
 
 /// An archive argument: `s3://…` is an object, anything else a path.
 fn location(arg: &Path, s3: &S3Args) -> anyhow::Result<Location> {
-    match arg.to_str() {
-        Some(s) if S3Url::is_s3(s) => Ok(Location::parse(s, &s3_options(s3))?),
-        _ => Ok(Location::Local(arg.to_path_buf())),
-    }
+    Ok(Location::parse(arg, &s3_options(s3))?)
 }
 
 fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
@@ -97,19 +94,17 @@ fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
 fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let to_stdout = a.output == Path::new("-");
-    let output = if to_stdout {
-        Output::Stdout
-    } else if let Some(url) = a.output.to_str().filter(|s| S3Url::is_s3(s)) {
-        Output::S3 {
-            url: S3Url::parse(url)?,
-            options: s3_options(&a.s3),
+    let output = match location(&a.output, &a.s3)? {
+        _ if to_stdout => Output::Stdout,
+        Location::S3 { url, options } => Output::S3 {
+            url,
+            options,
             force: a.force,
-        }
-    } else {
-        Output::File {
-            path: a.output.clone(),
+        },
+        Location::Local(path) => Output::File {
+            path,
             force: a.force,
-        }
+        },
     };
     let created_unix_ms = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => Some(
@@ -400,7 +395,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 
 fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     let url = S3Url::parse(&a.url)?;
-    let listing = sydra_archive::remote::ls(&url, &s3_options(&a.s3))?;
+    let listing = sydra_archive::remote::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
     for (obj, why) in &listing.others {
         eprintln!("sydra-archive: {obj} is not a sydra-archive: {why}");
     }
@@ -434,7 +429,7 @@ fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let url = S3Url::parse(&a.url)?;
     let keep = usize::try_from(a.keep_last).unwrap_or(usize::MAX);
-    let p = sydra_archive::remote::prune(&url, &s3_options(&a.s3), keep, a.yes)?;
+    let p = sydra_archive::remote::prune(&Remote::connect(&url, &s3_options(&a.s3))?, keep, a.yes)?;
     for (obj, why) in &p.others {
         eprintln!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }

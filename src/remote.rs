@@ -360,6 +360,25 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Option<Box<dyn MultipartUpload>
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Takes the upload out of `shared`, if it is still there, and aborts it,
+/// waiting at most `limit`. Used by [`Upload::abort`] and by the signal path.
+fn abort_shared(
+    shared: &Shared,
+    handle: &tokio::runtime::Handle,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    let Some(mut up) = lock(shared).take() else {
+        return Ok(());
+    };
+    // The timer must be made inside the runtime.
+    let abort = async { tokio::time::timeout(limit, up.abort()).await };
+    match handle.block_on(abort) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(one_line(&e)),
+        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+    }
+}
+
 /// A multipart upload being written; it becomes an object only through
 /// [`Upload::finish`]. On failure call [`Upload::abort`].
 pub struct Upload {
@@ -393,28 +412,52 @@ pub struct Uploaded {
     pub warnings: Vec<String>,
 }
 
-/// Refuses if an object exists at `url` (unless `force`); checks access
-/// before any work is done.
-pub fn check_target(url: &S3Url, opts: &S3Options, force: bool) -> Result<()> {
-    let path = url.object()?;
-    let store = store(url, opts, None)?;
-    let rt = runtime()?;
-    match rt.block_on(store.head(&path)) {
-        Ok(_) if !force => Err(Error::Refused(format!(
-            "{url} already exists; use --force to replace it"
-        ))),
-        Ok(_) => Ok(()),
-        Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(remote_error("check", url, e)),
+/// One `s3://` URL (an object or a prefix) and one client for its bucket:
+/// every request a command makes shares its connection pool.
+pub struct Remote {
+    url: S3Url,
+    opts: S3Options,
+    store: Arc<AmazonS3>,
+}
+
+impl Remote {
+    /// Configures access to `url` (nothing is sent yet).
+    pub fn connect(url: &S3Url, opts: &S3Options) -> Result<Remote> {
+        Ok(Remote {
+            url: url.clone(),
+            opts: opts.clone(),
+            store: Arc::new(store(url, opts, None)?),
+        })
+    }
+
+    /// Refuses if an object exists at the URL (unless `force`); checks
+    /// access before any work is done.
+    pub fn check_target(&self, force: bool) -> Result<()> {
+        let (url, path) = (&self.url, self.url.object()?);
+        match runtime()?.block_on(self.store.head(&path)) {
+            Ok(_) if !force => Err(Error::Refused(format!(
+                "{url} already exists; use --force to replace it"
+            ))),
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote_error("check", url, e)),
+        }
+    }
+
+    /// Reads the last 64 bytes of the object with a ranged GET and checks
+    /// that they are a FOOT matching the object's size.
+    pub fn probe(&self) -> Result<Probe> {
+        let path = self.url.object()?;
+        runtime()?.block_on(probe_path(&self.store, &self.url, &path, None))
     }
 }
 
 impl Upload {
-    /// Starts a multipart upload to `url` for an archive of about
-    /// `estimate` bytes.
-    pub fn start(url: &S3Url, opts: &S3Options, estimate: u64) -> Result<Upload> {
+    /// Starts a multipart upload to the object of `remote` for an archive
+    /// of about `estimate` bytes.
+    pub fn start(remote: &Remote, estimate: u64) -> Result<Upload> {
+        let (url, opts, store) = (&remote.url, &remote.opts, &remote.store);
         let path = url.object()?;
-        let store = store(url, opts, None)?;
         let rt = runtime()?;
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, AttributeValue::from(CONTENT_TYPE));
@@ -431,20 +474,7 @@ impl Upload {
         let for_signal = shared.clone();
         let handle = rt.handle().clone();
         let pending = Pending::register(format!("the unfinished upload to {url}"), move || {
-            let taken = lock(&for_signal).take();
-            match taken {
-                Some(mut up) => {
-                    // The timer must be made inside the runtime.
-                    let abort =
-                        async { tokio::time::timeout(Duration::from_secs(10), up.abort()).await };
-                    match handle.block_on(abort) {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(io::Error::other(one_line(&e))),
-                        Err(_) => Err(io::Error::other("no answer within 10 s")),
-                    }
-                }
-                None => Ok(()),
-            }
+            abort_shared(&for_signal, &handle, Duration::from_secs(10)).map_err(io::Error::other)
         });
         let plan = PartPlan::for_estimate(estimate);
         Ok(Upload {
@@ -619,24 +649,12 @@ impl Upload {
         for h in self.in_flight.drain(..) {
             h.abort();
         }
-        let taken = lock(&self.shared).take();
-        let result = match taken {
-            Some(mut up) => {
-                let rt = runtime()?;
-                let abort =
-                    async { tokio::time::timeout(Duration::from_secs(30), up.abort()).await };
-                match rt.block_on(abort) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(remote_error("abort upload to", &self.url, e)),
-                    Err(_) => Err(Error::Remote {
-                        op: "abort upload to",
-                        url: self.url.to_string(),
-                        reason: "no answer within 30 s".into(),
-                    }),
-                }
-            }
-            None => Ok(()),
-        };
+        let result = abort_shared(&self.shared, runtime()?.handle(), Duration::from_secs(30))
+            .map_err(|reason| Error::Remote {
+                op: "abort upload to",
+                url: self.url.to_string(),
+                reason,
+            });
         if let Some(p) = self.pending.take() {
             p.forget();
         }
@@ -741,14 +759,6 @@ async fn probe_path(
     })
 }
 
-/// Reads the last 64 bytes of the object at `url` with a ranged GET and
-/// checks that they are a FOOT matching the object's size.
-pub fn probe(url: &S3Url, opts: &S3Options) -> Result<Probe> {
-    let path = url.object()?;
-    let store = store(url, opts, None)?;
-    runtime()?.block_on(probe_path(&store, url, &path, None))
-}
-
 /// Bytes gathered per block handed to the reading thread.
 const READ_BLOCK: usize = 256 * 1024;
 /// Blocks read ahead of the reading thread (at most 2 MiB).
@@ -764,13 +774,13 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    /// Opens the object at `url`, pinned to `e_tag` when given.
-    pub fn open(url: &S3Url, opts: &S3Options, e_tag: Option<String>) -> Result<ObjectReader> {
+    /// Opens the object of `remote`, pinned to `e_tag` when given.
+    pub fn open(remote: &Remote, e_tag: Option<String>) -> Result<ObjectReader> {
+        let url = &remote.url;
         let path = url.object()?;
-        let store = store(url, opts, None)?;
         let rt = runtime()?;
         let result = rt
-            .block_on(store.get_opts(
+            .block_on(remote.store.get_opts(
                 &path,
                 GetOptions {
                     if_match: e_tag,
@@ -877,9 +887,9 @@ pub struct Listing {
 /// Lists the archives directly under the prefix `url` (`s3://b/p/` and
 /// `s3://b/p` both mean the "directory" `p/`): every `*.tar.zst` object
 /// whose last 64 bytes are a FOOT matching its size. Newest first.
-pub fn ls(url: &S3Url, opts: &S3Options) -> Result<Listing> {
+pub fn ls(remote: &Remote) -> Result<Listing> {
+    let (url, store) = (&remote.url, &remote.store);
     let prefix = url.prefix()?;
-    let store = Arc::new(store(url, opts, None)?);
     let rt = runtime()?;
     let listed = rt
         .block_on(store.list_with_delimiter(prefix.as_ref()))
@@ -893,18 +903,16 @@ pub fn ls(url: &S3Url, opts: &S3Options) -> Result<Listing> {
     // Eight ranged reads at a time.
     let results: Vec<_> = rt.block_on(
         futures_util::stream::iter(candidates.into_iter().map(|m| {
-            let store = store.clone();
             let obj = url.with_key(m.location.as_ref());
             async move {
-                let probed = probe_path(&store, &obj, &m.location, Some(m.size)).await;
-                (m, probed)
+                let probed = probe_path(store, &obj, &m.location, Some(m.size)).await;
+                (m, obj, probed)
             }
         }))
         .buffer_unordered(8)
         .collect(),
     );
-    for (m, probed) in results {
-        let obj = url.with_key(m.location.as_ref());
+    for (m, obj, probed) in results {
         match probed {
             Ok(p) => listing.archives.push(Listed {
                 url: obj.to_string(),
@@ -942,21 +950,19 @@ pub struct Pruned {
 /// Keeps the `keep_last` newest archives under `url` and deletes the older
 /// ones when `delete` is true. Only objects [`ls`] recognizes as archives
 /// are ever deleted.
-pub fn prune(url: &S3Url, opts: &S3Options, keep_last: usize, delete: bool) -> Result<Pruned> {
+pub fn prune(remote: &Remote, keep_last: usize, delete: bool) -> Result<Pruned> {
     if keep_last == 0 {
         return Err(Error::Refused("--keep-last must be at least 1".into()));
     }
-    let listing = ls(url, opts)?;
+    let listing = ls(remote)?;
     let mut archives = listing.archives;
     let old = archives.split_off(keep_last.min(archives.len()));
     if delete && !old.is_empty() {
-        let store = store(url, opts, None)?;
         let rt = runtime()?;
         for a in &old {
-            let path = ObjPath::parse(&a.key)
-                .map_err(|e| Error::Refused(format!("{} is not a usable key: {e}", a.url)))?;
-            rt.block_on(store.delete(&path))
-                .map_err(|e| remote_error("delete", &url.with_key(&a.key), e))?;
+            let obj = remote.url.with_key(&a.key);
+            rt.block_on(remote.store.delete(&obj.object()?))
+                .map_err(|e| remote_error("delete", &obj, e))?;
         }
     }
     Ok(Pruned {

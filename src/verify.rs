@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::location::Location;
 use crate::progress::Progress;
-use crate::remote::{self, ObjectReader};
+use crate::remote::{ObjectReader, Remote};
 use crate::sums::hex;
 
 use crate::error::{Error, Result};
@@ -41,28 +41,19 @@ impl ArchiveReader {
         &self.name
     }
 
-    /// Checks the whole-archive SHA-256 of a finished read against the one
-    /// object metadata recorded at upload, if any.
-    pub fn check_recorded(expected: Option<&str>, summary: &ReadSummary) -> Result<()> {
-        match expected {
-            Some(want) if !want.eq_ignore_ascii_case(&hex(&summary.sha256)) => {
-                Err(Error::corrupt(format!(
-                    "the archive hashes to {} but its object metadata recorded {want} at upload",
-                    hex(&summary.sha256)
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads the whole archive to `depth` into `sink`, then checks the
-    /// SHA-256 recorded in object metadata.
+    /// Reads the whole archive to `depth` into `sink`, then checks its
+    /// SHA-256 against the one object metadata recorded at upload, if any.
     pub fn read_into<S: Sink>(self, depth: Depth, sink: &mut S) -> Result<ReadSummary> {
         let expected = self.expected_sha256.clone();
         let name = self.name.clone();
         let summary = read_archive(self, &name, depth, sink)?;
-        Self::check_recorded(expected.as_deref(), &summary)?;
-        Ok(summary)
+        let got = hex(&summary.sha256);
+        match expected {
+            Some(want) if !want.eq_ignore_ascii_case(&got) => Err(Error::corrupt(format!(
+                "the archive hashes to {got} but its object metadata recorded {want} at upload"
+            ))),
+            _ => Ok(summary),
+        }
     }
 }
 
@@ -95,11 +86,12 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
     let path = match loc {
         Location::Local(p) => p,
         Location::S3 { url, options } => {
-            let probe = remote::probe(url, options)?;
+            let remote = Remote::connect(url, options)?;
+            let probe = remote.probe()?;
             if let Some(p) = &progress {
                 p.set_total(probe.size);
             }
-            let reader = ObjectReader::open(url, options, probe.e_tag)?;
+            let reader = ObjectReader::open(&remote, probe.e_tag)?;
             return Ok(ArchiveReader {
                 inner: Inner::Object(Box::new(reader)),
                 progress,
