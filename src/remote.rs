@@ -354,9 +354,18 @@ impl Drop for PartBuf {
     }
 }
 
-type Shared = Arc<Mutex<Option<Box<dyn MultipartUpload>>>>;
+/// What the writer and the signal path share: the upload (taken by
+/// whoever completes or aborts it first) and handles to cancel the part
+/// requests in flight, so that an abort is never overtaken by a part.
+#[derive(Default)]
+struct Live {
+    upload: Option<Box<dyn MultipartUpload>>,
+    parts: Vec<tokio::task::AbortHandle>,
+}
 
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Option<Box<dyn MultipartUpload>>> {
+type Shared = Arc<Mutex<Live>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Live> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -367,7 +376,13 @@ fn abort_shared(
     handle: &tokio::runtime::Handle,
     limit: Duration,
 ) -> std::result::Result<(), String> {
-    let Some(mut up) = lock(shared).take() else {
+    let Some(mut up) = ({
+        let mut live = lock(shared);
+        for part in live.parts.drain(..) {
+            part.abort();
+        }
+        live.upload.take()
+    }) else {
         return Ok(());
     };
     // The timer must be made inside the runtime.
@@ -470,7 +485,10 @@ impl Upload {
                 },
             ))
             .map_err(|e| remote_error("start upload to", url, e))?;
-        let shared: Shared = Arc::new(Mutex::new(Some(upload)));
+        let shared: Shared = Arc::new(Mutex::new(Live {
+            upload: Some(upload),
+            parts: Vec::new(),
+        }));
         let for_signal = shared.clone();
         let handle = rt.handle().clone();
         let pending = Pending::register(format!("the unfinished upload to {url}"), move || {
@@ -531,12 +549,14 @@ impl Upload {
             Some(b) => Bytes::from_owner(b),
             None => Bytes::new(),
         };
-        let fut = {
-            let mut guard = lock(&self.shared);
-            let up = guard.as_mut().ok_or(Error::Interrupted)?;
-            up.put_part(PutPayload::from(data))
-        };
-        self.in_flight.push_back(runtime()?.spawn(fut));
+        let rt = runtime()?;
+        let mut live = lock(&self.shared);
+        let up = live.upload.as_mut().ok_or(Error::Interrupted)?;
+        let task = rt.spawn(up.put_part(PutPayload::from(data)));
+        live.parts.retain(|p| !p.is_finished());
+        live.parts.push(task.abort_handle());
+        drop(live);
+        self.in_flight.push_back(task);
         Ok(())
     }
 
@@ -552,11 +572,11 @@ impl Upload {
         let pending = self.pending.take().expect("an upload is finished once");
         let shared = self.shared.clone();
         let done = pending.commit(|| {
-            let taken = lock(&shared).take();
+            let taken = lock(&shared).upload.take();
             match taken {
                 Some(mut up) => rt.block_on(up.complete()).inspect_err(|_| {
                     // Put the upload back so that it can be aborted.
-                    *lock(&shared) = Some(up);
+                    lock(&shared).upload = Some(up);
                 }),
                 None => Err(object_store::Error::Generic {
                     store: "S3",
