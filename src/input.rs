@@ -7,9 +7,12 @@
 //! The hashing runs on its own thread ([`HashPipe`]), beside decompression
 //! and parsing.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
@@ -30,18 +33,31 @@ pub struct Input<R> {
     hasher: HashPipe,
 }
 
-/// A SHA-256 computed on a helper thread: bytes are copied into 1 MiB
-/// blocks and sent over a bounded queue (at most 8 MiB in flight).
-/// Where no thread can be started, it hashes inline.
-pub struct HashPipe {
-    tx: Option<mpsc::SyncSender<HashMsg>>,
-    worker: Option<JoinHandle<()>>,
-    pending: Vec<u8>,
-    inline: Option<Sha256>,
+/// Where the SHA-256 of the consumed bytes is computed.
+pub enum HashPipe {
+    /// On a helper thread: bytes are copied into 1 MiB blocks and sent over
+    /// a bounded queue (at most 8 MiB in flight).
+    Thread {
+        tx: Option<mpsc::SyncSender<HashMsg>>,
+        worker: Option<JoinHandle<()>>,
+        pending: Vec<u8>,
+    },
+    /// On the calling thread (where no thread can be started).
+    Inline(Sha256),
+    /// By a thread that reads the file itself, in parallel with the parser
+    /// (see [`HashPipe::apart`]); the parser's bytes are not hashed.
+    Apart {
+        answers: mpsc::Receiver<io::Result<(u64, [u8; 32])>>,
+        stop: Arc<AtomicBool>,
+        worker: Option<JoinHandle<()>>,
+    },
 }
 
-enum HashMsg {
+/// A message to the hashing thread.
+pub enum HashMsg {
+    /// More bytes.
     Data(Vec<u8>),
+    /// Reply with the digest of everything so far.
     Digest(mpsc::Sender<[u8; 32]>),
 }
 
@@ -62,61 +78,161 @@ impl Default for HashPipe {
                         }
                     }
                 }
-            })
-            .ok();
-        HashPipe {
-            tx: worker.as_ref().map(|_| tx),
-            inline: if worker.is_some() {
-                None
-            } else {
-                Some(Sha256::new())
+            });
+        match worker {
+            Ok(worker) => HashPipe::Thread {
+                tx: Some(tx),
+                worker: Some(worker),
+                pending: Vec::with_capacity(HASH_BLOCK),
             },
-            worker,
-            pending: Vec::with_capacity(HASH_BLOCK),
+            Err(_) => HashPipe::Inline(Sha256::new()),
         }
     }
 }
 
 impl HashPipe {
+    /// Hashes the `len`-byte file `file` with its own positional reads on a
+    /// thread of its own, in one straight pass, while the parser reads the
+    /// same file: the digest of `[0, len - 64)` and then of the whole file
+    /// are answered, in that order, each with its length. The parser's
+    /// [`Input::digest`] fails unless it asks at exactly those lengths.
+    ///
+    /// Only for checks whose result does not depend on the parsed bytes
+    /// being the hashed ones (`verify --quick`): the caller must make sure
+    /// the file did not change between the two passes.
+    pub fn apart(file: File, len: u64) -> io::Result<HashPipe> {
+        let (tx, answers) = mpsc::sync_channel(2);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let worker = std::thread::Builder::new()
+            .name("archive-hash".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; HASH_BLOCK];
+                let mut at = 0u64;
+                let marks = [len.saturating_sub(crate::footer::FOOT_LEN as u64), len];
+                for mark in marks {
+                    while at < mark {
+                        if stopped.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let n = (mark - at).min(HASH_BLOCK as u64) as usize;
+                        match file.read_at(&mut buf[..n], at) {
+                            Ok(0) => {
+                                let _ = tx.send(Err(io::ErrorKind::UnexpectedEof.into()));
+                                return;
+                            }
+                            Ok(n) => {
+                                h.update(&buf[..n]);
+                                at += n as u64;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
+                    if tx.send(Ok((at, h.clone().finalize().into()))).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(HashPipe::Apart {
+            answers,
+            stop,
+            worker: Some(worker),
+        })
+    }
+
     /// Adds bytes to the hash.
     pub fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.inline {
-            h.update(data);
-            return;
-        }
-        self.pending.extend_from_slice(data);
-        if self.pending.len() >= HASH_BLOCK {
-            self.send_pending();
-        }
-    }
-
-    fn send_pending(&mut self) {
-        let block = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_BLOCK));
-        if let Some(tx) = &self.tx {
-            tx.send(HashMsg::Data(block)).expect("hash thread alive");
+        match self {
+            HashPipe::Inline(h) => h.update(data),
+            HashPipe::Thread { tx, pending, .. } => {
+                pending.extend_from_slice(data);
+                if pending.len() >= HASH_BLOCK {
+                    let block = std::mem::replace(pending, Vec::with_capacity(HASH_BLOCK));
+                    send(tx, HashMsg::Data(block));
+                }
+            }
+            HashPipe::Apart { .. } => {}
         }
     }
 
-    /// SHA-256 of everything added so far.
-    pub fn digest(&mut self) -> [u8; 32] {
-        if let Some(h) = &self.inline {
-            return h.clone().finalize().into();
+    /// Asks for the SHA-256 of everything added so far (`consumed` bytes),
+    /// to be collected with [`HashPipe::resolve`], so that more bytes can be
+    /// read (and checked) meanwhile.
+    pub fn mark(&mut self, consumed: u64) -> Mark {
+        match self {
+            HashPipe::Inline(h) => Mark::Ready(h.clone().finalize().into()),
+            HashPipe::Thread { tx, pending, .. } => {
+                send(tx, HashMsg::Data(std::mem::take(pending)));
+                let (reply, answer) = mpsc::channel();
+                send(tx, HashMsg::Digest(reply));
+                Mark::Reply(answer)
+            }
+            HashPipe::Apart { .. } => Mark::At(consumed),
         }
-        let Some(tx) = &self.tx else {
-            unreachable!("a hash pipe hashes inline or on its thread");
+    }
+
+    /// The digest asked for by `mark`; `name` names the source in errors.
+    /// With [`HashPipe::apart`], marks must be resolved in order.
+    pub fn resolve(&mut self, mark: Mark, name: &Path) -> Result<[u8; 32]> {
+        let changed = || {
+            Error::io(
+                "verify",
+                name,
+                io::Error::other("the file changed while it was being read"),
+            )
         };
-        let block = std::mem::take(&mut self.pending);
-        tx.send(HashMsg::Data(block)).expect("hash thread alive");
-        let (reply, answer) = mpsc::channel();
-        tx.send(HashMsg::Digest(reply)).expect("hash thread alive");
-        answer.recv().expect("hash thread alive")
+        match (mark, self) {
+            (Mark::Ready(d), _) => Ok(d),
+            (Mark::Reply(answer), _) => Ok(answer.recv().expect("hash thread alive")),
+            (Mark::At(at), HashPipe::Apart { answers, .. }) => match answers.recv() {
+                Ok(Ok((len, digest))) if len == at => Ok(digest),
+                Ok(Err(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
+                    Err(Error::io("read", name, e))
+                }
+                _ => Err(changed()),
+            },
+            (Mark::At(_), _) => unreachable!("a mark is resolved by the pipe that made it"),
+        }
     }
+}
+
+/// A digest asked for by [`HashPipe::mark`].
+pub enum Mark {
+    /// Computed already.
+    Ready([u8; 32]),
+    /// To come from the hashing thread.
+    Reply(mpsc::Receiver<[u8; 32]>),
+    /// To come from a [`HashPipe::apart`] thread, for this many bytes.
+    At(u64),
+}
+
+fn send(tx: &Option<mpsc::SyncSender<HashMsg>>, msg: HashMsg) {
+    tx.as_ref()
+        .expect("open until dropped")
+        .send(msg)
+        .expect("hash thread alive");
 }
 
 impl Drop for HashPipe {
     fn drop(&mut self) {
-        self.tx.take();
-        if let Some(w) = self.worker.take() {
+        let worker = match self {
+            HashPipe::Inline(_) => return,
+            HashPipe::Thread { tx, worker, .. } => {
+                // Closing the queue ends the thread.
+                tx.take();
+                worker.take()
+            }
+            HashPipe::Apart { stop, worker, .. } => {
+                stop.store(true, Ordering::Relaxed);
+                worker.take()
+            }
+        };
+        if let Some(w) = worker {
             let _ = w.join();
         }
     }
@@ -125,6 +241,12 @@ impl Drop for HashPipe {
 impl<R: Read> Input<R> {
     /// Wraps `inner`; `path` names the source in error messages.
     pub fn new(inner: R, path: &Path) -> Input<R> {
+        Input::with_hasher(inner, path, HashPipe::default())
+    }
+
+    /// Wraps `inner`, with the hash computed by `hasher` (see
+    /// [`HashPipe::apart`]).
+    pub fn with_hasher(inner: R, path: &Path, hasher: HashPipe) -> Input<R> {
         Input {
             inner,
             path: path.to_path_buf(),
@@ -133,7 +255,7 @@ impl<R: Read> Input<R> {
             end: 0,
             eof: false,
             consumed: 0,
-            hasher: HashPipe::default(),
+            hasher,
         }
     }
 
@@ -143,8 +265,20 @@ impl<R: Read> Input<R> {
     }
 
     /// SHA-256 of every byte consumed so far.
-    pub fn digest(&mut self) -> [u8; 32] {
-        self.hasher.digest()
+    pub fn digest(&mut self) -> Result<[u8; 32]> {
+        let mark = self.mark();
+        self.resolve(mark)
+    }
+
+    /// Asks for the SHA-256 of every byte consumed so far, to be collected
+    /// later with [`Input::resolve`].
+    pub fn mark(&mut self) -> Mark {
+        self.hasher.mark(self.consumed)
+    }
+
+    /// The digest asked for by `mark`.
+    pub fn resolve(&mut self, mark: Mark) -> Result<[u8; 32]> {
+        self.hasher.resolve(mark, &self.path)
     }
 
     fn read_more(&mut self) -> Result<usize> {
@@ -336,7 +470,53 @@ mod tests {
         assert!(input.at_eof().unwrap());
         assert_eq!(input.position(), 1000);
         let want: [u8; 32] = Sha256::digest(&data).into();
-        assert_eq!(input.digest(), want);
+        assert_eq!(input.digest().unwrap(), want);
+    }
+
+    #[test]
+    fn a_hash_apart_answers_for_the_body_then_the_whole_file() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, &data).unwrap();
+        let len = data.len() as u64;
+        let pipe = HashPipe::apart(f.try_clone().unwrap(), len).unwrap();
+        let mut input = Input::with_hasher(&data[..], Path::new("t"), pipe);
+        input.skip(len - 64, "x").unwrap();
+        let body = input.mark();
+        input.skip(64, "x").unwrap();
+        let body: [u8; 32] = input.resolve(body).unwrap();
+        assert_eq!(
+            body,
+            <[u8; 32]>::from(Sha256::digest(&data[..data.len() - 64]))
+        );
+        assert_eq!(
+            input.digest().unwrap(),
+            <[u8; 32]>::from(Sha256::digest(&data))
+        );
+
+        // The parser saw a different length than the hashing thread: the
+        // file changed in between, and that is an error, not a digest.
+        let pipe = HashPipe::apart(f.try_clone().unwrap(), len).unwrap();
+        let mut input = Input::with_hasher(&data[..], Path::new("t"), pipe);
+        input.skip(100, "x").unwrap();
+        let e = input.digest().unwrap_err();
+        assert!(
+            e.to_string().contains("changed while it was being read"),
+            "{e}"
+        );
+        assert!(!e.is_archive_fault());
+
+        // The file is shorter than the hashing thread was told.
+        let pipe = HashPipe::apart(f, len + 10).unwrap();
+        let mut input = Input::with_hasher(&data[..], Path::new("t"), pipe);
+        input.skip(len - 54, "x").unwrap();
+        input.digest().unwrap();
+        input.skip(54, "x").unwrap();
+        let e = input.digest().unwrap_err();
+        assert!(
+            e.to_string().contains("changed while it was being read"),
+            "{e}"
+        );
     }
 
     #[test]

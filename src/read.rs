@@ -20,7 +20,7 @@ use crate::frame::{
     walk_zstd_frames,
 };
 use crate::head::{Entry, EntryKind, Head};
-use crate::input::{Body, Input, truncated};
+use crate::input::{Body, HashPipe, Input, truncated};
 use crate::sums;
 
 /// Most zero padding accepted after the tar end-of-archive block.
@@ -113,7 +113,18 @@ pub fn read_archive<R: Read, S: Sink>(
     depth: Depth,
     sink: &mut S,
 ) -> Result<ReadSummary> {
-    let mut input = Input::new(src, name);
+    read_archive_hashed(src, name, depth, sink, HashPipe::default())
+}
+
+/// [`read_archive`], with the archive's SHA-256 computed by `hasher`.
+pub fn read_archive_hashed<R: Read, S: Sink>(
+    src: R,
+    name: &Path,
+    depth: Depth,
+    sink: &mut S,
+    hasher: HashPipe,
+) -> Result<ReadSummary> {
+    let mut input = Input::with_hasher(src, name, hasher);
     let head = Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)?;
     sink.head(&head)?;
     let (digests, frames) = match depth {
@@ -134,7 +145,9 @@ pub fn read_archive<R: Read, S: Sink>(
         return Err(Error::corrupt("SUMS frame holds bytes after its JSON"));
     }
     let body_len = input.position();
-    let body_sha = input.digest();
+    // The digest is collected after FOOT has been read and checked for
+    // place, so a misplaced FOOT is reported as such.
+    let body_mark = input.mark();
     if input.at_eof()? {
         return Err(Error::corrupt(
             "missing FOOT frame: archive ends after SUMS",
@@ -146,11 +159,12 @@ pub fn read_archive<R: Read, S: Sink>(
     if !input.at_eof()? {
         return Err(Error::corrupt("bytes after the FOOT frame"));
     }
+    let body_sha = input.resolve(body_mark)?;
     footer.check(body_len, &body_sha)?;
     Ok(ReadSummary {
         head,
         bytes: input.position(),
-        sha256: input.digest(),
+        sha256: input.digest()?,
         frames,
     })
 }
