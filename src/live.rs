@@ -12,15 +12,15 @@
 //!   not parse.
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sydradb::decode_segment;
+use crate::sydradb::{crc32, decode_segment};
 
 /// How long a file may keep changing before `create` gives up on it.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,46 +287,65 @@ impl WalPosition {
 }
 
 /// Walks the records of the first `size` bytes of an open WAL file.
+///
+/// Reads 1 MiB at a time with positional reads (so several files can be
+/// walked at once, and the file offset is left alone) and checks each
+/// record in place: a WAL holds tens of millions of small records.
 pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
-    let mut f = file;
-    f.seek(SeekFrom::Start(0))?;
-    let mut r = BufReader::with_capacity(1 << 20, f.take(size));
+    let mut win = Window::new(file, size);
     let mut off = 0u64;
     let mut good_end = 0u64;
     let mut records = 0u64;
     let mut damaged = Vec::new();
     let mut bad_after_good = Vec::new();
-    let mut payload = Vec::new();
-    loop {
-        let left = size - off;
-        if left < 4 {
+    // Bytes the next record needs in the window (more than 4 when the
+    // last one did not fit).
+    let mut need = 4usize;
+    'walk: loop {
+        if size - off < 4 {
             break;
         }
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len)?;
-        let len = u32::from_le_bytes(len);
-        if len == 0 || len > MAX_WAL_RECORD {
-            // No record boundary can be found past this: damage on disk.
-            damaged.append(&mut bad_after_good);
-            damaged.push(off);
-            good_end = size;
-            break;
+        let buf = win.get(off, need)?;
+        let mut p = 0usize;
+        // Every whole record the window holds, in place.
+        loop {
+            let at = off + p as u64;
+            let left = size - at;
+            if left < 4 {
+                break 'walk;
+            }
+            if buf.len() - p < 4 {
+                need = 4;
+                break;
+            }
+            let len = u32::from_le_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]);
+            if len == 0 || len > MAX_WAL_RECORD {
+                // No record boundary can be found past this: damage on disk.
+                damaged.append(&mut bad_after_good);
+                damaged.push(at);
+                good_end = size;
+                break 'walk;
+            }
+            let whole = 8 + len as usize;
+            if left < whole as u64 {
+                break 'walk; // incomplete record being appended: the torn tail
+            }
+            if buf.len() - p < whole {
+                need = whole;
+                break;
+            }
+            let payload = &buf[p + 4..p + 4 + len as usize];
+            let crc = &buf[p + 4 + len as usize..p + whole];
+            if crc32(payload) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+                damaged.append(&mut bad_after_good);
+                records += 1;
+                good_end = at + whole as u64;
+            } else {
+                bad_after_good.push(at);
+            }
+            p += whole;
         }
-        if left < 8 + u64::from(len) {
-            break; // incomplete record being appended: the torn tail
-        }
-        payload.resize(len as usize, 0);
-        r.read_exact(&mut payload)?;
-        let mut crc = [0u8; 4];
-        r.read_exact(&mut crc)?;
-        if crc32fast::hash(&payload) == u32::from_le_bytes(crc) {
-            damaged.append(&mut bad_after_good);
-            records += 1;
-            good_end = off + 8 + u64::from(len);
-        } else {
-            bad_after_good.push(off);
-        }
-        off += 8 + u64::from(len);
+        off += p as u64;
     }
     Ok(WalPosition {
         path: path.to_string(),
@@ -335,6 +354,65 @@ pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
         records,
         damaged,
     })
+}
+
+/// A moving window over the first `size` bytes of a file, filled with
+/// positional reads; requests go forward only.
+struct Window<'a> {
+    file: &'a File,
+    size: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Bytes of `buf` holding file data.
+    filled: usize,
+}
+
+impl<'a> Window<'a> {
+    const BLOCK: usize = 1 << 20;
+
+    fn new(file: &'a File, size: u64) -> Self {
+        Window {
+            file,
+            size,
+            buf: Vec::new(),
+            base: 0,
+            filled: 0,
+        }
+    }
+
+    /// At least `n` bytes at `off` (at or after the last request's offset,
+    /// and within `size`): all the window holds from there. A file shorter
+    /// than `size` is an `UnexpectedEof`.
+    fn get(&mut self, off: u64, n: usize) -> io::Result<&[u8]> {
+        let end = off + n as u64;
+        if end > self.base + self.filled as u64 {
+            // Keep what is still needed, then read at least a block more.
+            let keep = (off - self.base) as usize;
+            self.buf.copy_within(keep..self.filled, 0);
+            self.filled -= keep;
+            self.base = off;
+            let want = (n.max(Self::BLOCK) as u64).min(self.size - off) as usize;
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            while self.filled < n {
+                let at = self.base + self.filled as u64;
+                let room = (want - self.filled).min((self.size - at) as usize);
+                match self
+                    .file
+                    .read_at(&mut self.buf[self.filled..self.filled + room], at)
+                {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(k) => self.filled += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let start = (off - self.base) as usize;
+        Ok(&self.buf[start..self.filled])
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +426,44 @@ mod tests {
         t.write_all(bytes).unwrap();
         let f = File::open(t.path()).unwrap();
         (t, f)
+    }
+
+    #[test]
+    fn records_across_window_refills_are_walked_whole() {
+        // 33-byte records do not divide the 1 MiB window; a 700 kB record
+        // makes the window grow; one damaged record sits in the middle.
+        let mut b = Vec::new();
+        let mut good = 0u64;
+        for i in 0..40_000 {
+            b.extend(wal_record(1, i, i as f64));
+            good += 1;
+        }
+        let payload: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        b.extend((payload.len() as u32).to_le_bytes());
+        b.extend(&payload);
+        b.extend(crate::sydradb::crc32(&payload).to_le_bytes());
+        good += 1;
+        let bad_at = b.len() as u64;
+        let mut bad = wal_record(1, 1, 1.0);
+        bad[20] ^= 4;
+        b.extend(bad);
+        for i in 0..40_000 {
+            b.extend(wal_record(2, i, -(i as f64)));
+            good += 1;
+        }
+        let whole = b.len() as u64;
+        b.extend(&wal_record(3, 3, 3.0)[..17]);
+        let (_t, f) = wal_file(&b);
+        let p = scan_wal(&f, "wal/1.wal", b.len() as u64).unwrap();
+        assert_eq!(p.records, good);
+        assert_eq!(p.archived, whole);
+        assert_eq!(p.cut_bytes(), 17);
+        assert_eq!(p.damaged, vec![bad_at]);
+
+        // The file is shorter than the size it was scanned for: an error,
+        // not a silent cut.
+        let e = scan_wal(&f, "wal/1.wal", b.len() as u64 + 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

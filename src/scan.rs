@@ -233,11 +233,25 @@ impl Scan {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        for (i, f) in held {
-            let path = self.root.join(&self.entries[i].path);
-            let m = f.metadata().map_err(|e| Error::io("stat", &path, e))?;
-            let pos = live::scan_wal(&f, &self.entries[i].path, m.len())
-                .map_err(|e| Error::io("read", &path, e))?;
+        // The WAL files are walked in parallel: hundreds of MB of small
+        // records, all before the first byte can be compressed.
+        let walked = {
+            let jobs: Vec<(&File, &str, PathBuf)> = held
+                .iter()
+                .map(|(i, f)| {
+                    let name = self.entries[*i].path.as_str();
+                    (f, name, self.root.join(name))
+                })
+                .collect();
+            parallel_map(&jobs, |(f, name, path)| {
+                let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+                let pos =
+                    live::scan_wal(f, name, m.len()).map_err(|e| Error::io("read", path, e))?;
+                Ok((m, pos))
+            })
+        };
+        for ((i, f), walked) in held.into_iter().zip(walked) {
+            let (m, pos) = walked?;
             if pos.cut_bytes() > 0 {
                 self.warnings.push(format!(
                     "{}: left out {} bytes of an incomplete record at the end (a write in progress)",
@@ -332,6 +346,41 @@ fn describe(m: &fs::Metadata) -> &'static str {
     } else {
         "a regular file"
     }
+}
+
+/// `f` of every item, on up to as many threads as there are cores; the
+/// results in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("WAL walker panicked"))
+            .collect()
+    });
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
