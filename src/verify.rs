@@ -50,8 +50,12 @@ impl ArchiveReader {
     pub fn read_into<S: Sink>(self, depth: Depth, sink: &mut S) -> Result<ReadSummary> {
         let expected = self.expected_sha256.clone();
         let name = self.name.clone();
+        // Only a regular file can be read twice at once; a fifo (such as
+        // `<(curl …)`) or a device is read once, like stdin.
         let local = match &self.inner {
-            Inner::File { file, stdin: false } if depth == Depth::Quick => {
+            Inner::File { file, stdin: false }
+                if depth == Depth::Quick && file.metadata().is_ok_and(|m| m.is_file()) =>
+            {
                 Some(file.try_clone().map_err(|e| Error::io("read", &name, e))?)
             }
             _ => None,

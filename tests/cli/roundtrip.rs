@@ -114,6 +114,24 @@ fn stdout_and_stdin() {
     let o = run_stdin(&["verify", "--quick", "-"], &cut);
     expect_code(&o, 1);
 
+    // A named pipe (as `<(curl …)` gives) is read once, like stdin, by
+    // full and quick verify.
+    let fifo = t.path().join("fifo");
+    let c = std::ffi::CString::new(p(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for args in [vec!["verify"], vec!["verify", "--quick"]] {
+        let feeder = {
+            let (fifo, archive) = (fifo.clone(), archive.clone());
+            std::thread::spawn(move || fs::write(fifo, archive))
+        };
+        let mut a = args.clone();
+        a.push(p(&fifo));
+        let o = run(&a);
+        expect_code(&o, 0);
+        feeder.join().unwrap().unwrap();
+    }
+
     // The same archive written to a file is byte-identical in length and valid.
     let out = t.path().join("f.tar.zst");
     fs::write(&out, &archive).unwrap();
