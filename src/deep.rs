@@ -62,7 +62,7 @@ impl WalCheck {
                     let crc = u32::from_le_bytes(self.rec[total - 4..].try_into().unwrap());
                     if payload[0] != 1 {
                         self.fail(format!("unknown record type {}", payload[0]), out);
-                    } else if crc32fast::hash(payload) != crc {
+                    } else if crate::sydradb::crc32(payload) != crc {
                         self.fail("record CRC mismatch".into(), out);
                     } else {
                         self.off += total as u64;
