@@ -33,8 +33,12 @@ pub struct Input<R> {
     hasher: HashPipe,
 }
 
-/// Where the SHA-256 of the consumed bytes is computed.
-pub enum HashPipe {
+/// Where the SHA-256 of the consumed bytes is computed: on a helper thread
+/// (the default), or by a thread reading the file itself
+/// ([`HashPipe::apart`]).
+pub struct HashPipe(Pipe);
+
+enum Pipe {
     /// On a helper thread: bytes are copied into 1 MiB blocks and sent over
     /// a bounded queue (at most 8 MiB in flight).
     Thread {
@@ -54,7 +58,7 @@ pub enum HashPipe {
 }
 
 /// A message to the hashing thread.
-pub enum HashMsg {
+enum HashMsg {
     /// More bytes.
     Data(Vec<u8>),
     /// Reply with the digest of everything so far.
@@ -79,14 +83,14 @@ impl Default for HashPipe {
                     }
                 }
             });
-        match worker {
-            Ok(worker) => HashPipe::Thread {
+        HashPipe(match worker {
+            Ok(worker) => Pipe::Thread {
                 tx: Some(tx),
                 worker: Some(worker),
                 pending: Vec::with_capacity(HASH_BLOCK),
             },
-            Err(_) => HashPipe::Inline(Sha256::new()),
-        }
+            Err(_) => Pipe::Inline(Sha256::new()),
+        })
     }
 }
 
@@ -138,25 +142,25 @@ impl HashPipe {
                     }
                 }
             })?;
-        Ok(HashPipe::Apart {
+        Ok(HashPipe(Pipe::Apart {
             answers,
             stop,
             worker: Some(worker),
-        })
+        }))
     }
 
     /// Adds bytes to the hash.
     pub fn update(&mut self, data: &[u8]) {
-        match self {
-            HashPipe::Inline(h) => h.update(data),
-            HashPipe::Thread { tx, pending, .. } => {
+        match &mut self.0 {
+            Pipe::Inline(h) => h.update(data),
+            Pipe::Thread { tx, pending, .. } => {
                 pending.extend_from_slice(data);
                 if pending.len() >= HASH_BLOCK {
                     let block = std::mem::replace(pending, Vec::with_capacity(HASH_BLOCK));
                     send(tx, HashMsg::Data(block));
                 }
             }
-            HashPipe::Apart { .. } => {}
+            Pipe::Apart { .. } => {}
         }
     }
 
@@ -164,45 +168,49 @@ impl HashPipe {
     /// to be collected with [`HashPipe::resolve`], so that more bytes can be
     /// read (and checked) meanwhile.
     pub fn mark(&mut self, consumed: u64) -> Mark {
-        match self {
-            HashPipe::Inline(h) => Mark::Ready(h.clone().finalize().into()),
-            HashPipe::Thread { tx, pending, .. } => {
+        Mark(match &mut self.0 {
+            Pipe::Inline(h) => Due::Ready(h.clone().finalize().into()),
+            Pipe::Thread { tx, pending, .. } => {
                 send(tx, HashMsg::Data(std::mem::take(pending)));
                 let (reply, answer) = mpsc::channel();
                 send(tx, HashMsg::Digest(reply));
-                Mark::Reply(answer)
+                Due::Reply(answer)
             }
-            HashPipe::Apart { .. } => Mark::At(consumed),
-        }
+            Pipe::Apart { .. } => Due::At(consumed),
+        })
     }
 
     /// The digest asked for by `mark`; `name` names the source in errors.
     /// With [`HashPipe::apart`], marks must be resolved in order.
     pub fn resolve(&mut self, mark: Mark, name: &Path) -> Result<[u8; 32]> {
-        let changed = || {
-            Error::io(
-                "verify",
-                name,
-                io::Error::other("the file changed while it was being read"),
-            )
-        };
-        match (mark, self) {
-            (Mark::Ready(d), _) => Ok(d),
-            (Mark::Reply(answer), _) => Ok(answer.recv().expect("hash thread alive")),
-            (Mark::At(at), HashPipe::Apart { answers, .. }) => match answers.recv() {
+        match (mark.0, &mut self.0) {
+            (Due::Ready(d), _) => Ok(d),
+            (Due::Reply(answer), _) => Ok(answer.recv().expect("hash thread alive")),
+            (Due::At(at), Pipe::Apart { answers, .. }) => match answers.recv() {
                 Ok(Ok((len, digest))) if len == at => Ok(digest),
                 Ok(Err(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
                     Err(Error::io("read", name, e))
                 }
-                _ => Err(changed()),
+                _ => Err(changed_while_read(name)),
             },
-            (Mark::At(_), _) => unreachable!("a mark is resolved by the pipe that made it"),
+            (Due::At(_), _) => unreachable!("a mark is resolved by the pipe that made it"),
         }
     }
 }
 
+/// The error for a file that changed between two reads of it.
+pub fn changed_while_read(name: &Path) -> Error {
+    Error::io(
+        "verify",
+        name,
+        io::Error::other("the file changed while it was being read"),
+    )
+}
+
 /// A digest asked for by [`HashPipe::mark`].
-pub enum Mark {
+pub struct Mark(Due);
+
+enum Due {
     /// Computed already.
     Ready([u8; 32]),
     /// To come from the hashing thread.
@@ -220,14 +228,14 @@ fn send(tx: &Option<mpsc::SyncSender<HashMsg>>, msg: HashMsg) {
 
 impl Drop for HashPipe {
     fn drop(&mut self) {
-        let worker = match self {
-            HashPipe::Inline(_) => return,
-            HashPipe::Thread { tx, worker, .. } => {
+        let worker = match &mut self.0 {
+            Pipe::Inline(_) => return,
+            Pipe::Thread { tx, worker, .. } => {
                 // Closing the queue ends the thread.
                 tx.take();
                 worker.take()
             }
-            HashPipe::Apart { stop, worker, .. } => {
+            Pipe::Apart { stop, worker, .. } => {
                 stop.store(true, Ordering::Relaxed);
                 worker.take()
             }

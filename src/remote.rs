@@ -357,7 +357,6 @@ impl Drop for PartBuf {
 /// What the writer and the signal path share: the upload (taken by
 /// whoever completes or aborts it first) and handles to cancel the part
 /// requests in flight, so that an abort is never overtaken by a part.
-#[derive(Default)]
 struct Live {
     upload: Option<Box<dyn MultipartUpload>>,
     parts: Vec<tokio::task::AbortHandle>,
@@ -665,10 +664,8 @@ impl Upload {
             .map_err(|e| remote_error("label", &self.url, e))
     }
 
+    /// Aborts the upload; [`abort_shared`] cancels the parts in flight.
     fn abort_inner(&mut self) -> Result<()> {
-        for h in self.in_flight.drain(..) {
-            h.abort();
-        }
         let result = abort_shared(&self.shared, runtime()?.handle(), Duration::from_secs(30))
             .map_err(|reason| Error::Remote {
                 op: "abort upload to",

@@ -16,7 +16,7 @@ use crate::sums::hex;
 
 use crate::error::{Error, Result};
 use crate::head::Head;
-use crate::input::HashPipe;
+use crate::input::{HashPipe, changed_while_read};
 use crate::read::{
     Depth, NullSink, ReadSummary, Sink, read_archive, read_archive_hashed, read_head,
 };
@@ -103,11 +103,7 @@ fn quick_in_parallel<T>(
         .map_err(|e| Error::io("read", name, e))?;
     let result = check(apart);
     if stamp(&file)? != before {
-        return Err(Error::io(
-            "verify",
-            name,
-            std::io::Error::other("the file changed while it was being read"),
-        ));
+        return Err(changed_while_read(name));
     }
     result
 }
