@@ -79,6 +79,23 @@ pub struct Head {
     pub warnings: Vec<String>,
 }
 
+fn check_format(format: Option<&str>) -> Result<()> {
+    match format {
+        Some(FORMAT_NAME) => Ok(()),
+        _ => Err(Error::corrupt(
+            "HEAD does not declare format \"sydra-archive\"",
+        )),
+    }
+}
+
+fn check_version(version: Option<u64>) -> Result<()> {
+    match version {
+        Some(VERSION) => Ok(()),
+        Some(v) => Err(Error::UnsupportedVersion(v)),
+        None => Err(Error::corrupt("HEAD has no numeric version")),
+    }
+}
+
 #[derive(Deserialize)]
 struct Probe {
     format: Option<serde_json::Value>,
@@ -94,23 +111,22 @@ impl Head {
     /// Decodes and validates a HEAD body: format name, version, and every
     /// structural rule ([`Head::validate`]).
     pub fn parse(body: &[u8]) -> Result<Head> {
-        let probe: Probe = serde_json::from_slice(body)
-            .map_err(|e| Error::corrupt(format!("HEAD is not valid JSON: {e}")))?;
-        match probe.format.as_ref().and_then(|v| v.as_str()) {
-            Some(FORMAT_NAME) => {}
-            _ => {
-                return Err(Error::corrupt(
-                    "HEAD does not declare format \"sydra-archive\"",
-                ));
+        // One pass in the usual case; only a HEAD that does not decode is
+        // probed again, to say whether it is another format or version.
+        let head = match serde_json::from_slice::<Head>(body) {
+            Ok(head) => head,
+            Err(e) => {
+                let probe: Probe = serde_json::from_slice(body)
+                    .map_err(|e| Error::corrupt(format!("HEAD is not valid JSON: {e}")))?;
+                check_format(probe.format.as_ref().and_then(|v| v.as_str()))?;
+                check_version(probe.version.as_ref().and_then(|v| v.as_u64()))?;
+                return Err(Error::corrupt(format!(
+                    "HEAD does not match format version 1: {e}"
+                )));
             }
-        }
-        match probe.version.as_ref().and_then(|v| v.as_u64()) {
-            Some(VERSION) => {}
-            Some(v) => return Err(Error::UnsupportedVersion(v)),
-            None => return Err(Error::corrupt("HEAD has no numeric version")),
-        }
-        let head: Head = serde_json::from_slice(body)
-            .map_err(|e| Error::corrupt(format!("HEAD does not match format version 1: {e}")))?;
+        };
+        check_format(Some(&head.format))?;
+        check_version(Some(head.version))?;
         head.validate()?;
         Ok(head)
     }
@@ -214,10 +230,33 @@ pub(crate) mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
         v["future_field"] = serde_json::json!({"x": 1});
         assert!(Head::parse(&serde_json::to_vec(&v).unwrap()).is_ok());
+        let parse = |v: &serde_json::Value| Head::parse(&serde_json::to_vec(v).unwrap());
+        // Another version is named as such, whether or not it decodes as v1.
         v["version"] = serde_json::json!(2);
-        v["entries"] = serde_json::json!("different shape");
-        let e = Head::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        let e = parse(&v).unwrap_err();
         assert!(matches!(e, Error::UnsupportedVersion(2)), "{e}");
+        v["entries"] = serde_json::json!("different shape");
+        let e = parse(&v).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedVersion(2)), "{e}");
+        // Version 1 in another shape is a corrupt v1 HEAD.
+        v["version"] = serde_json::json!(1);
+        let e = parse(&v).unwrap_err();
+        assert!(
+            e.to_string().contains("does not match format version 1"),
+            "{e}"
+        );
+        // Another format is refused before its version is looked at.
+        for entries in [sample_entries(), serde_json::json!("different shape")] {
+            v["entries"] = entries;
+            v["format"] = serde_json::json!("tarball");
+            v["version"] = serde_json::json!(7);
+            let e = parse(&v).unwrap_err();
+            assert!(e.to_string().contains("does not declare format"), "{e}");
+        }
+    }
+
+    fn sample_entries() -> serde_json::Value {
+        serde_json::to_value(&sample().entries).unwrap()
     }
 
     #[test]
