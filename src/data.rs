@@ -1,7 +1,7 @@
 //! DATA: decoding the one or more zstd frames between HEAD and SUMS as one
 //! stream, stopping exactly at the first byte that is not a zstd frame.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, get_error_name};
 
@@ -17,6 +17,10 @@ pub struct DataDecoder<'a, R> {
     in_frame: bool,
     done: bool,
     frames: u64,
+    /// Decompressed bytes handed out (or skipped) so far.
+    pos: u64,
+    /// Where skipped bytes are decompressed to.
+    scratch: Box<[u8]>,
 }
 
 impl<'a, R: Read> DataDecoder<'a, R> {
@@ -32,6 +36,8 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             in_frame: false,
             done: false,
             frames: 0,
+            pos: 0,
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         })
     }
 
@@ -92,7 +98,44 @@ impl<'a, R: Read> DataDecoder<'a, R> {
 
 impl<R: Read> Read for DataDecoder<'_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(out).map_err(io::Error::other)
+        let n = self.read_inner(out).map_err(io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Bytes decompressed at a time when skipping.
+const SCRATCH: usize = 4096;
+
+/// Forward only: `SeekFrom::Current(n)` with `n >= 0` decompresses and
+/// drops `n` bytes (the tar reader skips member padding this way, instead
+/// of zeroing a 32 KiB buffer for every member); anything else is refused.
+/// Returns the position in the decompressed stream, like a file would.
+impl<R: Read> Seek for DataDecoder<'_, R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(delta) = to else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the DATA stream only seeks forward",
+            ));
+        };
+        let mut left = u64::try_from(delta).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the DATA stream only seeks forward",
+            )
+        })?;
+        while left > 0 {
+            let n = left.min(SCRATCH as u64) as usize;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let got = self.read(&mut scratch[..n]);
+            self.scratch = scratch;
+            match got? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                got => left -= got as u64,
+            }
+        }
+        Ok(self.pos)
     }
 }
 
@@ -117,6 +160,24 @@ mod tests {
             peek_magic(&mut input).unwrap(),
             Some(crate::frame::SKIPPABLE_MAGIC)
         );
+    }
+
+    #[test]
+    fn seeks_forward_only_and_reports_its_position() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let buf = zstd::encode_all(&data[..], 3).unwrap();
+        let mut input = Input::new(&buf[..], Path::new("t"));
+        let mut dec = DataDecoder::new(&mut input).unwrap();
+        let mut one = [0u8; 3];
+        dec.read_exact(&mut one).unwrap();
+        assert_eq!(dec.stream_position().unwrap(), 3);
+        assert_eq!(dec.seek(SeekFrom::Current(10_000)).unwrap(), 10_003);
+        dec.read_exact(&mut one).unwrap();
+        assert_eq!(one, data[10_003..10_006]);
+        assert!(dec.seek(SeekFrom::Current(-1)).is_err());
+        assert!(dec.seek(SeekFrom::Start(0)).is_err());
+        let e = dec.seek(SeekFrom::Current(20_000)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

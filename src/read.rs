@@ -6,11 +6,11 @@
 //! before a byte of it is handed on, and no length from the archive is
 //! allocated before the bytes arrive.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
-use crate::workers::{Budget, Dispatch, Job, Queue, worker};
+use crate::workers::{Budget, Dispatch, Job, Pool, Queue, worker};
 
 use crate::data::DataDecoder;
 use crate::error::{Error, Result};
@@ -50,6 +50,12 @@ pub trait Sink: Sync {
     }
     /// A file member that matched its HEAD entry; its data follows.
     fn file(&self, entry: &Entry) -> Result<Self::File>;
+    /// How many worker threads to use on `cores` cores (at most 4 are).
+    /// The reading thread decompresses meanwhile; a sink with little work
+    /// per byte does best leaving it a core of its own.
+    fn workers(&self, cores: usize) -> usize {
+        cores
+    }
 }
 
 /// One file being received by a sink.
@@ -73,6 +79,10 @@ impl Sink for NullSink {
     type File = ();
     fn file(&self, _entry: &Entry) -> Result<()> {
         Ok(())
+    }
+    /// Hashing alone: one core decompresses, the others hash.
+    fn workers(&self, cores: usize) -> usize {
+        cores.saturating_sub(1)
     }
 }
 impl FileSink for () {}
@@ -203,12 +213,11 @@ fn read_data<R: Read, S: Sink>(
     head: &Head,
     sink: &S,
 ) -> Result<(Vec<[u8; 32]>, u64)> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = sink.workers(cores).clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
+    let pool = Pool::new(CHUNK);
     std::thread::scope(|scope| {
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
@@ -217,10 +226,11 @@ fn read_data<R: Read, S: Sink>(
             queues.push(Queue::new(tx, budget));
             let failed = &failed;
             let entries = &head.entries[..];
-            handles.push(scope.spawn(move || worker(sink, entries, rx, budget, failed)));
+            let pool = &pool;
+            handles.push(scope.spawn(move || worker(sink, entries, rx, budget, failed, pool)));
         }
         let mut dispatch = Dispatch::new(queues);
-        let produced = produce(input, head, sink, &mut dispatch, &failed);
+        let produced = produce(input, head, sink, &mut dispatch, &failed, &pool);
         drop(dispatch);
         let mut digests = vec![[0u8; 32]; head.file_count()];
         for h in handles {
@@ -244,9 +254,12 @@ fn produce<R: Read, S: Sink>(
     sink: &S,
     queues: &mut Dispatch<'_>,
     failed: &Mutex<Option<Error>>,
+    pool: &Pool,
 ) -> Result<u64> {
+    // No buffer between the decoder and tar: file data is decompressed
+    // straight into the chunk that goes to a worker.
     let dec = DataDecoder::new(input)?;
-    let mut ar = tar::Archive::new(BufReader::with_capacity(CHUNK, dec));
+    let mut ar = tar::Archive::new(dec);
     let mut idx = 0usize;
     let mut file_no = 0usize;
     // A closed queue means a worker failed; its error is reported instead.
@@ -259,7 +272,7 @@ fn produce<R: Read, S: Sink>(
                 .unwrap_or(Error::Interrupted)
         })
     };
-    for member in ar.entries().map_err(tar_err)? {
+    for member in ar.entries_with_seek().map_err(tar_err)? {
         let mut member = member.map_err(tar_err)?;
         let raw = member.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -312,7 +325,12 @@ fn produce<R: Read, S: Sink>(
                 )?;
                 let mut got = 0u64;
                 loop {
-                    let mut buf = vec![0u8; CHUNK.min((size - got).max(1) as usize)];
+                    let left = (size - got).max(1);
+                    let mut buf = if left >= CHUNK as u64 {
+                        pool.take()
+                    } else {
+                        vec![0u8; left as usize]
+                    };
                     let n = member.read(&mut buf).map_err(tar_err)?;
                     if n == 0 {
                         break;
@@ -370,5 +388,5 @@ fn produce<R: Read, S: Sink>(
             "tar stream lacks its end-of-archive zero blocks",
         ));
     }
-    Ok(rest.into_inner().frames())
+    Ok(rest.frames())
 }

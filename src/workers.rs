@@ -77,6 +77,51 @@ impl Budget {
     }
 }
 
+/// Chunk buffers handed back by the workers, so the reader does not
+/// allocate and zero a fresh one for every chunk. Holds at most
+/// [`Pool::KEEP`] buffers, all of one size.
+pub struct Pool {
+    size: usize,
+    bufs: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Pool {
+    /// Buffers kept at most (the bytes in flight are bounded by the
+    /// budgets anyway; this bounds what is kept after a burst).
+    const KEEP: usize = 32;
+
+    /// A pool of `size`-byte buffers.
+    pub fn new(size: usize) -> Self {
+        Pool {
+            size,
+            bufs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A buffer of exactly `size` bytes (their content is unspecified).
+    pub fn take(&self) -> Vec<u8> {
+        let kept = self.bufs.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(mut b) => {
+                b.resize(self.size, 0);
+                b
+            }
+            None => vec![0u8; self.size],
+        }
+    }
+
+    /// Hands a buffer back; one of another capacity is dropped.
+    pub fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() != self.size {
+            return;
+        }
+        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        if bufs.len() < Self::KEEP {
+            bufs.push(buf);
+        }
+    }
+}
+
 /// The worker behind a queue has stopped (it failed; its error is kept).
 #[derive(Debug)]
 pub struct Stopped;
@@ -189,6 +234,7 @@ pub fn worker<S: Sink>(
     rx: mpsc::Receiver<(Vec<Job>, usize)>,
     budget: &Budget,
     failed: &Mutex<Option<Error>>,
+    pool: &Pool,
 ) -> Vec<(usize, [u8; 32])> {
     let mut done = Vec::new();
     let mut current: Option<(usize, usize, S::File, Sha256)> = None;
@@ -201,7 +247,9 @@ pub fn worker<S: Sink>(
                 Job::Data(chunk) => {
                     let (_, _, f, hasher) = current.as_mut().expect("Start comes first");
                     hasher.update(&chunk);
-                    f.write(&chunk)
+                    let wrote = f.write(&chunk);
+                    pool.give(chunk);
+                    wrote
                 }
                 Job::End => {
                     let (entry, file, f, hasher) = current.take().expect("Start comes first");
@@ -258,6 +306,33 @@ mod tests {
         let w1 = pick(&entry("wal/1.wal", 64 << 20));
         let w2 = pick(&entry("wal/2.wal", 64 << 20));
         assert_ne!(w1, w2, "large files alternate");
+    }
+
+    #[test]
+    fn pool_hands_back_full_size_buffers_and_keeps_a_bounded_number() {
+        let pool = Pool::new(16);
+        let mut b = pool.take();
+        assert_eq!(b.len(), 16);
+        b[0] = 7;
+        b.truncate(3);
+        let ptr = b.as_ptr();
+        pool.give(b);
+        let again = pool.take();
+        assert_eq!(
+            (again.len(), again.as_ptr()),
+            (16, ptr),
+            "reused, full length"
+        );
+        pool.give(Vec::with_capacity(5));
+        assert_eq!(
+            pool.bufs.lock().unwrap().len(),
+            0,
+            "other sizes are dropped"
+        );
+        for _ in 0..Pool::KEEP + 5 {
+            pool.give(vec![0u8; 16]);
+        }
+        assert_eq!(pool.bufs.lock().unwrap().len(), Pool::KEEP);
     }
 
     #[test]
