@@ -268,9 +268,12 @@ pub fn write_archive<W: Write>(
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(e.size);
                 let path = root.join(&e.path);
+                // Big reads for big files; a small file gets a small buffer
+                // (a new one is zeroed whole, and most segments are a few KiB).
+                let buffer = (e.size as usize).clamp(8 * 1024, 256 * 1024);
                 let mut append = |src: &mut dyn Read| -> Result<[u8; 32]> {
                     let mut src = BufReader::with_capacity(
-                        256 * 1024,
+                        buffer,
                         SourceReader::new(src, &path, e.size, progress),
                     );
                     tar.append_data(&mut header, &e.path, &mut src)
