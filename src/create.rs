@@ -140,7 +140,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             }
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;
-            let written = write_archive(scan, file.file(), path, opts);
+            let written = write_archive(scan, file.writer(), path, opts);
             match written {
                 Ok((_, mut summary)) => {
                     file.commit()?;

@@ -10,6 +10,7 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,67 @@ pub struct AtomicFile {
     target: PathBuf,
     dir: PathBuf,
     force: bool,
+}
+
+/// Writes to a new file from its start, and asks the kernel every
+/// [`WriteBehind::STEP`] bytes to start writing the last step to disk
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so disk
+/// writes overlap the work that produces the data and the final fsync or
+/// syncfs waits only for the tail. Only a hint: the fsync is what makes the
+/// file durable and reports errors.
+pub struct WriteBehind<F> {
+    file: F,
+    written: u64,
+    started: u64,
+}
+
+impl<F: io::Write + AsFd> WriteBehind<F> {
+    /// Bytes between write-back requests.
+    pub const STEP: u64 = 8 << 20;
+
+    /// Wraps `file`, a new (empty) file or a handle to one.
+    pub fn new(file: F) -> Self {
+        WriteBehind {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The file.
+    pub fn into_inner(self) -> F {
+        self.file
+    }
+}
+
+impl<F: io::Write + AsFd> io::Write for WriteBehind<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= Self::STEP {
+            // SAFETY: a plain syscall on an open descriptor; a failure only
+            // means the data is written back later (at the fsync).
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_fd().as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Marker that names temporary files.
@@ -151,6 +213,12 @@ impl AtomicFile {
         &mut self.file
     }
 
+    /// A writer onto the temporary file that starts writing back to disk
+    /// what it has written every few MiB ([`WriteBehind`]).
+    pub fn writer(&mut self) -> WriteBehind<&mut File> {
+        WriteBehind::new(&mut self.file)
+    }
+
     /// The temporary path.
     pub fn temp_path(&self) -> &Path {
         self.temp.path()
@@ -244,6 +312,30 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn write_behind_writes_everything_across_steps() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("big.tar.zst");
+        let (mut f, _) = AtomicFile::create(&out, false).unwrap();
+        let chunk: Vec<u8> = (0..1_000_003u32).map(|i| (i % 253) as u8).collect();
+        let mut expect = Vec::new();
+        {
+            let mut w = f.writer();
+            while (expect.len() as u64) < 2 * WriteBehind::<&mut File>::STEP + 5 {
+                w.write_all(&chunk).unwrap();
+                expect.extend_from_slice(&chunk);
+            }
+            assert!(
+                w.started > 0 && w.started <= w.written(),
+                "write-back was asked for"
+            );
+            assert_eq!(w.written(), expect.len() as u64);
+            w.flush().unwrap();
+        }
+        f.commit().unwrap();
+        assert!(fs::read(&out).unwrap() == expect, "content intact");
+    }
 
     #[test]
     fn commit_refuse_and_abort() {

@@ -21,7 +21,9 @@ use crate::cleanup::Temp;
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
-use crate::publish::{dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix};
+use crate::publish::{
+    WriteBehind, dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix,
+};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 
@@ -320,7 +322,7 @@ impl Extract {
 
 /// A file being written into the staging tree.
 struct ExtractFile {
-    file: File,
+    file: WriteBehind<File>,
     path: PathBuf,
     /// The mode still has to be set (the umask took bits away at create).
     chmod: bool,
@@ -405,7 +407,7 @@ impl Sink for Extract {
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
         Ok(ExtractFile {
-            file,
+            file: WriteBehind::new(file),
             path,
             chmod: mode & self.umask != 0,
         })
@@ -421,6 +423,7 @@ impl FileSink for ExtractFile {
 
     fn finish(self, entry: &Entry) -> Result<()> {
         let ExtractFile { file, path, chmod } = self;
+        let file = file.into_inner();
         file.set_times(
             FileTimes::new()
                 .set_modified(mtime_of(entry))
