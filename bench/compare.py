@@ -10,6 +10,7 @@ from one run of this script, not numbers across runs.
   bench/compare.sh                      # 1x data sets, 3 runs each
   bench/compare.sh --scale 0.1 --runs 5
   bench/compare.sh --scale 4 --only create,verify
+  bench/compare.sh --only files --small-files 100000   # 10,000 vs 100,000 files
 """
 import argparse
 import os
@@ -146,10 +147,7 @@ def main():
 
     restore_sets = [("restore (verified, durable)", A, B)] if "restore" in only else []
     if "restore" in only and a.small_files:
-        flush = 72  # 50 flushes an hour: 5,000 files per hour directory
-        hours_s = max(1, a.small_files // 5000)
-        small = os.path.join(a.work, f"small-{hours_s}h")
-        generate(small, 100, hours_s, flush)
+        small = small_set(a.work, a.small_files)
         _, nfiles = du(small)
         SA, SB = os.path.join(out, "small-sydra.tar.zst"), os.path.join(out, "small-bare.tar.zst")
         run([BIN, "create", small, "-o", SA, "--force", "-q"])
@@ -179,6 +177,60 @@ def main():
         report(title, res, [("restore / zstd -dc | tar -x && sync", "sydra-archive restore",
                              "zstd -dc | tar -x && sync", target)])
     shutil.rmtree(scratch)
+
+    if "files" in only and a.small_files:
+        files_scaling(a.work, out, a.small_files, a.runs)
+
+
+def small_set(work, files):
+    """The small-file set of about `files` files: 100 series flushed 50
+    times an hour, so 5,000 files per hour directory."""
+    hours = max(1, files // 5000)
+    path = os.path.join(work, f"small-{hours}h")
+    generate(path, 100, hours, 72)
+    return path
+
+
+def files_scaling(work, out, files, runs):
+    """Time and peak RSS of create, verify and restore at `files` / 10 and
+    `files` small files, against the standard tools: how they scale with
+    the file count at a fixed size per file."""
+    print("\n## scaling with the file count (small segment files, hour dirs of 5,000)")
+    rows = []
+    scratch = os.path.join(work, f"files-{time.time_ns()}")
+    os.makedirs(scratch)
+    n = [0]
+
+    def fresh():
+        n[0] += 1
+        return os.path.join(scratch, str(n[0]))
+
+    for count in (files // 10, files):
+        src = small_set(work, count)
+        size, nfiles = du(src)
+        SA, SB = os.path.join(out, "files-sydra.tar.zst"), os.path.join(out, "files-bare.tar.zst")
+        tar_in = f"tar -cf - -C {src} {' '.join(LAYOUT)}"
+        run([BIN, "create", src, "-o", SA, "--force", "-q"])
+        sh(f"{tar_in} | zstd -3 -T0 -q > {SB}")
+        res = alternate(runs, [
+            ("create", lambda: run([BIN, "create", src, "-o", SA, "--force", "-q"])),
+            ("tar | zstd -3 -T0 | tee | sha256sum", lambda: sh(f"{tar_in} | zstd -3 -T0 -q | tee {SB} | sha256sum")),
+            ("verify", lambda: run([BIN, "verify", SA])),
+            ("zstd -t", lambda: run(["zstd", "-t", "-q", SB])),
+            ("restore", lambda: run([BIN, "restore", SA, fresh(), "-q"])),
+            ("zstd -dc | tar -x && sync", lambda: sh(f"d={fresh()} && mkdir $d && zstd -dc {SB} | tar -x -C $d && sync")),
+        ])
+        rows.append((nfiles, size, res))
+        print(f"  {nfiles} files, {size / 1e6:.1f} MB: " + ", ".join(
+            f"{k} {t:.2f} s / {rss / 1024:.0f} MiB" for k, (t, rss) in res.items()))
+    shutil.rmtree(scratch)
+    (f1, _, r1), (f2, _, r2) = rows
+    print(f"  {f2 / f1:.1f}x the files:")
+    for ours, theirs in (("create", "tar | zstd -3 -T0 | tee | sha256sum"), ("verify", "zstd -t"),
+                         ("restore", "zstd -dc | tar -x && sync")):
+        print(f"    {ours:<8} time {r2[ours][0] / r1[ours][0]:5.1f}x (theirs {r2[theirs][0] / r1[theirs][0]:5.1f}x), "
+              f"ratio to theirs {r1[ours][0] / r1[theirs][0]:.2f}x -> {r2[ours][0] / r2[theirs][0]:.2f}x, "
+              f"peak RSS {r1[ours][1] / 1024:.0f} -> {r2[ours][1] / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
