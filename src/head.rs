@@ -79,6 +79,12 @@ pub struct Head {
     pub warnings: Vec<String>,
 }
 
+/// Compares archive paths component by component (the order of a tree
+/// walk with each directory's names sorted by bytes).
+fn tree_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
 fn check_format(format: Option<&str>) -> Result<()> {
     match format {
         Some(FORMAT_NAME) => Ok(()),
@@ -135,16 +141,31 @@ impl Head {
     /// layout, no duplicates, every directory before its contents, directory
     /// sizes 0, and `total_bytes` equal to the sum of file sizes.
     pub fn validate(&self) -> Result<()> {
-        let mut seen: HashSet<&str> = HashSet::with_capacity(self.entries.len());
+        // Paths in strictly increasing order (component by component, as
+        // writers list a tree) cannot repeat; only a HEAD out of that order
+        // needs the set of paths seen.
+        let mut seen: Option<HashSet<&str>> = None;
         let mut dirs: HashSet<&str> = HashSet::new();
+        let mut last_parent: Option<&str> = None;
         let mut total: u64 = 0;
-        for e in &self.entries {
+        for (i, e) in self.entries.iter().enumerate() {
             let is_dir = e.kind == EntryKind::Dir;
             layout::check_path(&e.path, is_dir).map_err(|why| Error::hostile(&e.path, why))?;
-            if !seen.insert(&e.path) {
+            let fresh = match &mut seen {
+                Some(seen) => seen.insert(e.path.as_str()),
+                None if i == 0 || tree_order(&self.entries[i - 1].path, &e.path).is_lt() => true,
+                None => {
+                    let mut set: HashSet<&str> = HashSet::with_capacity(self.entries.len());
+                    set.extend(self.entries[..i].iter().map(|e| e.path.as_str()));
+                    seen.insert(set).insert(e.path.as_str())
+                }
+            };
+            if !fresh {
                 return Err(Error::hostile(&e.path, "duplicate path in HEAD"));
             }
-            if let Some(parent) = layout::parent(&e.path)
+            let parent = layout::parent(&e.path);
+            if let Some(parent) = parent
+                && parent != last_parent.unwrap_or("")
                 && !dirs.contains(parent)
             {
                 return Err(Error::hostile(
@@ -152,6 +173,7 @@ impl Head {
                     format!("parent directory {parent:?} is not declared before it"),
                 ));
             }
+            last_parent = parent;
             if is_dir {
                 if e.size != 0 {
                     return Err(Error::hostile(&e.path, "directory with a non-zero size"));
@@ -279,5 +301,55 @@ pub(crate) mod tests {
 
         assert!(Head::parse(b"not json").is_err());
         assert!(Head::parse(br#"{"format":"tar","version":1}"#).is_err());
+    }
+
+    /// A HEAD in tree order, then the same entries shuffled and duplicated
+    /// in ways that only the set of seen paths can catch.
+    #[test]
+    fn duplicates_are_found_in_and_out_of_tree_order() {
+        let tree = || {
+            let mut h = sample();
+            h.entries = vec![
+                entry("MANIFEST", EntryKind::File, 3),
+                entry("segments", EntryKind::Dir, 0),
+                entry("segments/1", EntryKind::Dir, 0),
+                entry("segments/1/a", EntryKind::File, 10),
+                entry("segments/1-2", EntryKind::Dir, 0),
+                entry("segments/1-2/b", EntryKind::File, 20),
+                entry("segments/10", EntryKind::Dir, 0),
+                entry("wal", EntryKind::Dir, 0),
+                entry("wal/current.wal", EntryKind::File, 3),
+            ];
+            h.total_bytes = 36;
+            h
+        };
+        tree().validate().unwrap();
+        assert!(tree_order("segments/1/a", "segments/1-2").is_lt());
+        assert!(tree_order("segments/1-2", "segments/1/a").is_gt());
+
+        // Out of tree order but legal (parents first, no repeats): accepted.
+        let mut h = tree();
+        h.entries.swap(2, 4);
+        h.entries.swap(3, 5);
+        h.validate().unwrap();
+
+        let dup = |h: &mut Head, i: usize, at: usize| {
+            let e = h.entries[i].clone();
+            h.total_bytes += e.size;
+            h.entries.insert(at, e);
+        };
+        // Next to itself, later after other entries, and after the order
+        // broke elsewhere first.
+        for (i, at) in [(3, 4), (3, 8), (0, 9), (5, 9)] {
+            let mut h = tree();
+            dup(&mut h, i, at);
+            let e = h.validate().unwrap_err();
+            assert!(e.to_string().contains("duplicate"), "{i}->{at}: {e}");
+        }
+        let mut h = tree();
+        h.entries.swap(2, 4);
+        h.entries.swap(3, 5);
+        dup(&mut h, 5, 8);
+        assert!(h.validate().unwrap_err().to_string().contains("duplicate"));
     }
 }
