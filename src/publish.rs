@@ -31,8 +31,8 @@ pub struct AtomicFile {
 /// Writes to a new file from its start, and asks the kernel every
 /// [`WriteBehind::STEP`] bytes to start writing the last step to disk
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so disk
-/// writes overlap the work that produces the data and the final fsync or
-/// syncfs waits only for the tail. Only a hint: the fsync is what makes the
+/// writes overlap the work that produces the data and the final fsync
+/// waits only for the tail. Only a hint: the fsync is what makes the
 /// file durable and reports errors.
 pub struct WriteBehind<F> {
     file: F,

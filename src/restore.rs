@@ -21,9 +21,7 @@ use crate::cleanup::Temp;
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
-use crate::publish::{
-    WriteBehind, dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix,
-};
+use crate::publish::{dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 
@@ -322,7 +320,7 @@ impl Extract {
 
 /// A file being written into the staging tree.
 struct ExtractFile {
-    file: WriteBehind<File>,
+    file: File,
     path: PathBuf,
     /// The mode still has to be set (the umask took bits away at create).
     chmod: bool,
@@ -407,7 +405,7 @@ impl Sink for Extract {
             .open(&path)
             .map_err(|e| Error::io("create", &path, e))?;
         Ok(ExtractFile {
-            file: WriteBehind::new(file),
+            file,
             path,
             chmod: mode & self.umask != 0,
         })
@@ -423,7 +421,6 @@ impl FileSink for ExtractFile {
 
     fn finish(self, entry: &Entry) -> Result<()> {
         let ExtractFile { file, path, chmod } = self;
-        let file = file.into_inner();
         file.set_times(
             FileTimes::new()
                 .set_modified(mtime_of(entry))
