@@ -20,8 +20,6 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 const BUF_SIZE: usize = 256 * 1024;
-/// Most [`Input::read_vec`] reserves before the bytes arrive.
-const MAX_RESERVE: usize = 16 * 1024 * 1024;
 
 /// Peekable buffered reader that hashes and counts what is consumed.
 pub struct Input<R> {
@@ -371,11 +369,7 @@ impl<R: Read> Input<R> {
     /// Reads `len` bytes into a vector that grows only as bytes arrive, so a
     /// hostile length never causes a large allocation by itself.
     pub fn read_vec(&mut self, len: u64, what: &str) -> Result<Vec<u8>> {
-        // Reserved whole (callers bound `len`: HEAD at 16 MiB), so the body
-        // is not copied again as it grows; the pages of a lying length are
-        // never touched.
-        let mut out =
-            Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RESERVE));
+        let mut out = Vec::new();
         let mut left = len;
         while left > 0 {
             let avail = self.fill()?;
