@@ -113,18 +113,15 @@ const SCRATCH: usize = 4096;
 /// Returns the position in the decompressed stream, like a file would.
 impl<R: Read> Seek for DataDecoder<'_, R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let SeekFrom::Current(delta) = to else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the DATA stream only seeks forward",
-            ));
+        let mut left = match to {
+            SeekFrom::Current(delta) if delta >= 0 => delta as u64,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the DATA stream only seeks forward",
+                ));
+            }
         };
-        let mut left = u64::try_from(delta).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the DATA stream only seeks forward",
-            )
-        })?;
         while left > 0 {
             let n = left.min(SCRATCH as u64) as usize;
             let mut scratch = std::mem::take(&mut self.scratch);

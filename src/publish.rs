@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -28,43 +28,29 @@ pub struct AtomicFile {
     force: bool,
 }
 
-/// Writes to a new file from its start, and asks the kernel every
+/// Writes [`AtomicFile`]'s temporary file from its start, and asks the kernel every
 /// [`WriteBehind::STEP`] bytes to start writing the last step to disk
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so disk
 /// writes overlap the work that produces the data and the final fsync
 /// waits only for the tail. Only a hint: the fsync is what makes the
 /// file durable and reports errors.
-pub struct WriteBehind<F> {
-    file: F,
+pub struct WriteBehind<'a> {
+    file: &'a mut File,
     written: u64,
     started: u64,
 }
 
-impl<F: io::Write + AsFd> WriteBehind<F> {
+impl WriteBehind<'_> {
     /// Bytes between write-back requests.
     pub const STEP: u64 = 8 << 20;
-
-    /// Wraps `file`, a new (empty) file or a handle to one.
-    pub fn new(file: F) -> Self {
-        WriteBehind {
-            file,
-            written: 0,
-            started: 0,
-        }
-    }
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
     }
-
-    /// The file.
-    pub fn into_inner(self) -> F {
-        self.file
-    }
 }
 
-impl<F: io::Write + AsFd> io::Write for WriteBehind<F> {
+impl io::Write for WriteBehind<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.written += n as u64;
@@ -73,7 +59,7 @@ impl<F: io::Write + AsFd> io::Write for WriteBehind<F> {
             // means the data is written back later (at the fsync).
             unsafe {
                 libc::sync_file_range(
-                    self.file.as_fd().as_raw_fd(),
+                    self.file.as_raw_fd(),
                     self.started as libc::off64_t,
                     (self.written - self.started) as libc::off64_t,
                     libc::SYNC_FILE_RANGE_WRITE,
@@ -208,15 +194,14 @@ impl AtomicFile {
         ))
     }
 
-    /// The temporary file to write to.
-    pub fn file(&mut self) -> &mut File {
-        &mut self.file
-    }
-
-    /// A writer onto the temporary file that starts writing back to disk
-    /// what it has written every few MiB ([`WriteBehind`]).
-    pub fn writer(&mut self) -> WriteBehind<&mut File> {
-        WriteBehind::new(&mut self.file)
+    /// A writer onto the temporary file, from its start; it starts
+    /// writing back to disk every few MiB ([`WriteBehind`]).
+    pub fn writer(&mut self) -> WriteBehind<'_> {
+        WriteBehind {
+            file: &mut self.file,
+            written: 0,
+            started: 0,
+        }
     }
 
     /// The temporary path.
@@ -322,7 +307,7 @@ mod tests {
         let mut expect = Vec::new();
         {
             let mut w = f.writer();
-            while (expect.len() as u64) < 2 * WriteBehind::<&mut File>::STEP + 5 {
+            while (expect.len() as u64) < 2 * WriteBehind::STEP + 5 {
                 w.write_all(&chunk).unwrap();
                 expect.extend_from_slice(&chunk);
             }
@@ -342,7 +327,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("a.tar.zst");
         let (mut f, _) = AtomicFile::create(&out, false).unwrap();
-        f.file().write_all(b"new").unwrap();
+        f.writer().write_all(b"new").unwrap();
         assert!(!out.exists());
         f.commit().unwrap();
         assert_eq!(fs::read(&out).unwrap(), b"new");
@@ -353,7 +338,7 @@ mod tests {
         ));
 
         let (mut f, _) = AtomicFile::create(&out, true).unwrap();
-        f.file().write_all(b"other").unwrap();
+        f.writer().write_all(b"other").unwrap();
         let tmp = f.temp_path().to_path_buf();
         f.abort().unwrap();
         assert!(!tmp.exists());

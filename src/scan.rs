@@ -376,7 +376,7 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().expect("WAL walker panicked"))
+            .flat_map(|w| w.join().expect("parallel_map worker panicked"))
             .collect()
     });
     out.sort_unstable_by_key(|(i, _)| *i);
