@@ -153,33 +153,48 @@ def main():
         run([BIN, "create", small, "-o", SA, "--force", "-q"])
         sh(f"tar -cf - -C {small} {' '.join(LAYOUT)} | zstd -3 -T0 -q > {SB}")
         restore_sets.append((f"restore of {nfiles} small files in hour dirs of 5,000", SA, SB))
-    # Each run restores into a fresh directory; nothing is deleted until all
-    # timed runs are done (deleting a big tree on this ext4, mounted with
-    # discard, slows file creation down for a while).
-    scratch = os.path.join(a.work, f"restore-{time.time_ns()}")
-    os.makedirs(scratch)
-    n = [0]
+    scratch = Scratch(a.work, "restore")
     for title, sa_path, sb_path in restore_sets:
-
-        def fresh():
-            n[0] += 1
-            return os.path.join(scratch, str(n[0]))
-
-        def ours(sa_path=sa_path):
-            return run([BIN, "restore", sa_path, fresh(), "-q"])
-
-        def theirs(sb_path=sb_path):
-            d = fresh()
-            return sh(f"mkdir {d} && zstd -dc {sb_path} | tar -x -C {d} && sync")
-
-        res = alternate(a.runs, [("sydra-archive restore", ours), ("zstd -dc | tar -x && sync", theirs)])
+        res = alternate(a.runs, restore_cases(scratch, sa_path, sb_path))
         target = 0.7 if "small" in title else 1.0
         report(title, res, [("restore / zstd -dc | tar -x && sync", "sydra-archive restore",
                              "zstd -dc | tar -x && sync", target)])
-    shutil.rmtree(scratch)
+    scratch.remove()
 
     if "files" in only and a.small_files:
         files_scaling(a.work, out, a.small_files, a.runs)
+
+
+class Scratch:
+    """Fresh restore targets in one directory. Each run restores into a new
+    directory, and nothing is deleted until all timed runs are done
+    (deleting a big tree on this ext4, mounted with discard, slows file
+    creation down for a while)."""
+
+    def __init__(self, work, prefix):
+        self.root = os.path.join(work, f"{prefix}-{time.time_ns()}")
+        os.makedirs(self.root)
+        self.n = 0
+
+    def fresh(self):
+        self.n += 1
+        return os.path.join(self.root, str(self.n))
+
+    def remove(self):
+        shutil.rmtree(self.root)
+
+
+def restore_cases(scratch, sa_path, sb_path):
+    """Our verified, durable restore and `zstd -dc | tar -x && sync`, each
+    into a fresh directory."""
+    def ours():
+        return run([BIN, "restore", sa_path, scratch.fresh(), "-q"])
+
+    def theirs():
+        d = scratch.fresh()
+        return sh(f"mkdir {d} && zstd -dc {sb_path} | tar -x -C {d} && sync")
+
+    return [("sydra-archive restore", ours), ("zstd -dc | tar -x && sync", theirs)]
 
 
 def small_set(work, files):
@@ -197,14 +212,7 @@ def files_scaling(work, out, files, runs):
     the file count at a fixed size per file."""
     print("\n## scaling with the file count (small segment files, hour dirs of 5,000)")
     rows = []
-    scratch = os.path.join(work, f"files-{time.time_ns()}")
-    os.makedirs(scratch)
-    n = [0]
-
-    def fresh():
-        n[0] += 1
-        return os.path.join(scratch, str(n[0]))
-
+    scratch = Scratch(work, "files")
     for count in (files // 10, files):
         src = small_set(work, count)
         size, nfiles = du(src)
@@ -220,19 +228,16 @@ def files_scaling(work, out, files, runs):
             ("verify", lambda: run([BIN, "verify", SA])),
             ("zstd -t", lambda: run(["zstd", "-t", "-q", SB])),
         ])
-        res.update(alternate(runs, [
-            ("restore", lambda: run([BIN, "restore", SA, fresh(), "-q"])),
-            ("zstd -dc | tar -x && sync", lambda: sh(f"d={fresh()} && mkdir $d && zstd -dc {SB} | tar -x -C $d && sync")),
-        ]))
+        res.update(alternate(runs, restore_cases(scratch, SA, SB)))
         rows.append((nfiles, size, res))
         print(f"  {nfiles} files, {size / 1e6:.1f} MB: " + ", ".join(
             f"{k} {t:.2f} s / {rss / 1024:.0f} MiB" for k, (t, rss) in res.items()))
-    shutil.rmtree(scratch)
+    scratch.remove()
     (f1, _, r1), (f2, _, r2) = rows
     print(f"  {f2 / f1:.1f}x the files:")
     for ours, theirs in (("create", "tar | zstd -3 -T0 | tee | sha256sum"), ("verify", "zstd -t"),
-                         ("restore", "zstd -dc | tar -x && sync")):
-        print(f"    {ours:<8} time {r2[ours][0] / r1[ours][0]:5.1f}x (theirs {r2[theirs][0] / r1[theirs][0]:5.1f}x), "
+                         ("sydra-archive restore", "zstd -dc | tar -x && sync")):
+        print(f"    {ours:<21} time {r2[ours][0] / r1[ours][0]:5.1f}x (theirs {r2[theirs][0] / r1[theirs][0]:5.1f}x), "
               f"ratio to theirs {r1[ours][0] / r1[theirs][0]:.2f}x -> {r2[ours][0] / r2[theirs][0]:.2f}x, "
               f"peak RSS {r1[ours][1] / 1024:.0f} -> {r2[ours][1] / 1024:.0f} MiB")
 
