@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::footer::Footer;
 use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable_json};
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
-use crate::live::{self, FileKind};
+use crate::check::Checker;
+use crate::live::{self, Content, FileKind};
 use crate::publish::AtomicFile;
 use crate::remote::{Remote, S3Options, S3Url, Upload, Uploaded};
 use crate::scan::{Captured, Scan, scan};
@@ -138,6 +139,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
                     path.display()
                 )));
             }
+            let inside = inside_data_dir(data_dir, path)?;
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;
             let written = write_archive(scan, file.writer(), path, opts);
@@ -145,6 +147,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
                 Ok((_, mut summary)) => {
                     file.commit()?;
                     summary.removed_stale = removed;
+                    summary.warnings.extend(inside);
                     Ok(summary)
                 }
                 Err(e) => {
@@ -183,6 +186,38 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
     }
 }
 
+/// Refuses an output inside the data dir's layout (`wal/`, `segments/`,
+/// wherever they point): the next `create` would archive the archive.
+/// Elsewhere inside the data dir it is only worth a warning (left out of
+/// later archives as not part of the layout).
+fn inside_data_dir(data_dir: &Path, out: &Path) -> Result<Option<String>> {
+    let (Ok(data), Some(Ok(dir))) = (
+        std::fs::canonicalize(data_dir),
+        crate::publish::split(out)
+            .ok()
+            .map(|(dir, _)| std::fs::canonicalize(dir)),
+    ) else {
+        return Ok(None);
+    };
+    for top in crate::layout::TOP_DIRS {
+        if let Ok(t) = std::fs::canonicalize(data.join(top))
+            && dir.starts_with(&t)
+        {
+            return Err(Error::Refused(format!(
+                "{} is inside the data dir's layout ({top}/ of {}): the next create would archive it; write it outside the data dir",
+                out.display(),
+                data_dir.display()
+            )));
+        }
+    }
+    Ok(dir.starts_with(&data).then(|| {
+        format!(
+            "the archive is written inside the data dir {}; later archives leave it out (it is not part of the layout), but it shares the database's disk",
+            data_dir.display()
+        )
+    }))
+}
+
 /// An upper estimate of the archive size of `scan`: the data, tar's header
 /// and padding per entry, and the HEAD and SUMS JSON.
 fn estimate(scan: &Scan) -> u64 {
@@ -208,7 +243,7 @@ pub fn write_archive<W: Write>(
             .unwrap_or(0)
     });
     let Scan {
-        root,
+        tree,
         entries,
         skipped,
         followed,
@@ -222,7 +257,7 @@ pub fn write_archive<W: Write>(
         version: VERSION,
         created_unix_ms,
         tool: format!("sydra-archive {}", env!("CARGO_PKG_VERSION")),
-        source: root.display().to_string(),
+        source: tree.path().display().to_string(),
         zstd_level: opts.level,
         entries,
         total_bytes,
@@ -249,7 +284,7 @@ pub fn write_archive<W: Write>(
     let mut digests: Vec<[u8; 32]> = Vec::with_capacity(head.file_count());
     let (mut files, mut dirs) = (0u64, 0u64);
     let mut warnings = head.warnings.clone();
-    let mut seg_buf = Vec::new();
+    let mut captured = captured;
     for (i, e) in head.entries.iter().enumerate() {
         let mut header = tar::Header::new_gnu();
         header.set_mode(e.mode);
@@ -267,39 +302,50 @@ pub fn write_archive<W: Write>(
             EntryKind::File => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(e.size);
-                let path = root.join(&e.path);
+                let path = tree.full(&e.path);
                 // Big reads for big files; a small file gets a small buffer
                 // (a new one is zeroed whole, and most segments are a few KiB).
                 let buffer = (e.size as usize).clamp(8 * 1024, 256 * 1024);
-                let mut append = |src: &mut dyn Read| -> Result<[u8; 32]> {
-                    let mut src = BufReader::with_capacity(
-                        buffer,
-                        SourceReader::new(src, &path, e.size, progress),
-                    );
-                    tar.append_data(&mut header, &e.path, &mut src)
-                        .map_err(wrap)?;
-                    Ok(src.into_inner().finish())
-                };
-                let digest = match captured.get(&i) {
-                    Some(Captured::Bytes(bytes)) => append(&mut &bytes[..])?,
-                    Some(Captured::Held(file)) => {
-                        let mut f: &File = file;
+                let mut append =
+                    |src: &mut dyn Read, check: Option<Checker>| -> Result<([u8; 32], Option<Checker>)> {
+                        let mut src = BufReader::with_capacity(
+                            buffer,
+                            SourceReader::new(src, &path, e.size, progress, check),
+                        );
+                        tar.append_data(&mut header, &e.path, &mut src)
+                            .map_err(wrap)?;
+                        Ok(src.into_inner().finish())
+                    };
+                let digest = match captured.remove(&i) {
+                    Some(Captured::Settled(Content::Bytes(bytes))) => append(&mut &bytes[..], None)?.0,
+                    Some(Captured::Settled(Content::Spooled(file)) | Captured::Held(file)) => {
+                        let mut f: &File = &file;
                         f.seek(SeekFrom::Start(0))
                             .map_err(|err| Error::io("seek", &path, err))?;
-                        append(&mut f)?
-                    }
-                    None if live::kind_of(&e.path) == FileKind::Segment
-                        && e.size <= live::MAX_BUFFERED_FILE =>
-                    {
-                        if let Some(w) = live::read_segment(&path, &e.path, e.size, &mut seg_buf)? {
-                            warnings.push(w);
-                        }
-                        append(&mut &seg_buf[..])?
+                        append(&mut f, None)?.0
                     }
                     None => {
-                        let mut file =
-                            File::open(&path).map_err(|err| Error::io("open", &path, err))?;
-                        append(&mut file)?
+                        // Opened relative to the directories the scan held,
+                        // never following a link; checked as it streams.
+                        let (mut file, opened) = tree.open_file(&e.path)?;
+                        if opened.size != e.size || opened.mtime.max(0) != e.mtime {
+                            return Err(changed(&path, "since the scan"));
+                        }
+                        let kind = live::kind_of(&e.path);
+                        let check = (kind != FileKind::Other).then(|| Checker::new(kind));
+                        let (digest, check) = append(&mut file, check)?;
+                        let now = crate::sys::fstat(&file).map_err(|err| Error::io("stat", &path, err))?;
+                        if now.key() != opened.key() {
+                            return Err(changed(&path, "while it was read"));
+                        }
+                        if let Some((off, why)) = check.and_then(Checker::finish) {
+                            warnings.push(format!(
+                                "{}: {why} at offset {off}; not modified for {}s, archived as it is",
+                                e.path,
+                                live::unix_now() - opened.mtime
+                            ));
+                        }
+                        digest
                     }
                 };
                 digests.push(digest);
@@ -348,13 +394,24 @@ pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
     Error::from_carrier(e).unwrap_or_else(|e| Error::io(op, path, e))
 }
 
-/// Reads exactly the scanned size of a source and hashes it.
+/// The error for a file that changed while `create` archived it: its
+/// size is already in HEAD, so no consistent copy can be made now.
+fn changed(path: &Path, when: &str) -> Error {
+    Error::Source {
+        path: path.to_path_buf(),
+        reason: format!("file changed {when} (it is being written); run create again"),
+    }
+}
+
+/// Reads exactly the scanned size of a source, hashes it and feeds its
+/// checker.
 struct SourceReader<'a, R> {
     file: R,
     path: &'a Path,
     remaining: u64,
     hasher: Sha256,
     progress: Option<&'a crate::progress::Progress>,
+    check: Option<Checker>,
 }
 
 impl<'a, R: Read> SourceReader<'a, R> {
@@ -363,6 +420,7 @@ impl<'a, R: Read> SourceReader<'a, R> {
         path: &'a Path,
         size: u64,
         progress: Option<&'a crate::progress::Progress>,
+        check: Option<Checker>,
     ) -> Self {
         SourceReader {
             file,
@@ -370,11 +428,12 @@ impl<'a, R: Read> SourceReader<'a, R> {
             remaining: size,
             hasher: Sha256::new(),
             progress,
+            check,
         }
     }
 
-    fn finish(self) -> [u8; 32] {
-        self.hasher.finalize().into()
+    fn finish(self) -> ([u8; 32], Option<Checker>) {
+        (self.hasher.finalize().into(), self.check)
     }
 }
 
@@ -403,6 +462,9 @@ impl<R: Read> Read for SourceReader<'_, R> {
             }));
         }
         self.hasher.update(&buf[..n]);
+        if let Some(c) = &mut self.check {
+            c.feed(&buf[..n]);
+        }
         self.remaining -= n as u64;
         if let Some(p) = self.progress {
             p.add(n as u64);

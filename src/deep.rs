@@ -1,12 +1,14 @@
 //! `verify --deep`: decode what SydraDB would read from a restored archive.
 //!
-//! Every WAL record's length, type and CRC (streaming, any size); every
-//! segment's header and body; tags.json and MANIFEST as JSON. A problem is
-//! reported with its path and byte offset.
+//! Every WAL record's length, type and CRC; every segment's header and
+//! body; tags.json and MANIFEST as JSON: all streaming, any size, with the
+//! checkers `create` uses ([`crate::check`]). A problem is reported with its
+//! path and byte offset.
 
 use crate::error::Result;
 use crate::head::Entry;
-use crate::live::{self, FileKind, MAX_BUFFERED_FILE};
+use crate::check::Checker;
+use crate::live::{self, FileKind};
 use crate::location::Location;
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
@@ -26,80 +28,12 @@ pub struct Problem {
     pub reason: String,
 }
 
-/// Incremental WAL checker: feeds on chunks, never buffers more than one record.
-#[derive(Debug, Default)]
-pub struct WalCheck {
-    path: String,
-    off: u64,
-    /// Bytes of the current record gathered so far (length field included).
-    rec: Vec<u8>,
-    /// Whole record size once its length is known.
-    want: Option<usize>,
-    broken: bool,
-}
-
-impl WalCheck {
-    fn feed(&mut self, mut data: &[u8], out: &mut Vec<Problem>) {
-        while !data.is_empty() && !self.broken {
-            let need = self.want.unwrap_or(4) - self.rec.len();
-            let n = need.min(data.len());
-            self.rec.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.rec.len() < self.want.unwrap_or(4) {
-                continue;
-            }
-            match self.want {
-                None => {
-                    let len = u32::from_le_bytes(self.rec[..4].try_into().unwrap());
-                    if len == 0 || len > 1 << 20 {
-                        self.fail(format!("bad record length {len}"), out);
-                    } else {
-                        self.want = Some(len as usize + 8);
-                    }
-                }
-                Some(total) => {
-                    let payload = &self.rec[4..total - 4];
-                    let crc = u32::from_le_bytes(self.rec[total - 4..].try_into().unwrap());
-                    if payload[0] != 1 {
-                        self.fail(format!("unknown record type {}", payload[0]), out);
-                    } else if crate::sydradb::crc32(payload) != crc {
-                        self.fail("record CRC mismatch".into(), out);
-                    } else {
-                        self.off += total as u64;
-                        self.rec.clear();
-                        self.want = None;
-                    }
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<Problem>) {
-        if !self.broken && !self.rec.is_empty() {
-            self.fail("incomplete record at the end (torn tail)".into(), out);
-        }
-    }
-
-    fn fail(&mut self, reason: String, out: &mut Vec<Problem>) {
-        self.broken = true;
-        out.push(Problem {
-            path: self.path.clone(),
-            offset: self.off,
-            reason,
-        });
-    }
-}
-
 /// Per-file state of the deep check.
 pub enum DeepFile {
     /// Not a file SydraDB reads.
     Skip,
-    /// A WAL file, checked as it streams.
-    Wal(WalCheck, Vec<Problem>, Arc<Found>),
-    /// A file checked whole once complete.
-    Buffered(FileKind, Vec<u8>, Arc<Found>),
-    /// Too large to hold for checking.
-    TooLarge(Arc<Found>),
+    /// A SydraDB file, checked as it streams (any size, bounded memory).
+    Check(Checker, Arc<Found>),
 }
 
 /// Problems found so far (shared by the worker threads).
@@ -144,54 +78,30 @@ impl Sink for DeepSink {
     type File = DeepFile;
 
     fn file(&self, entry: &Entry) -> Result<DeepFile> {
-        let found = self.found.clone();
         Ok(match live::kind_of(&entry.path) {
-            FileKind::Wal => DeepFile::Wal(
-                WalCheck {
-                    path: entry.path.clone(),
-                    ..WalCheck::default()
-                },
-                Vec::new(),
-                found,
-            ),
             FileKind::Other => DeepFile::Skip,
-            _ if entry.size > MAX_BUFFERED_FILE * 4 => DeepFile::TooLarge(found),
-            k => DeepFile::Buffered(k, Vec::with_capacity(entry.size as usize), found),
+            kind => DeepFile::Check(Checker::new(kind), self.found.clone()),
         })
     }
 }
 
 impl FileSink for DeepFile {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        match self {
-            DeepFile::Wal(w, problems, _) => w.feed(data, problems),
-            DeepFile::Buffered(_, buf, _) => buf.extend_from_slice(data),
-            DeepFile::Skip | DeepFile::TooLarge(_) => {}
+        if let DeepFile::Check(c, _) = self {
+            c.feed(data);
         }
         Ok(())
     }
 
     fn finish(self, entry: &Entry) -> Result<()> {
-        match self {
-            DeepFile::Wal(mut w, mut problems, found) => {
-                w.finish(&mut problems);
-                found.add(problems);
-            }
-            DeepFile::Buffered(kind, buf, found) => {
-                if let Some((offset, reason)) = live::problem(kind, &buf) {
-                    found.add(vec![Problem {
-                        path: entry.path.clone(),
-                        offset,
-                        reason,
-                    }]);
-                }
-            }
-            DeepFile::TooLarge(found) => found.add(vec![Problem {
+        if let DeepFile::Check(c, found) = self
+            && let Some((offset, reason)) = c.finish()
+        {
+            found.add(vec![Problem {
                 path: entry.path.clone(),
-                offset: 0,
-                reason: "too large to check".into(),
-            }]),
-            DeepFile::Skip => {}
+                offset,
+                reason,
+            }]);
         }
         Ok(())
     }

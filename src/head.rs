@@ -151,6 +151,12 @@ impl Head {
         for (i, e) in self.entries.iter().enumerate() {
             let is_dir = e.kind == EntryKind::Dir;
             layout::check_path(&e.path, is_dir).map_err(|why| Error::hostile(&e.path, why))?;
+            if e.mtime < 0 {
+                return Err(Error::corrupt(format!(
+                    "HEAD entry {:?} has a negative mtime {}",
+                    e.path, e.mtime
+                )));
+            }
             let fresh = match &mut seen {
                 Some(seen) => seen.insert(e.path.as_str()),
                 None if i == 0 || tree_order(&self.entries[i - 1].path, &e.path).is_lt() => true,

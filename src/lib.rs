@@ -15,6 +15,9 @@
 //! - [`input`]: the hashing, peekable archive reader
 //! - [`data`]: decoding the DATA frames as one stream
 //! - [`scan`]: walking a data directory in archive order
+//! - [`source`]: the data directory as opened: files found relative to held directories
+//! - [`sys`]: `openat`/`fstatat`/`readdir` wrappers that never follow a swapped-in link
+//! - [`check`]: streaming checks of what SydraDB would accept (WAL, segments, JSON)
 //! - [`live`]: consistent reads of a data dir a running server writes
 //! - [`create`]: writing an archive
 //! - [`read`]: reading and checking an archive as a stream
@@ -30,6 +33,7 @@
 //! - [`sydradb`]: SydraDB WAL records and segments (encode, decode)
 //! - [`fixture`]: a deterministic generator of SydraDB data directories
 
+pub mod check;
 pub mod cleanup;
 pub mod create;
 pub mod data;
@@ -49,8 +53,10 @@ pub mod read;
 pub mod remote;
 pub mod restore;
 pub mod scan;
+pub mod source;
 pub mod sums;
 pub mod sydradb;
+pub mod sys;
 pub mod verify;
 pub mod workers;
 

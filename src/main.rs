@@ -22,26 +22,47 @@ use sydra_archive::Location;
 use sydra_archive::remote::{Remote, S3Options, S3Url};
 use ui::Display;
 
+/// Writes one line to stderr. A closed or full stderr is not a reason to
+/// panic or to change the exit code: the line is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 const EXIT_ARCHIVE: u8 = 1;
 const EXIT_OTHER: u8 = 2;
 
 fn main() -> ExitCode {
+    // A closed stdout is no place for an archive (nor a closed stdin a
+    // source of one): `-` is refused for them below.
+    let closed = sydra_archive::sys::closed_std_fds();
     let cli = Cli::parse();
+    let std_closed = StdClosed {
+        stdin: closed[0],
+        stdout: closed[1],
+    };
     if let Err(e) = sydra_archive::cleanup::install_signal_handlers(i32::from(EXIT_OTHER)) {
-        eprintln!("sydra-archive: cannot install signal handlers: {e}");
+        say!("sydra-archive: cannot install signal handlers: {e}");
         return ExitCode::from(EXIT_OTHER);
     }
     let result = match cli.command {
-        Command::Create(a) => create(a),
-        Command::Verify(a) => verify(a),
-        Command::List(a) => list(a),
-        Command::Restore(a) => restore(a),
+        Command::Create(a) => create(a, std_closed),
+        Command::Verify(a) => verify(a, std_closed),
+        Command::List(a) => list(a, std_closed),
+        Command::Restore(a) => restore(a, std_closed),
         Command::Ls(a) => ls(a),
         Command::Prune(a) => prune(a),
         Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics on a failed write.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "sydra-archive", &mut io::stdout());
-            Ok(ExitCode::SUCCESS)
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "sydra-archive", &mut script);
+            io::stdout()
+                .write_all(&script)
+                .and_then(|()| io::stdout().flush())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
         }
         Command::Man => man(),
     };
@@ -51,10 +72,50 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::from(EXIT_OTHER);
             }
-            eprintln!("sydra-archive: {e:#}");
+            say!("sydra-archive: {}", one_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Which standard streams were closed when the process started.
+#[derive(Debug, Clone, Copy)]
+struct StdClosed {
+    stdin: bool,
+    stdout: bool,
+}
+
+impl StdClosed {
+    /// Refuses to use `-` (stdin or stdout) when that stream was closed.
+    fn check(&self, arg: &Path, reading: bool) -> anyhow::Result<()> {
+        if arg != Path::new("-") {
+            return Ok(());
+        }
+        if reading && self.stdin {
+            return Err(Error::Refused("stdin is closed; there is no archive to read".into()).into());
+        }
+        if !reading && self.stdout {
+            return Err(Error::Refused(
+                "stdout is closed; the archive would go nowhere (use -o FILE)".into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// The error and its causes on one line, each cause once: the library's
+/// messages already end with the OS error they wrap.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -91,9 +152,10 @@ fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
+fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let to_stdout = a.output == Path::new("-");
+    std_closed.check(&a.output, false)?;
     let output = match location(&a.output, &a.s3)? {
         _ if to_stdout => Output::Stdout,
         Location::S3 { url, options } => Output::S3 {
@@ -111,7 +173,14 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
             s.trim()
                 .parse::<u64>()
                 .context("SOURCE_DATE_EPOCH is not a number of seconds")?
-                * 1000,
+                .checked_mul(1000)
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "SOURCE_DATE_EPOCH={} is too large (at most {} seconds)",
+                        s.trim(),
+                        u64::MAX / 1000
+                    ))
+                })?,
         ),
         Err(_) => None,
     };
@@ -158,26 +227,26 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     }
     if !a.quiet {
         for name in &s.skipped {
-            eprintln!("sydra-archive: skipped {name:?} (not part of the SydraDB layout)");
+            say!("sydra-archive: skipped {name:?} (not part of the SydraDB layout)");
         }
         for name in &s.followed {
-            eprintln!("sydra-archive: followed symlink {name:?}");
+            say!("sydra-archive: followed symlink {name:?}");
         }
         for p in &s.removed_stale {
-            eprintln!(
+            say!(
                 "sydra-archive: removed stale temporary file {}",
                 p.display()
             );
         }
         for w in &s.warnings {
-            eprintln!("sydra-archive: warning: {w}");
+            say!("sydra-archive: warning: {w}");
         }
         if !a.json {
             let parts = match &s.uploaded {
                 Some(u) => format!(" ({} parts)", u.parts),
                 None => String::new(),
             };
-            eprintln!(
+            say!(
                 "sydra-archive: wrote {archive}{parts}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",
                 s.files,
                 s.data_bytes,
@@ -189,8 +258,9 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    std_closed.check(&a.archive, true)?;
     let depth = if a.quick { Depth::Quick } else { Depth::Full };
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
@@ -228,12 +298,12 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 )?;
             }
             for p in &problems {
-                eprintln!(
+                say!(
                     "sydra-archive: {}: offset {}: {}",
                     p.path, p.offset, p.reason
                 );
             }
-            eprintln!(
+            say!(
                 "sydra-archive: verify --deep {archive}: {total} problem(s); a data dir restored from it would not start cleanly"
             );
             Ok(ExitCode::from(EXIT_ARCHIVE))
@@ -284,16 +354,18 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                     &json!({"ok": false, "archive": archive, "error": e.to_string()}),
                 )?;
             }
-            eprintln!("sydra-archive: verify {archive}: {e}");
+            say!("sydra-archive: verify {archive}: {e}");
             Ok(ExitCode::from(code))
         }
     }
 }
 
-fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    std_closed.check(&a.archive, true)?;
     let loc = location(&a.archive, &a.s3)?;
     if a.sha256 {
-        let (head, sums) = sydra_archive::verify::list_sha256(&loc)?;
+        let (head, sums) =
+            sydra_archive::verify::list_sha256(&loc).with_context(|| format!("list {loc}"))?;
         let mut out = io::BufWriter::new(io::stdout().lock());
         let files = head
             .entries
@@ -311,22 +383,29 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let head = sydra_archive::list(&loc)?;
+    let head = sydra_archive::list(&loc).with_context(|| format!("list {loc}"))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
         serde_json::to_writer(&mut out, &head)?;
         out.write_all(b"\n")?;
     } else {
         for e in &head.entries {
-            writeln!(out, "{:<4} {:>12} {}", e.kind.as_str(), e.size, e.path)?;
+            writeln!(
+                out,
+                "{:<4} {:>12} {}",
+                e.kind.as_str(),
+                e.size,
+                ui::escape_name(&e.path)
+            )?;
         }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
+fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    std_closed.check(&a.archive, true)?;
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);
@@ -339,7 +418,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         },
     );
     display.finish();
-    let s = result?;
+    let s = result.with_context(|| format!("restore {loc}"))?;
     let secs = started.elapsed().as_secs_f64();
     let archive = loc.to_string();
     if a.json {
@@ -362,26 +441,26 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     }
     if !a.quiet {
         for p in &s.removed_leftovers {
-            eprintln!(
+            say!(
                 "sydra-archive: removed unfinished staging directory {} of a killed run",
                 p.display()
             );
         }
         for p in &s.reported_leftovers {
-            eprintln!(
+            say!(
                 "sydra-archive: {} was left by a killed restore and may hold a data dir; inspect it and remove it yourself",
                 p.display()
             );
         }
         if let Some(k) = &s.kept_old {
-            eprintln!(
+            say!(
                 "sydra-archive: previous contents of {} kept at {}",
                 s.data_dir.display(),
                 k.display()
             );
         }
         if !a.json {
-            eprintln!(
+            say!(
                 "sydra-archive: restored {archive} into {}: {} files, {} data bytes, verified, in {secs:.2}s, sha256 {}",
                 s.data_dir.display(),
                 s.read.head.file_count(),
@@ -397,7 +476,7 @@ fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     let url = S3Url::parse(&a.url)?;
     let listing = sydra_archive::remote::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
     for (obj, why) in &listing.others {
-        eprintln!("sydra-archive: {obj} is not a sydra-archive: {why}");
+        say!("sydra-archive: {obj} is not a sydra-archive: {why}");
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
@@ -431,7 +510,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let keep = usize::try_from(a.keep_last).unwrap_or(usize::MAX);
     let p = sydra_archive::remote::prune(&Remote::connect(&url, &s3_options(&a.s3))?, keep, a.yes)?;
     for (obj, why) in &p.others {
-        eprintln!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
+        say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }
     if a.json {
         print_json(
@@ -459,13 +538,13 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     let freed: u64 = p.deleted.iter().map(|l| l.size).sum();
     if p.dry_run {
-        eprintln!(
+        say!(
             "sydra-archive: dry run on {url}: would keep {}, delete {} archive(s) ({freed} bytes); add --yes to delete them",
             p.kept.len(),
             p.deleted.len()
         );
     } else {
-        eprintln!(
+        say!(
             "sydra-archive: pruned {url}: kept {}, deleted {} archive(s) ({freed} bytes)",
             p.kept.len(),
             p.deleted.len()

@@ -1,34 +1,33 @@
 //! Scanning a data directory: which entries an archive of it holds, in
-//! archive order, with their sizes, modes and times.
+//! archive order, with their sizes, modes and times. Everything is looked
+//! up relative to directories opened on the way down ([`crate::source`]).
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::head::{Entry, EntryKind};
 use crate::layout::{self, TopLevel};
-use crate::live::{self, FileKind, WalPosition};
+use crate::live::{self, Content, FileKind, WalPosition};
+use crate::source::{Tree, not_regular};
+use crate::sys::{Dir, Kind, Stat};
 
-/// How `create` gets the content of an entry other than by opening its path.
+/// How `create` gets the content of an entry other than by opening it.
 #[derive(Debug)]
 pub enum Captured {
     /// Read and checked during the scan (MANIFEST, tags.json, hot segments).
-    Bytes(Vec<u8>),
+    Settled(Content),
     /// A WAL file held open since the scan (rotation renames only the path).
     Held(File),
 }
 
-/// Most bytes of hot files kept in memory between scan and archive.
-const MAX_CAPTURED_BYTES: u64 = 32 * 1024 * 1024;
-
 /// The result of scanning a data directory.
 #[derive(Debug)]
 pub struct Scan {
-    /// The data directory as given.
-    pub root: PathBuf,
+    /// The data directory, opened: files are read relative to it.
+    pub tree: Tree,
     /// Every entry to archive, in archive order.
     pub entries: Vec<Entry>,
     /// Top-level names that are not part of the layout and are left out.
@@ -53,32 +52,35 @@ impl Scan {
             .filter(|e| e.kind == EntryKind::File)
             .count()
     }
+
+    /// The data directory as given.
+    pub fn root(&self) -> &Path {
+        self.tree.path()
+    }
 }
 
 /// Scans `root`. Refuses a directory that holds none of the layout.
 pub fn scan(root: &Path) -> Result<Scan> {
+    let mut followed = Vec::new();
+    if std::fs::symlink_metadata(root)
+        .map_err(|e| Error::io("read", root, e))?
+        .file_type()
+        .is_symlink()
+    {
+        followed.push(root.display().to_string());
+    }
     let mut scan = Scan {
-        root: root.to_path_buf(),
+        tree: Tree::open(root)?,
         entries: Vec::new(),
         skipped: Vec::new(),
-        followed: Vec::new(),
+        followed,
         total_bytes: 0,
         captured: HashMap::new(),
         wal: Vec::new(),
         warnings: Vec::new(),
     };
-    let lmeta = fs::symlink_metadata(root).map_err(|e| Error::io("read", root, e))?;
-    if lmeta.file_type().is_symlink() {
-        scan.followed.push(root.display().to_string());
-    }
-    let meta = fs::metadata(root).map_err(|e| Error::io("read", root, e))?;
-    if !meta.is_dir() {
-        return Err(Error::Refused(format!(
-            "{} is not a directory",
-            root.display()
-        )));
-    }
-    for name in sorted_names(root)? {
+    let names = sorted_names(scan.tree.root(), root)?;
+    for name in names {
         let Ok(name_str) = std::str::from_utf8(&name) else {
             scan.skipped
                 .push(String::from_utf8_lossy(&name).into_owned());
@@ -88,33 +90,40 @@ pub fn scan(root: &Path) -> Result<Scan> {
         match layout::classify_top(&name) {
             TopLevel::Other => scan.skipped.push(name_str.to_string()),
             TopLevel::File => {
-                let m = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-                if !m.file_type().is_file() {
-                    return Err(Error::Source {
-                        path,
-                        reason: format!("{} is not a regular file", describe(&m)),
-                    });
+                let st = scan
+                    .tree
+                    .root()
+                    .stat_at(&name)
+                    .map_err(|e| Error::io("stat", &path, e))?;
+                if st.kind != Kind::File {
+                    return Err(not_regular(path, st.kind));
                 }
-                scan.push(name_str.to_string(), EntryKind::File, &m);
+                push(&mut scan.entries, name_str.to_string(), EntryKind::File, &st);
             }
             TopLevel::Dir => {
-                let l = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-                let m = if l.file_type().is_symlink() {
-                    let m =
-                        fs::metadata(&path).map_err(|e| Error::io("follow symlink", &path, e))?;
-                    scan.followed.push(name_str.to_string());
-                    m
-                } else {
-                    l
+                let l = scan
+                    .tree
+                    .root()
+                    .stat_at(&name)
+                    .map_err(|e| Error::io("stat", &path, e))?;
+                let follow = l.kind == Kind::Symlink;
+                let dir = match scan.tree.root().open_dir(&name, follow) {
+                    Ok(d) => d,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                        return Err(Error::Source {
+                            path,
+                            reason: format!("{} where a directory belongs", l.kind.describe()),
+                        });
+                    }
+                    Err(e) => return Err(Error::io("open directory", &path, e)),
                 };
-                if !m.is_dir() {
-                    return Err(Error::Source {
-                        path,
-                        reason: format!("{} where a directory belongs", describe(&m)),
-                    });
+                if follow {
+                    scan.followed.push(name_str.to_string());
                 }
-                scan.push(name_str.to_string(), EntryKind::Dir, &m);
-                scan.walk(&path, name_str)?;
+                let st = dir.stat().map_err(|e| Error::io("stat", &path, e))?;
+                push(&mut scan.entries, name_str.to_string(), EntryKind::Dir, &st);
+                walk(&dir, &path, name_str, &mut scan.entries)?;
+                scan.tree.hold_top(name_str, dir);
             }
         }
     }
@@ -135,46 +144,55 @@ pub fn scan(root: &Path) -> Result<Scan> {
     Ok(scan)
 }
 
-impl Scan {
-    fn push(&mut self, path: String, kind: EntryKind, m: &fs::Metadata) {
-        let size = if kind == EntryKind::File { m.len() } else { 0 };
-        self.entries.push(Entry {
-            path,
-            kind,
-            size,
-            mode: m.permissions().mode() & 0o777,
-            mtime: m.mtime().max(0),
-        });
-    }
+fn push(entries: &mut Vec<Entry>, path: String, kind: EntryKind, st: &Stat) {
+    let size = if kind == EntryKind::File { st.size } else { 0 };
+    entries.push(Entry {
+        path,
+        kind,
+        size,
+        mode: st.mode & 0o777,
+        mtime: st.mtime.max(0),
+    });
+}
 
-    fn walk(&mut self, dir: &Path, rel: &str) -> Result<()> {
-        for name in sorted_names(dir)? {
-            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            let Ok(name_str) = std::str::from_utf8(&name) else {
-                return Err(Error::Source {
-                    path,
-                    reason: "name is not valid UTF-8".into(),
-                });
-            };
-            let rel_path = format!("{rel}/{name_str}");
-            if let Err(why) = layout::check_path(&rel_path, false) {
-                return Err(Error::Source { path, reason: why });
-            }
-            let m = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-            if m.is_dir() {
-                self.push(rel_path.clone(), EntryKind::Dir, &m);
-                self.walk(&path, &rel_path)?;
-            } else if m.is_file() {
-                self.push(rel_path, EntryKind::File, &m);
-            } else {
-                return Err(Error::Source {
-                    path,
-                    reason: format!("{} inside the layout is not archived", describe(&m)),
-                });
-            }
+/// Lists `dir` (at `path`, archive path `rel`) and everything below it,
+/// in archive order, never following a symlink.
+fn walk(dir: &Dir, path: &Path, rel: &str, entries: &mut Vec<Entry>) -> Result<()> {
+    for name in sorted_names(dir, path)? {
+        let child = path.join(std::ffi::OsStr::from_bytes(&name));
+        let Ok(name_str) = std::str::from_utf8(&name) else {
+            return Err(Error::Source {
+                path: child,
+                reason: "name is not valid UTF-8".into(),
+            });
+        };
+        let rel_path = format!("{rel}/{name_str}");
+        if let Err(why) = layout::check_path(&rel_path, false) {
+            return Err(Error::Source {
+                path: child,
+                reason: why,
+            });
         }
-        Ok(())
+        let st = dir
+            .stat_at(&name)
+            .map_err(|e| Error::io("stat", &child, e))?;
+        match st.kind {
+            Kind::Dir => {
+                let sub = dir.open_dir(&name, false).map_err(|e| {
+                    if crate::sys::is_symlink_error(&e) {
+                        not_regular(child.clone(), Kind::Symlink)
+                    } else {
+                        Error::io("open directory", &child, e)
+                    }
+                })?;
+                push(entries, rel_path.clone(), EntryKind::Dir, &st);
+                walk(&sub, &child, &rel_path, entries)?;
+            }
+            Kind::File => push(entries, rel_path, EntryKind::File, &st),
+            other => return Err(not_regular(child, other)),
+        }
     }
+    Ok(())
 }
 
 impl Scan {
@@ -185,7 +203,7 @@ impl Scan {
         let Some(wal_idx) = self.entries.iter().position(|e| e.path == "wal") else {
             return Ok(());
         };
-        let wal_dir = self.root.join("wal");
+        let wal_path = self.tree.full("wal");
         let mut attempt = 0;
         let held = loop {
             attempt += 1;
@@ -195,11 +213,9 @@ impl Scan {
                 if e.kind != EntryKind::File || live::kind_of(&e.path) != FileKind::Wal {
                     continue;
                 }
-                let path = self.root.join(&e.path);
-                match File::open(&path) {
-                    Ok(f) => held.push((i, f)),
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => moved = true,
-                    Err(err) => return Err(Error::io("open", &path, err)),
+                match self.tree.try_open_file(&e.path)? {
+                    Some((f, _)) => held.push((i, f)),
+                    None => moved = true,
                 }
             }
             // Listed again: same names, and each name still the file we hold?
@@ -208,7 +224,8 @@ impl Scan {
                 .map(|e| e.path.clone())
                 .collect();
             self.entries.truncate(wal_idx + 1);
-            self.walk(&wal_dir, "wal")?;
+            let wal_dir = self.tree.top("wal").expect("the scan holds wal/");
+            walk(wal_dir, &wal_path, "wal", &mut self.entries)?;
             let after: Vec<&str> = self.entries[wal_idx + 1..]
                 .iter()
                 .map(|e| e.path.as_str())
@@ -216,9 +233,9 @@ impl Scan {
             let same_names = !moved && before.iter().map(String::as_str).eq(after.iter().copied());
             let same_files = same_names
                 && held.iter().all(|(i, f)| {
-                    let by_path = fs::metadata(self.root.join(&self.entries[*i].path));
-                    match (by_path, f.metadata()) {
-                        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                    let by_path = self.tree.stat(&self.entries[*i].path);
+                    match (by_path, crate::sys::fstat(f)) {
+                        (Ok(a), Ok(b)) => a.ino == b.ino && a.dev == b.dev,
                         _ => false,
                     }
                 });
@@ -227,7 +244,7 @@ impl Scan {
             }
             if attempt >= 20 {
                 return Err(Error::Source {
-                    path: wal_dir,
+                    path: wal_path,
                     reason: "WAL files kept being renamed while they were opened".into(),
                 });
             }
@@ -240,13 +257,12 @@ impl Scan {
                 .iter()
                 .map(|(i, f)| {
                     let name = self.entries[*i].path.as_str();
-                    (f, name, self.root.join(name))
+                    (f, name, self.tree.full(name))
                 })
                 .collect();
             parallel_map(&jobs, |(f, name, path)| {
-                let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
-                let pos =
-                    live::scan_wal(f, name, m.len()).map_err(|e| Error::io("read", path, e))?;
+                let m = crate::sys::fstat(*f).map_err(|e| Error::io("stat", path, e))?;
+                let pos = live::scan_wal(f, name, m.size).map_err(|e| Error::io("read", path, e))?;
                 Ok((m, pos))
             })
         };
@@ -267,8 +283,8 @@ impl Scan {
             }
             let e = &mut self.entries[i];
             e.size = pos.archived;
-            e.mtime = m.mtime().max(0);
-            e.mode = m.permissions().mode() & 0o777;
+            e.mtime = m.mtime.max(0);
+            e.mode = m.mode & 0o777;
             self.wal.push(pos);
             self.captured.insert(i, Captured::Held(f));
         }
@@ -276,76 +292,45 @@ impl Scan {
     }
 
     /// Reads MANIFEST, tags.json and recently written segments until they
-    /// settle, and keeps their content for `create`.
+    /// settle (all in the same rounds, one deadline), and keeps their
+    /// content for `create`.
     fn capture_hot(&mut self) -> Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let mut kept = 0u64;
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if e.kind != EntryKind::File {
-                continue;
-            }
-            let kind = live::kind_of(&e.path);
-            let hot = match kind {
-                FileKind::Manifest | FileKind::Tags => true,
-                FileKind::Segment => {
-                    e.mtime >= now - live::HOT_WINDOW_SECS
-                        || e.size < crate::sydradb::SEGMENT_HEADER_LEN as u64
-                }
-                FileKind::Wal | FileKind::Other => false,
-            };
-            if !hot || kept + e.size > MAX_CAPTURED_BYTES {
-                continue;
-            }
-            let path = self.root.join(&e.path);
-            let Some(s) = live::settle(&path, &e.path, kind)? else {
-                continue;
-            };
+        let now = live::unix_now();
+        let hot: Vec<(usize, String, FileKind)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == EntryKind::File)
+            .filter_map(|(i, e)| {
+                let kind = live::kind_of(&e.path);
+                let hot = match kind {
+                    FileKind::Manifest | FileKind::Tags => true,
+                    FileKind::Segment => e.mtime >= now - live::HOT_WINDOW_SECS,
+                    FileKind::Wal | FileKind::Other => false,
+                };
+                hot.then(|| (i, e.path.clone(), kind))
+            })
+            .collect();
+        for (i, s) in live::settle_all(&self.tree, hot)? {
             if let Some(w) = s.warning {
                 self.warnings.push(w);
             }
-            kept += s.bytes.len() as u64;
             let e = &mut self.entries[i];
-            e.size = s.bytes.len() as u64;
-            e.mtime = s.meta.mtime().max(0);
-            e.mode = s.meta.permissions().mode() & 0o777;
-            self.captured.insert(i, Captured::Bytes(s.bytes));
+            e.size = s.stat.size;
+            e.mtime = s.stat.mtime.max(0);
+            e.mode = s.stat.mode & 0o777;
+            self.captured.insert(i, Captured::Settled(s.content));
         }
         Ok(())
     }
 }
 
-fn sorted_names(dir: &Path) -> Result<Vec<Vec<u8>>> {
-    use std::os::unix::ffi::OsStringExt;
-    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-    let mut names = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
-        names.push(ent.file_name().into_vec());
-    }
+fn sorted_names(dir: &Dir, path: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut names = dir
+        .names()
+        .map_err(|e| Error::io("read directory", path, e))?;
     names.sort_unstable();
     Ok(names)
-}
-
-fn describe(m: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    if t.is_symlink() {
-        "a symlink"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a fifo"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() || t.is_char_device() {
-        "a device"
-    } else {
-        "a regular file"
-    }
 }
 
 /// `f` of every item, on up to as many threads as there are cores; the
@@ -386,6 +371,7 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn names(s: &Scan) -> Vec<&str> {
         s.entries.iter().map(|e| e.path.as_str()).collect()

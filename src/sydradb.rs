@@ -7,6 +7,12 @@ pub const WAL_RECORD_LEN: usize = 33;
 pub const WAL_PAYLOAD_LEN: u32 = 25;
 /// Bytes of a SYSEG2 header.
 pub const SEGMENT_HEADER_LEN: usize = 44;
+/// Longest WAL record payload replay accepts.
+pub const MAX_WAL_RECORD: u32 = 1 << 20;
+/// The record type byte of a `Put`, the only type replay knows.
+pub const WAL_PUT: u8 = 1;
+
+pub use crate::check::{Segment, decode_segment};
 
 /// CRC-32 (IEEE, as zlib's `crc32`).
 ///
@@ -76,7 +82,7 @@ const fn crc_tables() -> [[u32; 256]; 8] {
 pub fn wal_record(series_id: u64, ts: i64, value: f64) -> [u8; WAL_RECORD_LEN] {
     let mut r = [0u8; WAL_RECORD_LEN];
     r[..4].copy_from_slice(&WAL_PAYLOAD_LEN.to_le_bytes());
-    r[4] = 1;
+    r[4] = WAL_PUT;
     r[5..13].copy_from_slice(&series_id.to_le_bytes());
     r[13..21].copy_from_slice(&ts.to_le_bytes());
     r[21..29].copy_from_slice(&value.to_bits().to_le_bytes());
@@ -85,39 +91,19 @@ pub fn wal_record(series_id: u64, ts: i64, value: f64) -> [u8; WAL_RECORD_LEN] {
     r
 }
 
-/// Checks a WAL file the way replay does; returns the record count or the
-/// offset and reason of the first bad record.
+/// Checks a WAL file the way replay does (the one WAL parser,
+/// [`crate::check::WalStream`]); returns the record count or the offset
+/// and reason of the first bad record.
 pub fn check_wal(data: &[u8]) -> Result<u64, (u64, String)> {
-    let mut off = 0usize;
-    let mut n = 0u64;
-    while off < data.len() {
-        if data.len() - off < 4 {
-            return Err((off as u64, "short record length".into()));
-        }
-        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap()) as usize;
-        if len == 0 || len > 1 << 20 {
-            return Err((off as u64, format!("bad record length {len}")));
-        }
-        if data.len() - off - 4 < len + 4 {
-            return Err((off as u64, "short record".into()));
-        }
-        let payload = &data[off + 4..off + 4 + len];
-        let crc = u32::from_le_bytes(data[off + 4 + len..off + 8 + len].try_into().unwrap());
-        if crc32(payload) != crc {
-            return Err((off as u64, "CRC mismatch".into()));
-        }
-        off += len + 8;
-        n += 1;
+    let mut w = crate::check::WalStream::default();
+    if let Some(p) = w.feed(data).or_else(|| w.finish()) {
+        return Err(p);
     }
-    Ok(n)
+    Ok(w.records)
 }
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -167,96 +153,6 @@ pub fn encode_segment(series_id: u64, hour: i64, points: &[(i64, f64)]) -> Vec<u
         prev = Some(bits);
     }
     out
-}
-
-/// A decoded segment header and its points.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Segment {
-    /// Series id.
-    pub series_id: u64,
-    /// Hour bucket.
-    pub hour: i64,
-    /// `(ts, value)` points.
-    pub points: Vec<(i64, f64)>,
-}
-
-/// Decodes a whole SYSEG2 (or SYSEG1) segment; the error is the offset and
-/// reason of the first problem.
-pub fn decode_segment(b: &[u8]) -> Result<Segment, (u64, String)> {
-    let bad = |off: usize, why: &str| Err((off as u64, why.to_string()));
-    if b.len() < 42 || !(b.starts_with(b"SYSEG2") || b.starts_with(b"SYSEG1")) {
-        return bad(0, "not a SYSEG2/SYSEG1 header");
-    }
-    let v2 = b.starts_with(b"SYSEG2");
-    let hdr = if v2 { SEGMENT_HEADER_LEN } else { 42 };
-    if b.len() < hdr {
-        return bad(0, "short header");
-    }
-    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-    let series_id = u64_at(6);
-    let hour = u64_at(14) as i64;
-    let count = u32::from_le_bytes(b[22..26].try_into().unwrap()) as usize;
-    let start = u64_at(26) as i64;
-    let mut p = hdr;
-    let mut ts_list = Vec::with_capacity(count.min(1 << 20));
-    let (mut prev_ts, mut prev_delta) = (start, 0i64);
-    for _ in 0..count {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let Some(&byte) = b.get(p) else {
-                return bad(p, "truncated timestamp varint");
-            };
-            p += 1;
-            if shift > 63 {
-                return bad(p, "varint too long");
-            }
-            v |= u64::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        let delta = prev_delta.wrapping_add(unzigzag(v));
-        prev_ts = prev_ts.wrapping_add(delta);
-        prev_delta = delta;
-        ts_list.push(prev_ts);
-    }
-    let mut points = Vec::with_capacity(ts_list.len());
-    let mut prev = 0u64;
-    for ts in ts_list {
-        let Some(&m) = b.get(p) else {
-            return bad(p, "truncated value");
-        };
-        let bits = match m {
-            2 if b.len() >= p + 9 => {
-                p += 9;
-                u64_at(p - 8)
-            }
-            0 if !points.is_empty() => {
-                p += 1;
-                prev
-            }
-            1 if b.len() >= p + 4 && b.len() >= p + 4 + b[p + 3] as usize && b[p + 3] <= 8 => {
-                let (tz, n) = (u32::from(b[p + 2]), b[p + 3] as usize);
-                let mut x = [0u8; 8];
-                x[..n].copy_from_slice(&b[p + 4..p + 4 + n]);
-                p += 4 + n;
-                prev ^ (u64::from_le_bytes(x).checked_shl(tz).unwrap_or(0))
-            }
-            _ => return bad(p, "bad value marker or truncated value"),
-        };
-        prev = bits;
-        points.push((ts, f64::from_bits(bits)));
-    }
-    if p != b.len() {
-        return bad(p, "trailing bytes after the last value");
-    }
-    Ok(Segment {
-        series_id,
-        hour,
-        points,
-    })
 }
 
 #[cfg(test)]

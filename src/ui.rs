@@ -147,3 +147,33 @@ mod tests {
         assert_eq!(super::utc_time(1_795_305_599_999), "2026-11-21T23:59:59Z");
     }
 }
+
+/// An archive path as one line of a listing: backslash, newline, tab,
+/// carriage return and other control bytes escaped, so a name cannot
+/// break a line or a terminal.
+pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c == '\\' || c.is_control()) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_escaped_onto_one_line() {
+        assert_eq!(super::escape_name("wal/a.wal"), "wal/a.wal");
+        assert_eq!(super::escape_name("wal/a\nb\\c\x1b"), "wal/a\\nb\\\\c\\x1b");
+    }
+}

@@ -6,6 +6,7 @@ mod format;
 mod helpers;
 mod hostile;
 mod live;
+mod probe;
 mod refusals;
 mod restore;
 mod roundtrip;

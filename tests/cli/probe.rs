@@ -1,0 +1,391 @@
+//! Defects an outside probe found (issue 12): races on the data dir, hangs,
+//! closed standard streams, overflowing inputs, limits that disagreed.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn spawn(args: &[&str]) -> Child {
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child`, killing it after `limit` (a hang is a failure).
+fn wait_bounded(child: Child, limit: Duration) -> std::process::Output {
+    let pid = child.id() as i32;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if start.elapsed() > limit {
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!watchdog.join().unwrap(), "hung for over {limit:?}");
+    out
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(p(path)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Sets a file's mtime `secs` seconds into the past.
+fn age(path: &Path, secs: u64) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Item 1: a file swapped for a symlink while `create` re-reads it is never
+/// followed: the root-only file it points to stays out of every archive.
+#[test]
+fn a_symlink_swapped_in_while_a_file_is_re_read_is_refused() {
+    for victim in ["tags.json", "segments/3600/1-3600-3610-1.seg"] {
+        let t = tempfile::tempdir().unwrap();
+        let data = tiny_data(t.path());
+        let secret = t.path().join("secret");
+        fs::write(&secret, b"TOP SECRET root-only content").unwrap();
+        // Freshly written and unparseable: create re-reads it for 2.5 s.
+        fs::write(data.join(victim), b"{ half written").unwrap();
+        let out = t.path().join("a.tar.zst");
+        let child = spawn(&["create", p(&data), "-o", p(&out)]);
+        std::thread::sleep(Duration::from_millis(400));
+        fs::remove_file(data.join(victim)).unwrap();
+        std::os::unix::fs::symlink(&secret, data.join(victim)).unwrap();
+        let o = wait_bounded(child, Duration::from_secs(60));
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains(victim) && err.contains("a symlink inside the layout is not archived"),
+            "{victim}: {err}"
+        );
+        assert!(!out.exists(), "{victim}: an archive was written");
+        assert!(leftovers(t.path()).is_empty());
+    }
+}
+
+/// Item 2: a FIFO swapped in while `create` re-reads a file makes it fail
+/// at once, not hang in open(2).
+#[test]
+fn a_fifo_swapped_in_does_not_hang_create() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    fs::write(data.join("tags.json"), b"").unwrap();
+    let out = t.path().join("a.tar.zst");
+    let child = spawn(&["create", p(&data), "-o", p(&out)]);
+    std::thread::sleep(Duration::from_millis(400));
+    fs::remove_file(data.join("tags.json")).unwrap();
+    mkfifo(&data.join("tags.json"));
+    let o = wait_bounded(child, Duration::from_secs(60));
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("tags.json") && stderr(&o).contains("a fifo inside the layout"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+/// Item 3: broken segments that are not being written are archived at
+/// once, each with a warning; fresh ones are waited for together, under
+/// one deadline, not 2.5 s each.
+#[test]
+fn broken_segments_cost_no_wait_each() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    for i in 0..10 {
+        let seg = data.join(format!("segments/3600/{i}-3600-3600-1.seg"));
+        fs::write(&seg, b"").unwrap();
+        age(&seg, 3600);
+    }
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 10, "{warnings:?}");
+    for w in &warnings {
+        assert!(
+            w.contains("not a SYSEG2/SYSEG1 header") && w.contains("not modified for"),
+            "{w}"
+        );
+    }
+    let o = run(&["verify", p(&out)]);
+    expect_code(&o, 0);
+
+    // Ten fresh broken segments settle in the same rounds: well under the
+    // 25 s that ten waits one after another took (a bound for a hang, not
+    // a speed target).
+    let data2 = t.path().join("fresh");
+    fs::rename(&data, &data2).unwrap();
+    for i in 0..10 {
+        fs::write(data2.join(format!("segments/3600/{i}-3600-3600-1.seg")), b"x").unwrap();
+    }
+    let out2 = t.path().join("b.tar.zst");
+    let start = Instant::now();
+    let o = run(&["create", p(&data2), "-o", p(&out2), "--json"]);
+    let took = start.elapsed();
+    expect_code(&o, 0);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 10, "{v}");
+}
+
+/// Item 8: a closed or broken stderr (or stdout) is not a panic (exit
+/// 101); exit codes stay 0/1/2.
+#[test]
+fn closed_or_broken_stderr_keeps_the_exit_codes() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    // stderr a pipe whose reader is gone: every write fails with EPIPE.
+    let broken = |args: &[&str]| {
+        let mut c = bin()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(c.stderr.take());
+        c.wait().unwrap().code().expect("exited normally")
+    };
+    assert_eq!(broken(&["create", p(&data), "-o", p(&out)]), 0);
+    assert_eq!(broken(&["restore", p(&out), p(&t.path().join("r"))]), 0);
+    assert_eq!(broken(&["verify", "/dev/zero"]), 1);
+    assert_eq!(broken(&["verify", "/nonexistent/a.tar.zst"]), 2);
+    // stderr closed by the shell.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" verify /dev/zero 2>&-")
+        .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+        .output()
+        .unwrap();
+    expect_code(&o, 1);
+    // stdout a broken pipe: completions fail with 2, not a panic.
+    let mut c = bin()
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    assert_eq!(c.wait().unwrap().code(), Some(2));
+}
+
+/// Item 9: `create -o -` with stdout closed is a failure, not exit 0 with
+/// the archive gone nowhere (or into a file that took fd 1).
+#[test]
+fn closed_stdout_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" create \"$1\" -o - >&-")
+        .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+        .arg(p(&data))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("stdout is closed"), "{}", stderr(&o));
+    // Nothing in the data dir was written to.
+    assert_eq!(
+        fs::read(data.join("tags.json")).unwrap(),
+        b"{\"a=b\":[1]}".to_vec()
+    );
+}
+
+/// Item 10: a SOURCE_DATE_EPOCH whose milliseconds overflow is refused.
+#[test]
+fn overflowing_source_date_epoch_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    let o = bin()
+        .args(["create", p(&data), "-o", p(&out)])
+        .env("SOURCE_DATE_EPOCH", "18446744073709552")
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("SOURCE_DATE_EPOCH=18446744073709552 is too large"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    let o = bin()
+        .args(["create", p(&data), "-o", p(&out), "--json"])
+        .env("SOURCE_DATE_EPOCH", "18446744073709551")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+}
+
+/// Item 11: a valid file over the old 16 and 64 MiB limits is checked the
+/// same way by `create` and `verify --deep`: accepted by both.
+#[test]
+fn large_valid_files_pass_create_and_deep_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    // A valid tags.json of ~70 MB: many series lists.
+    let mut tags = Vec::with_capacity(70 << 20);
+    tags.push(b'{');
+    let mut i = 0u64;
+    while tags.len() < 66 << 20 {
+        if i > 0 {
+            tags.push(b',');
+        }
+        let ids: Vec<String> = (0..64).map(|k| (i * 64 + k).to_string()).collect();
+        tags.extend(format!("\"host=h{i}\":[{}]", ids.join(",")).bytes());
+        i += 1;
+    }
+    tags.push(b'}');
+    fs::write(data.join("tags.json"), &tags).unwrap();
+    drop(tags);
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 0, "{v}");
+    let o = run(&["verify", "--deep", p(&out)]);
+    expect_code(&o, 0);
+}
+
+/// Item 11: a large segment that keeps growing is never cut silently.
+#[test]
+fn a_growing_large_segment_is_not_cut_silently() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let seg = data.join("segments/3600/big-3600-3600-1.seg");
+    fs::write(&seg, vec![7u8; 20 << 20]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let grower = {
+        let seg = seg.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                f.write_all(&[1u8; 4096]).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out)]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    grower.join().unwrap();
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("big-3600-3600-1.seg")
+            && (err.contains("never settled") || err.contains("file changed")),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// Item 13: one OS error is printed once; list and restore name the archive.
+#[test]
+fn errors_say_it_once_and_name_the_archive() {
+    let t = tempfile::tempdir().unwrap();
+    let missing = t.path().join("missing.tar.zst");
+    for cmd in ["list", "verify"] {
+        let o = run(&[cmd, p(&missing)]);
+        expect_code(&o, 2);
+        let err = stderr(&o);
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+        assert!(err.contains("missing.tar.zst"), "{err}");
+    }
+    let o = run(&["restore", p(&missing), p(&t.path().join("r"))]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("missing.tar.zst"), "{err}");
+
+    let bad = t.path().join("zero.tar.zst");
+    fs::write(&bad, vec![0u8; 4096]).unwrap();
+    let o = run(&["restore", p(&bad), p(&t.path().join("r"))]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("restore ") && stderr(&o).contains("zero.tar.zst"));
+    let o = run(&["list", p(&bad)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("list ") && stderr(&o).contains("zero.tar.zst"));
+}
+
+/// Item 13: a name holding a newline is listed on one line.
+#[test]
+fn list_escapes_control_characters() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    fs::write(data.join("wal/odd\nname"), b"x").unwrap();
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let o = run(&["list", p(&out)]);
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("wal/odd\\nname"), "{text}");
+    assert_eq!(text.lines().count(), 8, "{text}");
+}
+
+/// Item 13: an archive written into its own data dir: into the layout is
+/// refused (the next create would archive it), beside it a warning.
+#[test]
+fn an_archive_inside_its_own_data_dir() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let inside = data.join("segments/backup.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&inside)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("inside the data dir's layout"), "{}", stderr(&o));
+    assert!(!inside.exists());
+    assert!(leftovers(&data.join("segments")).is_empty());
+
+    let beside = data.join("backup.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&beside)]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains("warning: the archive is written inside the data dir"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Item 13: a HEAD mtime of -1 is refused (FORMAT.md: never negative).
+#[test]
+fn negative_mtime_in_head_is_refused() {
+    let members = good();
+    let mut head = head_for(&members);
+    head["entries"][0]["mtime"] = serde_json::json!(-1);
+    let a = craft(&head, &raw_tar(&members), &sums_for(&members));
+    let t = tempfile::tempdir().unwrap();
+    let path = t.path().join("neg.tar.zst");
+    fs::write(&path, a).unwrap();
+    let o = run(&["verify", p(&path)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("negative mtime"), "{}", stderr(&o));
+}
