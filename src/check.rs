@@ -755,7 +755,10 @@ mod tests {
         long.push(0);
         assert_eq!(
             all_chunkings(FileKind::Segment, &long),
-            Some((seg.len() as u64, "trailing bytes after the last value".into()))
+            Some((
+                seg.len() as u64,
+                "trailing bytes after the last value".into()
+            ))
         );
         let mut marker = seg.clone();
         let first_val = 44 + (seg.len() - 44) - (seg.len() - 44); // recomputed below

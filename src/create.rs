@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::check::Checker;
 use crate::error::{Error, Result};
 use crate::footer::Footer;
 use crate::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable_json};
 use crate::head::{EntryKind, FORMAT_NAME, Head, VERSION};
-use crate::check::Checker;
 use crate::live::{self, Content, FileKind};
 use crate::publish::AtomicFile;
 use crate::remote::{Remote, S3Options, S3Url, Upload, Uploaded};
@@ -234,7 +234,16 @@ pub fn write_archive<W: Write>(
     opts: &CreateOptions,
 ) -> Result<(W, CreateSummary)> {
     let threads = effective_threads(opts.threads);
-    let wrap = |e: io::Error| from_io(e, "write", out_name);
+    let wrap = |e: io::Error| {
+        // zstd's ZSTD_error_memory_allocation: say what to lower.
+        if e.to_string().starts_with("Allocation error") {
+            return Error::Refused(format!(
+                "zstd could not allocate the memory for --level {} with {threads} threads; lower --threads or --level",
+                opts.level
+            ));
+        }
+        from_io(e, "write", out_name)
+    };
     let mut w = HashWriter::new(out, out_name);
     let created_unix_ms = opts.created_unix_ms.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -306,18 +315,21 @@ pub fn write_archive<W: Write>(
                 // Big reads for big files; a small file gets a small buffer
                 // (a new one is zeroed whole, and most segments are a few KiB).
                 let buffer = (e.size as usize).clamp(8 * 1024, 256 * 1024);
-                let mut append =
-                    |src: &mut dyn Read, check: Option<Checker>| -> Result<([u8; 32], Option<Checker>)> {
-                        let mut src = BufReader::with_capacity(
-                            buffer,
-                            SourceReader::new(src, &path, e.size, progress, check),
-                        );
-                        tar.append_data(&mut header, &e.path, &mut src)
-                            .map_err(wrap)?;
-                        Ok(src.into_inner().finish())
-                    };
+                let mut append = |src: &mut dyn Read,
+                                  check: Option<Checker>|
+                 -> Result<([u8; 32], Option<Checker>)> {
+                    let mut src = BufReader::with_capacity(
+                        buffer,
+                        SourceReader::new(src, &path, e.size, progress, check),
+                    );
+                    tar.append_data(&mut header, &e.path, &mut src)
+                        .map_err(wrap)?;
+                    Ok(src.into_inner().finish())
+                };
                 let digest = match captured.remove(&i) {
-                    Some(Captured::Settled(Content::Bytes(bytes))) => append(&mut &bytes[..], None)?.0,
+                    Some(Captured::Settled(Content::Bytes(bytes))) => {
+                        append(&mut &bytes[..], None)?.0
+                    }
                     Some(Captured::Settled(Content::Spooled(file)) | Captured::Held(file)) => {
                         let mut f: &File = &file;
                         f.seek(SeekFrom::Start(0))
@@ -334,7 +346,8 @@ pub fn write_archive<W: Write>(
                         let kind = live::kind_of(&e.path);
                         let check = (kind != FileKind::Other).then(|| Checker::new(kind));
                         let (digest, check) = append(&mut file, check)?;
-                        let now = crate::sys::fstat(&file).map_err(|err| Error::io("stat", &path, err))?;
+                        let now = crate::sys::fstat(&file)
+                            .map_err(|err| Error::io("stat", &path, err))?;
                         if now.key() != opened.key() {
                             return Err(changed(&path, "while it was read"));
                         }

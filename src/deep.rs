@@ -5,9 +5,9 @@
 //! checkers `create` uses ([`crate::check`]). A problem is reported with its
 //! path and byte offset.
 
+use crate::check::Checker;
 use crate::error::Result;
 use crate::head::Entry;
-use crate::check::Checker;
 use crate::live::{self, FileKind};
 use crate::location::Location;
 use crate::read::{Depth, FileSink, ReadSummary, Sink};

@@ -113,7 +113,10 @@ fn read_once(tree: &Tree, rel: &str, kind: FileKind, mem_ok: u64) -> Result<Opti
     let mut content = if before.size <= mem_ok {
         Content::Bytes(Vec::with_capacity(before.size as usize))
     } else {
-        Content::Spooled(tempfile::tempfile().map_err(|e| Error::io("create a temporary file for", path(), e))?)
+        Content::Spooled(
+            tempfile::tempfile()
+                .map_err(|e| Error::io("create a temporary file for", path(), e))?,
+        )
     };
     // One byte more than the size seen tells a file that grew.
     let mut left = before.size + 1;
@@ -162,7 +165,10 @@ fn read_once(tree: &Tree, rel: &str, kind: FileKind, mem_ok: u64) -> Result<Opti
 /// [`INVALID_STABLE_FOR`] is taken with a warning too. All files are read
 /// in the same rounds, under one deadline ([`SETTLE_TIMEOUT`] in all, not
 /// per file).
-pub fn settle_all(tree: &Tree, hot: Vec<(usize, String, FileKind)>) -> Result<Vec<(usize, Settled)>> {
+pub fn settle_all(
+    tree: &Tree,
+    hot: Vec<(usize, String, FileKind)>,
+) -> Result<Vec<(usize, Settled)>> {
     struct Pending {
         idx: usize,
         rel: String,
@@ -513,6 +519,77 @@ mod tests {
         let p = scan_wal(&f, "x", w2.len() as u64).unwrap();
         assert_eq!(p.archived, w2.len() as u64);
         assert_eq!(p.damaged, vec![33]);
+    }
+
+    fn tree_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Tree) {
+        let t = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(t.path().join(name), bytes).unwrap();
+        }
+        let tree = Tree::open(t.path()).unwrap();
+        (t, tree)
+    }
+
+    fn bytes(s: &Settled) -> &[u8] {
+        match &s.content {
+            Content::Bytes(b) => b,
+            Content::Spooled(_) => panic!("spooled"),
+        }
+    }
+
+    #[test]
+    fn settle_waits_for_valid_content() {
+        let (t, tree) = tree_with(&[("tags.json", b"")]);
+        let p = t.path().join("tags.json");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(&p, b"{\"a=b\":[1]}").unwrap();
+        });
+        let s = settle_all(&tree, vec![(0, "tags.json".into(), FileKind::Tags)]).unwrap();
+        writer.join().unwrap();
+        assert_eq!(bytes(&s[0].1), b"{\"a=b\":[1]}");
+        assert!(s[0].1.warning.is_none());
+    }
+
+    #[test]
+    fn invalid_content_is_taken_when_unchanged_or_old() {
+        let (t, tree) = tree_with(&[("MANIFEST", b"not json\n"), ("tags.json", b"{")]);
+        // tags.json is old: taken at once; MANIFEST is fresh: after it
+        // stayed the same for a while.
+        let f = std::fs::File::options()
+            .write(true)
+            .open(t.path().join("tags.json"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(600))
+            .unwrap();
+        let s = settle_all(
+            &tree,
+            vec![
+                (0, "MANIFEST".into(), FileKind::Manifest),
+                (1, "tags.json".into(), FileKind::Tags),
+            ],
+        )
+        .unwrap();
+        let by = |i| &s.iter().find(|(j, _)| *j == i).unwrap().1;
+        assert_eq!(bytes(by(0)), b"not json\n");
+        assert!(by(0).warning.as_ref().unwrap().contains("unchanged for"));
+        assert!(by(1).warning.as_ref().unwrap().contains("not modified for"));
+        // The old one was taken in the first round: it comes first.
+        assert_eq!(s[0].0, 1);
+    }
+
+    #[test]
+    fn large_hot_files_are_spooled_not_held_in_memory() {
+        let big = vec![b' '; MAX_IN_MEMORY_FILE as usize + 10];
+        let mut tags = b"{}".to_vec();
+        tags.extend_from_slice(&big);
+        let (_t, tree) = tree_with(&[("tags.json", &tags)]);
+        let s = settle_all(&tree, vec![(0, "tags.json".into(), FileKind::Tags)]).unwrap();
+        assert!(s[0].1.warning.is_none());
+        let Content::Spooled(f) = &s[0].1.content else {
+            panic!("held in memory")
+        };
+        assert_eq!(f.metadata().unwrap().len(), tags.len() as u64);
     }
 
     #[test]

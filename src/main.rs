@@ -92,7 +92,9 @@ impl StdClosed {
             return Ok(());
         }
         if reading && self.stdin {
-            return Err(Error::Refused("stdin is closed; there is no archive to read".into()).into());
+            return Err(
+                Error::Refused("stdin is closed; there is no archive to read".into()).into(),
+            );
         }
         if !reading && self.stdout {
             return Err(Error::Refused(
@@ -300,7 +302,9 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             for p in &problems {
                 say!(
                     "sydra-archive: {}: offset {}: {}",
-                    p.path, p.offset, p.reason
+                    p.path,
+                    p.offset,
+                    p.reason
                 );
             }
             say!(

@@ -98,7 +98,12 @@ pub fn scan(root: &Path) -> Result<Scan> {
                 if st.kind != Kind::File {
                     return Err(not_regular(path, st.kind));
                 }
-                push(&mut scan.entries, name_str.to_string(), EntryKind::File, &st);
+                push(
+                    &mut scan.entries,
+                    name_str.to_string(),
+                    EntryKind::File,
+                    &st,
+                );
             }
             TopLevel::Dir => {
                 let l = scan
@@ -262,7 +267,8 @@ impl Scan {
                 .collect();
             parallel_map(&jobs, |(f, name, path)| {
                 let m = crate::sys::fstat(*f).map_err(|e| Error::io("stat", path, e))?;
-                let pos = live::scan_wal(f, name, m.size).map_err(|e| Error::io("read", path, e))?;
+                let pos =
+                    live::scan_wal(f, name, m.size).map_err(|e| Error::io("read", path, e))?;
                 Ok((m, pos))
             })
         };

@@ -204,7 +204,8 @@ mod tests {
         let tree = Tree::open(t.path()).unwrap();
         let e = tree.open_file("MANIFEST").unwrap_err();
         assert!(
-            e.to_string().contains("a fifo inside the layout is not archived"),
+            e.to_string()
+                .contains("a fifo inside the layout is not archived"),
             "{e}"
         );
     }

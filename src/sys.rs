@@ -236,7 +236,13 @@ impl Dir {
 
 fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<Dir> {
     // SAFETY: a valid (or AT_FDCWD) directory descriptor and NUL-terminated name.
-    let fd = unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            flags | libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -331,6 +337,9 @@ mod tests {
         std::os::unix::fs::symlink(t.path().join("real"), t.path().join("d")).unwrap();
         let d = Dir::open(t.path()).unwrap();
         assert!(is_symlink_error(&d.open_dir(b"d", false).unwrap_err()));
-        assert_eq!(d.open_dir(b"d", true).unwrap().stat().unwrap().kind, Kind::Dir);
+        assert_eq!(
+            d.open_dir(b"d", true).unwrap().stat().unwrap().kind,
+            Kind::Dir
+        );
     }
 }

@@ -142,7 +142,11 @@ fn broken_segments_cost_no_wait_each() {
     let data2 = t.path().join("fresh");
     fs::rename(&data, &data2).unwrap();
     for i in 0..10 {
-        fs::write(data2.join(format!("segments/3600/{i}-3600-3600-1.seg")), b"x").unwrap();
+        fs::write(
+            data2.join(format!("segments/3600/{i}-3600-3600-1.seg")),
+            b"x",
+        )
+        .unwrap();
     }
     let out2 = t.path().join("b.tar.zst");
     let start = Instant::now();
@@ -361,7 +365,11 @@ fn an_archive_inside_its_own_data_dir() {
     let inside = data.join("segments/backup.tar.zst");
     let o = run(&["create", p(&data), "-o", p(&inside)]);
     expect_code(&o, 2);
-    assert!(stderr(&o).contains("inside the data dir's layout"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("inside the data dir's layout"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!inside.exists());
     assert!(leftovers(&data.join("segments")).is_empty());
 
@@ -388,4 +396,30 @@ fn negative_mtime_in_head_is_refused() {
     let o = run(&["verify", p(&path)]);
     expect_code(&o, 1);
     assert!(stderr(&o).contains("negative mtime"), "{}", stderr(&o));
+}
+
+/// Item 13: zstd running out of memory says what to lower.
+#[test]
+fn out_of_memory_in_zstd_says_what_to_lower() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    let o = run_bounded(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&out),
+        "--threads",
+        "256",
+        "--level",
+        "22",
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("lower --threads or --level"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    assert!(leftovers(t.path()).is_empty());
 }
