@@ -138,16 +138,6 @@ pub fn utc_time(unix_ms: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_times() {
-        assert_eq!(super::utc_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(super::utc_time(1_795_305_599_999), "2026-11-21T23:59:59Z");
-    }
-}
-
 /// An archive path as one line of a listing: backslash, newline, tab,
 /// carriage return and other control bytes escaped, so a name cannot
 /// break a line or a terminal.
@@ -171,6 +161,13 @@ pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc_time(1_795_305_599_999), "2026-11-21T23:59:59Z");
+    }
+
     #[test]
     fn names_are_escaped_onto_one_line() {
         assert_eq!(super::escape_name("wal/a.wal"), "wal/a.wal");
