@@ -2,6 +2,7 @@
 //! result to an exit code (0 ok, 1 bad archive, 2 anything else).
 
 mod cli;
+mod report;
 mod ui;
 
 use std::io::{self, Write};
@@ -12,7 +13,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use serde_json::json;
 use sydra_archive::progress::Progress;
 use sydra_archive::sums::hex;
 use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
@@ -144,8 +144,8 @@ fn location(arg: &Path, s3: &S3Args) -> anyhow::Result<Location> {
     Ok(Location::parse(arg, &s3_options(s3))?)
 }
 
-fn print_json(to_stderr: bool, v: &serde_json::Value) -> anyhow::Result<()> {
-    let text = format!("{v}\n");
+fn print_json(to_stderr: bool, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = format!("{}\n", serde_json::to_string(v)?);
     if to_stderr {
         io::stderr().write_all(text.as_bytes())?;
     } else {
@@ -202,29 +202,29 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(
             to_stdout,
-            &json!({
-                "archive": archive,
-                "bytes": s.bytes,
-                "sha256": hex(&s.sha256),
-                "files": s.files,
-                "dirs": s.dirs,
-                "data_bytes": s.data_bytes,
-                "skipped": s.skipped,
-                "followed": s.followed,
-                "removed_stale_temps": s.removed_stale,
-                "threads": s.threads,
-                "wal": s.wal,
-                "warnings": s.warnings,
-                "seconds": secs,
-                "object": s.uploaded.as_ref().map(|u| json!({
-                    "url": u.url,
-                    "parts": u.parts,
-                    "part_size": u.plan.base,
-                    "parts_in_flight": u.plan.in_flight,
-                    "e_tag": u.e_tag,
-                    "sha256_in_metadata": u.sha256_in_metadata,
-                })),
-            }),
+            &report::CreateReport {
+                archive: archive.clone(),
+                bytes: s.bytes,
+                sha256: hex(&s.sha256),
+                files: s.files,
+                dirs: s.dirs,
+                data_bytes: s.data_bytes,
+                skipped: s.skipped.clone(),
+                followed: s.followed.clone(),
+                removed_stale_temps: s.removed_stale.clone(),
+                threads: s.threads,
+                wal: s.wal.clone(),
+                warnings: s.warnings.clone(),
+                seconds: secs,
+                object: s.uploaded.as_ref().map(|u| report::ObjectReport {
+                    url: u.url.clone(),
+                    parts: u.parts,
+                    part_size: u.plan.base,
+                    parts_in_flight: u.plan.in_flight,
+                    e_tag: u.e_tag.clone(),
+                    sha256_in_metadata: u.sha256_in_metadata,
+                }),
+            },
         )?;
     }
     if !a.quiet {
@@ -288,14 +288,14 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             if a.json {
                 print_json(
                     false,
-                    &json!({
-                        "ok": false,
-                        "archive": archive,
-                        "mode": mode,
-                        "error": format!("{total} problem(s) SydraDB would trip over"),
-                        "problems": problems,
-                        "problem_count": total,
-                        "sha256": hex(&s.sha256),
+                    &report::VerifyReport::Problems(report::VerifyProblems {
+                        ok: false,
+                        archive: archive.clone(),
+                        mode,
+                        error: format!("{total} problem(s) SydraDB would trip over"),
+                        problems: problems.clone(),
+                        problem_count: total,
+                        sha256: hex(&s.sha256),
                     }),
                 )?;
             }
@@ -317,17 +317,17 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             if a.json {
                 print_json(
                     false,
-                    &json!({
-                        "ok": true,
-                        "archive": archive,
-                        "mode": mode,
-                        "bytes": s.bytes,
-                        "sha256": hex(&s.sha256),
-                        "files": files,
-                        "entries": s.head.entries.len(),
-                        "data_bytes": s.head.total_bytes,
-                        "frames": s.frames,
-                        "seconds": secs,
+                    &report::VerifyReport::Ok(report::VerifyOk {
+                        ok: true,
+                        archive: archive.clone(),
+                        mode,
+                        bytes: s.bytes,
+                        sha256: hex(&s.sha256),
+                        files,
+                        entries: s.head.entries.len(),
+                        data_bytes: s.head.total_bytes,
+                        frames: s.frames,
+                        seconds: secs,
                     }),
                 )?;
             } else {
@@ -355,7 +355,11 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             if a.json {
                 print_json(
                     false,
-                    &json!({"ok": false, "archive": archive, "error": e.to_string()}),
+                    &report::VerifyReport::Failed(report::VerifyFailed {
+                        ok: false,
+                        archive: archive.clone(),
+                        error: e.to_string(),
+                    }),
                 )?;
             }
             say!("sydra-archive: verify {archive}: {e}");
@@ -428,19 +432,20 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(
             false,
-            &json!({
-                "archive": archive,
-                "data_dir": s.data_dir,
-                "bytes": s.read.bytes,
-                "sha256": hex(&s.read.sha256),
-                "files": s.read.head.file_count(),
-                "entries": s.read.head.entries.len(),
-                "data_bytes": s.read.head.total_bytes,
-                "kept_old": s.kept_old,
-                "removed_leftovers": s.removed_leftovers,
-                "reported_leftovers": s.reported_leftovers,
-                "seconds": secs,
-            }),
+            &report::RestoreReport {
+                archive: archive.clone(),
+                data_dir: s.data_dir.clone(),
+                bytes: s.read.bytes,
+                sha256: hex(&s.read.sha256),
+                files: s.read.head.file_count(),
+                entries: s.read.head.entries.len(),
+                data_bytes: s.read.head.total_bytes,
+                kept_old: s.kept_old.clone(),
+                removed_leftovers: s.removed_leftovers.clone(),
+                reported_leftovers: s.reported_leftovers.clone(),
+                warnings: Vec::new(),
+                seconds: secs,
+            },
         )?;
     }
     if !a.quiet {
@@ -484,14 +489,18 @@ fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
-        let others: Vec<_> = listing
+        let others = listing
             .others
             .iter()
-            .map(|(url, why)| json!({"url": url, "reason": why}))
+            .map(|(url, why)| report::Other { url, reason: why })
             .collect();
         serde_json::to_writer(
             &mut out,
-            &json!({"prefix": url.to_string(), "archives": listing.archives, "others": others}),
+            &report::LsReport {
+                prefix: url.to_string(),
+                archives: &listing.archives,
+                others,
+            },
         )?;
         out.write_all(b"\n")?;
     } else {
@@ -519,12 +528,12 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(
             false,
-            &json!({
-                "prefix": url.to_string(),
-                "dry_run": p.dry_run,
-                "kept": p.kept,
-                "deleted": p.deleted,
-            }),
+            &report::PruneReport {
+                prefix: url.to_string(),
+                dry_run: p.dry_run,
+                kept: &p.kept,
+                deleted: &p.deleted,
+            },
         )?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -158,3 +158,67 @@ fn completions_and_man_page() {
     );
     assert!(man.contains("Exit codes"));
 }
+
+/// The `--json` reports are a public interface: each has exactly the
+/// fields the README's "JSON output" section lists.
+#[test]
+fn json_reports_have_the_documented_fields() {
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+    fn want(fields: &str) -> Vec<String> {
+        let mut k: Vec<String> = fields.split_whitespace().map(String::from).collect();
+        k.sort();
+        k
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented = |report: &str| -> Vec<String> {
+        // A README line "- `report`: `a`, `b`, ..." lists the fields.
+        let line = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("- `{report}`:")))
+            .unwrap_or_else(|| panic!("README documents no {report} report"));
+        let fields: String = line
+            .split_once(':')
+            .unwrap()
+            .1
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        want(&fields)
+    };
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    let json = |args: &[&str], code: i32| -> serde_json::Value {
+        let o = run(args);
+        expect_code(&o, code);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let v = json(&["create", p(&data), "-o", p(&out), "--json"], 0);
+    assert_eq!(keys(&v), documented("create --json"));
+    let v = json(&["verify", p(&out), "--json"], 0);
+    assert_eq!(keys(&v), documented("verify --json"));
+    let v = json(&["restore", p(&out), p(&t.path().join("r")), "--json"], 0);
+    assert_eq!(keys(&v), documented("restore --json"));
+    let bad = t.path().join("bad.tar.zst");
+    std::fs::write(&bad, b"not an archive").unwrap();
+    let v = json(&["verify", p(&bad), "--json"], 1);
+    assert_eq!(keys(&v), documented("verify --json (failed)"));
+    // A torn WAL tail: create archives it (cut), --deep finds nothing; a
+    // crafted archive with a torn WAL is what --deep reports.
+    let members = vec![
+        file("MANIFEST", b"{}\n"),
+        dir("wal"),
+        file("wal/current.wal", &[1u8; 20]),
+    ];
+    let torn = t.path().join("torn.tar.zst");
+    std::fs::write(&torn, craft_members(&members)).unwrap();
+    let v = json(&["verify", "--deep", p(&torn), "--json"], 1);
+    assert_eq!(keys(&v), documented("verify --deep --json (problems)"));
+}

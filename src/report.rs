@@ -1,0 +1,190 @@
+//! The `--json` output of every command: one typed struct per report, a
+//! public interface (documented in the README's "JSON output" section and
+//! checked by `tests/cli/ux.rs`). Field names and meanings do not change
+//! without a note in the README.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sydra_archive::deep::Problem;
+use sydra_archive::live::WalPosition;
+use sydra_archive::remote::Listed;
+
+/// `create --json`.
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    /// `OUT` as given.
+    pub archive: String,
+    /// Archive size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole archive, hex (as `sha256sum` prints it).
+    pub sha256: String,
+    /// Files archived.
+    pub files: u64,
+    /// Directories archived.
+    pub dirs: u64,
+    /// Bytes of file data archived.
+    pub data_bytes: u64,
+    /// Top-level names left out (not part of the layout).
+    pub skipped: Vec<String>,
+    /// Symlinks followed (the data dir, `wal`, `segments`).
+    pub followed: Vec<String>,
+    /// Temporary files of killed runs that were removed.
+    pub removed_stale_temps: Vec<PathBuf>,
+    /// Compression threads.
+    pub threads: u32,
+    /// The WAL position captured, per WAL file.
+    pub wal: Vec<WalPosition>,
+    /// Problems that did not stop the archive.
+    pub warnings: Vec<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// For `-o s3://…`: the object written; `null` otherwise.
+    pub object: Option<ObjectReport>,
+}
+
+/// The object `create -o s3://…` wrote.
+#[derive(Debug, Serialize)]
+pub struct ObjectReport {
+    /// Its URL.
+    pub url: String,
+    /// Parts uploaded.
+    pub parts: usize,
+    /// Size of the parts (all but the last few).
+    pub part_size: usize,
+    /// Parts uploading at once.
+    pub parts_in_flight: usize,
+    /// The object's ETag, if the server gave one.
+    pub e_tag: Option<String>,
+    /// True if the SHA-256 is in the object's metadata.
+    pub sha256_in_metadata: bool,
+}
+
+/// `verify --json`: one of three shapes, told apart by `ok` and `problems`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum VerifyReport {
+    /// The archive verified.
+    Ok(VerifyOk),
+    /// `--deep` found problems SydraDB would trip over.
+    Problems(VerifyProblems),
+    /// Verification failed.
+    Failed(VerifyFailed),
+}
+
+/// A verified archive.
+#[derive(Debug, Serialize)]
+pub struct VerifyOk {
+    /// Always `true`.
+    pub ok: bool,
+    /// The archive as named.
+    pub archive: String,
+    /// `quick`, `full` or `deep`.
+    pub mode: &'static str,
+    /// Archive size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole archive, hex.
+    pub sha256: String,
+    /// Files in the archive.
+    pub files: usize,
+    /// Entries (files and directories).
+    pub entries: usize,
+    /// Bytes of file data.
+    pub data_bytes: u64,
+    /// zstd frames in DATA.
+    pub frames: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// `verify --deep` found problems.
+#[derive(Debug, Serialize)]
+pub struct VerifyProblems {
+    /// Always `false`.
+    pub ok: bool,
+    /// The archive as named.
+    pub archive: String,
+    /// Always `deep`.
+    pub mode: &'static str,
+    /// One line saying how many problems.
+    pub error: String,
+    /// The first problems, in path order.
+    pub problems: Vec<Problem>,
+    /// How many problems in all.
+    pub problem_count: usize,
+    /// SHA-256 of the whole archive, hex.
+    pub sha256: String,
+}
+
+/// Verification failed.
+#[derive(Debug, Serialize)]
+pub struct VerifyFailed {
+    /// Always `false`.
+    pub ok: bool,
+    /// The archive as named.
+    pub archive: String,
+    /// Why, one line.
+    pub error: String,
+}
+
+/// `restore --json`.
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    /// The archive as named.
+    pub archive: String,
+    /// The data directory that now holds the archive's tree.
+    pub data_dir: PathBuf,
+    /// Archive size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the whole archive, hex.
+    pub sha256: String,
+    /// Files restored.
+    pub files: usize,
+    /// Entries restored (files and directories).
+    pub entries: usize,
+    /// Bytes of file data restored.
+    pub data_bytes: u64,
+    /// Where the previous contents were moved (`--force`), else `null`.
+    pub kept_old: Option<PathBuf>,
+    /// Staging directories of killed runs that were removed.
+    pub removed_leftovers: Vec<PathBuf>,
+    /// Leftovers of killed runs that may hold data, left in place.
+    pub reported_leftovers: Vec<PathBuf>,
+    /// Problems that did not stop the restore.
+    pub warnings: Vec<String>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// `ls --json`.
+#[derive(Debug, Serialize)]
+pub struct LsReport<'a> {
+    /// The prefix listed.
+    pub prefix: String,
+    /// Archives, newest first.
+    pub archives: &'a [Listed],
+    /// `.tar.zst` objects that are not sydra-archives.
+    pub others: Vec<Other<'a>>,
+}
+
+/// An object that is not a sydra-archive, and why.
+#[derive(Debug, Serialize)]
+pub struct Other<'a> {
+    /// Its URL.
+    pub url: &'a str,
+    /// Why it is not an archive.
+    pub reason: &'a str,
+}
+
+/// `prune --json`.
+#[derive(Debug, Serialize)]
+pub struct PruneReport<'a> {
+    /// The prefix pruned.
+    pub prefix: String,
+    /// True unless `--yes` was given.
+    pub dry_run: bool,
+    /// Archives kept, newest first.
+    pub kept: &'a [Listed],
+    /// Archives deleted (or that would be, on a dry run).
+    pub deleted: &'a [Listed],
+}
