@@ -76,6 +76,22 @@ impl Footer {
         })
     }
 
+    /// Checks that an archive of `size` bytes is as long as the footer says
+    /// (body and footer); a `body_len` so large the sum overflows is as
+    /// wrong as any other.
+    pub fn check_size(&self, size: u64, name: &str) -> Result<()> {
+        match self.body_len.checked_add(FOOT_LEN as u64) {
+            Some(n) if n == size => Ok(()),
+            Some(n) => Err(Error::corrupt(format!(
+                "FOOT says the archive is {n} bytes but {name} is {size} bytes (truncated or padded)"
+            ))),
+            None => Err(Error::corrupt(format!(
+                "FOOT of {name} declares an impossible body of {} bytes",
+                self.body_len
+            ))),
+        }
+    }
+
     /// Checks the footer against the real body length and digest.
     pub fn check(&self, body_len: u64, sha256: &[u8; 32]) -> Result<()> {
         if self.body_len != body_len {
@@ -129,5 +145,16 @@ mod tests {
         assert!(f.check(10, &[1; 32]).is_ok());
         assert!(f.check(11, &[1; 32]).is_err());
         assert!(f.check(10, &[2; 32]).is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused() {
+        let f = Footer::new(10, [1; 32]);
+        assert!(f.check_size(74, "x").is_ok());
+        assert!(f.check_size(75, "x").unwrap_err().is_archive_fault());
+        let huge = Footer::decode(&Footer::new(u64::MAX, [1; 32]).encode()).unwrap();
+        let e = huge.check_size(u64::MAX, "s3://b/k").unwrap_err();
+        assert!(e.is_archive_fault());
+        assert!(e.to_string().contains("impossible body"), "{e}");
     }
 }

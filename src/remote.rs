@@ -758,13 +758,7 @@ async fn probe_path(
     }
     let foot: [u8; FOOT_LEN] = bytes[..].try_into().expect("length checked");
     let footer = Footer::decode(&foot)?;
-    if footer.body_len + FOOT_LEN as u64 != meta.size {
-        return Err(Error::corrupt(format!(
-            "FOOT says the archive is {} bytes but {url} is {} bytes (truncated or padded)",
-            footer.body_len + FOOT_LEN as u64,
-            meta.size
-        )));
-    }
+    footer.check_size(meta.size, &url.to_string())?;
     let sha256 = attrs
         .get(&Attribute::Metadata(SHA256_METADATA.into()))
         .map(|v| v.as_ref().to_string());
