@@ -1,0 +1,123 @@
+//! `ls` and `prune`: the archives under a prefix, newest first.
+
+use futures_util::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+
+use super::download::probe_path;
+use super::{ARCHIVE_SUFFIX, Remote, remote_error, runtime};
+
+/// One archive object found by [`ls`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listed {
+    /// Its URL.
+    pub url: String,
+    /// Its key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification (upload completion), Unix milliseconds.
+    pub modified_unix_ms: i64,
+    /// SHA-256 from the object's metadata, if recorded.
+    pub sha256: Option<String>,
+}
+
+/// What [`ls`] found under a prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Archives (a `.tar.zst` name and a valid FOOT that matches the
+    /// size), newest first.
+    pub archives: Vec<Listed>,
+    /// `.tar.zst` objects that are not sydra-archives, with the reason.
+    pub others: Vec<(String, String)>,
+}
+
+/// Lists the archives directly under the prefix `url` (`s3://b/p/` and
+/// `s3://b/p` both mean the "directory" `p/`): every `*.tar.zst` object
+/// whose last 64 bytes are a FOOT matching its size. Newest first.
+pub fn ls(remote: &Remote) -> Result<Listing> {
+    let (url, store) = (&remote.url, &remote.store);
+    let prefix = url.prefix()?;
+    let rt = runtime()?;
+    let listed = rt
+        .block_on(store.list_with_delimiter(prefix.as_ref()))
+        .map_err(|e| remote_error("list", url, e))?;
+    let candidates: Vec<_> = listed
+        .objects
+        .into_iter()
+        .filter(|m| m.location.as_ref().ends_with(ARCHIVE_SUFFIX))
+        .collect();
+    let mut listing = Listing::default();
+    // Eight ranged reads at a time.
+    let results: Vec<_> = rt.block_on(
+        futures_util::stream::iter(candidates.into_iter().map(|m| {
+            let obj = url.with_key(m.location.as_ref());
+            async move {
+                let probed = probe_path(store, &obj, &m.location, Some(m.size)).await;
+                (m, obj, probed)
+            }
+        }))
+        .buffer_unordered(8)
+        .collect(),
+    );
+    for (m, obj, probed) in results {
+        match probed {
+            Ok(p) => listing.archives.push(Listed {
+                url: obj.to_string(),
+                key: m.location.to_string(),
+                size: p.size,
+                modified_unix_ms: p.modified_unix_ms,
+                sha256: p.sha256,
+            }),
+            Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    listing.archives.sort_by(|a, b| {
+        b.modified_unix_ms
+            .cmp(&a.modified_unix_ms)
+            .then(b.key.cmp(&a.key))
+    });
+    listing.others.sort();
+    Ok(listing)
+}
+
+/// What [`prune`] kept and deleted (or would delete, on a dry run).
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    /// Archives kept, newest first.
+    pub kept: Vec<Listed>,
+    /// Archives deleted, or to be deleted on a dry run.
+    pub deleted: Vec<Listed>,
+    /// `.tar.zst` objects that are not archives: never touched.
+    pub others: Vec<(String, String)>,
+    /// True unless deletion was asked for.
+    pub dry_run: bool,
+}
+
+/// Keeps the `keep_last` newest archives under `url` and deletes the older
+/// ones when `delete` is true. Only objects [`ls`] recognizes as archives
+/// are ever deleted.
+pub fn prune(remote: &Remote, keep_last: usize, delete: bool) -> Result<Pruned> {
+    if keep_last == 0 {
+        return Err(Error::Refused("--keep-last must be at least 1".into()));
+    }
+    let listing = ls(remote)?;
+    let mut archives = listing.archives;
+    let old = archives.split_off(keep_last.min(archives.len()));
+    if delete && !old.is_empty() {
+        let rt = runtime()?;
+        for a in &old {
+            let obj = remote.url.with_key(&a.key);
+            rt.block_on(remote.store.delete(&obj.object()?))
+                .map_err(|e| remote_error("delete", &obj, e))?;
+        }
+    }
+    Ok(Pruned {
+        kept: archives,
+        deleted: old,
+        others: listing.others,
+        dry_run: !delete,
+    })
+}

@@ -1,0 +1,206 @@
+//! Object storage: archives at `s3://bucket/key`, streamed up and down
+//! through the `object_store` crate, with no local copy of the archive.
+//!
+//! - Uploads are multipart. The archive writer fills one part at a time;
+//!   full parts go up on a small tokio runtime while the next one fills, at
+//!   most [`PartPlan::in_flight`] at once, so memory is bounded by
+//!   `(in_flight + 1) × part size`. The upload is completed only after FOOT
+//!   was written; any error aborts it, and so does SIGINT/SIGTERM (through
+//!   [`crate::cleanup::Pending`]). After SIGKILL the upload is never
+//!   completed, so no object appears at the key.
+//! - Downloads first read FOOT with a ranged GET (a truncated or foreign
+//!   object fails before anything else happens), then stream the object
+//!   pinned to the ETag they saw, so a concurrent overwrite cannot mix two
+//!   archives.
+//! - The archive's SHA-256 is stored in the object's metadata under
+//!   [`SHA256_METADATA`]; readers check it when it is there.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
+
+use crate::error::{Error, Result};
+
+mod download;
+mod list;
+mod parts;
+mod upload;
+mod url;
+
+use download::probe_path;
+pub use download::{ObjectReader, Probe};
+pub use list::{Listed, Listing, Pruned, ls, prune};
+pub use parts::PartPlan;
+pub use upload::{Upload, Uploaded};
+pub use url::S3Url;
+
+/// The URL scheme this module serves.
+pub const SCHEME: &str = "s3://";
+/// User metadata key (`x-amz-meta-…`) holding the archive's SHA-256 (hex).
+pub const SHA256_METADATA: &str = "sydra-archive-sha256";
+/// Content type of uploaded archives.
+pub const CONTENT_TYPE: &str = "application/zstd";
+/// Object names `ls` and `prune` consider.
+pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+/// The largest object S3 copies in one request; larger archives keep their
+/// SHA-256 only in the `create` result, not in metadata.
+const MAX_COPY: u64 = 5 << 30;
+
+/// Settings that override the standard `AWS_*` environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL (like `AWS_ENDPOINT_URL`); an `http://` one allows plain http.
+    pub endpoint: Option<String>,
+    /// Region (like `AWS_REGION`).
+    pub region: Option<String>,
+}
+
+/// The process-wide runtime that drives HTTP requests (two workers).
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("s3-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start", "the object-storage runtime", e))?;
+    Ok(RT.get_or_init(|| rt))
+}
+
+/// Connection and retry settings: a dead endpoint fails within about a
+/// minute (5 s to connect, 5 retries with backoff, 60 s in all); a stalled
+/// transfer fails after 60 s without a byte. Any `AWS_*` client setting in
+/// the environment wins.
+fn store(
+    url: &S3Url,
+    opts: &S3Options,
+    headers: Option<http_headers::HeaderMap>,
+) -> Result<AmazonS3> {
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout_disabled()
+        .with_read_timeout(Duration::from_secs(60));
+    for (k, v) in std::env::vars() {
+        if !k.starts_with("AWS_") {
+            continue;
+        }
+        if let Ok(AmazonS3ConfigKey::Client(key)) = k.to_ascii_lowercase().parse() {
+            client = client.with_config(key, v);
+        }
+    }
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
+    if let Some(ep) = &opts.endpoint {
+        b = b.with_endpoint(ep);
+        if ep.starts_with("http://") {
+            client = client.with_allow_http(true);
+        }
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    if let Some(h) = headers {
+        client = client.with_default_headers(h);
+    }
+    b.with_client_options(client)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(60),
+        })
+        .build()
+        .map_err(|e| {
+            Error::Refused(format!(
+                "cannot configure s3 access for {url}: {}",
+                one_line(&e)
+            ))
+        })
+}
+
+/// Re-export of the header types `object_store` takes, kept private.
+mod http_headers {
+    pub use http::HeaderMap;
+    pub use http::header::{HeaderName, HeaderValue};
+}
+
+fn one_line(e: &dyn fmt::Display) -> String {
+    let s = e.to_string();
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Servers can send whole XML documents; a line is enough.
+    if s.len() > 400 {
+        format!("{}…", &s[..s.floor_char_boundary(400)])
+    } else {
+        s
+    }
+}
+
+/// Turns an `object_store` error into the crate's error for `op` on `url`.
+pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    // Listing wraps the status in a generic error: look at the text too.
+    let text = e.to_string();
+    let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || text.contains("403 Forbidden")
+        || text.contains("401 Unauthorized");
+    let reason = match &e {
+        _ if denied => format!(
+            "access denied; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy ({})",
+            one_line(&e)
+        ),
+        E::NotFound { .. } => "no such object or bucket".to_string(),
+        E::Precondition { .. } => {
+            "the object changed while it was being read (its ETag no longer matches)".to_string()
+        }
+        _ => one_line(&e),
+    };
+    Error::Remote {
+        op,
+        url: url.to_string(),
+        reason,
+    }
+}
+
+/// One `s3://` URL (an object or a prefix) and one client for its bucket:
+/// every request a command makes shares its connection pool.
+pub struct Remote {
+    url: S3Url,
+    opts: S3Options,
+    store: Arc<AmazonS3>,
+}
+
+impl Remote {
+    /// Configures access to `url` (nothing is sent yet).
+    pub fn connect(url: &S3Url, opts: &S3Options) -> Result<Remote> {
+        Ok(Remote {
+            url: url.clone(),
+            opts: opts.clone(),
+            store: Arc::new(store(url, opts, None)?),
+        })
+    }
+
+    /// Refuses if an object exists at the URL (unless `force`); checks
+    /// access before any work is done.
+    pub fn check_target(&self, force: bool) -> Result<()> {
+        let (url, path) = (&self.url, self.url.object()?);
+        match runtime()?.block_on(self.store.head(&path)) {
+            Ok(_) if !force => Err(Error::Refused(format!(
+                "{url} already exists; use --force to replace it"
+            ))),
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote_error("check", url, e)),
+        }
+    }
+
+    /// Reads the last 64 bytes of the object with a ranged GET and checks
+    /// that they are a FOOT matching the object's size.
+    pub fn probe(&self) -> Result<Probe> {
+        let path = self.url.object()?;
+        runtime()?.block_on(probe_path(&self.store, &self.url, &path, None))
+    }
+}
