@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::cleanup::Temp;
@@ -132,29 +132,52 @@ fn process_alive(pid: i32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+fn describe(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Checks that `target` may be written: absent, or (with `force`) a regular
+/// file. Anything else — a directory, a symlink, a fifo, a device — is
+/// refused whatever `force` says, with a message naming what it is.
+pub fn check_target(target: &Path, force: bool) -> Result<()> {
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("stat", target, e)),
+        Ok(m) if m.is_file() && force => Ok(()),
+        Ok(m) if m.is_file() => Err(Error::Refused(format!(
+            "{} already exists; use --force to replace it",
+            target.display()
+        ))),
+        Ok(m) => Err(Error::Refused(format!(
+            "{} is {}; --force replaces only regular files",
+            target.display(),
+            describe(m.file_type())
+        ))),
+    }
+}
+
 impl AtomicFile {
-    /// Starts writing `target`. Refuses an existing target unless `force`;
+    /// Starts writing `target`. Refuses an existing target unless `force`,
+    /// and anything but a regular file even with it ([`check_target`]);
     /// removes stale temporary files of earlier, killed runs (returned in
     /// the second element so the caller can report them).
     pub fn create(target: &Path, force: bool) -> Result<(AtomicFile, Vec<PathBuf>)> {
+        check_target(target, force)?;
         let (dir, name) = split(target)?;
-        match fs::symlink_metadata(target) {
-            Ok(m) if m.is_dir() => {
-                return Err(Error::Refused(format!(
-                    "{} is a directory; refusing to replace it",
-                    target.display()
-                )));
-            }
-            Ok(_) if !force => {
-                return Err(Error::Refused(format!(
-                    "{} already exists; use --force to replace it",
-                    target.display()
-                )));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("stat", target, e)),
-        }
         let mut removed = Vec::new();
         for stale in stale_temps(target)? {
             if fs::remove_file(&stale).is_ok() {
@@ -210,7 +233,9 @@ impl AtomicFile {
     }
 
     /// Makes the file durable and renames it over the target, then makes
-    /// the rename durable. On failure the temporary file is removed.
+    /// the rename durable. On failure the temporary file is removed. With
+    /// `force`, a target that became anything but a regular file while the
+    /// archive was written is refused here too.
     pub fn commit(self) -> Result<()> {
         let AtomicFile {
             file,
@@ -224,29 +249,31 @@ impl AtomicFile {
             let _ = temp.remove();
             return Err(Error::io("fsync", path, e));
         }
-        drop(file);
-        let tmp_path = temp.path().to_path_buf();
         let renamed = temp.commit(|tmp| {
             let r = if force {
-                fs::rename(tmp, &target)
+                check_target(&target, true).and_then(|()| {
+                    fs::rename(tmp, &target).map_err(|e| Error::io("rename into place", tmp, e))
+                })
             } else {
-                rename_noreplace(tmp, &target)
+                rename_noreplace(tmp, &target).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Error::Refused(format!(
+                            "{} appeared while writing; refusing to replace it (use --force)",
+                            target.display()
+                        ))
+                    } else {
+                        Error::io("rename into place", tmp, e)
+                    }
+                })
             };
             if r.is_err() {
                 let _ = fs::remove_file(tmp);
             }
             r
         });
-        match renamed {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::Refused(format!(
-                    "{} appeared while writing; refusing to replace it (use --force)",
-                    target.display()
-                )));
-            }
-            Err(e) => return Err(Error::io("rename into place", tmp_path, e)),
-        }
+        // Closed only after the rename.
+        drop(file);
+        renamed?;
         sync_dir(&dir)
     }
 
@@ -361,6 +388,87 @@ mod tests {
         let (f, removed) = AtomicFile::create(&out, false).unwrap();
         assert_eq!(removed, vec![dead]);
         f.abort().unwrap();
+    }
+
+    #[test]
+    fn check_target_names_what_it_refuses() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let file = d.join("file");
+        fs::write(&file, b"x").unwrap();
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let fifo = d.join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let msg = |p: &Path, force| match check_target(p, force) {
+            Err(Error::Refused(m)) => m,
+            other => panic!("{p:?} {force}: {other:?}"),
+        };
+        assert!(check_target(&d.join("absent"), false).is_ok());
+        assert!(check_target(&file, true).is_ok());
+        assert_eq!(
+            msg(&file, false),
+            format!(
+                "{} already exists; use --force to replace it",
+                file.display()
+            )
+        );
+        for (p, what) in [
+            (&link, "a symlink"),
+            (&fifo, "a fifo"),
+            (&d.to_path_buf(), "a directory"),
+        ] {
+            for force in [false, true] {
+                assert_eq!(
+                    msg(p, force),
+                    format!(
+                        "{} is {what}; --force replaces only regular files",
+                        p.display()
+                    )
+                );
+                assert!(matches!(
+                    AtomicFile::create(p, force),
+                    Err(Error::Refused(_))
+                ));
+            }
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"x");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn commit_refuses_a_target_that_became_special() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("a.tar.zst");
+        fs::write(&out, b"old").unwrap();
+        let (mut f, _) = AtomicFile::create(&out, true).unwrap();
+        f.writer().write_all(b"new").unwrap();
+        fs::remove_file(&out).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &out).unwrap();
+        match f.commit() {
+            Err(Error::Refused(m)) => assert_eq!(
+                m,
+                format!(
+                    "{} is a symlink; --force replaces only regular files",
+                    out.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read_link(&out).unwrap(), Path::new("/dev/null"));
+        assert_eq!(
+            fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "temporary removed"
+        );
     }
 
     #[test]
