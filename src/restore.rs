@@ -2,7 +2,9 @@
 //! the target changes until the whole archive has been verified.
 //!
 //! The archive is extracted into a staging directory beside the target
-//! (same filesystem), verified completely (every member, every SHA-256,
+//! (same filesystem), every entry created relative to that directory's
+//! descriptor (so a path within the format's limits can be restored however
+//! deep the target is), verified completely (every member, every SHA-256,
 //! the footer), made durable with one `syncfs`, and only then renamed into
 //! place — or, over existing data with `force`, swapped with it atomically
 //! (`renameat2(RENAME_EXCHANGE)`), the old tree being kept beside it.
@@ -10,14 +12,14 @@
 use std::ffi::CString;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::Temp;
+use crate::cleanup::{Temp, make_writable};
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
@@ -117,15 +119,25 @@ pub fn restore(
         temp.commit(|_| ()); // nothing was created
         return Err(Error::io("create staging directory", &staging_path, e));
     }
-    let mut sink = Extract::new(staging_path.clone(), parent.clone());
     let result = (|| {
-        File::create(staging_path.join(STAGING_MARKER))
-            .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
+        let root = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&staging_path)
+            .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
+        let mut sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
+        open_at(
+            &root,
+            STAGING_MARKER.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
+        .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
         let read = src.read_into(Depth::Full, &mut sink)?;
         // Verified: now give directories their modes and times, deepest
         // first, and make everything durable with one syncfs.
         sink.finish_dirs()?;
-        syncfs(&staging_path)?;
+        syncfs(&root, &staging_path)?;
         Ok(read)
     })();
     let read = match result {
@@ -197,6 +209,7 @@ pub fn restore(
 fn current_umask() -> u32 {
     // SAFETY: umask only swaps the process mask; it is put back at once.
     let old = unsafe { libc::umask(0o022) };
+    // SAFETY: puts the mask read above back.
     unsafe { libc::umask(old) };
     old as u32
 }
@@ -225,22 +238,6 @@ fn clean_leftovers(parent: &Path, name: &str) -> Result<(Vec<PathBuf>, Vec<PathB
     Ok((removed, reported))
 }
 
-/// Gives every directory below `root` owner write permission, so a tree
-/// with read-only directories can be removed by a non-root user.
-fn make_writable(root: &Path) {
-    if let Ok(m) = fs::symlink_metadata(root)
-        && m.is_dir()
-    {
-        let mode = m.permissions().mode() | 0o700;
-        let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode));
-        if let Ok(rd) = fs::read_dir(root) {
-            for e in rd.flatten() {
-                make_writable(&e.path());
-            }
-        }
-    }
-}
-
 fn cpath(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
 }
@@ -265,12 +262,11 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     }
 }
 
-/// Flushes the whole filesystem holding `path` (one call instead of one
+/// Flushes the whole filesystem holding `dir` (one call instead of one
 /// fsync per file).
-fn syncfs(path: &Path) -> Result<()> {
-    let d = File::open(path).map_err(|e| Error::io("open", path, e))?;
+fn syncfs(dir: &File, path: &Path) -> Result<()> {
     // SAFETY: a valid open descriptor.
-    let r = unsafe { libc::syncfs(d.as_raw_fd()) };
+    let r = unsafe { libc::syncfs(dir.as_raw_fd()) };
     if r != 0 {
         return Err(Error::io("syncfs", path, io::Error::last_os_error()));
     }
@@ -281,6 +277,7 @@ fn syncfs(path: &Path) -> Result<()> {
 /// block size.
 fn free_space(path: &Path) -> Result<(u64, u64, u64)> {
     let c = cpath(path).map_err(|e| Error::io("statvfs", path, e))?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -290,29 +287,70 @@ fn free_space(path: &Path) -> Result<(u64, u64, u64)> {
     Ok((st.f_bavail * frsize, frsize, st.f_favail))
 }
 
+/// Opens `rel` relative to the directory `dir` with `flags` (plus
+/// `O_NOFOLLOW | O_CLOEXEC`) and `mode` for a file it creates.
+fn open_at(dir: &impl AsRawFd, rel: &[u8], flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates the directory `rel` relative to the directory `dir`.
+fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The sink that writes verified-so-far members into the staging tree.
+/// Every entry is created relative to the staging directory's descriptor
+/// (shared by the worker threads; system calls on it are thread-safe), so
+/// only the archive path, at most 4095 bytes, is resolved by the kernel.
 struct Extract {
-    root: PathBuf,
+    /// The staging directory.
+    root: OwnedFd,
+    /// Its path, for messages.
+    shown: PathBuf,
     parent: PathBuf,
     dirs: Mutex<Vec<Entry>>,
     umask: u32,
 }
 
 impl Extract {
-    fn new(root: PathBuf, parent: PathBuf) -> Self {
-        Extract {
-            root,
+    fn new(root: &File, shown: PathBuf, parent: PathBuf) -> Result<Self> {
+        let root = root
+            .try_clone()
+            .map_err(|e| Error::io("duplicate descriptor of", &shown, e))?;
+        Ok(Extract {
+            root: root.into(),
+            shown,
             parent,
             dirs: Mutex::new(Vec::new()),
             umask: current_umask(),
-        }
+        })
     }
 
     fn finish_dirs(&mut self) -> Result<()> {
         let dirs = self.dirs.get_mut().unwrap_or_else(|e| e.into_inner());
         for d in dirs.iter().rev() {
-            let path = self.root.join(&d.path);
-            set_mode_and_time(&path, d)?;
+            let path = self.shown.join(&d.path);
+            let f = open_at(
+                &self.root,
+                d.path.as_bytes(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .map_err(|e| Error::io("open", &path, e))?;
+            set_mode_and_time(&f, &path, d)?;
         }
         Ok(())
     }
@@ -335,8 +373,7 @@ fn safe_mode(e: &Entry) -> u32 {
     e.mode & 0o777
 }
 
-fn set_mode_and_time(path: &Path, e: &Entry) -> Result<()> {
-    let f = File::open(path).map_err(|err| Error::io("open", path, err))?;
+fn set_mode_and_time(f: &File, path: &Path, e: &Entry) -> Result<()> {
     f.set_times(
         FileTimes::new()
             .set_modified(mtime_of(e))
@@ -377,11 +414,8 @@ impl Sink for Extract {
         if crate::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
-        let path = self.root.join(&entry.path);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| Error::io("create directory", &path, e))?;
+        mkdir_at(&self.root, entry.path.as_bytes(), 0o700)
+            .map_err(|e| Error::io("create directory", self.shown.join(&entry.path), e))?;
         self.dirs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -393,17 +427,17 @@ impl Sink for Extract {
         if crate::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
-        let path = self.root.join(&entry.path);
+        let path = self.shown.join(&entry.path);
         // Created with its final mode where the umask allows (one syscall
         // less per file); the fd is writable whatever the mode says.
         let mode = safe_mode(entry);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
+        let file = open_at(
+            &self.root,
+            entry.path.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            mode,
+        )
+        .map_err(|e| Error::io("create", &path, e))?;
         Ok(ExtractFile {
             file,
             path,

@@ -430,3 +430,75 @@ fn disk_full_fails_cleanly() {
         fs::remove_file(&filler).unwrap();
     }
 }
+
+/// Every entry below `dir` (type, mode, mtime, size, path) and every file's
+/// SHA-256, listed by `find` run inside `dir`: relative paths, so a tree
+/// deeper than PATH_MAX from `/` can be compared.
+fn deep_listing(dir: &Path) -> String {
+    let script = r#"cd "$1" && find . -mindepth 1 -printf '%y %m %Ts %s %p\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum"#;
+    let o = std::process::Command::new("sh")
+        .args(["-c", script, "sh", p(dir)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[track_caller]
+fn same_listing(a: &Path, b: &Path) {
+    let (la, lb) = (deep_listing(a), deep_listing(b));
+    if let Some((x, y)) = la.lines().zip(lb.lines()).find(|(x, y)| x != y) {
+        panic!("trees differ:\n{x}\n{y}");
+    }
+    assert_eq!(la.lines().count(), lb.lines().count());
+}
+
+/// A path of about 4,000 bytes (within the format's 4095) restores into a
+/// target whose staging directory is so deep that the staging path joined
+/// with it exceeds PATH_MAX: entries are created relative to the staging
+/// directory.
+#[test]
+fn deep_paths_restore_wherever_the_target_is() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let mut rel = PathBuf::from("segments");
+    for i in 0..19 {
+        rel.push(format!("{i:02}{}", "d".repeat(198)));
+    }
+    fs::create_dir_all(data.join(&rel)).unwrap();
+    rel.push("f".repeat(180));
+    assert_eq!(rel.as_os_str().len(), 4008);
+    fs::write(data.join(&rel), b"deep").unwrap();
+    let a = archive_of(&data, t.path());
+
+    let parent = t.path().join("c".repeat(200)).join("c".repeat(200));
+    fs::create_dir_all(&parent).unwrap();
+    let target = parent.join("db");
+    assert!(p(&target).len() + rel.as_os_str().len() > 4096);
+    let o = run(&["restore", p(&a), p(&target), "--json"]);
+    expect_code(&o, 0);
+    same_listing(&target, &data);
+    assert!(deep_listing(&target).contains(&format!("/{}\n", "f".repeat(180))));
+    assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
+
+    // Over the restored tree (and a failed one removes its deep staging tree).
+    let o = run(&["restore", p(&a), p(&target), "--force", "-q"]);
+    expect_code(&o, 0);
+    same_listing(&target, &data);
+    let kept: Vec<_> = fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "db")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("db.pre-restore."), "{kept:?}");
+    let mut bad = fs::read(&a).unwrap();
+    let n = bad.len();
+    bad.truncate(n - 100);
+    let bad_path = t.path().join("bad.tar.zst");
+    fs::write(&bad_path, bad).unwrap();
+    let o = run(&["restore", p(&bad_path), p(&parent.join("db2"))]);
+    expect_code(&o, 1);
+    assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
+    assert!(!parent.join("db2").exists());
+}
