@@ -356,6 +356,7 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
                 "kept_old": s.kept_old,
                 "removed_leftovers": s.removed_leftovers,
                 "reported_leftovers": s.reported_leftovers,
+                "warnings": s.warnings,
                 "seconds": secs,
             }),
         )?;
@@ -372,6 +373,9 @@ fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
                 "sydra-archive: {} was left by a killed restore and may hold a data dir; inspect it and remove it yourself",
                 p.display()
             );
+        }
+        for w in &s.warnings {
+            eprintln!("sydra-archive: warning: {w}");
         }
         if let Some(k) = &s.kept_old {
             eprintln!(

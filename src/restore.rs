@@ -1,25 +1,28 @@
 //! `restore`: rebuild a data directory from an archive so that nothing in
 //! the target changes until the whole archive has been verified.
 //!
-//! The archive is extracted into a staging directory beside the target
-//! (same filesystem), every entry created relative to that directory's
+//! Before a byte of the archive is read, the target is checked to be
+//! replaceable by a rename: on the filesystem, and the mount, of its parent
+//! (not a mount point). The archive is extracted into a staging directory
+//! beside the target, every entry created relative to that directory's
 //! descriptor (so a path within the format's limits can be restored however
 //! deep the target is), verified completely (every member, every SHA-256,
 //! the footer), made durable with one `syncfs`, and only then renamed into
 //! place — or, over existing data with `force`, swapped with it atomically
-//! (`renameat2(RENAME_EXCHANGE)`), the old tree being kept beside it.
+//! (`renameat2(RENAME_EXCHANGE)`), the old tree being kept beside it. A
+//! staging tree that was not published is always removed.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::{Temp, make_writable};
+use crate::cleanup::{Temp, make_writable, remove_path};
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
@@ -54,8 +57,13 @@ pub struct RestoreSummary {
     pub removed_leftovers: Vec<PathBuf>,
     /// Leftovers of killed runs that may hold data, left in place.
     pub reported_leftovers: Vec<PathBuf>,
+    /// Problems that came after the data dir was replaced and so do not
+    /// make the restore fail (the old tree could not be renamed, the parent
+    /// could not be fsynced), one line each.
+    pub warnings: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TargetState {
     Absent,
     Empty,
@@ -82,18 +90,34 @@ fn target_state(target: &Path) -> Result<TargetState> {
     }
 }
 
+/// `data_dir` with `.` components, repeated and trailing slashes taken
+/// away (`DIR/.` and `DIR/` are `DIR`). A path whose last component is not
+/// a name (`..`, `.`, `/`) is refused: it names a directory through
+/// another one, and a directory cannot be renamed by such a path.
+fn normalise(data_dir: &Path) -> Result<PathBuf> {
+    let path: PathBuf = data_dir.components().collect();
+    match path.components().next_back() {
+        Some(Component::Normal(_)) => Ok(path),
+        _ => Err(Error::Refused(format!(
+            "{} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path",
+            data_dir.display()
+        ))),
+    }
+}
+
 /// Restores the archive at `archive` into `data_dir`.
 pub fn restore(
     archive: &Location,
     data_dir: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let data_dir = normalise(data_dir)?;
     // A data dir that is a symlink is restored where it points.
-    let target = match fs::symlink_metadata(data_dir) {
+    let target = match fs::symlink_metadata(&data_dir) {
         Ok(m) if m.file_type().is_symlink() => {
-            fs::canonicalize(data_dir).map_err(|e| Error::io("follow symlink", data_dir, e))?
+            fs::canonicalize(&data_dir).map_err(|e| Error::io("follow symlink", &data_dir, e))?
         }
-        _ => data_dir.to_path_buf(),
+        _ => data_dir,
     };
     let (parent, name) = split(&target)?;
     if !parent.is_dir() {
@@ -103,7 +127,10 @@ pub fn restore(
         )));
     }
     let state = target_state(&target)?;
-    if matches!(state, TargetState::Full) && !opts.force {
+    if state != TargetState::Absent {
+        check_replaceable(&parent, &target)?;
+    }
+    if state == TargetState::Full && !opts.force {
         return Err(Error::Refused(format!(
             "{} is not empty; use --force to replace it (the old contents are kept beside it)",
             target.display()
@@ -119,13 +146,20 @@ pub fn restore(
         temp.commit(|_| ()); // nothing was created
         return Err(Error::io("create staging directory", &staging_path, e));
     }
-    let result = (|| {
+    let staged = (|| {
         let root = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&staging_path)
             .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
-        let mut sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
+        let sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
+        Ok((root, sink))
+    })();
+    let (root, mut sink) = match staged {
+        Ok(x) => x,
+        Err(e) => return Err(remove_staging(temp, e)),
+    };
+    let result = (|| {
         open_at(
             &root,
             STAGING_MARKER.as_bytes(),
@@ -142,15 +176,7 @@ pub fn restore(
     })();
     let read = match result {
         Ok(r) => r,
-        Err(e) => {
-            if let Err(rm) = temp.remove() {
-                return Err(Error::Refused(format!(
-                    "{e}; also could not remove staging directory {}: {rm}",
-                    staging_path.display()
-                )));
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(remove_staging(temp, e)),
     };
 
     // The data dir itself is not in the archive: it keeps the mode of the
@@ -159,51 +185,182 @@ pub fn restore(
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o777 & !current_umask(),
     };
-    let kept_name = parent.join(format!("{name}.pre-restore.{}", now_ms()));
-    let published = temp.commit(|staging| -> Result<Option<PathBuf>> {
+    let published = temp.commit(|staging| -> Result<Option<(PathBuf, Option<String>)>> {
+        // Anything that fails before the tree is in place leaves it
+        // unpublished: it is removed, never kept.
+        let unpublished = |e: Error| match remove_path(staging) {
+            Ok(()) => e,
+            Err(rm) => Error::Refused(format!(
+                "{e}; also could not remove staging directory {}: {rm}",
+                staging.display()
+            )),
+        };
         let marker = staging.join(STAGING_MARKER);
-        fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
-        fs::set_permissions(staging, fs::Permissions::from_mode(root_mode))
-            .map_err(|e| Error::io("set mode of", staging, e))?;
+        fs::remove_file(&marker).map_err(|e| unpublished(Error::io("remove", &marker, e)))?;
+        root.set_permissions(fs::Permissions::from_mode(root_mode))
+            .map_err(|e| unpublished(Error::io("set mode of", staging, e)))?;
         match state {
             TargetState::Absent => {
                 rename_noreplace(staging, &target)
-                    .map_err(|e| Error::io("rename into place", &target, e))?;
+                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
                 Ok(None)
             }
             TargetState::Empty => {
                 fs::rename(staging, &target)
-                    .map_err(|e| Error::io("rename into place", &target, e))?;
+                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
                 Ok(None)
             }
             TargetState::Full => {
-                exchange(staging, &target).map_err(|e| Error::io("swap into place", &target, e))?;
+                exchange(staging, &target)
+                    .map_err(|e| unpublished(Error::io("swap into place", &target, e)))?;
                 // `staging` now names the old tree: give it a name that says so.
-                rename_noreplace(staging, &kept_name)
-                    .map_err(|e| Error::io("keep the old data dir as", &kept_name, e))?;
-                Ok(Some(kept_name.clone()))
+                let kept = keep_old(staging, &parent, OsStr::new(&name), &target, now_ms());
+                Ok(Some(kept))
             }
         }
+    })?;
+    let mut warnings = Vec::new();
+    let kept_old = published.map(|(kept, warning)| {
+        warnings.extend(warning);
+        kept
     });
-    let kept_old = match published {
-        Ok(k) => k,
-        Err(e) => {
-            // Not published: the staging tree (without marker) is still there,
-            // unless the exchange happened. Remove it only if it is ours.
-            if fs::symlink_metadata(&staging_path).is_ok() && !matches!(state, TargetState::Full) {
-                let _ = fs::remove_dir_all(&staging_path);
-            }
-            return Err(e);
-        }
-    };
-    sync_dir(&parent)?;
+    // The data dir is replaced: from here on, nothing is a failure.
+    if let Err(e) = sync_dir(&parent) {
+        warnings.push(format!(
+            "{e}; the restore is complete but its rename may not be durable yet"
+        ));
+    }
     Ok(RestoreSummary {
         read,
         data_dir: target,
         kept_old,
         removed_leftovers,
         reported_leftovers,
+        warnings,
     })
+}
+
+/// Removes the unpublished staging tree after `e`, and returns `e` (with a
+/// note if the tree could not be removed).
+fn remove_staging(temp: Temp, e: Error) -> Error {
+    let path = temp.path().to_path_buf();
+    match temp.remove() {
+        Ok(()) => e,
+        Err(rm) => Error::Refused(format!(
+            "{e}; also could not remove staging directory {}: {rm}",
+            path.display()
+        )),
+    }
+}
+
+/// `<name>.pre-restore.<ms>`, or with `.<n>` after it for `n > 0`.
+fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
+    let suffix = if n == 0 {
+        format!(".pre-restore.{ms}")
+    } else {
+        format!(".pre-restore.{ms}.{n}")
+    };
+    let mut v = name.as_bytes().to_vec();
+    v.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(v)
+}
+
+/// Gives the old tree, now at `old` (the staging name), the name
+/// `<name>.pre-restore.<ms>` beside it — `.1`, `.2`... after it when that
+/// is taken (by an earlier restore, or another one finishing in the same
+/// millisecond). Never fails: the data dir is already replaced, so if the
+/// rename fails for another reason the old tree stays at `old` and the
+/// warning returned says where it is.
+fn keep_old(
+    old: &Path,
+    parent: &Path,
+    name: &OsStr,
+    target: &Path,
+    ms: u128,
+) -> (PathBuf, Option<String>) {
+    let mut n = 0u32;
+    loop {
+        let kept = parent.join(kept_name(name, ms, n));
+        match rename_noreplace(old, &kept) {
+            Ok(()) => return (kept, None),
+            Err(e)
+                if n < 100_000
+                    && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
+            {
+                n += 1
+            }
+            Err(e) => {
+                let warning = format!(
+                    "previous contents of {} are at {} (could not rename them to {}: {e})",
+                    target.display(),
+                    old.display(),
+                    kept.display()
+                );
+                return (old.to_path_buf(), Some(warning));
+            }
+        }
+    }
+}
+
+/// Refuses a target that cannot be replaced by a rename in its parent: a
+/// mount point (of another filesystem, or a bind mount of the same one).
+/// `statx` tells the mount (`STATX_MNT_ID`) and whether the target is the
+/// root of one (`STATX_ATTR_MOUNT_ROOT`); where the kernel tells neither,
+/// a device number that differs from the parent's is taken for a mount.
+fn check_replaceable(parent: &Path, target: &Path) -> Result<()> {
+    let mounted = match (statx(target, false), statx(parent, true)) {
+        (Ok(t), Ok(p)) => {
+            let root_attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+            let known_root = t.stx_attributes_mask & root_attr != 0;
+            let both_mnt = t.stx_mask & p.stx_mask & libc::STATX_MNT_ID != 0;
+            if known_root && t.stx_attributes & root_attr != 0 {
+                true
+            } else if both_mnt {
+                // Different ids: another mount. The same id and different
+                // devices: a btrfs subvolume, which renames like a directory.
+                t.stx_mnt_id != p.stx_mnt_id
+            } else if known_root {
+                false
+            } else {
+                (t.stx_dev_major, t.stx_dev_minor) != (p.stx_dev_major, p.stx_dev_minor)
+            }
+        }
+        _ => {
+            let t = fs::symlink_metadata(target).map_err(|e| Error::io("stat", target, e))?;
+            let p = fs::metadata(parent).map_err(|e| Error::io("stat", parent, e))?;
+            t.dev() != p.dev()
+        }
+    };
+    if mounted {
+        return Err(Error::Refused(format!(
+            "{} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}) instead",
+            target.display(),
+            target.join("data").display()
+        )));
+    }
+    Ok(())
+}
+
+fn statx(path: &Path, follow: bool) -> io::Result<libc::statx> {
+    let c = cpath(path)?;
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: an all-zero statx is a valid value to be overwritten.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path, AT_FDCWD, a valid out-pointer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r == 0 {
+        Ok(st)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn current_umask() -> u32 {
@@ -472,5 +629,71 @@ impl FileSink for ExtractFile {
             return Err(Error::io("close", &path, io::Error::last_os_error()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_dots_are_normalised_and_dotdot_refused() {
+        assert_eq!(normalise(Path::new("a/b/.")).unwrap(), Path::new("a/b"));
+        assert_eq!(normalise(Path::new("a/./b/")).unwrap(), Path::new("a/b"));
+        assert_eq!(normalise(Path::new("/x//y/./")).unwrap(), Path::new("/x/y"));
+        assert_eq!(normalise(Path::new("./db")).unwrap(), Path::new("./db"));
+        for bad in ["a/..", ".", "./", "/", "a/b/../.."] {
+            match normalise(Path::new(bad)) {
+                Err(Error::Refused(m)) => assert_eq!(
+                    m,
+                    format!(
+                        "{bad} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path"
+                    )
+                ),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kept_names_never_collide() {
+        let t = tempfile::tempdir().unwrap();
+        let (parent, target) = (t.path(), t.path().join("db"));
+        fs::create_dir(parent.join("db.pre-restore.7")).unwrap();
+        fs::create_dir(parent.join("db.pre-restore.7.1")).unwrap();
+        fs::write(parent.join("db.pre-restore.7.1/x"), b"earlier").unwrap();
+        let old = parent.join(".db.sydra-staging.1.0");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("x"), b"old").unwrap();
+        let (kept, warning) = keep_old(&old, parent, OsStr::new("db"), &target, 7);
+        assert_eq!(warning, None);
+        assert_eq!(kept, parent.join("db.pre-restore.7.2"));
+        assert_eq!(fs::read(kept.join("x")).unwrap(), b"old");
+        assert_eq!(
+            fs::read(parent.join("db.pre-restore.7.1/x")).unwrap(),
+            b"earlier"
+        );
+    }
+
+    #[test]
+    fn an_old_tree_that_cannot_be_renamed_is_a_warning() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join(".db.sydra-staging.1.0");
+        let target = t.path().join("db");
+        // The rename fails (here: the old tree is not there), not with
+        // EEXIST: the old tree is reported where it is.
+        let (kept, warning) = keep_old(&old, t.path(), OsStr::new("db"), &target, 7);
+        assert_eq!(kept, old);
+        let w = warning.unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "previous contents of {} are at {} (could not rename them to {}: ",
+                target.display(),
+                old.display(),
+                t.path().join("db.pre-restore.7").display()
+            )),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
     }
 }

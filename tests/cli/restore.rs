@@ -502,3 +502,215 @@ fn deep_paths_restore_wherever_the_target_is() {
     assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
     assert!(!parent.join("db2").exists());
 }
+
+/// `DIR/.` is `DIR` (normalised lexically); a path ending in `..` is
+/// refused before anything is read or created.
+#[test]
+fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    let target = work.join("db");
+    fs::create_dir_all(target.join("wal")).unwrap();
+    fs::write(target.join("wal/old.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+
+    let dotdot = format!("{}/wal/..", p(&target));
+    let o = run(&["restore", p(&a), &dotdot, "--force"]);
+    expect_code(&o, 2);
+    assert_eq!(
+        stderr(&o).trim_end(),
+        format!(
+            "sydra-archive: {dotdot} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path"
+        )
+    );
+    assert_eq!(tree_digest(&target), old);
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 1);
+
+    let dot = format!("{}/.", p(&target));
+    let o = run(&["restore", p(&a), &dot, "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["data_dir"].as_str().unwrap(), p(&target));
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    let kept = PathBuf::from(v["kept_old"].as_str().unwrap());
+    assert_eq!(kept.parent().unwrap(), work);
+    assert_eq!(tree_digest(&kept), old);
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+}
+
+/// When `NAME.pre-restore.<ms>` is taken, the old tree gets the next free
+/// `.1`, `.2`... suffix and the restore succeeds.
+#[test]
+fn kept_name_collisions_take_the_next_suffix() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    let target = work.join("db");
+    fs::create_dir_all(target.join("wal")).unwrap();
+    fs::write(target.join("wal/old.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+    // Every name the next 30 seconds could give is taken.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for ms in now - 1000..now + 30_000 {
+        fs::create_dir(work.join(format!("db.pre-restore.{ms}"))).unwrap();
+    }
+    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let kept = v["kept_old"].as_str().unwrap();
+    let name = Path::new(kept).file_name().unwrap().to_str().unwrap();
+    let ms: u128 = name
+        .strip_prefix("db.pre-restore.")
+        .and_then(|r| r.strip_suffix(".1"))
+        .unwrap_or_else(|| panic!("{name}"))
+        .parse()
+        .unwrap();
+    assert!(ms >= now && ms < now + 30_000, "{name}");
+    assert_eq!(tree_digest(Path::new(kept)), old);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+}
+
+/// A mount guard for bind mounts.
+struct Bind(PathBuf);
+impl Bind {
+    fn mount(src: &Path, at: &Path) -> Bind {
+        fs::create_dir_all(at).unwrap();
+        let s = std::process::Command::new("mount")
+            .args(["--bind", p(src), p(at)])
+            .status()
+            .unwrap();
+        assert!(s.success(), "mount --bind");
+        Bind(at.to_path_buf())
+    }
+}
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A mount point cannot be replaced by a rename: refused before anything is
+/// read or staged (a tmpfs, with --force over data and empty without, and a
+/// bind mount of the same filesystem).
+#[test]
+fn mount_points_are_refused_before_anything_is_staged() {
+    if !root_tests() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+
+    let full = Tmpfs::mount(&work.join("full"), "8m");
+    fs::write(full.0.join("MANIFEST"), b"old").unwrap();
+    let empty = Tmpfs::mount(&work.join("empty"), "8m");
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("MANIFEST"), b"bound").unwrap();
+    let bound = Bind::mount(&src, &work.join("bound"));
+    for (target, force) in [(&full.0, true), (&empty.0, false), (&bound.0, true)] {
+        // Read from a pipe that is never written to: a run that read the
+        // archive first would wait forever (and time out).
+        let mut args = vec!["restore", "-", p(target)];
+        if force {
+            args.push("--force");
+        }
+        let mut child = bin()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{target:?}: not refused up front"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        expect_code(&o, 2);
+        assert_eq!(
+            stderr(&o).trim_end(),
+            format!(
+                "sydra-archive: {} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}/data) instead",
+                p(target),
+                p(target)
+            )
+        );
+        assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+    }
+    assert_eq!(fs::read(full.0.join("MANIFEST")).unwrap(), b"old");
+    assert_eq!(fs::read_dir(&empty.0).unwrap().count(), 0);
+    assert_eq!(fs::read(bound.0.join("MANIFEST")).unwrap(), b"bound");
+    // A directory below a mount point is fine.
+    let o = run(&["restore", p(&a), p(&empty.0.join("data")), "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(tree_digest(&empty.0.join("data")), tree_digest(&data));
+    drop((full, empty, bound));
+    assert_eq!(fs::read_dir(work.join("empty")).unwrap().count(), 0);
+}
+
+/// A swap that fails after staging (here: a sticky parent and a data dir
+/// owned by someone else, restored by an unprivileged user) removes the
+/// staging tree: nothing is left beside the data dir, which is unchanged.
+#[test]
+fn a_failed_swap_removes_the_staging_tree() {
+    use std::os::unix::process::CommandExt;
+    if !root_tests() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = work.join("db");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", p(&small_data(t.path())), p(&target)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let old = tree_digest(&target);
+    let mut c = bin();
+    c.args(["restore", p(&a), p(&target), "--force"])
+        .stdin(Stdio::null());
+    // SAFETY: setgid/setuid are async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "sydra-archive: cannot swap into place {}: Operation not permitted",
+            p(&target)
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 1);
+    assert_eq!(tree_digest(&target), old);
+}
