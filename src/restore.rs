@@ -3,35 +3,45 @@
 //!
 //! Before a byte of the archive is read, the target is checked to be
 //! replaceable by a rename: on the filesystem, and the mount, of its parent
-//! (not a mount point). The archive is extracted into a staging directory
-//! beside the target, every entry created relative to that directory's
-//! descriptor (so a path within the format's limits can be restored however
-//! deep the target is), verified completely (every member, every SHA-256,
-//! the footer), made durable with one `syncfs`, and only then renamed into
-//! place — or, over existing data with `force`, swapped with it atomically
-//! (`renameat2(RENAME_EXCHANGE)`), the old tree being kept beside it. A
-//! staging tree that was not published is always removed.
+//! (not a mount point). The archive is then extracted into a staging
+//! directory beside the target, every entry created relative to that
+//! directory's descriptor (so a path within the format's limits can be
+//! restored however deep the target is), verified completely (every member,
+//! every SHA-256, the footer), made durable with one `syncfs`, and only then
+//! renamed into place — or, over existing data with `force`, swapped with
+//! it atomically (`renameat2(RENAME_EXCHANGE)`), the old tree being kept
+//! beside it. A staging tree that was not published is always removed.
+//!
+//! The run holds an exclusive `flock` on its staging directory from just
+//! after creating it to the end; the staging marker is created only once
+//! the lock is held. A staging directory of another run is stale only if
+//! its lock is free — which, unlike a pid, means the same in every PID
+//! namespace.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::{Temp, make_writable, remove_path};
+use crate::cleanup::{Temp, remove_path};
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
-use crate::publish::{dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix};
+use crate::publish::{
+    NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, rename_noreplace, shorten, split,
+    sync_dir, try_lock, unique_name, unlocked_leftovers,
+};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 
-/// Marks a staging directory as ours and unpublished; removed just before
-/// the staging tree is published.
+/// Marks a staging directory as ours and unpublished: created once the
+/// run holds the directory's lock, removed just before the staging tree is
+/// published.
 pub const STAGING_MARKER: &str = ".sydra-staging";
 const STAGING_MARK: &str = ".sydra-staging.";
 
@@ -140,18 +150,16 @@ pub fn restore(
 
     let (removed_leftovers, reported_leftovers) = clean_leftovers(&parent, &name)?;
 
-    let staging_path = parent.join(format!(".{name}{STAGING_MARK}{}", unique_suffix()));
+    let staging_path = parent.join(unique_name(&leftover_prefix(&name, STAGING_MARK)));
     let temp = Temp::register(&staging_path);
     if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&staging_path) {
         temp.commit(|_| ()); // nothing was created
         return Err(Error::io("create staging directory", &staging_path, e));
     }
     let staged = (|| {
-        let root = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&staging_path)
+        let root = open_dir(&staging_path)
             .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
+        lock(&root).map_err(|e| Error::io("lock staging directory", &staging_path, e))?;
         let sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
         Ok((root, sink))
     })();
@@ -160,13 +168,16 @@ pub fn restore(
         Err(e) => return Err(remove_staging(temp, e)),
     };
     let result = (|| {
-        open_at(
+        // Only now, with the lock held: a marked staging directory whose
+        // lock is free is one whose run is gone.
+        let marker = open_at(
             &root,
             STAGING_MARKER.as_bytes(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
             0o600,
         )
         .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
+        drop(marker);
         let read = src.read_into(Depth::Full, &mut sink)?;
         // Verified: now give directories their modes and times, deepest
         // first, and make everything durable with one syncfs.
@@ -211,10 +222,17 @@ pub fn restore(
                 Ok(None)
             }
             TargetState::Full => {
+                // Lock the old tree too, if no one else holds it, so that
+                // under the staging name (between the swap and the rename
+                // below) it is not taken for a leftover of a dead run.
+                let old_lock = open_dir(&target)
+                    .ok()
+                    .filter(|f| matches!(try_lock(f), Ok(true)));
                 exchange(staging, &target)
                     .map_err(|e| unpublished(Error::io("swap into place", &target, e)))?;
                 // `staging` now names the old tree: give it a name that says so.
-                let kept = keep_old(staging, &parent, OsStr::new(&name), &target, now_ms());
+                let kept = keep_old(staging, &parent, &name, &target, now_ms());
+                drop(old_lock);
                 Ok(Some(kept))
             }
         }
@@ -230,6 +248,7 @@ pub fn restore(
             "{e}; the restore is complete but its rename may not be durable yet"
         ));
     }
+    drop(root); // the lock goes last
     Ok(RestoreSummary {
         read,
         data_dir: target,
@@ -253,14 +272,15 @@ fn remove_staging(temp: Temp, e: Error) -> Error {
     }
 }
 
-/// `<name>.pre-restore.<ms>`, or with `.<n>` after it for `n > 0`.
+/// `<name>.pre-restore.<ms>`, or with `.<n>` after it for `n > 0`; `name`
+/// shortened so the whole fits `NAME_MAX`.
 fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
     let suffix = if n == 0 {
         format!(".pre-restore.{ms}")
     } else {
         format!(".pre-restore.{ms}.{n}")
     };
-    let mut v = name.as_bytes().to_vec();
+    let mut v = shorten(name.as_bytes(), NAME_MAX - suffix.len()).to_vec();
     v.extend_from_slice(suffix.as_bytes());
     OsString::from_vec(v)
 }
@@ -378,18 +398,27 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
-/// Staging directories of killed runs: the ones still holding the marker
-/// were never published and are removed; the others may hold a user's data
-/// (killed between swap and rename) and are only reported.
-fn clean_leftovers(parent: &Path, name: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// Staging directories of other runs whose lock is free (their run is
+/// gone): the ones still holding the marker were never published and are
+/// removed; empty unmarked ones (a run killed before it locked its
+/// directory) are removed once older than [`STALE_AFTER`]; the others may
+/// hold a user's data (killed between swap and rename) and are only
+/// reported.
+fn clean_leftovers(parent: &Path, name: &OsStr) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut removed, mut reported) = (Vec::new(), Vec::new());
-    for p in dead_leftovers(parent, &format!(".{name}{STAGING_MARK}"))? {
-        if p.join(STAGING_MARKER).is_file() {
-            make_writable(&p);
-            fs::remove_dir_all(&p).map_err(|e| Error::io("remove leftover staging", &p, e))?;
-            removed.push(p);
+    for lo in unlocked_leftovers(parent, &leftover_prefix(name, STAGING_MARK), true)? {
+        // Removed while its lock is held, so no run can start using it.
+        let marked = fs::symlink_metadata(lo.path.join(STAGING_MARKER)).is_ok_and(|m| m.is_file());
+        if marked {
+            remove_path(&lo.path).map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
+            removed.push(lo.path);
+        } else if fs::read_dir(&lo.path).is_ok_and(|mut rd| rd.next().is_none()) {
+            // Younger: its run may not have locked it yet.
+            if lo.age >= STALE_AFTER && fs::remove_dir(&lo.path).is_ok() {
+                removed.push(lo.path);
+            }
         } else {
-            reported.push(p);
+            reported.push(lo.path);
         }
     }
     Ok((removed, reported))
@@ -656,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_names_never_collide() {
+    fn kept_names_never_collide_and_fit_name_max() {
         let t = tempfile::tempdir().unwrap();
         let (parent, target) = (t.path(), t.path().join("db"));
         fs::create_dir(parent.join("db.pre-restore.7")).unwrap();
@@ -673,6 +702,13 @@ mod tests {
             fs::read(parent.join("db.pre-restore.7.1/x")).unwrap(),
             b"earlier"
         );
+
+        let long = "n".repeat(NAME_MAX);
+        for n in [0, 1, 99_999] {
+            let k = kept_name(OsStr::new(&long), u128::from(u64::MAX), n);
+            assert!(k.len() <= NAME_MAX, "{}", k.len());
+            assert!(k.as_bytes().starts_with(b"nnnn"));
+        }
     }
 
     #[test]

@@ -714,3 +714,89 @@ fn a_failed_swap_removes_the_staging_tree() {
     assert_eq!(fs::read_dir(&work).unwrap().count(), 1);
     assert_eq!(tree_digest(&target), old);
 }
+
+/// Takes an exclusive flock on `path` (a directory or a file) for as long
+/// as the returned file is open, as a live run in any PID namespace would.
+fn hold_lock(path: &Path) -> fs::File {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).unwrap();
+    // SAFETY: flock on a descriptor that `f` keeps open.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    f
+}
+
+/// A staging directory of another run is stale only when its lock is free:
+/// one whose lock is held is left alone, whatever pid its name carries (a
+/// restore in another PID namespace has a pid that means nothing here).
+#[test]
+fn leftover_staging_is_removed_only_when_its_lock_is_free() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let target = work.join("db");
+    let staging = |pid: &str| work.join(format!(".db.sydra-staging.{pid}.0"));
+    let (held, free, unmarked) = (staging("2147483646"), staging("2147483645"), staging("2"));
+    for d in [&held, &free, &unmarked] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("MANIFEST"), b"staged").unwrap();
+    }
+    fs::write(held.join(".sydra-staging"), b"").unwrap();
+    fs::write(free.join(".sydra-staging"), b"").unwrap();
+    let lock = hold_lock(&held);
+
+    let o = run(&["restore", p(&a), p(&target), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_leftovers"], serde_json::json!([p(&free)]));
+    assert_eq!(v["reported_leftovers"], serde_json::json!([p(&unmarked)]));
+    assert!(!free.exists());
+    assert_eq!(fs::read(held.join("MANIFEST")).unwrap(), b"staged");
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+
+    // Its run is gone: the next restore removes it.
+    drop(lock);
+    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_leftovers"], serde_json::json!([p(&held)]));
+    assert_eq!(v["reported_leftovers"], serde_json::json!([p(&unmarked)]));
+    assert!(!held.exists());
+    assert_eq!(fs::read(unmarked.join("MANIFEST")).unwrap(), b"staged");
+}
+
+/// Names up to NAME_MAX work everywhere: a data dir, OUT and a target named
+/// with 250 bytes (temporary and kept names are shortened, not refused).
+#[test]
+fn names_of_250_bytes_archive_and_restore_without_leftovers() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("d".repeat(250));
+    fs::rename(tiny_data(t.path()), &data).unwrap();
+    let out = t.path().join("o".repeat(250));
+    for force in [false, true] {
+        let mut args = vec!["create", p(&data), "-o", p(&out), "-q"];
+        if force {
+            args.push("--force");
+        }
+        expect_code(&run(&args), 0);
+        expect_code(&run(&["verify", p(&out)]), 0);
+        assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+    }
+    let target = t.path().join("r".repeat(250));
+    expect_code(&run(&["restore", p(&out), p(&target), "-q"]), 0);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    fs::write(target.join("wal/extra.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+    let o = run(&["restore", p(&out), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let kept = PathBuf::from(v["kept_old"].as_str().unwrap());
+    let kept_name = kept.file_name().unwrap().to_str().unwrap();
+    assert!(kept_name.len() <= 255, "{kept_name}");
+    assert!(kept_name.starts_with(&"r".repeat(200)), "{kept_name}");
+    assert!(kept_name.contains(".pre-restore."), "{kept_name}");
+    assert_eq!(tree_digest(&kept), old);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+}
