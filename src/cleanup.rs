@@ -8,7 +8,11 @@
 //! remove): never half way. A pending upload works the same way: its abort
 //! action runs on a signal unless it was completed first.
 
-use std::io;
+use std::ffi::{CStr, CString};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -88,15 +92,106 @@ impl Temp {
     }
 }
 
-fn remove_path(path: &Path) -> io::Result<()> {
+/// Removes `path`: a file, or a directory with everything below it (read-only
+/// directories included, see [`make_writable`]). An absent path is not an error.
+pub(crate) fn remove_path(path: &Path) -> io::Result<()> {
     let res = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).or_else(|e| {
+            if e.kind() != io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            make_writable(path);
+            std::fs::remove_dir_all(path)
+        }),
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };
     match res {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+/// Gives the owner full access to every directory of the tree at `path`
+/// (symlinks are not followed), so that a tree with read-only directories
+/// can be removed by a user who is not root. Best effort. It works relative
+/// to open directories, so it reaches paths longer than `PATH_MAX`.
+pub fn make_writable(path: &Path) {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let mode = m.permissions().mode() | 0o700;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    if let Some(dir) = open_dir_at(libc::AT_FDCWD, &c) {
+        writable_below(&dir);
+    }
+}
+
+fn open_dir_at(at: libc::c_int, name: &CStr) -> Option<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `name` is NUL-terminated; `at` is AT_FDCWD or a descriptor the
+    // caller keeps open.
+    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The names in directory `dir`, without `.` and `..`.
+fn names_in(dir: &OwnedFd) -> Vec<CString> {
+    let mut out = Vec::new();
+    // fdopendir takes over the descriptor it is given: give it a duplicate.
+    let Ok(dup) = dir.try_clone() else {
+        return out;
+    };
+    let raw = dup.into_raw_fd();
+    // SAFETY: `raw` is an open directory descriptor we own; on success the
+    // DIR stream owns it, on failure we close it.
+    let stream = unsafe { libc::fdopendir(raw) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so `raw` is still ours to close, once.
+        unsafe { libc::close(raw) };
+        return out;
+    }
+    loop {
+        // SAFETY: `stream` is a valid DIR until closedir below.
+        let ent = unsafe { libc::readdir(stream) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry; d_name is NUL-terminated
+        // and is copied before the next readdir.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            out.push(name.to_owned());
+        }
+    }
+    // SAFETY: closes the stream (and `raw` with it) exactly once.
+    unsafe { libc::closedir(stream) };
+    out
+}
+
+fn writable_below(dir: &OwnedFd) {
+    let fd = dir.as_raw_fd();
+    for name in names_in(dir) {
+        // SAFETY: an all-zero stat is a valid value to be overwritten.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open, `name` NUL-terminated, `st` a valid out-pointer.
+        if unsafe { libc::fstatat(fd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0
+            || st.st_mode & libc::S_IFMT != libc::S_IFDIR
+        {
+            continue;
+        }
+        // SAFETY: `fd` is open and `name` NUL-terminated; it names a directory.
+        unsafe { libc::fchmodat(fd, name.as_ptr(), (st.st_mode & 0o7777) | 0o700, 0) };
+        if let Some(child) = open_dir_at(fd, &name) {
+            writable_below(&child);
+        }
     }
 }
 
@@ -187,7 +282,9 @@ pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
                     msg.push_str("; ");
                     msg.push_str(&line);
                 }
-                eprintln!("{msg}");
+                // A closed or broken stderr must not keep the process
+                // from exiting.
+                let _ = writeln!(std::io::stderr(), "{msg}");
                 std::process::exit(exit_code);
             }
         })?;
@@ -222,6 +319,26 @@ mod tests {
         assert!(registry().iter().any(|(i, _)| *i == id));
         assert_eq!(pending.commit(|| 7), 7);
         assert!(!registry().iter().any(|(i, _)| *i == id));
+    }
+
+    #[test]
+    fn read_only_trees_are_made_writable_and_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        let deep = root.join("a/b/c");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/", root.join("a/link")).unwrap();
+        for d in [&deep, &root.join("a/b"), &root.join("a"), &root] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500)).unwrap();
+        }
+        make_writable(&root);
+        for d in [&deep, &root.join("a/b"), &root.join("a"), &root] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{d:?}");
+        }
+        remove_path(&root).unwrap();
+        assert!(!root.exists());
     }
 
     fn registered(path: &Path) -> bool {

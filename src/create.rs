@@ -133,12 +133,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
         }
         Output::File { path, force } => {
             // Refuse an existing target before doing any work.
-            if !force && std::fs::symlink_metadata(path).is_ok() {
-                return Err(Error::Refused(format!(
-                    "{} already exists; use --force to replace it",
-                    path.display()
-                )));
-            }
+            crate::publish::check_target(path, *force)?;
             let inside = inside_data_dir(data_dir, path)?;
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;

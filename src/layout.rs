@@ -4,8 +4,12 @@
 pub const TOP_FILES: [&str; 2] = ["MANIFEST", "tags.json"];
 /// Top-level directories of the layout (archived with everything below them).
 pub const TOP_DIRS: [&str; 2] = ["segments", "wal"];
-/// Longest path an archive may hold, in bytes.
-pub const MAX_PATH_LEN: usize = 4096;
+/// Longest path an archive may hold, in bytes: it fits `PATH_MAX` (4096)
+/// with its terminating NUL, so a restore can hand it to one system call
+/// relative to the staging directory, wherever that directory is.
+pub const MAX_PATH_LEN: usize = 4095;
+/// Longest path component, in bytes (`NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
 
 /// What a top-level name is in the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,12 @@ pub fn check_path(path: &str, is_dir: bool) -> Result<(), String> {
         match part {
             "" => return Err("empty path component (non-canonical path)".into()),
             "." | ".." => return Err(format!("{part:?} path component")),
+            _ if part.len() > MAX_NAME_LEN => {
+                return Err(format!(
+                    "path component of {} bytes (at most {MAX_NAME_LEN})",
+                    part.len()
+                ));
+            }
             _ => {}
         }
     }
@@ -86,6 +96,32 @@ mod tests {
         ] {
             assert_eq!(check_path(p, d), Ok(()), "{p}");
         }
+    }
+
+    #[test]
+    fn length_limits() {
+        // Components of up to NAME_MAX bytes, paths of up to PATH_MAX - 1.
+        let name = "n".repeat(MAX_NAME_LEN);
+        assert_eq!(check_path(&format!("segments/{name}"), false), Ok(()));
+        let long = format!("segments/{name}n");
+        assert_eq!(
+            check_path(&long, false),
+            Err("path component of 256 bytes (at most 255)".into())
+        );
+        let mut deep = String::from("segments");
+        while deep.len() + 201 <= MAX_PATH_LEN {
+            deep.push('/');
+            deep.push_str(&"d".repeat(200));
+        }
+        let fill = MAX_PATH_LEN - deep.len() - 1;
+        let exact = format!("{deep}/{}", "f".repeat(fill));
+        assert_eq!(exact.len(), 4095);
+        assert_eq!(check_path(&exact, false), Ok(()));
+        let over = format!("{exact}f");
+        assert_eq!(
+            check_path(&over, false),
+            Err("path longer than 4095 bytes".into())
+        );
     }
 
     #[test]

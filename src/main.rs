@@ -443,7 +443,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 kept_old: s.kept_old.clone(),
                 removed_leftovers: s.removed_leftovers.clone(),
                 reported_leftovers: s.reported_leftovers.clone(),
-                warnings: Vec::new(),
+                warnings: s.warnings.clone(),
                 seconds: secs,
             },
         )?;
@@ -460,6 +460,9 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 "sydra-archive: {} was left by a killed restore and may hold a data dir; inspect it and remove it yourself",
                 p.display()
             );
+        }
+        for w in &s.warnings {
+            say!("sydra-archive: warning: {w}");
         }
         if let Some(k) = &s.kept_old {
             say!(

@@ -1,32 +1,47 @@
 //! `restore`: rebuild a data directory from an archive so that nothing in
 //! the target changes until the whole archive has been verified.
 //!
-//! The archive is extracted into a staging directory beside the target
-//! (same filesystem), verified completely (every member, every SHA-256,
-//! the footer), made durable with one `syncfs`, and only then renamed into
-//! place — or, over existing data with `force`, swapped with it atomically
-//! (`renameat2(RENAME_EXCHANGE)`), the old tree being kept beside it.
+//! Before a byte of the archive is read, the target is checked to be
+//! replaceable by a rename: on the filesystem, and the mount, of its parent
+//! (not a mount point). The archive is then extracted into a staging
+//! directory beside the target, every entry created relative to that
+//! directory's descriptor (so a path within the format's limits can be
+//! restored however deep the target is), verified completely (every member,
+//! every SHA-256, the footer), made durable with one `syncfs`, and only then
+//! renamed into place — or, over existing data with `force`, swapped with
+//! it atomically (`renameat2(RENAME_EXCHANGE)`), the old tree being kept
+//! beside it. A staging tree that was not published is always removed.
+//!
+//! The run holds an exclusive `flock` on its staging directory from just
+//! after creating it to the end; the staging marker is created only once
+//! the lock is held. A staging directory of another run is stale only if
+//! its lock is free — which, unlike a pid, means the same in every PID
+//! namespace.
 
-use std::ffi::CString;
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::Temp;
+use crate::cleanup::{Temp, remove_path};
 use crate::error::{Error, Result};
 use crate::head::{Entry, Head};
 use crate::location::Location;
-use crate::publish::{dead_leftovers, rename_noreplace, split, sync_dir, unique_suffix};
+use crate::publish::{
+    NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, rename_noreplace, shorten, split,
+    sync_dir, try_lock, unique_name, unlocked_leftovers,
+};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::verify::open_archive;
 
-/// Marks a staging directory as ours and unpublished; removed just before
-/// the staging tree is published.
+/// Marks a staging directory as ours and unpublished: created once the
+/// run holds the directory's lock, removed just before the staging tree is
+/// published.
 pub const STAGING_MARKER: &str = ".sydra-staging";
 const STAGING_MARK: &str = ".sydra-staging.";
 
@@ -52,8 +67,13 @@ pub struct RestoreSummary {
     pub removed_leftovers: Vec<PathBuf>,
     /// Leftovers of killed runs that may hold data, left in place.
     pub reported_leftovers: Vec<PathBuf>,
+    /// Problems that came after the data dir was replaced and so do not
+    /// make the restore fail (the old tree could not be renamed, the parent
+    /// could not be fsynced), one line each.
+    pub warnings: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TargetState {
     Absent,
     Empty,
@@ -80,18 +100,34 @@ fn target_state(target: &Path) -> Result<TargetState> {
     }
 }
 
+/// `data_dir` with `.` components, repeated and trailing slashes taken
+/// away (`DIR/.` and `DIR/` are `DIR`). A path whose last component is not
+/// a name (`..`, `.`, `/`) is refused: it names a directory through
+/// another one, and a directory cannot be renamed by such a path.
+fn normalise(data_dir: &Path) -> Result<PathBuf> {
+    let path: PathBuf = data_dir.components().collect();
+    match path.components().next_back() {
+        Some(Component::Normal(_)) => Ok(path),
+        _ => Err(Error::Refused(format!(
+            "{} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path",
+            data_dir.display()
+        ))),
+    }
+}
+
 /// Restores the archive at `archive` into `data_dir`.
 pub fn restore(
     archive: &Location,
     data_dir: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let data_dir = normalise(data_dir)?;
     // A data dir that is a symlink is restored where it points.
-    let target = match fs::symlink_metadata(data_dir) {
+    let target = match fs::symlink_metadata(&data_dir) {
         Ok(m) if m.file_type().is_symlink() => {
-            fs::canonicalize(data_dir).map_err(|e| Error::io("follow symlink", data_dir, e))?
+            fs::canonicalize(&data_dir).map_err(|e| Error::io("follow symlink", &data_dir, e))?
         }
-        _ => data_dir.to_path_buf(),
+        _ => data_dir,
     };
     let (parent, name) = split(&target)?;
     if !parent.is_dir() {
@@ -101,7 +137,10 @@ pub fn restore(
         )));
     }
     let state = target_state(&target)?;
-    if matches!(state, TargetState::Full) && !opts.force {
+    if state != TargetState::Absent {
+        check_replaceable(&parent, &target)?;
+    }
+    if state == TargetState::Full && !opts.force {
         return Err(Error::Refused(format!(
             "{} is not empty; use --force to replace it (the old contents are kept beside it)",
             target.display()
@@ -111,34 +150,44 @@ pub fn restore(
 
     let (removed_leftovers, reported_leftovers) = clean_leftovers(&parent, &name)?;
 
-    let staging_path = parent.join(format!(".{name}{STAGING_MARK}{}", unique_suffix()));
+    let staging_path = parent.join(unique_name(&leftover_prefix(&name, STAGING_MARK)));
     let temp = Temp::register(&staging_path);
     if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&staging_path) {
         temp.commit(|_| ()); // nothing was created
         return Err(Error::io("create staging directory", &staging_path, e));
     }
-    let mut sink = Extract::new(staging_path.clone(), parent.clone());
+    let staged = (|| {
+        let root = open_dir(&staging_path)
+            .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
+        lock(&root).map_err(|e| Error::io("lock staging directory", &staging_path, e))?;
+        let sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
+        Ok((root, sink))
+    })();
+    let (root, mut sink) = match staged {
+        Ok(x) => x,
+        Err(e) => return Err(remove_staging(temp, e)),
+    };
     let result = (|| {
-        File::create(staging_path.join(STAGING_MARKER))
-            .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
+        // Only now, with the lock held: a marked staging directory whose
+        // lock is free is one whose run is gone.
+        let marker = open_at(
+            &root,
+            STAGING_MARKER.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
+        .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
+        drop(marker);
         let read = src.read_into(Depth::Full, &mut sink)?;
         // Verified: now give directories their modes and times, deepest
         // first, and make everything durable with one syncfs.
         sink.finish_dirs()?;
-        syncfs(&staging_path)?;
+        syncfs(&root, &staging_path)?;
         Ok(read)
     })();
     let read = match result {
         Ok(r) => r,
-        Err(e) => {
-            if let Err(rm) = temp.remove() {
-                return Err(Error::Refused(format!(
-                    "{e}; also could not remove staging directory {}: {rm}",
-                    staging_path.display()
-                )));
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(remove_staging(temp, e)),
     };
 
     // The data dir itself is not in the archive: it keeps the mode of the
@@ -147,56 +196,197 @@ pub fn restore(
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o777 & !current_umask(),
     };
-    let kept_name = parent.join(format!("{name}.pre-restore.{}", now_ms()));
-    let published = temp.commit(|staging| -> Result<Option<PathBuf>> {
+    let published = temp.commit(|staging| -> Result<Option<(PathBuf, Option<String>)>> {
+        // Anything that fails before the tree is in place leaves it
+        // unpublished: it is removed, never kept.
+        let unpublished = |e: Error| match remove_path(staging) {
+            Ok(()) => e,
+            Err(rm) => Error::Refused(format!(
+                "{e}; also could not remove staging directory {}: {rm}",
+                staging.display()
+            )),
+        };
         let marker = staging.join(STAGING_MARKER);
-        fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
-        fs::set_permissions(staging, fs::Permissions::from_mode(root_mode))
-            .map_err(|e| Error::io("set mode of", staging, e))?;
+        fs::remove_file(&marker).map_err(|e| unpublished(Error::io("remove", &marker, e)))?;
+        root.set_permissions(fs::Permissions::from_mode(root_mode))
+            .map_err(|e| unpublished(Error::io("set mode of", staging, e)))?;
         match state {
             TargetState::Absent => {
                 rename_noreplace(staging, &target)
-                    .map_err(|e| Error::io("rename into place", &target, e))?;
+                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
                 Ok(None)
             }
             TargetState::Empty => {
                 fs::rename(staging, &target)
-                    .map_err(|e| Error::io("rename into place", &target, e))?;
+                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
                 Ok(None)
             }
             TargetState::Full => {
-                exchange(staging, &target).map_err(|e| Error::io("swap into place", &target, e))?;
+                // Lock the old tree too, if no one else holds it, so that
+                // under the staging name (between the swap and the rename
+                // below) it is not taken for a leftover of a dead run.
+                let old_lock = open_dir(&target)
+                    .ok()
+                    .filter(|f| matches!(try_lock(f), Ok(true)));
+                exchange(staging, &target)
+                    .map_err(|e| unpublished(Error::io("swap into place", &target, e)))?;
                 // `staging` now names the old tree: give it a name that says so.
-                rename_noreplace(staging, &kept_name)
-                    .map_err(|e| Error::io("keep the old data dir as", &kept_name, e))?;
-                Ok(Some(kept_name.clone()))
+                let kept = keep_old(staging, &parent, &name, &target, now_ms());
+                drop(old_lock);
+                Ok(Some(kept))
             }
         }
+    })?;
+    let mut warnings = Vec::new();
+    let kept_old = published.map(|(kept, warning)| {
+        warnings.extend(warning);
+        kept
     });
-    let kept_old = match published {
-        Ok(k) => k,
-        Err(e) => {
-            // Not published: the staging tree (without marker) is still there,
-            // unless the exchange happened. Remove it only if it is ours.
-            if fs::symlink_metadata(&staging_path).is_ok() && !matches!(state, TargetState::Full) {
-                let _ = fs::remove_dir_all(&staging_path);
-            }
-            return Err(e);
-        }
-    };
-    sync_dir(&parent)?;
+    // The data dir is replaced: from here on, nothing is a failure.
+    if let Err(e) = sync_dir(&parent) {
+        warnings.push(format!(
+            "{e}; the restore is complete but its rename may not be durable yet"
+        ));
+    }
+    drop(root); // the lock goes last
     Ok(RestoreSummary {
         read,
         data_dir: target,
         kept_old,
         removed_leftovers,
         reported_leftovers,
+        warnings,
     })
+}
+
+/// Removes the unpublished staging tree after `e`, and returns `e` (with a
+/// note if the tree could not be removed).
+fn remove_staging(temp: Temp, e: Error) -> Error {
+    let path = temp.path().to_path_buf();
+    match temp.remove() {
+        Ok(()) => e,
+        Err(rm) => Error::Refused(format!(
+            "{e}; also could not remove staging directory {}: {rm}",
+            path.display()
+        )),
+    }
+}
+
+/// `<name>.pre-restore.<ms>`, or with `.<n>` after it for `n > 0`; `name`
+/// shortened so the whole fits `NAME_MAX`.
+fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
+    let suffix = if n == 0 {
+        format!(".pre-restore.{ms}")
+    } else {
+        format!(".pre-restore.{ms}.{n}")
+    };
+    let mut v = shorten(name.as_bytes(), NAME_MAX - suffix.len()).to_vec();
+    v.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(v)
+}
+
+/// Gives the old tree, now at `old` (the staging name), the name
+/// `<name>.pre-restore.<ms>` beside it — `.1`, `.2`... after it when that
+/// is taken (by an earlier restore, or another one finishing in the same
+/// millisecond). Never fails: the data dir is already replaced, so if the
+/// rename fails for another reason the old tree stays at `old` and the
+/// warning returned says where it is.
+fn keep_old(
+    old: &Path,
+    parent: &Path,
+    name: &OsStr,
+    target: &Path,
+    ms: u128,
+) -> (PathBuf, Option<String>) {
+    let mut n = 0u32;
+    loop {
+        let kept = parent.join(kept_name(name, ms, n));
+        match rename_noreplace(old, &kept) {
+            Ok(()) => return (kept, None),
+            Err(e)
+                if n < 100_000
+                    && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
+            {
+                n += 1
+            }
+            Err(e) => {
+                let warning = format!(
+                    "previous contents of {} are at {} (could not rename them to {}: {e})",
+                    target.display(),
+                    old.display(),
+                    kept.display()
+                );
+                return (old.to_path_buf(), Some(warning));
+            }
+        }
+    }
+}
+
+/// Refuses a target that cannot be replaced by a rename in its parent: a
+/// mount point (of another filesystem, or a bind mount of the same one).
+/// `statx` tells the mount (`STATX_MNT_ID`) and whether the target is the
+/// root of one (`STATX_ATTR_MOUNT_ROOT`); where the kernel tells neither,
+/// a device number that differs from the parent's is taken for a mount.
+fn check_replaceable(parent: &Path, target: &Path) -> Result<()> {
+    let mounted = match (statx(target, false), statx(parent, true)) {
+        (Ok(t), Ok(p)) => {
+            let root_attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+            let known_root = t.stx_attributes_mask & root_attr != 0;
+            let both_mnt = t.stx_mask & p.stx_mask & libc::STATX_MNT_ID != 0;
+            if known_root && t.stx_attributes & root_attr != 0 {
+                true
+            } else if both_mnt {
+                // Different ids: another mount. The same id and different
+                // devices: a btrfs subvolume, which renames like a directory.
+                t.stx_mnt_id != p.stx_mnt_id
+            } else if known_root {
+                false
+            } else {
+                (t.stx_dev_major, t.stx_dev_minor) != (p.stx_dev_major, p.stx_dev_minor)
+            }
+        }
+        _ => {
+            let t = fs::symlink_metadata(target).map_err(|e| Error::io("stat", target, e))?;
+            let p = fs::metadata(parent).map_err(|e| Error::io("stat", parent, e))?;
+            t.dev() != p.dev()
+        }
+    };
+    if mounted {
+        return Err(Error::Refused(format!(
+            "{} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}) instead",
+            target.display(),
+            target.join("data").display()
+        )));
+    }
+    Ok(())
+}
+
+fn statx(path: &Path, follow: bool) -> io::Result<libc::statx> {
+    let c = cpath(path)?;
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: an all-zero statx is a valid value to be overwritten.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path, AT_FDCWD, a valid out-pointer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r == 0 {
+        Ok(st)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn current_umask() -> u32 {
     // SAFETY: umask only swaps the process mask; it is put back at once.
     let old = unsafe { libc::umask(0o022) };
+    // SAFETY: puts the mask read above back.
     unsafe { libc::umask(old) };
     old as u32
 }
@@ -208,37 +398,30 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
-/// Staging directories of killed runs: the ones still holding the marker
-/// were never published and are removed; the others may hold a user's data
-/// (killed between swap and rename) and are only reported.
-fn clean_leftovers(parent: &Path, name: &str) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// Staging directories of other runs whose lock is free (their run is
+/// gone): the ones still holding the marker were never published and are
+/// removed; empty unmarked ones (a run killed before it locked its
+/// directory) are removed once older than [`STALE_AFTER`]; the others may
+/// hold a user's data (killed between swap and rename) and are only
+/// reported.
+fn clean_leftovers(parent: &Path, name: &OsStr) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut removed, mut reported) = (Vec::new(), Vec::new());
-    for p in dead_leftovers(parent, &format!(".{name}{STAGING_MARK}"))? {
-        if p.join(STAGING_MARKER).is_file() {
-            make_writable(&p);
-            fs::remove_dir_all(&p).map_err(|e| Error::io("remove leftover staging", &p, e))?;
-            removed.push(p);
+    for lo in unlocked_leftovers(parent, &leftover_prefix(name, STAGING_MARK), true)? {
+        // Removed while its lock is held, so no run can start using it.
+        let marked = fs::symlink_metadata(lo.path.join(STAGING_MARKER)).is_ok_and(|m| m.is_file());
+        if marked {
+            remove_path(&lo.path).map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
+            removed.push(lo.path);
+        } else if fs::read_dir(&lo.path).is_ok_and(|mut rd| rd.next().is_none()) {
+            // Younger: its run may not have locked it yet.
+            if lo.age >= STALE_AFTER && fs::remove_dir(&lo.path).is_ok() {
+                removed.push(lo.path);
+            }
         } else {
-            reported.push(p);
+            reported.push(lo.path);
         }
     }
     Ok((removed, reported))
-}
-
-/// Gives every directory below `root` owner write permission, so a tree
-/// with read-only directories can be removed by a non-root user.
-fn make_writable(root: &Path) {
-    if let Ok(m) = fs::symlink_metadata(root)
-        && m.is_dir()
-    {
-        let mode = m.permissions().mode() | 0o700;
-        let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode));
-        if let Ok(rd) = fs::read_dir(root) {
-            for e in rd.flatten() {
-                make_writable(&e.path());
-            }
-        }
-    }
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
@@ -265,12 +448,11 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     }
 }
 
-/// Flushes the whole filesystem holding `path` (one call instead of one
+/// Flushes the whole filesystem holding `dir` (one call instead of one
 /// fsync per file).
-fn syncfs(path: &Path) -> Result<()> {
-    let d = File::open(path).map_err(|e| Error::io("open", path, e))?;
+fn syncfs(dir: &File, path: &Path) -> Result<()> {
     // SAFETY: a valid open descriptor.
-    let r = unsafe { libc::syncfs(d.as_raw_fd()) };
+    let r = unsafe { libc::syncfs(dir.as_raw_fd()) };
     if r != 0 {
         return Err(Error::io("syncfs", path, io::Error::last_os_error()));
     }
@@ -281,6 +463,7 @@ fn syncfs(path: &Path) -> Result<()> {
 /// block size.
 fn free_space(path: &Path) -> Result<(u64, u64, u64)> {
     let c = cpath(path).map_err(|e| Error::io("statvfs", path, e))?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -290,29 +473,70 @@ fn free_space(path: &Path) -> Result<(u64, u64, u64)> {
     Ok((st.f_bavail * frsize, frsize, st.f_favail))
 }
 
+/// Opens `rel` relative to the directory `dir` with `flags` (plus
+/// `O_NOFOLLOW | O_CLOEXEC`) and `mode` for a file it creates.
+fn open_at(dir: &impl AsRawFd, rel: &[u8], flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates the directory `rel` relative to the directory `dir`.
+fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The sink that writes verified-so-far members into the staging tree.
+/// Every entry is created relative to the staging directory's descriptor
+/// (shared by the worker threads; system calls on it are thread-safe), so
+/// only the archive path, at most 4095 bytes, is resolved by the kernel.
 struct Extract {
-    root: PathBuf,
+    /// The staging directory.
+    root: OwnedFd,
+    /// Its path, for messages.
+    shown: PathBuf,
     parent: PathBuf,
     dirs: Mutex<Vec<Entry>>,
     umask: u32,
 }
 
 impl Extract {
-    fn new(root: PathBuf, parent: PathBuf) -> Self {
-        Extract {
-            root,
+    fn new(root: &File, shown: PathBuf, parent: PathBuf) -> Result<Self> {
+        let root = root
+            .try_clone()
+            .map_err(|e| Error::io("duplicate descriptor of", &shown, e))?;
+        Ok(Extract {
+            root: root.into(),
+            shown,
             parent,
             dirs: Mutex::new(Vec::new()),
             umask: current_umask(),
-        }
+        })
     }
 
     fn finish_dirs(&mut self) -> Result<()> {
         let dirs = self.dirs.get_mut().unwrap_or_else(|e| e.into_inner());
         for d in dirs.iter().rev() {
-            let path = self.root.join(&d.path);
-            set_mode_and_time(&path, d)?;
+            let path = self.shown.join(&d.path);
+            let f = open_at(
+                &self.root,
+                d.path.as_bytes(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .map_err(|e| Error::io("open", &path, e))?;
+            set_mode_and_time(&f, &path, d)?;
         }
         Ok(())
     }
@@ -335,8 +559,7 @@ fn safe_mode(e: &Entry) -> u32 {
     e.mode & 0o777
 }
 
-fn set_mode_and_time(path: &Path, e: &Entry) -> Result<()> {
-    let f = File::open(path).map_err(|err| Error::io("open", path, err))?;
+fn set_mode_and_time(f: &File, path: &Path, e: &Entry) -> Result<()> {
     f.set_times(
         FileTimes::new()
             .set_modified(mtime_of(e))
@@ -377,11 +600,8 @@ impl Sink for Extract {
         if crate::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
-        let path = self.root.join(&entry.path);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|e| Error::io("create directory", &path, e))?;
+        mkdir_at(&self.root, entry.path.as_bytes(), 0o700)
+            .map_err(|e| Error::io("create directory", self.shown.join(&entry.path), e))?;
         self.dirs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -393,17 +613,17 @@ impl Sink for Extract {
         if crate::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
-        let path = self.root.join(&entry.path);
+        let path = self.shown.join(&entry.path);
         // Created with its final mode where the umask allows (one syscall
         // less per file); the fd is writable whatever the mode says.
         let mode = safe_mode(entry);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
+        let file = open_at(
+            &self.root,
+            entry.path.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            mode,
+        )
+        .map_err(|e| Error::io("create", &path, e))?;
         Ok(ExtractFile {
             file,
             path,
@@ -438,5 +658,78 @@ impl FileSink for ExtractFile {
             return Err(Error::io("close", &path, io::Error::last_os_error()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_dots_are_normalised_and_dotdot_refused() {
+        assert_eq!(normalise(Path::new("a/b/.")).unwrap(), Path::new("a/b"));
+        assert_eq!(normalise(Path::new("a/./b/")).unwrap(), Path::new("a/b"));
+        assert_eq!(normalise(Path::new("/x//y/./")).unwrap(), Path::new("/x/y"));
+        assert_eq!(normalise(Path::new("./db")).unwrap(), Path::new("./db"));
+        for bad in ["a/..", ".", "./", "/", "a/b/../.."] {
+            match normalise(Path::new(bad)) {
+                Err(Error::Refused(m)) => assert_eq!(
+                    m,
+                    format!(
+                        "{bad} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path"
+                    )
+                ),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kept_names_never_collide_and_fit_name_max() {
+        let t = tempfile::tempdir().unwrap();
+        let (parent, target) = (t.path(), t.path().join("db"));
+        fs::create_dir(parent.join("db.pre-restore.7")).unwrap();
+        fs::create_dir(parent.join("db.pre-restore.7.1")).unwrap();
+        fs::write(parent.join("db.pre-restore.7.1/x"), b"earlier").unwrap();
+        let old = parent.join(".db.sydra-staging.1.0");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("x"), b"old").unwrap();
+        let (kept, warning) = keep_old(&old, parent, OsStr::new("db"), &target, 7);
+        assert_eq!(warning, None);
+        assert_eq!(kept, parent.join("db.pre-restore.7.2"));
+        assert_eq!(fs::read(kept.join("x")).unwrap(), b"old");
+        assert_eq!(
+            fs::read(parent.join("db.pre-restore.7.1/x")).unwrap(),
+            b"earlier"
+        );
+
+        let long = "n".repeat(NAME_MAX);
+        for n in [0, 1, 99_999] {
+            let k = kept_name(OsStr::new(&long), u128::from(u64::MAX), n);
+            assert!(k.len() <= NAME_MAX, "{}", k.len());
+            assert!(k.as_bytes().starts_with(b"nnnn"));
+        }
+    }
+
+    #[test]
+    fn an_old_tree_that_cannot_be_renamed_is_a_warning() {
+        let t = tempfile::tempdir().unwrap();
+        let old = t.path().join(".db.sydra-staging.1.0");
+        let target = t.path().join("db");
+        // The rename fails (here: the old tree is not there), not with
+        // EEXIST: the old tree is reported where it is.
+        let (kept, warning) = keep_old(&old, t.path(), OsStr::new("db"), &target, 7);
+        assert_eq!(kept, old);
+        let w = warning.unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "previous contents of {} are at {} (could not rename them to {}: ",
+                target.display(),
+                old.display(),
+                t.path().join("db.pre-restore.7").display()
+            )),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
     }
 }

@@ -107,7 +107,9 @@ fn sigkill_at_many_points_never_leaves_a_partial_archive() {
     );
 
     // Leftover temporaries of killed runs are recognizable and removed by
-    // the next run that writes the same target.
+    // the next run that writes the same target, once 2 s old (a younger one
+    // may belong to a live run that has not locked it yet).
+    std::thread::sleep(Duration::from_millis(2100));
     let o = run(&[
         "create",
         p(&data),
@@ -170,4 +172,52 @@ fn write_errors_exit_2() {
     // Unwritable output directory.
     let o = run(&["create", p(&data), "-o", "/proc/sydra-archive-test.tar.zst"]);
     expect_code(&o, 2);
+}
+
+/// A temporary of another run is stale only when its lock is free (and it
+/// is over 2 s old): one whose lock is held is left alone, whatever pid its
+/// name carries (a writer in another PID namespace has a pid that means
+/// nothing here).
+#[test]
+fn a_temporary_is_stale_only_when_its_lock_is_free() {
+    use std::os::fd::AsRawFd;
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let outdir = t.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("a.tar.zst");
+    let temp = |pid: &str| outdir.join(format!(".a.tar.zst.sydra-tmp.{pid}.0"));
+    let (held, free, young) = (temp("2147483646"), temp("2147483645"), temp("2147483644"));
+    let old = std::time::SystemTime::now() - Duration::from_secs(10);
+    for f in [&held, &free, &young] {
+        let file = fs::File::create(f).unwrap();
+        if f != &young {
+            file.set_modified(old).unwrap();
+        }
+    }
+    let lock = fs::File::open(&held).unwrap();
+    // SAFETY: flock on a descriptor that `lock` keeps open.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+    let o = run(&["create", p(&data), "-o", p(&out), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_stale_temps"], serde_json::json!([p(&free)]));
+    assert!(held.exists() && young.exists() && !free.exists());
+
+    drop(lock);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&young)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let o = run(&["create", p(&data), "-o", p(&out), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_stale_temps"], serde_json::json!([p(&held)]));
+    assert!(
+        young.exists(),
+        "younger than 2 s: perhaps a run not locked yet"
+    );
 }

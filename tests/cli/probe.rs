@@ -423,3 +423,32 @@ fn out_of_memory_in_zstd_says_what_to_lower() {
     assert!(!out.exists());
     assert!(leftovers(t.path()).is_empty());
 }
+
+/// Item 1: archives are owner-only (0600), whatever the umask: they hold
+/// every byte of a database that is usually readable by its owner only.
+#[test]
+fn archives_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" create \"$1\" -o \"$2\" -q")
+        .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+        .arg(p(&data))
+        .arg(p(&out))
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let mode = fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // --force over a world-readable archive leaves an owner-only one.
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&["create", p(&data), "-o", p(&out), "--force", "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -151,3 +151,84 @@ fn non_archives_fail_verification() {
         assert!(!v["error"].as_str().unwrap().is_empty());
     }
 }
+
+/// `-o OUT --force` replaces a regular file only: anything else is refused,
+/// named, and left as it was; a directory is named as such with or without
+/// `--force` (and `--force` is not suggested for it).
+#[test]
+fn force_replaces_only_regular_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let fifo = out.join("fifo");
+    let c = std::ffi::CString::new(p(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let precious = out.join("precious");
+    fs::write(&precious, b"precious").unwrap();
+    let link = out.join("link");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let dir = out.join("dir");
+    fs::create_dir(&dir).unwrap();
+    for (target, what) in [
+        (&fifo, "a fifo"),
+        (&link, "a symlink"),
+        (&dir, "a directory"),
+    ] {
+        for force in [true, false] {
+            let mut args = vec!["create", p(&data), "-o", p(target)];
+            if force {
+                args.push("--force");
+            }
+            let o = run(&args);
+            expect_code(&o, 2);
+            assert_eq!(
+                stderr(&o).trim_end(),
+                format!(
+                    "sydra-archive: {} is {what}; --force replaces only regular files",
+                    p(target)
+                ),
+                "force={force}"
+            );
+            assert!(!stderr(&o).contains("use --force"));
+        }
+    }
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert_eq!(fs::read_link(&link).unwrap(), precious);
+    assert_eq!(fs::read(&precious).unwrap(), b"precious");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 4, "no temporary left");
+}
+
+#[test]
+fn force_does_not_replace_a_character_device() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() || unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root and SYDRA_ARCHIVE_ROOT_TESTS=1 (mknod)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    // A copy of /dev/null (char 1:3), where the test may make one.
+    let null = t.path().join("null");
+    let c = std::ffi::CString::new(p(&null)).unwrap();
+    // SAFETY: a valid NUL-terminated path; mknod only creates a node.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
+    let o = run(&["create", p(&data), "-o", p(&null), "--force"]);
+    expect_code(&o, 2);
+    assert_eq!(
+        stderr(&o).trim_end(),
+        format!(
+            "sydra-archive: {} is a character device; --force replaces only regular files",
+            p(&null)
+        )
+    );
+    let m = fs::symlink_metadata(&null).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.rdev(), libc::makedev(1, 3));
+    let names: Vec<_> = fs::read_dir(t.path()).unwrap().collect();
+    assert_eq!(names.len(), 2, "no temporary left");
+}

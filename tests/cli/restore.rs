@@ -430,3 +430,373 @@ fn disk_full_fails_cleanly() {
         fs::remove_file(&filler).unwrap();
     }
 }
+
+/// Every entry below `dir` (type, mode, mtime, size, path) and every file's
+/// SHA-256, listed by `find` run inside `dir`: relative paths, so a tree
+/// deeper than PATH_MAX from `/` can be compared.
+fn deep_listing(dir: &Path) -> String {
+    let script = r#"cd "$1" && find . -mindepth 1 -printf '%y %m %Ts %s %p\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum"#;
+    let o = std::process::Command::new("sh")
+        .args(["-c", script, "sh", p(dir)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[track_caller]
+fn same_listing(a: &Path, b: &Path) {
+    let (la, lb) = (deep_listing(a), deep_listing(b));
+    if let Some((x, y)) = la.lines().zip(lb.lines()).find(|(x, y)| x != y) {
+        panic!("trees differ:\n{x}\n{y}");
+    }
+    assert_eq!(la.lines().count(), lb.lines().count());
+}
+
+/// A path of about 4,000 bytes (within the format's 4095) restores into a
+/// target whose staging directory is so deep that the staging path joined
+/// with it exceeds PATH_MAX: entries are created relative to the staging
+/// directory.
+#[test]
+fn deep_paths_restore_wherever_the_target_is() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let mut rel = PathBuf::from("segments");
+    for i in 0..19 {
+        rel.push(format!("{i:02}{}", "d".repeat(198)));
+    }
+    fs::create_dir_all(data.join(&rel)).unwrap();
+    rel.push("f".repeat(180));
+    assert_eq!(rel.as_os_str().len(), 4008);
+    fs::write(data.join(&rel), b"deep").unwrap();
+    let a = archive_of(&data, t.path());
+
+    let parent = t.path().join("c".repeat(200)).join("c".repeat(200));
+    fs::create_dir_all(&parent).unwrap();
+    let target = parent.join("db");
+    assert!(p(&target).len() + rel.as_os_str().len() > 4096);
+    let o = run(&["restore", p(&a), p(&target), "--json"]);
+    expect_code(&o, 0);
+    same_listing(&target, &data);
+    assert!(deep_listing(&target).contains(&format!("/{}\n", "f".repeat(180))));
+    assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
+
+    // Over the restored tree (and a failed one removes its deep staging tree).
+    let o = run(&["restore", p(&a), p(&target), "--force", "-q"]);
+    expect_code(&o, 0);
+    same_listing(&target, &data);
+    let kept: Vec<_> = fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "db")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("db.pre-restore."), "{kept:?}");
+    let mut bad = fs::read(&a).unwrap();
+    let n = bad.len();
+    bad.truncate(n - 100);
+    let bad_path = t.path().join("bad.tar.zst");
+    fs::write(&bad_path, bad).unwrap();
+    let o = run(&["restore", p(&bad_path), p(&parent.join("db2"))]);
+    expect_code(&o, 1);
+    assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
+    assert!(!parent.join("db2").exists());
+}
+
+/// `DIR/.` is `DIR` (normalised lexically); a path ending in `..` is
+/// refused before anything is read or created.
+#[test]
+fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    let target = work.join("db");
+    fs::create_dir_all(target.join("wal")).unwrap();
+    fs::write(target.join("wal/old.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+
+    let dotdot = format!("{}/wal/..", p(&target));
+    let o = run(&["restore", p(&a), &dotdot, "--force"]);
+    expect_code(&o, 2);
+    assert_eq!(
+        stderr(&o).trim_end(),
+        format!(
+            "sydra-archive: {dotdot} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path"
+        )
+    );
+    assert_eq!(tree_digest(&target), old);
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 1);
+
+    let dot = format!("{}/.", p(&target));
+    let o = run(&["restore", p(&a), &dot, "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["data_dir"].as_str().unwrap(), p(&target));
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    let kept = PathBuf::from(v["kept_old"].as_str().unwrap());
+    assert_eq!(kept.parent().unwrap(), work);
+    assert_eq!(tree_digest(&kept), old);
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+}
+
+/// When `NAME.pre-restore.<ms>` is taken, the old tree gets the next free
+/// `.1`, `.2`... suffix and the restore succeeds.
+#[test]
+fn kept_name_collisions_take_the_next_suffix() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    let target = work.join("db");
+    fs::create_dir_all(target.join("wal")).unwrap();
+    fs::write(target.join("wal/old.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+    // Every name the next 30 seconds could give is taken.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for ms in now - 1000..now + 30_000 {
+        fs::create_dir(work.join(format!("db.pre-restore.{ms}"))).unwrap();
+    }
+    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["warnings"], serde_json::json!([]));
+    let kept = v["kept_old"].as_str().unwrap();
+    let name = Path::new(kept).file_name().unwrap().to_str().unwrap();
+    let ms: u128 = name
+        .strip_prefix("db.pre-restore.")
+        .and_then(|r| r.strip_suffix(".1"))
+        .unwrap_or_else(|| panic!("{name}"))
+        .parse()
+        .unwrap();
+    assert!(ms >= now && ms < now + 30_000, "{name}");
+    assert_eq!(tree_digest(Path::new(kept)), old);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+}
+
+/// A mount guard for bind mounts.
+struct Bind(PathBuf);
+impl Bind {
+    fn mount(src: &Path, at: &Path) -> Bind {
+        fs::create_dir_all(at).unwrap();
+        let s = std::process::Command::new("mount")
+            .args(["--bind", p(src), p(at)])
+            .status()
+            .unwrap();
+        assert!(s.success(), "mount --bind");
+        Bind(at.to_path_buf())
+    }
+}
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A mount point cannot be replaced by a rename: refused before anything is
+/// read or staged (a tmpfs, with --force over data and empty without, and a
+/// bind mount of the same filesystem).
+#[test]
+fn mount_points_are_refused_before_anything_is_staged() {
+    if !root_tests() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+
+    let full = Tmpfs::mount(&work.join("full"), "8m");
+    fs::write(full.0.join("MANIFEST"), b"old").unwrap();
+    let empty = Tmpfs::mount(&work.join("empty"), "8m");
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("MANIFEST"), b"bound").unwrap();
+    let bound = Bind::mount(&src, &work.join("bound"));
+    for (target, force) in [(&full.0, true), (&empty.0, false), (&bound.0, true)] {
+        // Read from a pipe that is never written to: a run that read the
+        // archive first would wait forever (and time out).
+        let mut args = vec!["restore", "-", p(target)];
+        if force {
+            args.push("--force");
+        }
+        let mut child = bin()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{target:?}: not refused up front"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        expect_code(&o, 2);
+        assert_eq!(
+            stderr(&o).trim_end(),
+            format!(
+                "sydra-archive: {} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}/data) instead",
+                p(target),
+                p(target)
+            )
+        );
+        assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+    }
+    assert_eq!(fs::read(full.0.join("MANIFEST")).unwrap(), b"old");
+    assert_eq!(fs::read_dir(&empty.0).unwrap().count(), 0);
+    assert_eq!(fs::read(bound.0.join("MANIFEST")).unwrap(), b"bound");
+    // A directory below a mount point is fine.
+    let o = run(&["restore", p(&a), p(&empty.0.join("data")), "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(tree_digest(&empty.0.join("data")), tree_digest(&data));
+    drop((full, empty, bound));
+    assert_eq!(fs::read_dir(work.join("empty")).unwrap().count(), 0);
+}
+
+/// A swap that fails after staging (here: a sticky parent and a data dir
+/// owned by someone else, restored by an unprivileged user) removes the
+/// staging tree: nothing is left beside the data dir, which is unchanged.
+#[test]
+fn a_failed_swap_removes_the_staging_tree() {
+    use std::os::unix::process::CommandExt;
+    if !root_tests() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o1777)).unwrap();
+    let target = work.join("db");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", p(&small_data(t.path())), p(&target)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let old = tree_digest(&target);
+    let mut c = bin();
+    c.args(["restore", p(&a), p(&target), "--force"])
+        .stdin(Stdio::null());
+    // SAFETY: setgid/setuid are async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = c.output().unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "sydra-archive: cannot swap into place {}: Operation not permitted",
+            p(&target)
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 1);
+    assert_eq!(tree_digest(&target), old);
+}
+
+/// Takes an exclusive flock on `path` (a directory or a file) for as long
+/// as the returned file is open, as a live run in any PID namespace would.
+fn hold_lock(path: &Path) -> fs::File {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).unwrap();
+    // SAFETY: flock on a descriptor that `f` keeps open.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    f
+}
+
+/// A staging directory of another run is stale only when its lock is free:
+/// one whose lock is held is left alone, whatever pid its name carries (a
+/// restore in another PID namespace has a pid that means nothing here).
+#[test]
+fn leftover_staging_is_removed_only_when_its_lock_is_free() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let target = work.join("db");
+    let staging = |pid: &str| work.join(format!(".db.sydra-staging.{pid}.0"));
+    let (held, free, unmarked) = (staging("2147483646"), staging("2147483645"), staging("2"));
+    for d in [&held, &free, &unmarked] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("MANIFEST"), b"staged").unwrap();
+    }
+    fs::write(held.join(".sydra-staging"), b"").unwrap();
+    fs::write(free.join(".sydra-staging"), b"").unwrap();
+    let lock = hold_lock(&held);
+
+    let o = run(&["restore", p(&a), p(&target), "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_leftovers"], serde_json::json!([p(&free)]));
+    assert_eq!(v["reported_leftovers"], serde_json::json!([p(&unmarked)]));
+    assert!(!free.exists());
+    assert_eq!(fs::read(held.join("MANIFEST")).unwrap(), b"staged");
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+
+    // Its run is gone: the next restore removes it.
+    drop(lock);
+    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["removed_leftovers"], serde_json::json!([p(&held)]));
+    assert_eq!(v["reported_leftovers"], serde_json::json!([p(&unmarked)]));
+    assert!(!held.exists());
+    assert_eq!(fs::read(unmarked.join("MANIFEST")).unwrap(), b"staged");
+}
+
+/// Names up to NAME_MAX work everywhere: a data dir, OUT and a target named
+/// with 250 bytes (temporary and kept names are shortened, not refused).
+#[test]
+fn names_of_250_bytes_archive_and_restore_without_leftovers() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("d".repeat(250));
+    fs::rename(tiny_data(t.path()), &data).unwrap();
+    let out = t.path().join("o".repeat(250));
+    for force in [false, true] {
+        let mut args = vec!["create", p(&data), "-o", p(&out), "-q"];
+        if force {
+            args.push("--force");
+        }
+        expect_code(&run(&args), 0);
+        expect_code(&run(&["verify", p(&out)]), 0);
+        assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+    }
+    let target = t.path().join("r".repeat(250));
+    expect_code(&run(&["restore", p(&out), p(&target), "-q"]), 0);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    fs::write(target.join("wal/extra.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+    let o = run(&["restore", p(&out), p(&target), "--force", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let kept = PathBuf::from(v["kept_old"].as_str().unwrap());
+    let kept_name = kept.file_name().unwrap().to_str().unwrap();
+    assert!(kept_name.len() <= 255, "{kept_name}");
+    assert!(kept_name.starts_with(&"r".repeat(200)), "{kept_name}");
+    assert!(kept_name.contains(".pre-restore."), "{kept_name}");
+    assert_eq!(tree_digest(&kept), old);
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+    assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+}
