@@ -522,7 +522,8 @@ fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
     assert_eq!(
         stderr(&o).trim_end(),
         format!(
-            "sydra-archive: {dotdot} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path"
+            "sydra-archive: restore {}: {dotdot} does not end in a directory name (it ends in `.`, `..` or `/`); give the data directory's own path",
+            p(&a)
         )
     );
     assert_eq!(tree_digest(&target), old);
@@ -647,7 +648,7 @@ fn mount_points_are_refused_before_anything_is_staged() {
         assert_eq!(
             stderr(&o).trim_end(),
             format!(
-                "sydra-archive: {} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}/data) instead",
+                "sydra-archive: restore -: {} is a mount point and cannot be replaced by a rename; restore into a directory below it (e.g. {}/data) instead",
                 p(target),
                 p(target)
             )
@@ -678,6 +679,8 @@ fn a_failed_swap_removes_the_staging_tree() {
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let data = tiny_data(t.path());
     let a = archive_of(&data, t.path());
+    // Archives are owner-only; this one is read by another user.
+    fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
     let work = t.path().join("work");
     fs::create_dir(&work).unwrap();
     fs::set_permissions(&work, fs::Permissions::from_mode(0o1777)).unwrap();
@@ -704,7 +707,8 @@ fn a_failed_swap_removes_the_staging_tree() {
     expect_code(&o, 2);
     assert!(
         stderr(&o).starts_with(&format!(
-            "sydra-archive: cannot swap into place {}: Operation not permitted",
+            "sydra-archive: restore {}: cannot swap into place {}: Operation not permitted",
+            p(&a),
             p(&target)
         )),
         "{}",
