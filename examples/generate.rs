@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use sydra_archive::fixture::{FixtureSpec, generate};
+use sydra_archive::sydradb::{FixtureSpec, generate};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -47,6 +47,15 @@ pub enum Error {
     Refused(String),
     /// A SIGINT or SIGTERM arrived; everything temporary was removed.
     Interrupted,
+    /// An error, and a second problem met while cleaning up after it (a
+    /// staging directory that could not be removed). Classified as the
+    /// first: a corrupt archive stays an archive fault.
+    Also {
+        /// What failed first.
+        error: Box<Error>,
+        /// What then also went wrong, one line.
+        also: String,
+    },
     /// A request to object storage failed (network, credentials, missing
     /// object...): not a fault of the archive's content.
     Remote {
@@ -74,6 +83,19 @@ impl Error {
         Error::Corrupt(msg.into())
     }
 
+    /// The archive ends inside `what` (a frame, a header, a member).
+    pub fn truncated(what: &str) -> Error {
+        Error::corrupt(format!("truncated: archive ends inside {what}"))
+    }
+
+    /// This error, with a second problem met while cleaning up after it.
+    pub fn also(self, also: impl Into<String>) -> Error {
+        Error::Also {
+            error: Box::new(self),
+            also: also.into(),
+        }
+    }
+
     /// A hostile-entry error.
     pub fn hostile(path: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Hostile {
@@ -96,10 +118,11 @@ impl Error {
     /// True when the archive itself is at fault (corrupt, truncated, tampered,
     /// hostile, unsupported version, not an archive): the CLI exits with 1.
     pub fn is_archive_fault(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupt(_) | Error::Hostile { .. } | Error::UnsupportedVersion(_)
-        )
+        match self {
+            Error::Corrupt(_) | Error::Hostile { .. } | Error::UnsupportedVersion(_) => true,
+            Error::Also { error, .. } => error.is_archive_fault(),
+            _ => false,
+        }
     }
 }
 
@@ -125,6 +148,7 @@ impl fmt::Display for Error {
             Error::Refused(msg) => write!(f, "{msg}"),
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
             Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),
+            Error::Also { error, also } => write!(f, "{error}; also {also}"),
         }
     }
 }
@@ -161,6 +185,17 @@ mod tests {
         let e = Error::io("open", "/x", io::Error::from(io::ErrorKind::NotFound));
         assert!(!e.is_archive_fault());
         assert!(e.to_string().starts_with("cannot open /x"));
+    }
+
+    #[test]
+    fn a_cleanup_failure_keeps_the_first_error_s_class() {
+        let e = Error::corrupt("bad frame").also("could not remove staging directory /x: busy");
+        assert!(e.is_archive_fault());
+        assert_eq!(
+            e.to_string(),
+            "corrupt archive: bad frame; also could not remove staging directory /x: busy"
+        );
+        assert!(!Error::Refused("r".into()).also("y").is_archive_fault());
     }
 
     #[test]

@@ -7,64 +7,42 @@
 //! 64 bytes, SHA-256 of everything before it). Stock `zstd` and `tar`
 //! read the data; this crate proves it whole.
 //!
-//! Modules, one concept each:
-//! - [`error`]: the one error type and its exit-code classification
-//! - [`layout`]: what belongs to a SydraDB data directory
-//! - [`frame`]: skippable frames and the zstd frame walker
-//! - [`head`], [`sums`], [`footer`]: the three metadata frames
-//! - [`input`]: the hashing, peekable archive reader
-//! - [`data`]: decoding the DATA frames as one stream
-//! - [`scan`]: walking a data directory in archive order
-//! - [`source`]: the data directory as opened: files found relative to held directories
-//! - [`sys`]: `openat`/`fstatat`/`readdir` wrappers that never follow a swapped-in link
-//! - [`check`]: streaming checks of what SydraDB would accept (WAL, segments, JSON)
-//! - [`live`]: consistent reads of a data dir a running server writes
-//! - [`create`]: writing an archive
-//! - [`read`]: reading and checking an archive as a stream
-//! - [`workers`]: bounded queues from the reading thread to hashing/writing workers
-//! - [`location`]: where an archive is: a path, stdin, or `s3://bucket/key`
-//! - [`remote`]: object storage: multipart uploads, streamed reads, `ls`, `prune`
-//! - [`verify`]: `verify` and `list` on paths, stdin or objects
-//! - [`deep`]: `verify --deep`, decoding what SydraDB would read
-//! - [`restore`]: staged, verified, atomic restore
-//! - [`progress`]: byte counters a front end turns into a progress display
-//! - [`publish`]: atomic write-then-rename of output files
-//! - [`cleanup`]: temporary paths removed on error and signals
-//! - [`sydradb`]: SydraDB WAL records and segments (encode, decode)
-//! - [`fixture`]: a deterministic generator of SydraDB data directories
+//! The tree shows the architecture; each folder is one concern and may
+//! import only the ones listed before it:
+//! - `error`, `sys`, `progress`: the error type, every libc call, byte counters
+//! - `format`: the bytes on disk (frames, HEAD, SUMS, FOOT, path rules)
+//! - `store`: where archives live (paths, atomic publish, cleanup, S3)
+//! - `read`: checking an archive as a stream (input, decoding, sinks, workers)
+//! - [`sydradb`]: SydraDB's own formats, checks, live capture, fixtures
+//! - `write`: writing an archive (HEAD, DATA, SUMS, FOOT) to any `Write`
+//! - `ops`: the commands (`create`, `verify`, `list`, `restore`)
+//!
+//! Everything a caller needs is re-exported here.
 
-pub mod check;
-pub mod cleanup;
-pub mod create;
-pub mod data;
-pub mod deep;
-pub mod error;
-pub mod fixture;
-pub mod footer;
-pub mod frame;
-pub mod head;
-pub mod input;
-pub mod layout;
-pub mod live;
-pub mod location;
-pub mod progress;
-pub mod publish;
-pub mod read;
+mod error;
+mod format;
+mod ops;
+mod progress;
+mod read;
 mod store;
-pub use store::s3 as remote;
-pub mod restore;
-pub mod scan;
-pub mod source;
-pub mod sums;
 pub mod sydradb;
-pub mod sys;
-pub mod verify;
-pub mod workers;
+mod sys;
+mod write;
 
-pub use create::{CreateOptions, CreateSummary, Output, create, write_archive};
 pub use error::{Error, Result};
-pub use head::{Entry, EntryKind, Head};
-pub use location::Location;
-pub use read::{Depth, ReadSummary, Sink, read_archive, read_head};
-pub use restore::{RestoreOptions, RestoreSummary, restore};
-pub use verify::{list, verify};
+pub use format::footer::{FOOT_LEN, Footer};
+pub use format::head::{Entry, EntryKind, Head};
+pub use format::path::check_path;
+pub use format::sums::hex;
+pub use ops::create::{Output, create};
+pub use ops::deep::{Problem, verify_deep};
+pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
+pub use ops::verify::{list, list_sha256, verify};
+pub use progress::Progress;
+pub use read::{Depth, FileSink, NullSink, ReadSummary, Sink, read_archive, read_head};
+pub use store::cleanup::install_signal_handlers;
+pub use store::location::Location;
+pub use store::s3::{Listed, Listing, Pruned, Remote, S3Options, S3Url, Uploaded, ls, prune};
+pub use sydradb::live::WalPosition;
+pub use sys::closed_std_fds;
+pub use write::{CreateOptions, CreateSummary, write_archive};

@@ -8,7 +8,7 @@
 //! the descriptor itself, so a race can make `create` fail, never read
 //! something else or hang.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -286,11 +286,6 @@ pub fn closed_std_fds() -> [bool; 3] {
 /// True when `e` is what `O_NOFOLLOW` gives for a symlink.
 pub fn is_symlink_error(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
-}
-
-/// Name of a path component as bytes.
-pub fn bytes(name: &OsStr) -> &[u8] {
-    name.as_bytes()
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use sydra_archive::head::{Entry, EntryKind, Head};
-use sydra_archive::layout::check_path;
-use sydra_archive::read::{Depth, FileSink, Sink, read_archive};
+use sydra_archive::{Entry, EntryKind, Head};
+use sydra_archive::check_path;
+use sydra_archive::{Depth, FileSink, Sink, read_archive};
 
 /// A sink that checks the reader's promises to restore.
 #[derive(Default)]

@@ -1,4 +1,8 @@
-//! Where archives live: object storage (more to come: local files,
-//! atomic publish and cleanup move here).
+//! Where archives live: a path, stdin/stdout or an object; atomic publish
+//! of local files, temporary paths removed on errors and signals, and the
+//! S3 client.
 
+pub mod cleanup;
+pub mod location;
+pub mod publish;
 pub mod s3;

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use sydra_archive::read::NullSink;
+use sydra_archive::NullSink;
 use sydra_archive::{Depth, read_archive};
 
 use crate::helpers::*;

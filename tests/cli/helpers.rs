@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use sha2::{Digest, Sha256};
-use sydra_archive::fixture::{FixtureSpec, generate};
+use sydra_archive::sydradb::{FixtureSpec, generate};
 
 pub const SKIP_MAGIC: u32 = 0x184D_2A53;
 

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use sydra_archive::fixture::{FixtureSpec, generate};
+use sydra_archive::sydradb::{FixtureSpec, generate};
 
 use crate::helpers::*;
 

@@ -10,7 +10,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{Attribute, GetOptions, GetRange, ObjectStore};
 
 use crate::error::{Error, Result};
-use crate::footer::{FOOT_LEN, Footer};
+use crate::format::footer::{FOOT_LEN, Footer};
 
 use super::{Remote, S3Url, SHA256_METADATA, remote_error, runtime};
 

@@ -6,7 +6,7 @@
 //!   most [`PartPlan::in_flight`] at once, so memory is bounded by
 //!   `(in_flight + 1) × part size`. The upload is completed only after FOOT
 //!   was written; any error aborts it, and so does SIGINT/SIGTERM (through
-//!   [`crate::cleanup::Pending`]). After SIGKILL the upload is never
+//!   [`crate::store::cleanup::Pending`]). After SIGKILL the upload is never
 //!   completed, so no object appears at the key.
 //! - Downloads first read FOOT with a ranged GET (a truncated or foreign
 //!   object fails before anything else happens), then stream the object

@@ -13,8 +13,8 @@ use object_store::{
     PutMultipartOptions, PutPayload,
 };
 
-use crate::cleanup::{self, Pending};
 use crate::error::{Error, Result};
+use crate::store::cleanup::{self, Pending};
 
 use super::parts::PartBuf;
 use super::{
@@ -134,11 +134,6 @@ impl Upload {
             parts: 0,
             bytes: 0,
         })
-    }
-
-    /// The plan the parts follow.
-    pub fn plan(&self) -> PartPlan {
-        self.plan
     }
 
     fn wait_oldest(&mut self) -> Result<()> {
@@ -273,7 +268,7 @@ impl Upload {
         );
         h.insert(
             HeaderName::from_static("x-amz-meta-sydra-archive-sha256"),
-            HeaderValue::from_str(&crate::sums::hex(sha256)).map_err(bad)?,
+            HeaderValue::from_str(&crate::format::sums::hex(sha256)).map_err(bad)?,
         );
         h.insert(
             http::header::CONTENT_TYPE,

@@ -4,8 +4,8 @@
 //! u32 LE flags | u64 LE body_len | 32-byte SHA-256 of bytes [0, body_len)`.
 
 use crate::error::{Error, Result};
-use crate::frame::{SKIPPABLE_MAGIC, TAG_FOOT, skippable_header};
-use crate::head::VERSION;
+use crate::format::frame::{SKIPPABLE_MAGIC, TAG_FOOT, skippable_header};
+use crate::format::head::VERSION;
 
 /// Total length of the FOOT frame.
 pub const FOOT_LEN: usize = 64;

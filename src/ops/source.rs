@@ -1,25 +1,20 @@
-//! `verify` and `list`: checking an archive at a path, on stdin or in object
-//! storage without writing anything.
+//! Opening an archive wherever it is (a path, stdin, an object) as one
+//! source every command reads from, counting the bytes for progress.
 
 use std::fs::File;
 use std::io::Read;
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::location::Location;
-use crate::progress::Progress;
-use crate::remote::{ObjectReader, Remote};
-use crate::sums::hex;
-
 use crate::error::{Error, Result};
-use crate::head::Head;
-use crate::input::{HashPipe, changed_while_read};
-use crate::read::{
-    Depth, NullSink, ReadSummary, Sink, read_archive, read_archive_hashed, read_head,
-};
+use crate::format::sums::hex;
+use crate::progress::Progress;
+use crate::read::input::{HashPipe, changed_while_read};
+use crate::read::{Depth, ReadSummary, Sink, read_archive, read_archive_hashed};
+use crate::store::location::Location;
+use crate::store::s3::{ObjectReader, Remote};
 
 /// An open archive source: a file, stdin when the path is `-`, or an
 /// object in object storage; counts the bytes read in an optional
@@ -33,7 +28,8 @@ pub struct ArchiveReader {
 
 enum Inner {
     File {
-        file: ManuallyDrop<File>,
+        /// The file, or a duplicate of the stdin descriptor.
+        file: File,
         stdin: bool,
     },
     Object(Box<ObjectReader>),
@@ -121,15 +117,6 @@ impl Read for ArchiveReader {
     }
 }
 
-impl Drop for ArchiveReader {
-    fn drop(&mut self) {
-        if let Inner::File { file, stdin: false } = &mut self.inner {
-            // SAFETY: dropped once; stdin (fd 0) is never closed.
-            unsafe { ManuallyDrop::drop(file) };
-        }
-    }
-}
-
 /// Opens an archive for reading; a local `-` is stdin. Directories are
 /// refused. An object is first checked with a ranged read of its FOOT. The
 /// progress total is the size (unknown for stdin).
@@ -152,11 +139,14 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         }
     };
     if path == Path::new("-") {
+        // A duplicate of fd 0: closing it leaves stdin open.
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("read", path, e))?;
         return Ok(ArchiveReader {
-            // SAFETY: fd 0 stays open for the life of the process; it is
-            // never closed (see Drop).
             inner: Inner::File {
-                file: ManuallyDrop::new(unsafe { File::from_raw_fd(0) }),
+                file: File::from(stdin),
                 stdin: true,
             },
             progress,
@@ -177,48 +167,11 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
     }
     Ok(ArchiveReader {
         inner: Inner::File {
-            file: ManuallyDrop::new(f),
+            file: f,
             stdin: false,
         },
         progress,
         expected_sha256: None,
         name: path.clone(),
     })
-}
-
-/// Verifies the archive at `loc` to `depth`, counting the archive bytes
-/// read in `progress`.
-pub fn verify(
-    loc: &Location,
-    depth: Depth,
-    progress: Option<Arc<Progress>>,
-) -> Result<ReadSummary> {
-    open_archive(loc, progress)?.read_into(depth, &mut NullSink)
-}
-
-/// Checks the archive at `path` as `verify --quick` does and returns its
-/// HEAD and the SHA-256 SUMS lists for each file entry, in order (for
-/// `list --sha256`). Nothing is returned unless the check passes.
-pub fn list_sha256(loc: &Location) -> Result<(Head, Vec<[u8; 32]>)> {
-    struct Collect(Vec<[u8; 32]>);
-    impl Sink for Collect {
-        type File = ();
-        fn file(&self, _entry: &crate::head::Entry) -> Result<()> {
-            Ok(())
-        }
-        fn file_sum(&mut self, _index: usize, sha256: &[u8; 32]) {
-            self.0.push(*sha256);
-        }
-    }
-    let mut sink = Collect(Vec::new());
-    let summary = open_archive(loc, None)?.read_into(Depth::Quick, &mut sink)?;
-    Ok((summary.head, sink.0))
-}
-
-/// Reads and validates the HEAD of the archive at `loc`. This does not
-/// verify any data: use [`verify`] for that.
-pub fn list(loc: &Location) -> Result<Head> {
-    let src = open_archive(loc, None)?;
-    let name = src.name().to_path_buf();
-    read_head(src, &name)
 }

@@ -1,6 +1,6 @@
 //! Scanning a data directory: which entries an archive of it holds, in
 //! archive order, with their sizes, modes and times. Everything is looked
-//! up relative to directories opened on the way down ([`crate::source`]).
+//! up relative to directories opened on the way down ([`crate::sydradb::source`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,10 +8,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::head::{Entry, EntryKind};
-use crate::layout::{self, TopLevel};
-use crate::live::{self, Content, FileKind, WalPosition};
-use crate::source::{Tree, not_regular};
+use crate::format::head::{Entry, EntryKind};
+use crate::format::path::{self as layout, TopLevel};
+use crate::sydradb::live::{self, Content, FileKind, WalPosition};
+use crate::sydradb::source::{Tree, not_regular};
 use crate::sys::{Dir, Kind, Stat};
 
 /// How `create` gets the content of an entry other than by opening it.

@@ -19,8 +19,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::cleanup::Temp;
 use crate::error::{Error, Result};
+use crate::store::cleanup::Temp;
 
 /// A file being written that appears at its target only on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -48,6 +48,7 @@ impl WriteBehind<'_> {
     /// Bytes between write-back requests.
     pub const STEP: u64 = 8 << 20;
 
+    #[cfg(test)]
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -249,6 +250,7 @@ fn stale_temp_locks(target: &Path) -> Result<Vec<Leftover>> {
     Ok(found)
 }
 
+#[cfg(test)]
 /// Leftover temporary files of `target` whose writer is gone: their lock is
 /// free and they are at least [`STALE_AFTER`] old.
 pub fn stale_temps(target: &Path) -> Result<Vec<PathBuf>> {
@@ -355,6 +357,7 @@ impl AtomicFile {
         }
     }
 
+    #[cfg(test)]
     /// The temporary path.
     pub fn temp_path(&self) -> &Path {
         self.temp.path()

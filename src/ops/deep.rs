@@ -2,16 +2,16 @@
 //!
 //! Every WAL record's length, type and CRC; every segment's header and
 //! body; tags.json and MANIFEST as JSON: all streaming, any size, with the
-//! checkers `create` uses ([`crate::check`]). A problem is reported with its
+//! checkers `create` uses ([`crate::sydradb::check`]). A problem is reported with its
 //! path and byte offset.
 
-use crate::check::Checker;
 use crate::error::Result;
-use crate::head::Entry;
-use crate::live::{self, FileKind};
-use crate::location::Location;
+use crate::format::head::Entry;
+use crate::ops::source::open_archive;
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
-use crate::verify::open_archive;
+use crate::store::location::Location;
+use crate::sydradb::check::Checker;
+use crate::sydradb::live::{self, FileKind};
 use std::sync::{Arc, Mutex};
 
 /// Most problems kept (the first ones).
@@ -122,7 +122,7 @@ pub fn verify_deep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::EntryKind;
+    use crate::format::head::EntryKind;
     use crate::sydradb::wal_record;
 
     fn check(path: &str, content: &[u8], chunk: usize) -> Vec<Problem> {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layout;
+use crate::format::path;
 
 /// The `format` value of every archive.
 pub const FORMAT_NAME: &str = "sydra-archive";
@@ -73,7 +73,7 @@ pub struct Head {
     /// The WAL position captured: per WAL file, the size seen, the bytes
     /// archived, the whole records they hold and any damaged records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub wal: Vec<crate::live::WalPosition>,
+    pub wal: Vec<WalPosition>,
     /// Problems found while the data dir was scanned (informational).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -150,7 +150,7 @@ impl Head {
         let mut total: u64 = 0;
         for (i, e) in self.entries.iter().enumerate() {
             let is_dir = e.kind == EntryKind::Dir;
-            layout::check_path(&e.path, is_dir).map_err(|why| Error::hostile(&e.path, why))?;
+            path::check_path(&e.path, is_dir).map_err(|why| Error::hostile(&e.path, why))?;
             if e.mtime < 0 {
                 return Err(Error::corrupt(format!(
                     "HEAD entry {:?} has a negative mtime {}",
@@ -169,7 +169,7 @@ impl Head {
             if !fresh {
                 return Err(Error::hostile(&e.path, "duplicate path in HEAD"));
             }
-            let parent = layout::parent(&e.path);
+            let parent = path::parent(&e.path);
             if let Some(parent) = parent
                 && parent != last_parent.unwrap_or("")
                 && !dirs.contains(parent)
@@ -206,6 +206,31 @@ impl Head {
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .count()
+    }
+}
+
+/// What `create`'s WAL pre-pass found in one WAL file, as HEAD records
+/// it: the position of the WAL captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalPosition {
+    /// Archive path.
+    pub path: String,
+    /// Size when it was opened.
+    pub size_seen: u64,
+    /// Bytes archived: up to the last whole record whose CRC matches.
+    pub archived: u64,
+    /// Whole records with matching CRCs in the archived part.
+    pub records: u64,
+    /// Offsets of damaged records kept in the archived part (damage on
+    /// disk, not a live write).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<u64>,
+}
+
+impl WalPosition {
+    /// Bytes left out at the end (an incomplete record being appended).
+    pub fn cut_bytes(&self) -> u64 {
+        self.size_seen - self.archived
     }
 }
 

@@ -28,16 +28,16 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cleanup::{Temp, remove_path};
 use crate::error::{Error, Result};
-use crate::head::{Entry, Head};
-use crate::location::Location;
-use crate::publish::{
+use crate::format::head::{Entry, Head};
+use crate::ops::source::open_archive;
+use crate::read::{Depth, FileSink, ReadSummary, Sink};
+use crate::store::cleanup::{Temp, remove_path};
+use crate::store::location::Location;
+use crate::store::publish::{
     NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, rename_noreplace, shorten, split,
     sync_dir, try_lock, unique_name, unlocked_leftovers,
 };
-use crate::read::{Depth, FileSink, ReadSummary, Sink};
-use crate::verify::open_archive;
 
 /// Marks a staging directory as ours and unpublished: created once the
 /// run holds the directory's lock, removed just before the staging tree is
@@ -201,8 +201,8 @@ pub fn restore(
         // unpublished: it is removed, never kept.
         let unpublished = |e: Error| match remove_path(staging) {
             Ok(()) => e,
-            Err(rm) => Error::Refused(format!(
-                "{e}; also could not remove staging directory {}: {rm}",
+            Err(rm) => e.also(format!(
+                "could not remove staging directory {}: {rm}",
                 staging.display()
             )),
         };
@@ -265,8 +265,8 @@ fn remove_staging(temp: Temp, e: Error) -> Error {
     let path = temp.path().to_path_buf();
     match temp.remove() {
         Ok(()) => e,
-        Err(rm) => Error::Refused(format!(
-            "{e}; also could not remove staging directory {}: {rm}",
+        Err(rm) => e.also(format!(
+            "could not remove staging directory {}: {rm}",
             path.display()
         )),
     }
@@ -597,7 +597,7 @@ impl Sink for Extract {
     }
 
     fn dir(&self, entry: &Entry) -> Result<()> {
-        if crate::cleanup::stopping() {
+        if crate::store::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
         mkdir_at(&self.root, entry.path.as_bytes(), 0o700)
@@ -610,7 +610,7 @@ impl Sink for Extract {
     }
 
     fn file(&self, entry: &Entry) -> Result<ExtractFile> {
-        if crate::cleanup::stopping() {
+        if crate::store::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
         let path = self.shown.join(&entry.path);

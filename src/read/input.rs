@@ -117,7 +117,10 @@ impl HashPipe {
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; APART_BLOCK];
                 let mut at = 0u64;
-                let marks = [len.saturating_sub(crate::footer::FOOT_LEN as u64), len];
+                let marks = [
+                    len.saturating_sub(crate::format::footer::FOOT_LEN as u64),
+                    len,
+                ];
                 for mark in marks {
                     while at < mark {
                         if stopped.load(Ordering::Relaxed) {
@@ -447,7 +450,7 @@ impl<R: Read> Read for Body<'_, R> {
 
 /// The error for an archive that ends too early.
 pub fn truncated(what: &str) -> Error {
-    Error::corrupt(format!("truncated: archive ends inside {what}"))
+    Error::truncated(what)
 }
 
 #[cfg(test)]

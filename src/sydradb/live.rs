@@ -17,12 +17,12 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::check::Checker;
 use crate::error::{Error, Result};
-use crate::source::Tree;
+pub use crate::format::head::WalPosition;
+use crate::sydradb::check::Checker;
+use crate::sydradb::source::Tree;
 use crate::sydradb::{MAX_WAL_RECORD, WAL_PUT, crc32};
 use crate::sys::{Stat, StatKey, fstat};
 
@@ -33,38 +33,10 @@ pub const INVALID_STABLE_FOR: Duration = Duration::from_millis(2500);
 /// Segments modified this recently (seconds) are read during the scan.
 pub const HOT_WINDOW_SECS: i64 = 5;
 
-/// What a file is to SydraDB, for the checks it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// `MANIFEST`: newline-terminated JSON objects.
-    Manifest,
-    /// `tags.json`: one JSON object.
-    Tags,
-    /// `wal/*.wal`: WAL records.
-    Wal,
-    /// `segments/<hour>/*.seg`: a SYSEG2/SYSEG1 segment.
-    Segment,
-    /// Anything else inside the layout: archived without checks.
-    Other,
-}
-
-/// Classifies an archive path.
-pub fn kind_of(path: &str) -> FileKind {
-    if path == "MANIFEST" {
-        FileKind::Manifest
-    } else if path == "tags.json" {
-        FileKind::Tags
-    } else if path.starts_with("wal/") && path.ends_with(".wal") {
-        FileKind::Wal
-    } else if path.starts_with("segments/") && path.ends_with(".seg") {
-        FileKind::Segment
-    } else {
-        FileKind::Other
-    }
-}
+pub use crate::sydradb::layout::{FileKind, kind_of};
 
 /// Why `bytes` is not what SydraDB would accept for a file of `kind`.
-pub use crate::check::problem;
+pub use crate::sydradb::check::problem;
 
 /// Content of a file read whole while it was not changing.
 #[derive(Debug)]
@@ -263,30 +235,6 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// What the WAL pre-pass found in one WAL file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WalPosition {
-    /// Archive path.
-    pub path: String,
-    /// Size when it was opened.
-    pub size_seen: u64,
-    /// Bytes archived: up to the last whole record whose CRC matches.
-    pub archived: u64,
-    /// Whole records with matching CRCs in the archived part.
-    pub records: u64,
-    /// Offsets of damaged records kept in the archived part (damage on
-    /// disk, not a live write).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub damaged: Vec<u64>,
-}
-
-impl WalPosition {
-    /// Bytes left out at the end (an incomplete record being appended).
-    pub fn cut_bytes(&self) -> u64 {
-        self.size_seen - self.archived
-    }
 }
 
 /// Walks the records of the first `size` bytes of an open WAL file.

@@ -12,8 +12,6 @@ pub const MAX_WAL_RECORD: u32 = 1 << 20;
 /// The record type byte of a `Put`, the only type replay knows.
 pub const WAL_PUT: u8 = 1;
 
-pub use crate::check::{Segment, decode_segment};
-
 /// CRC-32 (IEEE, as zlib's `crc32`).
 ///
 /// WAL records are small (25-byte payloads, tens of millions per WAL):
@@ -91,17 +89,6 @@ pub fn wal_record(series_id: u64, ts: i64, value: f64) -> [u8; WAL_RECORD_LEN] {
     r
 }
 
-/// Checks a WAL file the way replay does (the one WAL parser,
-/// [`crate::check::WalStream`]); returns the record count or the offset
-/// and reason of the first bad record.
-pub fn check_wal(data: &[u8]) -> Result<u64, (u64, String)> {
-    let mut w = crate::check::WalStream::default();
-    if let Some(p) = w.feed(data).or_else(|| w.finish()) {
-        return Err(p);
-    }
-    Ok(w.records)
-}
-
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -158,6 +145,7 @@ pub fn encode_segment(series_id: u64, hour: i64, points: &[(i64, f64)]) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sydradb::check::decode_segment;
 
     #[test]
     fn crc_matches_zlib() {
@@ -172,16 +160,6 @@ mod tests {
                 assert_eq!(crc32(d), crc32fast::hash(d), "length {}", d.len());
             }
         }
-    }
-
-    #[test]
-    fn wal_records_check() {
-        let mut w = wal_record(u64::MAX - 3, 1_748_736_000, 19.71).to_vec();
-        w.extend(wal_record(7, 1_748_736_010, -1.5));
-        assert_eq!(check_wal(&w), Ok(2));
-        assert!(check_wal(&w[..40]).is_err());
-        w[10] ^= 1;
-        assert_eq!(check_wal(&w).unwrap_err().0, 0);
     }
 
     #[test]

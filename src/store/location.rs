@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::remote::{S3Options, S3Url};
+use crate::store::s3::{S3Options, S3Url};
 
 /// An archive's location.
 #[derive(Debug, Clone)]

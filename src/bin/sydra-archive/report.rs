@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sydra_archive::deep::Problem;
-use sydra_archive::live::WalPosition;
-use sydra_archive::remote::Listed;
+use sydra_archive::Listed;
+use sydra_archive::Problem;
+use sydra_archive::WalPosition;
 
 /// `create --json`.
 #[derive(Debug, Serialize)]

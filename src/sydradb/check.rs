@@ -4,7 +4,7 @@
 //! archives files) and `verify --deep` use the same checkers, so they never
 //! disagree about a file, however large it is.
 
-use crate::live::FileKind;
+use crate::sydradb::layout::FileKind;
 use crate::sydradb::{MAX_WAL_RECORD, WAL_PUT, crc32};
 
 /// The first problem found: byte offset in the file and why.
@@ -87,6 +87,17 @@ pub fn problem(kind: FileKind, bytes: &[u8]) -> Option<Problem> {
 }
 
 // ---------------------------------------------------------------- WAL
+
+/// Checks a WAL file the way replay does (the one WAL parser,
+/// [`crate::sydradb::check::WalStream`]); returns the record count or the offset
+/// and reason of the first bad record.
+pub fn check_wal(data: &[u8]) -> Result<u64, (u64, String)> {
+    let mut w = WalStream::default();
+    if let Some(p) = w.feed(data).or_else(|| w.finish()) {
+        return Err(p);
+    }
+    Ok(w.records)
+}
 
 /// WAL records: `len u32 | type u8 | … | crc32 u32`, checked as replay
 /// checks them (length, record type, CRC).
@@ -622,6 +633,16 @@ impl ManifestStream {
 mod tests {
     use super::*;
     use crate::sydradb::{encode_segment, wal_record};
+
+    #[test]
+    fn wal_records_check() {
+        let mut w = wal_record(u64::MAX - 3, 1_748_736_000, 19.71).to_vec();
+        w.extend(wal_record(7, 1_748_736_010, -1.5));
+        assert_eq!(check_wal(&w), Ok(2));
+        assert!(check_wal(&w[..40]).is_err());
+        w[10] ^= 1;
+        assert_eq!(check_wal(&w).unwrap_err().0, 0);
+    }
 
     /// Every split of `b` into two chunks, and byte by byte, gives the
     /// same answer as the whole.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::head::{Entry, EntryKind, Head};
+use crate::format::head::{Entry, EntryKind, Head};
 
 /// One file's checksum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,13 +16,16 @@ pub struct FileSum {
     pub sha256: String,
 }
 
-/// The decoded SUMS frame.
+/// The decoded SUMS frame (the reader checks SUMS as a stream; tests
+/// build whole ones).
+#[cfg(test)]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Sums {
     /// One object per file entry, in archive order.
     pub files: Vec<FileSum>,
 }
 
+#[cfg(test)]
 impl Sums {
     /// Encodes SUMS as compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
@@ -142,7 +145,7 @@ pub fn check_stream<R: std::io::Read>(
                 // The source failed (our error inside), or the frame ended
                 // early (a truncated archive).
                 Error::from_carrier(std::io::Error::from(e))
-                    .unwrap_or_else(|_| crate::input::truncated("the SUMS frame"))
+                    .unwrap_or_else(|_| Error::truncated("the SUMS frame"))
             } else {
                 Error::corrupt(format!("SUMS is not valid: {e}"))
             }
@@ -216,7 +219,7 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::tests::sample;
+    use crate::format::head::tests::sample;
 
     fn sums_for(head: &Head) -> Sums {
         Sums {

@@ -6,8 +6,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, get_error_name};
 
 use crate::error::{Error, Result};
-use crate::frame::{MAX_WINDOW_LOG, ZSTD_MAGIC, peek_magic};
-use crate::input::{Input, truncated};
+use crate::format::frame::{MAX_WINDOW_LOG, ZSTD_MAGIC};
+use crate::read::frames::peek_magic;
+use crate::read::input::{Input, truncated};
 
 /// Reads the decompressed DATA stream. Errors are crate [`Error`]s wrapped
 /// in `io::Error::other` (so they survive the tar reader).
@@ -139,7 +140,7 @@ impl<R: Read> Seek for DataDecoder<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{TAG_SUMS, write_skippable};
+    use crate::format::frame::{TAG_SUMS, write_skippable};
     use std::path::Path;
 
     #[test]
@@ -155,7 +156,7 @@ mod tests {
         assert_eq!(dec.frames(), 2);
         assert_eq!(
             peek_magic(&mut input).unwrap(),
-            Some(crate::frame::SKIPPABLE_MAGIC)
+            Some(crate::format::frame::SKIPPABLE_MAGIC)
         );
     }
 

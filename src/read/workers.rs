@@ -14,8 +14,8 @@ use std::sync::{Condvar, Mutex, mpsc};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::head::Entry;
-use crate::read::{FileSink, Sink};
+use crate::format::head::Entry;
+use crate::read::sink::{FileSink, Sink};
 
 /// Bytes a worker may have queued (data plus a per-job overhead).
 pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
@@ -210,7 +210,7 @@ impl<'a> Dispatch<'a> {
         if entry.size >= LARGE_FILE {
             self.take_next()
         } else {
-            let dir = crate::layout::parent(&entry.path).unwrap_or("");
+            let dir = crate::format::path::parent(&entry.path).unwrap_or("");
             if dir != self.last_dir {
                 self.last_dir = dir.to_string();
                 self.dir_worker = self.take_next();
@@ -274,7 +274,7 @@ pub fn worker<S: Sink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::EntryKind;
+    use crate::format::head::EntryKind;
 
     fn entry(path: &str, size: u64) -> Entry {
         Entry {

@@ -6,86 +6,32 @@
 //! before a byte of it is handed on, and no length from the archive is
 //! allocated before the bytes arrive.
 
+pub mod data;
+pub mod frames;
+pub mod input;
+mod sink;
+pub mod workers;
+
+pub use sink::{FileSink, NullSink, Sink};
+
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
 
-use crate::workers::{Budget, Dispatch, Job, Pool, Queue, worker};
+use crate::read::workers::{Budget, Dispatch, Job, Pool, Queue, worker};
 
-use crate::data::DataDecoder;
 use crate::error::{Error, Result};
-use crate::footer::{FOOT_LEN, Footer};
-use crate::frame::{
-    MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, read_skippable, read_skippable_header,
-    walk_zstd_frames,
-};
-use crate::head::{Entry, EntryKind, Head};
-use crate::input::{Body, HashPipe, Input, truncated};
-use crate::sums;
+use crate::format::footer::{FOOT_LEN, Footer};
+use crate::format::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS};
+use crate::format::head::{EntryKind, Head};
+use crate::format::sums;
+use crate::read::data::DataDecoder;
+use crate::read::frames::{read_skippable, read_skippable_header, walk_zstd_frames};
+use crate::read::input::{Body, HashPipe, Input, truncated};
 
 /// Most zero padding accepted after the tar end-of-archive block.
 const MAX_TAR_PADDING: u64 = 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
-
-/// Receives what the reader has checked so far. A sink must treat file data
-/// as unverified until [`read_archive`] returns `Ok`.
-///
-/// Files are handled on worker threads (several files at once, each file's
-/// data in order on one thread), so a sink is shared (`Sync`) and keeps
-/// per-file state in its [`Sink::File`].
-pub trait Sink: Sync {
-    /// Per-file state, living on one worker thread.
-    type File: FileSink;
-    /// HEAD, validated, before any data (on the calling thread).
-    fn head(&mut self, _head: &Head) -> Result<()> {
-        Ok(())
-    }
-    /// The SHA-256 SUMS lists for the `index`-th file (after DATA; not
-    /// verified until [`read_archive`] returns `Ok`).
-    fn file_sum(&mut self, _index: usize, _sha256: &[u8; 32]) {}
-    /// A directory member that matched its HEAD entry (on the reading
-    /// thread, in archive order, before any member inside it).
-    fn dir(&self, _entry: &Entry) -> Result<()> {
-        Ok(())
-    }
-    /// A file member that matched its HEAD entry; its data follows.
-    fn file(&self, entry: &Entry) -> Result<Self::File>;
-    /// How many worker threads to use on `cores` cores (at most 4 are).
-    /// The reading thread decompresses meanwhile; a sink with little work
-    /// per byte does best leaving it a core of its own.
-    fn workers(&self, cores: usize) -> usize {
-        cores
-    }
-}
-
-/// One file being received by a sink.
-pub trait FileSink {
-    /// The next chunk of the file.
-    fn write(&mut self, _data: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    /// The file is complete (its size as declared).
-    fn finish(self, _entry: &Entry) -> Result<()>
-    where
-        Self: Sized,
-    {
-        Ok(())
-    }
-}
-
-/// A sink that keeps nothing (for `verify`).
-pub struct NullSink;
-impl Sink for NullSink {
-    type File = ();
-    fn file(&self, _entry: &Entry) -> Result<()> {
-        Ok(())
-    }
-    /// Hashing alone: one core decompresses, the others hash.
-    fn workers(&self, cores: usize) -> usize {
-        cores.saturating_sub(1)
-    }
-}
-impl FileSink for () {}
 
 /// How much of the archive to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use sydra_archive::progress::Progress;
-use sydra_archive::sums::hex;
+use sydra_archive::Progress;
+use sydra_archive::hex;
 use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
 
 use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
 use sydra_archive::Location;
-use sydra_archive::remote::{Remote, S3Options, S3Url};
+use sydra_archive::{Remote, S3Options, S3Url};
 use ui::Display;
 
 /// Writes one line to stderr. A closed or full stderr is not a reason to
@@ -36,13 +36,13 @@ const EXIT_OTHER: u8 = 2;
 fn main() -> ExitCode {
     // A closed stdout is no place for an archive (nor a closed stdin a
     // source of one): `-` is refused for them below.
-    let closed = sydra_archive::sys::closed_std_fds();
+    let closed = sydra_archive::closed_std_fds();
     let cli = Cli::parse();
     let std_closed = StdClosed {
         stdin: closed[0],
         stdout: closed[1],
     };
-    if let Err(e) = sydra_archive::cleanup::install_signal_handlers(i32::from(EXIT_OTHER)) {
+    if let Err(e) = sydra_archive::install_signal_handlers(i32::from(EXIT_OTHER)) {
         say!("sydra-archive: cannot install signal handlers: {e}");
         return ExitCode::from(EXIT_OTHER);
     }
@@ -268,7 +268,7 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
     let result = if a.deep {
-        sydra_archive::deep::verify_deep(&loc, Some(progress.clone()))
+        sydra_archive::verify_deep(&loc, Some(progress.clone()))
             .map(|(s, problems, total)| (s, Some((problems, total))))
     } else {
         sydra_archive::verify(&loc, depth, Some(progress.clone())).map(|s| (s, None))
@@ -373,7 +373,7 @@ fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let loc = location(&a.archive, &a.s3)?;
     if a.sha256 {
         let (head, sums) =
-            sydra_archive::verify::list_sha256(&loc).with_context(|| format!("list {loc}"))?;
+            sydra_archive::list_sha256(&loc).with_context(|| format!("list {loc}"))?;
         let mut out = io::BufWriter::new(io::stdout().lock());
         let files = head
             .entries
@@ -486,7 +486,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 
 fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     let url = S3Url::parse(&a.url)?;
-    let listing = sydra_archive::remote::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
+    let listing = sydra_archive::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
     for (obj, why) in &listing.others {
         say!("sydra-archive: {obj} is not a sydra-archive: {why}");
     }
@@ -524,7 +524,7 @@ fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let url = S3Url::parse(&a.url)?;
     let keep = usize::try_from(a.keep_last).unwrap_or(usize::MAX);
-    let p = sydra_archive::remote::prune(&Remote::connect(&url, &s3_options(&a.s3))?, keep, a.yes)?;
+    let p = sydra_archive::prune(&Remote::connect(&url, &s3_options(&a.s3))?, keep, a.yes)?;
     for (obj, why) in &p.others {
         say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }

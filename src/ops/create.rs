@@ -1,0 +1,147 @@
+//! `create`: scan a data dir and write its archive to a file (published
+//! atomically), stdout or an object.
+
+use std::fs::File;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::publish::AtomicFile;
+use crate::store::s3::{Remote, S3Options, S3Url, Upload};
+use crate::sydradb::scan::{Scan, scan};
+use crate::write::{CreateOptions, CreateSummary, write_archive};
+
+/// Where an archive goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Standard output (refused when it is a terminal).
+    Stdout,
+    /// A file, published atomically; an existing one is replaced only with `force`.
+    File {
+        /// Target path.
+        path: PathBuf,
+        /// Replace an existing target.
+        force: bool,
+    },
+    /// An object, uploaded in parts and completed only once whole; an
+    /// existing one is replaced only with `force`.
+    S3 {
+        /// Target object.
+        url: S3Url,
+        /// Endpoint and region overrides.
+        options: S3Options,
+        /// Replace an existing object.
+        force: bool,
+    },
+}
+
+/// Scans `data_dir` and writes its archive to `output`.
+pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<CreateSummary> {
+    match output {
+        Output::Stdout => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                return Err(Error::Refused(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
+                        .into(),
+                ));
+            }
+            let scan = scan(data_dir)?;
+            let _lock = stdout.lock();
+            // A duplicate of fd 1, for unbuffered writes of large chunks;
+            // closing it leaves stdout open.
+            let fd = stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("write", "-", e))?;
+            let (_, summary) = write_archive(scan, File::from(fd), Path::new("-"), opts)?;
+            Ok(summary)
+        }
+        Output::File { path, force } => {
+            // Refuse an existing target before doing any work.
+            crate::store::publish::check_target(path, *force)?;
+            let inside = inside_data_dir(data_dir, path)?;
+            let scan = scan(data_dir)?;
+            let (mut file, removed) = AtomicFile::create(path, *force)?;
+            let written = write_archive(scan, file.writer(), path, opts);
+            match written {
+                Ok((_, mut summary)) => {
+                    file.commit()?;
+                    summary.removed_stale = removed;
+                    summary.warnings.extend(inside);
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // The archive error matters more than a failed cleanup.
+                    let _ = file.abort();
+                    Err(e)
+                }
+            }
+        }
+        Output::S3 {
+            url,
+            options,
+            force,
+        } => {
+            // Refuse an existing object, and find out that the bucket is
+            // reachable with these credentials, before doing any work.
+            let remote = Remote::connect(url, options)?;
+            remote.check_target(*force)?;
+            let scan = scan(data_dir)?;
+            let mut upload = Upload::start(&remote, estimate(&scan))?;
+            let name = PathBuf::from(url.to_string());
+            match write_archive(scan, &mut upload, &name, opts) {
+                Ok((_, mut summary)) => {
+                    let uploaded = upload.finish(&summary.sha256)?;
+                    summary.warnings.extend(uploaded.warnings.iter().cloned());
+                    summary.uploaded = Some(uploaded);
+                    Ok(summary)
+                }
+                Err(e) => {
+                    // The archive error matters more than a failed abort.
+                    let _ = upload.abort();
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Refuses an output inside the data dir's layout (`wal/`, `segments/`,
+/// wherever they point): the next `create` would archive the archive.
+/// Elsewhere inside the data dir it is only worth a warning (left out of
+/// later archives as not part of the layout).
+fn inside_data_dir(data_dir: &Path, out: &Path) -> Result<Option<String>> {
+    let (Ok(data), Some(Ok(dir))) = (
+        std::fs::canonicalize(data_dir),
+        crate::store::publish::split(out)
+            .ok()
+            .map(|(dir, _)| std::fs::canonicalize(dir)),
+    ) else {
+        return Ok(None);
+    };
+    for top in crate::format::path::TOP_DIRS {
+        if let Ok(t) = std::fs::canonicalize(data.join(top))
+            && dir.starts_with(&t)
+        {
+            return Err(Error::Refused(format!(
+                "{} is inside the data dir's layout ({top}/ of {}): the next create would archive it; write it outside the data dir",
+                out.display(),
+                data_dir.display()
+            )));
+        }
+    }
+    Ok(dir.starts_with(&data).then(|| {
+        format!(
+            "the archive is written inside the data dir {}; later archives leave it out (it is not part of the layout), but it shares the database's disk",
+            data_dir.display()
+        )
+    }))
+}
+
+/// An upper estimate of the archive size of `scan`: the data, tar's header
+/// and padding per entry, and the HEAD and SUMS JSON.
+fn estimate(scan: &Scan) -> u64 {
+    scan.total_bytes + scan.entries.len() as u64 * 2048 + (1 << 20)
+}

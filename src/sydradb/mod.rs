@@ -1,0 +1,15 @@
+//! Everything SydraDB-specific: its on-disk records (WAL, segments), what
+//! it would accept (streaming checks), reading a data dir a running server
+//! writes, and a generator of data dirs for tests and benchmarks.
+
+pub mod check;
+pub mod fixture;
+pub mod layout;
+pub mod live;
+pub mod records;
+pub mod scan;
+pub mod source;
+
+pub use check::{Segment, check_wal, decode_segment};
+pub use fixture::{FixtureSpec, generate};
+pub use records::*;
