@@ -19,6 +19,9 @@
 //!
 //! Everything a caller needs is re-exported here.
 
+#![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod error;
 mod format;
 mod ops;

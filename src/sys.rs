@@ -124,6 +124,22 @@ impl Dir {
         open_raw(libc::AT_FDCWD, &c, libc::O_DIRECTORY)
     }
 
+    /// Opens `path` as a directory, not following a symlink at its end.
+    pub fn open_nofollow(path: &Path) -> io::Result<Dir> {
+        let c = cname(path.as_os_str().as_bytes())?;
+        open_raw(libc::AT_FDCWD, &c, libc::O_DIRECTORY | libc::O_NOFOLLOW)
+    }
+
+    /// Sets the permission bits of `name` inside this directory.
+    pub fn chmod_at(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        let c = cname(name)?;
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        if unsafe { libc::fchmodat(self.fd.as_raw_fd(), c.as_ptr(), mode & 0o7777, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Opens the directory `name` inside this one; a symlink is followed
     /// only when `follow` is set, else it fails with `ELOOP`.
     pub fn open_dir(&self, name: &[u8], follow: bool) -> io::Result<Dir> {
@@ -247,9 +263,8 @@ fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<D
         return Err(io::Error::last_os_error());
     }
     // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(Dir {
-        fd: unsafe { OwnedFd::from_raw_fd(fd) },
-    })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(Dir { fd })
 }
 
 /// Which of stdin, stdout and stderr were closed when the process started.
@@ -288,6 +303,201 @@ pub fn is_symlink_error(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
+// ------------------------------------------------------------ publish
+
+/// Asks the kernel to start writing `len` bytes of `file` at `offset` back
+/// to disk, without waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A
+/// hint only: the fsync that follows is what makes the data durable.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    // SAFETY: a plain syscall on an open descriptor; a failure only means
+    // the data is written back later (at the fsync).
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// `flock(file, op)`, retried on EINTR.
+pub fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor `file` keeps open; no memory involved.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `renameat2(from, to, flags)` on paths.
+pub fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
+    let (cfrom, cto) = (cpath(from)?, cpath(to)?);
+    // SAFETY: valid NUL-terminated paths, AT_FDCWD.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ------------------------------------------------------------ restore
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// Which mount a path is on, as far as the kernel tells (`statx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountOf {
+    /// `STATX_ATTR_MOUNT_ROOT`, when the kernel reports it.
+    pub is_mount_root: Option<bool>,
+    /// `STATX_MNT_ID`, when the kernel reports it.
+    pub mount_id: Option<u64>,
+    /// Device (major, minor).
+    pub dev: (u32, u32),
+}
+
+/// `statx` of `path` (following a symlink only with `follow`).
+pub fn mount_of(path: &Path, follow: bool) -> io::Result<MountOf> {
+    let c = cpath(path)?;
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: an all-zero statx is a valid value to be overwritten.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path, AT_FDCWD, a valid out-pointer.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let root_attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    Ok(MountOf {
+        is_mount_root: (st.stx_attributes_mask & root_attr != 0)
+            .then_some(st.stx_attributes & root_attr != 0),
+        mount_id: (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id),
+        dev: (st.stx_dev_major, st.stx_dev_minor),
+    })
+}
+
+/// The process's umask.
+pub fn current_umask() -> u32 {
+    // SAFETY: umask only swaps the process mask; it is put back at once.
+    let old = unsafe { libc::umask(0o022) };
+    // SAFETY: puts the mask read above back.
+    unsafe { libc::umask(old) };
+    old as u32
+}
+
+/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`).
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    renameat2(a, b, libc::RENAME_EXCHANGE)
+}
+
+/// Flushes the whole filesystem holding the open directory `dir` (one call
+/// instead of one fsync per file).
+pub fn syncfs(dir: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: a valid open descriptor.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Room left on a filesystem for unprivileged users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpace {
+    /// Bytes free.
+    pub bytes: u64,
+    /// The block size files are rounded up to.
+    pub block: u64,
+    /// Inodes free (0 where the filesystem does not count them).
+    pub inodes: u64,
+}
+
+/// Free space on the filesystem of `path` (`statvfs`).
+pub fn free_space(path: &Path) -> io::Result<FreeSpace> {
+    let c = cpath(path)?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let block = st.f_frsize.max(1);
+    Ok(FreeSpace {
+        bytes: st.f_bavail * block,
+        block,
+        inodes: st.f_favail,
+    })
+}
+
+/// Opens `rel` relative to the directory `dir` with `flags` (plus
+/// `O_NOFOLLOW | O_CLOEXEC`) and `mode` for a file it creates.
+pub fn open_at(dir: &impl AsRawFd, rel: &[u8], flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Creates the directory `rel` relative to the directory `dir`.
+pub fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
+    let c = CString::new(rel).map_err(io::Error::other)?;
+    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes `file`, reporting what `close(2)` says (NFS reports write errors
+/// there), instead of dropping it silently.
+pub fn close(file: File) -> io::Result<()> {
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+    // SAFETY: we own fd and close it exactly once.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes a FIFO at `path` (tests swap them in for files).
+#[cfg(test)]
+pub fn mkfifo(path: &Path) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,9 +509,7 @@ mod tests {
         std::fs::write(t.path().join("f"), b"data").unwrap();
         std::fs::write(t.path().join("secret"), b"secret").unwrap();
         std::os::unix::fs::symlink(t.path().join("secret"), t.path().join("link")).unwrap();
-        let fifo = cname(t.path().join("fifo").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        mkfifo(&t.path().join("fifo")).unwrap();
         std::fs::create_dir(t.path().join("d")).unwrap();
 
         let d = Dir::open(t.path()).unwrap();

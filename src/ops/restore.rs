@@ -18,10 +18,10 @@
 //! its lock is free — which, unlike a pid, means the same in every PID
 //! namespace.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +38,7 @@ use crate::store::publish::{
     NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, rename_noreplace, shorten, split,
     sync_dir, try_lock, unique_name, unlocked_leftovers,
 };
+use crate::sys;
 
 /// Marks a staging directory as ours and unpublished: created once the
 /// run holds the directory's lock, removed just before the staging tree is
@@ -170,7 +171,7 @@ pub fn restore(
     let result = (|| {
         // Only now, with the lock held: a marked staging directory whose
         // lock is free is one whose run is gone.
-        let marker = open_at(
+        let marker = sys::open_at(
             &root,
             STAGING_MARKER.as_bytes(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
@@ -182,7 +183,7 @@ pub fn restore(
         // Verified: now give directories their modes and times, deepest
         // first, and make everything durable with one syncfs.
         sink.finish_dirs()?;
-        syncfs(&root, &staging_path)?;
+        sys::syncfs(&root).map_err(|e| Error::io("syncfs", &staging_path, e))?;
         Ok(read)
     })();
     let read = match result {
@@ -194,7 +195,7 @@ pub fn restore(
     // directory it replaces, or gets the mode mkdir would give it.
     let root_mode = match fs::metadata(&target) {
         Ok(m) => m.permissions().mode() & 0o7777,
-        Err(_) => 0o777 & !current_umask(),
+        Err(_) => 0o777 & !sys::current_umask(),
     };
     let published = temp.commit(|staging| -> Result<Option<(PathBuf, Option<String>)>> {
         // Anything that fails before the tree is in place leaves it
@@ -228,7 +229,7 @@ pub fn restore(
                 let old_lock = open_dir(&target)
                     .ok()
                     .filter(|f| matches!(try_lock(f), Ok(true)));
-                exchange(staging, &target)
+                sys::exchange(staging, &target)
                     .map_err(|e| unpublished(Error::io("swap into place", &target, e)))?;
                 // `staging` now names the old tree: give it a name that says so.
                 let kept = keep_old(staging, &parent, &name, &target, now_ms());
@@ -328,21 +329,18 @@ fn keep_old(
 /// root of one (`STATX_ATTR_MOUNT_ROOT`); where the kernel tells neither,
 /// a device number that differs from the parent's is taken for a mount.
 fn check_replaceable(parent: &Path, target: &Path) -> Result<()> {
-    let mounted = match (statx(target, false), statx(parent, true)) {
+    let mounted = match (sys::mount_of(target, false), sys::mount_of(parent, true)) {
         (Ok(t), Ok(p)) => {
-            let root_attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
-            let known_root = t.stx_attributes_mask & root_attr != 0;
-            let both_mnt = t.stx_mask & p.stx_mask & libc::STATX_MNT_ID != 0;
-            if known_root && t.stx_attributes & root_attr != 0 {
+            if t.is_mount_root == Some(true) {
                 true
-            } else if both_mnt {
+            } else if let (Some(a), Some(b)) = (t.mount_id, p.mount_id) {
                 // Different ids: another mount. The same id and different
                 // devices: a btrfs subvolume, which renames like a directory.
-                t.stx_mnt_id != p.stx_mnt_id
-            } else if known_root {
+                a != b
+            } else if t.is_mount_root.is_some() {
                 false
             } else {
-                (t.stx_dev_major, t.stx_dev_minor) != (p.stx_dev_major, p.stx_dev_minor)
+                t.dev != p.dev
             }
         }
         _ => {
@@ -359,36 +357,6 @@ fn check_replaceable(parent: &Path, target: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn statx(path: &Path, follow: bool) -> io::Result<libc::statx> {
-    let c = cpath(path)?;
-    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
-    // SAFETY: an all-zero statx is a valid value to be overwritten.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path, AT_FDCWD, a valid out-pointer.
-    let r = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            flags,
-            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
-            &mut st,
-        )
-    };
-    if r == 0 {
-        Ok(st)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn current_umask() -> u32 {
-    // SAFETY: umask only swaps the process mask; it is put back at once.
-    let old = unsafe { libc::umask(0o022) };
-    // SAFETY: puts the mask read above back.
-    unsafe { libc::umask(old) };
-    old as u32
 }
 
 fn now_ms() -> u128 {
@@ -424,79 +392,6 @@ fn clean_leftovers(parent: &Path, name: &OsStr) -> Result<(Vec<PathBuf>, Vec<Pat
     Ok((removed, reported))
 }
 
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
-}
-
-/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`).
-pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    let (ca, cb) = (cpath(a)?, cpath(b)?);
-    // SAFETY: valid NUL-terminated paths, AT_FDCWD.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Flushes the whole filesystem holding `dir` (one call instead of one
-/// fsync per file).
-fn syncfs(dir: &File, path: &Path) -> Result<()> {
-    // SAFETY: a valid open descriptor.
-    let r = unsafe { libc::syncfs(dir.as_raw_fd()) };
-    if r != 0 {
-        return Err(Error::io("syncfs", path, io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-/// Bytes free for unprivileged users on the filesystem of `path`, and its
-/// block size.
-fn free_space(path: &Path) -> Result<(u64, u64, u64)> {
-    let c = cpath(path).map_err(|e| Error::io("statvfs", path, e))?;
-    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(Error::io("statvfs", path, io::Error::last_os_error()));
-    }
-    let frsize = st.f_frsize.max(1);
-    Ok((st.f_bavail * frsize, frsize, st.f_favail))
-}
-
-/// Opens `rel` relative to the directory `dir` with `flags` (plus
-/// `O_NOFOLLOW | O_CLOEXEC`) and `mode` for a file it creates.
-fn open_at(dir: &impl AsRawFd, rel: &[u8], flags: libc::c_int, mode: u32) -> io::Result<File> {
-    let c = CString::new(rel).map_err(io::Error::other)?;
-    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor openat just returned, owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// Creates the directory `rel` relative to the directory `dir`.
-fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
-    let c = CString::new(rel).map_err(io::Error::other)?;
-    // SAFETY: `dir` is an open directory descriptor, `c` NUL-terminated.
-    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The sink that writes verified-so-far members into the staging tree.
 /// Every entry is created relative to the staging directory's descriptor
 /// (shared by the worker threads; system calls on it are thread-safe), so
@@ -521,7 +416,7 @@ impl Extract {
             shown,
             parent,
             dirs: Mutex::new(Vec::new()),
-            umask: current_umask(),
+            umask: sys::current_umask(),
         })
     }
 
@@ -529,7 +424,7 @@ impl Extract {
         let dirs = self.dirs.get_mut().unwrap_or_else(|e| e.into_inner());
         for d in dirs.iter().rev() {
             let path = self.shown.join(&d.path);
-            let f = open_at(
+            let f = sys::open_at(
                 &self.root,
                 d.path.as_bytes(),
                 libc::O_RDONLY | libc::O_DIRECTORY,
@@ -574,7 +469,9 @@ impl Sink for Extract {
     type File = ExtractFile;
 
     fn head(&mut self, head: &Head) -> Result<()> {
-        let (free, block, free_inodes) = free_space(&self.parent)?;
+        let space =
+            sys::free_space(&self.parent).map_err(|e| Error::io("statvfs", &self.parent, e))?;
+        let (free, block, free_inodes) = (space.bytes, space.block, space.inodes);
         let round = |n: u64| n.div_ceil(block).saturating_mul(block);
         let mut need: u64 = 0;
         for e in &head.entries {
@@ -600,7 +497,7 @@ impl Sink for Extract {
         if crate::store::cleanup::stopping() {
             return Err(Error::Interrupted);
         }
-        mkdir_at(&self.root, entry.path.as_bytes(), 0o700)
+        sys::mkdir_at(&self.root, entry.path.as_bytes(), 0o700)
             .map_err(|e| Error::io("create directory", self.shown.join(&entry.path), e))?;
         self.dirs
             .lock()
@@ -617,7 +514,7 @@ impl Sink for Extract {
         // Created with its final mode where the umask allows (one syscall
         // less per file); the fd is writable whatever the mode says.
         let mode = safe_mode(entry);
-        let file = open_at(
+        let file = sys::open_at(
             &self.root,
             entry.path.as_bytes(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
@@ -652,12 +549,7 @@ impl FileSink for ExtractFile {
                 .map_err(|e| Error::io("set mode of", &path, e))?;
         }
         // close(2) errors (e.g. NFS) are reported, not dropped.
-        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
-        // SAFETY: we own fd and close it exactly once.
-        if unsafe { libc::close(fd) } != 0 {
-            return Err(Error::io("close", &path, io::Error::last_os_error()));
-        }
-        Ok(())
+        sys::close(file).map_err(|e| Error::io("close", &path, e))
     }
 }
 

@@ -8,14 +8,13 @@
 //! remove): never half way. A pending upload works the same way: its abort
 //! action runs on a signal unless it was completed first.
 
-use std::ffi::{CStr, CString};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use crate::sys::{Dir, Kind};
 
 /// What a registered item is, and how the signal path gets rid of it.
 enum Item {
@@ -125,72 +124,24 @@ pub fn make_writable(path: &Path) {
     }
     let mode = m.permissions().mode() | 0o700;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    if let Some(dir) = open_dir_at(libc::AT_FDCWD, &c) {
+    if let Ok(dir) = Dir::open_nofollow(path) {
         writable_below(&dir);
     }
 }
 
-fn open_dir_at(at: libc::c_int, name: &CStr) -> Option<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `name` is NUL-terminated; `at` is AT_FDCWD or a descriptor the
-    // caller keeps open.
-    let fd = unsafe { libc::openat(at, name.as_ptr(), flags) };
-    // SAFETY: a descriptor openat just returned, owned by nothing else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The names in directory `dir`, without `.` and `..`.
-fn names_in(dir: &OwnedFd) -> Vec<CString> {
-    let mut out = Vec::new();
-    // fdopendir takes over the descriptor it is given: give it a duplicate.
-    let Ok(dup) = dir.try_clone() else {
-        return out;
+fn writable_below(dir: &Dir) {
+    let Ok(names) = dir.names() else {
+        return;
     };
-    let raw = dup.into_raw_fd();
-    // SAFETY: `raw` is an open directory descriptor we own; on success the
-    // DIR stream owns it, on failure we close it.
-    let stream = unsafe { libc::fdopendir(raw) };
-    if stream.is_null() {
-        // SAFETY: fdopendir failed, so `raw` is still ours to close, once.
-        unsafe { libc::close(raw) };
-        return out;
-    }
-    loop {
-        // SAFETY: `stream` is a valid DIR until closedir below.
-        let ent = unsafe { libc::readdir(stream) };
-        if ent.is_null() {
-            break;
-        }
-        // SAFETY: readdir returned a valid entry; d_name is NUL-terminated
-        // and is copied before the next readdir.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        if name.to_bytes() != b"." && name.to_bytes() != b".." {
-            out.push(name.to_owned());
-        }
-    }
-    // SAFETY: closes the stream (and `raw` with it) exactly once.
-    unsafe { libc::closedir(stream) };
-    out
-}
-
-fn writable_below(dir: &OwnedFd) {
-    let fd = dir.as_raw_fd();
-    for name in names_in(dir) {
-        // SAFETY: an all-zero stat is a valid value to be overwritten.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is open, `name` NUL-terminated, `st` a valid out-pointer.
-        if unsafe { libc::fstatat(fd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0
-            || st.st_mode & libc::S_IFMT != libc::S_IFDIR
-        {
-            continue;
-        }
-        // SAFETY: `fd` is open and `name` NUL-terminated; it names a directory.
-        unsafe { libc::fchmodat(fd, name.as_ptr(), (st.st_mode & 0o7777) | 0o700, 0) };
-        if let Some(child) = open_dir_at(fd, &name) {
-            writable_below(&child);
+    for name in names {
+        match dir.stat_at(&name) {
+            Ok(st) if st.kind == Kind::Dir => {
+                let _ = dir.chmod_at(&name, st.mode | 0o700);
+                if let Ok(child) = dir.open_dir(&name, false) {
+                    writable_below(&child);
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -10,10 +10,9 @@
 //! writes the same target. A lock, unlike a pid, means the same in every
 //! PID namespace.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -21,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::store::cleanup::Temp;
+use crate::sys;
 
 /// A file being written that appears at its target only on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -60,16 +60,7 @@ impl io::Write for WriteBehind<'_> {
         let n = self.file.write(buf)?;
         self.written += n as u64;
         if self.written - self.started >= Self::STEP {
-            // SAFETY: a plain syscall on an open descriptor; a failure only
-            // means the data is written back later (at the fsync).
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.started as libc::off64_t,
-                    (self.written - self.started) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
+            sys::start_writeback(self.file, self.started, self.written - self.started);
             self.started = self.written;
         }
         Ok(n)
@@ -151,29 +142,16 @@ pub fn unique_suffix() -> String {
     format!("{}.{nonce:08x}", std::process::id())
 }
 
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: flock on a descriptor `file` keeps open; no memory involved.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
 /// Takes an exclusive lock on `file`, waiting for it. Held until every
 /// descriptor of this open file is closed (or the process dies).
 pub(crate) fn lock(file: &File) -> io::Result<()> {
-    flock(file, libc::LOCK_EX)
+    sys::flock(file, libc::LOCK_EX)
 }
 
 /// Takes an exclusive lock on `file` if no one holds one: `Ok(false)` when
 /// someone does.
 pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
-    match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
+    match sys::flock(file, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
         Err(e) => Err(e),
@@ -427,22 +405,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Renames without replacing an existing target (`renameat2(RENAME_NOREPLACE)`,
 /// or `link` + `unlink` where the filesystem lacks it).
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let cfrom = CString::new(from.as_os_str().as_bytes())?;
-    let cto = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: valid NUL-terminated paths, AT_FDCWD.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            cfrom.as_ptr(),
-            libc::AT_FDCWD,
-            cto.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
+    let Err(err) = sys::renameat2(from, to, libc::RENAME_NOREPLACE) else {
         return Ok(());
-    }
-    let err = io::Error::last_os_error();
+    };
     match err.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSYS) => {
             fs::hard_link(from, to)?;
@@ -553,9 +518,7 @@ mod tests {
         let link = d.join("link");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         let fifo = d.join("fifo");
-        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        crate::sys::mkfifo(&fifo).unwrap();
         let msg = |p: &Path, force| match check_target(p, force) {
             Err(Error::Refused(m)) => m,
             other => panic!("{p:?} {force}: {other:?}"),
