@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const SLOW: [&str; 4] = ["--level", "15", "--threads", "1"];
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use sydra_archive::NullSink;
 use sydra_archive::{Depth, read_archive};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn lib_verify(bytes: &[u8], depth: Depth) -> sydra_archive::Result<()> {
     read_archive(bytes, Path::new("mem"), depth, &mut NullSink).map(|_| ())

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[test]
 fn frames_head_sums_and_foot_are_exact() {

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[test]
 fn hostile_archives_are_refused_by_verify_and_restore() {
@@ -18,6 +18,11 @@ fn hostile_archives_are_refused_by_verify_and_restore() {
         let o = run_bounded(&["verify", p(&f)]);
         assert_eq!(code(&o), 1, "verify {name}: {}", stderr(&o));
         assert_eq!(stderr(&o).lines().count(), 1, "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(reason(name)),
+            "verify {name} refused for another reason: {}",
+            stderr(&o)
+        );
         // --quick does not decompress: it proves the bytes are the ones
         // the writer sealed, and HEAD/SUMS/frames sound, but it cannot
         // judge tar members under a footer a hostile writer computed.
@@ -39,6 +44,11 @@ fn hostile_archives_are_refused_by_verify_and_restore() {
         let target = work.join("data");
         let o = run_bounded(&["restore", p(&f), p(&target)]);
         assert_eq!(code(&o), 1, "restore {name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(reason(name)),
+            "restore {name} refused for another reason: {}",
+            stderr(&o)
+        );
         assert!(!target.exists(), "{name}: target created");
         assert_eq!(
             fs::read_dir(&work).unwrap().count(),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sydra_archive::sydradb::{check_wal, decode_segment, encode_segment, wal_record};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// The simulated server. It does what the real one does, with the windows
 /// between its steps made wide: WAL records appended with three `write()`

@@ -3,7 +3,6 @@
 mod atomic;
 mod corruption;
 mod format;
-mod helpers;
 mod hostile;
 mod live;
 mod probe;
@@ -11,4 +10,5 @@ mod refusals;
 mod restore;
 mod roundtrip;
 mod s3;
+mod support;
 mod ux;

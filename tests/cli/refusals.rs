@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[test]
 fn existing_output_is_refused_unless_forced() {

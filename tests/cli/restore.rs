@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn archive_of(data: &Path, dir: &Path) -> PathBuf {
     let out = dir.join("a.tar.zst");

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use sydra_archive::sydradb::{FixtureSpec, generate};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn stock_tools_agree(data: &Path, archive: &Path, scratch: &Path) {
     let o = run(&["verify", p(archive)]);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const BUCKET: &str = "backups";
 const KEY_ID: &str = "sydra-test-key";

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[test]
 fn a_terminal_sees_a_progress_bar() {

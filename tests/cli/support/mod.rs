@@ -1,0 +1,15 @@
+//! Shared test support, one concern per file: running the binary, data
+//! dir fixtures, the independent archive writer, the hostile corpus and
+//! tree inspection.
+
+pub mod craft;
+pub mod fixtures;
+pub mod hostile;
+pub mod runner;
+pub mod tree;
+
+pub use craft::*;
+pub use fixtures::*;
+pub use hostile::*;
+pub use runner::*;
+pub use tree::*;

@@ -1,0 +1,61 @@
+//! Inspecting trees: digests, leftovers, counts.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::craft::hex;
+
+/// A digest of a whole tree: every path, type, mode, mtime and content,
+/// in name order. Two trees with the same digest are the same to SydraDB.
+pub fn tree_digest(root: &Path) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fn walk(root: &Path, rel: &Path, h: &mut Sha256) {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let m = std::fs::symlink_metadata(root.join(&r)).unwrap();
+            h.update(r.to_str().unwrap().as_bytes());
+            h.update(format!("|{:o}|{}|", m.permissions().mode(), m.mtime()).as_bytes());
+            if m.is_dir() {
+                h.update(b"dir\n");
+                walk(root, &r, h);
+            } else {
+                h.update(std::fs::read(root.join(&r)).unwrap());
+                h.update(b"\n");
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    walk(root, Path::new(""), &mut h);
+    hex(&h.finalize())
+}
+
+/// Names in `dir` that look like staging or temporary leftovers.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".sydra-staging.") || n.contains(".sydra-tmp."))
+        .collect()
+}
+
+/// Files and directories below `d` (not counting `d`).
+pub fn count_tree(d: &Path) -> (u64, u64) {
+    let (mut files, mut dirs) = (0, 0);
+    for e in std::fs::read_dir(d).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let (f, s) = count_tree(&e.path());
+            files += f;
+            dirs += 1 + s;
+        } else {
+            files += 1;
+        }
+    }
+    (files, dirs)
+}
