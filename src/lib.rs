@@ -38,7 +38,7 @@ pub use format::head::{Entry, EntryKind, Head};
 pub use format::path::check_path;
 pub use format::sums::hex;
 pub use ops::create::{Output, create};
-pub use ops::deep::{Problem, verify_deep};
+pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{list, list_sha256, verify};
 pub use progress::Progress;

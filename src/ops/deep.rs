@@ -112,11 +112,27 @@ impl FileSink for DeepFile {
 pub fn verify_deep(
     loc: &Location,
     progress: Option<Arc<crate::progress::Progress>>,
-) -> Result<(ReadSummary, Vec<Problem>, usize)> {
+) -> Result<DeepSummary> {
     let mut sink = DeepSink::default();
-    let summary = open_archive(loc, progress)?.read_into(Depth::Full, &mut sink)?;
-    let (problems, total) = sink.into_problems();
-    Ok((summary, problems, total))
+    let read = open_archive(loc, progress)?.read_into(Depth::Full, &mut sink)?;
+    let (problems, problem_count) = sink.into_problems();
+    Ok(DeepSummary {
+        read,
+        problems,
+        problem_count,
+    })
+}
+
+/// What `verify --deep` found in an archive that verified.
+#[derive(Debug, Clone)]
+pub struct DeepSummary {
+    /// What the full verification found.
+    pub read: ReadSummary,
+    /// The first problems SydraDB would trip over, in path order (at most
+    /// [`MAX_PROBLEMS`]).
+    pub problems: Vec<Problem>,
+    /// How many problems in all.
+    pub problem_count: usize,
 }
 
 #[cfg(test)]

@@ -158,39 +158,12 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let to_stdout = a.output == Path::new("-");
     std_closed.check(&a.output, false)?;
-    let output = match location(&a.output, &a.s3)? {
-        _ if to_stdout => Output::Stdout,
-        Location::S3 { url, options } => Output::S3 {
-            url,
-            options,
-            force: a.force,
-        },
-        Location::Local(path) => Output::File {
-            path,
-            force: a.force,
-        },
-    };
-    let created_unix_ms = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) => Some(
-            s.trim()
-                .parse::<u64>()
-                .context("SOURCE_DATE_EPOCH is not a number of seconds")?
-                .checked_mul(1000)
-                .ok_or_else(|| {
-                    Error::Refused(format!(
-                        "SOURCE_DATE_EPOCH={} is too large (at most {} seconds)",
-                        s.trim(),
-                        u64::MAX / 1000
-                    ))
-                })?,
-        ),
-        Err(_) => None,
-    };
+    let output = create_output(&a)?;
     let progress = Arc::new(Progress::default());
     let opts = CreateOptions {
         level: a.level,
         threads: a.threads,
-        created_unix_ms,
+        created_unix_ms: source_date_epoch_ms()?,
         progress: Some(progress.clone()),
     };
     let display = Display::start("create", a.progress, a.quiet, &progress);
@@ -200,49 +173,10 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let archive = a.output.display().to_string();
     if a.json {
-        print_json(
-            to_stdout,
-            &report::CreateReport {
-                archive: archive.clone(),
-                bytes: s.bytes,
-                sha256: hex(&s.sha256),
-                files: s.files,
-                dirs: s.dirs,
-                data_bytes: s.data_bytes,
-                skipped: s.skipped.clone(),
-                followed: s.followed.clone(),
-                removed_stale_temps: s.removed_stale.clone(),
-                threads: s.threads,
-                wal: s.wal.clone(),
-                warnings: s.warnings.clone(),
-                seconds: secs,
-                object: s.uploaded.as_ref().map(|u| report::ObjectReport {
-                    url: u.url.clone(),
-                    parts: u.parts,
-                    part_size: u.plan.base,
-                    parts_in_flight: u.plan.in_flight,
-                    e_tag: u.e_tag.clone(),
-                    sha256_in_metadata: u.sha256_in_metadata,
-                }),
-            },
-        )?;
+        print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;
     }
     if !a.quiet {
-        for name in &s.skipped {
-            say!("sydra-archive: skipped {name:?} (not part of the SydraDB layout)");
-        }
-        for name in &s.followed {
-            say!("sydra-archive: followed symlink {name:?}");
-        }
-        for p in &s.removed_stale {
-            say!(
-                "sydra-archive: removed stale temporary file {}",
-                p.display()
-            );
-        }
-        for w in &s.warnings {
-            say!("sydra-archive: warning: {w}");
-        }
+        ui::create_notes(&s);
         if !a.json {
             let parts = match &s.uploaded {
                 Some(u) => format!(" ({} parts)", u.parts),
@@ -260,17 +194,53 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `create -o` writes: stdout, an object or a file.
+fn create_output(a: &CreateArgs) -> anyhow::Result<Output> {
+    if a.output == Path::new("-") {
+        return Ok(Output::Stdout);
+    }
+    Ok(match location(&a.output, &a.s3)? {
+        Location::S3 { url, options } => Output::S3 {
+            url,
+            options,
+            force: a.force,
+        },
+        Location::Local(path) => Output::File {
+            path,
+            force: a.force,
+        },
+    })
+}
+
+/// HEAD's creation time from `SOURCE_DATE_EPOCH` (seconds), if set.
+fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
+    let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    let secs = s
+        .trim()
+        .parse::<u64>()
+        .context("SOURCE_DATE_EPOCH is not a number of seconds")?;
+    let ms = secs.checked_mul(1000).ok_or_else(|| {
+        Error::Refused(format!(
+            "SOURCE_DATE_EPOCH={} is too large (at most {} seconds)",
+            s.trim(),
+            u64::MAX / 1000
+        ))
+    })?;
+    Ok(Some(ms))
+}
+
 fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     std_closed.check(&a.archive, true)?;
-    let depth = if a.quick { Depth::Quick } else { Depth::Full };
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
     let result = if a.deep {
-        sydra_archive::verify_deep(&loc, Some(progress.clone()))
-            .map(|(s, problems, total)| (s, Some((problems, total))))
+        sydra_archive::verify_deep(&loc, Some(progress.clone())).map(|d| (d.read.clone(), Some(d)))
     } else {
+        let depth = if a.quick { Depth::Quick } else { Depth::Full };
         sydra_archive::verify(&loc, depth, Some(progress.clone())).map(|s| (s, None))
     };
     display.finish();
@@ -284,64 +254,21 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         "full"
     };
     match result {
-        Ok((s, Some((problems, total)))) if total > 0 => {
+        Ok((_, Some(deep))) if deep.problem_count > 0 => {
             if a.json {
-                print_json(
-                    false,
-                    &report::VerifyReport::Problems(report::VerifyProblems {
-                        ok: false,
-                        archive: archive.clone(),
-                        mode,
-                        error: format!("{total} problem(s) SydraDB would trip over"),
-                        problems: problems.clone(),
-                        problem_count: total,
-                        sha256: hex(&s.sha256),
-                    }),
-                )?;
+                print_json(false, &report::VerifyReport::problems(&archive, &deep))?;
             }
-            for p in &problems {
-                say!(
-                    "sydra-archive: {}: offset {}: {}",
-                    p.path,
-                    p.offset,
-                    p.reason
-                );
-            }
-            say!(
-                "sydra-archive: verify --deep {archive}: {total} problem(s); a data dir restored from it would not start cleanly"
-            );
+            ui::deep_problems(&archive, &deep);
             Ok(ExitCode::from(EXIT_ARCHIVE))
         }
         Ok((s, _)) => {
-            let files = s.head.file_count();
             if a.json {
-                print_json(
-                    false,
-                    &report::VerifyReport::Ok(report::VerifyOk {
-                        ok: true,
-                        archive: archive.clone(),
-                        mode,
-                        bytes: s.bytes,
-                        sha256: hex(&s.sha256),
-                        files,
-                        entries: s.head.entries.len(),
-                        data_bytes: s.head.total_bytes,
-                        frames: s.frames,
-                        seconds: secs,
-                    }),
-                )?;
+                print_json(false, &report::VerifyReport::ok(&archive, mode, &s, secs))?;
             } else {
                 writeln!(
                     io::stdout(),
-                    "ok {archive}: {} ({files} files, {} data bytes, {} archive bytes, sha256 {}) in {secs:.2}s",
-                    match mode {
-                        "quick" => "quick check",
-                        "deep" => "fully verified, SydraDB files decoded",
-                        _ => "fully verified",
-                    },
-                    s.head.total_bytes,
-                    s.bytes,
-                    hex(&s.sha256)
+                    "{}",
+                    ui::verified_line(&archive, mode, &s, secs)
                 )?;
             }
             Ok(ExitCode::SUCCESS)
@@ -353,14 +280,7 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 EXIT_OTHER
             };
             if a.json {
-                print_json(
-                    false,
-                    &report::VerifyReport::Failed(report::VerifyFailed {
-                        ok: false,
-                        archive: archive.clone(),
-                        error: e.to_string(),
-                    }),
-                )?;
+                print_json(false, &report::VerifyReport::failed(&archive, &e))?;
             }
             say!("sydra-archive: verify {archive}: {e}");
             Ok(ExitCode::from(code))

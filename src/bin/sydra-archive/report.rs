@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sydra_archive::Listed;
-use sydra_archive::Problem;
-use sydra_archive::WalPosition;
+use sydra_archive::{
+    CreateSummary, DeepSummary, Error, Listed, Problem, ReadSummary, WalPosition, hex,
+};
 
 /// `create --json`.
 #[derive(Debug, Serialize)]
@@ -187,4 +187,73 @@ pub struct PruneReport<'a> {
     pub kept: &'a [Listed],
     /// Archives deleted (or that would be, on a dry run).
     pub deleted: &'a [Listed],
+}
+
+impl CreateReport {
+    /// The report of a finished `create` of `archive` that took `seconds`.
+    pub fn new(archive: &str, s: &CreateSummary, seconds: f64) -> CreateReport {
+        CreateReport {
+            archive: archive.to_string(),
+            bytes: s.bytes,
+            sha256: hex(&s.sha256),
+            files: s.files,
+            dirs: s.dirs,
+            data_bytes: s.data_bytes,
+            skipped: s.skipped.clone(),
+            followed: s.followed.clone(),
+            removed_stale_temps: s.removed_stale.clone(),
+            threads: s.threads,
+            wal: s.wal.clone(),
+            warnings: s.warnings.clone(),
+            seconds,
+            object: s.uploaded.as_ref().map(|u| ObjectReport {
+                url: u.url.clone(),
+                parts: u.parts,
+                part_size: u.plan.base,
+                parts_in_flight: u.plan.in_flight,
+                e_tag: u.e_tag.clone(),
+                sha256_in_metadata: u.sha256_in_metadata,
+            }),
+        }
+    }
+}
+
+impl VerifyReport {
+    /// A verified archive.
+    pub fn ok(archive: &str, mode: &'static str, s: &ReadSummary, seconds: f64) -> Self {
+        VerifyReport::Ok(VerifyOk {
+            ok: true,
+            archive: archive.to_string(),
+            mode,
+            bytes: s.bytes,
+            sha256: hex(&s.sha256),
+            files: s.head.file_count(),
+            entries: s.head.entries.len(),
+            data_bytes: s.head.total_bytes,
+            frames: s.frames,
+            seconds,
+        })
+    }
+
+    /// `--deep` found problems.
+    pub fn problems(archive: &str, d: &DeepSummary) -> Self {
+        VerifyReport::Problems(VerifyProblems {
+            ok: false,
+            archive: archive.to_string(),
+            mode: "deep",
+            error: format!("{} problem(s) SydraDB would trip over", d.problem_count),
+            problems: d.problems.clone(),
+            problem_count: d.problem_count,
+            sha256: hex(&d.read.sha256),
+        })
+    }
+
+    /// Verification failed with `e`.
+    pub fn failed(archive: &str, e: &Error) -> Self {
+        VerifyReport::Failed(VerifyFailed {
+            ok: false,
+            archive: archive.to_string(),
+            error: e.to_string(),
+        })
+    }
 }

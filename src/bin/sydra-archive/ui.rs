@@ -159,6 +159,68 @@ pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Writes one line to stderr, dropping it if stderr is closed or broken.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// What `create` reports on stderr besides its summary: names left out,
+/// symlinks followed, stale temporaries removed, warnings.
+pub fn create_notes(s: &sydra_archive::CreateSummary) {
+    for name in &s.skipped {
+        say(format_args!(
+            "sydra-archive: skipped {name:?} (not part of the SydraDB layout)"
+        ));
+    }
+    for name in &s.followed {
+        say(format_args!("sydra-archive: followed symlink {name:?}"));
+    }
+    for p in &s.removed_stale {
+        say(format_args!(
+            "sydra-archive: removed stale temporary file {}",
+            p.display()
+        ));
+    }
+    for w in &s.warnings {
+        say(format_args!("sydra-archive: warning: {w}"));
+    }
+}
+
+/// `verify --deep`'s problems on stderr, then one line saying how many.
+pub fn deep_problems(archive: &str, d: &sydra_archive::DeepSummary) {
+    for p in &d.problems {
+        say(format_args!(
+            "sydra-archive: {}: offset {}: {}",
+            p.path, p.offset, p.reason
+        ));
+    }
+    say(format_args!(
+        "sydra-archive: verify --deep {archive}: {} problem(s); a data dir restored from it would not start cleanly",
+        d.problem_count
+    ));
+}
+
+/// The line `verify` prints on stdout for an archive that verified.
+pub fn verified_line(
+    archive: &str,
+    mode: &str,
+    s: &sydra_archive::ReadSummary,
+    secs: f64,
+) -> String {
+    format!(
+        "ok {archive}: {} ({} files, {} data bytes, {} archive bytes, sha256 {}) in {secs:.2}s",
+        match mode {
+            "quick" => "quick check",
+            "deep" => "fully verified, SydraDB files decoded",
+            _ => "fully verified",
+        },
+        s.head.file_count(),
+        s.head.total_bytes,
+        s.bytes,
+        sydra_archive::hex(&s.sha256)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
