@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, Head};
-use crate::ops::source::open_archive;
+use crate::ops::source::{ArchiveReader, open_archive};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::store::cleanup::{Temp, remove_path};
 use crate::store::location::Location;
@@ -122,36 +122,83 @@ pub fn restore(
     data_dir: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let t = resolve_target(data_dir, opts.force)?;
+    let src = open_archive(archive, opts.progress.clone())?;
+    let (removed_leftovers, reported_leftovers) = clean_leftovers(&t.parent, &t.name)?;
+    let staged = stage(src, &t)?;
+    let (kept_old, warnings) = publish(staged.temp, &staged.root, &t)?;
+    drop(staged.root); // the lock goes last
+    Ok(RestoreSummary {
+        read: staged.read,
+        data_dir: t.path,
+        kept_old,
+        removed_leftovers,
+        reported_leftovers,
+        warnings,
+    })
+}
+
+/// Where a restore goes, checked before the first byte is read.
+struct Target {
+    /// The data dir (where a symlink to it points).
+    path: PathBuf,
+    /// Its parent, where the staging directory is made.
+    parent: PathBuf,
+    /// Its name in the parent.
+    name: OsString,
+    state: TargetState,
+}
+
+/// Resolves `data_dir` and refuses what cannot be replaced by a rename
+/// (a mount point), or not without `force` (a data dir with contents).
+fn resolve_target(data_dir: &Path, force: bool) -> Result<Target> {
     let data_dir = normalise(data_dir)?;
     // A data dir that is a symlink is restored where it points.
-    let target = match fs::symlink_metadata(&data_dir) {
+    let path = match fs::symlink_metadata(&data_dir) {
         Ok(m) if m.file_type().is_symlink() => {
             fs::canonicalize(&data_dir).map_err(|e| Error::io("follow symlink", &data_dir, e))?
         }
         _ => data_dir,
     };
-    let (parent, name) = split(&target)?;
+    let (parent, name) = split(&path)?;
     if !parent.is_dir() {
         return Err(Error::Refused(format!(
             "parent directory {} does not exist",
             parent.display()
         )));
     }
-    let state = target_state(&target)?;
+    let state = target_state(&path)?;
     if state != TargetState::Absent {
-        check_replaceable(&parent, &target)?;
+        check_replaceable(&parent, &path)?;
     }
-    if state == TargetState::Full && !opts.force {
+    if state == TargetState::Full && !force {
         return Err(Error::Refused(format!(
             "{} is not empty; use --force to replace it (the old contents are kept beside it)",
-            target.display()
+            path.display()
         )));
     }
-    let src = open_archive(archive, opts.progress.clone())?;
+    Ok(Target {
+        path,
+        parent,
+        name,
+        state,
+    })
+}
 
-    let (removed_leftovers, reported_leftovers) = clean_leftovers(&parent, &name)?;
+/// A verified, durable, unpublished tree beside the target.
+struct Staged {
+    temp: Temp,
+    /// The staging directory, open and locked for the whole run.
+    root: File,
+    read: ReadSummary,
+}
 
-    let staging_path = parent.join(unique_name(&leftover_prefix(&name, STAGING_MARK)));
+/// Extracts and verifies the archive into a new staging directory beside
+/// the target, locked and marked as ours; removes it on any failure.
+fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
+    let staging_path = t
+        .parent
+        .join(unique_name(&leftover_prefix(&t.name, STAGING_MARK)));
     let temp = Temp::register(&staging_path);
     if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&staging_path) {
         temp.commit(|_| ()); // nothing was created
@@ -161,7 +208,7 @@ pub fn restore(
         let root = open_dir(&staging_path)
             .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
         lock(&root).map_err(|e| Error::io("lock staging directory", &staging_path, e))?;
-        let sink = Extract::new(&root, staging_path.clone(), parent.clone())?;
+        let sink = Extract::new(&root, staging_path.clone(), t.parent.clone())?;
         Ok((root, sink))
     })();
     let (root, mut sink) = match staged {
@@ -186,17 +233,24 @@ pub fn restore(
         sys::syncfs(&root).map_err(|e| Error::io("syncfs", &staging_path, e))?;
         Ok(read)
     })();
-    let read = match result {
-        Ok(r) => r,
-        Err(e) => return Err(remove_staging(temp, e)),
-    };
+    match result {
+        Ok(read) => Ok(Staged { temp, root, read }),
+        Err(e) => Err(remove_staging(temp, e)),
+    }
+}
 
+/// Renames the staged tree into place (or swaps it with the old data dir,
+/// which is kept beside it). Fails only while nothing was replaced; once
+/// the data dir is replaced, problems are warnings. Returns where the old
+/// tree was kept and the warnings.
+fn publish(temp: Temp, root: &File, t: &Target) -> Result<(Option<PathBuf>, Vec<String>)> {
     // The data dir itself is not in the archive: it keeps the mode of the
     // directory it replaces, or gets the mode mkdir would give it.
-    let root_mode = match fs::metadata(&target) {
+    let root_mode = match fs::metadata(&t.path) {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o777 & !sys::current_umask(),
     };
+    let target = &t.path;
     let published = temp.commit(|staging| -> Result<Option<(PathBuf, Option<String>)>> {
         // Anything that fails before the tree is in place leaves it
         // unpublished: it is removed, never kept.
@@ -211,28 +265,28 @@ pub fn restore(
         fs::remove_file(&marker).map_err(|e| unpublished(Error::io("remove", &marker, e)))?;
         root.set_permissions(fs::Permissions::from_mode(root_mode))
             .map_err(|e| unpublished(Error::io("set mode of", staging, e)))?;
-        match state {
+        match t.state {
             TargetState::Absent => {
-                rename_noreplace(staging, &target)
-                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
+                rename_noreplace(staging, target)
+                    .map_err(|e| unpublished(Error::io("rename into place", target, e)))?;
                 Ok(None)
             }
             TargetState::Empty => {
-                fs::rename(staging, &target)
-                    .map_err(|e| unpublished(Error::io("rename into place", &target, e)))?;
+                fs::rename(staging, target)
+                    .map_err(|e| unpublished(Error::io("rename into place", target, e)))?;
                 Ok(None)
             }
             TargetState::Full => {
                 // Lock the old tree too, if no one else holds it, so that
                 // under the staging name (between the swap and the rename
                 // below) it is not taken for a leftover of a dead run.
-                let old_lock = open_dir(&target)
+                let old_lock = open_dir(target)
                     .ok()
                     .filter(|f| matches!(try_lock(f), Ok(true)));
-                sys::exchange(staging, &target)
-                    .map_err(|e| unpublished(Error::io("swap into place", &target, e)))?;
+                sys::exchange(staging, target)
+                    .map_err(|e| unpublished(Error::io("swap into place", target, e)))?;
                 // `staging` now names the old tree: give it a name that says so.
-                let kept = keep_old(staging, &parent, &name, &target, now_ms());
+                let kept = keep_old(staging, &t.parent, &t.name, target, now_ms());
                 drop(old_lock);
                 Ok(Some(kept))
             }
@@ -244,20 +298,12 @@ pub fn restore(
         kept
     });
     // The data dir is replaced: from here on, nothing is a failure.
-    if let Err(e) = sync_dir(&parent) {
+    if let Err(e) = sync_dir(&t.parent) {
         warnings.push(format!(
             "{e}; the restore is complete but its rename may not be durable yet"
         ));
     }
-    drop(root); // the lock goes last
-    Ok(RestoreSummary {
-        read,
-        data_dir: target,
-        kept_old,
-        removed_leftovers,
-        reported_leftovers,
-        warnings,
-    })
+    Ok((kept_old, warnings))
 }
 
 /// Removes the unpublished staging tree after `e`, and returns `e` (with a

@@ -23,7 +23,7 @@ use crate::read::workers::{Budget, Dispatch, Job, Pool, Queue, worker};
 use crate::error::{Error, Result};
 use crate::format::footer::{FOOT_LEN, Footer};
 use crate::format::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS};
-use crate::format::head::{EntryKind, Head};
+use crate::format::head::{Entry, EntryKind, Head};
 use crate::format::sums;
 use crate::read::data::DataDecoder;
 use crate::read::frames::{read_skippable, read_skippable_header, walk_zstd_frames};
@@ -208,87 +208,24 @@ fn produce<R: Read, S: Sink>(
     let mut ar = tar::Archive::new(dec);
     let mut idx = 0usize;
     let mut file_no = 0usize;
-    // A closed queue means a worker failed; its error is reported instead.
-    let send = |q: &mut Queue<'_>, job: Job| -> Result<()> {
-        q.push(job).map_err(|_| {
-            failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .unwrap_or(Error::Interrupted)
-        })
+    let worker_error = || {
+        failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(Error::Interrupted)
     };
     for member in ar.entries_with_seek().map_err(tar_err)? {
         let mut member = member.map_err(tar_err)?;
-        let raw = member.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let Some(want) = head.entries.get(idx) else {
-            return Err(Error::hostile(shown, "tar member not listed in HEAD"));
-        };
-        let kind = member_kind(member.header().entry_type()).map_err(|what| {
-            Error::hostile(
-                &shown,
-                format!("{what} member: only files and directories are allowed"),
-            )
-        })?;
-        let mut path: &[u8] = &raw;
-        if kind == EntryKind::Dir && path.len() > 1 && path.ends_with(b"/") {
-            path = &path[..path.len() - 1];
-        }
-        if path != want.path.as_bytes() {
-            return Err(Error::hostile(
-                shown,
-                format!("tar member does not match HEAD entry {:?}", want.path),
-            ));
-        }
-        if kind != want.kind {
-            return Err(Error::hostile(
-                shown,
-                format!(
-                    "tar member is a {} but HEAD says {}",
-                    kind.as_str(),
-                    want.kind.as_str()
-                ),
-            ));
-        }
-        let size = member.size();
-        if size != want.size {
-            return Err(Error::hostile(
-                shown,
-                format!("tar member is {size} bytes but HEAD declares {}", want.size),
-            ));
-        }
-        match kind {
+        let want = match_head(&member, head.entries.get(idx))?;
+        match want.kind {
             EntryKind::Dir => sink.dir(want)?,
             EntryKind::File => {
                 let q = queues.queue_for(want);
-                send(
-                    q,
-                    Job::Start {
-                        entry: idx,
-                        file: file_no,
-                    },
-                )?;
-                let mut got = 0u64;
-                loop {
-                    let left = (size - got).max(1);
-                    let mut buf = if left >= CHUNK as u64 {
-                        pool.take()
-                    } else {
-                        vec![0u8; left as usize]
-                    };
-                    let n = member.read(&mut buf).map_err(tar_err)?;
-                    if n == 0 {
-                        break;
-                    }
-                    buf.truncate(n);
-                    got += n as u64;
-                    send(q, Job::Data(buf))?;
-                }
-                if got != size {
-                    return Err(truncated("the tar stream"));
-                }
-                send(q, Job::End)?;
+                // A closed queue means a worker failed; its error is
+                // reported instead.
+                send_file(&mut member, want.size, q, idx, file_no, pool)
+                    .map_err(|e| e.unwrap_or_else(worker_error))?;
                 file_no += 1;
             }
         }
@@ -302,16 +239,97 @@ fn produce<R: Read, S: Sink>(
     }
     for q in queues.all() {
         if q.flush().is_err() {
-            return Err(failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .unwrap_or(Error::Interrupted));
+            return Err(worker_error());
         }
     }
-    // tar-rs stops after the first zero block; the rest of DATA must be the
-    // second zero block and at most some more zero padding.
-    let mut rest = ar.into_inner();
+    check_tar_end(ar.into_inner())
+}
+
+/// Checks that a tar member is exactly the next HEAD entry (`want`): its
+/// path, type and size, before a byte of it is handed on.
+fn match_head<'h, R: Read>(
+    member: &tar::Entry<'_, R>,
+    want: Option<&'h Entry>,
+) -> Result<&'h Entry> {
+    let raw = member.path_bytes();
+    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let Some(want) = want else {
+        return Err(Error::hostile(shown, "tar member not listed in HEAD"));
+    };
+    let kind = member_kind(member.header().entry_type()).map_err(|what| {
+        Error::hostile(
+            &shown,
+            format!("{what} member: only files and directories are allowed"),
+        )
+    })?;
+    let mut path: &[u8] = &raw;
+    if kind == EntryKind::Dir && path.len() > 1 && path.ends_with(b"/") {
+        path = &path[..path.len() - 1];
+    }
+    if path != want.path.as_bytes() {
+        return Err(Error::hostile(
+            shown,
+            format!("tar member does not match HEAD entry {:?}", want.path),
+        ));
+    }
+    if kind != want.kind {
+        return Err(Error::hostile(
+            shown,
+            format!(
+                "tar member is a {} but HEAD says {}",
+                kind.as_str(),
+                want.kind.as_str()
+            ),
+        ));
+    }
+    let size = member.size();
+    if size != want.size {
+        return Err(Error::hostile(
+            shown,
+            format!("tar member is {size} bytes but HEAD declares {}", want.size),
+        ));
+    }
+    Ok(want)
+}
+
+/// Sends the `size` bytes of a file member to its worker's queue `q`, in
+/// pooled chunks. `Err(None)`: the queue was closed by a failed worker.
+fn send_file(
+    member: &mut impl Read,
+    size: u64,
+    q: &mut Queue<'_>,
+    entry: usize,
+    file: usize,
+    pool: &Pool,
+) -> std::result::Result<(), Option<Error>> {
+    let send = |q: &mut Queue<'_>, job| q.push(job).map_err(|_| None);
+    send(q, Job::Start { entry, file })?;
+    let mut got = 0u64;
+    loop {
+        let left = (size - got).max(1);
+        let mut buf = if left >= CHUNK as u64 {
+            pool.take()
+        } else {
+            vec![0u8; left as usize]
+        };
+        let n = member.read(&mut buf).map_err(|e| Some(tar_err(e)))?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        got += n as u64;
+        send(q, Job::Data(buf))?;
+    }
+    if got != size {
+        return Err(Some(truncated("the tar stream")));
+    }
+    send(q, Job::End)
+}
+
+/// tar-rs stops after the first zero block; the rest of DATA must be the
+/// second zero block and at most some more zero padding. Returns the
+/// number of zstd frames DATA held.
+fn check_tar_end<R: Read>(mut rest: DataDecoder<'_, R>) -> Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut padding = 0u64;
     loop {

@@ -201,60 +201,13 @@ fn walk(dir: &Dir, path: &Path, rel: &str, entries: &mut Vec<Entry>) -> Result<(
 }
 
 impl Scan {
-    /// Opens every WAL file and holds it open, making sure no rotation
-    /// happened between listing and opening (else lists again), then takes
-    /// each size once and cuts the torn tail.
+    /// Opens every WAL file and holds it open (see [`Scan::hold_wal`]),
+    /// then takes each size once and cuts the torn tail.
     fn capture_wal(&mut self) -> Result<()> {
         let Some(wal_idx) = self.entries.iter().position(|e| e.path == "wal") else {
             return Ok(());
         };
-        let wal_path = self.tree.full("wal");
-        let mut attempt = 0;
-        let held = loop {
-            attempt += 1;
-            let mut held: Vec<(usize, File)> = Vec::new();
-            let mut moved = false;
-            for (i, e) in self.entries.iter().enumerate().skip(wal_idx + 1) {
-                if e.kind != EntryKind::File || live::kind_of(&e.path) != FileKind::Wal {
-                    continue;
-                }
-                match self.tree.try_open_file(&e.path)? {
-                    Some((f, _)) => held.push((i, f)),
-                    None => moved = true,
-                }
-            }
-            // Listed again: same names, and each name still the file we hold?
-            let before: Vec<String> = self.entries[wal_idx + 1..]
-                .iter()
-                .map(|e| e.path.clone())
-                .collect();
-            self.entries.truncate(wal_idx + 1);
-            let wal_dir = self.tree.top("wal").expect("the scan holds wal/");
-            walk(wal_dir, &wal_path, "wal", &mut self.entries)?;
-            let after: Vec<&str> = self.entries[wal_idx + 1..]
-                .iter()
-                .map(|e| e.path.as_str())
-                .collect();
-            let same_names = !moved && before.iter().map(String::as_str).eq(after.iter().copied());
-            let same_files = same_names
-                && held.iter().all(|(i, f)| {
-                    let by_path = self.tree.stat(&self.entries[*i].path);
-                    match (by_path, crate::sys::fstat(f)) {
-                        (Ok(a), Ok(b)) => a.ino == b.ino && a.dev == b.dev,
-                        _ => false,
-                    }
-                });
-            if same_files {
-                break held;
-            }
-            if attempt >= 20 {
-                return Err(Error::Source {
-                    path: wal_path,
-                    reason: "WAL files kept being renamed while they were opened".into(),
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        };
+        let held = self.hold_wal(wal_idx)?;
         // The WAL files are walked in parallel: hundreds of MB of small
         // records, all before the first byte can be compressed.
         let walked = {
@@ -295,6 +248,59 @@ impl Scan {
             self.captured.insert(i, Captured::Held(f));
         }
         Ok(())
+    }
+
+    /// Opens every WAL file below entry `wal_idx` and lists `wal/` again,
+    /// until no rotation happened in between (same names, each still the
+    /// file held): the WAL files as one consistent set, held open.
+    fn hold_wal(&mut self, wal_idx: usize) -> Result<Vec<(usize, File)>> {
+        let wal_path = self.tree.full("wal");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut held: Vec<(usize, File)> = Vec::new();
+            let mut moved = false;
+            for (i, e) in self.entries.iter().enumerate().skip(wal_idx + 1) {
+                if e.kind != EntryKind::File || live::kind_of(&e.path) != FileKind::Wal {
+                    continue;
+                }
+                match self.tree.try_open_file(&e.path)? {
+                    Some((f, _)) => held.push((i, f)),
+                    None => moved = true,
+                }
+            }
+            // Listed again: same names, and each name still the file we hold?
+            let before: Vec<String> = self.entries[wal_idx + 1..]
+                .iter()
+                .map(|e| e.path.clone())
+                .collect();
+            self.entries.truncate(wal_idx + 1);
+            let wal_dir = self.tree.top("wal").expect("the scan holds wal/");
+            walk(wal_dir, &wal_path, "wal", &mut self.entries)?;
+            let after: Vec<&str> = self.entries[wal_idx + 1..]
+                .iter()
+                .map(|e| e.path.as_str())
+                .collect();
+            let same_names = !moved && before.iter().map(String::as_str).eq(after.iter().copied());
+            let same_files = same_names
+                && held.iter().all(|(i, f)| {
+                    let by_path = self.tree.stat(&self.entries[*i].path);
+                    match (by_path, crate::sys::fstat(f)) {
+                        (Ok(a), Ok(b)) => a.ino == b.ino && a.dev == b.dev,
+                        _ => false,
+                    }
+                });
+            if same_files {
+                return Ok(held);
+            }
+            if attempt >= 20 {
+                return Err(Error::Source {
+                    path: wal_path,
+                    reason: "WAL files kept being renamed while they were opened".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Reads MANIFEST, tags.json and recently written segments until they
