@@ -45,8 +45,17 @@ pub enum Job {
 /// Bytes in flight to one worker.
 #[derive(Default)]
 pub struct Budget {
-    state: Mutex<(usize, bool)>,
+    state: Mutex<InFlight>,
     cv: Condvar,
+}
+
+/// What a [`Budget`] guards.
+#[derive(Default)]
+struct InFlight {
+    /// Bytes queued to the worker and not yet handled.
+    bytes: usize,
+    /// The worker has stopped: nothing more is accepted.
+    closed: bool,
 }
 
 impl Budget {
@@ -54,25 +63,25 @@ impl Budget {
     /// the worker has stopped.
     fn acquire(&self, n: usize) -> bool {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while !g.1 && g.0 > 0 && g.0 + n > BUDGET_BYTES {
+        while !g.closed && g.bytes > 0 && g.bytes + n > BUDGET_BYTES {
             g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
-        if g.1 {
+        if g.closed {
             return false;
         }
-        g.0 += n;
+        g.bytes += n;
         true
     }
 
     fn release(&self, n: usize) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = g.0.saturating_sub(n);
+        g.bytes = g.bytes.saturating_sub(n);
         self.cv.notify_all();
     }
 
     fn close(&self) {
         let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        g.1 = true;
+        g.closed = true;
         self.cv.notify_all();
     }
 }
@@ -225,6 +234,17 @@ impl<'a> Dispatch<'a> {
     }
 }
 
+/// The file a worker is handling.
+struct Current<F> {
+    /// Index in HEAD's entries.
+    entry: usize,
+    /// Index among file entries.
+    file: usize,
+    /// The sink's state for it.
+    sink: F,
+    hasher: Sha256,
+}
+
 /// A worker: hashes each file and hands it to the sink. Returns the digest
 /// of every file it handled, by file index. On error it records the error
 /// in `failed`, closes its budget and returns (its queue then refuses).
@@ -237,24 +257,29 @@ pub fn worker<S: Sink>(
     pool: &Pool,
 ) -> Vec<(usize, [u8; 32])> {
     let mut done = Vec::new();
-    let mut current: Option<(usize, usize, S::File, Sha256)> = None;
+    let mut current: Option<Current<S::File>> = None;
     for (batch, cost) in rx {
         for job in batch {
             let step = match job {
-                Job::Start { entry, file } => sink
-                    .file(&entries[entry])
-                    .map(|f| current = Some((entry, file, f, Sha256::new()))),
+                Job::Start { entry, file } => sink.file(&entries[entry]).map(|f| {
+                    current = Some(Current {
+                        entry,
+                        file,
+                        sink: f,
+                        hasher: Sha256::new(),
+                    })
+                }),
                 Job::Data(chunk) => {
-                    let (_, _, f, hasher) = current.as_mut().expect("Start comes first");
-                    hasher.update(&chunk);
-                    let wrote = f.write(&chunk);
+                    let c = current.as_mut().expect("Start comes first");
+                    c.hasher.update(&chunk);
+                    let wrote = c.sink.write(&chunk);
                     pool.give(chunk);
                     wrote
                 }
                 Job::End => {
-                    let (entry, file, f, hasher) = current.take().expect("Start comes first");
-                    done.push((file, hasher.finalize().into()));
-                    f.finish(&entries[entry])
+                    let c = current.take().expect("Start comes first");
+                    done.push((c.file, c.hasher.finalize().into()));
+                    c.sink.finish(&entries[c.entry])
                 }
             };
             if let Err(e) = step {
