@@ -49,3 +49,76 @@ pub use store::s3::{Listed, Listing, Pruned, Remote, S3Options, S3Url, Uploaded,
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;
 pub use write::{CreateOptions, CreateSummary, write_archive};
+
+/// The layering the tree shows, checked: each folder imports only the
+/// folders before it (and itself), so there is no import circle and
+/// `format` depends on nothing but `error`.
+#[cfg(test)]
+mod architecture {
+    /// Top-level modules, each with what it may import.
+    const LAYERS: &[(&str, &[&str])] = &[
+        ("error", &[]),
+        ("sys", &[]),
+        ("progress", &[]),
+        ("format", &["error"]),
+        ("store", &["error", "sys", "format"]),
+        ("read", &["error", "format"]),
+        ("sydradb", &["error", "sys", "format"]),
+        (
+            "write",
+            &["error", "sys", "progress", "format", "store", "sydradb"],
+        ),
+        (
+            "ops",
+            &[
+                "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
+            ],
+        ),
+    ];
+
+    fn sources(module: &str) -> Vec<(std::path::PathBuf, String)> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let file = src.join(format!("{module}.rs"));
+        let mut out = Vec::new();
+        if file.exists() {
+            out.push((file.clone(), std::fs::read_to_string(&file).unwrap()));
+        }
+        let mut dirs = vec![src.join(module)];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    out.push((p, text));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_folder_imports_only_the_layers_below_it() {
+        for (module, allowed) in LAYERS {
+            let files = sources(module);
+            assert!(!files.is_empty(), "no sources for {module}");
+            for (path, text) in files {
+                for (i, _) in text.match_indices("crate::") {
+                    let used: String = text[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(
+                        used == *module || allowed.contains(&used.as_str()),
+                        "{} imports crate::{used}, which {module} may not",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Frames: the one codec for the skippable frames a writer emits and a
 //! reader parses, and the checks of zstd frame and block headers that
 //! `verify --quick` applies without decompressing. Pure functions on bytes;
-//! the reading engine (`crate::read::frames`) feeds them.
+//! the reading engine feeds them.
 //!
 //! Skippable frame: `u32 LE magic 0x184D2A53 | u32 LE n | 8-byte tag | n-8 bytes of body`.
 
