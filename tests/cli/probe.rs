@@ -18,29 +18,6 @@ fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Waits for `child`, killing it after `limit` (a hang is a failure).
-fn wait_bounded(child: Child, limit: Duration) -> std::process::Output {
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = Instant::now();
-        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-            if start.elapsed() > limit {
-                // SAFETY: kill(2) on our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    });
-    let out = child.wait_with_output().unwrap();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(!watchdog.join().unwrap(), "hung for over {limit:?}");
-    out
-}
-
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(p(path)).unwrap();
     // SAFETY: a valid NUL-terminated path.

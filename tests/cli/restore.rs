@@ -15,6 +15,33 @@ fn archive_of(data: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// A tiny data dir, its archive, and `work/db`: an old data dir to
+/// restore over (`old` its digest).
+struct Over {
+    data: PathBuf,
+    a: PathBuf,
+    work: PathBuf,
+    target: PathBuf,
+    old: String,
+}
+
+fn over_old_tree(dir: &Path) -> Over {
+    let data = tiny_data(dir);
+    let a = archive_of(&data, dir);
+    let work = dir.join("work");
+    let target = work.join("db");
+    fs::create_dir_all(target.join("wal")).unwrap();
+    fs::write(target.join("wal/old.wal"), b"old").unwrap();
+    let old = tree_digest(&target);
+    Over {
+        data,
+        a,
+        work,
+        target,
+        old,
+    }
+}
+
 #[test]
 fn restores_into_absent_and_empty_targets() {
     let t = tempfile::tempdir().unwrap();
@@ -360,24 +387,6 @@ fn root_tests() -> bool {
     yes
 }
 
-struct Tmpfs(PathBuf);
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(at).unwrap();
-        let s = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", p(at)])
-            .status()
-            .unwrap();
-        assert!(s.success(), "mount tmpfs");
-        Tmpfs(at.to_path_buf())
-    }
-}
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn disk_full_fails_cleanly() {
     if !root_tests() {
@@ -389,7 +398,7 @@ fn disk_full_fails_cleanly() {
     let bytes = fs::read(&a).unwrap();
 
     // Too small from the start: refused before extracting anything.
-    let small = Tmpfs::mount(&t.path().join("small"), "2m");
+    let small = Mount::tmpfs(&t.path().join("small"), "2m");
     let o = run(&["restore", p(&a), p(&small.0.join("db"))]);
     expect_code(&o, 2);
     assert!(
@@ -401,7 +410,7 @@ fn disk_full_fails_cleanly() {
     drop(small);
 
     // Fills up half way through extraction.
-    let fs_ = Tmpfs::mount(&t.path().join("full"), "64m");
+    let fs_ = Mount::tmpfs(&t.path().join("full"), "64m");
     let old = fs_.0.join("db");
     let cp = std::process::Command::new("cp")
         .args(["-a", p(&tiny_data(t.path())), p(&old)])
@@ -508,13 +517,13 @@ fn deep_paths_restore_wherever_the_target_is() {
 #[test]
 fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
     let t = tempfile::tempdir().unwrap();
-    let data = tiny_data(t.path());
-    let a = archive_of(&data, t.path());
-    let work = t.path().join("work");
-    let target = work.join("db");
-    fs::create_dir_all(target.join("wal")).unwrap();
-    fs::write(target.join("wal/old.wal"), b"old").unwrap();
-    let old = tree_digest(&target);
+    let Over {
+        data,
+        a,
+        work,
+        target,
+        old,
+    } = over_old_tree(t.path());
 
     let dotdot = format!("{}/wal/..", p(&target));
     let o = run(&["restore", p(&a), &dotdot, "--force"]);
@@ -546,13 +555,13 @@ fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
 #[test]
 fn kept_name_collisions_take_the_next_suffix() {
     let t = tempfile::tempdir().unwrap();
-    let data = tiny_data(t.path());
-    let a = archive_of(&data, t.path());
-    let work = t.path().join("work");
-    let target = work.join("db");
-    fs::create_dir_all(target.join("wal")).unwrap();
-    fs::write(target.join("wal/old.wal"), b"old").unwrap();
-    let old = tree_digest(&target);
+    let Over {
+        data,
+        a,
+        work,
+        target,
+        old,
+    } = over_old_tree(t.path());
     // Every name the next 30 seconds could give is taken.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -579,25 +588,6 @@ fn kept_name_collisions_take_the_next_suffix() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
-/// A mount guard for bind mounts.
-struct Bind(PathBuf);
-impl Bind {
-    fn mount(src: &Path, at: &Path) -> Bind {
-        fs::create_dir_all(at).unwrap();
-        let s = std::process::Command::new("mount")
-            .args(["--bind", p(src), p(at)])
-            .status()
-            .unwrap();
-        assert!(s.success(), "mount --bind");
-        Bind(at.to_path_buf())
-    }
-}
-impl Drop for Bind {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A mount point cannot be replaced by a rename: refused before anything is
 /// read or staged (a tmpfs, with --force over data and empty without, and a
 /// bind mount of the same filesystem).
@@ -612,13 +602,13 @@ fn mount_points_are_refused_before_anything_is_staged() {
     let work = t.path().join("work");
     fs::create_dir(&work).unwrap();
 
-    let full = Tmpfs::mount(&work.join("full"), "8m");
+    let full = Mount::tmpfs(&work.join("full"), "8m");
     fs::write(full.0.join("MANIFEST"), b"old").unwrap();
-    let empty = Tmpfs::mount(&work.join("empty"), "8m");
+    let empty = Mount::tmpfs(&work.join("empty"), "8m");
     let src = t.path().join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("MANIFEST"), b"bound").unwrap();
-    let bound = Bind::mount(&src, &work.join("bound"));
+    let bound = Mount::bind(&src, &work.join("bound"));
     for (target, force) in [(&full.0, true), (&empty.0, false), (&bound.0, true)] {
         // Read from a pipe that is never written to: a run that read the
         // archive first would wait forever (and time out).

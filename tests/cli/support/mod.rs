@@ -5,11 +5,13 @@
 pub mod craft;
 pub mod fixtures;
 pub mod hostile;
+pub mod mounts;
 pub mod runner;
 pub mod tree;
 
 pub use craft::*;
 pub use fixtures::*;
 pub use hostile::*;
+pub use mounts::*;
 pub use runner::*;
 pub use tree::*;

@@ -88,25 +88,7 @@ pub fn run_bounded(args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = std::time::Instant::now();
-        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-            if start.elapsed() > std::time::Duration::from_secs(60) {
-                // SAFETY: kill(2) on our child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        false
-    });
-    let out = child.wait_with_output().unwrap();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(!watchdog.join().unwrap(), "{args:?} ran for over 60 s");
-    out
+    wait_bounded(child, std::time::Duration::from_secs(60))
 }
 
 /// Runs the binary with stdin, stdout and stderr on a pseudo-terminal
@@ -135,4 +117,28 @@ sys.exit(os.waitstatus_to_exitcode(status))
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Waits for `child` and its output, killing it after `limit`: a hang is a
+/// test failure, not a stuck test run.
+pub fn wait_bounded(child: std::process::Child, limit: std::time::Duration) -> Output {
+    let pid = child.id() as i32;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if start.elapsed() > limit {
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!watchdog.join().unwrap(), "ran for over {limit:?}");
+    out
 }
