@@ -60,6 +60,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
         }
         Output::File { path, force } => {
             // Refuse an existing target before doing any work.
+            check_out_path(path)?;
             crate::store::publish::check_target(path, *force)?;
             let inside = inside_data_dir(data_dir, path)?;
             let scan = scan(data_dir)?;
@@ -113,31 +114,60 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
 /// Elsewhere inside the data dir it is only worth a warning (left out of
 /// later archives as not part of the layout).
 fn inside_data_dir(data_dir: &Path, out: &Path) -> Result<Option<String>> {
-    let (Ok(data), Some(Ok(dir))) = (
-        std::fs::canonicalize(data_dir),
-        crate::store::publish::split(out)
-            .ok()
-            .map(|(dir, _)| std::fs::canonicalize(dir)),
-    ) else {
+    use std::os::unix::fs::MetadataExt;
+    // Directories are compared by device and inode, not by path: a bind
+    // mount or a symlink names the same directory by another path.
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let (Some(data), Ok((dir, _))) = (id(data_dir), crate::store::publish::split(out)) else {
         return Ok(None);
     };
-    for top in crate::format::path::TOP_DIRS {
-        if let Ok(t) = std::fs::canonicalize(data.join(top))
-            && dir.starts_with(&t)
-        {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Ok(None);
+    };
+    let tops: Vec<(&str, (u64, u64))> = crate::format::path::TOP_DIRS
+        .iter()
+        .filter_map(|top| id(&data_dir.join(top)).map(|i| (*top, i)))
+        .collect();
+    let mut inside = false;
+    for ancestor in dir.ancestors() {
+        let Some(a) = id(ancestor) else { continue };
+        if let Some((top, _)) = tops.iter().find(|(_, t)| *t == a) {
             return Err(Error::Refused(format!(
                 "{} is inside the data dir's layout ({top}/ of {}): the next create would archive it; write it outside the data dir",
                 out.display(),
                 data_dir.display()
             )));
         }
+        inside |= a == data;
     }
-    Ok(dir.starts_with(&data).then(|| {
+    Ok(inside.then(|| {
         format!(
             "the archive is written inside the data dir {}; later archives leave it out (it is not part of the layout), but it shares the database's disk",
             data_dir.display()
         )
     }))
+}
+
+/// Refuses an `OUT` that cannot be written before any work is done: one
+/// that ends in `/`, or whose directory does not exist.
+fn check_out_path(out: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if out.as_os_str().as_bytes().ends_with(b"/") {
+        return Err(Error::Refused(format!(
+            "{} ends in `/`: -o names the archive file, not a directory",
+            out.display()
+        )));
+    }
+    let (dir, _) = crate::store::publish::split(out)?;
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Refused(format!(
+            "{} is not a directory; cannot write {} into it",
+            dir.display(),
+            out.display()
+        ))),
+        Err(e) => Err(Error::io("find the directory of", out, e)),
+    }
 }
 
 /// An upper estimate of the archive size of `scan`: the data, tar's header

@@ -23,7 +23,7 @@ use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -200,13 +200,29 @@ fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
         .parent
         .join(unique_name(&leftover_prefix(&t.name, STAGING_MARK)));
     let temp = Temp::register(&staging_path);
-    if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&staging_path) {
-        temp.commit(|_| ()); // nothing was created
-        return Err(Error::io("create staging directory", &staging_path, e));
-    }
+    // Made and opened relative to the parent, and checked on the opened
+    // descriptor: a directory another user swapped in is never written to.
+    let made = sys::make_private_dir(
+        &t.parent,
+        staging_path.file_name().unwrap_or_default().as_bytes(),
+    );
+    let root = match made {
+        Ok(root) => root,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            // Not ours any more: leave whatever is there alone.
+            temp.commit(|_| ());
+            return Err(Error::Refused(format!(
+                "staging directory {} was replaced by a directory this user does not own alone while it was created (someone else can write to {}); nothing was written",
+                staging_path.display(),
+                t.parent.display()
+            )));
+        }
+        Err(e) => {
+            let _ = temp.remove();
+            return Err(Error::io("create staging directory", &staging_path, e));
+        }
+    };
     let staged = (|| {
-        let root = open_dir(&staging_path)
-            .map_err(|e| Error::io("open staging directory", &staging_path, e))?;
         lock(&root).map_err(|e| Error::io("lock staging directory", &staging_path, e))?;
         let sink = Extract::new(&root, staging_path.clone(), t.parent.clone())?;
         Ok((root, sink))

@@ -85,10 +85,12 @@ fn read_once(tree: &Tree, rel: &str, kind: FileKind, mem_ok: u64) -> Result<Opti
     let mut content = if before.size <= mem_ok {
         Content::Bytes(Vec::with_capacity(before.size as usize))
     } else {
-        Content::Spooled(
-            tempfile::tempfile()
-                .map_err(|e| Error::io("create a temporary file for", path(), e))?,
-        )
+        Content::Spooled(tempfile::tempfile().map_err(|e| {
+            Error::io("create a temporary copy of", path(), e).also(format!(
+                "the temporary directory is {} ($TMPDIR)",
+                std::env::temp_dir().display()
+            ))
+        })?)
     };
     // One byte more than the size seen tells a file that grew.
     let mut left = before.size + 1;

@@ -429,3 +429,122 @@ fn archives_are_created_owner_only() {
         0o600
     );
 }
+
+/// Second probe: an output bind-mounted onto the data dir's segments/ is
+/// still inside the layout (directories compared by device and inode).
+#[test]
+fn an_output_in_the_layout_through_a_bind_mount_is_refused() {
+    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let m = Mount::bind(&data.join("segments"), &t.path().join("bm"));
+    let o = run(&["create", p(&data), "-o", p(&m.0.join("x.tar.zst"))]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("inside the data dir's layout (segments/"),
+        "{}",
+        stderr(&o)
+    );
+    drop(m);
+    assert!(!data.join("segments/x.tar.zst").exists());
+}
+
+/// Second probe: a name with a newline cannot forge a second stderr line.
+#[test]
+fn control_characters_in_names_stay_on_one_stderr_line() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    mkfifo(&data.join("segments/3600/x\nsydra-archive: wrote ok"));
+    let out = t.path().join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out)]);
+    expect_code(&o, 2);
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("x\\nsydra-archive: wrote ok"), "{err}");
+}
+
+/// Second probe: a result that cannot be written names what failed; a
+/// restore that replaced the data dir does not fail over its report.
+#[test]
+fn results_to_a_full_or_closed_stdout() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let sh = |cmd: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$0\" {cmd}"))
+            .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = sh(&format!("list {} > /dev/full", p(&out)));
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("cannot write the listing to stdout"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sh(&format!("list {} >&-", p(&out)));
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("stdout is closed"), "{}", stderr(&o));
+    let target = t.path().join("r");
+    let o = sh(&format!("restore {} {} --json >&-", p(&out), p(&target)));
+    expect_code(&o, 2);
+    assert!(!target.exists(), "refused before restoring");
+    let o = sh(&format!(
+        "restore {} {} --json > /dev/full",
+        p(&out),
+        p(&target)
+    ));
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains("warning: restored, but cannot write the --json report to stdout"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_digest(&target), tree_digest(&data));
+}
+
+/// Second probe: an OUT that cannot be written is refused before the work.
+#[test]
+fn unwritable_outputs_are_refused_up_front() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        &format!("{}/", p(&t.path().join("new"))),
+    ]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("ends in `/`"), "{}", stderr(&o));
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&t.path().join("missing/a.tar.zst")),
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("cannot find the directory of"),
+        "{}",
+        stderr(&o)
+    );
+    let o = bin()
+        .args(["create", p(&data), "-o", p(&t.path().join("a.tar.zst"))])
+        .env("SOURCE_DATE_EPOCH", "abc")
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("SOURCE_DATE_EPOCH=\"abc\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(leftovers(t.path()).is_empty());
+}

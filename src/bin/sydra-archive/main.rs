@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use sydra_archive::Progress;
 use sydra_archive::hex;
-use sydra_archive::{CreateOptions, Depth, Error, Output, RestoreOptions};
+use sydra_archive::{CreateOptions, Depth, Error, Head, Output, RestoreOptions};
 
 use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
 use sydra_archive::Location;
@@ -24,9 +24,13 @@ use ui::Display;
 
 /// Writes one line to stderr. A closed or full stderr is not a reason to
 /// panic or to change the exit code: the line is dropped.
+/// Control characters (a newline or an escape in a file name) are escaped,
+/// so a line is always one line and cannot forge another or drive the
+/// terminal.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = writeln!(io::stderr(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(io::stderr(), "{}", ui::escape_line(&line));
     }};
 }
 
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a, std_closed),
         Command::List(a) => list(a, std_closed),
         Command::Restore(a) => restore(a, std_closed),
-        Command::Ls(a) => ls(a),
+        Command::Ls(a) => ls(a, std_closed),
         Command::Prune(a) => prune(a),
         Command::Completions { shell } => {
             // Generated into memory: clap_complete panics on a failed write.
@@ -86,6 +90,18 @@ struct StdClosed {
 }
 
 impl StdClosed {
+    /// Refuses, before any work, a command whose result (`what`) goes to
+    /// a stdout that was closed: it would be lost while the command
+    /// reported success.
+    fn check_results(&self, what: &str) -> anyhow::Result<()> {
+        if self.stdout {
+            return Err(
+                Error::Refused(format!("stdout is closed; {what} would go nowhere")).into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Refuses to use `-` (stdin or stdout) when that stream was closed.
     fn check(&self, arg: &Path, reading: bool) -> anyhow::Result<()> {
         if arg != Path::new("-") {
@@ -146,18 +162,26 @@ fn location(arg: &Path, s3: &S3Args) -> anyhow::Result<Location> {
 
 fn print_json(to_stderr: bool, v: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = format!("{}\n", serde_json::to_string(v)?);
-    if to_stderr {
-        io::stderr().write_all(text.as_bytes())?;
+    let written = if to_stderr {
+        io::stderr().write_all(text.as_bytes())
     } else {
-        io::stdout().write_all(text.as_bytes())?;
-    }
-    Ok(())
+        io::stdout()
+            .write_all(text.as_bytes())
+            .and_then(|()| io::stdout().flush())
+    };
+    written.with_context(|| {
+        let to = if to_stderr { "stderr" } else { "stdout" };
+        format!("cannot write the --json report to {to}")
+    })
 }
 
 fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let to_stdout = a.output == Path::new("-");
     std_closed.check(&a.output, false)?;
+    if a.json && !to_stdout {
+        std_closed.check_results("the --json report")?;
+    }
     let output = create_output(&a)?;
     let progress = Arc::new(Progress::default());
     let opts = CreateOptions {
@@ -220,7 +244,7 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
     let secs = s
         .trim()
         .parse::<u64>()
-        .context("SOURCE_DATE_EPOCH is not a number of seconds")?;
+        .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
     let ms = secs.checked_mul(1000).ok_or_else(|| {
         Error::Refused(format!(
             "SOURCE_DATE_EPOCH={} is too large (at most {} seconds)",
@@ -234,6 +258,9 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
 fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     std_closed.check(&a.archive, true)?;
+    if a.json {
+        std_closed.check_results("the --json report")?;
+    }
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
@@ -269,7 +296,8 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                     io::stdout(),
                     "{}",
                     ui::verified_line(&archive, mode, &s, secs)
-                )?;
+                )
+                .context("cannot write the result to stdout")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -290,50 +318,65 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 
 fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     std_closed.check(&a.archive, true)?;
+    std_closed.check_results("the listing")?;
     let loc = location(&a.archive, &a.s3)?;
-    if a.sha256 {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let written = if a.sha256 {
         let (head, sums) =
             sydra_archive::list_sha256(&loc).with_context(|| format!("list {loc}"))?;
-        let mut out = io::BufWriter::new(io::stdout().lock());
-        let files = head
-            .entries
-            .iter()
-            .filter(|e| e.kind == sydra_archive::EntryKind::File);
-        for (e, d) in files.zip(&sums) {
-            // sha256sum's own escape for names with a backslash or newline.
-            if e.path.contains(['\\', '\n']) {
-                let name = e.path.replace('\\', "\\\\").replace('\n', "\\n");
-                writeln!(out, "\\{}  {name}", hex(d))?;
-            } else {
-                writeln!(out, "{}  {}", hex(d), e.path)?;
-            }
-        }
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let head = sydra_archive::list(&loc).with_context(|| format!("list {loc}"))?;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    if a.json {
-        serde_json::to_writer(&mut out, &head)?;
-        out.write_all(b"\n")?;
+        write_sha256_list(&mut out, &head, &sums)
     } else {
-        for e in &head.entries {
-            writeln!(
-                out,
-                "{:<4} {:>12} {}",
-                e.kind.as_str(),
-                e.size,
-                ui::escape_name(&e.path)
-            )?;
+        let head = sydra_archive::list(&loc).with_context(|| format!("list {loc}"))?;
+        write_list(&mut out, &head, a.json)
+    };
+    written
+        .and_then(|()| out.flush())
+        .context("cannot write the listing to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `list --sha256`: `sha256sum -c` lines.
+fn write_sha256_list(out: &mut impl Write, head: &Head, sums: &[[u8; 32]]) -> io::Result<()> {
+    let files = head
+        .entries
+        .iter()
+        .filter(|e| e.kind == sydra_archive::EntryKind::File);
+    for (e, d) in files.zip(sums) {
+        // sha256sum's own escape for names with a backslash or newline.
+        if e.path.contains(['\\', '\n']) {
+            let name = e.path.replace('\\', "\\\\").replace('\n', "\\n");
+            writeln!(out, "\\{}  {name}", hex(d))?;
+        } else {
+            writeln!(out, "{}  {}", hex(d), e.path)?;
         }
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// `list`: one line per entry, or HEAD as JSON.
+fn write_list(out: &mut impl Write, head: &Head, json: bool) -> io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, head)?;
+        return out.write_all(b"\n");
+    }
+    for e in &head.entries {
+        writeln!(
+            out,
+            "{:<4} {:>12} {}",
+            e.kind.as_str(),
+            e.size,
+            ui::escape_name(&e.path)
+        )?;
+    }
+    Ok(())
 }
 
 fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     std_closed.check(&a.archive, true)?;
+    if a.json {
+        std_closed.check_results("the --json report")?;
+    }
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);
@@ -349,8 +392,10 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let s = result.with_context(|| format!("restore {loc}"))?;
     let secs = started.elapsed().as_secs_f64();
     let archive = loc.to_string();
-    if a.json {
-        print_json(
+    // The data dir is replaced: a report that cannot be written is a
+    // warning, not a failure (a script would retry a restore that is done).
+    if a.json
+        && let Err(e) = print_json(
             false,
             &report::RestoreReport {
                 archive: archive.clone(),
@@ -366,7 +411,9 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 warnings: s.warnings.clone(),
                 seconds: secs,
             },
-        )?;
+        )
+    {
+        say!("sydra-archive: warning: restored, but {}", one_line(&e));
     }
     if !a.quiet {
         for p in &s.removed_leftovers {
@@ -404,7 +451,8 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
+fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    std_closed.check_results("the listing")?;
     let url = S3Url::parse(&a.url)?;
     let listing = sydra_archive::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
     for (obj, why) in &listing.others {

@@ -159,9 +159,29 @@ pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Writes one line to stderr, dropping it if stderr is closed or broken.
+/// Writes one line to stderr, control characters escaped, dropping it if
+/// stderr is closed or broken.
 fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+    let _ = writeln!(std::io::stderr(), "{}", escape_line(&line.to_string()));
+}
+
+/// A message as one line: control characters (newline, tab, escape...)
+/// escaped, backslashes left as they are.
+pub fn escape_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// What `create` reports on stderr besides its summary: names left out,
