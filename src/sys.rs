@@ -198,13 +198,9 @@ impl Dir {
         }
         // SAFETY: openat returned a new descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
+        // O_NONBLOCK only kept the open itself from waiting on a FIFO; it
+        // has no effect on reads of a regular file, so it stays.
         let st = fstat(&file)?;
-        if st.kind == Kind::File {
-            // Plain blocking reads from here on (O_NONBLOCK only kept the
-            // open itself from waiting on a FIFO).
-            // SAFETY: fcntl on a descriptor we own.
-            unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_RDONLY) };
-        }
         Ok((file, st))
     }
 

@@ -20,6 +20,10 @@ use super::source::{SourceReader, changed};
 
 type Encoder<W> = zstd::stream::write::Encoder<'static, W>;
 
+/// Files up to this size are read with one `read(2)` (see `stream`'s
+/// buffer), so they need no second `fstat` after it.
+const SINGLE_READ: u64 = 64 * 1024;
+
 /// The members written so far.
 pub(super) struct Members<'a, W: Write> {
     // zstd's multi-threaded stream costs a lot per call: it is fed 1 MiB
@@ -115,9 +119,16 @@ impl<'a, W: Write> Members<'a, W> {
         let kind = live::kind_of(&e.path);
         let check = (kind != FileKind::Other).then(|| Checker::new(kind));
         let (digest, check) = self.stream(header, e, &mut file, check)?;
-        let now = crate::sys::fstat(&file).map_err(|err| Error::io("stat", &path, err))?;
-        if now.key() != opened.key() {
-            return Err(changed(&path, "while it was read"));
+        // A file over one read is checked again once read: it must not
+        // have changed meanwhile (a growing file is never cut silently).
+        // A smaller one is read by a single read(2) of the size just
+        // checked on its descriptor: what that returns is the file as it
+        // was at that instant.
+        if e.size > SINGLE_READ {
+            let now = crate::sys::fstat(&file).map_err(|err| Error::io("stat", &path, err))?;
+            if now.key() != opened.key() {
+                return Err(changed(&path, "while it was read"));
+            }
         }
         if let Some((off, why)) = check.and_then(Checker::finish) {
             self.done.warnings.push(format!(
