@@ -99,6 +99,30 @@ pub fn check_wal(data: &[u8]) -> Result<u64, (u64, String)> {
     Ok(w.records)
 }
 
+/// The whole size of a WAL record whose length field says `len`, or `None`
+/// when replay refuses that length (0, or over 1 MiB): no record boundary
+/// can be found past it. The one rule for WAL record lengths.
+pub fn wal_record_len(len: u32) -> Option<usize> {
+    (len != 0 && len <= MAX_WAL_RECORD).then_some(len as usize + 8)
+}
+
+/// Checks one whole WAL record (`len | payload | crc32`, its length already
+/// accepted by [`wal_record_len`]) as replay does: the record type, then
+/// the CRC over the payload. The one rule for WAL record contents, used by
+/// `create`'s capture ([`crate::sydradb::live::scan_wal`]) and by every
+/// check of a WAL file.
+pub fn check_wal_record(rec: &[u8]) -> Result<(), String> {
+    let payload = &rec[4..rec.len() - 4];
+    let crc = u32::from_le_bytes(rec[rec.len() - 4..].try_into().unwrap());
+    if payload[0] != WAL_PUT {
+        return Err(format!("unknown record type {}", payload[0]));
+    }
+    if crc32(payload) != crc {
+        return Err("record CRC mismatch".into());
+    }
+    Ok(())
+}
+
 /// WAL records: `len u32 | type u8 | … | crc32 u32`, checked as replay
 /// checks them (length, record type, CRC).
 #[derive(Debug, Default)]
@@ -160,17 +184,14 @@ impl WalStream {
     }
 
     fn check_len(&self, len: u32) -> Option<Problem> {
-        (len == 0 || len > MAX_WAL_RECORD).then(|| (self.off, format!("bad record length {len}")))
+        wal_record_len(len)
+            .is_none()
+            .then(|| (self.off, format!("bad record length {len}")))
     }
 
     fn check_record(&mut self, rec: &[u8]) -> Option<Problem> {
-        let payload = &rec[4..rec.len() - 4];
-        let crc = u32::from_le_bytes(rec[rec.len() - 4..].try_into().unwrap());
-        if payload[0] != WAL_PUT {
-            return Some((self.off, format!("unknown record type {}", payload[0])));
-        }
-        if crc32(payload) != crc {
-            return Some((self.off, "record CRC mismatch".into()));
+        if let Err(why) = check_wal_record(rec) {
+            return Some((self.off, why));
         }
         self.off += rec.len() as u64;
         self.records += 1;

@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 pub use crate::format::head::WalPosition;
-use crate::sydradb::check::Checker;
+use crate::sydradb::check::{Checker, check_wal_record, wal_record_len};
 use crate::sydradb::source::Tree;
-use crate::sydradb::{MAX_WAL_RECORD, WAL_PUT, crc32};
+
 use crate::sys::{Stat, StatKey, fstat};
 
 /// How long a file may keep changing before `create` gives up on it.
@@ -272,14 +272,13 @@ pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
                 break;
             }
             let len = u32::from_le_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]);
-            if len == 0 || len > MAX_WAL_RECORD {
+            let Some(whole) = wal_record_len(len) else {
                 // No record boundary can be found past this: damage on disk.
                 damaged.append(&mut bad_after_good);
                 damaged.push(at);
                 good_end = size;
                 break 'walk;
-            }
-            let whole = 8 + len as usize;
+            };
             if left < whole as u64 {
                 break 'walk; // incomplete record being appended: the torn tail
             }
@@ -287,12 +286,9 @@ pub fn scan_wal(file: &File, path: &str, size: u64) -> io::Result<WalPosition> {
                 need = whole;
                 break;
             }
-            let payload = &buf[p + 4..p + 4 + len as usize];
-            let crc = &buf[p + 4 + len as usize..p + whole];
-            // A record replay would refuse (unknown type) is damage too.
-            if payload[0] == WAL_PUT
-                && crc32(payload) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
-            {
+            // A record replay would refuse (unknown type, bad CRC) is
+            // damage if good records follow, else the torn tail.
+            if check_wal_record(&buf[p..p + whole]).is_ok() {
                 damaged.append(&mut bad_after_good);
                 records += 1;
                 good_end = at + whole as u64;
