@@ -130,14 +130,12 @@ impl Dir {
         open_raw(libc::AT_FDCWD, &c, libc::O_DIRECTORY | libc::O_NOFOLLOW)
     }
 
-    /// Sets the permission bits of `name` inside this directory.
+    /// Sets the permission bits of `name` inside this directory, never
+    /// through a symlink (`AT_SYMLINK_NOFOLLOW`: a symlink swapped in is
+    /// refused, not followed).
     pub fn chmod_at(&self, name: &[u8], mode: u32) -> io::Result<()> {
         let c = cname(name)?;
-        // SAFETY: a valid directory descriptor and NUL-terminated name.
-        if unsafe { libc::fchmodat(self.fd.as_raw_fd(), c.as_ptr(), mode & 0o7777, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        chmod_nofollow(self.fd.as_raw_fd(), &c, mode)
     }
 
     /// Opens the directory `name` inside this one; a symlink is followed
@@ -176,6 +174,22 @@ impl Dir {
             return Err(io::Error::last_os_error());
         }
         Ok(Stat::from_raw(&st))
+    }
+
+    /// A directory handle on a duplicate of `f`'s descriptor.
+    pub fn from_file(f: &File) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: f.try_clone()?.into(),
+        })
+    }
+
+    /// Sets the directory's own permission bits (`fchmod`).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        // SAFETY: an open descriptor.
+        if unsafe { libc::fchmod(self.fd.as_raw_fd(), mode & 0o7777) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// `fstat` of the directory itself.
@@ -244,6 +258,22 @@ impl Dir {
         unsafe { libc::closedir(dirp) };
         result.map(|()| names)
     }
+}
+
+/// `fchmodat(at, name, mode, AT_SYMLINK_NOFOLLOW)`.
+fn chmod_nofollow(at: libc::c_int, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `at` is AT_FDCWD or an open directory descriptor, `name`
+    // NUL-terminated.
+    let r = unsafe { libc::fchmodat(at, name.as_ptr(), mode & 0o7777, libc::AT_SYMLINK_NOFOLLOW) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the permission bits of `path` itself, never through a symlink.
+pub fn chmod_path_nofollow(path: &Path, mode: u32) -> io::Result<()> {
+    chmod_nofollow(libc::AT_FDCWD, &cpath(path)?, mode)
 }
 
 fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<Dir> {
@@ -405,11 +435,6 @@ pub fn current_umask() -> u32 {
     old as u32
 }
 
-/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`).
-pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    renameat2(a, b, libc::RENAME_EXCHANGE)
-}
-
 /// Flushes the whole filesystem holding the open directory `dir` (one call
 /// instead of one fsync per file).
 pub fn syncfs(dir: &impl AsRawFd) -> io::Result<()> {
@@ -565,24 +590,104 @@ pub fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
 /// can write to `parent` and swaps another directory in between the two
 /// steps is refused (`EPERM`), so nothing is ever written into a
 /// directory another user controls.
-pub fn make_private_dir(parent: &Path, name: &[u8]) -> io::Result<File> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-    let c = cpath(parent)?;
-    // SAFETY: a valid NUL-terminated path.
-    let pfd = unsafe { libc::open(c.as_ptr(), flags) };
-    if pfd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor open just returned, owned by nothing else.
-    let pdir = unsafe { File::from_raw_fd(pfd) };
+pub fn make_private_dir(pdir: &File, name: &[u8]) -> io::Result<File> {
     let cn = CString::new(name).map_err(io::Error::other)?;
     // SAFETY: `pdir` is an open directory descriptor, `cn` NUL-terminated.
     if unsafe { libc::mkdirat(pdir.as_raw_fd(), cn.as_ptr(), 0o700) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let dir = open_at(&pdir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let dir = open_at(pdir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     check_private(&dir)?;
     Ok(dir)
+}
+
+/// Opens the directory `path` (following symlinks: the path as given now,
+/// pinned from here on by the descriptor).
+pub fn open_dir_path(path: &Path) -> io::Result<File> {
+    let c = cpath(path)?;
+    // SAFETY: a valid NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor open just returned, owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `renameat2(dir, from, dir, to, flags)`: a rename between two names of
+/// one open directory.
+pub fn rename_in(dir: &File, from: &[u8], to: &[u8], flags: libc::c_uint) -> io::Result<()> {
+    let (cf, ct) = (cname(from)?, cname(to)?);
+    let fd = dir.as_raw_fd();
+    // SAFETY: an open directory descriptor and NUL-terminated names.
+    if unsafe { libc::renameat2(fd, cf.as_ptr(), fd, ct.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `unlinkat(dir, name, flags)` (`AT_REMOVEDIR` for a directory).
+pub fn unlink_in(dir: &impl AsRawFd, name: &[u8], flags: libc::c_int) -> io::Result<()> {
+    let c = cname(name)?;
+    // SAFETY: an open directory descriptor and a NUL-terminated name.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True when `name` in `dir` is (now) the very file `f` is open on: same
+/// device and inode, not following a symlink.
+pub fn is_same_at(dir: &File, name: &[u8], f: &File) -> bool {
+    let Ok(d) = Dir::from_file(dir) else {
+        return false;
+    };
+    match (d.stat_at(name), fstat(f)) {
+        (Ok(a), Ok(b)) => a.dev == b.dev && a.ino == b.ino,
+        _ => false,
+    }
+}
+
+/// Removes the directory `tree` is open on, named `name` in `parent`:
+/// everything below it is removed through the descriptor (never by a path
+/// someone could swap), then the emptied directory by name, which only
+/// succeeds if that name still holds an empty directory.
+pub fn remove_tree_at(parent: &File, name: &[u8], tree: &File) -> io::Result<()> {
+    let d = Dir::from_file(tree)?;
+    empty(&d)?;
+    match unlink_in(parent, name, libc::AT_REMOVEDIR) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+fn empty(d: &Dir) -> io::Result<()> {
+    // Removing entries needs write permission on their directory.
+    let _ = d.chmod(0o700);
+    for name in d.names()? {
+        match d.stat_at(&name) {
+            Ok(st) if st.kind == Kind::Dir => {
+                let child = d.open_dir(&name, false)?;
+                empty(&child)?;
+                unlink_in(&d.fd, &name, libc::AT_REMOVEDIR)?;
+            }
+            Ok(_) => unlink_in(&d.fd, &name, 0)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// This process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// `EPERM` unless `dir` is owned by this process's effective user and has
@@ -689,15 +794,59 @@ mod tests {
     fn a_private_directory_is_checked_on_its_descriptor() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
-        let d = make_private_dir(t.path(), b"stage").unwrap();
+        let parent = open_dir_path(t.path()).unwrap();
+        let d = make_private_dir(&parent, b"stage").unwrap();
         assert!(check_private(&d).is_ok());
-        assert!(make_private_dir(t.path(), b"stage").is_err(), "exists");
+        assert!(make_private_dir(&parent, b"stage").is_err(), "exists");
         // What an attacker swaps in: someone else's or an open directory.
         let open = t.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = check_private(&File::open(&open).unwrap()).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn a_tree_is_removed_through_its_descriptor_not_its_name() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = open_dir_path(t.path()).unwrap();
+        let ours = make_private_dir(&parent, b"stage").unwrap();
+        mkdir_at(&ours, b"wal", 0o700).unwrap();
+        let create = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+        open_at(&ours, b"wal/x.wal", create, 0o400).unwrap();
+        // A read-only directory inside, as restored trees have.
+        use std::os::unix::fs::PermissionsExt;
+        let ro = std::fs::Permissions::from_mode(0o500);
+        std::fs::set_permissions(t.path().join("stage/wal"), ro).unwrap();
+        // Someone swaps another tree in at our name.
+        std::fs::rename(t.path().join("stage"), t.path().join("moved")).unwrap();
+        std::fs::create_dir(t.path().join("stage")).unwrap();
+        std::fs::write(t.path().join("stage/PRECIOUS"), b"keep").unwrap();
+        let e = remove_tree_at(&parent, b"stage", &ours).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+        assert_eq!(
+            std::fs::read(t.path().join("stage/PRECIOUS")).unwrap(),
+            b"keep"
+        );
+        assert_eq!(
+            std::fs::read_dir(t.path().join("moved")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn modes_are_never_set_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let secret = t.path().join("secret");
+        std::fs::write(&secret, b"s").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&secret, t.path().join("l")).unwrap();
+        let d = Dir::open(t.path()).unwrap();
+        assert!(d.chmod_at(b"l", 0o4777).is_err());
+        assert!(chmod_path_nofollow(&t.path().join("l"), 0o777).is_err());
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -32,11 +32,11 @@ use crate::error::{Error, Result};
 use crate::format::head::{Entry, Head};
 use crate::ops::source::{ArchiveReader, open_archive};
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
-use crate::store::cleanup::{Temp, remove_path};
+use crate::store::cleanup::Pending;
 use crate::store::location::Location;
 use crate::store::publish::{
-    NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, rename_noreplace, shorten, split,
-    sync_dir, try_lock, unique_name, unlocked_leftovers,
+    NAME_MAX, STALE_AFTER, leftover_prefix, lock, open_dir, shorten, split, try_lock, unique_name,
+    unlocked_leftovers,
 };
 use crate::sys;
 
@@ -124,9 +124,10 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let t = resolve_target(data_dir, opts.force)?;
     let src = open_archive(archive, opts.progress.clone())?;
-    let (removed_leftovers, reported_leftovers) = clean_leftovers(&t.parent, &t.name)?;
+    let (removed_leftovers, reported_leftovers) =
+        clean_leftovers(&t.parent, &t.parent_dir, &t.name)?;
     let staged = stage(src, &t)?;
-    let (kept_old, warnings) = publish(staged.temp, &staged.root, &t)?;
+    let (kept_old, warnings) = publish(staged.pending, &staged.root, &staged.name, &t)?;
     drop(staged.root); // the lock goes last
     Ok(RestoreSummary {
         read: staged.read,
@@ -144,6 +145,10 @@ struct Target {
     path: PathBuf,
     /// Its parent, where the staging directory is made.
     parent: PathBuf,
+    /// The parent, open: every name in it (staging, target, kept) is used
+    /// relative to this descriptor, so swapping the parent's path later
+    /// redirects nothing.
+    parent_dir: File,
     /// Its name in the parent.
     name: OsString,
     state: TargetState,
@@ -153,20 +158,29 @@ struct Target {
 /// (a mount point), or not without `force` (a data dir with contents).
 fn resolve_target(data_dir: &Path, force: bool) -> Result<Target> {
     let data_dir = normalise(data_dir)?;
-    // A data dir that is a symlink is restored where it points.
+    // A data dir that is a symlink is restored where it points, if the
+    // symlink is this user's or root's: one planted by someone else would
+    // make this run replace a directory of their choosing.
     let path = match fs::symlink_metadata(&data_dir) {
         Ok(m) if m.file_type().is_symlink() => {
+            if m.uid() != 0 && m.uid() != sys::euid() {
+                return Err(Error::Refused(format!(
+                    "{} is a symlink owned by uid {}, not by this user or root; refusing to follow it (give the real path)",
+                    data_dir.display(),
+                    m.uid()
+                )));
+            }
             fs::canonicalize(&data_dir).map_err(|e| Error::io("follow symlink", &data_dir, e))?
         }
         _ => data_dir,
     };
     let (parent, name) = split(&path)?;
-    if !parent.is_dir() {
-        return Err(Error::Refused(format!(
-            "parent directory {} does not exist",
+    let parent_dir = sys::open_dir_path(&parent).map_err(|e| {
+        Error::Refused(format!(
+            "parent directory {} cannot be opened: {e}",
             parent.display()
-        )));
-    }
+        ))
+    })?;
     let state = target_state(&path)?;
     if state != TargetState::Absent {
         check_replaceable(&parent, &path)?;
@@ -180,6 +194,7 @@ fn resolve_target(data_dir: &Path, force: bool) -> Result<Target> {
     Ok(Target {
         path,
         parent,
+        parent_dir,
         name,
         state,
     })
@@ -187,49 +202,56 @@ fn resolve_target(data_dir: &Path, force: bool) -> Result<Target> {
 
 /// A verified, durable, unpublished tree beside the target.
 struct Staged {
-    temp: Temp,
+    /// Removes the tree on SIGINT/SIGTERM until it is published.
+    pending: Pending,
     /// The staging directory, open and locked for the whole run.
     root: File,
+    /// Its name in the parent.
+    name: OsString,
     read: ReadSummary,
 }
 
 /// Extracts and verifies the archive into a new staging directory beside
 /// the target, locked and marked as ours; removes it on any failure.
 fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
-    let staging_path = t
-        .parent
-        .join(unique_name(&leftover_prefix(&t.name, STAGING_MARK)));
-    let temp = Temp::register(&staging_path);
+    let name = unique_name(&leftover_prefix(&t.name, STAGING_MARK));
+    let staging_path = t.parent.join(&name);
     // Made and opened relative to the parent, and checked on the opened
     // descriptor: a directory another user swapped in is never written to.
-    let made = sys::make_private_dir(
-        &t.parent,
-        staging_path.file_name().unwrap_or_default().as_bytes(),
-    );
-    let root = match made {
+    let root = match sys::make_private_dir(&t.parent_dir, name.as_bytes()) {
         Ok(root) => root,
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            // Not ours any more: leave whatever is there alone.
-            temp.commit(|_| ());
+            // Not ours: whatever is there is left alone.
             return Err(Error::Refused(format!(
                 "staging directory {} was replaced by a directory this user does not own alone while it was created (someone else can write to {}); nothing was written",
                 staging_path.display(),
                 t.parent.display()
             )));
         }
+        Err(e) => return Err(Error::io("create staging directory", &staging_path, e)),
+    };
+    // From here on the tree is removed through descriptors, never by a
+    // path someone could swap: on errors here, on signals until publish.
+    let pending = match staging_remover(t, &name, &root) {
+        Ok(undo) => Pending::register(
+            format!("staging directory {}", staging_path.display()),
+            undo,
+        ),
         Err(e) => {
-            let _ = temp.remove();
-            return Err(Error::io("create staging directory", &staging_path, e));
+            let _ = sys::remove_tree_at(&t.parent_dir, name.as_bytes(), &root);
+            return Err(Error::io("open staging directory", &staging_path, e));
         }
     };
-    let staged = (|| {
-        lock(&root).map_err(|e| Error::io("lock staging directory", &staging_path, e))?;
-        let sink = Extract::new(&root, staging_path.clone(), t.parent.clone())?;
-        Ok((root, sink))
-    })();
-    let (root, mut sink) = match staged {
-        Ok(x) => x,
-        Err(e) => return Err(remove_staging(temp, e)),
+    let fail = |pending: Pending, e: Error| -> Error {
+        pending.forget();
+        remove_staging(t, &name, &root, e)
+    };
+    let mut sink = match lock(&root)
+        .map_err(|e| Error::io("lock staging directory", &staging_path, e))
+        .and_then(|()| Extract::new(&root, staging_path.clone(), t.parent.clone()))
+    {
+        Ok(sink) => sink,
+        Err(e) => return Err(fail(pending, e)),
     };
     let result = (|| {
         // Only now, with the lock held: a marked staging directory whose
@@ -249,46 +271,85 @@ fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
         sys::syncfs(&root).map_err(|e| Error::io("syncfs", &staging_path, e))?;
         Ok(read)
     })();
+    drop(sink);
     match result {
-        Ok(read) => Ok(Staged { temp, root, read }),
-        Err(e) => Err(remove_staging(temp, e)),
+        Ok(read) => Ok(Staged {
+            pending,
+            root,
+            name,
+            read,
+        }),
+        Err(e) => Err(fail(pending, e)),
     }
 }
 
+/// The action that removes staging directory `name` (open as `root`)
+/// through descriptors, for the signal path.
+fn staging_remover(
+    t: &Target,
+    name: &OsStr,
+    root: &File,
+) -> io::Result<impl FnMut() -> io::Result<()> + Send + 'static> {
+    let (parent, root, name) = (
+        t.parent_dir.try_clone()?,
+        root.try_clone()?,
+        name.to_owned(),
+    );
+    Ok(move || sys::remove_tree_at(&parent, name.as_bytes(), &root))
+}
+
 /// Renames the staged tree into place (or swaps it with the old data dir,
-/// which is kept beside it). Fails only while nothing was replaced; once
-/// the data dir is replaced, problems are warnings. Returns where the old
-/// tree was kept and the warnings.
-fn publish(temp: Temp, root: &File, t: &Target) -> Result<(Option<PathBuf>, Vec<String>)> {
+/// which is kept beside it), by names relative to the parent's descriptor
+/// and only while the staging name still holds the tree this run made.
+/// Fails only while nothing was replaced; once the data dir is replaced,
+/// problems are warnings. Returns where the old tree was kept and the
+/// warnings.
+fn publish(
+    pending: Pending,
+    root: &File,
+    staging: &OsStr,
+    t: &Target,
+) -> Result<(Option<PathBuf>, Vec<String>)> {
     // The data dir itself is not in the archive: it keeps the mode of the
     // directory it replaces, or gets the mode mkdir would give it.
     let root_mode = match fs::metadata(&t.path) {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(_) => 0o777 & !sys::current_umask(),
     };
-    let target = &t.path;
-    let published = temp.commit(|staging| -> Result<Option<(PathBuf, Option<String>)>> {
+    let (p, target) = (&t.parent_dir, &t.path);
+    let (sname, tname) = (staging.as_bytes(), t.name.as_bytes());
+    let staging_path = t.parent.join(staging);
+    let published = pending.commit(|| -> Result<Option<(PathBuf, Option<String>)>> {
         // Anything that fails before the tree is in place leaves it
         // unpublished: it is removed, never kept.
-        let unpublished = |e: Error| match remove_path(staging) {
-            Ok(()) => e,
-            Err(rm) => e.also(format!(
-                "could not remove staging directory {}: {rm}",
-                staging.display()
-            )),
-        };
-        let marker = staging.join(STAGING_MARKER);
-        fs::remove_file(&marker).map_err(|e| unpublished(Error::io("remove", &marker, e)))?;
+        let unpublished = |e: Error| remove_staging(t, staging, root, e);
+        sys::unlink_in(root, STAGING_MARKER.as_bytes(), 0).map_err(|e| {
+            unpublished(Error::io("remove", staging_path.join(STAGING_MARKER), e))
+        })?;
         root.set_permissions(fs::Permissions::from_mode(root_mode))
-            .map_err(|e| unpublished(Error::io("set mode of", staging, e)))?;
+            .map_err(|e| unpublished(Error::io("set mode of", &staging_path, e)))?;
+        if !sys::is_same_at(p, sname, root) {
+            return Err(unpublished(Error::Refused(format!(
+                "staging directory {} was replaced before it was published (someone else can write to {}); nothing was published",
+                staging_path.display(),
+                t.parent.display()
+            ))));
+        }
         match t.state {
             TargetState::Absent => {
-                rename_noreplace(staging, target)
-                    .map_err(|e| unpublished(Error::io("rename into place", target, e)))?;
+                let moved = match sys::rename_in(p, sname, tname, libc::RENAME_NOREPLACE) {
+                    // Filesystems without RENAME_NOREPLACE: the target was
+                    // absent a moment ago.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        sys::rename_in(p, sname, tname, 0)
+                    }
+                    r => r,
+                };
+                moved.map_err(|e| unpublished(Error::io("rename into place", target, e)))?;
                 Ok(None)
             }
             TargetState::Empty => {
-                fs::rename(staging, target)
+                sys::rename_in(p, sname, tname, 0)
                     .map_err(|e| unpublished(Error::io("rename into place", target, e)))?;
                 Ok(None)
             }
@@ -299,10 +360,10 @@ fn publish(temp: Temp, root: &File, t: &Target) -> Result<(Option<PathBuf>, Vec<
                 let old_lock = open_dir(target)
                     .ok()
                     .filter(|f| matches!(try_lock(f), Ok(true)));
-                sys::exchange(staging, target)
+                sys::rename_in(p, sname, tname, libc::RENAME_EXCHANGE)
                     .map_err(|e| unpublished(Error::io("swap into place", target, e)))?;
-                // `staging` now names the old tree: give it a name that says so.
-                let kept = keep_old(staging, &t.parent, &t.name, target, now_ms());
+                // The staging name now holds the old tree: name it so.
+                let kept = keep_old(t, staging, now_ms());
                 drop(old_lock);
                 Ok(Some(kept))
             }
@@ -314,23 +375,24 @@ fn publish(temp: Temp, root: &File, t: &Target) -> Result<(Option<PathBuf>, Vec<
         kept
     });
     // The data dir is replaced: from here on, nothing is a failure.
-    if let Err(e) = sync_dir(&t.parent) {
+    if let Err(e) = p.sync_all() {
         warnings.push(format!(
-            "{e}; the restore is complete but its rename may not be durable yet"
+            "cannot fsync directory {}: {e}; the restore is complete but its rename may not be durable yet",
+            t.parent.display()
         ));
     }
     Ok((kept_old, warnings))
 }
 
-/// Removes the unpublished staging tree after `e`, and returns `e` (with a
-/// note if the tree could not be removed).
-fn remove_staging(temp: Temp, e: Error) -> Error {
-    let path = temp.path().to_path_buf();
-    match temp.remove() {
+/// Removes the unpublished staging tree `name` (open as `root`) through
+/// descriptors after `e`, and returns `e` (with a note if the tree could
+/// not be removed).
+fn remove_staging(t: &Target, name: &OsStr, root: &File, e: Error) -> Error {
+    match sys::remove_tree_at(&t.parent_dir, name.as_bytes(), root) {
         Ok(()) => e,
         Err(rm) => e.also(format!(
             "could not remove staging directory {}: {rm}",
-            path.display()
+            t.parent.join(name).display()
         )),
     }
 }
@@ -354,18 +416,17 @@ fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
 /// millisecond). Never fails: the data dir is already replaced, so if the
 /// rename fails for another reason the old tree stays at `old` and the
 /// warning returned says where it is.
-fn keep_old(
-    old: &Path,
-    parent: &Path,
-    name: &OsStr,
-    target: &Path,
-    ms: u128,
-) -> (PathBuf, Option<String>) {
+fn keep_old(t: &Target, old: &OsStr, ms: u128) -> (PathBuf, Option<String>) {
     let mut n = 0u32;
     loop {
-        let kept = parent.join(kept_name(name, ms, n));
-        match rename_noreplace(old, &kept) {
-            Ok(()) => return (kept, None),
+        let kept = kept_name(&t.name, ms, n);
+        match sys::rename_in(
+            &t.parent_dir,
+            old.as_bytes(),
+            kept.as_bytes(),
+            libc::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return (t.parent.join(kept), None),
             Err(e)
                 if n < 100_000
                     && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
@@ -373,13 +434,14 @@ fn keep_old(
                 n += 1
             }
             Err(e) => {
+                let old = t.parent.join(old);
                 let warning = format!(
                     "previous contents of {} are at {} (could not rename them to {}: {e})",
-                    target.display(),
+                    t.path.display(),
                     old.display(),
-                    kept.display()
+                    t.parent.join(kept).display()
                 );
-                return (old.to_path_buf(), Some(warning));
+                return (old, Some(warning));
             }
         }
     }
@@ -434,17 +496,31 @@ fn now_ms() -> u128 {
 /// directory) are removed once older than [`STALE_AFTER`]; the others may
 /// hold a user's data (killed between swap and rename) and are only
 /// reported.
-fn clean_leftovers(parent: &Path, name: &OsStr) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn clean_leftovers(
+    parent: &Path,
+    parent_dir: &File,
+    name: &OsStr,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut removed, mut reported) = (Vec::new(), Vec::new());
     for lo in unlocked_leftovers(parent, &leftover_prefix(name, STAGING_MARK), true)? {
         // Removed while its lock is held, so no run can start using it.
-        let marked = fs::symlink_metadata(lo.path.join(STAGING_MARKER)).is_ok_and(|m| m.is_file());
+        // Looked at and removed through the descriptor that holds the
+        // lock, never by a path someone could swap meanwhile.
+        let dir = sys::Dir::from_file(&lo._lock)
+            .map_err(|e| Error::io("open leftover staging", &lo.path, e))?;
+        let lo_name = lo.path.file_name().unwrap_or_default().as_bytes();
+        let marked = dir
+            .stat_at(STAGING_MARKER.as_bytes())
+            .is_ok_and(|st| st.kind == sys::Kind::File);
         if marked {
-            remove_path(&lo.path).map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
+            sys::remove_tree_at(parent_dir, lo_name, &lo._lock)
+                .map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
             removed.push(lo.path);
-        } else if fs::read_dir(&lo.path).is_ok_and(|mut rd| rd.next().is_none()) {
+        } else if dir.names().is_ok_and(|n| n.is_empty()) {
             // Younger: its run may not have locked it yet.
-            if lo.age >= STALE_AFTER && fs::remove_dir(&lo.path).is_ok() {
+            if lo.age >= STALE_AFTER
+                && sys::unlink_in(parent_dir, lo_name, libc::AT_REMOVEDIR).is_ok()
+            {
                 removed.push(lo.path);
             }
         } else {
@@ -638,17 +714,28 @@ mod tests {
         }
     }
 
+    /// A target `db` in `parent`, full.
+    fn target_in(parent: &Path) -> Target {
+        Target {
+            path: parent.join("db"),
+            parent: parent.to_path_buf(),
+            parent_dir: sys::open_dir_path(parent).unwrap(),
+            name: "db".into(),
+            state: TargetState::Full,
+        }
+    }
+
     #[test]
     fn kept_names_never_collide_and_fit_name_max() {
         let t = tempfile::tempdir().unwrap();
-        let (parent, target) = (t.path(), t.path().join("db"));
+        let parent = t.path();
         fs::create_dir(parent.join("db.pre-restore.7")).unwrap();
         fs::create_dir(parent.join("db.pre-restore.7.1")).unwrap();
         fs::write(parent.join("db.pre-restore.7.1/x"), b"earlier").unwrap();
         let old = parent.join(".db.sydra-staging.1.0");
         fs::create_dir(&old).unwrap();
         fs::write(old.join("x"), b"old").unwrap();
-        let (kept, warning) = keep_old(&old, parent, OsStr::new("db"), &target, 7);
+        let (kept, warning) = keep_old(&target_in(parent), old.file_name().unwrap(), 7);
         assert_eq!(warning, None);
         assert_eq!(kept, parent.join("db.pre-restore.7.2"));
         assert_eq!(fs::read(kept.join("x")).unwrap(), b"old");
@@ -672,7 +759,7 @@ mod tests {
         let target = t.path().join("db");
         // The rename fails (here: the old tree is not there), not with
         // EEXIST: the old tree is reported where it is.
-        let (kept, warning) = keep_old(&old, t.path(), OsStr::new("db"), &target, 7);
+        let (kept, warning) = keep_old(&target_in(t.path()), old.file_name().unwrap(), 7);
         assert_eq!(kept, old);
         let w = warning.unwrap();
         assert!(

@@ -122,8 +122,9 @@ pub fn make_writable(path: &Path) {
     if !m.is_dir() {
         return;
     }
-    let mode = m.permissions().mode() | 0o700;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    // Never through a symlink, and never setuid, setgid or sticky.
+    let mode = (m.permissions().mode() & 0o777) | 0o700;
+    let _ = crate::sys::chmod_path_nofollow(path, mode);
     if let Ok(dir) = Dir::open_nofollow(path) {
         writable_below(&dir);
     }
@@ -136,7 +137,7 @@ fn writable_below(dir: &Dir) {
     for name in names {
         match dir.stat_at(&name) {
             Ok(st) if st.kind == Kind::Dir => {
-                let _ = dir.chmod_at(&name, st.mode | 0o700);
+                let _ = dir.chmod_at(&name, (st.mode & 0o777) | 0o700);
                 if let Ok(child) = dir.open_dir(&name, false) {
                     writable_below(&child);
                 }

@@ -548,3 +548,35 @@ fn unwritable_outputs_are_refused_up_front() {
     );
     assert!(leftovers(t.path()).is_empty());
 }
+
+/// Third probe: a data dir that is someone else's symlink is not followed
+/// (it would make this run replace a directory of their choosing).
+#[test]
+fn a_data_dir_symlink_owned_by_another_user_is_not_followed() {
+    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    create(&data, &out);
+    let precious = t.path().join("rootonly");
+    fs::create_dir(&precious).unwrap();
+    fs::write(precious.join("PRECIOUS"), b"keep").unwrap();
+    let link = t.path().join("db");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    let o = run(&["restore", p(&out), p(&link), "--force"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is a symlink owned by uid 65534"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(precious.join("PRECIOUS")).unwrap(), b"keep");
+    // Root's own symlink is followed, as before.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    let o = run(&["restore", p(&out), p(&link), "--force", "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(tree_digest(&precious), tree_digest(&data));
+}
