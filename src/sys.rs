@@ -585,8 +585,8 @@ pub fn mkdir_at(dir: &impl AsRawFd, rel: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// Creates the directory `name` in `parent` with mode 0700 and opens it,
-/// checking on the descriptor that it is the one just made: a directory
-/// owned by this process's user that no one else may enter. Someone who
+/// checking on the descriptor that it is the one just made: an empty
+/// directory owned by this process's user that no one else may enter. Someone who
 /// can write to `parent` and swaps another directory in between the two
 /// steps is refused (`EPERM`), so nothing is ever written into a
 /// directory another user controls.
@@ -596,8 +596,20 @@ pub fn make_private_dir(pdir: &File, name: &[u8]) -> io::Result<File> {
     if unsafe { libc::mkdirat(pdir.as_raw_fd(), cn.as_ptr(), 0o700) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    open_fresh(pdir, name)
+}
+
+/// Opens the directory `name` in `pdir` that this process just made: it
+/// must be private ([`check_private`]) and empty. A private directory of
+/// this user's swapped in between the mkdir and the open (another 0700
+/// tree of root's, say) holds something: `EPERM`, and it is never written
+/// to nor removed.
+fn open_fresh(pdir: &File, name: &[u8]) -> io::Result<File> {
     let dir = open_at(pdir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     check_private(&dir)?;
+    if !Dir::from_file(&dir)?.names()?.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
     Ok(dir)
 }
 
@@ -804,6 +816,17 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = check_private(&File::open(&open).unwrap()).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        // What an attacker swaps in between the mkdir and the open: a
+        // private tree of this user's from elsewhere. Owner and mode pass;
+        // it is not empty, so it is refused and left as it is.
+        drop(d);
+        std::fs::write(t.path().join("stage/PRECIOUS"), b"keep").unwrap();
+        let e = open_fresh(&parent, b"stage").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(
+            std::fs::read(t.path().join("stage/PRECIOUS")).unwrap(),
+            b"keep"
+        );
     }
 
     #[test]

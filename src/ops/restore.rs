@@ -223,7 +223,7 @@ fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             // Not ours: whatever is there is left alone.
             return Err(Error::Refused(format!(
-                "staging directory {} was replaced by a directory this user does not own alone while it was created (someone else can write to {}); nothing was written",
+                "staging directory {} was replaced by another directory while it was created (someone else can write to {}); nothing was written to it",
                 staging_path.display(),
                 t.parent.display()
             )));
