@@ -63,6 +63,8 @@ pub struct Stat {
     pub ino: u64,
     /// Device number.
     pub dev: u64,
+    /// Owner.
+    pub uid: u32,
 }
 
 impl Stat {
@@ -83,6 +85,7 @@ impl Stat {
             mtime_nsec: st.st_mtime_nsec,
             ino: st.st_ino,
             dev: st.st_dev,
+            uid: st.st_uid,
         }
     }
 
@@ -176,7 +179,8 @@ impl Dir {
         Ok(Stat::from_raw(&st))
     }
 
-    /// A directory handle on a duplicate of `f`'s descriptor.
+    /// A directory handle on a duplicate of `f`'s descriptor (the other
+    /// way, `File::from(dir)`).
     pub fn from_file(f: &File) -> io::Result<Dir> {
         Ok(Dir {
             fd: f.try_clone()?.into(),
@@ -274,6 +278,12 @@ fn chmod_nofollow(at: libc::c_int, name: &CStr, mode: u32) -> io::Result<()> {
 /// Sets the permission bits of `path` itself, never through a symlink.
 pub fn chmod_path_nofollow(path: &Path, mode: u32) -> io::Result<()> {
     chmod_nofollow(libc::AT_FDCWD, &cpath(path)?, mode)
+}
+
+impl From<Dir> for File {
+    fn from(d: Dir) -> File {
+        File::from(d.fd)
+    }
 }
 
 fn open_raw(dirfd: libc::c_int, name: &CStr, flags: libc::c_int) -> io::Result<Dir> {
@@ -384,7 +394,7 @@ pub fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> 
 // ------------------------------------------------------------ restore
 
 fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)
+    cname(p.as_os_str().as_bytes())
 }
 
 /// Which mount a path is on, as far as the kernel tells (`statx`).
@@ -616,19 +626,7 @@ fn open_fresh(pdir: &File, name: &[u8]) -> io::Result<File> {
 /// Opens the directory `path` (following symlinks: the path as given now,
 /// pinned from here on by the descriptor).
 pub fn open_dir_path(path: &Path) -> io::Result<File> {
-    let c = cpath(path)?;
-    // SAFETY: a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor open just returned, owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    Dir::open(path).map(File::from)
 }
 
 /// `renameat2(dir, from, dir, to, flags)`: a rename between two names of
@@ -705,15 +703,8 @@ pub fn euid() -> u32 {
 /// `EPERM` unless `dir` is owned by this process's effective user and has
 /// no group or other permissions.
 pub fn check_private(dir: &File) -> io::Result<()> {
-    // SAFETY: `stat` is plain old data; fstat fills it on success.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor and out-pointer.
-    if unsafe { libc::fstat(dir.as_raw_fd(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if st.st_uid != euid || st.st_mode & 0o077 != 0 {
+    let st = fstat(dir)?;
+    if st.uid != euid() || st.mode & 0o077 != 0 {
         return Err(io::Error::from_raw_os_error(libc::EPERM));
     }
     Ok(())

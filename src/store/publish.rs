@@ -160,10 +160,7 @@ pub(crate) fn try_lock(file: &File) -> io::Result<bool> {
 
 /// Opens the directory `path` itself (not a symlink to one), read-only.
 pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+    sys::Dir::open_nofollow(path).map(File::from)
 }
 
 /// A leftover of another run whose lock this process holds: no running

@@ -230,7 +230,6 @@ pub struct SegmentStream {
     ts: Vec<i64>,
     points: Vec<(i64, f64)>,
     prev_bits: u64,
-    trailing: bool,
 }
 
 /// A decoded segment header and its points.
@@ -416,7 +415,6 @@ impl SegmentStream {
                 self.vals_done += 1;
                 continue;
             }
-            self.trailing = true;
             return bad(self.pos, "trailing bytes after the last value");
         }
         None
@@ -520,13 +518,9 @@ impl Json {
     /// True when the input so far is exactly one JSON object (and
     /// whitespace).
     pub fn is_object(&self) -> bool {
-        let done = match self.st {
-            St::Done => true,
-            // A number at the top level ends at the end of input, but an
-            // object is what is asked for.
-            _ => false,
-        };
-        done && self.top_object
+        // (A number at the top level would end only at the end of input;
+        // an object is what is asked for.)
+        self.st == St::Done && self.top_object
     }
 
     fn value_done(&mut self) -> St {
@@ -877,8 +871,6 @@ mod tests {
             ))
         );
         let mut marker = seg.clone();
-        let first_val = 44 + (seg.len() - 44) - (seg.len() - 44); // recomputed below
-        let _ = first_val;
         // The first value's marker follows the 40 one-byte varints.
         marker[44 + 40] = 0; // "same as previous" is illegal for the first value
         assert_eq!(

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::path::{self as layout, TopLevel};
 use crate::sydradb::live::{self, Content, FileKind, WalPosition};
-use crate::sydradb::source::{Tree, not_regular};
+use crate::sydradb::source::{Tree, not_regular, open_error};
 use crate::sys::{Dir, Kind, Stat};
 
 /// How `create` gets the content of an entry other than by opening it.
@@ -183,13 +183,9 @@ fn walk(dir: &Dir, path: &Path, rel: &str, entries: &mut Vec<Entry>) -> Result<(
             .map_err(|e| Error::io("stat", &child, e))?;
         match st.kind {
             Kind::Dir => {
-                let sub = dir.open_dir(&name, false).map_err(|e| {
-                    if crate::sys::is_symlink_error(&e) {
-                        not_regular(child.clone(), Kind::Symlink)
-                    } else {
-                        Error::io("open directory", &child, e)
-                    }
-                })?;
+                let sub = dir
+                    .open_dir(&name, false)
+                    .map_err(|e| open_error("open directory", child.clone(), e))?;
                 push(entries, rel_path.clone(), EntryKind::Dir, &st);
                 walk(&sub, &child, &rel_path, entries)?;
             }

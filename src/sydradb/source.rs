@@ -27,6 +27,24 @@ pub struct Tree {
     last: RefCell<Option<(String, Dir)>>,
 }
 
+/// The error for a failed `op` ("open", "open directory") on `path` below
+/// the layout: a symlink, socket or replaced directory met on the way is
+/// the scan's own refusal; anything else an I/O error.
+pub fn open_error(op: &'static str, path: PathBuf, e: io::Error) -> Error {
+    if sys::is_symlink_error(&e) {
+        not_regular(path, Kind::Symlink)
+    } else if e.raw_os_error() == Some(libc::ENXIO) {
+        not_regular(path, Kind::Socket)
+    } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+        Error::Source {
+            path,
+            reason: "a directory of the layout was replaced by something else".into(),
+        }
+    } else {
+        Error::io(op, path, e)
+    }
+}
+
 /// The error for something that is not a regular file inside the layout.
 pub fn not_regular(path: PathBuf, kind: Kind) -> Error {
     Error::Source {
@@ -97,12 +115,14 @@ impl Tree {
             });
         };
         let mut dir: Option<Dir> = None;
-        for (i, part) in parts.enumerate() {
+        // `parent[..end]`: the directories opened so far, for messages.
+        let mut end = top.len();
+        for part in parts {
+            end += 1 + part.len();
             let at = dir.as_ref().unwrap_or(base);
-            let sub = parent.split('/').take(i + 2).collect::<Vec<_>>().join("/");
             dir = Some(
                 at.open_dir(part.as_bytes(), false)
-                    .map_err(|e| self.fail(&sub, e))?,
+                    .map_err(|e| self.fail(&parent[..end], e))?,
             );
         }
         let out = f(dir.as_ref().unwrap_or(base), name.as_bytes()).map_err(|e| self.fail(rel, e));
@@ -113,28 +133,16 @@ impl Tree {
     }
 
     fn fail(&self, rel: &str, e: io::Error) -> Error {
-        if sys::is_symlink_error(&e) {
-            not_regular(self.full(rel), Kind::Symlink)
-        } else if e.raw_os_error() == Some(libc::ENXIO) {
-            not_regular(self.full(rel), Kind::Socket)
-        } else if e.raw_os_error() == Some(libc::ENOTDIR) {
-            Error::Source {
-                path: self.full(rel),
-                reason: "a directory of the layout was replaced by something else".into(),
-            }
-        } else {
-            Error::io("open", self.full(rel), e)
-        }
+        open_error("open", self.full(rel), e)
     }
 
     /// Opens the regular file at archive path `rel` for reading, without
     /// following links or blocking; anything else is refused.
     pub fn open_file(&self, rel: &str) -> Result<(File, Stat)> {
-        let (f, st) = self.in_parent(rel, |d, name| d.open_file(name))?;
-        if st.kind != Kind::File {
-            return Err(not_regular(self.full(rel), st.kind));
-        }
-        Ok((f, st))
+        self.try_open_file(rel)?.ok_or_else(|| {
+            let gone = io::Error::from_raw_os_error(libc::ENOENT);
+            Error::io("open", self.full(rel), gone)
+        })
     }
 
     /// Like [`Tree::open_file`], but `Ok(None)` when the file is not there

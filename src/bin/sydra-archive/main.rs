@@ -28,10 +28,9 @@ use ui::Display;
 /// so a line is always one line and cannot forge another or drive the
 /// terminal.
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        let _ = writeln!(io::stderr(), "{}", ui::escape_line(&line));
-    }};
+    ($($arg:tt)*) => {
+        ui::say(format_args!($($arg)*))
+    };
 }
 
 const EXIT_ARCHIVE: u8 = 1;
@@ -117,6 +116,16 @@ impl StdClosed {
                 "stdout is closed; the archive would go nowhere (use -o FILE)".into(),
             )
             .into());
+        }
+        Ok(())
+    }
+
+    /// The checks of a command that reads `archive` and, with `--json`,
+    /// reports on stdout.
+    fn check_reader(&self, archive: &Path, json: bool) -> anyhow::Result<()> {
+        self.check(archive, true)?;
+        if json {
+            self.check_results("the --json report")?;
         }
         Ok(())
     }
@@ -257,10 +266,7 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
 
 fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    std_closed.check(&a.archive, true)?;
-    if a.json {
-        std_closed.check_results("the --json report")?;
-    }
+    std_closed.check_reader(&a.archive, a.json)?;
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
@@ -373,10 +379,7 @@ fn write_list(out: &mut impl Write, head: &Head, json: bool) -> io::Result<()> {
 
 fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    std_closed.check(&a.archive, true)?;
-    if a.json {
-        std_closed.check_results("the --json report")?;
-    }
+    std_closed.check_reader(&a.archive, a.json)?;
     let loc = location(&a.archive, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);

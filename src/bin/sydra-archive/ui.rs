@@ -2,6 +2,7 @@
 //! events for scripts, or nothing. It reads the library's counters from a
 //! ticker thread; the library itself never draws.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,39 +142,25 @@ pub fn utc_time(unix_ms: i64) -> String {
 /// An archive path as one line of a listing: backslash, newline, tab,
 /// carriage return and other control bytes escaped, so a name cannot
 /// break a line or a terminal.
-pub fn escape_name(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.chars().any(|c| c == '\\' || c.is_control()) {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    let mut out = String::with_capacity(name.len() + 8);
-    for c in name.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// Writes one line to stderr, control characters escaped, dropping it if
-/// stderr is closed or broken.
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{}", escape_line(&line.to_string()));
+pub fn escape_name(name: &str) -> Cow<'_, str> {
+    escape(name, true)
 }
 
 /// A message as one line: control characters (newline, tab, escape...)
 /// escaped, backslashes left as they are.
-pub fn escape_line(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(line);
+pub fn escape_line(line: &str) -> Cow<'_, str> {
+    escape(line, false)
+}
+
+fn escape(s: &str, backslash: bool) -> Cow<'_, str> {
+    let special = |c: char| c.is_control() || (backslash && c == '\\');
+    if !s.chars().any(special) {
+        return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(line.len() + 8);
-    for c in line.chars() {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
         match c {
+            '\\' if backslash => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
@@ -181,7 +168,14 @@ pub fn escape_line(line: &str) -> std::borrow::Cow<'_, str> {
             c => out.push(c),
         }
     }
-    std::borrow::Cow::Owned(out)
+    Cow::Owned(out)
+}
+
+/// Writes one line to stderr, control characters escaped, dropping it if
+/// stderr is closed or broken (never a panic, never another exit code).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let line = line.to_string();
+    let _ = writeln!(std::io::stderr(), "{}", escape_line(&line));
 }
 
 /// What `create` reports on stderr besides its summary: names left out,
