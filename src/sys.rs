@@ -224,6 +224,18 @@ impl Dir {
 
     /// The names in this directory (not `.` and `..`), in no order.
     pub fn names(&self) -> io::Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        self.each_name(|n| {
+            names.push(n.to_vec());
+            Ok(())
+        })?;
+        Ok(names)
+    }
+
+    /// Calls `f` with each name in this directory (not `.` and `..`), in
+    /// no order, holding none of them: a directory of millions of names
+    /// costs no memory here.
+    pub fn each_name(&self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         // A new open file description, so each listing starts at the top
         // and the directory's own descriptor keeps its offset.
         let dot = self.open_dir(b".", false)?;
@@ -237,7 +249,6 @@ impl Dir {
             unsafe { libc::close(raw) };
             return Err(e);
         }
-        let mut names = Vec::new();
         let result = loop {
             // SAFETY: errno is thread-local; cleared so end of directory
             // (NULL, errno 0) is told from an error (NULL, errno set).
@@ -255,12 +266,14 @@ impl Dir {
             // NUL-terminated and lives until the next readdir call.
             let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
             if name != b"." && name != b".." {
-                names.push(name.to_vec());
+                if let Err(e) = f(name) {
+                    break Err(e);
+                }
             }
         };
         // SAFETY: `dirp` came from fdopendir and is closed exactly once.
         unsafe { libc::closedir(dirp) };
-        result.map(|()| names)
+        result
     }
 }
 

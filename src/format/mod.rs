@@ -7,3 +7,4 @@ pub mod frame;
 pub mod head;
 pub mod path;
 pub mod sums;
+pub mod v2;

@@ -90,7 +90,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             let remote = Remote::connect(url, options)?;
             remote.check_target(*force)?;
             let scan = scan(data_dir)?;
-            let mut upload = Upload::start(&remote, estimate(&scan))?;
+            let mut upload = Upload::start(&remote, estimate(&scan)?)?;
             let name = PathBuf::from(url.to_string());
             match write_archive(scan, &mut upload, &name, opts) {
                 Ok((_, mut summary)) => {
@@ -171,7 +171,9 @@ fn check_out_path(out: &Path) -> Result<()> {
 }
 
 /// An upper estimate of the archive size of `scan`: the data, tar's header
-/// and padding per entry, and the HEAD and SUMS JSON.
-fn estimate(scan: &Scan) -> u64 {
-    scan.total_bytes + scan.entries.len() as u64 * 2048 + (1 << 20)
+/// and padding and the index per file (a walk of the data dir, without
+/// reading a file).
+fn estimate(scan: &Scan) -> Result<u64> {
+    let (files, bytes) = scan.count()?;
+    Ok(bytes + files * 2048 + (1 << 20))
 }

@@ -9,6 +9,7 @@ pub mod live;
 pub mod records;
 pub mod scan;
 pub mod source;
+pub mod walk;
 
 pub use check::{Segment, check_wal, decode_segment};
 pub use fixture::{FixtureSpec, generate};

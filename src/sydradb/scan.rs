@@ -12,6 +12,7 @@ use crate::format::head::{Entry, EntryKind};
 use crate::format::path::{self as layout, TopLevel};
 use crate::sydradb::live::{self, Content, FileKind, WalPosition};
 use crate::sydradb::source::{Tree, not_regular, open_error};
+use crate::sydradb::walk::{Found, SortedNames, Walk};
 use crate::sys::{Dir, Kind, Stat};
 
 /// How `create` gets the content of an entry other than by opening it.
@@ -28,16 +29,17 @@ pub enum Captured {
 pub struct Scan {
     /// The data directory, opened: files are read relative to it.
     pub tree: Tree,
-    /// Every entry to archive, in archive order.
+    /// The entries listed by the scan, in archive order: the top level and
+    /// everything below `wal/`. What is below `segments/` is not listed
+    /// here (it can be millions of files): it is walked while it is
+    /// archived ([`Scan::walk_segments`]), right after the `segments` entry.
     pub entries: Vec<Entry>,
     /// Top-level names that are not part of the layout and are left out.
     pub skipped: Vec<String>,
     /// Symlinks that were followed (the data dir, `wal`, `segments`).
     pub followed: Vec<String>,
-    /// Sum of the file sizes.
-    pub total_bytes: u64,
-    /// Content captured for some entries, by entry index.
-    pub captured: HashMap<usize, Captured>,
+    /// Content captured for some entries, by archive path.
+    pub captured: HashMap<String, Captured>,
     /// What was found in each WAL file (and what was cut from it).
     pub wal: Vec<WalPosition>,
     /// Problems that did not stop the scan.
@@ -45,19 +47,46 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// Number of file entries.
-    pub fn file_count(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .count()
-    }
-
     /// The data directory as given.
     pub fn root(&self) -> &Path {
         self.tree.path()
     }
+
+    /// A walk of everything below `segments/` in archive order, if the
+    /// data dir has it.
+    pub fn walk_segments(&self) -> Result<Option<Walk>> {
+        let Some(dir) = self.tree.top("segments") else {
+            return Ok(None);
+        };
+        let dir = dir
+            .open_dir(b".", false)
+            .map_err(|e| Error::io("open directory", self.tree.full("segments"), e))?;
+        Walk::new(dir, "segments", &self.tree.full("segments")).map(Some)
+    }
+
+    /// Files and bytes in the listed entries and below `segments/` (a
+    /// second walk: only for a progress total).
+    pub fn count(&self) -> Result<(u64, u64)> {
+        let mut files = 0u64;
+        let mut bytes = 0u64;
+        for e in self.entries.iter().filter(|e| e.kind == EntryKind::File) {
+            files += 1;
+            bytes += e.size;
+        }
+        if let Some(mut w) = self.walk_segments()? {
+            while let Some(f) = w.next_found()? {
+                if let Found::File { stat, .. } = f {
+                    files += 1;
+                    bytes += stat.size;
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
 }
+
+/// Most skipped top-level names listed (the rest are counted).
+const MAX_SKIPPED: usize = 100;
 
 /// Scans `root`. Refuses a directory that holds none of the layout.
 pub fn scan(root: &Path) -> Result<Scan> {
@@ -74,21 +103,30 @@ pub fn scan(root: &Path) -> Result<Scan> {
         entries: Vec::new(),
         skipped: Vec::new(),
         followed,
-        total_bytes: 0,
         captured: HashMap::new(),
         wal: Vec::new(),
         warnings: Vec::new(),
     };
-    let names = sorted_names(scan.tree.root(), root)?;
-    for name in names {
-        let Ok(name_str) = std::str::from_utf8(&name) else {
-            scan.skipped
-                .push(String::from_utf8_lossy(&name).into_owned());
-            continue;
+    let mut skipped = 0usize;
+    let mut names = SortedNames::of(scan.tree.root(), root)?;
+    while let Some(name) = names
+        .next_name()
+        .map_err(|e| Error::io("read directory", root, e))?
+    {
+        let name_str = match std::str::from_utf8(&name) {
+            Ok(n) if layout::classify_top(&name) != TopLevel::Other => n,
+            _ => {
+                skipped += 1;
+                if scan.skipped.len() < MAX_SKIPPED {
+                    scan.skipped
+                        .push(String::from_utf8_lossy(&name).into_owned());
+                }
+                continue;
+            }
         };
         let path = root.join(name_str);
         match layout::classify_top(&name) {
-            TopLevel::Other => scan.skipped.push(name_str.to_string()),
+            TopLevel::Other => unreachable!("skipped above"),
             TopLevel::File => {
                 let st = scan
                     .tree
@@ -127,10 +165,16 @@ pub fn scan(root: &Path) -> Result<Scan> {
                 }
                 let st = dir.stat().map_err(|e| Error::io("stat", &path, e))?;
                 push(&mut scan.entries, name_str.to_string(), EntryKind::Dir, &st);
-                walk(&dir, &path, name_str, &mut scan.entries)?;
+                if name_str == "wal" {
+                    walk(&dir, &path, name_str, &mut scan.entries)?;
+                }
                 scan.tree.hold_top(name_str, dir);
             }
         }
+    }
+    if skipped > scan.skipped.len() {
+        let more = skipped - scan.skipped.len();
+        scan.skipped.push(format!("and {more} more"));
     }
     if scan.entries.is_empty() {
         return Err(Error::Refused(format!(
@@ -140,12 +184,6 @@ pub fn scan(root: &Path) -> Result<Scan> {
     }
     scan.capture_wal()?;
     scan.capture_hot()?;
-    scan.total_bytes = scan
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .map(|e| e.size)
-        .sum();
     Ok(scan)
 }
 
@@ -241,7 +279,8 @@ impl Scan {
             e.mtime = m.mtime.max(0);
             e.mode = m.mode & 0o777;
             self.wal.push(pos);
-            self.captured.insert(i, Captured::Held(f));
+            let path = self.entries[i].path.clone();
+            self.captured.insert(path, Captured::Held(f));
         }
         Ok(())
     }
@@ -299,11 +338,10 @@ impl Scan {
         }
     }
 
-    /// Reads MANIFEST, tags.json and recently written segments until they
-    /// settle (all in the same rounds, one deadline), and keeps their
-    /// content for `create`.
+    /// Reads MANIFEST and tags.json until they settle (in the same rounds,
+    /// one deadline), and keeps their content for `create`. Recently
+    /// written segments are settled while they are archived.
     fn capture_hot(&mut self) -> Result<()> {
-        let now = live::unix_now();
         let hot: Vec<(usize, String, FileKind)> = self
             .entries
             .iter()
@@ -311,12 +349,8 @@ impl Scan {
             .filter(|(_, e)| e.kind == EntryKind::File)
             .filter_map(|(i, e)| {
                 let kind = live::kind_of(&e.path);
-                let hot = match kind {
-                    FileKind::Manifest | FileKind::Tags => true,
-                    FileKind::Segment => e.mtime >= now - live::HOT_WINDOW_SECS,
-                    FileKind::Wal | FileKind::Other => false,
-                };
-                hot.then(|| (i, e.path.clone(), kind))
+                matches!(kind, FileKind::Manifest | FileKind::Tags)
+                    .then(|| (i, e.path.clone(), kind))
             })
             .collect();
         for (i, s) in live::settle_all(&self.tree, hot)? {
@@ -327,7 +361,8 @@ impl Scan {
             e.size = s.stat.size;
             e.mtime = s.stat.mtime.max(0);
             e.mode = s.stat.mode & 0o777;
-            self.captured.insert(i, Captured::Settled(s.content));
+            self.captured
+                .insert(e.path.clone(), Captured::Settled(s.content));
         }
         Ok(())
     }

@@ -1,174 +1,247 @@
-//! DATA: the tar stream of the data dir's members, compressed as it is
-//! written. Each file comes from what the scan captured (settled bytes, a
-//! spooled copy, a held WAL file) or is opened now, relative to the
-//! directories the scan held, and checked as it streams.
+//! DATA's members: tar headers written here (GNU format, a GNU `L` record
+//! before a path of more than 100 bytes), each member's content streamed
+//! from what the scan captured or from the file opened now, checked as it
+//! streams, and its index record handed to the [`IndexWriter`].
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
+use crate::format::v2::Record;
 use crate::progress::Progress;
 use crate::sydradb::check::Checker;
 use crate::sydradb::live::{self, Content, FileKind};
 use crate::sydradb::scan::Captured;
-use crate::sydradb::source::Tree;
+use crate::sys::Stat;
 
 use super::OnError;
+use super::frames::Frames;
+use super::index::IndexWriter;
 use super::source::{SourceReader, changed};
 
-type Encoder<W> = zstd::stream::write::Encoder<'static, W>;
-
-/// Files up to this size are read with one `read(2)` (see `stream`'s
-/// buffer), so they need no second `fstat` after it.
+/// Files up to this size are read with one `read(2)` (see the buffer),
+/// so they need no second `fstat` after it.
 const SINGLE_READ: u64 = 64 * 1024;
+/// Read buffer for file content.
+const READ_BUF: usize = 256 * 1024;
+
+/// Where a file's content comes from.
+pub(super) enum Source {
+    /// Captured by the scan (settled bytes, a spooled copy, a held WAL).
+    Captured(Captured),
+    /// Opened now; `listed` is what the listing saw.
+    Opened { file: File, opened: Stat },
+}
 
 /// The members written so far.
-pub(super) struct Members<'a, W: Write> {
-    // zstd's multi-threaded stream costs a lot per call: it is fed 1 MiB
-    // at a time, not tar's 512-byte headers and small files one by one.
-    tar: tar::Builder<BufWriter<Encoder<W>>>,
-    tree: &'a Tree,
-    captured: HashMap<usize, Captured>,
+pub(super) struct Members<'a, 'o, W: Write> {
+    pub(super) frames: Frames<'o, W>,
+    pub(super) index: IndexWriter,
     progress: Option<&'a Progress>,
     on_error: &'a OnError<'a>,
-    done: Done,
+    buf: Vec<u8>,
+    pub(super) files: u64,
+    pub(super) dirs: u64,
+    pub(super) data_bytes: u64,
+    pub(super) warnings: Vec<String>,
 }
 
-/// What DATA holds once finished.
-pub(super) struct Done {
-    /// SHA-256 of each file, in archive order.
-    pub digests: Vec<[u8; 32]>,
-    pub files: u64,
-    pub dirs: u64,
-    /// Files that did not parse but were archived as they are.
-    pub warnings: Vec<String>,
+/// The tar header block(s) of `e`: a GNU long-name record when the path
+/// needs one, then the member's own header.
+pub(crate) fn tar_header(e: &Entry) -> (Vec<u8>, [u8; 512]) {
+    let mut long = Vec::new();
+    let path = e.path.as_bytes();
+    let mut h = tar::Header::new_gnu();
+    if path.len() > 100 {
+        let mut l = tar::Header::new_gnu();
+        l.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        l.set_mode(0o644);
+        l.set_uid(0);
+        l.set_gid(0);
+        l.set_mtime(0);
+        l.set_size(path.len() as u64 + 1);
+        l.set_entry_type(tar::EntryType::GNULongName);
+        l.set_cksum();
+        long.extend_from_slice(l.as_bytes());
+        long.extend_from_slice(path);
+        long.push(0);
+        long.resize(long.len().next_multiple_of(512), 0);
+        h.as_old_mut().name.copy_from_slice(&path[..100]);
+    } else {
+        h.as_old_mut().name[..path.len()].copy_from_slice(path);
+    }
+    h.set_mode(e.mode);
+    h.set_mtime(e.mtime as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    match e.kind {
+        EntryKind::Dir => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+        }
+        EntryKind::File => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(e.size);
+        }
+    }
+    h.set_cksum();
+    (long, *h.as_bytes())
 }
 
-impl<'a, W: Write> Members<'a, W> {
+impl<'a, 'o, W: Write> Members<'a, 'o, W> {
     pub(super) fn new(
-        encoder: Encoder<W>,
-        tree: &'a Tree,
-        captured: HashMap<usize, Captured>,
+        frames: Frames<'o, W>,
         progress: Option<&'a Progress>,
         on_error: &'a OnError<'a>,
     ) -> Self {
         Members {
-            tar: tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder)),
-            tree,
-            captured,
+            frames,
+            index: IndexWriter::new(),
             progress,
             on_error,
-            done: Done {
-                digests: Vec::new(),
-                files: 0,
-                dirs: 0,
-                warnings: Vec::new(),
-            },
+            buf: vec![0u8; READ_BUF],
+            files: 0,
+            dirs: 0,
+            data_bytes: 0,
+            warnings: Vec::new(),
         }
     }
 
-    /// Appends entry `i` of HEAD.
-    pub(super) fn append(&mut self, i: usize, e: &Entry) -> Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(e.mode);
-        header.set_mtime(e.mtime as u64);
-        header.set_uid(0);
-        header.set_gid(0);
-        match e.kind {
-            EntryKind::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_size(0);
-                self.tar
-                    .append_data(&mut header, &e.path, io::empty())
-                    .map_err(|err| self.on_error.wrap(err))?;
-                self.done.dirs += 1;
-            }
-            EntryKind::File => {
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(e.size);
-                let digest = match self.captured.remove(&i) {
-                    Some(Captured::Settled(Content::Bytes(bytes))) => {
-                        self.stream(&mut header, e, &mut &bytes[..], None)?.0
-                    }
-                    Some(Captured::Settled(Content::Spooled(file)) | Captured::Held(file)) => {
-                        let mut f: &File = &file;
-                        f.seek(SeekFrom::Start(0))
-                            .map_err(|err| Error::io("seek", self.tree.full(&e.path), err))?;
-                        self.stream(&mut header, e, &mut f, None)?.0
-                    }
-                    None => self.append_opened(&mut header, e)?,
-                };
-                self.done.digests.push(digest);
-                self.done.files += 1;
-            }
+    fn tar(&mut self, data: &[u8]) -> Result<()> {
+        self.frames
+            .write_tar(data)
+            .map_err(|err| self.on_error.wrap(err))?;
+        self.settle_index()
+    }
+
+    /// Completes the index records whose frames are out.
+    fn settle_index(&mut self) -> Result<()> {
+        let written = self.frames.take_written();
+        if !written.is_empty() {
+            self.index.written(written);
         }
+        self.index
+            .drain(self.frames.out())
+            .map_err(|err| self.on_error.wrap(err))
+    }
+
+    /// Starts member `e`: a new frame if it does not fit the room left,
+    /// its header block(s), its index record.
+    fn begin(&mut self, e: &Entry) -> Result<()> {
+        let (long, header) = tar_header(e);
+        let len = long.len() as u64 + 512 + e.size.next_multiple_of(512);
+        if !self.frames.is_fresh() && len > self.frames.room() as u64 {
+            self.frames.cut().map_err(|err| self.on_error.wrap(err))?;
+            self.settle_index()?;
+        }
+        self.tar(&long)?;
+        self.index.push(Record {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            mtime: e.mtime as u64,
+            size: e.size,
+            frame: self.frames.seq(),
+            offset: self.frames.fill() as u64,
+            sha256: [0; 32],
+        });
+        self.tar(&header)
+    }
+
+    /// Appends a directory.
+    pub(super) fn dir(&mut self, e: &Entry) -> Result<()> {
+        self.begin(e)?;
+        self.dirs += 1;
         Ok(())
     }
 
-    /// A file the scan did not capture: opened now relative to the
-    /// directories the scan held (never following a link), refused if it
-    /// changed since the scan or while it is read, checked as it streams.
-    fn append_opened(&mut self, header: &mut tar::Header, e: &Entry) -> Result<[u8; 32]> {
-        let path = self.tree.full(&e.path);
-        let (mut file, opened) = self.tree.open_file(&e.path)?;
-        if opened.size != e.size || opened.mtime.max(0) != e.mtime {
-            return Err(changed(&path, "since the scan"));
-        }
-        let kind = live::kind_of(&e.path);
-        let check = (kind != FileKind::Other).then(|| Checker::new(kind));
-        let (digest, check) = self.stream(header, e, &mut file, check)?;
-        // A file over one read is checked again once read: it must not
-        // have changed meanwhile (a growing file is never cut silently).
-        // A smaller one is read by a single read(2) of the size just
-        // checked on its descriptor: what that returns is the file as it
-        // was at that instant.
-        if e.size > SINGLE_READ {
-            let now = crate::sys::fstat(&file).map_err(|err| Error::io("stat", &path, err))?;
-            if now.key() != opened.key() {
-                return Err(changed(&path, "while it was read"));
+    /// Appends a file from `src` (`path` names it in errors).
+    pub(super) fn file(&mut self, e: &Entry, path: &Path, src: Source) -> Result<()> {
+        match src {
+            Source::Captured(Captured::Settled(Content::Bytes(bytes))) => {
+                self.stream(e, path, &mut &bytes[..], None)?;
+            }
+            Source::Captured(Captured::Settled(Content::Spooled(file)) | Captured::Held(file)) => {
+                let mut f: &File = &file;
+                f.seek(SeekFrom::Start(0))
+                    .map_err(|err| Error::io("seek", path, err))?;
+                self.stream(e, path, &mut f, None)?;
+            }
+            Source::Opened { mut file, opened } => {
+                let kind = live::kind_of(&e.path);
+                let check = (kind != FileKind::Other).then(|| Checker::new(kind));
+                let check = self.stream(e, path, &mut file, check)?;
+                // A file over one read is checked again once read: it must
+                // not have changed meanwhile (a growing file is never cut
+                // silently). A smaller one is read by a single read(2) of
+                // the size just checked on its descriptor: what that
+                // returns is the file as it was at that instant.
+                if e.size > SINGLE_READ {
+                    let now =
+                        crate::sys::fstat(&file).map_err(|err| Error::io("stat", path, err))?;
+                    if now.key() != opened.key() {
+                        return Err(changed(path, "while it was read"));
+                    }
+                }
+                if let Some((off, why)) = check.and_then(Checker::finish) {
+                    self.warnings.push(format!(
+                        "{}: {why} at offset {off}; not modified for {}s, archived as it is",
+                        e.path,
+                        live::unix_now() - opened.mtime
+                    ));
+                }
             }
         }
-        if let Some((off, why)) = check.and_then(Checker::finish) {
-            self.done.warnings.push(format!(
-                "{}: {why} at offset {off}; not modified for {}s, archived as it is",
-                e.path,
-                live::unix_now() - opened.mtime
-            ));
-        }
-        Ok(digest)
+        self.files += 1;
+        self.data_bytes += e.size;
+        Ok(())
     }
 
-    /// Streams `src` as the member `e`: its digest and its checker.
+    /// Streams `src` as the member `e`; returns its checker.
     fn stream(
         &mut self,
-        header: &mut tar::Header,
         e: &Entry,
+        path: &Path,
         src: &mut dyn Read,
         check: Option<Checker>,
-    ) -> Result<([u8; 32], Option<Checker>)> {
-        let path = self.tree.full(&e.path);
-        // Big reads for big files; a small file gets a small buffer (a new
-        // one is zeroed whole, and most segments are a few KiB).
-        let buffer = (e.size as usize).clamp(8 * 1024, 256 * 1024);
-        let mut src = BufReader::with_capacity(
-            buffer,
-            SourceReader::new(src, &path, e.size, self.progress, check),
-        );
-        self.tar
-            .append_data(header, &e.path, &mut src)
-            .map_err(|err| self.on_error.wrap(err))?;
-        Ok(src.into_inner().finish())
+    ) -> Result<Option<Checker>> {
+        self.begin(e)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut reader = SourceReader::new(src, path, e.size, self.progress, check);
+        let streamed = loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => break Err(self.on_error.wrap(err)),
+            };
+            if let Err(err) = self.tar(&buf[..n]) {
+                break Err(err);
+            }
+        };
+        self.buf = buf;
+        streamed?;
+        let pad = (e.size.next_multiple_of(512) - e.size) as usize;
+        self.tar(&[0u8; 512][..pad])?;
+        let (digest, check) = reader.finish();
+        self.index.set_digest(digest);
+        self.settle_index()?;
+        Ok(check)
     }
 
-    /// Ends the tar stream and the zstd stream (explicitly: a failure to
-    /// finish is an error, never left to `Drop`).
-    pub(super) fn finish(self) -> Result<Done> {
-        let wrap = |err| self.on_error.wrap(err);
-        let buffered = self.tar.into_inner().map_err(wrap)?;
-        let enc = buffered.into_inner().map_err(|e| wrap(e.into_error()))?;
-        enc.finish().map_err(wrap)?;
-        Ok(self.done)
+    /// Ends the tar stream (two zero blocks) and DATA, and completes the
+    /// index. Nothing is left to `Drop`.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        self.tar(&[0u8; 1024])?;
+        self.frames
+            .flush_all()
+            .map_err(|err| self.on_error.wrap(err))?;
+        self.settle_index()?;
+        debug_assert_eq!(self.index.waiting(), 0);
+        self.index
+            .write_block(self.frames.out())
+            .map_err(|err| self.on_error.wrap(err))
     }
 }

@@ -1,31 +1,42 @@
-//! Writing an archive: HEAD, the zstd-compressed tar stream of the data
-//! dir's members (DATA), SUMS and FOOT, to any `Write` (a temporary file,
-//! stdout, an upload), hashing everything written.
+//! Writing a version-2 archive: HEAD, DATA as independent zstd frames
+//! compressed in parallel with INDEX blocks between them, then TABLE,
+//! META and TAIL, to any `Write` (a temporary file, stdout, an upload),
+//! hashing everything written. Nothing grows with the number of files:
+//! the data dir is walked as it is written (see `FORMAT.md`).
 
+mod frames;
 mod hash;
+mod index;
 mod members;
 mod source;
+
+pub(crate) use members::tar_header;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::format::footer::Footer;
-use crate::format::frame::{
-    MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS, write_skippable_json,
-};
-use crate::format::head::{FORMAT_NAME, Head, VERSION};
-use crate::format::sums::SumsView;
+use crate::format::frame::{TAG_HEAD, write_skippable, write_skippable_json};
+use crate::format::head::{Entry, EntryKind};
+use crate::format::v2::{Head2, MAX_HEAD2_BODY, MAX_META_BODY, Meta, TAG_META, TAG_TABLE, Tail, cap_warnings};
 use crate::store::s3::Uploaded;
-use crate::sydradb::scan::Scan;
+use crate::sydradb::live::{self, FileKind};
+use crate::sydradb::scan::{Captured, Scan};
+use crate::sydradb::source::{Tree, not_regular};
+use crate::sydradb::walk::{Found, Walk};
+use crate::sys::{Kind, Stat};
 
+use frames::Frames;
 use hash::HashWriter;
-use members::Members;
+use members::{Members, Source};
 
-/// Bytes of input per zstd compression job.
-const MT_JOB_SIZE: u32 = 2 * 1024 * 1024;
+/// Tar bytes per DATA frame, by default.
+pub const DEFAULT_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// Files listed ahead of writing, so the recently written ones among them
+/// settle together (in the same rounds, one deadline).
+const SETTLE_BATCH: usize = 256;
 
 /// Options for writing an archive.
 #[derive(Debug, Clone)]
@@ -38,6 +49,8 @@ pub struct CreateOptions {
     pub created_unix_ms: Option<u64>,
     /// Counts source bytes read, out of the scanned total.
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
+    /// Tar bytes per DATA frame.
+    pub frame_bytes: usize,
 }
 
 impl Default for CreateOptions {
@@ -47,6 +60,7 @@ impl Default for CreateOptions {
             threads: 0,
             created_unix_ms: None,
             progress: None,
+            frame_bytes: DEFAULT_FRAME_BYTES,
         }
     }
 }
@@ -115,7 +129,7 @@ impl OnError<'_> {
 }
 
 /// Writes the archive of `scan` to `out` (`out_name` names it in errors) and
-/// returns the writer. The stream is complete, FOOT included, when this
+/// returns the writer. The stream is complete, TAIL included, when this
 /// returns `Ok`; nothing is flushed or finished by `Drop`.
 pub fn write_archive<W: Write>(
     scan: Scan,
@@ -130,92 +144,228 @@ pub fn write_archive<W: Write>(
         threads,
     };
     let wrap = |e| on_error.wrap(e);
+    let frame_bytes = opts.frame_bytes.clamp(64 * 1024, 64 * 1024 * 1024);
     let mut w = HashWriter::new(out, out_name);
+    let head = Head2::new(
+        opts.created_unix_ms.unwrap_or_else(now_ms),
+        scan.root().display().to_string(),
+        opts.level,
+        frame_bytes as u64,
+    );
+    write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD2_BODY).map_err(wrap)?;
+    if let Some(p) = &opts.progress {
+        p.set_total(scan.count()?.1);
+    }
+    let mut segments = scan.walk_segments()?;
     let Scan {
         tree,
         entries,
+        mut captured,
         skipped,
         followed,
-        total_bytes,
-        captured,
         wal,
         warnings,
     } = scan;
-    let head = Head {
-        format: FORMAT_NAME.into(),
-        version: VERSION,
-        created_unix_ms: opts.created_unix_ms.unwrap_or_else(now_ms),
-        tool: format!("sydra-archive {}", env!("CARGO_PKG_VERSION")),
-        source: tree.path().display().to_string(),
-        zstd_level: opts.level,
-        entries,
-        total_bytes,
-        skipped,
-        wal,
-        warnings,
-    };
-    write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD_BODY).map_err(wrap)?;
-    if let Some(p) = &opts.progress {
-        p.set_total(head.total_bytes);
+    let frames = Frames::new(w, opts.level, threads, frame_bytes);
+    let mut m = Members::new(frames, opts.progress.as_deref(), &on_error);
+    for e in &entries {
+        let path = tree.full(&e.path);
+        match e.kind {
+            EntryKind::Dir => {
+                m.dir(e)?;
+                if e.path == "segments"
+                    && let Some(walk) = segments.take()
+                {
+                    write_walk(&mut m, &tree, walk)?;
+                }
+            }
+            EntryKind::File => {
+                let src = match captured.remove(&e.path) {
+                    Some(c) => Source::Captured(c),
+                    None => {
+                        let (file, opened) = tree.open_file(&e.path)?;
+                        if opened.size != e.size || opened.mtime.max(0) != e.mtime {
+                            return Err(source::changed(&path, "since the scan"));
+                        }
+                        Source::Opened { file, opened }
+                    }
+                };
+                m.file(e, &path, src)?;
+            }
+        }
     }
+    m.finish()?;
+    let Members {
+        frames,
+        index,
+        files,
+        dirs,
+        data_bytes,
+        warnings: found,
+        ..
+    } = m;
+    let data_frames = frames.frames();
+    let mut w = frames.into_out();
 
-    let encoder = data_encoder(&mut w, opts.level, threads).map_err(wrap)?;
-    let mut members = Members::new(
-        encoder,
-        &tree,
-        captured,
-        opts.progress.as_deref(),
-        &on_error,
-    );
-    for (i, e) in head.entries.iter().enumerate() {
-        members.append(i, e)?;
+    // TABLE, META: hashed together for TAIL.
+    let table_offset = w.count;
+    let mut meta_hash = Sha256::new();
+    let mut table = Vec::with_capacity(index.rows.len() * 64);
+    for r in &index.rows {
+        table.extend(r.encode());
     }
-    let done = members.finish()?;
-
-    let sums = SumsView {
-        entries: &head.entries,
-        digests: &done.digests,
+    let mut framed = Vec::with_capacity(16 + table.len());
+    write_skippable(&mut framed, &TAG_TABLE, &table).map_err(wrap)?;
+    meta_hash.update(&framed);
+    w.write_all(&framed).map_err(wrap)?;
+    let mut all_warnings = warnings;
+    all_warnings.extend(found);
+    let all_warnings = cap_warnings(all_warnings);
+    let meta = Meta {
+        files,
+        dirs,
+        total_bytes: data_bytes,
+        frames: data_frames,
+        skipped: skipped.clone(),
+        wal: wal.clone(),
+        warnings: all_warnings.clone(),
     };
-    write_skippable_json(&mut w, &TAG_SUMS, &sums, MAX_SUMS_BODY).map_err(wrap)?;
-    let footer = Footer::new(w.count, w.hasher.clone().finalize().into());
-    w.write_all(&footer.encode()).map_err(wrap)?;
+    let meta_offset = w.count;
+    let mut framed = Vec::new();
+    write_skippable_json(&mut framed, &TAG_META, &meta, MAX_META_BODY).map_err(wrap)?;
+    meta_hash.update(&framed);
+    w.write_all(&framed).map_err(wrap)?;
+    let tail = Tail {
+        table_offset,
+        meta_offset,
+        body_len: w.count,
+        entries: index.entries,
+        blocks: index.rows.len() as u64,
+        meta_sha256: meta_hash.finalize().into(),
+        body_sha256: w.hasher.clone().finalize().into(),
+    };
+    w.write_all(&tail.encode()).map_err(wrap)?;
     w.flush().map_err(wrap)?;
     let bytes = w.count;
     let sha256: [u8; 32] = w.hasher.finalize().into();
-    let mut all_warnings = head.warnings;
-    all_warnings.extend(done.warnings);
     Ok((
         w.inner,
         CreateSummary {
             bytes,
             sha256,
-            files: done.files,
-            dirs: done.dirs,
-            data_bytes: head.total_bytes,
-            skipped: head.skipped,
+            files,
+            dirs,
+            data_bytes,
+            skipped,
             followed,
             removed_stale: Vec::new(),
             threads,
-            wal: head.wal,
+            wal,
             warnings: all_warnings,
             uploaded: None,
         },
     ))
 }
 
-/// The DATA encoder: multi-threaded zstd with frame checksums.
-fn data_encoder<W: Write>(
-    w: W,
-    level: i32,
-    threads: u32,
-) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
-    let mut enc = zstd::stream::write::Encoder::new(w, level)?;
-    enc.include_checksum(true)?;
-    enc.multithread(threads)?;
-    // zstd's default job (4 windows) makes each worker hold ~16 MiB; 2 MiB
-    // jobs keep create's peak RSS near 32 MiB at no cost in speed or size.
-    enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(MT_JOB_SIZE))?;
-    Ok(enc)
+fn entry(rel: String, kind: EntryKind, st: &Stat) -> Entry {
+    Entry {
+        path: rel,
+        kind,
+        size: if kind == EntryKind::File { st.size } else { 0 },
+        mode: st.mode & 0o777,
+        mtime: st.mtime.max(0),
+    }
+}
+
+/// Writes everything below `segments/` as the walk finds it. Consecutive
+/// files are listed a batch ahead, so the recently written segments among
+/// them are read until they settle together.
+fn write_walk<W: Write>(m: &mut Members<'_, '_, W>, tree: &Tree, mut walk: Walk) -> Result<()> {
+    let mut next = walk.next_found()?;
+    while let Some(found) = next.take() {
+        match found {
+            Found::Dir { rel, stat } => {
+                m.dir(&entry(rel, EntryKind::Dir, &stat))?;
+                next = walk.next_found()?;
+            }
+            file @ Found::File { .. } => {
+                let mut batch = vec![file];
+                next = walk.next_found()?;
+                while batch.len() < SETTLE_BATCH && matches!(next, Some(Found::File { .. })) {
+                    batch.extend(next.take());
+                    next = walk.next_found()?;
+                }
+                write_batch(m, tree, batch)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_batch<W: Write>(
+    m: &mut Members<'_, '_, W>,
+    tree: &Tree,
+    batch: Vec<Found>,
+) -> Result<()> {
+    let now = live::unix_now();
+    let hot: Vec<(usize, String, FileKind)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match f {
+            Found::File { rel, stat, .. } => {
+                let kind = live::kind_of(rel);
+                (kind == FileKind::Segment && stat.mtime >= now - live::HOT_WINDOW_SECS)
+                    .then(|| (i, rel.clone(), kind))
+            }
+            Found::Dir { .. } => None,
+        })
+        .collect();
+    let mut settled: Vec<Option<live::Settled>> = Vec::new();
+    if !hot.is_empty() {
+        settled.resize_with(batch.len(), || None);
+        for (i, s) in live::settle_all(tree, hot)? {
+            settled[i] = Some(s);
+        }
+    }
+    for (i, found) in batch.into_iter().enumerate() {
+        let Found::File {
+            rel,
+            stat,
+            dir,
+            name,
+        } = found
+        else {
+            continue;
+        };
+        let path = tree.full(&rel);
+        if let Some(s) = settled.get_mut(i).and_then(Option::take) {
+            if let Some(w) = s.warning {
+                m.warnings.push(w);
+            }
+            let e = entry(rel, EntryKind::File, &s.stat);
+            m.file(&e, &path, Source::Captured(Captured::Settled(s.content)))?;
+            continue;
+        }
+        let (file, opened) = match dir.open_file(&name) {
+            Ok(x) => x,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                m.warnings.push(format!(
+                    "{rel}: removed while the archive was written (compaction or retention); left out"
+                ));
+                continue;
+            }
+            Err(err) => return Err(crate::sydradb::source::open_error("open", path, err)),
+        };
+        if opened.kind != Kind::File {
+            return Err(not_regular(path, opened.kind));
+        }
+        if opened.size != stat.size || opened.mtime != stat.mtime {
+            return Err(source::changed(&path, "since it was listed"));
+        }
+        let e = entry(rel, EntryKind::File, &opened);
+        m.file(&e, &path, Source::Opened { file, opened })?;
+    }
+    Ok(())
 }
 
 fn now_ms() -> u64 {

@@ -193,13 +193,16 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     }
     let output = create_output(&a)?;
     let progress = Arc::new(Progress::default());
+    let display = Display::start("create", a.progress, a.quiet, &progress);
+    // A progress total costs a walk of the data dir before the archive is
+    // written: only when progress is shown.
     let opts = CreateOptions {
         level: a.level,
         threads: a.threads,
         created_unix_ms: source_date_epoch_ms()?,
-        progress: Some(progress.clone()),
+        progress: display.shown().then(|| progress.clone()),
+        frame_bytes: a.frame_kib as usize * 1024,
     };
-    let display = Display::start("create", a.progress, a.quiet, &progress);
     let result = sydra_archive::create(&a.data_dir, &output, &opts);
     display.finish();
     let s = result?;

@@ -59,6 +59,11 @@ impl Display {
         Display { stop, ticker }
     }
 
+    /// Whether progress is shown at all.
+    pub fn shown(&self) -> bool {
+        self.ticker.is_some()
+    }
+
     /// Stops the display (the bar is cleared; NDJSON ends with a
     /// `finished` event).
     pub fn finish(mut self) {

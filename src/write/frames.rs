@@ -1,0 +1,275 @@
+//! DATA as independent zstd frames, compressed in parallel: the tar stream
+//! is cut into frames of at most a target size, each compressed on its own
+//! by one of the worker threads, and written out in order. Skippable
+//! frames (INDEX blocks) go between data frames, in the order the caller
+//! writes them.
+//!
+//! Memory is bounded: at most `threads + 1` frames are in flight, and
+//! their buffers are reused.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use super::hash::HashWriter;
+
+/// A frame to compress.
+struct Job {
+    seq: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+/// A compressed frame.
+struct Done {
+    seq: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    result: io::Result<()>,
+}
+
+/// The DATA writer.
+pub(super) struct Frames<'a, W: Write> {
+    out: HashWriter<'a, W>,
+    target: usize,
+    buf: Vec<u8>,
+    /// Sequence number of the frame being filled.
+    seq: u64,
+    /// Tar bytes written so far.
+    tar_pos: u64,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    done: mpsc::Receiver<Done>,
+    workers: Workers,
+    /// Next sequence number to write out.
+    next_out: u64,
+    arrived: BTreeMap<u64, Done>,
+    spare: Vec<(Vec<u8>, Vec<u8>)>,
+    max_in_flight: u64,
+    /// Frames written since the caller last asked: (seq, archive offset).
+    written: Vec<(u64, u64)>,
+}
+
+impl<'a, W: Write> Frames<'a, W> {
+    pub(super) fn new(out: HashWriter<'a, W>, level: i32, threads: u32, target: usize) -> Self {
+        let threads = threads.max(1) as usize;
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = Arc::clone(&job_rx);
+                let tx = done_tx.clone();
+                std::thread::spawn(move || compress_loop(&rx, &tx, level))
+            })
+            .collect();
+        let workers = Workers(workers);
+        Frames {
+            out,
+            target,
+            buf: Vec::with_capacity(target),
+            seq: 0,
+            tar_pos: 0,
+            jobs: Some(job_tx),
+            done: done_rx,
+            workers,
+            next_out: 0,
+            arrived: BTreeMap::new(),
+            spare: Vec::new(),
+            max_in_flight: threads as u64 + 1,
+            written: Vec::new(),
+        }
+    }
+
+    /// Tar bytes written so far.
+    pub(super) fn tar_pos(&self) -> u64 {
+        self.tar_pos
+    }
+
+    /// The frame the next tar byte goes to.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Bytes in the frame being filled.
+    pub(super) fn fill(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Room left in the frame being filled.
+    pub(super) fn room(&self) -> usize {
+        self.target - self.buf.len()
+    }
+
+    /// Whether the frame being filled holds nothing yet.
+    pub(super) fn is_fresh(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The output, for skippable frames between data frames.
+    pub(super) fn out(&mut self) -> &mut HashWriter<'a, W> {
+        &mut self.out
+    }
+
+    /// Frames written out since the last call: (seq, archive offset).
+    pub(super) fn take_written(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// Appends tar bytes, starting a new frame whenever one is full.
+    pub(super) fn write_tar(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = self.room().min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            self.tar_pos += n as u64;
+            data = &data[n..];
+            if self.buf.len() == self.target {
+                self.cut()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the frame being filled (nothing if it is empty).
+    pub(super) fn cut(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        while self.seq - self.next_out >= self.max_in_flight {
+            self.wait_one()?;
+        }
+        let (mut input, output) = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| (Vec::with_capacity(self.target), Vec::new()));
+        std::mem::swap(&mut input, &mut self.buf);
+        let job = Job {
+            seq: self.seq,
+            input,
+            output,
+        };
+        self.seq += 1;
+        self.jobs
+            .as_ref()
+            .expect("jobs open until finish")
+            .send(job)
+            .map_err(|_| io::Error::other("a compression worker stopped"))?;
+        self.write_ready()
+    }
+
+    /// Writes every frame that is done and next in order.
+    fn write_ready(&mut self) -> io::Result<()> {
+        while let Ok(d) = self.done.try_recv() {
+            self.arrived.insert(d.seq, d);
+        }
+        while let Some(d) = self.arrived.remove(&self.next_out) {
+            self.emit(d)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the next frame in order and writes it.
+    fn wait_one(&mut self) -> io::Result<()> {
+        while !self.arrived.contains_key(&self.next_out) {
+            let d = self
+                .done
+                .recv()
+                .map_err(|_| io::Error::other("a compression worker stopped"))?;
+            self.arrived.insert(d.seq, d);
+        }
+        self.write_ready()
+    }
+
+    fn emit(&mut self, d: Done) -> io::Result<()> {
+        d.result?;
+        let at = self.out.count;
+        self.out.write_all(&d.output)?;
+        self.written.push((d.seq, at));
+        self.next_out += 1;
+        let (mut input, mut output) = (d.input, d.output);
+        input.clear();
+        output.clear();
+        if self.spare.len() < self.max_in_flight as usize {
+            self.spare.push((input, output));
+        }
+        Ok(())
+    }
+
+    /// Cuts the last frame and writes every frame still in flight; the
+    /// workers are stopped.
+    pub(super) fn flush_all(&mut self) -> io::Result<()> {
+        self.cut()?;
+        while self.next_out < self.seq {
+            self.wait_one()?;
+        }
+        self.jobs = None;
+        for w in self.workers.0.drain(..) {
+            w.join()
+                .map_err(|_| io::Error::other("a compression worker panicked"))?;
+        }
+        Ok(())
+    }
+
+    /// Number of frames written.
+    pub(super) fn frames(&self) -> u64 {
+        self.next_out
+    }
+
+    /// The output writer, once everything is flushed.
+    pub(super) fn into_out(self) -> HashWriter<'a, W> {
+        self.out
+    }
+}
+
+fn compress_loop(rx: &Mutex<mpsc::Receiver<Job>>, tx: &mpsc::Sender<Done>, level: i32) {
+    let mut cctx = match new_cctx(level) {
+        Ok(c) => Some(c),
+        Err(_) => None,
+    };
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(mut job) = job else { return };
+        let result = match &mut cctx {
+            Some(c) => compress(c, &job.input, &mut job.output),
+            None => Err(io::Error::other(
+                "Allocation error: cannot create a zstd compressor",
+            )),
+        };
+        let done = Done {
+            seq: job.seq,
+            input: job.input,
+            output: job.output,
+            result,
+        };
+        if tx.send(done).is_err() {
+            return;
+        }
+    }
+}
+
+fn new_cctx(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_checksum(true)?;
+    c.include_contentsize(true)?;
+    Ok(c)
+}
+
+fn compress(
+    c: &mut zstd::bulk::Compressor<'static>,
+    input: &[u8],
+    output: &mut Vec<u8>,
+) -> io::Result<()> {
+    let bound = zstd::zstd_safe::compress_bound(input.len());
+    output.clear();
+    output.reserve(bound);
+    c.compress_to_buffer(input, output)?;
+    Ok(())
+}
+
+/// The compression threads. Dropped without [`Frames::flush_all`] (an
+/// archive abandoned midway), they are not waited for: they end once the
+/// job queue closes, and nothing is written.
+struct Workers(Vec<JoinHandle<()>>);
