@@ -40,9 +40,11 @@ pub use format::sums::hex;
 pub use ops::create::{Output, create};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
-pub use ops::verify::{list, list_sha256, verify};
+pub use ops::verify::{list, verify};
 pub use progress::Progress;
-pub use read::{Depth, FileSink, NullSink, ReadSummary, Sink, read_archive, read_head};
+pub use read::{
+    Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, read_archive,
+};
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;
 pub use store::s3::{Listed, Listing, Pruned, Remote, S3Options, S3Url, Uploaded, ls, prune};

@@ -408,6 +408,32 @@ impl Tail {
     }
 }
 
+/// Checks the end of an archive of `size` bytes whose last bytes are
+/// `last` (at least the last 64, ideally the last [`TAIL_LEN`]): a
+/// version-2 TAIL or a version-1 FOOT, and that the archive is as long as
+/// it says.
+pub fn check_end(last: &[u8], size: u64, name: &str) -> Result<()> {
+    use crate::format::footer::{FOOT_LEN, Footer};
+    if last.len() >= TAIL_LEN && Tail::is_tail(&last[last.len() - TAIL_LEN..]) {
+        let t: [u8; TAIL_LEN] = last[last.len() - TAIL_LEN..].try_into().unwrap();
+        return Tail::decode(&t)?.check_size(size, name);
+    }
+    if last.len() < FOOT_LEN {
+        return Err(Error::corrupt(format!(
+            "{name} is {size} bytes, too short to be an archive"
+        )));
+    }
+    let f: [u8; FOOT_LEN] = last[last.len() - FOOT_LEN..].try_into().unwrap();
+    Footer::decode(&f)
+        .map_err(|e| match e {
+            Error::Corrupt(_) => Error::corrupt(
+                "the archive does not end with a SYDRTAIL or SYDRFOOT frame (not a sydra-archive, or truncated)",
+            ),
+            e => e,
+        })?
+        .check_size(size, name)
+}
+
 /// Checks that paths come in the writers' order (depth first, names by
 /// bytes within a directory, each directory before its contents) with
 /// every parent declared, in memory bounded by the tree's depth.

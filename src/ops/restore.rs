@@ -29,9 +29,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::format::head::{Entry, Head};
+use crate::format::head::Entry;
 use crate::ops::source::{ArchiveReader, open_archive};
-use crate::read::{Depth, FileSink, ReadSummary, Sink};
+use crate::read::{Depth, FileSink, Plan, ReadSummary, Sink};
 use crate::store::cleanup::Pending;
 use crate::store::location::Location;
 use crate::store::publish::{
@@ -606,26 +606,26 @@ fn set_mode_and_time(f: &File, path: &Path, e: &Entry) -> Result<()> {
 impl Sink for Extract {
     type File = ExtractFile;
 
-    fn head(&mut self, head: &Head) -> Result<()> {
+    fn plan(&mut self, plan: &Plan) -> Result<()> {
         let space =
             sys::free_space(&self.parent).map_err(|e| Error::io("statvfs", &self.parent, e))?;
         let (free, block, free_inodes) = (space.bytes, space.block, space.inodes);
-        let round = |n: u64| n.div_ceil(block).saturating_mul(block);
-        let mut need: u64 = 0;
-        for e in &head.entries {
-            need = need.saturating_add(round(e.size.max(1)));
-        }
+        // Every entry takes at least a block, and a file's last block is
+        // partly empty: an upper estimate without the list of sizes.
+        let entries = plan.files.saturating_add(plan.dirs);
+        let need = plan
+            .total_bytes
+            .saturating_add(entries.saturating_mul(block));
         if need > free {
             return Err(Error::Refused(format!(
                 "not enough free space in {}: the archive needs about {need} bytes, {free} are free",
                 self.parent.display()
             )));
         }
-        if free_inodes > 0 && (head.entries.len() as u64) > free_inodes {
+        if free_inodes > 0 && entries > free_inodes {
             return Err(Error::Refused(format!(
-                "not enough free inodes in {}: the archive has {} entries, {free_inodes} inodes are free",
+                "not enough free inodes in {}: the archive has {entries} entries, {free_inodes} inodes are free",
                 self.parent.display(),
-                head.entries.len()
             )));
         }
         Ok(())

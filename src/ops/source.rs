@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 use crate::format::sums::hex;
 use crate::progress::Progress;
 use crate::read::input::{HashPipe, changed_while_read};
-use crate::read::{Depth, ReadSummary, Sink, read_archive, read_archive_hashed};
+use crate::read::{
+    Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, plan_from_end, read_archive,
+    read_archive_hashed,
+};
 use crate::store::location::Location;
 use crate::store::s3::{ObjectReader, Remote};
 
@@ -32,7 +35,12 @@ enum Inner {
         file: File,
         stdin: bool,
     },
-    Object(Box<ObjectReader>),
+    Object {
+        reader: Box<ObjectReader>,
+        remote: Box<Remote>,
+        size: u64,
+        e_tag: Option<String>,
+    },
 }
 
 impl ArchiveReader {
@@ -41,21 +49,98 @@ impl ArchiveReader {
         &self.name
     }
 
-    /// Reads the whole archive to `depth` into `sink`, then checks its
-    /// SHA-256 against the one object metadata recorded at upload, if any.
-    pub fn read_into<S: Sink>(self, depth: Depth, sink: &mut S) -> Result<ReadSummary> {
-        let expected = self.expected_sha256.clone();
+    /// What a version-2 archive holds, read from its end where the source
+    /// allows it (a regular file, an object); `None` for a pipe or a
+    /// version-1 archive (whose HEAD says it).
+    fn plan(&self) -> Result<Option<Plan>> {
+        let shown = self.name.display().to_string();
+        let meta = match &self.inner {
+            Inner::File { file, stdin: false } => {
+                let m = file.metadata().map_err(|e| Error::io("stat", &self.name, e))?;
+                if !m.is_file() {
+                    return Ok(None);
+                }
+                let mut read_at = |at: u64, buf: &mut [u8]| {
+                    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+                };
+                plan_from_end(m.len(), &mut read_at, &shown)?
+            }
+            Inner::File { .. } => None,
+            Inner::Object {
+                remote,
+                size,
+                e_tag,
+                ..
+            } => {
+                let mut failed = None;
+                let mut read_at = |at: u64, buf: &mut [u8]| {
+                    remote.read_at(at, buf, e_tag.as_deref()).map_err(|e| {
+                        failed = Some(e);
+                        std::io::Error::other("ranged read failed")
+                    })
+                };
+                match plan_from_end(*size, &mut read_at, &shown) {
+                    Ok(m) => m,
+                    Err(e) => return Err(failed.take().unwrap_or(e)),
+                }
+            }
+        };
+        Ok(meta.map(|m| Plan {
+            files: m.files,
+            dirs: m.dirs,
+            total_bytes: m.total_bytes,
+        }))
+    }
+
+    /// Lists the archive into `visit` (see [`crate::read::list_archive`]).
+    pub fn list_into(self, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
         let name = self.name.clone();
+        let expected = self.expected_sha256.clone();
+        let local = self.local_file(Depth::Quick)?;
+        let (info, digest) = match local {
+            Some(file) => quick_in_parallel(file, &name, |hasher| {
+                list_archive(self, &name, sha256, hasher, visit)
+            })?,
+            None => list_archive(self, &name, sha256, HashPipe::default(), visit)?,
+        };
+        if let (Some(want), Some(got)) = (expected, digest) {
+            let got = hex(&got);
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(Error::corrupt(format!(
+                    "the archive hashes to {got} but its object metadata recorded {want} at upload"
+                )));
+            }
+        }
+        Ok(info)
+    }
+
+    /// A second descriptor of a regular file, for hashing apart while a
+    /// quick check parses.
+    fn local_file(&self, depth: Depth) -> Result<Option<File>> {
         // Only a regular file can be read twice at once; a fifo (such as
         // `<(curl …)`) or a device is read once, like stdin.
-        let local = match &self.inner {
+        match &self.inner {
             Inner::File { file, stdin: false }
                 if depth == Depth::Quick && file.metadata().is_ok_and(|m| m.is_file()) =>
             {
-                Some(file.try_clone().map_err(|e| Error::io("read", &name, e))?)
+                Ok(Some(
+                    file.try_clone()
+                        .map_err(|e| Error::io("read", &self.name, e))?,
+                ))
             }
-            _ => None,
-        };
+            _ => Ok(None),
+        }
+    }
+
+    /// Reads the whole archive to `depth` into `sink`, then checks its
+    /// SHA-256 against the one object metadata recorded at upload, if any.
+    pub fn read_into<S: Sink>(self, depth: Depth, sink: &mut S) -> Result<ReadSummary> {
+        if let Some(plan) = self.plan()? {
+            sink.plan(&plan)?;
+        }
+        let expected = self.expected_sha256.clone();
+        let name = self.name.clone();
+        let local = self.local_file(depth)?;
         let summary = match local {
             Some(file) => quick_in_parallel(file, &name, |hasher| {
                 read_archive_hashed(self, &name, depth, sink, hasher)
@@ -108,7 +193,7 @@ impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = match &mut self.inner {
             Inner::File { file, .. } => file.read(buf)?,
-            Inner::Object(o) => o.read(buf)?,
+            Inner::Object { reader, .. } => reader.read(buf)?,
         };
         if let Some(p) = &self.progress {
             p.add(n as u64);
@@ -129,9 +214,14 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
             if let Some(p) = &progress {
                 p.set_total(probe.size);
             }
-            let reader = ObjectReader::open(&remote, probe.e_tag)?;
+            let reader = ObjectReader::open(&remote, probe.e_tag.clone())?;
             return Ok(ArchiveReader {
-                inner: Inner::Object(Box::new(reader)),
+                inner: Inner::Object {
+                    reader: Box::new(reader),
+                    remote: Box::new(remote),
+                    size: probe.size,
+                    e_tag: probe.e_tag,
+                },
                 progress,
                 expected_sha256: probe.sha256,
                 name: loc.name(),

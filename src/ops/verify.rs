@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::format::head::Head;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
-use crate::read::{Depth, NullSink, ReadSummary, Sink, read_head};
+use crate::read::{Depth, Info, NullSink, ReadSummary, Visit};
 use crate::store::location::Location;
 
 /// Verifies the archive at `loc` to `depth`, counting the archive bytes
@@ -20,29 +19,11 @@ pub fn verify(
     open_archive(loc, progress)?.read_into(depth, &mut NullSink)
 }
 
-/// Checks the archive at `path` as `verify --quick` does and returns its
-/// HEAD and the SHA-256 SUMS lists for each file entry, in order (for
-/// `list --sha256`). Nothing is returned unless the check passes.
-pub fn list_sha256(loc: &Location) -> Result<(Head, Vec<[u8; 32]>)> {
-    struct Collect(Vec<[u8; 32]>);
-    impl Sink for Collect {
-        type File = ();
-        fn file(&self, _entry: &crate::format::head::Entry) -> Result<()> {
-            Ok(())
-        }
-        fn file_sum(&mut self, _index: usize, sha256: &[u8; 32]) {
-            self.0.push(*sha256);
-        }
-    }
-    let mut sink = Collect(Vec::new());
-    let summary = open_archive(loc, None)?.read_into(Depth::Quick, &mut sink)?;
-    Ok((summary.head, sink.0))
-}
-
-/// Reads and validates the HEAD of the archive at `loc`. This does not
-/// verify any data: use [`verify`] for that.
-pub fn list(loc: &Location) -> Result<Head> {
-    let src = open_archive(loc, None)?;
-    let name = src.name().to_path_buf();
-    read_head(src, &name)
+/// Lists the archive at `loc` into `visit`, entry by entry, with each
+/// file's SHA-256 when `sha256` is asked for (a version-2 archive always
+/// has them). See [`crate::read::list_archive`] for what is checked and
+/// when: an error after entries were handed on means they are not to be
+/// trusted.
+pub fn list(loc: &Location, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
+    open_archive(loc, None)?.list_into(sha256, visit)
 }

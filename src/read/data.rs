@@ -1,13 +1,18 @@
-//! DATA: decoding the one or more zstd frames between HEAD and SUMS as one
-//! stream, stopping exactly at the first byte that is not a zstd frame.
+//! DATA: decoding the one or more zstd frames after HEAD as one stream,
+//! stopping exactly at the first byte that is not a zstd frame (in a
+//! version-2 archive, INDEX frames between data frames are handed to the
+//! index side on the way), and knowing which frame each byte came from.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, get_error_name};
 
 use crate::error::{Error, Result};
-use crate::format::frame::{MAX_WINDOW_LOG, ZSTD_MAGIC};
+use crate::format::frame::{MAX_WINDOW_LOG, SKIPPABLE_MAGIC, ZSTD_MAGIC, check_skippable_header};
+use crate::format::v2::{MAX_BLOCK_BODY, TAG_INDEX};
 use crate::read::frames::peek_magic;
+use crate::read::index::IndexSide;
 use crate::read::input::{Input, truncated};
 
 /// Reads the decompressed DATA stream. Errors are crate [`Error`]s wrapped
@@ -22,6 +27,12 @@ pub struct DataDecoder<'a, R> {
     pos: u64,
     /// Where skipped bytes are decompressed to.
     scratch: Box<[u8]>,
+    /// Frames that may hold a header not yet asked about: (first byte's
+    /// position in the stream, archive offset).
+    starts: VecDeque<(u64, u64)>,
+    /// The version-2 index side, when INDEX frames may come between data
+    /// frames.
+    index: Option<IndexSide<'static>>,
 }
 
 impl<'a, R: Read> DataDecoder<'a, R> {
@@ -39,7 +50,77 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             frames: 0,
             pos: 0,
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            starts: VecDeque::new(),
+            index: None,
         })
+    }
+
+    /// Also hands INDEX frames met between data frames to `index`.
+    pub fn with_index(mut self, index: IndexSide<'static>) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// The index side, once decoding is over.
+    pub fn take_index(&mut self) -> Option<IndexSide<'static>> {
+        self.index.take()
+    }
+
+    /// The frame holding the byte at stream position `p` (at most 512
+    /// bytes behind the position reached: a header just read): its
+    /// archive offset and `p`'s offset inside it.
+    pub fn frame_of(&mut self, p: u64) -> Option<(u64, u64)> {
+        while self.starts.len() >= 2 && self.starts[1].0 <= p {
+            self.starts.pop_front();
+        }
+        match self.starts.front() {
+            Some(&(start, at)) if start <= p => Some((at, p - start)),
+            _ => None,
+        }
+    }
+
+    /// The archive input (for what follows DATA).
+    pub fn input(&mut self) -> &mut Input<R> {
+        self.input
+    }
+
+    fn start_frame(&mut self) {
+        let at = self.input.position();
+        // A frame that gave no byte holds none: the next one replaces it.
+        if self.starts.back().is_some_and(|&(s, _)| s == self.pos) {
+            self.starts.pop_back();
+        }
+        // Frames that ended more than a header ago cannot hold one that
+        // is still to be asked about.
+        let horizon = self.pos.saturating_sub(512);
+        while self.starts.len() >= 2 && self.starts[1].0 <= horizon {
+            self.starts.pop_front();
+        }
+        self.starts.push_back((self.pos, at));
+    }
+
+    /// Reads an INDEX frame at the current position into the index side.
+    fn index_frame(&mut self) -> Result<()> {
+        let at = self.input.position();
+        let mut h = [0u8; 16];
+        self.input.read_exact(&mut h, "an INDEX frame header")?;
+        let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
+        let body = self.input.read_vec(len, "an INDEX frame")?;
+        self.index
+            .as_mut()
+            .expect("only called with an index side")
+            .block(at, 16 + len, &body)
+    }
+
+    /// Whether the next frame is an INDEX frame this decoder takes.
+    fn at_index_frame(&mut self) -> Result<bool> {
+        if self.index.is_none() {
+            return Ok(false);
+        }
+        let b = self.input.peek(16)?;
+        Ok(b.len() == 16
+            && u32::from_le_bytes(b[..4].try_into().unwrap()) == SKIPPABLE_MAGIC
+            && b[8..16] == TAG_INDEX)
     }
 
     /// Frames decoded so far.
@@ -57,7 +138,14 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             }
             if !self.in_frame {
                 match peek_magic(self.input)? {
-                    Some(ZSTD_MAGIC) => self.in_frame = true,
+                    Some(ZSTD_MAGIC) => {
+                        self.in_frame = true;
+                        self.start_frame();
+                    }
+                    Some(SKIPPABLE_MAGIC) if self.at_index_frame()? => {
+                        self.index_frame()?;
+                        continue;
+                    }
                     _ if self.frames == 0 => {
                         return Err(Error::corrupt("no zstd data frame after HEAD"));
                     }

@@ -56,13 +56,19 @@ pub fn peek_magic<R: Read>(input: &mut Input<R>) -> Result<Option<u32>> {
 /// every block header, and skips block contents. Returns the number of
 /// frames. Stops in front of the first non-zstd frame.
 pub fn walk_zstd_frames<R: Read>(input: &mut Input<R>) -> Result<u64> {
+    let frames = walk_zstd_run(input)?;
+    if frames == 0 {
+        return Err(Error::corrupt("no zstd data frame after HEAD"));
+    }
+    Ok(frames)
+}
+
+/// [`walk_zstd_frames`] of a run that may be empty (between INDEX frames).
+pub fn walk_zstd_run<R: Read>(input: &mut Input<R>) -> Result<u64> {
     let mut frames = 0u64;
     while peek_magic(input)? == Some(ZSTD_MAGIC) {
         walk_one_frame(input)?;
         frames += 1;
-    }
-    if frames == 0 {
-        return Err(Error::corrupt("no zstd data frame after HEAD"));
     }
     Ok(frames)
 }

@@ -100,7 +100,8 @@ impl Default for HashPipe {
 impl HashPipe {
     /// Hashes the `len`-byte file `file` with its own positional reads on a
     /// thread of its own, in one straight pass, while the parser reads the
-    /// same file: the digest of `[0, len - 64)` and then of the whole file
+    /// same file: the digest of the body (all but its last frame, TAIL or
+    /// FOOT) and then of the whole file
     /// are answered, in that order, each with its length. The parser's
     /// [`Input::digest`] fails unless it asks at exactly those lengths.
     ///
@@ -117,10 +118,19 @@ impl HashPipe {
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; APART_BLOCK];
                 let mut at = 0u64;
-                let marks = [
-                    len.saturating_sub(crate::format::footer::FOOT_LEN as u64),
-                    len,
-                ];
+                // The body ends where the last frame begins: a version-2
+                // TAIL or a version-1 FOOT.
+                let tail = crate::format::v2::TAIL_LEN;
+                let mut end = vec![0u8; tail];
+                let end_len = if len >= tail as u64
+                    && file.read_exact_at(&mut end, len - tail as u64).is_ok()
+                    && crate::format::v2::Tail::is_tail(&end)
+                {
+                    tail as u64
+                } else {
+                    crate::format::footer::FOOT_LEN as u64
+                };
+                let marks = [len.saturating_sub(end_len), len];
                 for mark in marks {
                     while at < mark {
                         if stopped.load(Ordering::Relaxed) {

@@ -1,53 +1,138 @@
-//! Reading an archive as a stream: every frame, every tar member against
-//! HEAD, every file against SUMS, and the footer hash.
+//! Reading an archive as a stream: every frame, every tar member, every
+//! file's digest, the index and the archive hash.
 //!
-//! The reader trusts nothing: HEAD is validated before any member is looked
-//! at, each member must be exactly the next HEAD entry (path, type, size)
-//! before a byte of it is handed on, and no length from the archive is
-//! allocated before the bytes arrive.
+//! The reader trusts nothing. In a version-1 archive, HEAD is validated
+//! before any member is looked at and each member must be exactly the next
+//! HEAD entry before a byte of it is handed on. In a version-2 archive,
+//! each member is checked on its own (allowed type, legal path, tree
+//! order) before a byte of it is handed on, and the index records the
+//! data rebuilds must hash to exactly the records the INDEX blocks hold;
+//! the blocks, TABLE, META and TAIL must all agree (see `FORMAT.md`). No
+//! length from the archive is allocated before the bytes arrive, and no
+//! list of entries is held for a version-2 archive.
 
 pub mod data;
+mod expect;
 pub mod frames;
+pub mod index;
 pub mod input;
 mod sink;
+mod v2;
 pub mod workers;
 
-pub use sink::{FileSink, NullSink, Sink};
+pub use sink::{FileSink, NullSink, Plan, Sink};
+pub use v2::plan_from_end;
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Mutex, mpsc};
+
+use serde::Deserialize;
 
 use crate::read::workers::{Budget, Dispatch, Job, Pool, Queue, worker};
 
 use crate::error::{Error, Result};
 use crate::format::footer::{FOOT_LEN, Footer};
 use crate::format::frame::{MAX_HEAD_BODY, MAX_SUMS_BODY, TAG_HEAD, TAG_SUMS};
-use crate::format::head::{Entry, EntryKind, Head};
+use crate::format::head::{Entry, EntryKind, Head, WalPosition};
 use crate::format::sums;
+use crate::format::v2::{Head2, MAX_HEAD2_BODY, VERSION2};
 use crate::read::data::DataDecoder;
+use crate::read::expect::{Expect, HeadExpect, Seen};
 use crate::read::frames::{read_skippable, read_skippable_header, walk_zstd_frames};
 use crate::read::input::{Body, HashPipe, Input, truncated};
 
 /// Most zero padding accepted after the tar end-of-archive block.
 const MAX_TAR_PADDING: u64 = 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
+/// Records (or digests) the reader lets wait for a worker before it
+/// waits itself: bounds the memory of a directory of tiny files.
+const MAX_WAITING: usize = 8192;
 
 /// How much of the archive to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// Frames, footer hash, HEAD and SUMS structure; no decompression.
+    /// Frames, archive hash, and the metadata's structure (HEAD and SUMS;
+    /// the index, TABLE, META and TAIL); no decompression of the data.
     Quick,
-    /// Everything: also decompress, match every tar member against HEAD and
-    /// every file against SUMS.
+    /// Everything: also decompress, check every tar member against the
+    /// metadata and every file against its digest.
     Full,
+}
+
+/// What an archive says about itself, whatever its version.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// Format version (1 or 2).
+    pub version: u64,
+    /// When the archive was written.
+    pub created_unix_ms: u64,
+    /// The writer.
+    pub tool: String,
+    /// The data directory as given to `create`.
+    pub source: String,
+    /// zstd level of the data.
+    pub zstd_level: i32,
+    /// File entries.
+    pub files: u64,
+    /// Directory entries.
+    pub dirs: u64,
+    /// Sum of the file sizes.
+    pub total_bytes: u64,
+    /// Top-level names left out.
+    pub skipped: Vec<String>,
+    /// The WAL position captured.
+    pub wal: Vec<WalPosition>,
+    /// Problems found while the data dir was read.
+    pub warnings: Vec<String>,
+}
+
+impl Info {
+    fn of_head(h: &Head) -> Info {
+        let files = h.file_count() as u64;
+        Info {
+            version: h.version,
+            created_unix_ms: h.created_unix_ms,
+            tool: h.tool.clone(),
+            source: h.source.clone(),
+            zstd_level: h.zstd_level,
+            files,
+            dirs: h.entries.len() as u64 - files,
+            total_bytes: h.total_bytes,
+            skipped: h.skipped.clone(),
+            wal: h.wal.clone(),
+            warnings: h.warnings.clone(),
+        }
+    }
+
+    fn of_head2(h: &Head2, m: &crate::format::v2::Meta) -> Info {
+        Info {
+            version: h.version,
+            created_unix_ms: h.created_unix_ms,
+            tool: h.tool.clone(),
+            source: h.source.clone(),
+            zstd_level: h.zstd_level,
+            files: m.files,
+            dirs: m.dirs,
+            total_bytes: m.total_bytes,
+            skipped: m.skipped.clone(),
+            wal: m.wal.clone(),
+            warnings: m.warnings.clone(),
+        }
+    }
+
+    /// Files and directories.
+    pub fn entries(&self) -> u64 {
+        self.files + self.dirs
+    }
 }
 
 /// What a successful read found.
 #[derive(Debug, Clone)]
 pub struct ReadSummary {
-    /// The archive's HEAD.
-    pub head: Head,
+    /// What the archive says about itself.
+    pub info: Info,
     /// Archive size in bytes.
     pub bytes: u64,
     /// SHA-256 of the whole archive.
@@ -56,10 +141,34 @@ pub struct ReadSummary {
     pub frames: u64,
 }
 
-/// Reads and validates only HEAD (for `list`).
-pub fn read_head<R: Read>(src: R, name: &Path) -> Result<Head> {
-    let mut input = Input::new(src, name);
-    Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)
+/// HEAD, by version.
+enum Opened {
+    V1(Head),
+    V2(Head2),
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    format: Option<serde_json::Value>,
+    version: Option<serde_json::Value>,
+}
+
+fn open_head<R: Read>(input: &mut Input<R>) -> Result<Opened> {
+    let body = read_skippable(input, &TAG_HEAD, MAX_HEAD_BODY)?;
+    let v2 = serde_json::from_slice::<VersionProbe>(&body).is_ok_and(|p| {
+        p.format.as_ref().and_then(|f| f.as_str()) == Some(crate::format::head::FORMAT_NAME)
+            && p.version.as_ref().and_then(|v| v.as_u64()) == Some(VERSION2)
+    });
+    if v2 {
+        if body.len() as u64 > MAX_HEAD2_BODY {
+            return Err(Error::corrupt(format!(
+                "version-2 HEAD is {} bytes (at most {MAX_HEAD2_BODY})",
+                body.len()
+            )));
+        }
+        return Ok(Opened::V2(Head2::parse(&body)?));
+    }
+    Ok(Opened::V1(Head::parse(&body)?))
 }
 
 /// Reads a whole archive from `src`, feeding `sink`, and checks it to `depth`.
@@ -81,19 +190,94 @@ pub fn read_archive_hashed<R: Read, S: Sink>(
     hasher: HashPipe,
 ) -> Result<ReadSummary> {
     let mut input = Input::with_hasher(src, name, hasher);
-    let head = Head::parse(&read_skippable(&mut input, &TAG_HEAD, MAX_HEAD_BODY)?)?;
-    sink.head(&head)?;
+    match open_head(&mut input)? {
+        Opened::V1(head) => read_v1(&mut input, head, depth, sink, None),
+        Opened::V2(head) => v2::read(&mut input, head, depth, sink),
+    }
+}
+
+/// What a listing is handed: each entry in archive order, with its
+/// SHA-256 when it is a file and digests were asked for (or are free).
+pub type Visit<'a> = dyn FnMut(&Entry, Option<&[u8; 32]>) -> Result<()> + 'a;
+
+/// Lists the archive from `src` into `visit` and returns what it says
+/// about itself.
+///
+/// A version-1 listing reads HEAD only (nothing is verified), unless
+/// `sha256` is asked for: then the archive is checked as `verify --quick`
+/// does before the first entry is handed on. A version-2 listing streams
+/// the index as it reads the archive (checking it as `verify --quick`
+/// does), so entries are handed on before the end is checked: an error
+/// then means what was listed is not to be trusted.
+pub fn list_archive<R: Read>(
+    src: R,
+    name: &Path,
+    sha256: bool,
+    hasher: HashPipe,
+    visit: &mut Visit<'_>,
+) -> Result<(Info, Option<[u8; 32]>)> {
+    let mut input = Input::with_hasher(src, name, hasher);
+    match open_head(&mut input)? {
+        Opened::V1(head) => {
+            if !sha256 {
+                for e in &head.entries {
+                    visit(e, None)?;
+                }
+                return Ok((Info::of_head(&head), None));
+            }
+            let mut sums = Vec::new();
+            let s = read_v1(
+                &mut input,
+                head.clone(),
+                Depth::Quick,
+                &mut NullSink,
+                Some(&mut sums),
+            )?;
+            let mut files = sums.iter();
+            for e in &head.entries {
+                let d = match e.kind {
+                    EntryKind::File => files.next(),
+                    EntryKind::Dir => None,
+                };
+                visit(e, d)?;
+            }
+            Ok((s.info, Some(s.sha256)))
+        }
+        Opened::V2(head) => v2::list(&mut input, head, visit).map(|s| (s.info, Some(s.sha256))),
+    }
+}
+
+/// Reads a version-1 archive after its HEAD. `sums`: where the SHA-256
+/// SUMS lists are collected (for `list --sha256`).
+fn read_v1<R: Read, S: Sink>(
+    input: &mut Input<R>,
+    head: Head,
+    depth: Depth,
+    sink: &mut S,
+    sums: Option<&mut Vec<[u8; 32]>>,
+) -> Result<ReadSummary> {
+    let info = Info::of_head(&head);
+    sink.plan(&Plan {
+        files: info.files,
+        dirs: info.dirs,
+        total_bytes: info.total_bytes,
+    })?;
     let (digests, frames) = match depth {
         Depth::Full => {
-            let (d, f) = read_data(&mut input, &head, &*sink)?;
-            (Some(d), f)
+            let mut expect = HeadExpect::new(&head);
+            let dec = DataDecoder::new(input)?;
+            let (frames, _) = read_data(dec, &mut expect, &*sink)?;
+            (Some(expect.into_digests()), frames)
         }
-        Depth::Quick => (None, walk_zstd_frames(&mut input)?),
+        Depth::Quick => (None, walk_zstd_frames(input)?),
     };
-    let sums_len = read_skippable_header(&mut input, &TAG_SUMS, MAX_SUMS_BODY)?;
-    let mut body = Body::new(&mut input, sums_len);
-    let checked = sums::check_stream(&mut body, &head, digests.as_deref(), &mut |i, d| {
-        sink.file_sum(i, d)
+    let sums_len = read_skippable_header(input, &TAG_SUMS, MAX_SUMS_BODY)?;
+    let mut body = Body::new(input, sums_len);
+    let mut collect = sums;
+    let checked = sums::check_stream(&mut body, &head, digests.as_deref(), &mut |_, d| {
+        if let Some(v) = collect.as_deref_mut() {
+            v.push(*d);
+        }
     });
     let unread = body.left();
     checked?;
@@ -118,7 +302,7 @@ pub fn read_archive_hashed<R: Read, S: Sink>(
     let body_sha = input.resolve(body_mark)?;
     footer.check(body_len, &body_sha)?;
     Ok(ReadSummary {
-        head,
+        info,
         bytes: input.position(),
         sha256: input.digest()?,
         frames,
@@ -132,7 +316,6 @@ fn tar_err(e: std::io::Error) -> Error {
         Err(e) => Error::corrupt(format!("tar stream: {e}")),
     }
 }
-
 fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str> {
     use tar::EntryType as T;
     match t {
@@ -148,65 +331,88 @@ fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str
     }
 }
 
-/// Decodes DATA, checks every member against HEAD, feeds `sink`, and
-/// returns the SHA-256 of every file (in order) and the frame count.
+/// Decodes DATA from `dec`, checks every member against `expect`, feeds
+/// `sink`, and returns the frame count and the decoder (for what
+/// follows DATA).
 ///
 /// The calling thread decompresses and checks members; file data goes in
-/// bounded queues to worker threads that hash it and hand it to the sink.
-/// All files of one directory go to the same worker.
-fn read_data<R: Read, S: Sink>(
-    input: &mut Input<R>,
-    head: &Head,
+/// bounded queues to worker threads that hash it and hand it to the sink,
+/// and their digests come back to `expect`. All files of one directory go
+/// to the same worker.
+fn read_data<'a, R: Read, S: Sink, E: Expect>(
+    dec: DataDecoder<'a, R>,
+    expect: &mut E,
     sink: &S,
-) -> Result<(Vec<[u8; 32]>, u64)> {
+) -> Result<(u64, DataDecoder<'a, R>)> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = sink.workers(cores).clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
     let pool = Pool::new(CHUNK);
-    std::thread::scope(|scope| {
+    let (done_tx, done_rx) = mpsc::channel::<(usize, [u8; 32])>();
+    let dec = RefCell::new(dec);
+    let produced = std::thread::scope(|scope| {
         let mut queues = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for budget in &budgets {
             let (tx, rx) = mpsc::channel();
             queues.push(Queue::new(tx, budget));
             let failed = &failed;
-            let entries = &head.entries[..];
             let pool = &pool;
-            handles.push(scope.spawn(move || worker(sink, entries, rx, budget, failed, pool)));
+            let done = done_tx.clone();
+            handles.push(scope.spawn(move || worker(sink, rx, budget, failed, pool, &done)));
         }
+        drop(done_tx);
         let mut dispatch = Dispatch::new(queues);
-        let produced = produce(input, head, sink, &mut dispatch, &failed, &pool);
+        let produced = produce(&dec, expect, sink, &mut dispatch, &failed, &pool, &done_rx);
         drop(dispatch);
-        let mut digests = vec![[0u8; 32]; head.file_count()];
         for h in handles {
-            for (i, d) in h.join().expect("reader worker panicked") {
-                digests[i] = d;
-            }
+            h.join().expect("reader worker panicked");
         }
-        if let Some(e) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Err(e);
-        }
-        let frames = produced?;
-        Ok((digests, frames))
-    })
+        produced
+    });
+    if let Some(e) = failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e);
+    }
+    produced?;
+    for (file, d) in done_rx.try_iter() {
+        expect.digest(file, d)?;
+    }
+    expect.end()?;
+    let mut dec = dec.into_inner();
+    let frames = check_tar_end(&mut dec)?;
+    Ok((frames, dec))
 }
 
-/// The reading side: decompresses, checks each member against HEAD and
-/// queues file data to the worker that owns its directory.
-fn produce<R: Read, S: Sink>(
-    input: &mut Input<R>,
-    head: &Head,
+/// The decoder, shared between the tar reader and the frame lookups.
+struct Shared<'r, 'a, R>(&'r RefCell<DataDecoder<'a, R>>);
+
+impl<R: Read> Read for Shared<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl<R: Read> std::io::Seek for Shared<'_, '_, R> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.0.borrow_mut().seek(to)
+    }
+}
+
+/// The reading side: decompresses, checks each member and queues file
+/// data to the worker that owns its directory.
+fn produce<R: Read, S: Sink, E: Expect>(
+    dec: &RefCell<DataDecoder<'_, R>>,
+    expect: &mut E,
     sink: &S,
     queues: &mut Dispatch<'_>,
     failed: &Mutex<Option<Error>>,
     pool: &Pool,
-) -> Result<u64> {
+    done: &mpsc::Receiver<(usize, [u8; 32])>,
+) -> Result<()> {
     // No buffer between the decoder and tar: file data is decompressed
     // straight into the chunk that goes to a worker.
-    let dec = DataDecoder::new(input)?;
-    let mut ar = tar::Archive::new(dec);
-    let mut idx = 0usize;
+    let mut ar = tar::Archive::new(Shared(dec));
     let mut file_no = 0usize;
     let worker_error = || {
         failed
@@ -217,79 +423,74 @@ fn produce<R: Read, S: Sink>(
     };
     for member in ar.entries_with_seek().map_err(tar_err)? {
         let mut member = member.map_err(tar_err)?;
-        let want = match_head(&member, head.entries.get(idx))?;
+        let want = {
+            let seen = seen(&member, dec)?;
+            expect.member(&seen)?
+        };
         match want.kind {
-            EntryKind::Dir => sink.dir(want)?,
+            EntryKind::Dir => sink.dir(&want)?,
             EntryKind::File => {
-                let q = queues.queue_for(want);
+                let size = want.size;
+                let q = queues.queue_for(&want);
                 // A closed queue means a worker failed; its error is
                 // reported instead.
-                send_file(&mut member, want.size, q, idx, file_no, pool)
+                send_file(&mut member, size, q, want, file_no, pool)
                     .map_err(|e| e.unwrap_or_else(worker_error))?;
                 file_no += 1;
             }
         }
-        idx += 1;
-    }
-    if let Some(missing) = head.entries.get(idx) {
-        return Err(Error::hostile(
-            &missing.path,
-            "HEAD entry missing from the tar stream",
-        ));
+        for (file, d) in done.try_iter() {
+            expect.digest(file, d)?;
+        }
+        if expect.waiting() > MAX_WAITING {
+            for q in queues.all() {
+                if q.flush().is_err() {
+                    return Err(worker_error());
+                }
+            }
+            while expect.waiting() > MAX_WAITING / 2 {
+                let Ok((file, d)) = done.recv() else {
+                    return Err(worker_error());
+                };
+                expect.digest(file, d)?;
+            }
+        }
     }
     for q in queues.all() {
         if q.flush().is_err() {
             return Err(worker_error());
         }
     }
-    check_tar_end(ar.into_inner())
+    Ok(())
 }
 
-/// Checks that a tar member is exactly the next HEAD entry (`want`): its
-/// path, type and size, before a byte of it is handed on.
-fn match_head<'h, R: Read>(
-    member: &tar::Entry<'_, R>,
-    want: Option<&'h Entry>,
-) -> Result<&'h Entry> {
+/// What a tar member says about itself, and where its header is.
+fn seen<'m, R: Read>(
+    member: &'m tar::Entry<'_, Shared<'_, '_, R>>,
+    dec: &RefCell<DataDecoder<'_, R>>,
+) -> Result<Seen<'m>> {
     let raw = member.path_bytes();
     let shown = String::from_utf8_lossy(&raw).into_owned();
-    let Some(want) = want else {
-        return Err(Error::hostile(shown, "tar member not listed in HEAD"));
-    };
     let kind = member_kind(member.header().entry_type()).map_err(|what| {
         Error::hostile(
             &shown,
             format!("{what} member: only files and directories are allowed"),
         )
     })?;
-    let mut path: &[u8] = &raw;
-    if kind == EntryKind::Dir && path.len() > 1 && path.ends_with(b"/") {
-        path = &path[..path.len() - 1];
-    }
-    if path != want.path.as_bytes() {
-        return Err(Error::hostile(
-            shown,
-            format!("tar member does not match HEAD entry {:?}", want.path),
-        ));
-    }
-    if kind != want.kind {
-        return Err(Error::hostile(
-            shown,
-            format!(
-                "tar member is a {} but HEAD says {}",
-                kind.as_str(),
-                want.kind.as_str()
-            ),
-        ));
-    }
-    let size = member.size();
-    if size != want.size {
-        return Err(Error::hostile(
-            shown,
-            format!("tar member is {size} bytes but HEAD declares {}", want.size),
-        ));
-    }
-    Ok(want)
+    let header = member.header();
+    let bad = |what: &str| Error::hostile(&shown, format!("tar header has an invalid {what}"));
+    let mode = header.mode().map_err(|_| bad("mode"))?;
+    let mtime = header.mtime().map_err(|_| bad("mtime"))?;
+    let pos = member.raw_header_position();
+    let frame = dec.borrow_mut().frame_of(pos);
+    Ok(Seen {
+        path: raw,
+        kind,
+        size: member.size(),
+        mode,
+        mtime,
+        frame,
+    })
 }
 
 /// Sends the `size` bytes of a file member to its worker's queue `q`, in
@@ -298,12 +499,18 @@ fn send_file(
     member: &mut impl Read,
     size: u64,
     q: &mut Queue<'_>,
-    entry: usize,
+    entry: Entry,
     file: usize,
     pool: &Pool,
 ) -> std::result::Result<(), Option<Error>> {
     let send = |q: &mut Queue<'_>, job| q.push(job).map_err(|_| None);
-    send(q, Job::Start { entry, file })?;
+    send(
+        q,
+        Job::Start {
+            entry: Box::new(entry),
+            file,
+        },
+    )?;
     let mut got = 0u64;
     loop {
         let left = (size - got).max(1);
@@ -329,7 +536,7 @@ fn send_file(
 /// tar-rs stops after the first zero block; the rest of DATA must be the
 /// second zero block and at most some more zero padding. Returns the
 /// number of zstd frames DATA held.
-fn check_tar_end<R: Read>(mut rest: DataDecoder<'_, R>) -> Result<u64> {
+fn check_tar_end<R: Read>(rest: &mut DataDecoder<'_, R>) -> Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut padding = 0u64;
     loop {

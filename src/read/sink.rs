@@ -3,7 +3,19 @@
 //! per-file [`FileSink`] each worker thread holds.
 
 use crate::error::Result;
-use crate::format::head::{Entry, Head};
+use crate::format::head::Entry;
+
+/// What an archive holds, known before its data when it can be read
+/// from the end (a file, an object; never a pipe of version 2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// File entries.
+    pub files: u64,
+    /// Directory entries.
+    pub dirs: u64,
+    /// Sum of the file sizes.
+    pub total_bytes: u64,
+}
 
 /// Receives what the reader has checked so far. A sink must treat file data
 /// as unverified until [`crate::read::read_archive`] returns `Ok`.
@@ -14,19 +26,17 @@ use crate::format::head::{Entry, Head};
 pub trait Sink: Sync {
     /// Per-file state, living on one worker thread.
     type File: FileSink;
-    /// HEAD, validated, before any data (on the calling thread).
-    fn head(&mut self, _head: &Head) -> Result<()> {
+    /// What the archive holds, before any data (on the calling thread),
+    /// when that is known (not for a version-2 archive from a pipe).
+    fn plan(&mut self, _plan: &Plan) -> Result<()> {
         Ok(())
     }
-    /// The SHA-256 SUMS lists for the `index`-th file (after DATA; not
-    /// verified until [`crate::read::read_archive`] returns `Ok`).
-    fn file_sum(&mut self, _index: usize, _sha256: &[u8; 32]) {}
-    /// A directory member that matched its HEAD entry (on the reading
+    /// A directory member that passed its checks (on the reading
     /// thread, in archive order, before any member inside it).
     fn dir(&self, _entry: &Entry) -> Result<()> {
         Ok(())
     }
-    /// A file member that matched its HEAD entry; its data follows.
+    /// A file member that passed its checks; its data follows.
     fn file(&self, entry: &Entry) -> Result<Self::File>;
     /// How many worker threads to use on `cores` cores (at most 4 are).
     /// The reading thread decompresses meanwhile; a sink with little work

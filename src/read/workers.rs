@@ -19,8 +19,8 @@ use crate::read::sink::{FileSink, Sink};
 
 /// Bytes a worker may have queued (data plus a per-job overhead).
 pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
-/// What a queued job costs beyond its data.
-const JOB_OVERHEAD: usize = 64;
+/// What a queued job costs beyond its data (and a path).
+const JOB_OVERHEAD: usize = 128;
 /// A batch is sent once it holds this many jobs or this many bytes.
 const BATCH_JOBS: usize = 64;
 const BATCH_BYTES: usize = 256 * 1024;
@@ -29,11 +29,11 @@ const LARGE_FILE: u64 = 1024 * 1024;
 
 /// One step of one file, in order.
 pub enum Job {
-    /// A file starts: its entry index and its index among files.
+    /// A file starts: its entry and its index among files.
     Start {
-        /// Index in HEAD's entries.
-        entry: usize,
-        /// Index among file entries (for the digest list).
+        /// The entry.
+        entry: Box<Entry>,
+        /// Index among file entries (for the digest).
         file: usize,
     },
     /// The next chunk of the current file.
@@ -158,8 +158,10 @@ impl<'a> Queue<'a> {
     /// has stopped.
     pub fn push(&mut self, job: Job) -> Result<(), Stopped> {
         self.cost += JOB_OVERHEAD;
-        if let Job::Data(d) = &job {
-            self.cost += d.len();
+        match &job {
+            Job::Data(d) => self.cost += d.len(),
+            Job::Start { entry, .. } => self.cost += entry.path.len(),
+            Job::End => {}
         }
         self.batch.push(job);
         if self.batch.len() >= BATCH_JOBS || self.cost >= BATCH_BYTES {
@@ -236,8 +238,8 @@ impl<'a> Dispatch<'a> {
 
 /// The file a worker is handling.
 struct Current<F> {
-    /// Index in HEAD's entries.
-    entry: usize,
+    /// The entry.
+    entry: Box<Entry>,
     /// Index among file entries.
     file: usize,
     /// The sink's state for it.
@@ -245,23 +247,23 @@ struct Current<F> {
     hasher: Sha256,
 }
 
-/// A worker: hashes each file and hands it to the sink. Returns the digest
-/// of every file it handled, by file index. On error it records the error
-/// in `failed`, closes its budget and returns (its queue then refuses).
+/// A worker: hashes each file and hands it to the sink; sends the digest
+/// of every file it handled, by file index, on `done`. On error it records
+/// the error in `failed`, closes its budget and returns (its queue then
+/// refuses).
 pub fn worker<S: Sink>(
     sink: &S,
-    entries: &[Entry],
     rx: mpsc::Receiver<(Vec<Job>, usize)>,
     budget: &Budget,
     failed: &Mutex<Option<Error>>,
     pool: &Pool,
-) -> Vec<(usize, [u8; 32])> {
-    let mut done = Vec::new();
+    done: &mpsc::Sender<(usize, [u8; 32])>,
+) {
     let mut current: Option<Current<S::File>> = None;
     for (batch, cost) in rx {
         for job in batch {
             let step = match job {
-                Job::Start { entry, file } => sink.file(&entries[entry]).map(|f| {
+                Job::Start { entry, file } => sink.file(&entry).map(|f| {
                     current = Some(Current {
                         entry,
                         file,
@@ -278,8 +280,9 @@ pub fn worker<S: Sink>(
                 }
                 Job::End => {
                     let c = current.take().expect("Start comes first");
-                    done.push((c.file, c.hasher.finalize().into()));
-                    c.sink.finish(&entries[c.entry])
+                    // The reader may have stopped listening (it failed).
+                    let _ = done.send((c.file, c.hasher.finalize().into()));
+                    c.sink.finish(&c.entry)
                 }
             };
             if let Err(e) = step {
@@ -288,12 +291,11 @@ pub fn worker<S: Sink>(
                     .unwrap_or_else(|e| e.into_inner())
                     .get_or_insert(e);
                 budget.close();
-                return done;
+                return;
             }
         }
         budget.release(cost);
     }
-    done
 }
 
 #[cfg(test)]

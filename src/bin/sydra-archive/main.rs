@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use sydra_archive::Progress;
 use sydra_archive::hex;
-use sydra_archive::{CreateOptions, Depth, Error, Head, Output, RestoreOptions};
+use sydra_archive::{CreateOptions, Depth, Entry, Error, Output, RestoreOptions};
 
 use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
 use sydra_archive::Location;
@@ -330,53 +330,78 @@ fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     std_closed.check_results("the listing")?;
     let loc = location(&a.archive, &a.s3)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let written = if a.sha256 {
-        let (head, sums) =
-            sydra_archive::list_sha256(&loc).with_context(|| format!("list {loc}"))?;
-        write_sha256_list(&mut out, &head, &sums)
-    } else {
-        let head = sydra_archive::list(&loc).with_context(|| format!("list {loc}"))?;
-        write_list(&mut out, &head, a.json)
+    // Entries are written as they are read: nothing holds the list. A
+    // failed write stops the listing and is reported as such.
+    let mut write_failed: Option<io::Error> = None;
+    let mut first = true;
+    let (json, sha256) = (a.json, a.sha256);
+    let listed = {
+        let mut visit = |e: &Entry, d: Option<&[u8; 32]>| -> sydra_archive::Result<()> {
+            let wrote = if sha256 {
+                d.map_or(Ok(()), |d| write_sha256_line(&mut out, e, d))
+            } else if json {
+                write_json_entry(&mut out, e, d, std::mem::take(&mut first))
+            } else {
+                write_list_line(&mut out, e)
+            };
+            wrote.map_err(|err| {
+                write_failed = Some(err);
+                sydra_archive::Error::Interrupted
+            })
+        };
+        sydra_archive::list(&loc, sha256, &mut visit)
     };
-    written
+    if let Some(e) = write_failed {
+        return Err(anyhow::Error::new(e).context("cannot write the listing to stdout"));
+    }
+    let info = listed.with_context(|| format!("list {loc}"))?;
+    let ended = if json {
+        report::write_list_end(&mut out, &info, first)
+    } else {
+        Ok(())
+    };
+    ended
         .and_then(|()| out.flush())
         .context("cannot write the listing to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `list --sha256`: `sha256sum -c` lines.
-fn write_sha256_list(out: &mut impl Write, head: &Head, sums: &[[u8; 32]]) -> io::Result<()> {
-    let files = head
-        .entries
-        .iter()
-        .filter(|e| e.kind == sydra_archive::EntryKind::File);
-    for (e, d) in files.zip(sums) {
-        // sha256sum's own escape for names with a backslash or newline.
-        if e.path.contains(['\\', '\n']) {
-            let name = e.path.replace('\\', "\\\\").replace('\n', "\\n");
-            writeln!(out, "\\{}  {name}", hex(d))?;
-        } else {
-            writeln!(out, "{}  {}", hex(d), e.path)?;
-        }
+/// `list --sha256`: one `sha256sum -c` line.
+fn write_sha256_line(out: &mut impl Write, e: &Entry, d: &[u8; 32]) -> io::Result<()> {
+    if e.kind != sydra_archive::EntryKind::File {
+        return Ok(());
     }
-    Ok(())
+    // sha256sum's own escape for names with a backslash or newline.
+    if e.path.contains(['\\', '\n']) {
+        let name = e.path.replace('\\', "\\\\").replace('\n', "\\n");
+        writeln!(out, "\\{}  {name}", hex(d))
+    } else {
+        writeln!(out, "{}  {}", hex(d), e.path)
+    }
 }
 
-/// `list`: one line per entry, or HEAD as JSON.
-fn write_list(out: &mut impl Write, head: &Head, json: bool) -> io::Result<()> {
-    if json {
-        serde_json::to_writer(&mut *out, head)?;
-        return out.write_all(b"\n");
-    }
-    for e in &head.entries {
-        writeln!(
-            out,
-            "{:<4} {:>12} {}",
-            e.kind.as_str(),
-            e.size,
-            ui::escape_name(&e.path)
-        )?;
-    }
+/// `list`: one line per entry.
+fn write_list_line(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<4} {:>12} {}",
+        e.kind.as_str(),
+        e.size,
+        ui::escape_name(&e.path)
+    )
+}
+
+/// `list --json`: one entry of the `entries` array (the entries come
+/// first, what the archive says about itself after them: a version-2
+/// archive says it at its end).
+fn write_json_entry(
+    out: &mut impl Write,
+    e: &Entry,
+    d: Option<&[u8; 32]>,
+    first: bool,
+) -> io::Result<()> {
+    out.write_all(if first { b"{\"entries\":[" } else { b"," })?;
+    serde_json::to_writer(&mut *out, &report::ListEntry::new(e, d))?;
     Ok(())
 }
 
@@ -408,9 +433,9 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 data_dir: s.data_dir.clone(),
                 bytes: s.read.bytes,
                 sha256: hex(&s.read.sha256),
-                files: s.read.head.file_count(),
-                entries: s.read.head.entries.len(),
-                data_bytes: s.read.head.total_bytes,
+                files: s.read.info.files,
+                entries: s.read.info.entries(),
+                data_bytes: s.read.info.total_bytes,
                 kept_old: s.kept_old.clone(),
                 removed_leftovers: s.removed_leftovers.clone(),
                 reported_leftovers: s.reported_leftovers.clone(),
@@ -448,8 +473,8 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             say!(
                 "sydra-archive: restored {archive} into {}: {} files, {} data bytes, verified, in {secs:.2}s, sha256 {}",
                 s.data_dir.display(),
-                s.read.head.file_count(),
-                s.read.head.total_bytes,
+                s.read.info.files,
+                s.read.info.total_bytes,
                 hex(&s.read.sha256)
             );
         }

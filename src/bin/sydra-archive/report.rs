@@ -86,9 +86,9 @@ pub struct VerifyOk {
     /// SHA-256 of the whole archive, hex.
     pub sha256: String,
     /// Files in the archive.
-    pub files: usize,
+    pub files: u64,
     /// Entries (files and directories).
-    pub entries: usize,
+    pub entries: u64,
     /// Bytes of file data.
     pub data_bytes: u64,
     /// zstd frames in DATA.
@@ -139,9 +139,9 @@ pub struct RestoreReport {
     /// SHA-256 of the whole archive, hex.
     pub sha256: String,
     /// Files restored.
-    pub files: usize,
+    pub files: u64,
     /// Entries restored (files and directories).
-    pub entries: usize,
+    pub entries: u64,
     /// Bytes of file data restored.
     pub data_bytes: u64,
     /// Where the previous contents were moved (`--force`), else `null`.
@@ -227,9 +227,9 @@ impl VerifyReport {
             mode,
             bytes: s.bytes,
             sha256: hex(&s.sha256),
-            files: s.head.file_count(),
-            entries: s.head.entries.len(),
-            data_bytes: s.head.total_bytes,
+            files: s.info.files,
+            entries: s.info.entries(),
+            data_bytes: s.info.total_bytes,
             frames: s.frames,
             seconds,
         })
@@ -256,4 +256,87 @@ impl VerifyReport {
             error: e.to_string(),
         })
     }
+}
+
+/// One entry of `list --json`.
+#[derive(Debug, Serialize)]
+pub struct ListEntry<'a> {
+    /// Archive path.
+    pub path: &'a str,
+    /// `file` or `dir`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// SHA-256 of a file's content, hex (from a version-2 index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl<'a> ListEntry<'a> {
+    /// The entry `e`, with its digest when known.
+    pub fn new(e: &'a sydra_archive::Entry, d: Option<&[u8; 32]>) -> Self {
+        ListEntry {
+            path: &e.path,
+            kind: e.kind.as_str(),
+            size: e.size,
+            mode: e.mode,
+            mtime: e.mtime,
+            sha256: d.map(|d| hex(d)),
+        }
+    }
+}
+
+/// What `list --json` prints after the entries.
+#[derive(Debug, Serialize)]
+struct ListEnd<'a> {
+    format: &'static str,
+    version: u64,
+    created_unix_ms: u64,
+    tool: &'a str,
+    source: &'a str,
+    zstd_level: i32,
+    files: u64,
+    dirs: u64,
+    total_bytes: u64,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    skipped: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    wal: &'a [sydra_archive::WalPosition],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    warnings: &'a [String],
+}
+
+/// Ends the `list --json` object: the entries array (opened by the first
+/// entry, or here when there was none) and the archive's own fields.
+pub fn write_list_end(
+    out: &mut impl std::io::Write,
+    info: &sydra_archive::Info,
+    no_entries: bool,
+) -> std::io::Result<()> {
+    if no_entries {
+        out.write_all(b"{\"entries\":[")?;
+    }
+    let end = serde_json::to_vec(&ListEnd {
+        format: "sydra-archive",
+        version: info.version,
+        created_unix_ms: info.created_unix_ms,
+        tool: &info.tool,
+        source: &info.source,
+        zstd_level: info.zstd_level,
+        files: info.files,
+        dirs: info.dirs,
+        total_bytes: info.total_bytes,
+        skipped: &info.skipped,
+        wal: &info.wal,
+        warnings: &info.warnings,
+    })?;
+    out.write_all(b"],")?;
+    // The fields of the object, without its opening brace.
+    out.write_all(&end[1..])?;
+    out.write_all(b"\n")
 }

@@ -233,8 +233,8 @@ pub fn verified_line(
             "deep" => "fully verified, SydraDB files decoded",
             _ => "fully verified",
         },
-        s.head.file_count(),
-        s.head.total_bytes,
+        s.info.files,
+        s.info.total_bytes,
         s.bytes,
         sydra_archive::hex(&s.sha256)
     )

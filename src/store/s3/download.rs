@@ -10,7 +10,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{Attribute, GetOptions, GetRange, ObjectStore};
 
 use crate::error::{Error, Result};
-use crate::format::footer::{FOOT_LEN, Footer};
+use crate::format::footer::FOOT_LEN;
 
 use super::{Remote, S3Url, SHA256_METADATA, remote_error, runtime};
 
@@ -27,6 +27,10 @@ pub struct Probe {
     pub modified_unix_ms: i64,
 }
 
+/// Bytes read from an object's end: a version-2 TAIL, whose last 64
+/// bytes hold a version-1 FOOT's place.
+const END_LEN: usize = crate::format::v2::TAIL_LEN;
+
 /// Probes the object at `path`; `size`, when the caller knows it (from a
 /// listing), makes the read a bounded range and skips objects too small.
 pub(super) async fn probe_path(
@@ -41,8 +45,8 @@ pub(super) async fn probe_path(
                 "{url} is {n} bytes, too short to be an archive"
             )));
         }
-        Some(n) => GetRange::Bounded(n - FOOT_LEN as u64..n),
-        None => GetRange::Suffix(FOOT_LEN as u64),
+        Some(n) => GetRange::Bounded(n - n.min(END_LEN as u64)..n),
+        None => GetRange::Suffix(END_LEN as u64),
     };
     let got = async {
         let r = store
@@ -60,15 +64,13 @@ pub(super) async fn probe_path(
         Ok::<_, object_store::Error>((meta, attrs, bytes))
     };
     let (meta, attrs, bytes) = got.await.map_err(|e| remote_error("read", url, e))?;
-    if meta.size < FOOT_LEN as u64 || bytes.len() != FOOT_LEN {
+    if meta.size < FOOT_LEN as u64 || bytes.len() as u64 != meta.size.min(END_LEN as u64) {
         return Err(Error::corrupt(format!(
             "{url} is {} bytes, too short to be an archive",
             meta.size
         )));
     }
-    let foot: [u8; FOOT_LEN] = bytes[..].try_into().expect("length checked");
-    let footer = Footer::decode(&foot)?;
-    footer.check_size(meta.size, &url.to_string())?;
+    crate::format::v2::check_end(&bytes, meta.size, &url.to_string())?;
     let sha256 = attrs
         .get(&Attribute::Metadata(SHA256_METADATA.into()))
         .map(|v| v.as_ref().to_string());

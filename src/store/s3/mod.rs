@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -197,8 +197,39 @@ impl Remote {
         }
     }
 
-    /// Reads the last 64 bytes of the object with a ranged GET and checks
-    /// that they are a FOOT matching the object's size.
+    /// Reads `buf.len()` bytes at `at` of the object with a ranged GET,
+    /// pinned to `e_tag` when given.
+    pub fn read_at(&self, at: u64, buf: &mut [u8], e_tag: Option<&str>) -> Result<()> {
+        let path = self.url.object()?;
+        let url = &self.url;
+        let got = runtime()?.block_on(async {
+            let r = self
+                .store
+                .get_opts(
+                    &path,
+                    object_store::GetOptions {
+                        range: Some(object_store::GetRange::Bounded(at..at + buf.len() as u64)),
+                        if_match: e_tag.map(str::to_string),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            r.bytes().await
+        });
+        let bytes = got.map_err(|e| remote_error("read", url, e))?;
+        if bytes.len() != buf.len() {
+            return Err(Error::corrupt(format!(
+                "{url}: a ranged read returned {} bytes, not {}",
+                bytes.len(),
+                buf.len()
+            )));
+        }
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    /// Reads the last bytes of the object with a ranged GET and checks
+    /// that they are a TAIL (or a version-1 FOOT) matching its size.
     pub fn probe(&self) -> Result<Probe> {
         let path = self.url.object()?;
         runtime()?.block_on(probe_path(&self.store, &self.url, &path, None))

@@ -1,0 +1,196 @@
+//! The index side of a version-2 reader: every INDEX block met in the
+//! stream is bounded, decompressed no further than it declares, counted,
+//! and hashed twice: its frame (for the TABLE row it must have) and its
+//! records (for the records the data rebuilds). Nothing of it is kept.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::head::EntryKind;
+use crate::format::path::check_path;
+use crate::format::v2::{Record, Row, TreeOrder, parse_block_opening};
+
+/// What a reader wants from each record (a listing), besides the hashes.
+pub type OnRecord<'a> = Box<dyn FnMut(&Record) -> Result<()> + 'a>;
+
+/// The INDEX blocks seen so far.
+pub struct IndexSide<'a> {
+    /// SHA-256 of the TABLE rows these blocks must have, in order.
+    pub rows: Sha256,
+    /// SHA-256 of the records, concatenated in order.
+    pub content: Sha256,
+    /// Blocks seen.
+    pub blocks: u64,
+    /// Records seen.
+    pub records: u64,
+    /// Checks the records themselves (when they are listed rather than
+    /// compared with the data): path rules, order, sizes.
+    check: Option<Checked>,
+    on_record: Option<OnRecord<'a>>,
+    raw: Vec<u8>,
+}
+
+struct Checked {
+    order: TreeOrder,
+    last_frame: u64,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+/// Totals of the records checked one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// File records.
+    pub files: u64,
+    /// Directory records.
+    pub dirs: u64,
+    /// Sum of file sizes.
+    pub bytes: u64,
+}
+
+impl<'a> IndexSide<'a> {
+    /// An index side that only hashes (the data rebuilds the records).
+    pub fn hashing() -> Self {
+        IndexSide {
+            rows: Sha256::new(),
+            content: Sha256::new(),
+            blocks: 0,
+            records: 0,
+            check: None,
+            on_record: None,
+            raw: Vec::new(),
+        }
+    }
+
+    /// An index side that checks every record on its own and hands it to
+    /// `on_record` (a listing that does not decompress the data).
+    pub fn checking(on_record: Option<OnRecord<'a>>) -> Self {
+        IndexSide {
+            check: Some(Checked {
+                order: TreeOrder::default(),
+                last_frame: 0,
+                files: 0,
+                dirs: 0,
+                bytes: 0,
+            }),
+            on_record,
+            ..IndexSide::hashing()
+        }
+    }
+
+    /// Totals of the checked records (for [`IndexSide::checking`]).
+    pub fn counted(&self) -> Option<Counted> {
+        self.check.as_ref().map(|c| Counted {
+            files: c.files,
+            dirs: c.dirs,
+            bytes: c.bytes,
+        })
+    }
+
+    /// An INDEX frame whose body is `body`, at archive offset `at`
+    /// (`frame_len` bytes in all). Records must point before `data_end`
+    /// (the frame's own offset: data frames come first).
+    pub fn block(&mut self, at: u64, frame_len: u64, body: &[u8]) -> Result<()> {
+        let n = self.blocks + 1;
+        let bad = |why: String| Error::corrupt(format!("INDEX block {n} at offset {at}: {why}"));
+        if body.len() < 8 {
+            return Err(bad("shorter than its opening".into()));
+        }
+        let (records, raw_len) =
+            parse_block_opening(body[..8].try_into().unwrap()).map_err(|e| bad(e.to_string()))?;
+        self.raw.clear();
+        self.raw.reserve(raw_len as usize);
+        let got = zstd::bulk::Decompressor::new()
+            .and_then(|mut d| {
+                d.window_log_max(crate::format::frame::MAX_WINDOW_LOG)?;
+                d.decompress_to_buffer(&body[8..], &mut self.raw)
+            })
+            .map_err(|e| {
+                bad(format!(
+                    "does not decompress to its declared {raw_len} bytes: {e}"
+                ))
+            })?;
+        if got as u64 != raw_len {
+            return Err(bad(format!(
+                "decompresses to {got} bytes, not its declared {raw_len}"
+            )));
+        }
+        // The whole frame body must be one zstd frame.
+        let used = zstd::zstd_safe::find_frame_compressed_size(&body[8..])
+            .map_err(|_| bad("its zstd frame is malformed".into()))?;
+        if used != body.len() - 8 {
+            return Err(bad("bytes after its zstd frame".into()));
+        }
+        let mut off = 0usize;
+        let mut count = 0u64;
+        let raw = std::mem::take(&mut self.raw);
+        let walked = (|| -> Result<()> {
+            while off < raw.len() {
+                let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
+                off += len;
+                count += 1;
+                if let Some(c) = &mut self.check {
+                    check_record(c, &rec, at)?;
+                }
+                if let Some(f) = &mut self.on_record {
+                    f(&rec)?;
+                }
+            }
+            Ok(())
+        })();
+        self.content.update(&raw);
+        self.raw = raw;
+        walked?;
+        if count != records {
+            return Err(bad(format!("holds {count} records but declares {records}")));
+        }
+        self.blocks += 1;
+        self.records += records;
+        self.rows.update(
+            Row {
+                offset: at,
+                len: frame_len,
+                records,
+                raw_len,
+                sha256: Sha256::digest(body).into(),
+            }
+            .encode(),
+        );
+        Ok(())
+    }
+}
+
+fn check_record(c: &mut Checked, rec: &Record, block_at: u64) -> Result<()> {
+    let is_dir = rec.kind == EntryKind::Dir;
+    check_path(&rec.path, is_dir).map_err(|why| Error::hostile(&rec.path, why))?;
+    c.order
+        .next(&rec.path, rec.kind)
+        .map_err(|why| Error::hostile(&rec.path, format!("index: {why}")))?;
+    if rec.mtime > i64::MAX as u64 {
+        return Err(Error::corrupt(format!(
+            "index record {:?} has an impossible mtime",
+            rec.path
+        )));
+    }
+    if rec.frame < c.last_frame || rec.frame >= block_at {
+        return Err(Error::corrupt(format!(
+            "index record {:?} points at offset {} outside the data before it",
+            rec.path, rec.frame
+        )));
+    }
+    c.last_frame = rec.frame;
+    if is_dir {
+        if rec.size != 0 {
+            return Err(Error::hostile(&rec.path, "directory with a non-zero size"));
+        }
+        c.dirs += 1;
+    } else {
+        c.files += 1;
+        c.bytes = c
+            .bytes
+            .checked_add(rec.size)
+            .ok_or_else(|| Error::corrupt("index sizes overflow"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Reading a version-2 archive after its HEAD: DATA with its INDEX blocks,
+//! then TABLE, META and TAIL, each checked against what was seen before
+//! it (see `FORMAT.md`, "Reading").
+
+use std::io::Read;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::frame::{SKIPPABLE_MAGIC, check_skippable_header};
+use crate::format::head::{Entry, EntryKind};
+use crate::format::v2::{
+    Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, TAG_INDEX, TAG_META, TAG_TABLE,
+    TAIL_LEN, Tail,
+};
+use crate::read::data::DataDecoder;
+use crate::read::expect::Rebuild;
+use crate::read::frames::{peek_magic, walk_zstd_run};
+use crate::read::index::{Counted, IndexSide};
+use crate::read::input::Input;
+use crate::read::{Depth, Info, ReadSummary, Sink, Visit, read_data};
+
+/// Reads the rest of a version-2 archive into `sink`, to `depth`.
+pub(super) fn read<R: Read, S: Sink>(
+    input: &mut Input<R>,
+    head: Head2,
+    depth: Depth,
+    sink: &mut S,
+) -> Result<ReadSummary> {
+    match depth {
+        Depth::Full => {
+            let mut rebuild = Rebuild::default();
+            let dec = DataDecoder::new(input)?.with_index(IndexSide::hashing());
+            let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink)?;
+            let index = dec.take_index().expect("the index side stays");
+            drop(dec);
+            if rebuild.digest() != index.content.clone().finalize().as_slice()
+                || rebuild.records != index.records
+            {
+                return Err(Error::corrupt(
+                    "the index does not match the tar members (their paths, sizes, modes, times, places or digests)",
+                ));
+            }
+            let seen = Counted {
+                files: rebuild.files,
+                dirs: rebuild.dirs,
+                bytes: rebuild.bytes,
+            };
+            finish(input, &head, index, seen, frames)
+        }
+        Depth::Quick => quick(input, &head, None),
+    }
+}
+
+/// Lists a version-2 archive from its index as it streams by.
+pub(super) fn list<R: Read>(
+    input: &mut Input<R>,
+    head: Head2,
+    visit: &mut Visit<'_>,
+) -> Result<ReadSummary> {
+    let on_record = Box::new(|rec: &crate::format::v2::Record| {
+        let e = Entry {
+            path: rec.path.clone(),
+            kind: rec.kind,
+            size: rec.size,
+            mode: rec.mode,
+            mtime: rec.mtime as i64,
+        };
+        let sha = (rec.kind == EntryKind::File).then_some(&rec.sha256);
+        visit(&e, sha)
+    });
+    quick(input, &head, Some(on_record))
+}
+
+/// `verify --quick` of a version-2 archive: every frame walked, not
+/// decompressed; every INDEX block decompressed and its records checked
+/// on their own (and handed to `on_record`).
+fn quick<'a, R: Read>(
+    input: &mut Input<R>,
+    head: &Head2,
+    on_record: Option<crate::read::index::OnRecord<'a>>,
+) -> Result<ReadSummary> {
+    let mut index = IndexSide::checking(on_record);
+    let mut frames = 0u64;
+    loop {
+        frames += walk_zstd_run(input)?;
+        if !at_tag(input, &TAG_INDEX)? {
+            break;
+        }
+        read_index_frame(input, &mut index)?;
+    }
+    if frames == 0 {
+        return Err(Error::corrupt("no zstd data frame after HEAD"));
+    }
+    let seen = index.counted().expect("a checking index side counts");
+    finish(input, head, index, seen, frames)
+}
+
+fn at_tag<R: Read>(input: &mut Input<R>, tag: &[u8; 8]) -> Result<bool> {
+    if peek_magic(input)? != Some(SKIPPABLE_MAGIC) {
+        return Ok(false);
+    }
+    let b = input.peek(16)?;
+    Ok(b.len() == 16 && &b[8..16] == tag)
+}
+
+fn read_index_frame<R: Read>(input: &mut Input<R>, index: &mut IndexSide<'_>) -> Result<()> {
+    let at = input.position();
+    let mut h = [0u8; 16];
+    input.read_exact(&mut h, "an INDEX frame header")?;
+    let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
+    let body = input.read_vec(len, "an INDEX frame")?;
+    index.block(at, 16 + len, &body)
+}
+
+/// TABLE, META and TAIL, checked against the INDEX blocks and the data
+/// seen (`seen`, `frames`).
+fn finish<R: Read>(
+    input: &mut Input<R>,
+    head: &Head2,
+    index: IndexSide<'_>,
+    seen: Counted,
+    frames: u64,
+) -> Result<ReadSummary> {
+    let table_offset = input.position();
+    let mut meta_hash = Sha256::new();
+    let max_table = index
+        .blocks
+        .checked_mul(ROW_LEN as u64)
+        .ok_or_else(|| Error::corrupt("too many INDEX blocks"))?;
+    let mut h = [0u8; 16];
+    if input.peek(16)?.len() < 16 {
+        return Err(Error::corrupt(
+            "truncated: archive ends before its TABLE frame",
+        ));
+    }
+    input.read_exact(&mut h, "the TABLE frame header")?;
+    let len = check_skippable_header(&h, &TAG_TABLE, max_table, table_offset)?;
+    if len != max_table {
+        return Err(Error::corrupt(format!(
+            "TABLE lists {} blocks but the archive holds {} INDEX blocks",
+            len / ROW_LEN as u64,
+            index.blocks
+        )));
+    }
+    meta_hash.update(h);
+    let mut rows = Sha256::new();
+    let mut row = [0u8; ROW_LEN];
+    for _ in 0..index.blocks {
+        input.read_exact(&mut row, "the TABLE frame")?;
+        rows.update(row);
+        meta_hash.update(row);
+    }
+    if rows.finalize() != index.rows.clone().finalize() {
+        return Err(Error::corrupt(
+            "TABLE does not describe the INDEX blocks the archive holds",
+        ));
+    }
+
+    let meta_offset = input.position();
+    input.read_exact(&mut h, "the META frame header")?;
+    let len = check_skippable_header(&h, &TAG_META, MAX_META_BODY, meta_offset)?;
+    let body = input.read_vec(len, "the META frame")?;
+    meta_hash.update(h);
+    meta_hash.update(&body);
+    let meta = Meta::parse(&body)?;
+    if (meta.files, meta.dirs, meta.total_bytes, meta.frames)
+        != (seen.files, seen.dirs, seen.bytes, frames)
+    {
+        return Err(Error::corrupt(format!(
+            "META counts {} files, {} directories, {} bytes in {} frames, the archive holds {}, {}, {} in {}",
+            meta.files, meta.dirs, meta.total_bytes, meta.frames, seen.files, seen.dirs, seen.bytes, frames
+        )));
+    }
+
+    let body_len = input.position();
+    let body_mark = input.mark();
+    if input.at_eof()? {
+        return Err(Error::corrupt(
+            "missing TAIL frame: archive ends after META",
+        ));
+    }
+    let mut tail = [0u8; TAIL_LEN];
+    input.read_exact(&mut tail, "the TAIL frame")?;
+    let tail = Tail::decode(&tail)?;
+    if !input.at_eof()? {
+        return Err(Error::corrupt("bytes after the TAIL frame"));
+    }
+    if (tail.table_offset, tail.meta_offset, tail.body_len)
+        != (table_offset, meta_offset, body_len)
+    {
+        return Err(Error::corrupt(
+            "TAIL's offsets do not match where TABLE, META and TAIL are",
+        ));
+    }
+    if (tail.entries, tail.blocks) != (index.records, index.blocks) {
+        return Err(Error::corrupt(format!(
+            "TAIL declares {} entries in {} blocks, the index holds {} in {}",
+            tail.entries, tail.blocks, index.records, index.blocks
+        )));
+    }
+    if tail.meta_sha256 != meta_hash.finalize().as_slice() {
+        return Err(Error::corrupt(
+            "TABLE and META do not match TAIL's SHA-256 (corrupted or tampered)",
+        ));
+    }
+    let body_sha = input.resolve(body_mark)?;
+    if tail.body_sha256 != body_sha {
+        return Err(Error::corrupt(
+            "archive SHA-256 does not match TAIL (corrupted or tampered)",
+        ));
+    }
+    Ok(ReadSummary {
+        info: Info::of_head2(head, &meta),
+        bytes: input.position(),
+        sha256: input.digest()?,
+        frames,
+    })
+}
+
+/// Reads a version-2 archive's plan (its totals) from its end, where the
+/// source can be read at any offset: TAIL, then META, checked against
+/// TAIL's digest of TABLE and META (TABLE is read too).
+pub fn plan_from_end(
+    size: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    name: &str,
+) -> Result<Option<Meta>> {
+    if size < TAIL_LEN as u64 {
+        return Ok(None);
+    }
+    let mut t = [0u8; TAIL_LEN];
+    read_at(size - TAIL_LEN as u64, &mut t).map_err(|e| Error::io("read", name, e))?;
+    if !Tail::is_tail(&t) {
+        return Ok(None);
+    }
+    let tail = Tail::decode(&t)?;
+    tail.check_size(size, name)?;
+    let span = tail.body_len - tail.table_offset;
+    if span > 16 + MAX_META_BODY + tail.blocks.saturating_mul(ROW_LEN as u64) + 16 {
+        return Err(Error::corrupt("TAIL points at more than TABLE and META"));
+    }
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = tail.table_offset;
+    while at < tail.meta_offset {
+        let n = ((tail.meta_offset - at) as usize).min(buf.len());
+        read_at(at, &mut buf[..n]).map_err(|e| Error::io("read", name, e))?;
+        hash.update(&buf[..n]);
+        at += n as u64;
+    }
+    let mut meta = vec![0u8; (tail.body_len - tail.meta_offset) as usize];
+    read_at(tail.meta_offset, &mut meta).map_err(|e| Error::io("read", name, e))?;
+    hash.update(&meta);
+    if tail.meta_sha256 != hash.finalize().as_slice() {
+        return Err(Error::corrupt(
+            "TABLE and META do not match TAIL's SHA-256 (corrupted or tampered)",
+        ));
+    }
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&meta[..16]);
+    let len = check_skippable_header(&h, &TAG_META, MAX_META_BODY, tail.meta_offset)?;
+    if len + 16 != meta.len() as u64 {
+        return Err(Error::corrupt("META frame does not end where TAIL begins"));
+    }
+    Meta::parse(&meta[16..]).map(Some)
+}
