@@ -13,8 +13,8 @@ use crate::format::sums::hex;
 use crate::progress::Progress;
 use crate::read::input::{HashPipe, changed_while_read};
 use crate::read::{
-    Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, plan_from_end, read_archive,
-    read_archive_hashed,
+    Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end, plan_from_end,
+    read_archive, read_archive_hashed,
 };
 use crate::store::location::Location;
 use crate::store::s3::{ObjectReader, Remote};
@@ -72,17 +72,12 @@ impl ArchiveReader {
                 e_tag,
                 ..
             } => {
-                let mut failed = None;
                 let mut read_at = |at: u64, buf: &mut [u8]| {
-                    remote.read_at(at, buf, e_tag.as_deref()).map_err(|e| {
-                        failed = Some(e);
-                        std::io::Error::other("ranged read failed")
-                    })
+                    remote
+                        .read_at(at, buf, e_tag.as_deref())
+                        .map_err(std::io::Error::other)
                 };
-                match plan_from_end(*size, &mut read_at, &shown) {
-                    Ok(m) => m,
-                    Err(e) => return Err(failed.take().unwrap_or(e)),
-                }
+                plan_from_end(*size, &mut read_at, &shown)?
             }
         };
         Ok(meta.map(|m| Plan {
@@ -92,8 +87,52 @@ impl ArchiveReader {
         }))
     }
 
-    /// Lists the archive into `visit` (see [`crate::read::list_archive`]).
+    /// Reads `buf.len()` bytes at `at`, where the source allows it.
+    fn random_access(&self) -> Result<Option<RandomAccess<'_>>> {
+        Ok(match &self.inner {
+            Inner::File { file, stdin: false } => {
+                let m = file.metadata().map_err(|e| Error::io("stat", &self.name, e))?;
+                m.is_file().then_some(RandomAccess::File(file, m.len()))
+            }
+            Inner::File { .. } => None,
+            Inner::Object {
+                remote,
+                size,
+                e_tag,
+                ..
+            } => Some(RandomAccess::Object(remote, *size, e_tag.as_deref())),
+        })
+    }
+
+    /// Lists the archive into `visit`. A version-2 archive in a file or
+    /// an object is listed from its index alone, with reads at offsets
+    /// (TAIL, TABLE, META, INDEX blocks), each checked before it is used;
+    /// with `sha256` the whole archive is first checked as `verify
+    /// --quick` does, so no digest is printed from an archive that fails.
+    /// Anything else is listed as it streams by (see
+    /// [`crate::read::list_archive`]).
     pub fn list_into(self, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
+        let shown = self.name.display().to_string();
+        let indexed = match self.random_access()? {
+            Some(ra) => {
+                // Only the end decides: a version-1 archive has no TAIL.
+                let mut t = [0u8; crate::format::v2::TAIL_LEN];
+                let size = ra.size();
+                size >= t.len() as u64
+                    && ra.reader()(size - t.len() as u64, &mut t).is_ok()
+                    && crate::format::v2::Tail::is_tail(&t)
+            }
+            None => false,
+        };
+        if indexed {
+            let again = self.random_access()?.map(|ra| (ra.size(), ra.owned()));
+            let (size, owned) = again.expect("random access checked above");
+            if sha256 {
+                self.read_into(Depth::Quick, &mut crate::read::NullSink)?;
+            }
+            let info = list_from_end(size, &mut owned.reader(), &shown, visit)?;
+            return Ok(info.expect("a TAIL was found"));
+        }
         let name = self.name.clone();
         let expected = self.expected_sha256.clone();
         let local = self.local_file(Depth::Quick)?;
@@ -153,6 +192,58 @@ impl ArchiveReader {
                 "the archive hashes to {got} but its object metadata recorded {want} at upload"
             ))),
             _ => Ok(summary),
+        }
+    }
+}
+
+/// Reads at offsets of a file or an object.
+enum RandomAccess<'s> {
+    File(&'s File, u64),
+    Object(&'s Remote, u64, Option<&'s str>),
+}
+
+/// [`RandomAccess`] that owns what it reads.
+enum OwnedAccess {
+    File(File),
+    Object(Box<Remote>, Option<String>),
+}
+
+impl RandomAccess<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            RandomAccess::File(_, n) | RandomAccess::Object(_, n, _) => *n,
+        }
+    }
+
+    fn owned(&self) -> OwnedAccess {
+        match self {
+            RandomAccess::File(f, _) => OwnedAccess::File(
+                f.try_clone()
+                    .unwrap_or_else(|_| panic!("a descriptor can be duplicated")),
+            ),
+            RandomAccess::Object(r, _, e) => {
+                OwnedAccess::Object(Box::new((*r).clone()), e.map(str::to_string))
+            }
+        }
+    }
+
+    /// Reads at an offset; our errors travel inside the `io::Error`.
+    fn reader(&self) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
+        move |at, buf| match self {
+            RandomAccess::File(f, _) => std::os::unix::fs::FileExt::read_exact_at(*f, buf, at),
+            RandomAccess::Object(r, _, e) => r.read_at(at, buf, *e).map_err(std::io::Error::other),
+        }
+    }
+}
+
+impl OwnedAccess {
+    /// Reads at an offset; our errors travel inside the `io::Error`.
+    fn reader(&self) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
+        move |at, buf| match self {
+            OwnedAccess::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
+            OwnedAccess::Object(r, e) => r
+                .read_at(at, buf, e.as_deref())
+                .map_err(std::io::Error::other),
         }
     }
 }

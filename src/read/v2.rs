@@ -218,6 +218,12 @@ fn finish<R: Read>(
     })
 }
 
+/// A read error: ours when the reader carried one (a ranged GET's),
+/// else an I/O error on `name`.
+fn carried(e: std::io::Error, name: &str) -> Error {
+    Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", name, e))
+}
+
 /// Reads a version-2 archive's plan (its totals) from its end, where the
 /// source can be read at any offset: TAIL, then META, checked against
 /// TAIL's digest of TABLE and META (TABLE is read too).
@@ -226,11 +232,12 @@ pub fn plan_from_end(
     read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     name: &str,
 ) -> Result<Option<Meta>> {
+    let io = |e| carried(e, name);
     if size < TAIL_LEN as u64 {
         return Ok(None);
     }
     let mut t = [0u8; TAIL_LEN];
-    read_at(size - TAIL_LEN as u64, &mut t).map_err(|e| Error::io("read", name, e))?;
+    read_at(size - TAIL_LEN as u64, &mut t).map_err(io)?;
     if !Tail::is_tail(&t) {
         return Ok(None);
     }
@@ -245,12 +252,12 @@ pub fn plan_from_end(
     let mut at = tail.table_offset;
     while at < tail.meta_offset {
         let n = ((tail.meta_offset - at) as usize).min(buf.len());
-        read_at(at, &mut buf[..n]).map_err(|e| Error::io("read", name, e))?;
+        read_at(at, &mut buf[..n]).map_err(io)?;
         hash.update(&buf[..n]);
         at += n as u64;
     }
     let mut meta = vec![0u8; (tail.body_len - tail.meta_offset) as usize];
-    read_at(tail.meta_offset, &mut meta).map_err(|e| Error::io("read", name, e))?;
+    read_at(tail.meta_offset, &mut meta).map_err(io)?;
     hash.update(&meta);
     if tail.meta_sha256 != hash.finalize().as_slice() {
         return Err(Error::corrupt(
@@ -264,4 +271,93 @@ pub fn plan_from_end(
         return Err(Error::corrupt("META frame does not end where TAIL begins"));
     }
     Meta::parse(&meta[16..]).map(Some)
+}
+
+/// Lists a version-2 archive that can be read at any offset from its
+/// index alone: HEAD, TAIL, TABLE and META (checked against TAIL's
+/// digest), then each INDEX frame (checked against its TABLE row) before
+/// a record of it is handed to `visit`. `None` when the archive does not
+/// end with a TAIL (version 1). This checks the index, not the data: the
+/// data is checked by `verify`.
+pub fn list_from_end(
+    size: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    name: &str,
+    visit: &mut Visit<'_>,
+) -> Result<Option<Info>> {
+    let io = |e| carried(e, name);
+    if size < TAIL_LEN as u64 {
+        return Ok(None);
+    }
+    let mut t = [0u8; TAIL_LEN];
+    read_at(size - TAIL_LEN as u64, &mut t).map_err(io)?;
+    if !Tail::is_tail(&t) {
+        return Ok(None);
+    }
+    let tail = Tail::decode(&t)?;
+    tail.check_size(size, name)?;
+    let meta = plan_from_end(size, read_at, name)?.expect("a TAIL was found");
+
+    // HEAD, for what the archive says about itself.
+    let mut h = [0u8; 16];
+    read_at(0, &mut h).map_err(io)?;
+    let len = check_skippable_header(
+        &h,
+        &crate::format::frame::TAG_HEAD,
+        crate::format::v2::MAX_HEAD2_BODY,
+        0,
+    )?;
+    let mut body = vec![0u8; len as usize];
+    read_at(16, &mut body).map_err(io)?;
+    let head = Head2::parse(&body)?;
+    let data_start = 16 + len;
+
+    let mut index = IndexSide::checking(Some(Box::new(|rec: &crate::format::v2::Record| {
+        let e = Entry {
+            path: rec.path.clone(),
+            kind: rec.kind,
+            size: rec.size,
+            mode: rec.mode,
+            mtime: rec.mtime as i64,
+        };
+        visit(&e, (rec.kind == EntryKind::File).then_some(&rec.sha256))
+    })));
+    let mut next_free = data_start;
+    let mut row = [0u8; ROW_LEN];
+    let mut frame = Vec::new();
+    for i in 0..tail.blocks {
+        read_at(tail.table_offset + 16 + i * ROW_LEN as u64, &mut row).map_err(io)?;
+        let r = crate::format::v2::Row::decode(&row);
+        let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
+        let end = r.offset.checked_add(r.len).ok_or_else(|| bad("impossible length"))?;
+        if r.offset < next_free || end > tail.table_offset || r.len < 16 + 8 {
+            return Err(bad("points outside the data or at another block"));
+        }
+        if r.len > 16 + MAX_BLOCK_BODY {
+            return Err(bad("block larger than the limit"));
+        }
+        next_free = end;
+        frame.resize(r.len as usize, 0);
+        read_at(r.offset, &mut frame).map_err(io)?;
+        let mut fh = [0u8; 16];
+        fh.copy_from_slice(&frame[..16]);
+        let blen = check_skippable_header(&fh, &TAG_INDEX, MAX_BLOCK_BODY, r.offset)?;
+        if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
+            return Err(bad(
+                "the INDEX frame does not match its row (corrupted or tampered)",
+            ));
+        }
+        let before = index.records;
+        index.block(r.offset, r.len, &frame[16..])?;
+        if index.records - before != r.records {
+            return Err(bad("record count differs from the block's"));
+        }
+    }
+    let c = index.counted().expect("a checking index side counts");
+    if index.records != tail.entries || (c.files, c.dirs, c.bytes) != (meta.files, meta.dirs, meta.total_bytes) {
+        return Err(Error::corrupt(
+            "the index does not hold what TAIL and META count",
+        ));
+    }
+    Ok(Some(Info::of_head2(&head, &meta)))
 }

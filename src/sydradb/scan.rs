@@ -442,24 +442,30 @@ mod tests {
         std::os::unix::fs::symlink(d.join("walreal"), data.join("wal")).unwrap();
 
         let s = scan(&data).unwrap();
+        // Below segments/ nothing is listed: it is walked as it is written.
         assert_eq!(
             names(&s),
+            ["MANIFEST", "segments", "tags.json", "wal", "wal/current.wal"]
+        );
+        let mut walk = s.walk_segments().unwrap().unwrap();
+        let mut below = Vec::new();
+        while let Some(f) = walk.next_found().unwrap() {
+            below.push(match f {
+                Found::Dir { rel, .. } | Found::File { rel, .. } => rel,
+            });
+        }
+        assert_eq!(
+            below,
             [
-                "MANIFEST",
-                "segments",
                 "segments/-3600",
                 "segments/7200",
                 "segments/7200/a.seg",
-                "segments/7200/b.seg",
-                "tags.json",
-                "wal",
-                "wal/current.wal"
+                "segments/7200/b.seg"
             ]
         );
         assert_eq!(s.skipped, ["0123456789abcdef"]);
         assert_eq!(s.followed, ["wal"]);
-        assert_eq!(s.total_bytes, 2 + 1 + 2 + 33);
-        assert_eq!(s.file_count(), 5);
+        assert_eq!(s.count().unwrap(), (5, 2 + 1 + 2 + 33));
     }
 
     #[test]

@@ -51,20 +51,34 @@ pub(super) struct Frames<'a, W: Write> {
 }
 
 impl<'a, W: Write> Frames<'a, W> {
-    pub(super) fn new(out: HashWriter<'a, W>, level: i32, threads: u32, target: usize) -> Self {
+    pub(super) fn new(
+        out: HashWriter<'a, W>,
+        level: i32,
+        threads: u32,
+        target: usize,
+    ) -> io::Result<Self> {
         let threads = threads.max(1) as usize;
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = Arc::clone(&job_rx);
-                let tx = done_tx.clone();
-                std::thread::spawn(move || compress_loop(&rx, &tx, level))
-            })
-            .collect();
-        let workers = Workers(workers);
-        Frames {
+        let mut workers = Workers(Vec::with_capacity(threads));
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("compress".into())
+                .spawn(move || compress_loop(&rx, &tx, level));
+            match spawned {
+                Ok(h) => workers.0.push(h),
+                // Said the way zstd says it, so the caller names what to lower.
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "Allocation error: cannot start a compression thread: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(Frames {
             out,
             target,
             buf: Vec::with_capacity(target),
@@ -78,7 +92,7 @@ impl<'a, W: Write> Frames<'a, W> {
             spare: Vec::new(),
             max_in_flight: threads as u64 + 1,
             written: Vec::new(),
-        }
+        })
     }
 
     /// Tar bytes written so far.

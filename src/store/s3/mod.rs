@@ -167,6 +167,7 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
 
 /// One `s3://` URL (an object or a prefix) and one client for its bucket:
 /// every request a command makes shares its connection pool.
+#[derive(Clone)]
 pub struct Remote {
     url: S3Url,
     opts: S3Options,
