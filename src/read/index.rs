@@ -27,7 +27,6 @@ pub struct IndexSide<'a> {
     /// compared with the data): path rules, order, sizes.
     check: Option<Checked>,
     on_record: Option<OnRecord<'a>>,
-    raw: Vec<u8>,
 }
 
 struct Checked {
@@ -59,7 +58,6 @@ impl<'a> IndexSide<'a> {
             records: 0,
             check: None,
             on_record: None,
-            raw: Vec::new(),
         }
     }
 
@@ -99,21 +97,21 @@ impl<'a> IndexSide<'a> {
         }
         let (records, raw_len) =
             parse_block_opening(body[..8].try_into().unwrap()).map_err(|e| bad(e.to_string()))?;
-        self.raw.clear();
-        self.raw.reserve(raw_len as usize);
-        let got = zstd::bulk::Decompressor::new()
+        // Never more than declared: a block that inflates past it fails.
+        let raw = zstd::bulk::Decompressor::new()
             .and_then(|mut d| {
                 d.window_log_max(crate::format::frame::MAX_WINDOW_LOG)?;
-                d.decompress_to_buffer(&body[8..], &mut self.raw)
+                d.decompress(&body[8..], raw_len as usize)
             })
             .map_err(|e| {
                 bad(format!(
                     "does not decompress to its declared {raw_len} bytes: {e}"
                 ))
             })?;
-        if got as u64 != raw_len {
+        if raw.len() as u64 != raw_len {
             return Err(bad(format!(
-                "decompresses to {got} bytes, not its declared {raw_len}"
+                "decompresses to {} bytes, not its declared {raw_len}",
+                raw.len()
             )));
         }
         // The whole frame body must be one zstd frame.
@@ -124,7 +122,6 @@ impl<'a> IndexSide<'a> {
         }
         let mut off = 0usize;
         let mut count = 0u64;
-        let raw = std::mem::take(&mut self.raw);
         let walked = (|| -> Result<()> {
             while off < raw.len() {
                 let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
@@ -140,7 +137,6 @@ impl<'a> IndexSide<'a> {
             Ok(())
         })();
         self.content.update(&raw);
-        self.raw = raw;
         walked?;
         if count != records {
             return Err(bad(format!("holds {count} records but declares {records}")));

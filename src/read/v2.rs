@@ -135,7 +135,9 @@ fn finish<R: Read>(
         ));
     }
     input.read_exact(&mut h, "the TABLE frame header")?;
-    let len = check_skippable_header(&h, &TAG_TABLE, max_table, table_offset)?;
+    // Any length is read as a number only; one that is not the rows of
+    // the blocks seen is refused before a byte of the body is read.
+    let len = check_skippable_header(&h, &TAG_TABLE, u64::from(u32::MAX), table_offset)?;
     if len != max_table {
         return Err(Error::corrupt(format!(
             "TABLE lists {} blocks but the archive holds {} INDEX blocks",

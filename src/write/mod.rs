@@ -144,7 +144,7 @@ pub fn write_archive<W: Write>(
         threads,
     };
     let wrap = |e| on_error.wrap(e);
-    let frame_bytes = opts.frame_bytes.clamp(64 * 1024, 64 * 1024 * 1024);
+    let frame_bytes = opts.frame_bytes.clamp(4 * 1024, 64 * 1024 * 1024);
     let mut w = HashWriter::new(out, out_name);
     let head = Head2::new(
         opts.created_unix_ms.unwrap_or_else(now_ms),

@@ -56,7 +56,7 @@ fn every_truncation_and_extension_is_caught_in_process() {
         b.extend_from_slice(extra);
         let e = lib_verify(&b, Depth::Full).unwrap_err();
         assert!(
-            e.is_archive_fault() && e.to_string().contains("after the FOOT"),
+            e.is_archive_fault() && e.to_string().contains("after the TAIL"),
             "{e}"
         );
     }
@@ -69,11 +69,11 @@ fn byte_flips_through_the_binary_exit_1() {
     let out = t.path().join("a.tar.zst");
     create(&data, &out);
     let a = fs::read(&out).unwrap();
-    let (head, dat, sums, _) = split(&a);
+    let parts = split2(&a);
     // Positions in every region, and at every frame boundary.
-    let h_end = 16 + head.len();
-    let d_end = h_end + dat.len();
-    let s_end = d_end + 16 + sums.len();
+    let h_end = parts.data[0].0 as usize;
+    let d_end = parts.index[0].0 as usize;
+    let s_end = parts.meta_offset as usize;
     let mut positions = vec![
         0,
         4,
@@ -86,9 +86,12 @@ fn byte_flips_through_the_binary_exit_1() {
         d_end - 1,
         d_end,
         d_end + 8,
+        d_end + 20,
+        parts.table_offset as usize + 20,
         s_end - 1,
+        s_end + 20,
     ];
-    positions.extend((s_end..a.len()).step_by(7));
+    positions.extend((a.len() - 128..a.len()).step_by(5));
     positions.extend((0..a.len()).step_by(a.len() / 60));
     let bad = t.path().join("bad.tar.zst");
     for &i in &positions {
@@ -137,16 +140,21 @@ fn crafted_control_archive_verifies() {
 fn unsupported_versions_are_refused() {
     let m = good();
     let mut head = head_for(&m);
-    head["version"] = serde_json::json!(2);
+    head["version"] = serde_json::json!(3);
     expect_refused(
         &craft(&head, &raw_tar(&m), &sums_for(&m)),
-        "unsupported archive version 2",
+        "unsupported archive version 3",
     );
 
     let mut a = craft_members(&m);
     let n = a.len();
     a[n - 48] = 2; // FOOT version
     expect_refused(&a, "unsupported archive version 2");
+
+    // Version 2: TAIL's version.
+    let mut c = Craft2::new(&m);
+    c.tail = Box::new(|t| t[16] = 3);
+    expect_refused(&c.build(), "unsupported archive version 3");
 }
 
 #[test]

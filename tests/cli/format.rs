@@ -1,30 +1,14 @@
-//! The v1 format, byte by byte, as an independent reader sees it.
+//! The format, byte by byte, as an independent reader sees it: what
+//! `create` writes (version 2), and the golden archives of both versions.
 
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use crate::support::*;
 
-#[test]
-fn frames_head_sums_and_foot_are_exact() {
-    let t = tempfile::tempdir().unwrap();
-    let data = small_data(t.path());
-    fs::write(data.join("0123456789abcdef"), b"snapshot temp leftover").unwrap();
-    let out = t.path().join("a.tar.zst");
-    create(&data, &out);
-    let a = fs::read(&out).unwrap();
-    let (head, dat, sums, foot) = split(&a);
-
-    // HEAD
-    let head: serde_json::Value = serde_json::from_slice(&head).unwrap();
-    assert_eq!(head["format"], "sydra-archive");
-    assert_eq!(head["version"], 1);
-    assert_eq!(head["zstd_level"], 3);
-    assert_eq!(head["source"], p(&data));
-    assert!(head["tool"].as_str().unwrap().starts_with("sydra-archive "));
-    assert!(head["created_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
-    let entries = head["entries"].as_array().unwrap();
-    // Same entries as a name-ordered walk of the layout, dirs before contents.
-    let mut want = Vec::new();
+/// The entries a name-ordered walk of the layout gives, dirs before
+/// their contents: (path, is_dir).
+fn walk_layout(root: &std::path::Path) -> Vec<(String, bool)> {
     fn walk(root: &std::path::Path, rel: &str, want: &mut Vec<(String, bool)>) {
         let mut names: Vec<_> = fs::read_dir(root.join(rel))
             .unwrap()
@@ -48,44 +32,60 @@ fn frames_head_sums_and_foot_are_exact() {
             }
         }
     }
-    walk(&data, "", &mut want);
-    let got: Vec<(String, bool)> = entries
-        .iter()
-        .map(|e| (e["path"].as_str().unwrap().to_string(), e["type"] == "dir"))
-        .collect();
-    assert_eq!(got, want);
-    let mut total = 0;
-    for e in entries {
-        let path = data.join(e["path"].as_str().unwrap());
-        let m = fs::metadata(&path).unwrap();
-        if e["type"] == "file" {
-            assert_eq!(e["size"].as_u64().unwrap(), m.len());
-            total += m.len();
-        } else {
-            assert_eq!(e["size"], 0);
-        }
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        assert_eq!(
-            e["mode"].as_u64().unwrap(),
-            u64::from(m.permissions().mode() & 0o777)
-        );
-        assert_eq!(e["mtime"].as_i64().unwrap(), m.mtime());
-    }
-    assert_eq!(head["total_bytes"].as_u64().unwrap(), total);
-    assert_eq!(head["skipped"], serde_json::json!(["0123456789abcdef"]));
+    let mut want = Vec::new();
+    walk(root, "", &mut want);
+    want
+}
 
-    // DATA: zstd frames with checksums whose output is one tar stream
-    // holding exactly the HEAD entries, in order.
-    assert_eq!(&dat[..4], &0xFD2F_B528u32.to_le_bytes());
-    assert_ne!(dat[4] & 0b100, 0, "content checksum flag set");
-    let tar_bytes = zstd::decode_all(&dat[..]).unwrap();
+#[test]
+fn frames_index_table_meta_and_tail_are_exact() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    fs::write(data.join("0123456789abcdef"), b"snapshot temp leftover").unwrap();
+    // A path over 100 bytes takes a GNU long-name record.
+    let long = format!("wal/{}.wal", "7".repeat(120));
+    fs::write(data.join(&long), b"long name").unwrap();
+    let out = t.path().join("a.tar.zst");
+    // Small frames, so several data frames and cuts inside a file happen.
+    let o = run(&[
+        "create", p(&data), "-o", p(&out), "-q", "--frame-kib", "4",
+    ]);
+    expect_code(&o, 0);
+    let a = fs::read(&out).unwrap();
+    let parts = split2(&a);
+
+    // HEAD: small, fixed fields.
+    let head = &parts.head;
+    assert_eq!(head["format"], "sydra-archive");
+    assert_eq!(head["version"], 2);
+    assert_eq!(head["zstd_level"], 3);
+    assert_eq!(head["frame_bytes"], 4096);
+    assert_eq!(head["source"], p(&data));
+    assert!(head["tool"].as_str().unwrap().starts_with("sydra-archive "));
+    assert!(head["created_unix_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    assert!(head.get("entries").is_none());
+
+    // DATA: independent frames with checksums, each at most 4 KiB of tar,
+    // none empty; together one tar stream of exactly the layout's entries.
+    assert!(parts.data.len() > 3, "{} frames", parts.data.len());
+    let mut tar_bytes = Vec::new();
+    let mut frame_start = std::collections::HashMap::new();
+    for (at, f) in &parts.data {
+        assert_ne!(f[4] & 0b100, 0, "content checksum flag set");
+        let content = zstd::decode_all(&f[..]).unwrap();
+        assert!(!content.is_empty() && content.len() <= 4096);
+        frame_start.insert(*at, tar_bytes.len());
+        tar_bytes.extend(content);
+    }
+    assert!(tar_bytes.ends_with(&[0u8; 1024]));
     let mut ar = tar::Archive::new(&tar_bytes[..]);
     let members: Vec<String> = ar
         .entries()
         .unwrap()
         .map(|e| {
-            e.unwrap()
-                .path()
+            let e = e.unwrap();
+            assert_eq!(e.header().uid().unwrap(), 0);
+            e.path()
                 .unwrap()
                 .to_str()
                 .unwrap()
@@ -93,31 +93,124 @@ fn frames_head_sums_and_foot_are_exact() {
                 .to_string()
         })
         .collect();
-    assert_eq!(members, got.iter().map(|g| g.0.clone()).collect::<Vec<_>>());
-    assert!(tar_bytes.ends_with(&[0u8; 1024]));
+    let want = walk_layout(&data);
+    assert_eq!(members, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
 
-    // SUMS: one object per file, in archive order, with true digests.
-    let sums: serde_json::Value = serde_json::from_slice(&sums).unwrap();
-    let files = sums["files"].as_array().unwrap();
-    let file_entries: Vec<_> = entries.iter().filter(|e| e["type"] == "file").collect();
-    assert_eq!(files.len(), file_entries.len());
-    for (s, e) in files.iter().zip(file_entries) {
-        assert_eq!(s["path"], e["path"]);
-        assert_eq!(s["size"], e["size"]);
-        let content = fs::read(data.join(s["path"].as_str().unwrap())).unwrap();
-        assert_eq!(s["sha256"].as_str().unwrap(), hex(&sha256(&content)));
+    // INDEX: one record per member, in order, true to the data dir, each
+    // pointing at its own header block.
+    let recs = parts.records();
+    assert_eq!(
+        recs.iter().map(|r| (r.path.clone(), r.dir)).collect::<Vec<_>>(),
+        want
+    );
+    let mut total = 0;
+    for r in &recs {
+        let m = fs::symlink_metadata(data.join(&r.path)).unwrap();
+        assert_eq!(u64::from(r.mode), u64::from(m.permissions().mode() & 0o777));
+        assert_eq!(r.mtime as i64, m.mtime());
+        let at = frame_start[&r.frame] + r.offset as usize;
+        let h = &tar_bytes[at..at + 512];
+        let name = &h[..100];
+        assert!(
+            r.path.as_bytes().starts_with(&name[..name.iter().position(|&b| b == 0).unwrap_or(100)]),
+            "{} at {at}",
+            r.path
+        );
+        if r.dir {
+            assert_eq!(r.size, 0);
+        } else {
+            let content = fs::read(data.join(&r.path)).unwrap();
+            assert_eq!(r.size, content.len() as u64);
+            assert_eq!(r.sha256, sha256(&content), "{}", r.path);
+            assert_eq!(&tar_bytes[at + 512..at + 512 + content.len()], &content[..]);
+            total += content.len() as u64;
+        }
     }
 
-    // FOOT: 64 bytes, version 1, flags 0, body_len, SHA-256 of the body.
-    assert_eq!(foot.len(), 64);
-    assert_eq!(&foot[..4], &SKIP_MAGIC.to_le_bytes());
-    assert_eq!(&foot[4..8], &56u32.to_le_bytes());
-    assert_eq!(&foot[8..16], b"SYDRFOOT");
-    assert_eq!(&foot[16..20], &1u32.to_le_bytes());
-    assert_eq!(&foot[20..24], &0u32.to_le_bytes());
-    let body_len = a.len() - 64;
-    assert_eq!(&foot[24..32], &(body_len as u64).to_le_bytes());
-    assert_eq!(&foot[32..64], &sha256(&a[..body_len]));
+    // TABLE: one row per INDEX frame.
+    assert_eq!(parts.table.len(), 64 * parts.index.len());
+    for (row, (at, body)) in parts.table.chunks(64).zip(&parts.index) {
+        let u = |i: usize| u64::from_le_bytes(row[i..i + 8].try_into().unwrap());
+        assert_eq!(u(0), *at);
+        assert_eq!(u(8), 16 + body.len() as u64);
+        assert_eq!(u(16), u64::from(u32::from_le_bytes(body[..4].try_into().unwrap())));
+        assert_eq!(u(24), u64::from(u32::from_le_bytes(body[4..8].try_into().unwrap())));
+        assert_eq!(&row[32..], &sha256(body));
+    }
+
+    // META: totals, the WAL position, what was left out.
+    let meta = &parts.meta;
+    assert_eq!(meta["files"], recs.iter().filter(|r| !r.dir).count());
+    assert_eq!(meta["dirs"], recs.iter().filter(|r| r.dir).count());
+    assert_eq!(meta["total_bytes"].as_u64().unwrap(), total);
+    assert_eq!(meta["frames"], parts.data.len());
+    assert_eq!(meta["skipped"], serde_json::json!(["0123456789abcdef"]));
+    assert!(!meta["wal"].as_array().unwrap().is_empty());
+
+    // TAIL: 128 bytes that find and authenticate everything.
+    let tail = &parts.tail;
+    let u = |i: usize| u64::from_le_bytes(tail[i..i + 8].try_into().unwrap());
+    assert_eq!(&tail[..4], &SKIP_MAGIC.to_le_bytes());
+    assert_eq!(&tail[4..8], &120u32.to_le_bytes());
+    assert_eq!(&tail[8..16], b"SYDRTAIL");
+    assert_eq!(&tail[16..20], &2u32.to_le_bytes());
+    assert_eq!(&tail[20..24], &0u32.to_le_bytes());
+    let body_len = a.len() - 128;
+    assert_eq!(u(24), parts.table_offset);
+    assert_eq!(u(32), parts.meta_offset);
+    assert_eq!(u(40), body_len as u64);
+    assert_eq!(u(48), recs.len() as u64);
+    assert_eq!(u(56), parts.index.len() as u64);
+    assert_eq!(&tail[64..96], &sha256(&a[parts.table_offset as usize..body_len]));
+    assert_eq!(&tail[96..128], &sha256(&a[..body_len]));
+}
+
+#[test]
+fn golden_v2_is_the_documented_test_vector() {
+    // fixtures/golden-v2.tar.zst: `create fixtures/sample` with
+    // SOURCE_DATE_EPOCH=1800000000 (FORMAT.md A.9).
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden-v2.tar.zst");
+    let a = fs::read(golden).unwrap();
+    let parts = split2(&a);
+    assert_eq!(parts.head["version"], 2);
+    assert_eq!(parts.head["created_unix_ms"], 1_800_000_000_000u64);
+    let head_len = 16 + serde_json::to_vec(&parts.head).unwrap().len() as u64;
+    assert_eq!(parts.data.len(), 1);
+    assert_eq!(parts.data[0].0, head_len);
+    assert_eq!(parts.index.len(), 1);
+    assert_eq!(parts.index[0].0, head_len + parts.data[0].1.len() as u64);
+    let recs = parts.records();
+    assert_eq!(recs.len(), 38);
+    assert_eq!(recs.iter().filter(|r| !r.dir).count(), 33);
+    assert_eq!(parts.meta["files"], 33);
+    assert_eq!(parts.meta["dirs"], 5);
+    for args in [&["verify"][..], &["verify", "--quick"], &["verify", "--deep"]] {
+        let mut args = args.to_vec();
+        args.push(golden);
+        expect_code(&run(&args), 0);
+    }
+    // Every file of the sample, byte for byte, at the place the index says.
+    let sample = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sample"));
+    let tar_bytes = parts.tar();
+    for r in recs.iter().filter(|r| !r.dir) {
+        let at = r.offset as usize;
+        let content = fs::read(sample.join(&r.path)).unwrap();
+        assert_eq!(&tar_bytes[at + 512..at + 512 + content.len()], &content[..]);
+        assert_eq!(r.sha256, sha256(&content));
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dest = t.path().join("r");
+    expect_code(&run(&["restore", golden, p(&dest)]), 0);
+    // Content only: a fresh clone gives the sample other mtimes.
+    assert_eq!(count_tree(sample), count_tree(&dest));
+    for r in &recs {
+        if !r.dir {
+            assert_eq!(
+                fs::read(sample.join(&r.path)).unwrap(),
+                fs::read(dest.join(&r.path)).unwrap()
+            );
+        }
+    }
 }
 
 #[test]
@@ -159,9 +252,8 @@ fn same_tree_gives_same_bytes() {
         outs.push(fs::read(&out).unwrap());
     }
     assert_eq!(outs[0], outs[1]);
-    let (head, ..) = split(&outs[0]);
-    let head: serde_json::Value = serde_json::from_slice(&head).unwrap();
-    assert_eq!(head["created_unix_ms"], 1_795_313_063_000u64);
+    let parts = split2(&outs[0]);
+    assert_eq!(parts.head["created_unix_ms"], 1_795_313_063_000u64);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod atomic;
 mod corruption;
+mod crafted2;
 mod format;
 mod hostile;
 mod live;

@@ -3,6 +3,7 @@
 //! tree inspection.
 
 pub mod craft;
+pub mod craft2;
 pub mod fixtures;
 pub mod hostile;
 pub mod mounts;
@@ -10,6 +11,7 @@ pub mod runner;
 pub mod tree;
 
 pub use craft::*;
+pub use craft2::*;
 pub use fixtures::*;
 pub use hostile::*;
 pub use mounts::*;
