@@ -43,14 +43,15 @@ pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{list, verify};
 pub use progress::Progress;
 pub use read::{
-    Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, read_archive,
+    Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
+    read_archive,
 };
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;
 pub use store::s3::{Listed, Listing, Pruned, Remote, S3Options, S3Url, Uploaded, ls, prune};
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;
-pub use write::{CreateOptions, CreateSummary, write_archive};
+pub use write::{CreateOptions, CreateSummary, write_archive, write_synthetic};
 
 /// The layering the tree shows, checked: each folder imports only the
 /// folders before it (and itself), so there is no import circle and

@@ -265,10 +265,11 @@ impl Dir {
             // SAFETY: readdir returned a valid dirent whose d_name is
             // NUL-terminated and lives until the next readdir call.
             let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-            if name != b"." && name != b".." {
-                if let Err(e) = f(name) {
-                    break Err(e);
-                }
+            if name != b"."
+                && name != b".."
+                && let Err(e) = f(name)
+            {
+                break Err(e);
             }
         };
         // SAFETY: `dirp` came from fdopendir and is closed exactly once.

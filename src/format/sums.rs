@@ -1,9 +1,9 @@
 //! SUMS: the per-file SHA-256 list written after the data.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::head::{Entry, EntryKind, Head};
+use crate::format::head::{EntryKind, Head};
 
 /// One file's checksum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,16 +153,19 @@ pub fn check_stream<R: std::io::Read>(
 }
 
 /// SUMS as a view over the entry list and one digest per file entry, so a
-/// writer can serialize it without building a second list.
+/// (test) writer of version-1 archives can serialize it without building
+/// a second list.
+#[cfg(test)]
 pub struct SumsView<'a> {
     /// Every entry, in archive order (directories are skipped).
-    pub entries: &'a [Entry],
+    pub entries: &'a [crate::format::head::Entry],
     /// One SHA-256 per file entry, in order.
     pub digests: &'a [[u8; 32]],
 }
 
+#[cfg(test)]
 impl Serialize for SumsView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         struct Files<'b>(&'b SumsView<'b>);
         #[derive(Serialize)]
@@ -172,7 +175,10 @@ impl Serialize for SumsView<'_> {
             sha256: String,
         }
         impl Serialize for Files<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 let files = self.0.entries.iter().filter(|e| e.kind == EntryKind::File);
                 s.collect_seq(files.zip(self.0.digests).map(|(e, d)| One {
                     path: &e.path,

@@ -37,8 +37,6 @@ pub const MAX_BLOCK_RECORDS: u64 = 65_536;
 pub const ROW_LEN: usize = 64;
 /// Length of the TAIL frame: always the last bytes of the archive.
 pub const TAIL_LEN: usize = 128;
-/// Largest DATA frame content a writer makes (readers accept any).
-pub const MAX_FRAME_CONTENT: u64 = 64 * 1024 * 1024;
 /// Most warnings META keeps (the rest are counted in the last one).
 pub const MAX_META_WARNINGS: usize = 200;
 
@@ -80,7 +78,9 @@ impl Head2 {
         let h: Head2 = serde_json::from_slice(body)
             .map_err(|e| Error::corrupt(format!("HEAD does not match format version 2: {e}")))?;
         if h.format != FORMAT_NAME || h.version != VERSION2 {
-            return Err(Error::corrupt("HEAD does not declare sydra-archive version 2"));
+            return Err(Error::corrupt(
+                "HEAD does not declare sydra-archive version 2",
+            ));
         }
         Ok(h)
     }
@@ -113,8 +113,7 @@ pub struct Meta {
 impl Meta {
     /// Decodes a META body.
     pub fn parse(body: &[u8]) -> Result<Meta> {
-        serde_json::from_slice(body)
-            .map_err(|e| Error::corrupt(format!("META is not valid: {e}")))
+        serde_json::from_slice(body).map_err(|e| Error::corrupt(format!("META is not valid: {e}")))
     }
 }
 
@@ -213,13 +212,13 @@ impl Record {
         let [mtime, size, frame, offset] = u64s;
         Ok((
             Record {
-            path,
-            kind,
-            mode,
-            mtime,
-            size,
-            frame,
-            offset,
+                path,
+                kind,
+                mode,
+                mtime,
+                size,
+                frame,
+                offset,
                 sha256,
             },
             len,
@@ -391,7 +390,9 @@ impl Tail {
             ));
         }
         if t.entries > t.blocks.saturating_mul(MAX_BLOCK_RECORDS) {
-            return Err(Error::corrupt("TAIL declares more entries than its blocks can hold"));
+            return Err(Error::corrupt(
+                "TAIL declares more entries than its blocks can hold",
+            ));
         }
         Ok(t)
     }
@@ -484,11 +485,6 @@ impl TreeOrder {
     }
 }
 
-/// The opening of a skippable frame with `tag` for a body of `len` bytes.
-pub fn frame_opening(tag: &[u8; 8], len: usize) -> [u8; 16] {
-    skippable_header(tag, len).expect("bounded frame")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,7 +498,11 @@ mod tests {
             size: if kind == EntryKind::File { 5 } else { 0 },
             frame: 40,
             offset: 1024,
-            sha256: if kind == EntryKind::File { [7; 32] } else { [0; 32] },
+            sha256: if kind == EntryKind::File {
+                [7; 32]
+            } else {
+                [0; 32]
+            },
         }
     }
 
@@ -521,7 +521,12 @@ mod tests {
         }
         let mut bad = b.clone();
         bad[0] = 9;
-        assert!(Record::decode(&bad).unwrap_err().to_string().contains("kind"));
+        assert!(
+            Record::decode(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("kind")
+        );
         let mut bad = b.clone();
         bad[1] = 0;
         bad[2] = 0;
@@ -560,7 +565,10 @@ mod tests {
         assert!(Tail::decode(&b2).unwrap_err().to_string().contains("flags"));
         let mut b3 = b;
         b3[16] = 3;
-        assert!(matches!(Tail::decode(&b3), Err(Error::UnsupportedVersion(3))));
+        assert!(matches!(
+            Tail::decode(&b3),
+            Err(Error::UnsupportedVersion(3))
+        ));
     }
 
     #[test]
@@ -595,14 +603,20 @@ mod tests {
         assert!(refuse(&[("wal", EntryKind::Dir), ("wal", EntryKind::Dir)]).contains("duplicate"));
         assert!(refuse(&[("wal/x", EntryKind::File)]).contains("not declared"));
         assert!(
-            refuse(&[("segments", EntryKind::Dir), ("segments/1/a", EntryKind::File)])
-                .contains("not declared")
+            refuse(&[
+                ("segments", EntryKind::Dir),
+                ("segments/1/a", EntryKind::File)
+            ])
+            .contains("not declared")
         );
         assert!(refuse(&[("wal", EntryKind::Dir), ("segments", EntryKind::Dir)]).contains("order"));
         // A file is not a directory to put things in.
         assert!(
-            refuse(&[("segments", EntryKind::File), ("segments/x", EntryKind::File)])
-                .contains("not declared")
+            refuse(&[
+                ("segments", EntryKind::File),
+                ("segments/x", EntryKind::File)
+            ])
+            .contains("not declared")
         );
         // A path that only shares a prefix is not inside.
         assert!(

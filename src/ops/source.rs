@@ -13,8 +13,8 @@ use crate::format::sums::hex;
 use crate::progress::Progress;
 use crate::read::input::{HashPipe, changed_while_read};
 use crate::read::{
-    Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end, plan_from_end,
-    read_archive, read_archive_hashed,
+    Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, list_archive_hashed, list_from_end,
+    plan_from_end, read_archive, read_archive_hashed,
 };
 use crate::store::location::Location;
 use crate::store::s3::{ObjectReader, Remote};
@@ -44,11 +44,6 @@ enum Inner {
 }
 
 impl ArchiveReader {
-    /// The name of the source in messages.
-    pub fn name(&self) -> &Path {
-        &self.name
-    }
-
     /// What a version-2 archive holds, read from its end where the source
     /// allows it (a regular file, an object); `None` for a pipe or a
     /// version-1 archive (whose HEAD says it).
@@ -56,7 +51,9 @@ impl ArchiveReader {
         let shown = self.name.display().to_string();
         let meta = match &self.inner {
             Inner::File { file, stdin: false } => {
-                let m = file.metadata().map_err(|e| Error::io("stat", &self.name, e))?;
+                let m = file
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &self.name, e))?;
                 if !m.is_file() {
                     return Ok(None);
                 }
@@ -91,7 +88,9 @@ impl ArchiveReader {
     fn random_access(&self) -> Result<Option<RandomAccess<'_>>> {
         Ok(match &self.inner {
             Inner::File { file, stdin: false } => {
-                let m = file.metadata().map_err(|e| Error::io("stat", &self.name, e))?;
+                let m = file
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &self.name, e))?;
                 m.is_file().then_some(RandomAccess::File(file, m.len()))
             }
             Inner::File { .. } => None,
@@ -138,9 +137,9 @@ impl ArchiveReader {
         let local = self.local_file(Depth::Quick)?;
         let (info, digest) = match local {
             Some(file) => quick_in_parallel(file, &name, |hasher| {
-                list_archive(self, &name, sha256, hasher, visit)
+                list_archive_hashed(self, &name, sha256, hasher, visit)
             })?,
-            None => list_archive(self, &name, sha256, HashPipe::default(), visit)?,
+            None => list_archive(self, &name, sha256, visit)?,
         };
         if let (Some(want), Some(got)) = (expected, digest) {
             let got = hex(&got);

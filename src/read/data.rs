@@ -79,11 +79,6 @@ impl<'a, R: Read> DataDecoder<'a, R> {
         }
     }
 
-    /// The archive input (for what follows DATA).
-    pub fn input(&mut self) -> &mut Input<R> {
-        self.input
-    }
-
     fn start_frame(&mut self) {
         let at = self.input.position();
         // A frame that gave no byte holds none: the next one replaces it.

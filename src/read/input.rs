@@ -264,6 +264,7 @@ impl Drop for HashPipe {
 
 impl<R: Read> Input<R> {
     /// Wraps `inner`; `path` names the source in error messages.
+    #[cfg(test)]
     pub fn new(inner: R, path: &Path) -> Input<R> {
         Input::with_hasher(inner, path, HashPipe::default())
     }

@@ -201,7 +201,7 @@ pub fn read_archive_hashed<R: Read, S: Sink>(
 pub type Visit<'a> = dyn FnMut(&Entry, Option<&[u8; 32]>) -> Result<()> + 'a;
 
 /// Lists the archive from `src` into `visit` and returns what it says
-/// about itself.
+/// about itself and, when it was checked, its SHA-256.
 ///
 /// A version-1 listing reads HEAD only (nothing is verified), unless
 /// `sha256` is asked for: then the archive is checked as `verify --quick`
@@ -210,6 +210,16 @@ pub type Visit<'a> = dyn FnMut(&Entry, Option<&[u8; 32]>) -> Result<()> + 'a;
 /// does), so entries are handed on before the end is checked: an error
 /// then means what was listed is not to be trusted.
 pub fn list_archive<R: Read>(
+    src: R,
+    name: &Path,
+    sha256: bool,
+    visit: &mut Visit<'_>,
+) -> Result<(Info, Option<[u8; 32]>)> {
+    list_archive_hashed(src, name, sha256, HashPipe::default(), visit)
+}
+
+/// [`list_archive`], with the archive's SHA-256 computed by `hasher`.
+pub fn list_archive_hashed<R: Read>(
     src: R,
     name: &Path,
     sha256: bool,

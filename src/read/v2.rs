@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::format::frame::{SKIPPABLE_MAGIC, check_skippable_header};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::v2::{
-    Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, TAG_INDEX, TAG_META, TAG_TABLE,
-    TAIL_LEN, Tail,
+    Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, TAG_INDEX, TAG_META, TAG_TABLE, TAIL_LEN,
+    Tail,
 };
 use crate::read::data::DataDecoder;
 use crate::read::expect::Rebuild;
@@ -171,7 +171,14 @@ fn finish<R: Read>(
     {
         return Err(Error::corrupt(format!(
             "META counts {} files, {} directories, {} bytes in {} frames, the archive holds {}, {}, {} in {}",
-            meta.files, meta.dirs, meta.total_bytes, meta.frames, seen.files, seen.dirs, seen.bytes, frames
+            meta.files,
+            meta.dirs,
+            meta.total_bytes,
+            meta.frames,
+            seen.files,
+            seen.dirs,
+            seen.bytes,
+            frames
         )));
     }
 
@@ -188,8 +195,7 @@ fn finish<R: Read>(
     if !input.at_eof()? {
         return Err(Error::corrupt("bytes after the TAIL frame"));
     }
-    if (tail.table_offset, tail.meta_offset, tail.body_len)
-        != (table_offset, meta_offset, body_len)
+    if (tail.table_offset, tail.meta_offset, tail.body_len) != (table_offset, meta_offset, body_len)
     {
         return Err(Error::corrupt(
             "TAIL's offsets do not match where TABLE, META and TAIL are",
@@ -331,7 +337,10 @@ pub fn list_from_end(
         read_at(tail.table_offset + 16 + i * ROW_LEN as u64, &mut row).map_err(io)?;
         let r = crate::format::v2::Row::decode(&row);
         let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
-        let end = r.offset.checked_add(r.len).ok_or_else(|| bad("impossible length"))?;
+        let end = r
+            .offset
+            .checked_add(r.len)
+            .ok_or_else(|| bad("impossible length"))?;
         if r.offset < next_free || end > tail.table_offset || r.len < 16 + 8 {
             return Err(bad("points outside the data or at another block"));
         }
@@ -356,7 +365,9 @@ pub fn list_from_end(
         }
     }
     let c = index.counted().expect("a checking index side counts");
-    if index.records != tail.entries || (c.files, c.dirs, c.bytes) != (meta.files, meta.dirs, meta.total_bytes) {
+    if index.records != tail.entries
+        || (c.files, c.dirs, c.bytes) != (meta.files, meta.dirs, meta.total_bytes)
+    {
         return Err(Error::corrupt(
             "the index does not hold what TAIL and META count",
         ));

@@ -445,7 +445,13 @@ mod tests {
         // Below segments/ nothing is listed: it is walked as it is written.
         assert_eq!(
             names(&s),
-            ["MANIFEST", "segments", "tags.json", "wal", "wal/current.wal"]
+            [
+                "MANIFEST",
+                "segments",
+                "tags.json",
+                "wal",
+                "wal/current.wal"
+            ]
         );
         let mut walk = s.walk_segments().unwrap().unwrap();
         let mut below = Vec::new();

@@ -36,8 +36,6 @@ pub(super) struct Frames<'a, W: Write> {
     buf: Vec<u8>,
     /// Sequence number of the frame being filled.
     seq: u64,
-    /// Tar bytes written so far.
-    tar_pos: u64,
     jobs: Option<mpsc::SyncSender<Job>>,
     done: mpsc::Receiver<Done>,
     workers: Workers,
@@ -83,7 +81,6 @@ impl<'a, W: Write> Frames<'a, W> {
             target,
             buf: Vec::with_capacity(target),
             seq: 0,
-            tar_pos: 0,
             jobs: Some(job_tx),
             done: done_rx,
             workers,
@@ -93,11 +90,6 @@ impl<'a, W: Write> Frames<'a, W> {
             max_in_flight: threads as u64 + 1,
             written: Vec::new(),
         })
-    }
-
-    /// Tar bytes written so far.
-    pub(super) fn tar_pos(&self) -> u64 {
-        self.tar_pos
     }
 
     /// The frame the next tar byte goes to.
@@ -135,7 +127,6 @@ impl<'a, W: Write> Frames<'a, W> {
         while !data.is_empty() {
             let n = self.room().min(data.len());
             self.buf.extend_from_slice(&data[..n]);
-            self.tar_pos += n as u64;
             data = &data[n..];
             if self.buf.len() == self.target {
                 self.cut()?;
@@ -236,10 +227,7 @@ impl<'a, W: Write> Frames<'a, W> {
 }
 
 fn compress_loop(rx: &Mutex<mpsc::Receiver<Job>>, tx: &mpsc::Sender<Done>, level: i32) {
-    let mut cctx = match new_cctx(level) {
-        Ok(c) => Some(c),
-        Err(_) => None,
-    };
+    let mut cctx = new_cctx(level).ok();
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());

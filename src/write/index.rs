@@ -95,8 +95,7 @@ impl IndexWriter {
             p.rec.encode(&mut self.block);
             self.block_records += 1;
             self.entries += 1;
-            if self.block.len() >= BLOCK_RAW || u64::from(self.block_records) >= MAX_BLOCK_RECORDS
-            {
+            if self.block.len() >= BLOCK_RAW || u64::from(self.block_records) >= MAX_BLOCK_RECORDS {
                 self.write_block(out)?;
             }
         }
@@ -114,10 +113,8 @@ impl IndexWriter {
             return Ok(());
         }
         self.scratch.clear();
-        self.scratch.extend(block_opening(
-            self.block_records,
-            self.block.len() as u32,
-        ));
+        self.scratch
+            .extend(block_opening(self.block_records, self.block.len() as u32));
         let mut c = zstd::bulk::Compressor::new(INDEX_LEVEL)?;
         c.include_checksum(true)?;
         c.include_contentsize(true)?;

@@ -10,8 +10,6 @@ mod index;
 mod members;
 mod source;
 
-pub(crate) use members::tar_header;
-
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::format::frame::{TAG_HEAD, write_skippable, write_skippable_json};
 use crate::format::head::{Entry, EntryKind};
-use crate::format::v2::{Head2, MAX_HEAD2_BODY, MAX_META_BODY, Meta, TAG_META, TAG_TABLE, Tail, cap_warnings};
+use crate::format::v2::{
+    Head2, MAX_HEAD2_BODY, MAX_META_BODY, Meta, TAG_META, TAG_TABLE, Tail, cap_warnings,
+};
 use crate::store::s3::Uploaded;
 use crate::sydradb::live::{self, FileKind};
 use crate::sydradb::scan::{Captured, Scan};
@@ -195,13 +195,54 @@ pub fn write_archive<W: Write>(
         }
     }
     m.finish()?;
+    let mut all_warnings = warnings;
+    all_warnings.append(&mut m.warnings);
+    let all_warnings = cap_warnings(all_warnings);
+    let (w, sealed) = seal(m, &skipped, &wal, &all_warnings, &on_error)?;
+    Ok((
+        w,
+        CreateSummary {
+            bytes: sealed.bytes,
+            sha256: sealed.sha256,
+            files: sealed.files,
+            dirs: sealed.dirs,
+            data_bytes: sealed.data_bytes,
+            skipped,
+            followed,
+            removed_stale: Vec::new(),
+            threads,
+            wal,
+            warnings: all_warnings,
+            uploaded: None,
+        },
+    ))
+}
+
+/// What [`seal`] wrote.
+struct Sealed {
+    bytes: u64,
+    sha256: [u8; 32],
+    files: u64,
+    dirs: u64,
+    data_bytes: u64,
+}
+
+/// Ends an archive whose DATA and INDEX frames are written: TABLE, META
+/// and TAIL. Returns the output writer.
+fn seal<W: Write>(
+    m: Members<'_, '_, W>,
+    skipped: &[String],
+    wal: &[crate::format::head::WalPosition],
+    warnings: &[String],
+    on_error: &OnError<'_>,
+) -> Result<(W, Sealed)> {
+    let wrap = |e| on_error.wrap(e);
     let Members {
         frames,
         index,
         files,
         dirs,
         data_bytes,
-        warnings: found,
         ..
     } = m;
     let data_frames = frames.frames();
@@ -218,17 +259,14 @@ pub fn write_archive<W: Write>(
     write_skippable(&mut framed, &TAG_TABLE, &table).map_err(wrap)?;
     meta_hash.update(&framed);
     w.write_all(&framed).map_err(wrap)?;
-    let mut all_warnings = warnings;
-    all_warnings.extend(found);
-    let all_warnings = cap_warnings(all_warnings);
     let meta = Meta {
         files,
         dirs,
         total_bytes: data_bytes,
         frames: data_frames,
-        skipped: skipped.clone(),
-        wal: wal.clone(),
-        warnings: all_warnings.clone(),
+        skipped: skipped.to_vec(),
+        wal: wal.to_vec(),
+        warnings: warnings.to_vec(),
     };
     let meta_offset = w.count;
     let mut framed = Vec::new();
@@ -250,21 +288,103 @@ pub fn write_archive<W: Write>(
     let sha256: [u8; 32] = w.hasher.finalize().into();
     Ok((
         w.inner,
-        CreateSummary {
+        Sealed {
             bytes,
             sha256,
             files,
             dirs,
             data_bytes,
-            skipped,
-            followed,
-            removed_stale: Vec::new(),
-            threads,
-            wal,
-            warnings: all_warnings,
-            uploaded: None,
         },
     ))
+}
+
+/// Writes a synthetic archive to `out`: the layout's top level and
+/// `files` segment files of `file_bytes` bytes each (deterministic,
+/// compressible content), `per_dir` to an hour directory, made in memory
+/// by the real writer. For tests and benchmarks of memory and speed at
+/// file counts no test machine should create on disk; returns the
+/// archive's size and SHA-256.
+pub fn write_synthetic<W: Write>(
+    out: W,
+    files: u64,
+    file_bytes: usize,
+    per_dir: u64,
+    threads: u32,
+) -> Result<(W, u64, [u8; 32])> {
+    let name = Path::new("synthetic");
+    let on_error = OnError {
+        out_name: name,
+        level: 3,
+        threads,
+    };
+    let wrap = |e| on_error.wrap(e);
+    let mut w = HashWriter::new(out, name);
+    let head = Head2::new(
+        1_800_000_000_000,
+        "synthetic".into(),
+        3,
+        DEFAULT_FRAME_BYTES as u64,
+    );
+    write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD2_BODY).map_err(wrap)?;
+    let frames = Frames::new(w, 3, threads, DEFAULT_FRAME_BYTES).map_err(wrap)?;
+    let mut m = Members::new(frames, None, &on_error);
+    let e = |path: String, kind: EntryKind, size: u64| Entry {
+        path,
+        kind,
+        size,
+        mode: if kind == EntryKind::Dir { 0o755 } else { 0o644 },
+        mtime: 1_800_000_000,
+    };
+    let bytes = |seed: u64, n: usize| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|i| {
+                if i % 8 == 0 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                }
+                // Half predictable, half not: about as compressible as
+                // segments are.
+                if i % 2 == 0 {
+                    (x >> (i % 8 * 8)) as u8
+                } else {
+                    (i / 64) as u8
+                }
+            })
+            .collect()
+    };
+    let file = |m: &mut Members<'_, '_, W>, path: String, data: Vec<u8>| {
+        let en = e(path, EntryKind::File, data.len() as u64);
+        m.file(
+            &en,
+            name,
+            Source::Captured(Captured::Settled(live::Content::Bytes(data))),
+        )
+    };
+    file(&mut m, "MANIFEST".into(), b"{}\n".to_vec())?;
+    m.dir(&e("segments".into(), EntryKind::Dir, 0))?;
+    let per_dir = per_dir.max(1);
+    let mut i = 0u64;
+    let mut hour = 1_748_736_000u64;
+    while i < files {
+        m.dir(&e(format!("segments/{hour}"), EntryKind::Dir, 0))?;
+        for _ in 0..per_dir.min(files - i) {
+            file(
+                &mut m,
+                format!("segments/{hour}/{i:012x}-{hour}.seg"),
+                bytes(i, file_bytes),
+            )?;
+            i += 1;
+        }
+        hour += 3600;
+    }
+    file(&mut m, "tags.json".into(), b"{}".to_vec())?;
+    m.dir(&e("wal".into(), EntryKind::Dir, 0))?;
+    file(&mut m, "wal/current.wal".into(), Vec::new())?;
+    m.finish()?;
+    let (w, sealed) = seal(m, &[], &[], &[], &on_error)?;
+    Ok((w, sealed.bytes, sealed.sha256))
 }
 
 fn entry(rel: String, kind: EntryKind, st: &Stat) -> Entry {
@@ -302,11 +422,7 @@ fn write_walk<W: Write>(m: &mut Members<'_, '_, W>, tree: &Tree, mut walk: Walk)
     Ok(())
 }
 
-fn write_batch<W: Write>(
-    m: &mut Members<'_, '_, W>,
-    tree: &Tree,
-    batch: Vec<Found>,
-) -> Result<()> {
+fn write_batch<W: Write>(m: &mut Members<'_, '_, W>, tree: &Tree, batch: Vec<Found>) -> Result<()> {
     let now = live::unix_now();
     let hot: Vec<(usize, String, FileKind)> = batch
         .iter()

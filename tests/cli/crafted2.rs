@@ -68,7 +68,10 @@ fn the_crafted_control_verifies_in_several_frames() {
     assert_eq!(stdout(&o).lines().count(), 4);
     let dest = t.path().join("r");
     expect_code(&run(&["restore", p(&f), p(&dest)]), 0);
-    assert_eq!(fs::read(dest.join("segments/3600/a.seg")).unwrap(), [7u8; 3000]);
+    assert_eq!(
+        fs::read(dest.join("segments/3600/a.seg")).unwrap(),
+        [7u8; 3000]
+    );
 }
 
 #[test]
@@ -221,5 +224,9 @@ fn list_from_the_index_refuses_a_tampered_index() {
     let o = run(&["list", p(&f)]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(o.stdout.is_empty());
-    assert!(stderr(&o).contains("does not match its row"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match its row"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -47,9 +47,7 @@ fn frames_index_table_meta_and_tail_are_exact() {
     fs::write(data.join(&long), b"long name").unwrap();
     let out = t.path().join("a.tar.zst");
     // Small frames, so several data frames and cuts inside a file happen.
-    let o = run(&[
-        "create", p(&data), "-o", p(&out), "-q", "--frame-kib", "4",
-    ]);
+    let o = run(&["create", p(&data), "-o", p(&out), "-q", "--frame-kib", "4"]);
     expect_code(&o, 0);
     let a = fs::read(&out).unwrap();
     let parts = split2(&a);
@@ -94,13 +92,18 @@ fn frames_index_table_meta_and_tail_are_exact() {
         })
         .collect();
     let want = walk_layout(&data);
-    assert_eq!(members, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        members,
+        want.iter().map(|w| w.0.clone()).collect::<Vec<_>>()
+    );
 
     // INDEX: one record per member, in order, true to the data dir, each
     // pointing at its own header block.
     let recs = parts.records();
     assert_eq!(
-        recs.iter().map(|r| (r.path.clone(), r.dir)).collect::<Vec<_>>(),
+        recs.iter()
+            .map(|r| (r.path.clone(), r.dir))
+            .collect::<Vec<_>>(),
         want
     );
     let mut total = 0;
@@ -112,7 +115,9 @@ fn frames_index_table_meta_and_tail_are_exact() {
         let h = &tar_bytes[at..at + 512];
         let name = &h[..100];
         assert!(
-            r.path.as_bytes().starts_with(&name[..name.iter().position(|&b| b == 0).unwrap_or(100)]),
+            r.path
+                .as_bytes()
+                .starts_with(&name[..name.iter().position(|&b| b == 0).unwrap_or(100)]),
             "{} at {at}",
             r.path
         );
@@ -133,8 +138,14 @@ fn frames_index_table_meta_and_tail_are_exact() {
         let u = |i: usize| u64::from_le_bytes(row[i..i + 8].try_into().unwrap());
         assert_eq!(u(0), *at);
         assert_eq!(u(8), 16 + body.len() as u64);
-        assert_eq!(u(16), u64::from(u32::from_le_bytes(body[..4].try_into().unwrap())));
-        assert_eq!(u(24), u64::from(u32::from_le_bytes(body[4..8].try_into().unwrap())));
+        assert_eq!(
+            u(16),
+            u64::from(u32::from_le_bytes(body[..4].try_into().unwrap()))
+        );
+        assert_eq!(
+            u(24),
+            u64::from(u32::from_le_bytes(body[4..8].try_into().unwrap()))
+        );
         assert_eq!(&row[32..], &sha256(body));
     }
 
@@ -161,7 +172,10 @@ fn frames_index_table_meta_and_tail_are_exact() {
     assert_eq!(u(40), body_len as u64);
     assert_eq!(u(48), recs.len() as u64);
     assert_eq!(u(56), parts.index.len() as u64);
-    assert_eq!(&tail[64..96], &sha256(&a[parts.table_offset as usize..body_len]));
+    assert_eq!(
+        &tail[64..96],
+        &sha256(&a[parts.table_offset as usize..body_len])
+    );
     assert_eq!(&tail[96..128], &sha256(&a[..body_len]));
 }
 
@@ -184,7 +198,11 @@ fn golden_v2_is_the_documented_test_vector() {
     assert_eq!(recs.iter().filter(|r| !r.dir).count(), 33);
     assert_eq!(parts.meta["files"], 33);
     assert_eq!(parts.meta["dirs"], 5);
-    for args in [&["verify"][..], &["verify", "--quick"], &["verify", "--deep"]] {
+    for args in [
+        &["verify"][..],
+        &["verify", "--quick"],
+        &["verify", "--deep"],
+    ] {
         let mut args = args.to_vec();
         args.push(golden);
         expect_code(&run(&args), 0);
@@ -261,6 +279,12 @@ fn golden_archive_still_verifies() {
     // fixtures/golden-v1.tar.zst was written by an early build from
     // fixtures/sample; readers must keep accepting it.
     let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden-v1.tar.zst");
+    // Still the version-1 layout (FORMAT.md B): HEAD, DATA, SUMS, FOOT.
+    let (head, _, sums, foot) = split(&fs::read(golden).unwrap());
+    let head: serde_json::Value = serde_json::from_slice(&head).unwrap();
+    assert_eq!(head["version"], 1);
+    assert!(sums.starts_with(b"{\"files\":["));
+    assert_eq!(&foot[8..16], b"SYDRFOOT");
     let o = run(&["verify", golden, "--json"]);
     expect_code(&o, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

@@ -6,6 +6,7 @@ mod crafted2;
 mod format;
 mod hostile;
 mod live;
+mod memory;
 mod probe;
 mod refusals;
 mod restore;

@@ -194,7 +194,14 @@ fn list_json_is_the_index() {
             assert_eq!(e["sha256"].as_str().unwrap(), rec_sha(r));
         }
     }
-    for k in ["format", "version", "created_unix_ms", "tool", "source", "zstd_level"] {
+    for k in [
+        "format",
+        "version",
+        "created_unix_ms",
+        "tool",
+        "source",
+        "zstd_level",
+    ] {
         assert_eq!(v[k], parts.head[k], "{k}");
     }
     for k in ["files", "dirs", "total_bytes", "wal"] {

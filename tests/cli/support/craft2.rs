@@ -65,6 +65,9 @@ pub fn decode_records(mut b: &[u8]) -> Vec<Rec> {
     out
 }
 
+/// A change to one part of a crafted archive.
+pub type Hook<T> = Box<dyn Fn(&mut T)>;
+
 /// A version-2 archive being crafted: each part can be changed before
 /// [`Craft2::build`] seals it (TABLE, META and TAIL are computed from what
 /// is built unless overridden).
@@ -75,20 +78,17 @@ pub struct Craft2 {
     /// Where the tar stream is cut into frames.
     pub cuts: Vec<usize>,
     /// Changes the records computed from the tar before they are written.
-    pub records: Box<dyn Fn(&mut Vec<Rec>)>,
+    pub records: Hook<Vec<Rec>>,
     /// Changes the INDEX frame body (records count, raw length, zstd frame).
-    pub block: Box<dyn Fn(&mut Vec<u8>)>,
+    pub block: Hook<Vec<u8>>,
     /// Changes META.
-    pub meta: Box<dyn Fn(&mut serde_json::Value)>,
-    /// Changes TABLE's body.
+    pub meta: Hook<serde_json::Value>,
+    /// Changes TABLE's body (given TABLE's own offset).
+    #[allow(clippy::type_complexity)]
     pub table: Box<dyn Fn(&mut Vec<u8>, u64)>,
     /// Changes TAIL (its 128 bytes) after it is computed.
-    pub tail: Box<dyn Fn(&mut [u8; 128])>,
+    pub tail: Hook<[u8; 128]>,
 }
-
-/// The mtime and mode `raw_tar` writes.
-pub const RAW_MTIME: u64 = 1;
-pub const RAW_MODE: u32 = 0o644;
 
 impl Craft2 {
     pub fn new(members: &[Member]) -> Self {
@@ -119,7 +119,9 @@ impl Craft2 {
                 .trim_end_matches('/')
                 .to_string();
             let octal = |s: &[u8]| {
-                let s = std::str::from_utf8(s).unwrap().trim_matches(|c| c == '\0' || c == ' ');
+                let s = std::str::from_utf8(s)
+                    .unwrap()
+                    .trim_matches(|c| c == '\0' || c == ' ');
                 u64::from_str_radix(s, 8).unwrap_or(0)
             };
             let size = if h[124] & 0x80 != 0 {
