@@ -10,7 +10,10 @@ from one run of this script, not numbers across runs.
   bench/compare.sh                      # 1x data sets, 3 runs each
   bench/compare.sh --scale 0.1 --runs 5
   bench/compare.sh --scale 4 --only create,verify
-  bench/compare.sh --only files --small-files 100000   # 10,000 vs 100,000 files
+  bench/compare.sh --only files --small-files 1000000  # 100,000 vs 1,000,000 files
+  bench/compare.sh --only frames                       # size and speed per frame size
+  bench/compare.sh --only synthetic                    # verify/list at 0.1, 1, 10 M entries
+  bench/compare.sh --only onedir                       # 1,000,000 segments in one hour dir
 """
 import argparse
 import os
@@ -23,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "sydra-archive")
 GEN = os.path.join(ROOT, "target", "release", "examples", "generate")
+SYN = os.path.join(ROOT, "target", "release", "examples", "synthetic")
 LAYOUT = ["MANIFEST", "segments", "tags.json", "wal"]
 
 
@@ -52,9 +56,13 @@ def run(argv):
 def generate(path, series, hours, flush, interval=10):
     if os.path.isdir(path):
         return
-    subprocess.run([GEN, path, "--series", str(series), "--hours", str(hours),
+    tmp = path + ".partial"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    subprocess.run([GEN, tmp, "--series", str(series), "--hours", str(hours),
                     "--flush", str(flush), "--interval", str(interval)],
                    check=True, stdout=subprocess.DEVNULL)
+    os.rename(tmp, path)
 
 
 def du(path):
@@ -128,7 +136,7 @@ def main():
         ])
         report("create (level 3, all cores, every file hashed)", res, [
             ("create / checksummed pipeline", "sydra-archive create", "tar | zstd -3 -T0 | tee | sha256sum", 1.0),
-            ("create / bare pipeline", "sydra-archive create", "tar | zstd -3 -T0", 1.15),
+            ("create / bare pipeline", "sydra-archive create", "tar | zstd -3 -T0", 1.10),
         ])
         sa, sb = os.path.getsize(A), os.path.getsize(B)
         print(f"  size: sydra-archive {sa} bytes, tar|zstd {sb} bytes: {sa / sb:.3f}x (target <= 1.02x)")
@@ -142,7 +150,7 @@ def main():
         ])
         report("verify", res, [
             ("verify --quick / sha256sum", "sydra-archive verify --quick", "sha256sum", 0.3),
-            ("verify / zstd -t", "sydra-archive verify", "zstd -t", 1.1),
+            ("verify / zstd -t", "sydra-archive verify", "zstd -t", 1.0),
         ])
 
     restore_sets = [("restore (verified, durable)", A, B)] if "restore" in only else []
@@ -152,6 +160,7 @@ def main():
         SA, SB = os.path.join(out, "small-sydra.tar.zst"), os.path.join(out, "small-bare.tar.zst")
         run([BIN, "create", small, "-o", SA, "--force", "-q"])
         sh(f"tar -cf - -C {small} {' '.join(LAYOUT)} | zstd -3 -T0 -q > {SB}")
+        size_line(SA, SB, nfiles, 1.15)
         restore_sets.append((f"restore of {nfiles} small files in hour dirs of 5,000", SA, SB))
     scratch = Scratch(a.work, "restore")
     for title, sa_path, sb_path in restore_sets:
@@ -163,6 +172,78 @@ def main():
 
     if "files" in only and a.small_files:
         files_scaling(a.work, out, a.small_files, a.runs)
+    if "frames" in only:
+        frame_sizes(big, out, a.runs)
+    if "synthetic" in only:
+        synthetic(a.work, a.runs)
+    if "onedir" in only:
+        one_dir(a.work, out, a.runs)
+
+
+def size_line(ours, theirs, nfiles, target):
+    sa, sb = os.path.getsize(ours), os.path.getsize(theirs)
+    verdict = "ok" if sa / sb <= target else "MISSED"
+    print(f"  size ({nfiles} files): sydra-archive {sa} bytes, tar|zstd {sb} bytes: {sa / sb:.3f}x "
+          f"(target <= {target}x: {verdict}); {(sa - sb) / nfiles:.0f} bytes more per file")
+
+
+def frame_sizes(big, out, runs):
+    """Archive size and create time for each DATA frame size."""
+    print("\n## frame size (tar bytes per independent zstd frame), on the big set")
+    cases = []
+    for kib in (1024, 2048, 4096, 8192, 16384):
+        path = os.path.join(out, f"frames-{kib}.tar.zst")
+        cases.append((f"{kib // 1024} MiB", path,
+                      lambda kib=kib, path=path: run([BIN, "create", big, "-o", path, "--force", "-q",
+                                                      "--frame-kib", str(kib)])))
+    res = alternate(runs, [(n, f) for n, _, f in cases])
+    bare = os.path.join(out, "bare.tar.zst")
+    for name, path, _ in cases:
+        t, rss = res[name]
+        print(f"  {name:>6}: {os.path.getsize(path)} bytes ({os.path.getsize(path) / os.path.getsize(bare):.4f}x "
+              f"tar|zstd), create {t:.2f} s, peak RSS {rss / 1024:.0f} MiB")
+
+
+def synthetic(work, runs):
+    """verify and list of synthetic archives of 0.1, 1 and 10 million
+    entries (made in memory by the real writer): time and peak RSS."""
+    print("\n## many entries: synthetic archives (40-byte files, one hour dir per million)")
+    for n in (100_000, 1_000_000, 10_000_000):
+        path = os.path.join(work, f"synthetic-{n}.tar.zst")
+        if not os.path.exists(path):
+            subprocess.run([SYN, path, str(n), "--bytes", "40"], check=True, stdout=subprocess.DEVNULL)
+        res = alternate(runs, [
+            ("verify", lambda: run([BIN, "verify", path])),
+            ("verify --quick", lambda: run([BIN, "verify", "--quick", path])),
+            ("verify - (pipe)", lambda: sh(f"{BIN} verify - < {path}")),
+            ("list --json", lambda: sh(f"{BIN} list --json {path} > /dev/null")),
+            ("list --sha256", lambda: sh(f"{BIN} list --sha256 {path} > /dev/null")),
+        ])
+        print(f"  {n:>10} entries, {os.path.getsize(path) / 1e6:.0f} MB: " + ", ".join(
+            f"{k} {t:.2f} s / {rss / 1024:.0f} MiB" for k, (t, rss) in res.items()))
+
+
+def one_dir(work, out, runs):
+    """A data dir whose one hour directory holds about 1,000,000 segments
+    (1,112 series flushed every 4 s for an hour)."""
+    src = os.path.join(work, "onedir-1m")
+    generate(src, 1112, 1, 4, 1)
+    size, nfiles = du(src)
+    print(f"\n## one hour directory of {nfiles} files, {size / 1e6:.0f} MB")
+    SA, SB = os.path.join(out, "onedir-sydra.tar.zst"), os.path.join(out, "onedir-bare.tar.zst")
+    tar_in = f"tar -cf - -C {src} {' '.join(LAYOUT)}"
+    res = alternate(runs, [
+        ("create", lambda: run([BIN, "create", src, "-o", SA, "--force", "-q"])),
+        ("tar | zstd -3 -T0 | tee | sha256sum", lambda: sh(f"{tar_in} | zstd -3 -T0 -q | tee {SB} | sha256sum")),
+        ("verify", lambda: run([BIN, "verify", SA])),
+        ("zstd -t", lambda: run(["zstd", "-t", "-q", SB])),
+        ("list --sha256", lambda: sh(f"{BIN} list --sha256 {SA} > /dev/null")),
+    ])
+    report("one hour directory", res, [
+        ("create / checksummed pipeline", "create", "tar | zstd -3 -T0 | tee | sha256sum", 1.0),
+        ("verify / zstd -t", "verify", "zstd -t", 1.0),
+    ])
+    size_line(SA, SB, nfiles, 1.15)
 
 
 class Scratch:
@@ -220,6 +301,7 @@ def files_scaling(work, out, files, runs):
         tar_in = f"tar -cf - -C {src} {' '.join(LAYOUT)}"
         run([BIN, "create", src, "-o", SA, "--force", "-q"])
         sh(f"{tar_in} | zstd -3 -T0 -q > {SB}")
+        size_line(SA, SB, nfiles, 1.15)
         # Restores in a round of their own, as above: their writeback must
         # not land in the middle of the create and verify runs.
         res = alternate(runs, [
