@@ -458,11 +458,19 @@ fn produce<R: Read, S: Sink, E: Expect>(
                     return Err(worker_error());
                 }
             }
+            // A failed worker sends no more digests while the others
+            // wait for work: the failure is looked for between waits.
             while expect.waiting() > MAX_WAITING / 2 {
-                let Ok((file, d)) = done.recv() else {
-                    return Err(worker_error());
-                };
-                expect.digest(file, d)?;
+                match done.recv_timeout(std::time::Duration::from_millis(50)) {
+                    Ok((file, d)) => expect.digest(file, d)?,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let stopped = failed.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                        if stopped {
+                            return Err(worker_error());
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(worker_error()),
+                }
             }
         }
     }

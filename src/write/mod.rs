@@ -33,7 +33,7 @@ use hash::HashWriter;
 use members::{Members, Source};
 
 /// Tar bytes per DATA frame, by default.
-pub const DEFAULT_FRAME_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// Files listed ahead of writing, so the recently written ones among them
 /// settle together (in the same rounds, one deadline).
 const SETTLE_BATCH: usize = 256;

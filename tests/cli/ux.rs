@@ -204,6 +204,8 @@ fn json_reports_have_the_documented_fields() {
     assert_eq!(keys(&v), documented("create --json"));
     let v = json(&["verify", p(&out), "--json"], 0);
     assert_eq!(keys(&v), documented("verify --json"));
+    let v = json(&["list", p(&out), "--json"], 0);
+    assert_eq!(keys(&v), documented("list --json"));
     let v = json(&["restore", p(&out), p(&t.path().join("r")), "--json"], 0);
     assert_eq!(keys(&v), documented("restore --json"));
     let bad = t.path().join("bad.tar.zst");

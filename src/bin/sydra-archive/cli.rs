@@ -124,7 +124,7 @@ pub struct CreateArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub threads: u32,
     /// Tar bytes per independent DATA frame, in KiB (for measurements).
-    #[arg(long, hide = true, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(4..=65536))]
+    #[arg(long, hide = true, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(4..=65536))]
     pub frame_kib: u32,
     /// Replace OUT if it exists.
     #[arg(long)]

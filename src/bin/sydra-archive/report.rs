@@ -303,11 +303,8 @@ struct ListEnd<'a> {
     files: u64,
     dirs: u64,
     total_bytes: u64,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped: &'a [String],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     wal: &'a [sydra_archive::WalPosition],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     warnings: &'a [String],
 }
 

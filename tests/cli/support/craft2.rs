@@ -95,7 +95,7 @@ impl Craft2 {
         Craft2 {
             head: serde_json::json!({
                 "format": "sydra-archive", "version": 2, "created_unix_ms": 1,
-                "tool": "test", "source": "test", "zstd_level": 3, "frame_bytes": 8388608
+                "tool": "test", "source": "test", "zstd_level": 3, "frame_bytes": 2097152
             }),
             tar: raw_tar(members),
             cuts: Vec::new(),
