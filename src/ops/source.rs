@@ -124,12 +124,18 @@ impl ArchiveReader {
             None => false,
         };
         if indexed {
-            let again = self.random_access()?.map(|ra| (ra.size(), ra.owned()));
-            let (size, owned) = again.expect("random access checked above");
+            let ra = self.random_access()?.expect("random access checked above");
+            let (size, owned) = (ra.size(), ra.owned(&self.name)?);
+            // The file listed must be the one verified: unchanged between.
+            let path = self.name.clone();
+            let before = owned.stamp(&path)?;
             if sha256 {
                 self.read_into(Depth::Quick, &mut crate::read::NullSink)?;
             }
             let info = list_from_end(size, &mut owned.reader(), &shown, visit)?;
+            if owned.stamp(&path)? != before {
+                return Err(changed_while_read(&path));
+            }
             return Ok(info.expect("a TAIL was found"));
         }
         let name = self.name.clone();
@@ -214,16 +220,15 @@ impl RandomAccess<'_> {
         }
     }
 
-    fn owned(&self) -> OwnedAccess {
-        match self {
-            RandomAccess::File(f, _) => OwnedAccess::File(
-                f.try_clone()
-                    .unwrap_or_else(|_| panic!("a descriptor can be duplicated")),
-            ),
+    fn owned(&self, name: &Path) -> Result<OwnedAccess> {
+        Ok(match self {
+            RandomAccess::File(f, _) => {
+                OwnedAccess::File(f.try_clone().map_err(|e| Error::io("read", name, e))?)
+            }
             RandomAccess::Object(r, _, e) => {
                 OwnedAccess::Object(Box::new((*r).clone()), e.map(str::to_string))
             }
-        }
+        })
     }
 
     /// Reads at an offset; our errors travel inside the `io::Error`.
@@ -236,6 +241,24 @@ impl RandomAccess<'_> {
 }
 
 impl OwnedAccess {
+    /// What tells a file that changed (size, mtime, ctime); an object is
+    /// pinned to its ETag instead.
+    fn stamp(&self, name: &Path) -> Result<Option<(u64, i64, i64, i64, i64)>> {
+        match self {
+            OwnedAccess::File(f) => {
+                let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
+                Ok(Some((
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                )))
+            }
+            OwnedAccess::Object(..) => Ok(None),
+        }
+    }
+
     /// Reads at an offset; our errors travel inside the `io::Error`.
     fn reader(&self) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
         move |at, buf| match self {

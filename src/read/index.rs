@@ -23,6 +23,8 @@ pub struct IndexSide<'a> {
     pub blocks: u64,
     /// Records seen.
     pub records: u64,
+    /// The frame offset of the last record seen: offsets never go back.
+    last_frame: u64,
     /// Checks the records themselves (when they are listed rather than
     /// compared with the data): path rules, order, sizes.
     check: Option<Checked>,
@@ -31,7 +33,6 @@ pub struct IndexSide<'a> {
 
 struct Checked {
     order: TreeOrder,
-    last_frame: u64,
     files: u64,
     dirs: u64,
     bytes: u64,
@@ -56,6 +57,7 @@ impl<'a> IndexSide<'a> {
             content: Sha256::new(),
             blocks: 0,
             records: 0,
+            last_frame: 0,
             check: None,
             on_record: None,
         }
@@ -67,7 +69,6 @@ impl<'a> IndexSide<'a> {
         IndexSide {
             check: Some(Checked {
                 order: TreeOrder::default(),
-                last_frame: 0,
                 files: 0,
                 dirs: 0,
                 bytes: 0,
@@ -120,26 +121,37 @@ impl<'a> IndexSide<'a> {
         if used != body.len() - 8 {
             return Err(bad("bytes after its zstd frame".into()));
         }
+        // Every record is checked, and counted, before any is handed on.
         let mut off = 0usize;
         let mut count = 0u64;
-        let walked = (|| -> Result<()> {
-            while off < raw.len() {
-                let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
-                off += len;
-                count += 1;
-                if let Some(c) = &mut self.check {
-                    check_record(c, &rec, at)?;
-                }
-                if let Some(f) = &mut self.on_record {
-                    f(&rec)?;
-                }
+        while off < raw.len() {
+            let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
+            off += len;
+            count += 1;
+            // A block lists members whose headers are in data frames
+            // written before it, in order.
+            if rec.frame < self.last_frame || rec.frame >= at {
+                return Err(Error::corrupt(format!(
+                    "index record {:?} points at offset {} outside the data before its block",
+                    rec.path, rec.frame
+                )));
             }
-            Ok(())
-        })();
-        self.content.update(&raw);
-        walked?;
+            self.last_frame = rec.frame;
+            if let Some(c) = &mut self.check {
+                check_record(c, &rec)?;
+            }
+        }
         if count != records {
             return Err(bad(format!("holds {count} records but declares {records}")));
+        }
+        self.content.update(&raw);
+        if let Some(f) = &mut self.on_record {
+            let mut off = 0usize;
+            while off < raw.len() {
+                let (rec, len) = Record::decode(&raw[off..]).expect("decoded above");
+                off += len;
+                f(&rec)?;
+            }
         }
         self.blocks += 1;
         self.records += records;
@@ -157,7 +169,7 @@ impl<'a> IndexSide<'a> {
     }
 }
 
-fn check_record(c: &mut Checked, rec: &Record, block_at: u64) -> Result<()> {
+fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
     let is_dir = rec.kind == EntryKind::Dir;
     check_path(&rec.path, is_dir).map_err(|why| Error::hostile(&rec.path, why))?;
     c.order
@@ -169,13 +181,6 @@ fn check_record(c: &mut Checked, rec: &Record, block_at: u64) -> Result<()> {
             rec.path
         )));
     }
-    if rec.frame < c.last_frame || rec.frame >= block_at {
-        return Err(Error::corrupt(format!(
-            "index record {:?} points at offset {} outside the data before it",
-            rec.path, rec.frame
-        )));
-    }
-    c.last_frame = rec.frame;
     if is_dir {
         if rec.size != 0 {
             return Err(Error::hostile(&rec.path, "directory with a non-zero size"));

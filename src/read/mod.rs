@@ -337,6 +337,8 @@ fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str
         T::Fifo => Err("fifo"),
         T::GNUSparse => Err("sparse file"),
         T::XGlobalHeader => Err("pax global header"),
+        T::XHeader => Err("pax extended header"),
+        T::GNULongLink => Err("GNU long link name"),
         _ => Err("non-regular"),
     }
 }
@@ -424,6 +426,11 @@ fn produce<R: Read, S: Sink, E: Expect>(
     // straight into the chunk that goes to a worker.
     let mut ar = tar::Archive::new(Shared(dec));
     let mut file_no = 0usize;
+    // Raw: every header comes here, so nothing tar-rs would apply on its
+    // own (pax records, GNU long links, sparse maps) can make a member
+    // mean something other than what was checked. The one extension the
+    // format has, a GNU long-name record, is read here, bounded.
+    let mut long_name: Option<Vec<u8>> = None;
     let worker_error = || {
         failed
             .lock()
@@ -431,10 +438,17 @@ fn produce<R: Read, S: Sink, E: Expect>(
             .take()
             .unwrap_or(Error::Interrupted)
     };
-    for member in ar.entries_with_seek().map_err(tar_err)? {
+    for member in ar.entries_with_seek().map_err(tar_err)?.raw(true) {
         let mut member = member.map_err(tar_err)?;
+        if member.header().entry_type() == tar::EntryType::GNULongName {
+            if long_name.is_some() {
+                return Err(Error::corrupt("two GNU long-name records in a row"));
+            }
+            long_name = Some(read_long_name(&mut member)?);
+            continue;
+        }
         let want = {
-            let seen = seen(&member, dec)?;
+            let seen = seen(&member, dec, long_name.take())?;
             expect.member(&seen)?
         };
         match want.kind {
@@ -474,6 +488,11 @@ fn produce<R: Read, S: Sink, E: Expect>(
             }
         }
     }
+    if long_name.is_some() {
+        return Err(Error::corrupt(
+            "a GNU long-name record is not followed by a member",
+        ));
+    }
     for q in queues.all() {
         if q.flush().is_err() {
             return Err(worker_error());
@@ -482,12 +501,37 @@ fn produce<R: Read, S: Sink, E: Expect>(
     Ok(())
 }
 
-/// What a tar member says about itself, and where its header is.
+/// The name a GNU long-name record holds (at most a path's length and
+/// its NUL; read whole only once its size is checked).
+fn read_long_name(member: &mut impl Read) -> Result<Vec<u8>> {
+    let limit = crate::format::path::MAX_PATH_LEN as u64 + 1;
+    let mut name = Vec::new();
+    member
+        .take(limit + 1)
+        .read_to_end(&mut name)
+        .map_err(tar_err)?;
+    if name.len() as u64 > limit {
+        return Err(Error::corrupt(format!(
+            "a GNU long-name record longer than {limit} bytes"
+        )));
+    }
+    if name.last() == Some(&0) {
+        name.pop();
+    }
+    Ok(name)
+}
+
+/// What a tar member says about itself (its path from `long_name` when a
+/// GNU long-name record came before it), and where its header is.
 fn seen<'m, R: Read>(
     member: &'m tar::Entry<'_, Shared<'_, '_, R>>,
     dec: &RefCell<DataDecoder<'_, R>>,
+    long_name: Option<Vec<u8>>,
 ) -> Result<Seen<'m>> {
-    let raw = member.path_bytes();
+    let raw = match long_name {
+        Some(n) => std::borrow::Cow::Owned(n),
+        None => member.path_bytes(),
+    };
     let shown = String::from_utf8_lossy(&raw).into_owned();
     let kind = member_kind(member.header().entry_type()).map_err(|what| {
         Error::hostile(

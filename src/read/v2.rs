@@ -232,14 +232,18 @@ fn carried(e: std::io::Error, name: &str) -> Error {
     Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", name, e))
 }
 
-/// Reads a version-2 archive's plan (its totals) from its end, where the
-/// source can be read at any offset: TAIL, then META, checked against
-/// TAIL's digest of TABLE and META (TABLE is read too).
-pub fn plan_from_end(
+/// Most TABLE bytes read into memory from an archive's end (a row per
+/// INDEX block of about 10,000 entries: 16 MiB covers billions).
+const MAX_TABLE_IN_MEMORY: u64 = 16 * 1024 * 1024;
+
+/// The end of a version-2 archive that can be read at any offset: TAIL,
+/// then TABLE's rows and META, checked against TAIL's digest before any
+/// of them is used. `None` when the archive does not end with a TAIL.
+fn read_end(
     size: u64,
     read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     name: &str,
-) -> Result<Option<Meta>> {
+) -> Result<Option<(Tail, Meta, Vec<u8>)>> {
     let io = |e| carried(e, name);
     if size < TAIL_LEN as u64 {
         return Ok(None);
@@ -251,62 +255,67 @@ pub fn plan_from_end(
     }
     let tail = Tail::decode(&t)?;
     tail.check_size(size, name)?;
-    let span = tail.body_len - tail.table_offset;
-    if span > 16 + MAX_META_BODY + tail.blocks.saturating_mul(ROW_LEN as u64) + 16 {
-        return Err(Error::corrupt("TAIL points at more than TABLE and META"));
+    // Tail::decode bounds META and ties TABLE's length to `blocks`.
+    let table_len = tail.meta_offset - tail.table_offset;
+    if table_len > MAX_TABLE_IN_MEMORY {
+        return Err(Error::corrupt(format!(
+            "TABLE of {table_len} bytes is over the {MAX_TABLE_IN_MEMORY} this reader takes"
+        )));
     }
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = tail.table_offset;
-    while at < tail.meta_offset {
-        let n = ((tail.meta_offset - at) as usize).min(buf.len());
-        read_at(at, &mut buf[..n]).map_err(io)?;
-        hash.update(&buf[..n]);
-        at += n as u64;
-    }
-    let mut meta = vec![0u8; (tail.body_len - tail.meta_offset) as usize];
-    read_at(tail.meta_offset, &mut meta).map_err(io)?;
-    hash.update(&meta);
-    if tail.meta_sha256 != hash.finalize().as_slice() {
+    let mut end = vec![0u8; (tail.body_len - tail.table_offset) as usize];
+    read_at(tail.table_offset, &mut end).map_err(io)?;
+    if tail.meta_sha256 != Sha256::digest(&end).as_slice() {
         return Err(Error::corrupt(
             "TABLE and META do not match TAIL's SHA-256 (corrupted or tampered)",
         ));
     }
-    let mut h = [0u8; 16];
-    h.copy_from_slice(&meta[..16]);
-    let len = check_skippable_header(&h, &TAG_META, MAX_META_BODY, tail.meta_offset)?;
-    if len + 16 != meta.len() as u64 {
-        return Err(Error::corrupt("META frame does not end where TAIL begins"));
+    let split = table_len as usize;
+    let th: [u8; 16] = end[..16].try_into().expect("TABLE is at least 16 bytes");
+    let rows = check_skippable_header(&th, &TAG_TABLE, table_len, tail.table_offset)?;
+    let mh: [u8; 16] = end[split..split + 16]
+        .try_into()
+        .expect("META is at least 16 bytes");
+    let len = check_skippable_header(&mh, &TAG_META, MAX_META_BODY, tail.meta_offset)?;
+    if rows + 16 != table_len || len + 16 != (end.len() - split) as u64 {
+        return Err(Error::corrupt(
+            "TABLE and META frames do not end where TAIL says",
+        ));
     }
-    Meta::parse(&meta[16..]).map(Some)
+    let meta = Meta::parse(&end[split + 16..])?;
+    end.truncate(split);
+    end.drain(..16);
+    Ok(Some((tail, meta, end)))
+}
+
+/// Reads a version-2 archive's plan (its totals) from its end, where the
+/// source can be read at any offset (see [`list_from_end`]).
+pub fn plan_from_end(
+    size: u64,
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    name: &str,
+) -> Result<Option<Meta>> {
+    Ok(read_end(size, read_at, name)?.map(|(_, meta, _)| meta))
 }
 
 /// Lists a version-2 archive that can be read at any offset from its
-/// index alone: HEAD, TAIL, TABLE and META (checked against TAIL's
-/// digest), then each INDEX frame (checked against its TABLE row) before
-/// a record of it is handed to `visit`. `None` when the archive does not
-/// end with a TAIL (version 1). This checks the index, not the data: the
-/// data is checked by `verify`.
+/// index alone: TAIL, TABLE and META (checked against TAIL's digest),
+/// then each INDEX frame (checked against its TABLE row, and its records
+/// checked and counted) before a record of it is handed to `visit`. HEAD
+/// is read for what the archive says about itself (covered only by the
+/// whole archive's digest, which this does not read). `None` when the
+/// archive does not end with a TAIL (version 1). This checks the index,
+/// not the data: `verify` checks the data.
 pub fn list_from_end(
     size: u64,
     read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     name: &str,
     visit: &mut Visit<'_>,
 ) -> Result<Option<Info>> {
+    let Some((tail, meta, table)) = read_end(size, read_at, name)? else {
+        return Ok(None);
+    };
     let io = |e| carried(e, name);
-    if size < TAIL_LEN as u64 {
-        return Ok(None);
-    }
-    let mut t = [0u8; TAIL_LEN];
-    read_at(size - TAIL_LEN as u64, &mut t).map_err(io)?;
-    if !Tail::is_tail(&t) {
-        return Ok(None);
-    }
-    let tail = Tail::decode(&t)?;
-    tail.check_size(size, name)?;
-    let meta = plan_from_end(size, read_at, name)?.expect("a TAIL was found");
 
-    // HEAD, for what the archive says about itself.
     let mut h = [0u8; 16];
     read_at(0, &mut h).map_err(io)?;
     let len = check_skippable_header(
@@ -331,11 +340,9 @@ pub fn list_from_end(
         visit(&e, (rec.kind == EntryKind::File).then_some(&rec.sha256))
     })));
     let mut next_free = data_start;
-    let mut row = [0u8; ROW_LEN];
     let mut frame = Vec::new();
-    for i in 0..tail.blocks {
-        read_at(tail.table_offset + 16 + i * ROW_LEN as u64, &mut row).map_err(io)?;
-        let r = crate::format::v2::Row::decode(&row);
+    for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
+        let r = crate::format::v2::Row::decode(row.try_into().expect("a whole row"));
         let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
         let end = r
             .offset
@@ -350,19 +357,18 @@ pub fn list_from_end(
         next_free = end;
         frame.resize(r.len as usize, 0);
         read_at(r.offset, &mut frame).map_err(io)?;
-        let mut fh = [0u8; 16];
-        fh.copy_from_slice(&frame[..16]);
+        let fh: [u8; 16] = frame[..16].try_into().expect("at least 24 bytes");
         let blen = check_skippable_header(&fh, &TAG_INDEX, MAX_BLOCK_BODY, r.offset)?;
         if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
             return Err(bad(
                 "the INDEX frame does not match its row (corrupted or tampered)",
             ));
         }
-        let before = index.records;
-        index.block(r.offset, r.len, &frame[16..])?;
-        if index.records - before != r.records {
-            return Err(bad("record count differs from the block's"));
+        let opening: [u8; 8] = frame[16..24].try_into().expect("at least 24 bytes");
+        if crate::format::v2::parse_block_opening(&opening)? != (r.records, r.raw_len) {
+            return Err(bad("its counts differ from the block's"));
         }
+        index.block(r.offset, r.len, &frame[16..])?;
     }
     let c = index.counted().expect("a checking index side counts");
     if index.records != tail.entries

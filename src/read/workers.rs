@@ -259,6 +259,24 @@ pub fn worker<S: Sink>(
     pool: &Pool,
     done: &mpsc::Sender<(usize, [u8; 32])>,
 ) {
+    // A panic (in a sink) must not leave the reader waiting for this
+    // worker: it is recorded as a failure and the budget closed.
+    struct OnPanic<'a> {
+        failed: &'a Mutex<Option<Error>>,
+        budget: &'a Budget,
+    }
+    impl Drop for OnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(Error::Refused("a reader worker panicked".into()));
+                self.budget.close();
+            }
+        }
+    }
+    let _guard = OnPanic { failed, budget };
     let mut current: Option<Current<S::File>> = None;
     for (batch, cost) in rx {
         for job in batch {

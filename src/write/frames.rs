@@ -227,18 +227,20 @@ impl<'a, W: Write> Frames<'a, W> {
 }
 
 fn compress_loop(rx: &Mutex<mpsc::Receiver<Job>>, tx: &mpsc::Sender<Done>, level: i32) {
-    let mut cctx = new_cctx(level).ok();
+    let mut cctx = new_cctx(level);
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             rx.recv()
         };
         let Ok(mut job) = job else { return };
-        let result = match &mut cctx {
-            Some(c) => compress(c, &job.input, &mut job.output),
-            None => Err(io::Error::other(
-                "Allocation error: cannot create a zstd compressor",
-            )),
+        let result = match cctx.as_mut() {
+            // A panic must not leave the writer waiting for this frame.
+            Ok(c) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                compress(c, &job.input, &mut job.output)
+            }))
+            .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked"))),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
         let done = Done {
             seq: job.seq,

@@ -101,12 +101,11 @@ fn hostile_members_are_refused_before_their_bytes() {
 fn an_index_that_disagrees_with_the_members_is_refused() {
     const MISMATCH: &str = "index does not match the tar members";
     type Lie = fn(&mut Vec<Rec>);
-    let lies: [(&str, Lie); 8] = [
+    let lies: [(&str, Lie); 7] = [
         ("size", |r| r[3].size += 1),
         ("digest", |r| r[3].sha256[0] ^= 1),
         ("mode", |r| r[6].mode = 0o777),
         ("mtime", |r| r[6].mtime += 1),
-        ("frame outside the archive", |r| r[4].frame = 1 << 40),
         ("offset inside the frame", |r| r[4].offset += 512),
         ("overlapping members", |r| {
             r[4].frame = r[3].frame;
@@ -122,6 +121,15 @@ fn an_index_that_disagrees_with_the_members_is_refused() {
         let e = lib(&a, Depth::Full).unwrap_err();
         assert!(e.to_string().contains(MISMATCH), "{what}: {e}");
         refused(&a, MISMATCH);
+    }
+    // Records that point outside the data before their block, or back.
+    for lie in [(|r: &mut Vec<Rec>| r[4].frame = 1 << 40) as Lie, |r| {
+        r[6].frame = 0
+    }] {
+        let mut c = Craft2::new(&members());
+        c.cuts = vec![1024];
+        c.records = Box::new(lie);
+        refused(&c.build(), "outside the data before its block");
     }
     // A record missing, or one too many: the counts lie too.
     let mut c = Craft2::new(&members());
@@ -229,4 +237,42 @@ fn list_from_the_index_refuses_a_tampered_index() {
         "{}",
         stderr(&o)
     );
+}
+
+fn raw(path: &str, kind: u8, data: &[u8]) -> Member {
+    Member {
+        kind,
+        ..file(path, data)
+    }
+}
+
+#[test]
+fn tar_extensions_other_than_one_long_name_are_refused() {
+    // What GNU tar would apply and a reader that skipped them would not: a
+    // pax path, a GNU long link name, a pax global header.
+    for (kind, what) in [
+        (b'x', "pax extended header"),
+        (b'K', "GNU long link name"),
+        (b'g', "pax global header"),
+    ] {
+        let mut m = members();
+        m.insert(
+            6,
+            raw("././@PaxHeader", kind, b"26 path=wal/elsewhere.wal\n"),
+        );
+        refused(&craft2(&m), what);
+    }
+    // A long-name record with no member after it, two in a row, one too
+    // long for any path.
+    let long = raw("././@LongLink", b'L', b"wal/a-long-name.wal\0");
+    let mut m = members();
+    m.push(long.clone());
+    refused(&craft2(&m), "not followed by a member");
+    let mut m = members();
+    m.insert(6, long.clone());
+    m.insert(6, long);
+    refused(&craft2(&m), "two GNU long-name records in a row");
+    let mut m = members();
+    m.insert(6, raw("././@LongLink", b'L', &vec![b'a'; 5000]));
+    refused(&craft2(&m), "GNU long-name record longer than");
 }

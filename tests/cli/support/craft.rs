@@ -37,6 +37,7 @@ pub fn seal(mut body: Vec<u8>) -> Vec<u8> {
 }
 
 /// One tar member for [`craft`].
+#[derive(Clone)]
 pub struct Member {
     pub path: String,
     pub kind: u8, // tar typeflag: b'0' file, b'5' dir, b'2' symlink...
