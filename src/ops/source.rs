@@ -201,6 +201,9 @@ impl ArchiveReader {
     }
 }
 
+/// What tells a file that changed: size, mtime and ctime (with ns).
+type Stamp = (u64, i64, i64, i64, i64);
+
 /// Reads at offsets of a file or an object.
 enum RandomAccess<'s> {
     File(&'s File, u64),
@@ -243,7 +246,7 @@ impl RandomAccess<'_> {
 impl OwnedAccess {
     /// What tells a file that changed (size, mtime, ctime); an object is
     /// pinned to its ETag instead.
-    fn stamp(&self, name: &Path) -> Result<Option<(u64, i64, i64, i64, i64)>> {
+    fn stamp(&self, name: &Path) -> Result<Option<Stamp>> {
         match self {
             OwnedAccess::File(f) => {
                 let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
@@ -280,7 +283,7 @@ fn quick_in_parallel<T>(
     name: &Path,
     check: impl FnOnce(HashPipe) -> Result<T>,
 ) -> Result<T> {
-    let stamp = |f: &File| -> Result<(u64, i64, i64, i64, i64)> {
+    let stamp = |f: &File| -> Result<Stamp> {
         let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
         Ok((
             m.len(),
