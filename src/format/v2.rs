@@ -148,6 +148,20 @@ pub struct Record {
     pub sha256: [u8; 32],
 }
 
+impl Record {
+    /// The entry this record declares.
+    pub fn entry(&self) -> crate::format::head::Entry {
+        crate::format::head::Entry {
+            path: self.path.clone(),
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            // Readers refuse an mtime over i64::MAX before they get here.
+            mtime: self.mtime as i64,
+        }
+    }
+}
+
 const KIND_FILE: u8 = 0;
 const KIND_DIR: u8 = 1;
 

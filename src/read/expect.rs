@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind, Head};
 use crate::format::path::check_path;
 use crate::format::v2::{Record, TreeOrder};
+use crate::read::index::Counted;
 
 /// A tar member as its headers describe it.
 pub struct Seen<'m> {
@@ -153,11 +154,7 @@ pub struct Rebuild {
     /// Records hashed.
     pub records: u64,
     /// Files, directories and file bytes seen.
-    pub files: u64,
-    /// Directories seen.
-    pub dirs: u64,
-    /// Sum of file sizes.
-    pub bytes: u64,
+    pub counted: Counted,
 }
 
 impl Default for Rebuild {
@@ -170,9 +167,7 @@ impl Default for Rebuild {
             hasher: Sha256::new(),
             encoded: Vec::new(),
             records: 0,
-            files: 0,
-            dirs: 0,
-            bytes: 0,
+            counted: Counted::default(),
         }
     }
 }
@@ -228,15 +223,7 @@ impl Expect for Rebuild {
             self.files_seen += 1;
             self.files_seen - 1
         });
-        if is_dir {
-            self.dirs += 1;
-        } else {
-            self.files += 1;
-            self.bytes = self
-                .bytes
-                .checked_add(m.size)
-                .ok_or_else(|| Error::corrupt("file sizes overflow"))?;
-        }
+        self.counted.add(m.kind, m.size)?;
         let rec = Record {
             path: path.to_string(),
             kind: m.kind,
@@ -247,13 +234,7 @@ impl Expect for Rebuild {
             offset,
             sha256: [0; 32],
         };
-        let entry = Entry {
-            path: rec.path.clone(),
-            kind: rec.kind,
-            size: rec.size,
-            mode: rec.mode,
-            mtime: rec.mtime as i64,
-        };
+        let entry = rec.entry();
         self.pending.push_back((rec, file));
         self.settle();
         Ok(entry)

@@ -33,20 +33,35 @@ pub struct IndexSide<'a> {
 
 struct Checked {
     order: TreeOrder,
-    files: u64,
-    dirs: u64,
-    bytes: u64,
+    counted: Counted,
 }
 
-/// Totals of the records checked one by one.
+/// Totals of entries counted one by one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counted {
-    /// File records.
+    /// Files.
     pub files: u64,
-    /// Directory records.
+    /// Directories.
     pub dirs: u64,
     /// Sum of file sizes.
     pub bytes: u64,
+}
+
+impl Counted {
+    /// Counts one entry.
+    pub fn add(&mut self, kind: EntryKind, size: u64) -> Result<()> {
+        match kind {
+            EntryKind::Dir => self.dirs += 1,
+            EntryKind::File => {
+                self.files += 1;
+                self.bytes = self
+                    .bytes
+                    .checked_add(size)
+                    .ok_or_else(|| Error::corrupt("file sizes overflow"))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> IndexSide<'a> {
@@ -69,9 +84,7 @@ impl<'a> IndexSide<'a> {
         IndexSide {
             check: Some(Checked {
                 order: TreeOrder::default(),
-                files: 0,
-                dirs: 0,
-                bytes: 0,
+                counted: Counted::default(),
             }),
             on_record,
             ..IndexSide::hashing()
@@ -80,11 +93,7 @@ impl<'a> IndexSide<'a> {
 
     /// Totals of the checked records (for [`IndexSide::checking`]).
     pub fn counted(&self) -> Option<Counted> {
-        self.check.as_ref().map(|c| Counted {
-            files: c.files,
-            dirs: c.dirs,
-            bytes: c.bytes,
-        })
+        self.check.as_ref().map(|c| c.counted)
     }
 
     /// An INDEX frame whose body is `body`, at archive offset `at`
@@ -181,17 +190,8 @@ fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
             rec.path
         )));
     }
-    if is_dir {
-        if rec.size != 0 {
-            return Err(Error::hostile(&rec.path, "directory with a non-zero size"));
-        }
-        c.dirs += 1;
-    } else {
-        c.files += 1;
-        c.bytes = c
-            .bytes
-            .checked_add(rec.size)
-            .ok_or_else(|| Error::corrupt("index sizes overflow"))?;
+    if is_dir && rec.size != 0 {
+        return Err(Error::hostile(&rec.path, "directory with a non-zero size"));
     }
-    Ok(())
+    c.counted.add(rec.kind, rec.size)
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::frame::{SKIPPABLE_MAGIC, check_skippable_header};
-use crate::format::head::{Entry, EntryKind};
+use crate::format::head::EntryKind;
 use crate::format::v2::{
     Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, TAG_INDEX, TAG_META, TAG_TABLE, TAIL_LEN,
     Tail,
@@ -41,12 +41,7 @@ pub(super) fn read<R: Read, S: Sink>(
                     "the index does not match the tar members (their paths, sizes, modes, times, places or digests)",
                 ));
             }
-            let seen = Counted {
-                files: rebuild.files,
-                dirs: rebuild.dirs,
-                bytes: rebuild.bytes,
-            };
-            finish(input, &head, index, seen, frames)
+            finish(input, &head, index, rebuild.counted, frames)
         }
         Depth::Quick => quick(input, &head, None),
     }
@@ -59,15 +54,10 @@ pub(super) fn list<R: Read>(
     visit: &mut Visit<'_>,
 ) -> Result<ReadSummary> {
     let on_record = Box::new(|rec: &crate::format::v2::Record| {
-        let e = Entry {
-            path: rec.path.clone(),
-            kind: rec.kind,
-            size: rec.size,
-            mode: rec.mode,
-            mtime: rec.mtime as i64,
-        };
-        let sha = (rec.kind == EntryKind::File).then_some(&rec.sha256);
-        visit(&e, sha)
+        visit(
+            &rec.entry(),
+            (rec.kind == EntryKind::File).then_some(&rec.sha256),
+        )
     });
     quick(input, &head, Some(on_record))
 }
@@ -330,14 +320,10 @@ pub fn list_from_end(
     let data_start = 16 + len;
 
     let mut index = IndexSide::checking(Some(Box::new(|rec: &crate::format::v2::Record| {
-        let e = Entry {
-            path: rec.path.clone(),
-            kind: rec.kind,
-            size: rec.size,
-            mode: rec.mode,
-            mtime: rec.mtime as i64,
-        };
-        visit(&e, (rec.kind == EntryKind::File).then_some(&rec.sha256))
+        visit(
+            &rec.entry(),
+            (rec.kind == EntryKind::File).then_some(&rec.sha256),
+        )
     })));
     let mut next_free = data_start;
     let mut frame = Vec::new();

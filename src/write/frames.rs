@@ -68,8 +68,14 @@ impl<'a, W: Write> Frames<'a, W> {
                 .spawn(move || compress_loop(&rx, &tx, level));
             match spawned {
                 Ok(h) => workers.0.push(h),
-                // Said the way zstd says it, so the caller names what to lower.
+                // Said the way zstd says it, so the caller names what to
+                // lower; the threads started are ended first (their stacks
+                // are what ran out).
                 Err(e) => {
+                    drop(job_tx);
+                    for h in workers.0.drain(..) {
+                        let _ = h.join();
+                    }
                     return Err(io::Error::other(format!(
                         "Allocation error: cannot start a compression thread: {e}"
                     )));

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::support::*;
 
@@ -22,30 +22,41 @@ fn synthetic(path: &Path, files: u64) {
 }
 
 /// Runs the binary and returns its exit code and its own peak RSS in
-/// bytes (from `wait4`, so other tests' children do not count).
+/// bytes. A child's `ru_maxrss` counts the RSS of whoever spawned it (the
+/// kernel carries the old address space's peak across `exec`), and this
+/// test process is large: the binary is started by a small python
+/// process instead, which reports its child's peak.
 fn peak_rss(args: &[&str], stdin: Option<&Path>) -> (i32, u64) {
-    let mut c = bin();
-    c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    match stdin {
-        Some(p) => c.stdin(File::open(p).unwrap()),
-        None => c.stdin(Stdio::null()),
-    };
-    let child = c.spawn().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid out pointers; the Child
-    // is forgotten so it is not waited for again.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    std::mem::forget(child);
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, usage.ru_maxrss as u64 * 1024)
+    let script = r#"
+import resource, subprocess, sys
+stdin = open(sys.argv[1], "rb") if sys.argv[1] else subprocess.DEVNULL
+# Write-only /dev/null: a read-write one is what a closed stdout becomes.
+sink = open("/dev/null", "wb")
+code = subprocess.run(sys.argv[2:], stdin=stdin, stdout=sink, stderr=sink).returncode
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            stdin.map_or("", p),
+            env!("CARGO_BIN_EXE_sydra-archive"),
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut it = text.split_whitespace();
+    let code: i32 = it
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let kib: u64 = it
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    (code, kib * 1024)
 }
 
 #[test]
