@@ -198,6 +198,22 @@ fn golden_v2_is_the_documented_test_vector() {
     assert_eq!(recs.iter().filter(|r| !r.dir).count(), 33);
     assert_eq!(parts.meta["files"], 33);
     assert_eq!(parts.meta["dirs"], 5);
+    // The table in FORMAT.md A.9.
+    assert_eq!(
+        hex(&sha256(&a)),
+        "54e55f3c16440035924e36d007b46bdd55f4e94d772122b7e1f219018a105482"
+    );
+    assert_eq!(
+        (
+            parts.data[0].0,
+            parts.index[0].0,
+            parts.table_offset,
+            parts.meta_offset,
+            a.len()
+        ),
+        (179, 44_129, 45_830, 45_910, 46_673)
+    );
+    assert!(recs.iter().all(|r| r.frame == 179));
     for args in [
         &["verify"][..],
         &["verify", "--quick"],
