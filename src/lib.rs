@@ -39,6 +39,7 @@ pub use format::path::check_path;
 pub use format::sums::hex;
 pub use ops::create::{Output, create};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
+pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{list, verify};
 pub use progress::Progress;

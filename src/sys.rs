@@ -655,6 +655,32 @@ pub fn rename_in(dir: &File, from: &[u8], to: &[u8], flags: libc::c_uint) -> io:
     Ok(())
 }
 
+/// `renameat2(from_dir, from, to_dir, to, flags)`: a name moved between
+/// two directories held open.
+pub fn rename_between(
+    from_dir: &File,
+    from: &[u8],
+    to_dir: &File,
+    to: &[u8],
+    flags: libc::c_uint,
+) -> io::Result<()> {
+    let (cf, ct) = (cname(from)?, cname(to)?);
+    // SAFETY: open directory descriptors and NUL-terminated names.
+    let r = unsafe {
+        libc::renameat2(
+            from_dir.as_raw_fd(),
+            cf.as_ptr(),
+            to_dir.as_raw_fd(),
+            ct.as_ptr(),
+            flags,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `unlinkat(dir, name, flags)` (`AT_REMOVEDIR` for a directory).
 pub fn unlink_in(dir: &impl AsRawFd, name: &[u8], flags: libc::c_int) -> io::Result<()> {
     let c = cname(name)?;

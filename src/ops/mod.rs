@@ -1,8 +1,10 @@
 //! The commands as library functions: `create`, `verify` (quick, full,
-//! deep), `list` and `restore`, on paths, stdin/stdout or objects.
+//! deep), `list`, `restore` and `extract`, on paths, stdin/stdout or
+//! objects.
 
 pub mod create;
 pub mod deep;
+pub mod extract;
 pub mod restore;
 pub mod source;
 pub mod verify;

@@ -229,7 +229,7 @@ const MAX_TABLE_IN_MEMORY: u64 = 16 * 1024 * 1024;
 /// The end of a version-2 archive that can be read at any offset: TAIL,
 /// then TABLE's rows and META, checked against TAIL's digest before any
 /// of them is used. `None` when the archive does not end with a TAIL.
-fn read_end(
+pub fn read_end(
     size: u64,
     read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     name: &str,

@@ -3,6 +3,7 @@
 mod atomic;
 mod corruption;
 mod crafted2;
+mod extract;
 mod format;
 mod hostile;
 mod live;

@@ -773,3 +773,51 @@ fn failed_parts_are_retried_and_a_failed_upload_is_aborted() {
         "the failed upload left parts behind"
     );
 }
+
+#[test]
+fn extract_from_an_object_reads_only_what_it_needs() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let key = "sydradb/extract.tar.zst";
+    let o = s3.run(&[
+        "create",
+        p(&data),
+        "-o",
+        &url(key),
+        "-q",
+        "--frame-kib",
+        "4",
+    ]);
+    expect_code(&o, 0);
+    let dest = t.path().join("x");
+    let o = s3.run(&[
+        "extract",
+        &url(key),
+        "tags.json",
+        "wal",
+        "-C",
+        p(&dest),
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["streamed"], false);
+    // The probe, TAIL, TABLE+META, the INDEX block and one ranged read per
+    // run of frames that holds a wanted file.
+    assert!(j["reads"].as_u64().unwrap() <= 10, "{j}");
+    for f in ["tags.json", "wal/current.wal"] {
+        assert_eq!(
+            std::fs::read(dest.join(f)).unwrap(),
+            std::fs::read(data.join(f)).unwrap()
+        );
+    }
+    // A pattern that matches nothing: exit 2, nothing written.
+    let o = s3.run(&["extract", &url(key), "nope", "-C", p(&t.path().join("y"))]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("\"nope\" matches nothing"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -107,6 +107,7 @@ fn help_texts_match_golden_files() {
         "verify",
         "list",
         "restore",
+        "extract",
         "ls",
         "prune",
         "completions",
@@ -206,6 +207,11 @@ fn json_reports_have_the_documented_fields() {
     assert_eq!(keys(&v), documented("verify --json"));
     let v = json(&["list", p(&out), "--json"], 0);
     assert_eq!(keys(&v), documented("list --json"));
+    let v = json(
+        &["extract", p(&out), "tags.json", "-C", p(&t.path().join("x")), "--json"],
+        0,
+    );
+    assert_eq!(keys(&v), documented("extract --json"));
     let v = json(&["restore", p(&out), p(&t.path().join("r")), "--json"], 0);
     assert_eq!(keys(&v), documented("restore --json"));
     let bad = t.path().join("bad.tar.zst");

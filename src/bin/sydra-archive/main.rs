@@ -17,7 +17,10 @@ use sydra_archive::Progress;
 use sydra_archive::hex;
 use sydra_archive::{CreateOptions, Depth, Entry, Error, Output, RestoreOptions};
 
-use cli::{Cli, Command, CreateArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args, VerifyArgs};
+use cli::{
+    Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args,
+    VerifyArgs,
+};
 use sydra_archive::Location;
 use sydra_archive::{Remote, S3Options, S3Url};
 use ui::Display;
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a, std_closed),
         Command::List(a) => list(a, std_closed),
         Command::Restore(a) => restore(a, std_closed),
+        Command::Extract(a) => extract(a, std_closed),
         Command::Ls(a) => ls(a, std_closed),
         Command::Prune(a) => prune(a),
         Command::Completions { shell } => {
@@ -478,6 +482,52 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 hex(&s.read.sha256)
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    std_closed.check_reader(&a.archive, a.json)?;
+    let to_stdout = a.output.as_deref() == Some(Path::new("-"));
+    let to = match (&a.directory, &a.output) {
+        (_, Some(o)) if to_stdout => {
+            std_closed.check(o, false)?;
+            sydra_archive::ExtractTo::Stdout
+        }
+        (_, Some(o)) => sydra_archive::ExtractTo::File(o.clone()),
+        (Some(d), None) => sydra_archive::ExtractTo::Dir(d.clone()),
+        (None, None) => anyhow::bail!("give -C DIR or -o OUT"),
+    };
+    let loc = location(&a.archive, &a.s3)?;
+    let s = sydra_archive::extract(
+        &loc,
+        &sydra_archive::ExtractOptions {
+            patterns: a.patterns.clone(),
+            to,
+            force: a.force,
+        },
+    )
+    .with_context(|| format!("extract {loc}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if s.streamed && !a.quiet {
+        say!(
+            "sydra-archive: {loc} has no index to read at offsets (a version-1 archive, or a pipe): it was read whole"
+        );
+    }
+    if a.json {
+        print_json(
+            to_stdout,
+            &report::ExtractReport::new(&loc.to_string(), &s, secs),
+        )?;
+    } else if !a.quiet {
+        say!(
+            "sydra-archive: extracted {} files ({} data bytes) from {loc}, checked, in {secs:.2}s; read {} archive bytes in {} reads",
+            s.files,
+            s.bytes,
+            s.read_bytes,
+            s.reads
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

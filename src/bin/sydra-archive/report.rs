@@ -337,3 +337,37 @@ pub fn write_list_end(
     out.write_all(&end[1..])?;
     out.write_all(b"\n")
 }
+
+/// `extract --json`.
+#[derive(Debug, Serialize)]
+pub struct ExtractReport {
+    /// The archive as named.
+    pub archive: String,
+    /// Files extracted.
+    pub files: u64,
+    /// Bytes of file data extracted.
+    pub data_bytes: u64,
+    /// Archive bytes read.
+    pub read_bytes: u64,
+    /// Reads at offsets (0 when the archive was read whole).
+    pub reads: u64,
+    /// The archive was read whole as a stream.
+    pub streamed: bool,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl ExtractReport {
+    /// The report of `s`.
+    pub fn new(archive: &str, s: &sydra_archive::ExtractSummary, seconds: f64) -> Self {
+        ExtractReport {
+            archive: archive.to_string(),
+            files: s.files,
+            data_bytes: s.bytes,
+            read_bytes: s.read_bytes,
+            reads: s.reads,
+            streamed: s.streamed,
+            seconds,
+        }
+    }
+}

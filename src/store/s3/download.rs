@@ -99,6 +99,15 @@ pub struct ObjectReader {
 impl ObjectReader {
     /// Opens the object of `remote`, pinned to `e_tag` when given.
     pub fn open(remote: &Remote, e_tag: Option<String>) -> Result<ObjectReader> {
+        ObjectReader::open_range(remote, e_tag, None)
+    }
+
+    /// Opens bytes `range` of the object (all of it for `None`).
+    pub fn open_range(
+        remote: &Remote,
+        e_tag: Option<String>,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ObjectReader> {
         let url = &remote.url;
         let path = url.object()?;
         let rt = runtime()?;
@@ -107,6 +116,7 @@ impl ObjectReader {
                 &path,
                 GetOptions {
                     if_match: e_tag,
+                    range: range.map(GetRange::Bounded),
                     ..Default::default()
                 },
             ))

@@ -1,0 +1,834 @@
+//! `extract`: some files out of an archive, without the rest.
+//!
+//! From a version-2 archive in a file or an object, only the end (TAIL,
+//! TABLE, META, checked against TAIL's digest), the INDEX blocks (each
+//! against its TABLE row) and the data frames that hold the wanted
+//! members are read, at offsets. Anything else (a version-1 archive, a
+//! pipe) is read whole as a stream, fully verified, and only the wanted
+//! members are kept. Either way the files go to a private staging
+//! directory inside the destination first, each checked against its
+//! SHA-256, and are moved into place only once every one of them is
+//! checked: a failure publishes nothing.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::head::{Entry, EntryKind};
+use crate::format::v2::{MAX_BLOCK_BODY, ROW_LEN, Record, Row, TAG_INDEX, TAIL_LEN, Tail};
+use crate::read::{Depth, FileSink, Sink, read_end};
+use crate::store::location::Location;
+use crate::store::s3::{ObjectReader, Remote};
+use crate::sys;
+
+/// Where extracted files go.
+#[derive(Debug, Clone)]
+pub enum ExtractTo {
+    /// Into this directory (created if absent), at their archive paths.
+    Dir(PathBuf),
+    /// The one matching file, to this path (written atomically).
+    File(PathBuf),
+    /// The one matching file, to stdout (after it is checked).
+    Stdout,
+}
+
+/// What to extract and where.
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// Archive paths or globs (`*` and `?` within a path component); a
+    /// directory's pattern takes everything below it. Empty: everything.
+    pub patterns: Vec<String>,
+    /// The destination.
+    pub to: ExtractTo,
+    /// Replace existing files.
+    pub force: bool,
+}
+
+/// What an extract did.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractSummary {
+    /// Files extracted.
+    pub files: u64,
+    /// Directories created for them.
+    pub dirs: u64,
+    /// Bytes of file data extracted.
+    pub bytes: u64,
+    /// Archive bytes read.
+    pub read_bytes: u64,
+    /// Reads at offsets (ranged GETs for an object); 0 when streamed.
+    pub reads: u64,
+    /// The archive was read whole as a stream (version 1, or a pipe).
+    pub streamed: bool,
+}
+
+/// Whether glob `pat` matches `name` (`*` and `?` never match `/`).
+fn glob(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pat.len() && (pat[p] == name[n] || (pat[p] == b'?' && name[n] != b'/')) {
+            p += 1;
+            n += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star
+            && name[sn] != b'/'
+        {
+            star = Some((sp, sn + 1));
+            p = sp + 1;
+            n = sn + 1;
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// The patterns, and which of them matched something.
+struct Patterns {
+    pats: Vec<(String, bool)>,
+}
+
+impl Patterns {
+    fn new(pats: &[String]) -> Self {
+        Patterns {
+            pats: pats
+                .iter()
+                .map(|p| (p.trim_end_matches('/').to_string(), false))
+                .collect(),
+        }
+    }
+
+    /// Whether `path` (or a directory above it) matches a pattern.
+    fn wants(&mut self, path: &str) -> bool {
+        if self.pats.is_empty() {
+            return true;
+        }
+        let b = path.as_bytes();
+        let mut hit = false;
+        for (pat, used) in &mut self.pats {
+            let ends = b
+                .iter()
+                .enumerate()
+                .filter(|&(_, &c)| c == b'/')
+                .map(|(i, _)| i)
+                .chain(std::iter::once(b.len()));
+            if ends.into_iter().any(|i| glob(pat.as_bytes(), &b[..i])) {
+                *used = true;
+                hit = true;
+            }
+        }
+        hit
+    }
+
+    fn check_all_used(&self) -> Result<()> {
+        match self.pats.iter().find(|(_, used)| !used) {
+            Some((p, _)) => Err(Error::Refused(format!(
+                "{p:?} matches nothing in the archive"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Extracts from the archive at `loc`.
+pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> {
+    let src = Source::open(loc)?;
+    let mut stage = Stage::new(&opts.to, opts.force)?;
+    let mut pats = Patterns::new(&opts.patterns);
+    let got = match &src {
+        Some(src) => match read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)? {
+            Some((tail, _meta, table)) => {
+                by_index(src, &tail, &table, &mut pats, &mut stage).map(Some)
+            }
+            None => Ok(None),
+        },
+        None => Ok(None),
+    };
+    let mut summary = match got {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            // Read whole: version 1, or not at offsets.
+            let reader = crate::ops::source::open_archive(loc, None)?;
+            let mut sink = StreamSink {
+                pats: std::sync::Mutex::new(pats),
+                stage: &stage,
+            };
+            let read = reader.read_into(Depth::Full, &mut sink);
+            let files = stage.files.load(Ordering::Relaxed);
+            let bytes = stage.bytes.load(Ordering::Relaxed);
+            pats = sink.pats.into_inner().unwrap_or_else(|e| e.into_inner());
+            match read {
+                Ok(r) => ExtractSummary {
+                    files,
+                    bytes,
+                    read_bytes: r.bytes,
+                    streamed: true,
+                    ..ExtractSummary::default()
+                },
+                Err(e) => return Err(stage.abandon(e)),
+            }
+        }
+        Err(e) => return Err(stage.abandon(e)),
+    };
+    if let Err(e) = pats.check_all_used() {
+        return Err(stage.abandon(e));
+    }
+    if let Some(src) = &src
+        && !summary.streamed
+    {
+        summary.read_bytes = src.read_bytes.load(Ordering::Relaxed);
+        summary.reads = src.reads.load(Ordering::Relaxed);
+    }
+    summary.dirs = stage.publish()?;
+    Ok(summary)
+}
+
+/// The archive where it can be read at offsets.
+struct Source {
+    inner: SourceKind,
+    size: u64,
+    shown: String,
+    reads: AtomicU64,
+    read_bytes: AtomicU64,
+}
+
+enum SourceKind {
+    File(File),
+    Object(Box<Remote>, Option<String>),
+}
+
+impl Source {
+    /// `None` for stdin, a fifo or a device (read as a stream).
+    fn open(loc: &Location) -> Result<Option<Source>> {
+        match loc {
+            Location::Local(p) if p == Path::new("-") => Ok(None),
+            Location::Local(p) => {
+                let f = File::open(p).map_err(|e| Error::io("open", p, e))?;
+                let m = f.metadata().map_err(|e| Error::io("stat", p, e))?;
+                if m.is_dir() {
+                    return Err(Error::Refused(format!(
+                        "{} is a directory, not an archive",
+                        p.display()
+                    )));
+                }
+                Ok(m.is_file().then(|| Source {
+                    inner: SourceKind::File(f),
+                    size: m.len(),
+                    shown: p.display().to_string(),
+                    reads: AtomicU64::new(0),
+                    read_bytes: AtomicU64::new(0),
+                }))
+            }
+            Location::S3 { url, options } => {
+                let remote = Remote::connect(url, options)?;
+                let probe = remote.probe()?;
+                Ok(Some(Source {
+                    inner: SourceKind::Object(Box::new(remote), probe.e_tag),
+                    size: probe.size,
+                    shown: url.to_string(),
+                    reads: AtomicU64::new(1),
+                    read_bytes: AtomicU64::new(TAIL_LEN as u64),
+                }))
+            }
+        }
+    }
+
+    fn count(&self, n: u64) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.read_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.count(buf.len() as u64);
+        match &self.inner {
+            SourceKind::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
+            SourceKind::Object(r, e) => r.read_at(at, buf, e.as_deref()).map_err(io::Error::other),
+        }
+    }
+
+    /// Bytes `[at, end)` as a stream (one ranged read).
+    fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>> {
+        self.count(0);
+        Ok(match &self.inner {
+            SourceKind::File(f) => {
+                let mut f = f
+                    .try_clone()
+                    .map_err(|e| Error::io("read", &self.shown, e))?;
+                f.seek(SeekFrom::Start(at))
+                    .map_err(|e| Error::io("seek", &self.shown, e))?;
+                Box::new(Counted(f.take(end - at), &self.read_bytes))
+            }
+            SourceKind::Object(r, e) => Box::new(Counted(
+                ObjectReader::open_range(r, e.clone(), Some(at..end))?,
+                &self.read_bytes,
+            )),
+        })
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counted<'a, R>(R, &'a AtomicU64);
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The tar stream from one data frame on, and where in it we are.
+struct Cursor<'s> {
+    frame: u64,
+    pos: u64,
+    dec: zstd::stream::read::Decoder<'static, BufReader<Box<dyn Read + 's>>>,
+}
+
+/// Extracts the wanted members of a version-2 archive read at offsets.
+fn by_index(
+    src: &Source,
+    tail: &Tail,
+    table: &[u8],
+    pats: &mut Patterns,
+    stage: &mut Stage,
+) -> Result<ExtractSummary> {
+    let mut summary = ExtractSummary::default();
+    let mut cursor: Option<Cursor<'_>> = None;
+    let mut frame = Vec::new();
+    let mut next_free = 0u64;
+    for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
+        let r = Row::decode(row.try_into().expect("a whole row"));
+        let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
+        let end = r
+            .offset
+            .checked_add(r.len)
+            .ok_or_else(|| bad("impossible length"))?;
+        if r.offset < next_free
+            || end > tail.table_offset
+            || r.len < 24
+            || r.len > 16 + MAX_BLOCK_BODY
+        {
+            return Err(bad("points outside the data or at another block"));
+        }
+        next_free = end;
+        frame.resize(r.len as usize, 0);
+        src.read_at(r.offset, &mut frame).map_err(|e| {
+            Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", &src.shown, e))
+        })?;
+        let fh: [u8; 16] = frame[..16].try_into().expect("24 bytes or more");
+        let blen = crate::format::frame::check_skippable_header(
+            &fh,
+            &TAG_INDEX,
+            MAX_BLOCK_BODY,
+            r.offset,
+        )?;
+        if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
+            return Err(bad(
+                "the INDEX frame does not match its row (corrupted or tampered)",
+            ));
+        }
+        // The block's records, checked, the wanted ones kept (a block
+        // holds at most 65,536).
+        let mut wanted: Vec<Record> = Vec::new();
+        let mut index = crate::read::index::IndexSide::checking(Some(Box::new(|rec: &Record| {
+            if pats.wants(&rec.path) {
+                wanted.push(rec.clone());
+            }
+            Ok(())
+        })));
+        index.block(r.offset, r.len, &frame[16..])?;
+        drop(index);
+        for rec in wanted {
+            if rec.kind == EntryKind::Dir {
+                stage.dir(&rec.entry())?;
+                continue;
+            }
+            // Before a byte is read, a file that may not be replaced.
+            stage.check_target(&rec.path)?;
+            let reuse = cursor
+                .as_ref()
+                .is_some_and(|c| c.frame == rec.frame && c.pos <= rec.offset);
+            if !reuse {
+                let stream = src.stream(rec.frame, tail.table_offset)?;
+                // Small reads: the decoder pulls only what the member needs.
+                let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+                    16 * 1024,
+                    stream,
+                ))
+                .map_err(|e| Error::io("decode", &src.shown, e))?;
+                dec.window_log_max(crate::format::frame::MAX_WINDOW_LOG)
+                    .map_err(|e| Error::io("decode", &src.shown, e))?;
+                cursor = Some(Cursor {
+                    frame: rec.frame,
+                    pos: 0,
+                    dec,
+                });
+            }
+            let c = cursor.as_mut().expect("set above");
+            let corrupt = |what: String| Error::corrupt(format!("{}: {what}", rec.path));
+            let skip = rec.offset - c.pos;
+            let skipped = io::copy(&mut (&mut c.dec).take(skip), &mut io::sink())
+                .map_err(|e| corrupt(format!("data frame: {e}")))?;
+            let mut h = [0u8; 512];
+            if skipped != skip || c.dec.read_exact(&mut h).is_err() {
+                return Err(corrupt("the data ends before its member".into()));
+            }
+            c.pos = rec.offset + 512;
+            check_header(&h, &rec).map_err(&corrupt)?;
+            let e = rec.entry();
+            let mut out = stage.file(&e)?;
+            let mut hasher = Sha256::new();
+            let mut left = rec.size;
+            let mut buf = vec![0u8; 256 * 1024];
+            while left > 0 {
+                let n = (left as usize).min(buf.len());
+                c.dec
+                    .read_exact(&mut buf[..n])
+                    .map_err(|err| corrupt(format!("data frame: {err}")))?;
+                hasher.update(&buf[..n]);
+                out.write(&buf[..n])?;
+                left -= n as u64;
+            }
+            c.pos += rec.size;
+            if hasher.finalize().as_slice() != rec.sha256 {
+                return Err(corrupt(
+                    "content does not match its SHA-256 in the index".into(),
+                ));
+            }
+            out.finish(&e)?;
+            summary.files += 1;
+            summary.bytes += rec.size;
+        }
+    }
+    Ok(summary)
+}
+
+/// Checks that the 512-byte header `h` is the member `rec` describes.
+fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
+    let header = tar::Header::from_byte_slice(h);
+    if header.entry_type() != tar::EntryType::Regular {
+        return Err("the index points at something other than its file".into());
+    }
+    let size = header
+        .size()
+        .map_err(|_| "invalid tar header".to_string())?;
+    let name = &header.as_old().name;
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+    let path = rec.path.as_bytes();
+    let want = &path[..path.len().min(100)];
+    if size != rec.size || name != want {
+        return Err("the index points at another member".into());
+    }
+    Ok(())
+}
+
+/// The private staging directory files are extracted into, and publishing
+/// them from it.
+struct Stage {
+    to: ExtractTo,
+    force: bool,
+    /// The destination directory (for `Dir`) or the output's directory.
+    root: File,
+    root_path: PathBuf,
+    name: Vec<u8>,
+    dir: File,
+    dirs_made: AtomicU64,
+    /// Files and bytes staged from a stream.
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Stage {
+    fn new(to: &ExtractTo, force: bool) -> Result<Stage> {
+        let root_path = match to {
+            ExtractTo::Dir(d) => {
+                std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
+                d.clone()
+            }
+            ExtractTo::File(f) => match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            ExtractTo::Stdout => std::env::temp_dir(),
+        };
+        let root = sys::open_dir_path(&root_path)
+            .map_err(|e| Error::io("open directory", &root_path, e))?;
+        let name = format!(
+            ".sydra-extract.{}.{:x}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos()
+        )
+        .into_bytes();
+        let dir = sys::make_private_dir(&root, &name)
+            .map_err(|e| Error::io("create a staging directory in", &root_path, e))?;
+        Ok(Stage {
+            to: to.clone(),
+            force,
+            root,
+            root_path,
+            name,
+            dir,
+            dirs_made: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    fn shown(&self, rel: &str) -> PathBuf {
+        match &self.to {
+            ExtractTo::Dir(d) => d.join(rel),
+            ExtractTo::File(f) => f.clone(),
+            ExtractTo::Stdout => PathBuf::from("-"),
+        }
+    }
+
+    /// Refuses a file that exists where `rel` goes, unless `--force`.
+    fn check_target(&self, rel: &str) -> Result<()> {
+        let target = match &self.to {
+            ExtractTo::Dir(d) => d.join(rel),
+            ExtractTo::File(f) => f.clone(),
+            ExtractTo::Stdout => return Ok(()),
+        };
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_file() && self.force => Ok(()),
+            Ok(m) if m.is_file() => Err(Error::Refused(format!(
+                "{} exists; use --force to replace it",
+                target.display()
+            ))),
+            Ok(_) => Err(Error::Refused(format!(
+                "{} exists and is not a regular file",
+                target.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("stat", &target, e)),
+        }
+    }
+
+    /// The directories above `rel` in the staging directory.
+    fn parents(&self, rel: &str) -> Result<()> {
+        for (i, _) in rel.match_indices('/') {
+            match sys::mkdir_at(&self.dir, &rel.as_bytes()[..i], 0o755) {
+                Ok(()) => {
+                    self.dirs_made.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", self.shown(&rel[..i]), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&self, e: &Entry) -> Result<()> {
+        if !matches!(self.to, ExtractTo::Dir(_)) {
+            return Ok(());
+        }
+        self.parents(&format!("{}/", e.path))
+    }
+
+    fn file(&self, e: &Entry) -> Result<StagedFile> {
+        let rel = match &self.to {
+            ExtractTo::Dir(_) => e.path.clone(),
+            // One file: it takes a fixed name; a second one is refused.
+            _ => "the-file".to_string(),
+        };
+        self.parents(&rel)?;
+        let f = sys::open_at(
+            &self.dir,
+            rel.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
+        .map_err(|err| match err.kind() {
+            io::ErrorKind::AlreadyExists => {
+                Error::Refused("more than one file matches; -o takes exactly one".into())
+            }
+            _ => Error::io("create", self.shown(&e.path), err),
+        })?;
+        Ok(StagedFile {
+            f,
+            shown: self.shown(&e.path),
+        })
+    }
+
+    /// Moves every staged file into place, then removes the staging
+    /// directory. Returns the directories created.
+    fn publish(self) -> Result<u64> {
+        let moved = match &self.to {
+            ExtractTo::Dir(_) => self.publish_tree(b""),
+            ExtractTo::File(target) => self.publish_one(target),
+            ExtractTo::Stdout => self.copy_to_stdout(),
+        };
+        let made = self.dirs_made.load(Ordering::Relaxed);
+        let removed = sys::remove_tree_at(&self.root, &self.name, &self.dir);
+        moved?;
+        removed.map_err(|e| Error::io("remove the staging directory in", &self.root_path, e))?;
+        Ok(made)
+    }
+
+    fn staged_one(&self) -> Result<File> {
+        sys::open_at(&self.dir, b"the-file", libc::O_RDONLY, 0).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::Refused("no file matches; -o takes exactly one".into())
+            } else {
+                Error::io("read", &self.root_path, e)
+            }
+        })
+    }
+
+    fn publish_one(&self, target: &Path) -> Result<()> {
+        self.staged_one()?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Refused(format!("{} names no file", target.display())))?;
+        let flags = if self.force {
+            0
+        } else {
+            libc::RENAME_NOREPLACE
+        };
+        sys::rename_between(
+            &self.dir,
+            b"the-file",
+            &self.root,
+            std::os::unix::ffi::OsStrExt::as_bytes(name),
+            flags,
+        )
+        .map_err(|e| publish_error(e, target))
+    }
+
+    fn copy_to_stdout(&self) -> Result<()> {
+        let mut f = self.staged_one()?;
+        let out = io::stdout();
+        let mut lock = out.lock();
+        io::copy(&mut f, &mut lock)
+            .and_then(|_| lock.flush())
+            .map_err(|e| Error::io("write", "-", e))?;
+        Ok(())
+    }
+
+    /// Moves the files below staging directory `rel` into the destination.
+    fn publish_tree(&self, rel: &[u8]) -> Result<()> {
+        let here = if rel.is_empty() {
+            sys::Dir::from_file(&self.dir)
+        } else {
+            sys::Dir::from_file(&self.dir).and_then(|d| d.open_dir(rel, false))
+        }
+        .map_err(|e| Error::io("read", &self.root_path, e))?;
+        let mut failed = None;
+        here.each_name(|n| {
+            let child: Vec<u8> = if rel.is_empty() {
+                n.to_vec()
+            } else {
+                [rel, b"/", n].concat()
+            };
+            let st = here.stat_at(n)?;
+            let r = if st.kind == sys::Kind::Dir {
+                sys::mkdir_at(&self.root, &child, 0o755)
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| Error::io("create directory", self.shown(&lossy(&child)), e))
+                    .and_then(|()| self.publish_tree(&child))
+            } else {
+                self.move_file(&child)
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+                return Err(io::Error::other("stop"));
+            }
+            Ok(())
+        })
+        .map_err(|e| {
+            failed
+                .take()
+                .unwrap_or_else(|| Error::io("read", &self.root_path, e))
+        })
+    }
+
+    fn move_file(&self, rel: &[u8]) -> Result<()> {
+        let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&rel[..i], &rel[i + 1..]),
+            None => (&b""[..], rel),
+        };
+        let open = |at: &File| -> io::Result<File> {
+            if parent.is_empty() {
+                at.try_clone()
+            } else {
+                sys::open_at(at, parent, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            }
+        };
+        let shown = self.shown(&lossy(rel));
+        let from = open(&self.dir).map_err(|e| Error::io("open", &shown, e))?;
+        let to = open(&self.root).map_err(|e| Error::io("open", &shown, e))?;
+        let flags = if self.force {
+            0
+        } else {
+            libc::RENAME_NOREPLACE
+        };
+        sys::rename_between(&from, name, &to, name, flags).map_err(|e| publish_error(e, &shown))
+    }
+
+    /// Removes the staging directory after a failure; `e` is what failed.
+    fn abandon(self, e: Error) -> Error {
+        match sys::remove_tree_at(&self.root, &self.name, &self.dir) {
+            Ok(()) => e,
+            Err(err) => e.also(format!(
+                "could not remove the staging directory in {}: {err}",
+                self.root_path.display()
+            )),
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn publish_error(e: io::Error, target: &Path) -> Error {
+    if e.kind() == io::ErrorKind::AlreadyExists {
+        Error::Refused(format!(
+            "{} exists; use --force to replace it",
+            target.display()
+        ))
+    } else {
+        Error::io("move into place", target, e)
+    }
+}
+
+/// A file being written into the staging directory.
+struct StagedFile {
+    f: File,
+    shown: PathBuf,
+}
+
+impl StagedFile {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.f
+            .write_all(data)
+            .map_err(|e| Error::io("write", &self.shown, e))
+    }
+
+    fn finish(self, e: &Entry) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
+        self.f
+            .set_modified(mtime)
+            .and_then(|()| {
+                self.f
+                    .set_permissions(std::fs::Permissions::from_mode(e.mode & 0o777))
+            })
+            .and_then(|()| self.f.sync_all())
+            .map_err(|err| Error::io("finish", &self.shown, err))
+    }
+}
+
+/// Keeps the wanted members of an archive read whole as a stream.
+struct StreamSink<'s> {
+    pats: std::sync::Mutex<Patterns>,
+    stage: &'s Stage,
+}
+
+/// One member of [`StreamSink`]: written to staging, or dropped.
+struct StreamFile<'s> {
+    staged: Option<StagedFile>,
+    stage: &'s Stage,
+}
+
+impl<'s> Sink for StreamSink<'s> {
+    type File = StreamFile<'s>;
+
+    fn dir(&self, e: &Entry) -> Result<()> {
+        let wanted = self
+            .pats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wants(&e.path);
+        if wanted {
+            self.stage.dir(e)?;
+        }
+        Ok(())
+    }
+
+    fn file(&self, e: &Entry) -> Result<StreamFile<'s>> {
+        let wanted = self
+            .pats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wants(&e.path);
+        let staged = if wanted {
+            self.stage.check_target(&e.path)?;
+            Some(self.stage.file(e)?)
+        } else {
+            None
+        };
+        Ok(StreamFile {
+            staged,
+            stage: self.stage,
+        })
+    }
+}
+
+impl FileSink for StreamFile<'_> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.staged {
+            Some(s) => s.write(data),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self, e: &Entry) -> Result<()> {
+        if let Some(s) = self.staged {
+            s.finish(e)?;
+            self.stage.files.fetch_add(1, Ordering::Relaxed);
+            self.stage.bytes.fetch_add(e.size, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_stay_within_a_component() {
+        assert!(glob(b"segments/*/a.seg", b"segments/3600/a.seg"));
+        assert!(glob(b"wal/*.wal", b"wal/current.wal"));
+        assert!(!glob(b"wal/*.wal", b"wal/x/current.wal"));
+        assert!(glob(b"seg*", b"segments"));
+        assert!(!glob(b"seg*", b"segments/3600"));
+        assert!(glob(b"?AL", b"WAL"));
+        assert!(!glob(b"?", b"/"));
+        assert!(glob(b"*", b""));
+        assert!(!glob(b"a", b"ab"));
+    }
+
+    #[test]
+    fn a_directory_pattern_takes_what_is_below_it_and_unused_ones_are_named() {
+        let mut p = Patterns::new(&["segments/3600/".into(), "tags.json".into(), "x*".into()]);
+        assert!(p.wants("segments/3600"));
+        assert!(p.wants("segments/3600/a.seg"));
+        assert!(!p.wants("segments/36000/a.seg"));
+        assert!(!p.wants("segments"));
+        assert!(p.wants("tags.json"));
+        let e = p.check_all_used().unwrap_err();
+        assert!(e.to_string().contains("\"x*\" matches nothing"), "{e}");
+        assert!(Patterns::new(&[]).wants("anything"));
+    }
+}

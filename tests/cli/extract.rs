@@ -1,0 +1,234 @@
+//! `extract`: some files out of an archive, reading only what holds them,
+//! each checked before any is moved into place.
+
+use std::fs;
+
+use crate::support::*;
+
+/// An archive of `small_data` in 4 KiB frames (many frames), and its data.
+fn archive(t: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = small_data(t);
+    let out = t.join("a.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "-q", "--frame-kib", "4"]);
+    expect_code(&o, 0);
+    (data, out)
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap()
+}
+
+#[test]
+fn files_globs_and_directories_come_out_as_they_went_in() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, out) = archive(t.path());
+    let parts = split2(&fs::read(&out).unwrap());
+    let recs = parts.records();
+    let seg = recs
+        .iter()
+        .find(|r| r.path.ends_with(".seg"))
+        .unwrap()
+        .path
+        .clone();
+    let hour = seg.rsplit_once('/').unwrap().0.to_string();
+
+    // One file: the index and the frames that hold it, in a few reads.
+    let dest = t.path().join("one");
+    let o = run(&["extract", p(&out), &seg, "-C", p(&dest), "--json"]);
+    expect_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["files"], 1);
+    assert_eq!(v["streamed"], false);
+    assert!(v["reads"].as_u64().unwrap() <= 5, "{v}");
+    // The end, the index, and the frame(s) of one small file with the
+    // decoder's 16 KiB of input buffering: not the rest of the data.
+    let len = fs::metadata(&out).unwrap().len();
+    let index: u64 = parts.index.iter().map(|(_, b)| 16 + b.len() as u64).sum();
+    let biggest = parts
+        .data
+        .iter()
+        .map(|(_, f)| f.len() as u64)
+        .max()
+        .unwrap();
+    let bound = (len - parts.table_offset) + index + 2 * biggest + 16 * 1024;
+    assert!(
+        v["read_bytes"].as_u64().unwrap() <= bound,
+        "{v}: bound {bound}, archive {len}"
+    );
+    assert_eq!(
+        fs::read(dest.join(&seg)).unwrap(),
+        fs::read(data.join(&seg)).unwrap()
+    );
+    assert_eq!(count_tree(&dest).0, 1);
+
+    // A glob, a directory, and everything.
+    for (pats, want) in [
+        (
+            vec![format!("{hour}/*.seg")],
+            recs.iter()
+                .filter(|r| !r.dir && r.path.starts_with(&format!("{hour}/")))
+                .count(),
+        ),
+        (
+            vec!["wal".to_string()],
+            recs.iter()
+                .filter(|r| !r.dir && r.path.starts_with("wal/"))
+                .count(),
+        ),
+        (vec![], recs.iter().filter(|r| !r.dir).count()),
+    ] {
+        let dest = t.path().join(format!("d{}", want));
+        let mut args = vec!["extract", p(&out)];
+        args.extend(pats.iter().map(String::as_str));
+        args.extend(["-C", p(&dest), "--json"]);
+        let o = run(&args);
+        expect_code(&o, 0);
+        assert_eq!(json(&o)["files"], want as u64, "{pats:?}");
+        for r in recs.iter().filter(|r| !r.dir) {
+            if dest.join(&r.path).exists() {
+                assert_eq!(
+                    fs::read(dest.join(&r.path)).unwrap(),
+                    fs::read(data.join(&r.path)).unwrap()
+                );
+            }
+        }
+        assert_eq!(count_tree(&dest).0, want as u64, "{pats:?}");
+        assert_eq!(leftovers(&dest), Vec::<String>::new());
+    }
+    // Everything equals the data dir's layout.
+    let all = t
+        .path()
+        .join(format!("d{}", recs.iter().filter(|r| !r.dir).count()));
+    for r in recs.iter().filter(|r| !r.dir) {
+        assert!(all.join(&r.path).is_file(), "{}", r.path);
+    }
+
+    // One file to stdout.
+    let o = run(&["extract", p(&out), "tags.json", "-o", "-"]);
+    expect_code(&o, 0);
+    assert_eq!(o.stdout, fs::read(data.join("tags.json")).unwrap());
+    let f = t.path().join("tags.copy");
+    expect_code(&run(&["extract", p(&out), "tags.json", "-o", p(&f)]), 0);
+    assert_eq!(
+        fs::read(&f).unwrap(),
+        fs::read(data.join("tags.json")).unwrap()
+    );
+}
+
+#[test]
+fn refusals_name_their_reason_and_write_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, out) = archive(t.path());
+    let dest = t.path().join("x");
+    let o = run(&[
+        "extract",
+        p(&out),
+        "tags.json",
+        "segments/nope/*",
+        "-C",
+        p(&dest),
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("\"segments/nope/*\" matches nothing"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(count_tree(&dest), (0, 0));
+
+    expect_code(&run(&["extract", p(&out), "tags.json", "-C", p(&dest)]), 0);
+    let o = run(&["extract", p(&out), "tags.json", "-C", p(&dest)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("exists; use --force"), "{}", stderr(&o));
+    expect_code(
+        &run(&["extract", p(&out), "tags.json", "-C", p(&dest), "--force"]),
+        0,
+    );
+
+    let o = run(&["extract", p(&out), "wal", "-o", p(&t.path().join("one"))]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("-o takes exactly one"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(leftovers(&dest), Vec::<String>::new());
+    assert_eq!(leftovers(t.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_corrupt_frame_or_a_tampered_index_publishes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, out) = archive(t.path());
+    let a = fs::read(&out).unwrap();
+    let parts = split2(&a);
+    let recs = parts.records();
+    // Flip a byte inside the data frame that holds the last WAL file.
+    let wal = recs
+        .iter()
+        .rev()
+        .find(|r| !r.dir && r.path.starts_with("wal/") && r.size > 0)
+        .unwrap();
+    let (at, frame) = parts.data.iter().find(|(at, _)| *at == wal.frame).unwrap();
+    let mut b = a.clone();
+    b[*at as usize + frame.len() / 2] ^= 0x40;
+    let bad = t.path().join("bad.tar.zst");
+    fs::write(&bad, &b).unwrap();
+    let dest = t.path().join("x");
+    let o = run(&["extract", p(&bad), "tags.json", &wal.path, "-C", p(&dest)]);
+    expect_code(&o, 1);
+    assert_eq!(count_tree(&dest), (0, 0), "nothing published");
+    assert_eq!(leftovers(&dest), Vec::<String>::new());
+    // Files in other frames still come out.
+    expect_code(&run(&["extract", p(&bad), "tags.json", "-C", p(&dest)]), 0);
+
+    // A tampered index fails before any data is read.
+    let mut c = a.clone();
+    c[parts.index[0].0 as usize + 30] ^= 1;
+    fs::write(&bad, &c).unwrap();
+    let dest = t.path().join("y");
+    let o = run(&["extract", p(&bad), "tags.json", "-C", p(&dest), "--json"]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("does not match its row"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(count_tree(&dest), (0, 0));
+}
+
+#[test]
+fn version_1_and_pipes_are_read_whole_and_say_so() {
+    let t = tempfile::tempdir().unwrap();
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/golden-v1.tar.zst");
+    let sample = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sample"));
+    let dest = t.path().join("v1");
+    let o = run(&[
+        "extract",
+        golden,
+        "tags.json",
+        "wal",
+        "-C",
+        p(&dest),
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("read whole"), "{}", stderr(&o));
+    assert_eq!(json(&o)["streamed"], true);
+    assert_eq!(
+        fs::read(dest.join("tags.json")).unwrap(),
+        fs::read(sample.join("tags.json")).unwrap()
+    );
+    let (_, out) = archive(t.path());
+    let piped = bin()
+        .args(["extract", "-", "MANIFEST", "-o", "-"])
+        .stdin(fs::File::open(&out).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!piped.stdout.is_empty());
+}
