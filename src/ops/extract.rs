@@ -94,12 +94,12 @@ fn glob(pat: &[u8], name: &[u8]) -> bool {
 }
 
 /// The patterns, and which of them matched something.
-struct Patterns {
+pub(crate) struct Patterns {
     pats: Vec<(String, bool)>,
 }
 
 impl Patterns {
-    fn new(pats: &[String]) -> Self {
+    pub(crate) fn new(pats: &[String]) -> Self {
         Patterns {
             pats: pats
                 .iter()
@@ -109,7 +109,7 @@ impl Patterns {
     }
 
     /// Whether `path` (or a directory above it) matches a pattern.
-    fn wants(&mut self, path: &str) -> bool {
+    pub(crate) fn wants(&mut self, path: &str) -> bool {
         if self.pats.is_empty() {
             return true;
         }
@@ -130,7 +130,7 @@ impl Patterns {
         hit
     }
 
-    fn check_all_used(&self) -> Result<()> {
+    pub(crate) fn check_all_used(&self) -> Result<()> {
         match self.pats.iter().find(|(_, used)| !used) {
             Some((p, _)) => Err(Error::Refused(format!(
                 "{p:?} matches nothing in the archive"

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
 use crate::read::{Depth, Info, NullSink, ReadSummary, Visit};
@@ -24,6 +25,23 @@ pub fn verify(
 /// has them). See [`crate::read::list_archive`] for what is checked and
 /// when: an error after entries were handed on means they are not to be
 /// trusted.
-pub fn list(loc: &Location, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
-    open_archive(loc, None)?.list_into(sha256, visit)
+/// Only entries matching `patterns` (as [`crate::ops::extract`] takes
+/// them; none: all) are handed on, and a pattern that matches nothing is
+/// an error that names it.
+pub fn list(
+    loc: &Location,
+    sha256: bool,
+    patterns: &[String],
+    visit: &mut Visit<'_>,
+) -> Result<Info> {
+    let mut pats = Patterns::new(patterns);
+    let mut filtered = |e: &crate::format::head::Entry, d: Option<&[u8; 32]>| {
+        if pats.wants(&e.path) {
+            visit(e, d)?;
+        }
+        Ok(())
+    };
+    let info = open_archive(loc, None)?.list_into(sha256, &mut filtered)?;
+    pats.check_all_used()?;
+    Ok(info)
 }

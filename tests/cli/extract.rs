@@ -232,3 +232,30 @@ fn version_1_and_pipes_are_read_whole_and_say_so() {
     );
     assert!(!piped.stdout.is_empty());
 }
+
+#[test]
+fn list_takes_the_same_patterns() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, out) = archive(t.path());
+    let o = run(&["list", p(&out), "wal/*.wal", "tags.json"]);
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with("tags.json") || l.contains(" wal/")),
+        "{lines:?}"
+    );
+    let o = run(&["list", "--sha256", p(&out), "MANIFEST"]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), 1);
+    let o = run(&["list", p(&out), "segments/none"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("\"segments/none\" matches nothing"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -208,7 +208,14 @@ fn json_reports_have_the_documented_fields() {
     let v = json(&["list", p(&out), "--json"], 0);
     assert_eq!(keys(&v), documented("list --json"));
     let v = json(
-        &["extract", p(&out), "tags.json", "-C", p(&t.path().join("x")), "--json"],
+        &[
+            "extract",
+            p(&out),
+            "tags.json",
+            "-C",
+            p(&t.path().join("x")),
+            "--json",
+        ],
         0,
     );
     assert_eq!(keys(&v), documented("extract --json"));

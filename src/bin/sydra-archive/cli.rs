@@ -187,11 +187,13 @@ pub struct VerifyArgs {
 pub struct ListArgs {
     /// Archive path, - for stdin, or s3://bucket/key.
     pub archive: PathBuf,
-    /// Print the HEAD as one JSON object.
+    /// Only these archive paths or globs (as extract takes them).
+    pub patterns: Vec<String>,
+    /// Print the listing as one JSON object.
     #[arg(long, conflicts_with = "sha256")]
     pub json: bool,
-    /// Print `sha256sum`-style lines from SUMS (after a quick check of the
-    /// whole archive), for `sha256sum -c` in a directory GNU tar extracted.
+    /// Print `sha256sum`-style lines (after a quick check of the whole
+    /// archive), for `sha256sum -c` in a directory GNU tar extracted.
     #[arg(long)]
     pub sha256: bool,
     #[command(flatten)]

@@ -353,7 +353,7 @@ fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 sydra_archive::Error::Interrupted
             })
         };
-        sydra_archive::list(&loc, sha256, &mut visit)
+        sydra_archive::list(&loc, sha256, &a.patterns, &mut visit)
     };
     if let Some(e) = write_failed {
         return Err(anyhow::Error::new(e).context("cannot write the listing to stdout"));
