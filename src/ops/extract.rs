@@ -304,6 +304,17 @@ fn by_index(
 ) -> Result<ExtractSummary> {
     let mut summary = ExtractSummary::default();
     let mut cursor: Option<Cursor<'_>> = None;
+    // One index side for all blocks: tree order and frame offsets are
+    // checked across them. The wanted records of each block are taken
+    // out after it.
+    let wanted: std::rc::Rc<std::cell::RefCell<Vec<Record>>> = Default::default();
+    let keep = std::rc::Rc::clone(&wanted);
+    let mut index = crate::read::index::IndexSide::checking(Some(Box::new(move |rec: &Record| {
+        if pats.wants(&rec.path) {
+            keep.borrow_mut().push(rec.clone());
+        }
+        Ok(())
+    })));
     let mut frame = Vec::new();
     let mut next_free = 0u64;
     for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
@@ -339,16 +350,9 @@ fn by_index(
         }
         // The block's records, checked, the wanted ones kept (a block
         // holds at most 65,536).
-        let mut wanted: Vec<Record> = Vec::new();
-        let mut index = crate::read::index::IndexSide::checking(Some(Box::new(|rec: &Record| {
-            if pats.wants(&rec.path) {
-                wanted.push(rec.clone());
-            }
-            Ok(())
-        })));
         index.block(r.offset, r.len, &frame[16..])?;
-        drop(index);
-        for rec in wanted {
+        let taken = std::mem::take(&mut *wanted.borrow_mut());
+        for rec in taken {
             if rec.kind == EntryKind::Dir {
                 stage.dir(&rec.entry())?;
                 continue;

@@ -259,3 +259,46 @@ fn list_takes_the_same_patterns() {
         stderr(&o)
     );
 }
+
+#[test]
+fn extract_and_list_read_across_many_index_blocks() {
+    // 30,000 entries make several INDEX blocks; order and offsets are
+    // checked across them.
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("s.tar.zst");
+    let f = fs::File::create(&out).unwrap();
+    sydra_archive::write_synthetic(std::io::BufWriter::new(f), 30_000, 40, 7_000, 2).unwrap();
+    let parts = split2(&fs::read(&out).unwrap());
+    assert!(parts.index.len() >= 3, "{} blocks", parts.index.len());
+    let recs = parts.records();
+    let last = recs
+        .iter()
+        .rev()
+        .find(|r| !r.dir && r.path.starts_with("segments/"))
+        .unwrap();
+    let hour = last.path.rsplit_once('/').unwrap().0;
+    let dest = t.path().join("x");
+    let o = run(&[
+        "extract",
+        p(&out),
+        &last.path,
+        hour,
+        "-C",
+        p(&dest),
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    let v = json(&o);
+    let in_hour = recs
+        .iter()
+        .filter(|r| !r.dir && r.path.starts_with(&format!("{hour}/")))
+        .count();
+    assert_eq!(v["files"], in_hour as u64);
+    assert_eq!(
+        hex(&sha256(&fs::read(dest.join(&last.path)).unwrap())),
+        rec_sha(last)
+    );
+    let o = run(&["list", p(&out), hour]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o).lines().count(), in_hour + 1);
+}
