@@ -130,6 +130,27 @@ impl Patterns {
         hit
     }
 
+    /// The directories (or files) every match lies in or under: for each
+    /// pattern, its components before the first one with `*` or `?`.
+    /// `None` when a pattern can match anywhere (or there is none).
+    fn prefixes(&self) -> Option<Vec<String>> {
+        if self.pats.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (p, _) in &self.pats {
+            let lit: Vec<&str> = p
+                .split('/')
+                .take_while(|c| !c.contains(['*', '?']))
+                .collect();
+            if lit.is_empty() || lit.iter().any(|c| c.is_empty()) {
+                return None;
+            }
+            out.push(lit.join("/"));
+        }
+        Some(out)
+    }
+
     pub(crate) fn check_all_used(&self) -> Result<()> {
         match self.pats.iter().find(|(_, used)| !used) {
             Some((p, _)) => Err(Error::Refused(format!(
@@ -309,13 +330,15 @@ fn by_index(
     // out after it.
     let wanted: std::rc::Rc<std::cell::RefCell<Vec<Record>>> = Default::default();
     let keep = std::rc::Rc::clone(&wanted);
-    let mut index = crate::read::index::IndexSide::checking(Some(Box::new(move |rec: &Record| {
-        if pats.wants(&rec.path) {
-            keep.borrow_mut().push(rec.clone());
-        }
-        Ok(())
-    })));
-    let mut frame = Vec::new();
+    let pats_prefixes = pats.prefixes();
+    let mut index =
+        crate::read::index::IndexSide::checking_some(Some(Box::new(move |rec: &Record| {
+            if pats.wants(&rec.path) {
+                keep.borrow_mut().push(rec.clone());
+            }
+            Ok(())
+        })));
+    let mut rows = Vec::with_capacity(table.len() / ROW_LEN);
     let mut next_free = 0u64;
     for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
         let r = Row::decode(row.try_into().expect("a whole row"));
@@ -332,25 +355,31 @@ fn by_index(
             return Err(bad("points outside the data or at another block"));
         }
         next_free = end;
-        frame.resize(r.len as usize, 0);
-        src.read_at(r.offset, &mut frame).map_err(|e| {
-            Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", &src.shown, e))
-        })?;
-        let fh: [u8; 16] = frame[..16].try_into().expect("24 bytes or more");
-        let blen = crate::format::frame::check_skippable_header(
-            &fh,
-            &TAG_INDEX,
-            MAX_BLOCK_BODY,
-            r.offset,
-        )?;
-        if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
-            return Err(bad(
-                "the INDEX frame does not match its row (corrupted or tampered)",
-            ));
+        rows.push(r);
+    }
+    let mut blocks = Blocks {
+        src,
+        rows: &rows,
+        cache: std::collections::HashMap::new(),
+    };
+    // Only the blocks that can hold a match, found by their first paths
+    // (records are in tree order), when every pattern has a literal start.
+    let selected: Vec<usize> = match pats_prefixes {
+        None => (0..rows.len()).collect(),
+        Some(prefixes) => {
+            let mut sel = std::collections::BTreeSet::new();
+            for p in &prefixes {
+                sel.extend(blocks.covering(p)?);
+            }
+            sel.into_iter().collect()
         }
+    };
+    for i in selected {
+        let r = rows[i];
+        let body = blocks.body(i)?;
         // The block's records, checked, the wanted ones kept (a block
         // holds at most 65,536).
-        index.block(r.offset, r.len, &frame[16..])?;
+        index.block(r.offset, r.len, &body)?;
         let taken = std::mem::take(&mut *wanted.borrow_mut());
         for rec in taken {
             if rec.kind == EntryKind::Dir {
@@ -415,6 +444,89 @@ fn by_index(
         }
     }
     Ok(summary)
+}
+
+/// The INDEX blocks of an archive read at offsets, each checked against
+/// its TABLE row when read; the ones read to search are kept for use.
+struct Blocks<'a> {
+    src: &'a Source,
+    rows: &'a [Row],
+    cache: std::collections::HashMap<usize, (Vec<u8>, String)>,
+}
+
+impl Blocks<'_> {
+    /// Block `i`'s frame body and its first record's path.
+    fn load(&mut self, i: usize) -> Result<&(Vec<u8>, String)> {
+        if !self.cache.contains_key(&i) {
+            let r = self.rows[i];
+            let mut frame = vec![0u8; r.len as usize];
+            self.src.read_at(r.offset, &mut frame).map_err(|e| {
+                Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", &self.src.shown, e))
+            })?;
+            let fh: [u8; 16] = frame[..16].try_into().expect("24 bytes or more");
+            let blen = crate::format::frame::check_skippable_header(
+                &fh,
+                &TAG_INDEX,
+                MAX_BLOCK_BODY,
+                r.offset,
+            )?;
+            if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
+                return Err(Error::corrupt(format!(
+                    "TABLE row {}: the INDEX frame does not match its row (corrupted or tampered)",
+                    i + 1
+                )));
+            }
+            frame.drain(..16);
+            // The first record's path: decompressed no further than the
+            // block declares.
+            let (_, raw_len) =
+                crate::format::v2::parse_block_opening(frame[..8].try_into().expect("8 bytes"))?;
+            let raw = zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress(&frame[8..], raw_len as usize))
+                .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
+            let (first, _) = Record::decode(&raw)?;
+            self.cache.insert(i, (frame, first.path));
+        }
+        Ok(self.cache.get(&i).expect("inserted above"))
+    }
+
+    fn body(&mut self, i: usize) -> Result<Vec<u8>> {
+        self.load(i)?;
+        Ok(self.cache.remove(&i).expect("loaded").0)
+    }
+
+    /// The blocks that can hold `p` or what is below it: from the last
+    /// block whose first path comes before it (in tree order) through the
+    /// last one whose first path is not past its subtree.
+    fn covering(&mut self, p: &str) -> Result<Vec<usize>> {
+        let before = |q: &str| q.split('/').cmp(p.split('/')) != std::cmp::Ordering::Greater;
+        let inside = |q: &str| q == p || q.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
+        let n = self.rows.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The last block whose first path is at or before `p`.
+        let (mut lo, mut hi) = (0usize, n);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if before(&self.load(mid)?.1) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut out = vec![lo];
+        let mut j = lo + 1;
+        while j < n {
+            let first = self.load(j)?.1.clone();
+            if !(before(&first) || inside(&first)) {
+                break;
+            }
+            out.push(j);
+            j += 1;
+        }
+        Ok(out)
+    }
 }
 
 /// Checks that the 512-byte header `h` is the member `rec` describes.

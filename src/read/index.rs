@@ -32,7 +32,9 @@ pub struct IndexSide<'a> {
 }
 
 struct Checked {
-    order: TreeOrder,
+    /// `None` when only some blocks are read (their order across the
+    /// blocks not read cannot be checked).
+    order: Option<TreeOrder>,
     counted: Counted,
 }
 
@@ -83,7 +85,21 @@ impl<'a> IndexSide<'a> {
     pub fn checking(on_record: Option<OnRecord<'a>>) -> Self {
         IndexSide {
             check: Some(Checked {
-                order: TreeOrder::default(),
+                order: Some(TreeOrder::default()),
+                counted: Counted::default(),
+            }),
+            on_record,
+            ..IndexSide::hashing()
+        }
+    }
+
+    /// [`IndexSide::checking`] for a reader that reads only some blocks:
+    /// each record's own rules and the frame offsets are checked, not the
+    /// tree order, whose parents may be in a block not read.
+    pub fn checking_some(on_record: Option<OnRecord<'a>>) -> Self {
+        IndexSide {
+            check: Some(Checked {
+                order: None,
                 counted: Counted::default(),
             }),
             on_record,
@@ -181,9 +197,11 @@ impl<'a> IndexSide<'a> {
 fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
     let is_dir = rec.kind == EntryKind::Dir;
     check_path(&rec.path, is_dir).map_err(|why| Error::hostile(&rec.path, why))?;
-    c.order
-        .next(&rec.path, rec.kind)
-        .map_err(|why| Error::hostile(&rec.path, format!("index: {why}")))?;
+    if let Some(order) = &mut c.order {
+        order
+            .next(&rec.path, rec.kind)
+            .map_err(|why| Error::hostile(&rec.path, format!("index: {why}")))?;
+    }
     if rec.mtime > i64::MAX as u64 {
         return Err(Error::corrupt(format!(
             "index record {:?} has an impossible mtime",

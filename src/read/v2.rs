@@ -238,8 +238,12 @@ pub fn read_end(
     if size < TAIL_LEN as u64 {
         return Ok(None);
     }
-    let mut t = [0u8; TAIL_LEN];
-    read_at(size - TAIL_LEN as u64, &mut t).map_err(io)?;
+    // One read for the end of most archives: TABLE, META and TAIL usually
+    // fit in the last 16 KiB (never more than a sixteenth of the archive).
+    let guess = (size / 16).clamp(TAIL_LEN as u64, 16 * 1024).min(size);
+    let mut last = vec![0u8; guess as usize];
+    read_at(size - guess, &mut last).map_err(io)?;
+    let t: [u8; TAIL_LEN] = last[last.len() - TAIL_LEN..].try_into().expect("128 bytes");
     if !Tail::is_tail(&t) {
         return Ok(None);
     }
@@ -252,8 +256,16 @@ pub fn read_end(
             "TABLE of {table_len} bytes is over the {MAX_TABLE_IN_MEMORY} this reader takes"
         )));
     }
-    let mut end = vec![0u8; (tail.body_len - tail.table_offset) as usize];
-    read_at(tail.table_offset, &mut end).map_err(io)?;
+    let start = size - guess;
+    let mut end = if tail.table_offset >= start {
+        let from = (tail.table_offset - start) as usize;
+        last[from..last.len() - TAIL_LEN].to_vec()
+    } else {
+        let mut end = vec![0u8; (tail.body_len - tail.table_offset) as usize];
+        read_at(tail.table_offset, &mut end).map_err(io)?;
+        end
+    };
+    drop(last);
     if tail.meta_sha256 != Sha256::digest(&end).as_slice() {
         return Err(Error::corrupt(
             "TABLE and META do not match TAIL's SHA-256 (corrupted or tampered)",

@@ -50,7 +50,8 @@ fn files_globs_and_directories_come_out_as_they_went_in() {
         .map(|(_, f)| f.len() as u64)
         .max()
         .unwrap();
-    let bound = (len - parts.table_offset) + index + 2 * biggest + 16 * 1024;
+    // (The end may take a read of up to a sixteenth of the archive.)
+    let bound = (len - parts.table_offset) + len / 16 + index + 2 * biggest + 16 * 1024;
     assert!(
         v["read_bytes"].as_u64().unwrap() <= bound,
         "{v}: bound {bound}, archive {len}"
