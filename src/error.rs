@@ -139,7 +139,7 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "unsupported archive version {v} (this build reads version 1)"
+                    "unsupported archive version {v} (this build reads versions 1 and 2)"
                 )
             }
             Error::Source { path, reason } => {

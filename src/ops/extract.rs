@@ -167,11 +167,12 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     let mut stage = Stage::new(&opts.to, opts.force)?;
     let mut pats = Patterns::new(&opts.patterns);
     let got = match &src {
-        Some(src) => match read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)? {
-            Some((tail, _meta, table)) => {
+        Some(src) => match read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown) {
+            Ok(Some((tail, _meta, table))) => {
                 by_index(src, &tail, &table, &mut pats, &mut stage).map(Some)
             }
-            None => Ok(None),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
         },
         None => Ok(None),
     };
@@ -179,7 +180,10 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
         Ok(Some(s)) => s,
         Ok(None) => {
             // Read whole: version 1, or not at offsets.
-            let reader = crate::ops::source::open_archive(loc, None)?;
+            let reader = match crate::ops::source::open_archive(loc, None) {
+                Ok(r) => r,
+                Err(e) => return Err(stage.abandon(e)),
+            };
             let mut sink = StreamSink {
                 pats: std::sync::Mutex::new(pats),
                 stage: &stage,
@@ -331,13 +335,19 @@ fn by_index(
     let wanted: std::rc::Rc<std::cell::RefCell<Vec<Record>>> = Default::default();
     let keep = std::rc::Rc::clone(&wanted);
     let pats_prefixes = pats.prefixes();
-    let mut index =
-        crate::read::index::IndexSide::checking_some(Some(Box::new(move |rec: &Record| {
-            if pats.wants(&rec.path) {
-                keep.borrow_mut().push(rec.clone());
-            }
-            Ok(())
-        })));
+    let on_record: crate::read::index::OnRecord<'_> = Box::new(move |rec: &Record| {
+        if pats.wants(&rec.path) {
+            keep.borrow_mut().push(rec.clone());
+        }
+        Ok(())
+    });
+    // Every block read: the whole tree order is checked; some: the strict
+    // order of the records read.
+    let mut index = if pats_prefixes.is_none() {
+        crate::read::index::IndexSide::checking(Some(on_record))
+    } else {
+        crate::read::index::IndexSide::checking_some(Some(on_record))
+    };
     let mut rows = Vec::with_capacity(table.len() / ROW_LEN);
     let mut next_free = 0u64;
     for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
@@ -382,12 +392,10 @@ fn by_index(
         index.block(r.offset, r.len, &body)?;
         let taken = std::mem::take(&mut *wanted.borrow_mut());
         for rec in taken {
-            if rec.kind == EntryKind::Dir {
-                stage.dir(&rec.entry())?;
-                continue;
-            }
             // Before a byte is read, a file that may not be replaced.
-            stage.check_target(&rec.path)?;
+            if rec.kind == EntryKind::File {
+                stage.check_target(&rec.path)?;
+            }
             let reuse = cursor
                 .as_ref()
                 .is_some_and(|c| c.frame == rec.frame && c.pos <= rec.offset);
@@ -419,6 +427,10 @@ fn by_index(
             c.pos = rec.offset + 512;
             check_header(&h, &rec).map_err(&corrupt)?;
             let e = rec.entry();
+            if rec.kind == EntryKind::Dir {
+                stage.dir(&e)?;
+                continue;
+            }
             let mut out = stage.file(&e)?;
             let mut hasher = Sha256::new();
             let mut left = rec.size;
@@ -532,17 +544,22 @@ impl Blocks<'_> {
 /// Checks that the 512-byte header `h` is the member `rec` describes.
 fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
     let header = tar::Header::from_byte_slice(h);
-    if header.entry_type() != tar::EntryType::Regular {
-        return Err("the index points at something other than its file".into());
-    }
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Dir,
+        _ => return Err("the index points at something other than its member".into()),
+    };
     let size = header
         .size()
         .map_err(|_| "invalid tar header".to_string())?;
     let name = &header.as_old().name;
-    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+    let mut name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+    if kind == EntryKind::Dir && name.len() > 1 && name.ends_with(b"/") {
+        name = &name[..name.len() - 1];
+    }
     let path = rec.path.as_bytes();
     let want = &path[..path.len().min(100)];
-    if size != rec.size || name != want {
+    if kind != rec.kind || size != rec.size || name != want {
         return Err("the index points at another member".into());
     }
     Ok(())
@@ -559,6 +576,11 @@ struct Stage {
     name: Vec<u8>,
     dir: File,
     dirs_made: AtomicU64,
+    /// Removes the staging tree if a signal comes first.
+    pending: Option<crate::store::cleanup::Pending>,
+    /// The destination directory was made by this run (removed again,
+    /// if still empty, after a failure).
+    made_root: bool,
     /// Files and bytes staged from a stream.
     files: AtomicU64,
     bytes: AtomicU64,
@@ -566,8 +588,10 @@ struct Stage {
 
 impl Stage {
     fn new(to: &ExtractTo, force: bool) -> Result<Stage> {
+        let mut made_root = false;
         let root_path = match to {
             ExtractTo::Dir(d) => {
+                made_root = !d.exists();
                 std::fs::create_dir_all(d).map_err(|e| Error::io("create directory", d, e))?;
                 d.clone()
             }
@@ -590,7 +614,42 @@ impl Stage {
         .into_bytes();
         let dir = sys::make_private_dir(&root, &name)
             .map_err(|e| Error::io("create a staging directory in", &root_path, e))?;
+        let pending = {
+            let (r, d, n) = (
+                root.try_clone()
+                    .map_err(|e| Error::io("open", &root_path, e))?,
+                dir.try_clone()
+                    .map_err(|e| Error::io("open", &root_path, e))?,
+                name.clone(),
+            );
+            crate::store::cleanup::Pending::register(
+                format!("staging directory in {}", root_path.display()),
+                move || {
+                    // A file being created as the signal came may land
+                    // after the first pass: no new one starts once
+                    // stopping, so a few passes empty it.
+                    let mut tries = 0;
+                    loop {
+                        match sys::remove_tree_at(&r, &n, &d) {
+                            Err(e)
+                                if tries < 20
+                                    && matches!(
+                                        e.raw_os_error(),
+                                        Some(libc::ENOTEMPTY | libc::ENOENT)
+                                    ) =>
+                            {
+                                tries += 1;
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            other => return other,
+                        }
+                    }
+                },
+            )
+        };
         Ok(Stage {
+            pending: Some(pending),
+            made_root,
             to: to.clone(),
             force,
             root,
@@ -635,6 +694,9 @@ impl Stage {
 
     /// The directories above `rel` in the staging directory.
     fn parents(&self, rel: &str) -> Result<()> {
+        if crate::store::cleanup::stopping() {
+            return Err(Error::Interrupted);
+        }
         for (i, _) in rel.match_indices('/') {
             match sys::mkdir_at(&self.dir, &rel.as_bytes()[..i], 0o755) {
                 Ok(()) => {
@@ -655,6 +717,9 @@ impl Stage {
     }
 
     fn file(&self, e: &Entry) -> Result<StagedFile> {
+        if crate::store::cleanup::stopping() {
+            return Err(Error::Interrupted);
+        }
         let rel = match &self.to {
             ExtractTo::Dir(_) => e.path.clone(),
             // One file: it takes a fixed name; a second one is refused.
@@ -668,9 +733,10 @@ impl Stage {
             0o600,
         )
         .map_err(|err| match err.kind() {
-            io::ErrorKind::AlreadyExists => {
+            io::ErrorKind::AlreadyExists if !matches!(self.to, ExtractTo::Dir(_)) => {
                 Error::Refused("more than one file matches; -o takes exactly one".into())
             }
+            io::ErrorKind::AlreadyExists => Error::hostile(&e.path, "duplicate path in the index"),
             _ => Error::io("create", self.shown(&e.path), err),
         })?;
         Ok(StagedFile {
@@ -681,14 +747,21 @@ impl Stage {
 
     /// Moves every staged file into place, then removes the staging
     /// directory. Returns the directories created.
-    fn publish(self) -> Result<u64> {
-        let moved = match &self.to {
-            ExtractTo::Dir(_) => self.publish_tree(b""),
-            ExtractTo::File(target) => self.publish_one(target),
-            ExtractTo::Stdout => self.copy_to_stdout(),
-        };
+    fn publish(mut self) -> Result<u64> {
+        // Signals wait while files move into place: all or none of them.
+        let pending = self.pending.take().expect("registered at creation");
+        let (moved, removed) = pending.commit(|| {
+            let moved = match &self.to {
+                ExtractTo::Dir(_) => self.publish_tree(b""),
+                ExtractTo::File(target) => self.publish_one(target),
+                ExtractTo::Stdout => self.copy_to_stdout(),
+            };
+            (
+                moved,
+                sys::remove_tree_at(&self.root, &self.name, &self.dir),
+            )
+        });
         let made = self.dirs_made.load(Ordering::Relaxed);
-        let removed = sys::remove_tree_at(&self.root, &self.name, &self.dir);
         moved?;
         removed.map_err(|e| Error::io("remove the staging directory in", &self.root_path, e))?;
         Ok(made)
@@ -801,8 +874,16 @@ impl Stage {
     }
 
     /// Removes the staging directory after a failure; `e` is what failed.
-    fn abandon(self, e: Error) -> Error {
-        match sys::remove_tree_at(&self.root, &self.name, &self.dir) {
+    fn abandon(mut self, e: Error) -> Error {
+        let removed = sys::remove_tree_at(&self.root, &self.name, &self.dir);
+        if let Some(p) = self.pending.take() {
+            p.forget();
+        }
+        if self.made_root && removed.is_ok() {
+            // Only if still empty: rmdir refuses anything else.
+            let _ = std::fs::remove_dir(&self.root_path);
+        }
+        match removed {
             Ok(()) => e,
             Err(err) => e.also(format!(
                 "could not remove the staging directory in {}: {err}",

@@ -32,9 +32,11 @@ pub struct IndexSide<'a> {
 }
 
 struct Checked {
-    /// `None` when only some blocks are read (their order across the
-    /// blocks not read cannot be checked).
+    /// `None` when only some blocks are read: parents may be in a block
+    /// not read, so only the strict order of the records read is checked
+    /// (against `last`).
     order: Option<TreeOrder>,
+    last: String,
     counted: Counted,
 }
 
@@ -86,6 +88,7 @@ impl<'a> IndexSide<'a> {
         IndexSide {
             check: Some(Checked {
                 order: Some(TreeOrder::default()),
+                last: String::new(),
                 counted: Counted::default(),
             }),
             on_record,
@@ -100,6 +103,7 @@ impl<'a> IndexSide<'a> {
         IndexSide {
             check: Some(Checked {
                 order: None,
+                last: String::new(),
                 counted: Counted::default(),
             }),
             on_record,
@@ -197,10 +201,22 @@ impl<'a> IndexSide<'a> {
 fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
     let is_dir = rec.kind == EntryKind::Dir;
     check_path(&rec.path, is_dir).map_err(|why| Error::hostile(&rec.path, why))?;
-    if let Some(order) = &mut c.order {
-        order
+    match &mut c.order {
+        Some(order) => order
             .next(&rec.path, rec.kind)
-            .map_err(|why| Error::hostile(&rec.path, format!("index: {why}")))?;
+            .map_err(|why| Error::hostile(&rec.path, format!("index: {why}")))?,
+        None => {
+            if !c.last.is_empty()
+                && c.last.split('/').cmp(rec.path.split('/')) != std::cmp::Ordering::Less
+            {
+                return Err(Error::hostile(
+                    &rec.path,
+                    format!("index: out of order or repeated after {:?}", c.last),
+                ));
+            }
+            c.last.clear();
+            c.last.push_str(&rec.path);
+        }
     }
     if rec.mtime > i64::MAX as u64 {
         return Err(Error::corrupt(format!(

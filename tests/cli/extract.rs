@@ -303,3 +303,59 @@ fn extract_and_list_read_across_many_index_blocks() {
     expect_code(&o, 0);
     assert_eq!(stdout(&o).lines().count(), in_hour + 1);
 }
+
+#[test]
+fn extract_checks_the_index_it_reads_and_leaves_nothing_on_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let members = || {
+        vec![
+            file("MANIFEST", b"{}\n"),
+            dir("segments"),
+            dir("segments/3600"),
+            file("segments/3600/a.seg", &[7u8; 3000]),
+            file("segments/3600/b.seg", &[9u8; 700]),
+            dir("wal"),
+            file("wal/current.wal", &[1u8; 33]),
+        ]
+    };
+    let check = |bytes: Vec<u8>, pats: &[&str], code: i32, needle: &str| {
+        let f = t.path().join("c.tar.zst");
+        fs::write(&f, bytes).unwrap();
+        let dest = t.path().join("out");
+        let mut args = vec!["extract", p(&f)];
+        args.extend(pats);
+        args.extend(["-C", p(&dest)]);
+        let o = run(&args);
+        expect_code(&o, code);
+        assert!(stderr(&o).contains(needle), "{pats:?}: {}", stderr(&o));
+        assert!(
+            !dest.exists(),
+            "{pats:?}: the directory it made is removed again"
+        );
+        assert_eq!(leftovers(t.path()), Vec::<String>::new());
+    };
+    // Out of order, and a repeated path, whether every block is read or
+    // only some.
+    let mut m = members();
+    m.swap(3, 4);
+    check(craft2(&m), &[], 1, "out of order");
+    check(craft2(&m), &["segments/3600"], 1, "out of order");
+    let mut m = members();
+    m.push(file("wal/current.wal", b"again"));
+    check(craft2(&m), &[], 1, "duplicate");
+    check(craft2(&m), &["wal"], 1, "repeated");
+    // A directory record that is not the member at its place.
+    let mut c = Craft2::new(&members());
+    c.records = Box::new(|r| r[2].path = "segments/3599".into());
+    check(c.build(), &["segments/3599"], 1, "another member");
+    // Damage found at the end (META, TABLE, TAIL) leaves no staging.
+    for at in [20usize, 60, 100] {
+        let mut b = craft2(&members());
+        let n = b.len();
+        b[n - 128 - at] ^= 0x10;
+        check(b, &["MANIFEST"], 1, "corrupt archive");
+    }
+    let mut c = Craft2::new(&members());
+    c.tail = Box::new(|t| t[16] = 3);
+    check(c.build(), &["MANIFEST"], 1, "versions 1 and 2");
+}

@@ -37,17 +37,27 @@ pub fn tree_digest(root: &Path) -> String {
 
 /// Names in `dir` that look like staging or temporary leftovers.
 pub fn leftovers(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains(".sydra-staging.") || n.contains(".sydra-tmp."))
+        .filter(|n| {
+            n.contains(".sydra-staging.")
+                || n.contains(".sydra-tmp.")
+                || n.contains(".sydra-extract.")
+        })
         .collect()
 }
 
-/// Files and directories below `d` (not counting `d`).
+/// Files and directories below `d`, not counting `d` (none when `d` does
+/// not exist).
 pub fn count_tree(d: &Path) -> (u64, u64) {
     let (mut files, mut dirs) = (0, 0);
-    for e in std::fs::read_dir(d).unwrap() {
+    let Ok(entries) = std::fs::read_dir(d) else {
+        return (0, 0);
+    };
+    for e in entries {
         let e = e.unwrap();
         if e.file_type().unwrap().is_dir() {
             let (f, s) = count_tree(&e.path());
