@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
-use crate::format::v2::{MAX_BLOCK_BODY, ROW_LEN, Record, Row, TAG_INDEX, TAIL_LEN, Tail};
-use crate::read::{Depth, FileSink, Sink, read_end};
+use crate::format::v2::{Record, Row, TAIL_LEN, Tail};
+use crate::read::{Depth, FileSink, Sink, read_block, read_end, table_rows};
 use crate::store::location::Location;
 use crate::store::s3::{ObjectReader, Remote};
 use crate::sys;
@@ -348,25 +348,7 @@ fn by_index(
     } else {
         crate::read::index::IndexSide::checking_some(Some(on_record))
     };
-    let mut rows = Vec::with_capacity(table.len() / ROW_LEN);
-    let mut next_free = 0u64;
-    for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
-        let r = Row::decode(row.try_into().expect("a whole row"));
-        let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
-        let end = r
-            .offset
-            .checked_add(r.len)
-            .ok_or_else(|| bad("impossible length"))?;
-        if r.offset < next_free
-            || end > tail.table_offset
-            || r.len < 24
-            || r.len > 16 + MAX_BLOCK_BODY
-        {
-            return Err(bad("points outside the data or at another block"));
-        }
-        next_free = end;
-        rows.push(r);
-    }
+    let rows = table_rows(table, tail.table_offset, 0)?;
     let mut blocks = Blocks {
         src,
         rows: &rows,
@@ -470,25 +452,12 @@ impl Blocks<'_> {
     /// Block `i`'s frame body and its first record's path.
     fn load(&mut self, i: usize) -> Result<&(Vec<u8>, String)> {
         if !self.cache.contains_key(&i) {
-            let r = self.rows[i];
-            let mut frame = vec![0u8; r.len as usize];
-            self.src.read_at(r.offset, &mut frame).map_err(|e| {
-                Error::from_carrier(e).unwrap_or_else(|e| Error::io("read", &self.src.shown, e))
-            })?;
-            let fh: [u8; 16] = frame[..16].try_into().expect("24 bytes or more");
-            let blen = crate::format::frame::check_skippable_header(
-                &fh,
-                &TAG_INDEX,
-                MAX_BLOCK_BODY,
-                r.offset,
+            let frame = read_block(
+                &mut |at, buf| self.src.read_at(at, buf),
+                &self.rows[i],
+                i,
+                &self.src.shown,
             )?;
-            if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
-                return Err(Error::corrupt(format!(
-                    "TABLE row {}: the INDEX frame does not match its row (corrupted or tampered)",
-                    i + 1
-                )));
-            }
-            frame.drain(..16);
             // The first record's path: decompressed no further than the
             // block declares.
             let (_, raw_len) =

@@ -21,7 +21,7 @@ mod v2;
 pub mod workers;
 
 pub use sink::{FileSink, NullSink, Plan, Sink};
-pub use v2::{list_from_end, plan_from_end, read_end};
+pub use v2::{list_from_end, plan_from_end, read_block, read_end, table_rows};
 
 use std::cell::RefCell;
 use std::io::Read;

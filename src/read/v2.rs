@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::format::frame::{SKIPPABLE_MAGIC, check_skippable_header};
 use crate::format::head::EntryKind;
 use crate::format::v2::{
-    Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, TAG_INDEX, TAG_META, TAG_TABLE, TAIL_LEN,
-    Tail,
+    Head2, MAX_BLOCK_BODY, MAX_META_BODY, Meta, ROW_LEN, Row, TAG_INDEX, TAG_META, TAG_TABLE,
+    TAIL_LEN, Tail,
 };
 use crate::read::data::DataDecoder;
 use crate::read::expect::Rebuild;
@@ -299,6 +299,56 @@ pub fn plan_from_end(
     Ok(read_end(size, read_at, name)?.map(|(_, meta, _)| meta))
 }
 
+/// TABLE's rows (`table`, its body), each checked to point at a place of
+/// its own between `data_start` and TABLE (`table_offset`).
+pub fn table_rows(table: &[u8], table_offset: u64, data_start: u64) -> Result<Vec<Row>> {
+    let mut rows = Vec::with_capacity(table.len() / ROW_LEN);
+    let mut next_free = data_start;
+    for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
+        let r = Row::decode(row.try_into().expect("a whole row"));
+        let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
+        let end = r
+            .offset
+            .checked_add(r.len)
+            .ok_or_else(|| bad("impossible length"))?;
+        if r.offset < next_free || end > table_offset || r.len < 16 + 8 {
+            return Err(bad("points outside the data or at another block"));
+        }
+        if r.len > 16 + MAX_BLOCK_BODY {
+            return Err(bad("block larger than the limit"));
+        }
+        next_free = end;
+        rows.push(r);
+    }
+    Ok(rows)
+}
+
+/// Reads the INDEX frame of row `r` (TABLE row `i`, from 0) and returns
+/// its body once it matches the row: length, SHA-256 and counts.
+pub fn read_block(
+    read_at: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    r: &Row,
+    i: usize,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
+    let mut frame = vec![0u8; r.len as usize];
+    read_at(r.offset, &mut frame).map_err(|e| carried(e, name))?;
+    let fh: [u8; 16] = frame[..16].try_into().expect("at least 24 bytes");
+    let blen = check_skippable_header(&fh, &TAG_INDEX, MAX_BLOCK_BODY, r.offset)?;
+    if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
+        return Err(bad(
+            "the INDEX frame does not match its row (corrupted or tampered)",
+        ));
+    }
+    let opening: [u8; 8] = frame[16..24].try_into().expect("at least 24 bytes");
+    if crate::format::v2::parse_block_opening(&opening)? != (r.records, r.raw_len) {
+        return Err(bad("its counts differ from the block's"));
+    }
+    frame.drain(..16);
+    Ok(frame)
+}
+
 /// Lists a version-2 archive that can be read at any offset from its
 /// index alone: TAIL, TABLE and META (checked against TAIL's digest),
 /// then each INDEX frame (checked against its TABLE row, and its records
@@ -337,36 +387,12 @@ pub fn list_from_end(
             (rec.kind == EntryKind::File).then_some(&rec.sha256),
         )
     })));
-    let mut next_free = data_start;
-    let mut frame = Vec::new();
-    for (i, row) in table.chunks_exact(ROW_LEN).enumerate() {
-        let r = crate::format::v2::Row::decode(row.try_into().expect("a whole row"));
-        let bad = |why: &str| Error::corrupt(format!("TABLE row {}: {why}", i + 1));
-        let end = r
-            .offset
-            .checked_add(r.len)
-            .ok_or_else(|| bad("impossible length"))?;
-        if r.offset < next_free || end > tail.table_offset || r.len < 16 + 8 {
-            return Err(bad("points outside the data or at another block"));
-        }
-        if r.len > 16 + MAX_BLOCK_BODY {
-            return Err(bad("block larger than the limit"));
-        }
-        next_free = end;
-        frame.resize(r.len as usize, 0);
-        read_at(r.offset, &mut frame).map_err(io)?;
-        let fh: [u8; 16] = frame[..16].try_into().expect("at least 24 bytes");
-        let blen = check_skippable_header(&fh, &TAG_INDEX, MAX_BLOCK_BODY, r.offset)?;
-        if blen + 16 != r.len || Sha256::digest(&frame[16..]).as_slice() != r.sha256 {
-            return Err(bad(
-                "the INDEX frame does not match its row (corrupted or tampered)",
-            ));
-        }
-        let opening: [u8; 8] = frame[16..24].try_into().expect("at least 24 bytes");
-        if crate::format::v2::parse_block_opening(&opening)? != (r.records, r.raw_len) {
-            return Err(bad("its counts differ from the block's"));
-        }
-        index.block(r.offset, r.len, &frame[16..])?;
+    for (i, r) in table_rows(&table, tail.table_offset, data_start)?
+        .iter()
+        .enumerate()
+    {
+        let body = read_block(read_at, r, i, name)?;
+        index.block(r.offset, r.len, &body)?;
     }
     let c = index.counted().expect("a checking index side counts");
     if index.records != tail.entries
