@@ -11,7 +11,7 @@
 //! checked: a failure publishes nothing.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -20,10 +20,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
-use crate::format::v2::{Record, Row, TAIL_LEN, Tail};
+use crate::format::v2::{Record, Row, Tail};
+use crate::ops::source::RandomSource;
 use crate::read::{Depth, FileSink, Sink, read_block, read_end, table_rows};
 use crate::store::location::Location;
-use crate::store::s3::{ObjectReader, Remote};
 use crate::sys;
 
 /// Where extracted files go.
@@ -163,7 +163,8 @@ impl Patterns {
 
 /// Extracts from the archive at `loc`.
 pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> {
-    let src = Source::open(loc)?;
+    let reader = crate::ops::source::open_archive(loc, None)?;
+    let src = reader.random_access()?;
     let mut stage = Stage::new(&opts.to, opts.force)?;
     let mut pats = Patterns::new(&opts.patterns);
     let got = match &src {
@@ -180,10 +181,6 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
         Ok(Some(s)) => s,
         Ok(None) => {
             // Read whole: version 1, or not at offsets.
-            let reader = match crate::ops::source::open_archive(loc, None) {
-                Ok(r) => r,
-                Err(e) => return Err(stage.abandon(e)),
-            };
             let mut sink = StreamSink {
                 pats: std::sync::Mutex::new(pats),
                 stage: &stage,
@@ -211,105 +208,10 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     if let Some(src) = &src
         && !summary.streamed
     {
-        summary.read_bytes = src.read_bytes.load(Ordering::Relaxed);
-        summary.reads = src.reads.load(Ordering::Relaxed);
+        (summary.reads, summary.read_bytes) = src.counts();
     }
     summary.dirs = stage.publish()?;
     Ok(summary)
-}
-
-/// The archive where it can be read at offsets.
-struct Source {
-    inner: SourceKind,
-    size: u64,
-    shown: String,
-    reads: AtomicU64,
-    read_bytes: AtomicU64,
-}
-
-enum SourceKind {
-    File(File),
-    Object(Box<Remote>, Option<String>),
-}
-
-impl Source {
-    /// `None` for stdin, a fifo or a device (read as a stream).
-    fn open(loc: &Location) -> Result<Option<Source>> {
-        match loc {
-            Location::Local(p) if p == Path::new("-") => Ok(None),
-            Location::Local(p) => {
-                let f = File::open(p).map_err(|e| Error::io("open", p, e))?;
-                let m = f.metadata().map_err(|e| Error::io("stat", p, e))?;
-                if m.is_dir() {
-                    return Err(Error::Refused(format!(
-                        "{} is a directory, not an archive",
-                        p.display()
-                    )));
-                }
-                Ok(m.is_file().then(|| Source {
-                    inner: SourceKind::File(f),
-                    size: m.len(),
-                    shown: p.display().to_string(),
-                    reads: AtomicU64::new(0),
-                    read_bytes: AtomicU64::new(0),
-                }))
-            }
-            Location::S3 { url, options } => {
-                let remote = Remote::connect(url, options)?;
-                let probe = remote.probe()?;
-                Ok(Some(Source {
-                    inner: SourceKind::Object(Box::new(remote), probe.e_tag),
-                    size: probe.size,
-                    shown: url.to_string(),
-                    reads: AtomicU64::new(1),
-                    read_bytes: AtomicU64::new(TAIL_LEN as u64),
-                }))
-            }
-        }
-    }
-
-    fn count(&self, n: u64) {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        self.read_bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.count(buf.len() as u64);
-        match &self.inner {
-            SourceKind::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
-            SourceKind::Object(r, e) => r.read_at(at, buf, e.as_deref()).map_err(io::Error::other),
-        }
-    }
-
-    /// Bytes `[at, end)` as a stream (one ranged read).
-    fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>> {
-        self.count(0);
-        Ok(match &self.inner {
-            SourceKind::File(f) => {
-                let mut f = f
-                    .try_clone()
-                    .map_err(|e| Error::io("read", &self.shown, e))?;
-                f.seek(SeekFrom::Start(at))
-                    .map_err(|e| Error::io("seek", &self.shown, e))?;
-                Box::new(Counted(f.take(end - at), &self.read_bytes))
-            }
-            SourceKind::Object(r, e) => Box::new(Counted(
-                ObjectReader::open_range(r, e.clone(), Some(at..end))?,
-                &self.read_bytes,
-            )),
-        })
-    }
-}
-
-/// Counts the bytes read through it.
-struct Counted<'a, R>(R, &'a AtomicU64);
-
-impl<R: Read> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf)?;
-        self.1.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// The tar stream from one data frame on, and where in it we are.
@@ -321,7 +223,7 @@ struct Cursor<'s> {
 
 /// Extracts the wanted members of a version-2 archive read at offsets.
 fn by_index(
-    src: &Source,
+    src: &RandomSource,
     tail: &Tail,
     table: &[u8],
     pats: &mut Patterns,
@@ -443,7 +345,7 @@ fn by_index(
 /// The INDEX blocks of an archive read at offsets, each checked against
 /// its TABLE row when read; the ones read to search are kept for use.
 struct Blocks<'a> {
-    src: &'a Source,
+    src: &'a RandomSource,
     rows: &'a [Row],
     cache: std::collections::HashMap<usize, (Vec<u8>, String)>,
 }

@@ -2,14 +2,16 @@
 //! source every command reads from, counting the bytes for progress.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::format::sums::hex;
+use crate::format::v2::TAIL_LEN;
 use crate::progress::Progress;
 use crate::read::input::{HashPipe, changed_while_read};
 use crate::read::{
@@ -36,7 +38,9 @@ enum Inner {
         stdin: bool,
     },
     Object {
-        reader: Box<ObjectReader>,
+        /// The stream of the whole object, started at the first read (a
+        /// reader that only reads at offsets never starts it).
+        reader: Option<Box<ObjectReader>>,
         remote: Box<Remote>,
         size: u64,
         e_tag: Option<String>,
@@ -48,35 +52,10 @@ impl ArchiveReader {
     /// allows it (a regular file, an object); `None` for a pipe or a
     /// version-1 archive (whose HEAD says it).
     fn plan(&self) -> Result<Option<Plan>> {
-        let shown = self.name.display().to_string();
-        let meta = match &self.inner {
-            Inner::File { file, stdin: false } => {
-                let m = file
-                    .metadata()
-                    .map_err(|e| Error::io("stat", &self.name, e))?;
-                if !m.is_file() {
-                    return Ok(None);
-                }
-                let mut read_at = |at: u64, buf: &mut [u8]| {
-                    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
-                };
-                plan_from_end(m.len(), &mut read_at, &shown)?
-            }
-            Inner::File { .. } => None,
-            Inner::Object {
-                remote,
-                size,
-                e_tag,
-                ..
-            } => {
-                let mut read_at = |at: u64, buf: &mut [u8]| {
-                    remote
-                        .read_at(at, buf, e_tag.as_deref())
-                        .map_err(std::io::Error::other)
-                };
-                plan_from_end(*size, &mut read_at, &shown)?
-            }
+        let Some(src) = self.random_access()? else {
+            return Ok(None);
         };
+        let meta = plan_from_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?;
         Ok(meta.map(|m| Plan {
             files: m.files,
             dirs: m.dirs,
@@ -84,14 +63,22 @@ impl ArchiveReader {
         }))
     }
 
-    /// Reads `buf.len()` bytes at `at`, where the source allows it.
-    fn random_access(&self) -> Result<Option<RandomAccess<'_>>> {
+    /// The archive read at offsets, where it can be: a regular file or an
+    /// object (not stdin, a fifo or a device).
+    pub fn random_access(&self) -> Result<Option<RandomSource>> {
+        let shown = self.name.display().to_string();
         Ok(match &self.inner {
             Inner::File { file, stdin: false } => {
                 let m = file
                     .metadata()
                     .map_err(|e| Error::io("stat", &self.name, e))?;
-                m.is_file().then_some(RandomAccess::File(file, m.len()))
+                if !m.is_file() {
+                    return Ok(None);
+                }
+                let file = file
+                    .try_clone()
+                    .map_err(|e| Error::io("read", &self.name, e))?;
+                Some(RandomSource::new(SourceKind::File(file), m.len(), shown))
             }
             Inner::File { .. } => None,
             Inner::Object {
@@ -99,7 +86,11 @@ impl ArchiveReader {
                 size,
                 e_tag,
                 ..
-            } => Some(RandomAccess::Object(remote, *size, e_tag.as_deref())),
+            } => Some(RandomSource::new(
+                SourceKind::Object(remote.clone(), e_tag.clone()),
+                *size,
+                shown,
+            )),
         })
     }
 
@@ -111,29 +102,23 @@ impl ArchiveReader {
     /// Anything else is listed as it streams by (see
     /// [`crate::read::list_archive`]).
     pub fn list_into(self, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
-        let shown = self.name.display().to_string();
-        let indexed = match self.random_access()? {
-            Some(ra) => {
-                // Only the end decides: a version-1 archive has no TAIL.
-                let mut t = [0u8; crate::format::v2::TAIL_LEN];
-                let size = ra.size();
-                size >= t.len() as u64
-                    && ra.reader()(size - t.len() as u64, &mut t).is_ok()
-                    && crate::format::v2::Tail::is_tail(&t)
-            }
-            None => false,
-        };
-        if indexed {
-            let ra = self.random_access()?.expect("random access checked above");
-            let (size, owned) = (ra.size(), ra.owned(&self.name)?);
+        // Only the end decides: a version-1 archive has no TAIL.
+        if let Some(src) = self.random_access()?
+            && src.has_tail()
+        {
             // The file listed must be the one verified: unchanged between.
             let path = self.name.clone();
-            let before = owned.stamp(&path)?;
+            let before = src.stamp()?;
             if sha256 {
                 self.read_into(Depth::Quick, &mut crate::read::NullSink)?;
             }
-            let info = list_from_end(size, &mut owned.reader(), &shown, visit)?;
-            if owned.stamp(&path)? != before {
+            let info = list_from_end(
+                src.size,
+                &mut |at, buf| src.read_at(at, buf),
+                &src.shown,
+                visit,
+            )?;
+            if src.stamp()? != before {
                 return Err(changed_while_read(&path));
             }
             return Ok(info.expect("a TAIL was found"));
@@ -204,73 +189,117 @@ impl ArchiveReader {
 /// What tells a file that changed: size, mtime and ctime (with ns).
 type Stamp = (u64, i64, i64, i64, i64);
 
-/// Reads at offsets of a file or an object.
-enum RandomAccess<'s> {
-    File(&'s File, u64),
-    Object(&'s Remote, u64, Option<&'s str>),
+/// An archive read at offsets: a regular file, or an object with ranged
+/// GETs pinned to the ETag first seen. Counts its reads and the bytes
+/// they brought.
+pub struct RandomSource {
+    kind: SourceKind,
+    /// The archive's size.
+    pub size: u64,
+    /// Its name in messages.
+    pub shown: String,
+    reads: AtomicU64,
+    read_bytes: AtomicU64,
 }
 
-/// [`RandomAccess`] that owns what it reads.
-enum OwnedAccess {
+enum SourceKind {
     File(File),
     Object(Box<Remote>, Option<String>),
 }
 
-impl RandomAccess<'_> {
-    fn size(&self) -> u64 {
-        match self {
-            RandomAccess::File(_, n) | RandomAccess::Object(_, n, _) => *n,
+impl RandomSource {
+    fn new(kind: SourceKind, size: u64, shown: String) -> Self {
+        // An object was probed already: one ranged read of its end.
+        let probed = matches!(kind, SourceKind::Object(..));
+        RandomSource {
+            kind,
+            size,
+            shown,
+            reads: AtomicU64::new(u64::from(probed)),
+            read_bytes: AtomicU64::new(if probed { TAIL_LEN as u64 } else { 0 }),
         }
     }
 
-    fn owned(&self, name: &Path) -> Result<OwnedAccess> {
-        Ok(match self {
-            RandomAccess::File(f, _) => {
-                OwnedAccess::File(f.try_clone().map_err(|e| Error::io("read", name, e))?)
-            }
-            RandomAccess::Object(r, _, e) => {
-                OwnedAccess::Object(Box::new((*r).clone()), e.map(str::to_string))
-            }
-        })
+    /// Reads and bytes read so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.read_bytes.load(Ordering::Relaxed),
+        )
     }
 
-    /// Reads at an offset; our errors travel inside the `io::Error`.
-    fn reader(&self) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
-        move |at, buf| match self {
-            RandomAccess::File(f, _) => std::os::unix::fs::FileExt::read_exact_at(*f, buf, at),
-            RandomAccess::Object(r, _, e) => r.read_at(at, buf, *e).map_err(std::io::Error::other),
-        }
-    }
-}
-
-impl OwnedAccess {
-    /// What tells a file that changed (size, mtime, ctime); an object is
-    /// pinned to its ETag instead.
-    fn stamp(&self, name: &Path) -> Result<Option<Stamp>> {
-        match self {
-            OwnedAccess::File(f) => {
-                let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
-                Ok(Some((
-                    m.len(),
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.ctime(),
-                    m.ctime_nsec(),
-                )))
-            }
-            OwnedAccess::Object(..) => Ok(None),
-        }
-    }
-
-    /// Reads at an offset; our errors travel inside the `io::Error`.
-    fn reader(&self) -> impl FnMut(u64, &mut [u8]) -> std::io::Result<()> + '_ {
-        move |at, buf| match self {
-            OwnedAccess::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
-            OwnedAccess::Object(r, e) => r
+    /// Reads `buf.len()` bytes at `at`; our errors travel inside the
+    /// `io::Error`.
+    pub fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.read_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        match &self.kind {
+            SourceKind::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
+            SourceKind::Object(r, e) => r
                 .read_at(at, buf, e.as_deref())
                 .map_err(std::io::Error::other),
         }
     }
+
+    /// Bytes `[at, end)` as a stream (one ranged read).
+    pub fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(match &self.kind {
+            SourceKind::File(f) => {
+                let mut f = f
+                    .try_clone()
+                    .map_err(|e| Error::io("read", &self.shown, e))?;
+                f.seek(SeekFrom::Start(at))
+                    .map_err(|e| Error::io("seek", &self.shown, e))?;
+                Box::new(Counted(f.take(end - at), &self.read_bytes))
+            }
+            SourceKind::Object(r, e) => Box::new(Counted(
+                ObjectReader::open_range(r, e.clone(), Some(at..end))?,
+                &self.read_bytes,
+            )),
+        })
+    }
+
+    /// Whether the archive ends with a version-2 TAIL.
+    pub fn has_tail(&self) -> bool {
+        let mut t = [0u8; TAIL_LEN];
+        self.size >= TAIL_LEN as u64
+            && self.read_at(self.size - TAIL_LEN as u64, &mut t).is_ok()
+            && crate::format::v2::Tail::is_tail(&t)
+    }
+
+    /// What tells a file that changed (size, mtime, ctime); an object is
+    /// pinned to its ETag instead.
+    fn stamp(&self) -> Result<Option<Stamp>> {
+        match &self.kind {
+            SourceKind::File(f) => stamp(f, Path::new(&self.shown)).map(Some),
+            SourceKind::Object(..) => Ok(None),
+        }
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counted<'a, R>(R, &'a AtomicU64);
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// What tells a file that changed: its size, mtime and ctime.
+fn stamp(f: &File, name: &Path) -> Result<Stamp> {
+    let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
+    Ok((
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 /// Runs `check` with the archive file hashed by a thread of its own, in
@@ -283,23 +312,13 @@ fn quick_in_parallel<T>(
     name: &Path,
     check: impl FnOnce(HashPipe) -> Result<T>,
 ) -> Result<T> {
-    let stamp = |f: &File| -> Result<Stamp> {
-        let m = f.metadata().map_err(|e| Error::io("stat", name, e))?;
-        Ok((
-            m.len(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        ))
-    };
-    let before = stamp(&file)?;
+    let before = stamp(&file, name)?;
     let apart = file
         .try_clone()
         .and_then(|f| HashPipe::apart(f, before.0))
         .map_err(|e| Error::io("read", name, e))?;
     let result = check(apart);
-    if stamp(&file)? != before {
+    if stamp(&file, name)? != before {
         return Err(changed_while_read(name));
     }
     result
@@ -309,7 +328,19 @@ impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = match &mut self.inner {
             Inner::File { file, .. } => file.read(buf)?,
-            Inner::Object { reader, .. } => reader.read(buf)?,
+            Inner::Object {
+                reader,
+                remote,
+                e_tag,
+                ..
+            } => {
+                if reader.is_none() {
+                    let r =
+                        ObjectReader::open(remote, e_tag.clone()).map_err(std::io::Error::other)?;
+                    *reader = Some(Box::new(r));
+                }
+                reader.as_mut().expect("started above").read(buf)?
+            }
         };
         if let Some(p) = &self.progress {
             p.add(n as u64);
@@ -319,7 +350,8 @@ impl Read for ArchiveReader {
 }
 
 /// Opens an archive for reading; a local `-` is stdin. Directories are
-/// refused. An object is first checked with a ranged read of its FOOT. The
+/// refused. An object is first checked with a ranged read of its end (a
+/// TAIL or a version-1 FOOT); its stream starts at the first read. The
 /// progress total is the size (unknown for stdin).
 pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
     let path = match loc {
@@ -330,10 +362,9 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
             if let Some(p) = &progress {
                 p.set_total(probe.size);
             }
-            let reader = ObjectReader::open(&remote, probe.e_tag.clone())?;
             return Ok(ArchiveReader {
                 inner: Inner::Object {
-                    reader: Box::new(reader),
+                    reader: None,
                     remote: Box::new(remote),
                     size: probe.size,
                     e_tag: probe.e_tag,
