@@ -384,22 +384,18 @@ impl<R: Read> Input<R> {
     /// hostile length never causes a large allocation by itself.
     pub fn read_vec(&mut self, len: u64, what: &str) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        let mut left = len;
-        while left > 0 {
-            let avail = self.fill()?;
-            if avail.is_empty() {
-                return Err(truncated(what));
-            }
-            let n = (avail.len() as u64).min(left) as usize;
-            out.extend_from_slice(&avail[..n]);
-            self.consume(n);
-            left -= n as u64;
-        }
+        self.consume_each(len, what, |chunk| out.extend_from_slice(chunk))?;
         Ok(out)
     }
 
     /// Consumes `len` bytes without keeping them.
     pub fn skip(&mut self, len: u64, what: &str) -> Result<()> {
+        self.consume_each(len, what, |_| {})
+    }
+
+    /// Consumes `len` bytes, handing each buffered chunk to `each`; fewer
+    /// bytes before EOF are a truncated `what`.
+    fn consume_each(&mut self, len: u64, what: &str, mut each: impl FnMut(&[u8])) -> Result<()> {
         let mut left = len;
         while left > 0 {
             let avail = self.fill()?;
@@ -407,6 +403,7 @@ impl<R: Read> Input<R> {
                 return Err(truncated(what));
             }
             let n = (avail.len() as u64).min(left) as usize;
+            each(&avail[..n]);
             self.consume(n);
             left -= n as u64;
         }

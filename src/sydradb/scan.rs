@@ -44,6 +44,8 @@ pub struct Scan {
     pub wal: Vec<WalPosition>,
     /// Problems that did not stop the scan.
     pub warnings: Vec<String>,
+    /// [`Scan::count`], once walked.
+    counted: std::cell::OnceCell<(u64, u64)>,
 }
 
 impl Scan {
@@ -64,9 +66,15 @@ impl Scan {
         Walk::new(dir, "segments", &self.tree.full("segments")).map(Some)
     }
 
-    /// Files and bytes in the listed entries and below `segments/` (a
-    /// second walk: only for a progress total).
+    /// Files and bytes in the listed entries and below `segments/`: a
+    /// second walk, reading no file, for a progress total and an upload's
+    /// part size (walked once, whoever asks first).
     pub fn count(&self) -> Result<(u64, u64)> {
+        // Asked for the upload's part size and for the progress total: one
+        // walk serves both.
+        if let Some(&c) = self.counted.get() {
+            return Ok(c);
+        }
         let mut files = 0u64;
         let mut bytes = 0u64;
         for e in self.entries.iter().filter(|e| e.kind == EntryKind::File) {
@@ -81,7 +89,7 @@ impl Scan {
                 }
             }
         }
-        Ok((files, bytes))
+        Ok(*self.counted.get_or_init(|| (files, bytes)))
     }
 }
 
@@ -106,6 +114,7 @@ pub fn scan(root: &Path) -> Result<Scan> {
         captured: HashMap::new(),
         wal: Vec::new(),
         warnings: Vec::new(),
+        counted: std::cell::OnceCell::new(),
     };
     let mut skipped = 0usize;
     let mut names = SortedNames::of(scan.tree.root(), root)?;

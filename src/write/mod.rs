@@ -165,6 +165,7 @@ pub fn write_archive<W: Write>(
         followed,
         wal,
         warnings,
+        ..
     } = scan;
     let frames = Frames::new(w, opts.level, threads, frame_bytes).map_err(wrap)?;
     let mut m = Members::new(frames, opts.progress.as_deref(), &on_error);

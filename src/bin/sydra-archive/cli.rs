@@ -162,7 +162,8 @@ pub struct CreateArgs {
 pub struct VerifyArgs {
     /// Archive path, - for stdin, or s3://bucket/key.
     pub archive: PathBuf,
-    /// Check frames, HEAD, SUMS and the footer hash without decompressing.
+    /// Check every frame, the metadata and the archive hash without
+    /// decompressing the data.
     #[arg(long, conflicts_with = "deep")]
     pub quick: bool,
     /// Also decode what SydraDB would read: every WAL record, every
