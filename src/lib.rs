@@ -45,7 +45,7 @@ pub use ops::verify::{list, verify};
 pub use progress::Progress;
 pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
-    read_archive,
+    read_archive, read_archive_with,
 };
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;

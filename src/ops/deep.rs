@@ -112,9 +112,12 @@ impl FileSink for DeepFile {
 pub fn verify_deep(
     loc: &Location,
     progress: Option<Arc<crate::progress::Progress>>,
+    threads: usize,
 ) -> Result<DeepSummary> {
     let mut sink = DeepSink::default();
-    let read = open_archive(loc, progress)?.read_into(Depth::Full, &mut sink)?;
+    let read = open_archive(loc, progress)?
+        .with_threads(threads)
+        .read_into(Depth::Full, &mut sink)?;
     let (problems, problem_count) = sink.into_problems();
     Ok(DeepSummary {
         read,

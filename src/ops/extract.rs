@@ -169,8 +169,8 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     let mut pats = Patterns::new(&opts.patterns);
     let got = match &src {
         Some(src) => match read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown) {
-            Ok(Some((tail, _meta, table))) => {
-                by_index(src, &tail, &table, &mut pats, &mut stage).map(Some)
+            Ok(Some((tail, meta, table))) => {
+                by_index(src, &tail, &table, meta.first_paths, &mut pats, &mut stage).map(Some)
             }
             Ok(None) => Ok(None),
             Err(e) => Err(e),
@@ -226,6 +226,7 @@ fn by_index(
     src: &RandomSource,
     tail: &Tail,
     table: &[u8],
+    first_paths: Option<Vec<String>>,
     pats: &mut Patterns,
     stage: &mut Stage,
 ) -> Result<ExtractSummary> {
@@ -251,9 +252,19 @@ fn by_index(
         crate::read::index::IndexSide::checking_some(Some(on_record))
     };
     let rows = table_rows(table, tail.table_offset, 0)?;
+    if let Some(f) = &first_paths
+        && f.len() != rows.len()
+    {
+        return Err(Error::corrupt(format!(
+            "META lists {} first paths for {} INDEX blocks",
+            f.len(),
+            rows.len()
+        )));
+    }
     let mut blocks = Blocks {
         src,
         rows: &rows,
+        first_paths,
         cache: std::collections::HashMap::new(),
     };
     // Only the blocks that can hold a match, found by their first paths
@@ -344,9 +355,12 @@ fn by_index(
 
 /// The INDEX blocks of an archive read at offsets, each checked against
 /// its TABLE row when read; the ones read to search are kept for use.
+/// With META's first paths (authenticated with TABLE by TAIL), the search
+/// reads no block; each block read must start with the path META gives.
 struct Blocks<'a> {
     src: &'a RandomSource,
     rows: &'a [Row],
+    first_paths: Option<Vec<String>>,
     cache: std::collections::HashMap<usize, (Vec<u8>, String)>,
 }
 
@@ -368,9 +382,27 @@ impl Blocks<'_> {
                 .and_then(|mut d| d.decompress(&frame[8..], raw_len as usize))
                 .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
             let (first, _) = Record::decode(&raw)?;
+            if let Some(want) = self.first_paths.as_ref().map(|f| &f[i])
+                && *want != first.path
+            {
+                return Err(Error::corrupt(format!(
+                    "INDEX block {} starts with {:?}, not the {:?} META gives",
+                    i + 1,
+                    first.path,
+                    want
+                )));
+            }
             self.cache.insert(i, (frame, first.path));
         }
         Ok(self.cache.get(&i).expect("inserted above"))
+    }
+
+    /// Block `i`'s first path: from META when it has them, else read.
+    fn first(&mut self, i: usize) -> Result<String> {
+        match &self.first_paths {
+            Some(f) => Ok(f[i].clone()),
+            None => Ok(self.load(i)?.1.clone()),
+        }
     }
 
     fn body(&mut self, i: usize) -> Result<Vec<u8>> {
@@ -392,7 +424,7 @@ impl Blocks<'_> {
         let (mut lo, mut hi) = (0usize, n);
         while hi - lo > 1 {
             let mid = (lo + hi) / 2;
-            if before(&self.load(mid)?.1) {
+            if before(&self.first(mid)?) {
                 lo = mid;
             } else {
                 hi = mid;
@@ -401,7 +433,7 @@ impl Blocks<'_> {
         let mut out = vec![lo];
         let mut j = lo + 1;
         while j < n {
-            let first = self.load(j)?.1.clone();
+            let first = self.first(j)?;
             if !(before(&first) || inside(&first)) {
                 break;
             }

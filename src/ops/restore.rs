@@ -53,6 +53,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Counts the archive bytes read (total: the archive size, if known).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
+    /// Threads decoding data (0: one per core; 1: on the reading thread).
+    pub threads: usize,
 }
 
 /// What a finished restore did.
@@ -123,7 +125,7 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let t = resolve_target(data_dir, opts.force)?;
-    let src = open_archive(archive, opts.progress.clone())?;
+    let src = open_archive(archive, opts.progress.clone())?.with_threads(opts.threads);
     let (removed_leftovers, reported_leftovers) =
         clean_leftovers(&t.parent, &t.parent_dir, &t.name)?;
     let staged = stage(src, &t)?;

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::read::input::{HashPipe, changed_while_read};
 use crate::read::{
     Depth, Info, Plan, ReadSummary, Sink, Visit, list_archive, list_archive_hashed, list_from_end,
-    plan_from_end, read_archive, read_archive_hashed,
+    plan_from_end, read_archive_hashed,
 };
 use crate::store::location::Location;
 use crate::store::s3::{ObjectReader, Remote};
@@ -29,6 +29,8 @@ pub struct ArchiveReader {
     progress: Option<Arc<Progress>>,
     expected_sha256: Option<String>,
     name: PathBuf,
+    /// Threads decoding data (0: one per core).
+    threads: usize,
 }
 
 enum Inner {
@@ -40,7 +42,7 @@ enum Inner {
     Object {
         /// The stream of the whole object, started at the first read (a
         /// reader that only reads at offsets never starts it).
-        reader: Option<Box<ObjectReader>>,
+        reader: Option<Box<dyn Read + Send>>,
         remote: Box<Remote>,
         size: u64,
         e_tag: Option<String>,
@@ -48,6 +50,13 @@ enum Inner {
 }
 
 impl ArchiveReader {
+    /// Decodes data on `threads` threads (0, the default: one per core;
+    /// 1: one stream, on the reading thread).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// What a version-2 archive holds, read from its end where the source
     /// allows it (a regular file, an object); `None` for a pipe or a
     /// version-1 archive (whose HEAD says it).
@@ -172,9 +181,13 @@ impl ArchiveReader {
         let local = self.local_file(depth)?;
         let summary = match local {
             Some(file) => quick_in_parallel(file, &name, |hasher| {
-                read_archive_hashed(self, &name, depth, sink, hasher)
+                let threads = self.threads;
+                read_archive_hashed(self, &name, depth, sink, hasher, threads)
             })?,
-            None => read_archive(self, &name, depth, sink)?,
+            None => {
+                let threads = self.threads;
+                read_archive_hashed(self, &name, depth, sink, HashPipe::default(), threads)?
+            }
         };
         let got = hex(&summary.sha256);
         match expected {
@@ -332,12 +345,12 @@ impl Read for ArchiveReader {
                 reader,
                 remote,
                 e_tag,
-                ..
+                size,
             } => {
                 if reader.is_none() {
-                    let r =
-                        ObjectReader::open(remote, e_tag.clone()).map_err(std::io::Error::other)?;
-                    *reader = Some(Box::new(r));
+                    let r = ObjectReader::open(remote, e_tag.clone(), *size)
+                        .map_err(std::io::Error::other)?;
+                    *reader = Some(r);
                 }
                 reader.as_mut().expect("started above").read(buf)?
             }
@@ -372,6 +385,7 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
                 progress,
                 expected_sha256: probe.sha256,
                 name: loc.name(),
+                threads: 0,
             });
         }
     };
@@ -389,6 +403,7 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
             progress,
             expected_sha256: None,
             name: path.clone(),
+            threads: 0,
         });
     }
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
@@ -410,5 +425,6 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         progress,
         expected_sha256: None,
         name: path.clone(),
+        threads: 0,
     })
 }

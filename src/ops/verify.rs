@@ -11,13 +11,16 @@ use crate::read::{Depth, Info, NullSink, ReadSummary, Visit};
 use crate::store::location::Location;
 
 /// Verifies the archive at `loc` to `depth`, counting the archive bytes
-/// read in `progress`.
+/// read in `progress`, decoding on `threads` threads (0: one per core).
 pub fn verify(
     loc: &Location,
     depth: Depth,
     progress: Option<Arc<Progress>>,
+    threads: usize,
 ) -> Result<ReadSummary> {
-    open_archive(loc, progress)?.read_into(depth, &mut NullSink)
+    open_archive(loc, progress)?
+        .with_threads(threads)
+        .read_into(depth, &mut NullSink)
 }
 
 /// Lists the archive at `loc` into `visit`, entry by entry, with each

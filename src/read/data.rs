@@ -2,6 +2,14 @@
 //! stopping exactly at the first byte that is not a zstd frame (in a
 //! version-2 archive, INDEX frames between data frames are handed to the
 //! index side on the way), and knowing which frame each byte came from.
+//!
+//! With [`DataDecoder::parallel`], whole frames that are small enough and
+//! declare their size are read ahead and decoded by a [`FramePool`], and
+//! their bytes are handed out in archive order; INDEX frames read ahead
+//! go to the index side in the same order, and anything else (a frame
+//! too large, one without a declared size, a truncated or malformed
+//! one) is decoded as a stream when it is reached, exactly as without
+//! threads. What is read ahead is bounded in frames and in bytes.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -11,9 +19,48 @@ use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, get_error_name};
 use crate::error::{Error, Result};
 use crate::format::frame::{MAX_WINDOW_LOG, SKIPPABLE_MAGIC, ZSTD_MAGIC, check_skippable_header};
 use crate::format::v2::{MAX_BLOCK_BODY, TAG_INDEX};
-use crate::read::frames::peek_magic;
+use crate::read::frames::{peek_frame, peek_magic};
 use crate::read::index::IndexSide;
-use crate::read::input::{Input, truncated};
+use crate::read::input::{Input, MAX_PEEK, truncated};
+use crate::read::pool::{Decoded, FramePool};
+
+/// The largest frame decoded apart: compressed, and what it declares.
+const MAX_APART_LEN: usize = MAX_PEEK;
+const MAX_APART_CONTENT: u64 = 8 * 1024 * 1024;
+/// Bytes read ahead (compressed frames, their declared output, INDEX
+/// bodies); one item is always admitted.
+const AHEAD_BUDGET: usize = 8 * 1024 * 1024;
+
+/// What was read ahead of the stream, in archive order.
+enum Item {
+    /// A data frame being decoded apart.
+    Frame {
+        at: u64,
+        number: u64,
+        cost: usize,
+        reply: std::sync::mpsc::Receiver<Decoded>,
+    },
+    /// An INDEX frame: offset, length and body.
+    Index { at: u64, len: u64, body: Vec<u8> },
+    /// What reading ahead met, reported when the stream reaches it.
+    Failed(Error),
+}
+
+/// The read-ahead side of a parallel decoder.
+struct Ahead {
+    pool: FramePool,
+    items: VecDeque<Item>,
+    bytes: usize,
+    max_items: usize,
+    /// Reading ahead stopped at an error.
+    failed: bool,
+}
+
+/// A decoded frame being handed out.
+struct Current {
+    data: Vec<u8>,
+    pos: usize,
+}
 
 /// Reads the decompressed DATA stream. Errors are crate [`Error`]s wrapped
 /// in `io::Error::other` (so they survive the tar reader).
@@ -33,6 +80,10 @@ pub struct DataDecoder<'a, R> {
     /// The version-2 index side, when INDEX frames may come between data
     /// frames.
     index: Option<IndexSide<'static>>,
+    /// Frames read ahead and decoded apart, when parallel.
+    ahead: Option<Ahead>,
+    /// The frame decoded apart that is being handed out.
+    cur: Option<Current>,
 }
 
 impl<'a, R: Read> DataDecoder<'a, R> {
@@ -52,7 +103,27 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             starts: VecDeque::new(),
             index: None,
+            ahead: None,
+            cur: None,
         })
+    }
+
+    /// Decodes frames apart on `threads` threads (nothing changes for
+    /// fewer than 2, or if no thread starts).
+    pub fn parallel(mut self, threads: usize) -> Self {
+        if threads >= 2
+            && let Some(pool) = FramePool::new(threads)
+        {
+            let max_items = 2 * pool.threads() + 2;
+            self.ahead = Some(Ahead {
+                pool,
+                items: VecDeque::new(),
+                bytes: 0,
+                max_items,
+                failed: false,
+            });
+        }
+        self
     }
 
     /// Also hands INDEX frames met between data frames to `index`.
@@ -79,8 +150,7 @@ impl<'a, R: Read> DataDecoder<'a, R> {
         }
     }
 
-    fn start_frame(&mut self) {
-        let at = self.input.position();
+    fn start_frame(&mut self, at: u64) {
         // A frame that gave no byte holds none: the next one replaces it.
         if self.starts.back().is_some_and(|&(s, _)| s == self.pos) {
             self.starts.pop_back();
@@ -96,15 +166,128 @@ impl<'a, R: Read> DataDecoder<'a, R> {
 
     /// Reads an INDEX frame at the current position into the index side.
     fn index_frame(&mut self) -> Result<()> {
+        let (at, len, body) = self.read_index_frame()?;
+        self.index
+            .as_mut()
+            .expect("only called with an index side")
+            .block(at, len, &body)
+    }
+
+    /// Reads an INDEX frame at the current position: its offset, length
+    /// and body.
+    fn read_index_frame(&mut self) -> Result<(u64, u64, Vec<u8>)> {
         let at = self.input.position();
         let mut h = [0u8; 16];
         self.input.read_exact(&mut h, "an INDEX frame header")?;
         let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
         let body = self.input.read_vec(len, "an INDEX frame")?;
-        self.index
-            .as_mut()
-            .expect("only called with an index side")
-            .block(at, 16 + len, &body)
+        Ok((at, 16 + len, body))
+    }
+
+    /// Reads frames ahead while the bounds allow: data frames that can be
+    /// decoded apart go to the pool, INDEX frames are kept for their turn.
+    /// Stops in front of anything else.
+    fn fill_ahead(&mut self) -> Result<()> {
+        loop {
+            let Some(ahead) = self.ahead.as_ref() else {
+                return Ok(());
+            };
+            if ahead.failed
+                || ahead.items.len() >= ahead.max_items
+                || (!ahead.items.is_empty() && ahead.bytes >= AHEAD_BUDGET)
+            {
+                return Ok(());
+            }
+            match peek_magic(self.input)? {
+                Some(ZSTD_MAGIC) => {
+                    let Some((len, content)) =
+                        peek_frame(self.input, MAX_APART_LEN, MAX_APART_CONTENT)?
+                    else {
+                        return Ok(());
+                    };
+                    let at = self.input.position();
+                    let src = self.input.read_vec(len as u64, "a zstd data frame")?;
+                    let ahead = self.ahead.as_mut().expect("checked above");
+                    let queued = ahead
+                        .items
+                        .iter()
+                        .filter(|i| matches!(i, Item::Frame { .. }))
+                        .count() as u64;
+                    let number = self.frames + u64::from(self.cur.is_some()) + queued + 1;
+                    let cost = len + content as usize;
+                    let reply = ahead.pool.submit(src, content as usize);
+                    ahead.bytes += cost;
+                    ahead.items.push_back(Item::Frame {
+                        at,
+                        number,
+                        cost,
+                        reply,
+                    });
+                }
+                Some(SKIPPABLE_MAGIC) if self.at_index_frame()? => {
+                    let item = match self.read_index_frame() {
+                        Ok((at, len, body)) => Item::Index { at, len, body },
+                        Err(e) => Item::Failed(e),
+                    };
+                    let ahead = self.ahead.as_mut().expect("checked above");
+                    match &item {
+                        Item::Index { body, .. } => ahead.bytes += body.len(),
+                        _ => ahead.failed = true,
+                    }
+                    ahead.items.push_back(item);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Takes the next item read ahead, if any: a decoded frame becomes the
+    /// current one, an INDEX frame goes to the index side. False when
+    /// nothing was read ahead.
+    fn next_ahead(&mut self) -> Result<bool> {
+        self.fill_ahead()?;
+        let Some(ahead) = self.ahead.as_mut() else {
+            return Ok(false);
+        };
+        let Some(item) = ahead.items.pop_front() else {
+            return Ok(false);
+        };
+        match item {
+            Item::Frame {
+                at,
+                number,
+                cost,
+                reply,
+            } => {
+                ahead.bytes -= cost;
+                let data = match reply.recv() {
+                    Ok(Ok(data)) => data,
+                    Ok(Err(why)) => {
+                        return Err(Error::corrupt(format!("zstd data frame {number}: {why}")));
+                    }
+                    Err(_) => {
+                        return Err(Error::Refused(format!(
+                            "a thread decoding zstd data frame {number} failed"
+                        )));
+                    }
+                };
+                self.start_frame(at);
+                if data.is_empty() {
+                    self.frames += 1;
+                } else {
+                    self.cur = Some(Current { data, pos: 0 });
+                }
+            }
+            Item::Index { at, len, body } => {
+                ahead.bytes -= body.len();
+                self.index
+                    .as_mut()
+                    .expect("read ahead only with an index side")
+                    .block(at, len, &body)?;
+            }
+            Item::Failed(e) => return Err(e),
+        }
+        Ok(true)
     }
 
     /// Whether the next frame is an INDEX frame this decoder takes.
@@ -131,11 +314,25 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             if self.done {
                 return Ok(0);
             }
+            if let Some(cur) = self.cur.as_mut() {
+                let n = out.len().min(cur.data.len() - cur.pos);
+                out[..n].copy_from_slice(&cur.data[cur.pos..cur.pos + n]);
+                cur.pos += n;
+                if cur.pos == cur.data.len() {
+                    self.cur = None;
+                    self.frames += 1;
+                }
+                return Ok(n);
+            }
+            if !self.in_frame && self.next_ahead()? {
+                continue;
+            }
             if !self.in_frame {
                 match peek_magic(self.input)? {
                     Some(ZSTD_MAGIC) => {
                         self.in_frame = true;
-                        self.start_frame();
+                        let at = self.input.position();
+                        self.start_frame(at);
                     }
                     Some(SKIPPABLE_MAGIC) if self.at_index_frame()? => {
                         self.index_frame()?;

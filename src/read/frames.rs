@@ -100,6 +100,67 @@ fn walk_one_frame<R: Read>(input: &mut Input<R>) -> Result<()> {
     Ok(())
 }
 
+/// Finds, without consuming anything, the length of the zstd frame at the
+/// current position and the content size it declares, when the frame is
+/// whole in the next `max_len` bytes, well formed (the checks of
+/// [`walk_zstd_frames`]) and declares a content size of at most
+/// `max_content`. `None` otherwise: the frame is then decoded as a stream,
+/// which reports whatever is wrong with it.
+pub fn peek_frame<R: Read>(
+    input: &mut Input<R>,
+    max_len: usize,
+    max_content: u64,
+) -> Result<Option<(usize, u64)>> {
+    let h = input.peek(18)?;
+    if h.len() < 6 || u32::from_le_bytes(h[..4].try_into().unwrap()) != ZSTD_MAGIC {
+        return Ok(None);
+    }
+    let Ok(d) = parse_frame_descriptor(h[4], 0) else {
+        return Ok(None);
+    };
+    let mut off = 5;
+    if d.window_descriptor {
+        if check_window_descriptor(h[5], 0).is_err() {
+            return Ok(None);
+        }
+        off += 1;
+    }
+    let n = d.content_size_len;
+    if n == 0 || h.len() < off + n {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    b[..n].copy_from_slice(&h[off..off + n]);
+    let content = u64::from_le_bytes(b) + if n == 2 { 256 } else { 0 };
+    if content > max_content {
+        return Ok(None);
+    }
+    off += n;
+    loop {
+        let p = input.peek(off + 3)?;
+        if p.len() < off + 3 {
+            return Ok(None);
+        }
+        let Ok(b) = parse_block_header(p[off..off + 3].try_into().unwrap(), 0) else {
+            return Ok(None);
+        };
+        off += 3 + b.content_len as usize;
+        if off > max_len {
+            return Ok(None);
+        }
+        if b.last {
+            break;
+        }
+    }
+    if d.checksum {
+        off += 4;
+    }
+    if off > max_len || input.peek(off)?.len() < off {
+        return Ok(None);
+    }
+    Ok(Some((off, content)))
+}
+
 fn read_byte<R: Read>(input: &mut Input<R>, what: &str) -> Result<u8> {
     let mut b = [0u8; 1];
     input.read_exact(&mut b, what)?;
@@ -151,6 +212,31 @@ mod tests {
         let mut input = Input::new(&buf[..], Path::new("t"));
         assert_eq!(walk_zstd_frames(&mut input).unwrap(), 2);
         assert_eq!(peek_magic(&mut input).unwrap(), Some(SKIPPABLE_MAGIC));
+    }
+
+    #[test]
+    fn a_frame_is_peeked_whole_or_not_at_all() {
+        let data = vec![9u8; 300_000];
+        let mut buf = zstd::bulk::compress(&data, 3).unwrap();
+        let len = buf.len();
+        buf.extend(b"after");
+        let mut input = Input::new(&buf[..], Path::new("t"));
+        assert_eq!(
+            peek_frame(&mut input, 1 << 20, 1 << 20).unwrap(),
+            Some((len, 300_000))
+        );
+        assert_eq!(input.position(), 0);
+        // Too long, too large, truncated, or no declared size: streamed.
+        assert_eq!(peek_frame(&mut input, len - 1, 1 << 20).unwrap(), None);
+        assert_eq!(peek_frame(&mut input, 1 << 20, 299_999).unwrap(), None);
+        let mut input = Input::new(&buf[..len - 1], Path::new("t"));
+        assert_eq!(peek_frame(&mut input, 1 << 20, 1 << 20).unwrap(), None);
+        let mut streamed = Vec::new();
+        let mut enc = zstd::Encoder::new(&mut streamed, 3).unwrap();
+        std::io::Write::write_all(&mut enc, &data).unwrap();
+        enc.finish().unwrap();
+        let mut input = Input::new(&streamed[..], Path::new("t"));
+        assert_eq!(peek_frame(&mut input, 1 << 20, 1 << 20).unwrap(), None);
     }
 
     #[test]

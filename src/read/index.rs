@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::format::head::EntryKind;
 use crate::format::path::check_path;
-use crate::format::v2::{Record, Row, TreeOrder, parse_block_opening};
+use crate::format::v2::{FirstPaths, Record, Row, TreeOrder, parse_block_opening};
 
 /// What a reader wants from each record (a listing), besides the hashes.
 pub type OnRecord<'a> = Box<dyn FnMut(&Record) -> Result<()> + 'a>;
@@ -23,6 +23,8 @@ pub struct IndexSide<'a> {
     pub blocks: u64,
     /// Records seen.
     pub records: u64,
+    /// The blocks' first paths (for META's `first_paths`).
+    pub firsts: FirstPaths,
     /// The frame offset of the last record seen: offsets never go back.
     last_frame: u64,
     /// Checks the records themselves (when they are listed rather than
@@ -76,6 +78,7 @@ impl<'a> IndexSide<'a> {
             content: Sha256::new(),
             blocks: 0,
             records: 0,
+            firsts: FirstPaths::default(),
             last_frame: 0,
             check: None,
             on_record: None,
@@ -156,6 +159,9 @@ impl<'a> IndexSide<'a> {
         while off < raw.len() {
             let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
             off += len;
+            if count == 0 {
+                self.firsts.add(&rec.path);
+            }
             count += 1;
             // A block lists members whose headers are in data frames
             // written before it, in order.

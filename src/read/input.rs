@@ -20,12 +20,15 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 const BUF_SIZE: usize = 256 * 1024;
+/// The most [`Input::peek`] may ask for: the buffer grows to it only when
+/// asked (a whole data frame, peeked to be decoded apart).
+pub const MAX_PEEK: usize = 8 * 1024 * 1024 + 64 * 1024;
 
 /// Peekable buffered reader that hashes and counts what is consumed.
 pub struct Input<R> {
     inner: R,
     path: PathBuf,
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     pos: usize,
     end: usize,
     eof: bool,
@@ -275,7 +278,7 @@ impl<R: Read> Input<R> {
         Input {
             inner,
             path: path.to_path_buf(),
-            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            buf: vec![0u8; BUF_SIZE],
             pos: 0,
             end: 0,
             eof: false,
@@ -337,14 +340,19 @@ impl<R: Read> Input<R> {
     }
 
     /// At least `n` bytes (fewer only at EOF), without consuming them.
-    /// `n` must not exceed the buffer size.
+    /// `n` must not exceed [`MAX_PEEK`]; the buffer grows past its usual
+    /// size only for such a peek.
     pub fn peek(&mut self, n: usize) -> Result<&[u8]> {
-        assert!(n <= BUF_SIZE);
+        assert!(n <= MAX_PEEK);
         if self.end - self.pos < n {
-            if self.pos + n > BUF_SIZE {
+            if self.pos + n > self.buf.len() {
                 self.buf.copy_within(self.pos..self.end, 0);
                 self.end -= self.pos;
                 self.pos = 0;
+                if n > self.buf.len() {
+                    self.buf
+                        .resize(n.next_multiple_of(BUF_SIZE).min(MAX_PEEK), 0);
+                }
             }
             while self.end - self.pos < n {
                 if self.read_more()? == 0 {

@@ -16,6 +16,7 @@ mod expect;
 pub mod frames;
 pub mod index;
 pub mod input;
+mod pool;
 mod sink;
 mod v2;
 pub mod workers;
@@ -171,28 +172,53 @@ fn open_head<R: Read>(input: &mut Input<R>) -> Result<Opened> {
     Ok(Opened::V1(Head::parse(&body)?))
 }
 
-/// Reads a whole archive from `src`, feeding `sink`, and checks it to `depth`.
+/// Reads a whole archive from `src`, feeding `sink`, and checks it to
+/// `depth`, decoding data frames on one thread per core.
 pub fn read_archive<R: Read, S: Sink>(
     src: R,
     name: &Path,
     depth: Depth,
     sink: &mut S,
 ) -> Result<ReadSummary> {
-    read_archive_hashed(src, name, depth, sink, HashPipe::default())
+    read_archive_hashed(src, name, depth, sink, HashPipe::default(), 0)
 }
 
-/// [`read_archive`], with the archive's SHA-256 computed by `hasher`.
+/// [`read_archive`] with data decoded on `threads` threads (0: one per
+/// core; 1: data frames are decoded as one stream by the reading thread).
+pub fn read_archive_with<R: Read, S: Sink>(
+    src: R,
+    name: &Path,
+    depth: Depth,
+    sink: &mut S,
+    threads: usize,
+) -> Result<ReadSummary> {
+    read_archive_hashed(src, name, depth, sink, HashPipe::default(), threads)
+}
+
+/// The threads to use for `threads` (0: one per core).
+pub fn resolve_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// [`read_archive`], with the archive's SHA-256 computed by `hasher` and
+/// data decoded on `threads` threads (0: one per core; 1: data frames
+/// are decoded as one stream by the reading thread).
 pub fn read_archive_hashed<R: Read, S: Sink>(
     src: R,
     name: &Path,
     depth: Depth,
     sink: &mut S,
     hasher: HashPipe,
+    threads: usize,
 ) -> Result<ReadSummary> {
+    let threads = resolve_threads(threads);
     let mut input = Input::with_hasher(src, name, hasher);
     match open_head(&mut input)? {
-        Opened::V1(head) => read_v1(&mut input, head, depth, sink, None),
-        Opened::V2(head) => v2::read(&mut input, head, depth, sink),
+        Opened::V1(head) => read_v1(&mut input, head, depth, sink, None, threads),
+        Opened::V2(head) => v2::read(&mut input, head, depth, sink, threads),
     }
 }
 
@@ -242,6 +268,7 @@ pub fn list_archive_hashed<R: Read>(
                 Depth::Quick,
                 &mut NullSink,
                 Some(&mut sums),
+                1,
             )?;
             let mut files = sums.iter();
             for e in &head.entries {
@@ -265,6 +292,7 @@ fn read_v1<R: Read, S: Sink>(
     depth: Depth,
     sink: &mut S,
     sums: Option<&mut Vec<[u8; 32]>>,
+    threads: usize,
 ) -> Result<ReadSummary> {
     let info = Info::of_head(&head);
     sink.plan(&Plan {
@@ -275,8 +303,8 @@ fn read_v1<R: Read, S: Sink>(
     let (digests, frames) = match depth {
         Depth::Full => {
             let mut expect = HeadExpect::new(&head);
-            let dec = DataDecoder::new(input)?;
-            let (frames, _) = read_data(dec, &mut expect, &*sink)?;
+            let dec = DataDecoder::new(input)?.parallel(threads);
+            let (frames, _) = read_data(dec, &mut expect, &*sink, threads)?;
             (Some(expect.into_digests()), frames)
         }
         Depth::Quick => (None, walk_zstd_frames(input)?),
@@ -355,9 +383,9 @@ fn read_data<'a, R: Read, S: Sink, E: Expect>(
     dec: DataDecoder<'a, R>,
     expect: &mut E,
     sink: &S,
+    threads: usize,
 ) -> Result<(u64, DataDecoder<'a, R>)> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = sink.workers(cores).clamp(1, 4);
+    let workers = sink.workers(threads).clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
     let pool = Pool::new(CHUNK);

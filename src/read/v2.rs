@@ -26,12 +26,15 @@ pub(super) fn read<R: Read, S: Sink>(
     head: Head2,
     depth: Depth,
     sink: &mut S,
+    threads: usize,
 ) -> Result<ReadSummary> {
     match depth {
         Depth::Full => {
             let mut rebuild = Rebuild::default();
-            let dec = DataDecoder::new(input)?.with_index(IndexSide::hashing());
-            let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink)?;
+            let dec = DataDecoder::new(input)?
+                .with_index(IndexSide::hashing())
+                .parallel(threads);
+            let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink, threads)?;
             let index = dec.take_index().expect("the index side stays");
             drop(dec);
             if rebuild.digest() != index.content.clone().finalize().as_slice()
@@ -156,6 +159,7 @@ fn finish<R: Read>(
     meta_hash.update(h);
     meta_hash.update(&body);
     let meta = Meta::parse(&body)?;
+    meta.check_first_paths(index.blocks, index.firsts.digest())?;
     if (meta.files, meta.dirs, meta.total_bytes, meta.frames)
         != (seen.files, seen.dirs, seen.bytes, frames)
     {
@@ -239,8 +243,8 @@ pub fn read_end(
         return Ok(None);
     }
     // One read for the end of most archives: TABLE, META and TAIL usually
-    // fit in the last 16 KiB (never more than a sixteenth of the archive).
-    let guess = (size / 16).clamp(TAIL_LEN as u64, 16 * 1024).min(size);
+    // fit in the last 64 KiB (never more than a sixteenth of the archive).
+    let guess = (size / 16).clamp(TAIL_LEN as u64, 64 * 1024).min(size);
     let mut last = vec![0u8; guess as usize];
     read_at(size - guess, &mut last).map_err(io)?;
     let t: [u8; TAIL_LEN] = last[last.len() - TAIL_LEN..].try_into().expect("128 bytes");
@@ -395,6 +399,7 @@ pub fn list_from_end(
         index.block(r.offset, r.len, &body)?;
     }
     let c = index.counted().expect("a checking index side counts");
+    meta.check_first_paths(index.blocks, index.firsts.digest())?;
     if index.records != tail.entries
         || (c.files, c.dirs, c.bytes) != (meta.files, meta.dirs, meta.total_bytes)
     {

@@ -10,7 +10,9 @@ use std::io::{self, Write};
 use sha2::{Digest, Sha256};
 
 use crate::format::frame::write_skippable;
-use crate::format::v2::{MAX_BLOCK_RECORDS, Record, Row, TAG_INDEX, block_opening};
+use crate::format::v2::{
+    MAX_BLOCK_RECORDS, MAX_FIRST_PATHS_BYTES, Record, Row, TAG_INDEX, block_opening,
+};
 
 use super::hash::HashWriter;
 
@@ -36,6 +38,10 @@ pub(super) struct IndexWriter {
     block_records: u32,
     pub(super) rows: Vec<Row>,
     pub(super) entries: u64,
+    /// Each block's first path (for META), until they pass
+    /// [`MAX_FIRST_PATHS_BYTES`]: then `None`.
+    pub(super) first_paths: Option<Vec<String>>,
+    first_paths_bytes: usize,
     scratch: Vec<u8>,
 }
 
@@ -49,6 +55,8 @@ impl IndexWriter {
             block_records: 0,
             rows: Vec::new(),
             entries: 0,
+            first_paths: Some(Vec::new()),
+            first_paths_bytes: 0,
             scratch: Vec::new(),
         }
     }
@@ -92,6 +100,9 @@ impl IndexWriter {
             };
             let mut p = self.pending.pop_front().expect("front exists");
             p.rec.frame = at;
+            if self.block_records == 0 {
+                self.first_path(&p.rec.path);
+            }
             p.rec.encode(&mut self.block);
             self.block_records += 1;
             self.entries += 1;
@@ -100,6 +111,16 @@ impl IndexWriter {
             }
         }
         Ok(())
+    }
+
+    fn first_path(&mut self, path: &str) {
+        self.first_paths_bytes += path.len() + 4;
+        if self.first_paths_bytes > MAX_FIRST_PATHS_BYTES {
+            self.first_paths = None;
+        }
+        if let Some(v) = &mut self.first_paths {
+            v.push(path.to_string());
+        }
     }
 
     /// Records still waiting for a frame or a digest.

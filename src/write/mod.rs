@@ -268,6 +268,7 @@ fn seal<W: Write>(
         skipped: skipped.to_vec(),
         wal: wal.to_vec(),
         warnings: warnings.to_vec(),
+        first_paths: index.first_paths,
     };
     let meta_offset = w.count;
     let mut framed = Vec::new();

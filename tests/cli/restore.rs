@@ -217,7 +217,9 @@ fn byte_flips_and_truncations_restore_nothing() {
 
 /// Starts a restore reading from a pipe, feeds it `first` bytes and waits
 /// until the staging tree holds a file, so a fault can be injected while
-/// the restore is in the middle of extracting.
+/// the restore is in the middle of extracting. The data is decoded as one
+/// stream (`--threads 1`): frames decoded apart are taken only whole, and
+/// the first one is not whole in `first` bytes.
 fn restore_paused(
     archive: &[u8],
     first: usize,
@@ -225,7 +227,7 @@ fn restore_paused(
     force: bool,
 ) -> (Child, std::process::ChildStdin) {
     let mut c = bin();
-    c.args(["restore", "-", p(target)]);
+    c.args(["restore", "-", p(target), "--threads", "1"]);
     if force {
         c.arg("--force");
     }

@@ -181,6 +181,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 
@@ -220,6 +222,8 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 
@@ -252,6 +256,20 @@ pub struct ExtractArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// How an archive is read: decoding threads, and ranged GETs in flight for
+/// an object.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReadArgs {
+    /// Threads decoding data frames; 0 means one per core, 1 decodes on
+    /// the reading thread.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub threads: u32,
+    /// Ranged GETs in flight when reading an s3:// object whole (1: one
+    /// streaming GET).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
 }
 
 /// Object-storage settings; the standard AWS_* environment supplies the

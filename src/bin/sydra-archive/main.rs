@@ -18,8 +18,8 @@ use sydra_archive::hex;
 use sydra_archive::{CreateOptions, Depth, Entry, Error, Output, RestoreOptions};
 
 use cli::{
-    Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, RestoreArgs, S3Args,
-    VerifyArgs,
+    Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, ReadArgs, RestoreArgs,
+    S3Args, VerifyArgs,
 };
 use sydra_archive::Location;
 use sydra_archive::{Remote, S3Options, S3Url};
@@ -165,7 +165,17 @@ fn s3_options(a: &S3Args) -> S3Options {
     S3Options {
         endpoint: a.endpoint.clone(),
         region: a.region.clone(),
+        concurrency: 0,
     }
+}
+
+/// An archive argument read whole, with `read`'s concurrency for objects.
+fn read_location(arg: &Path, s3: &S3Args, read: &ReadArgs) -> anyhow::Result<Location> {
+    let opts = S3Options {
+        concurrency: read.concurrency as usize,
+        ..s3_options(s3)
+    };
+    Ok(Location::parse(arg, &opts)?)
 }
 
 /// An archive argument: `s3://…` is an object, anything else a path.
@@ -274,14 +284,16 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
 fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
-    let loc = location(&a.archive, &a.s3)?;
+    let loc = read_location(&a.archive, &a.s3, &a.read)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
+    let threads = a.read.threads as usize;
     let result = if a.deep {
-        sydra_archive::verify_deep(&loc, Some(progress.clone())).map(|d| (d.read.clone(), Some(d)))
+        sydra_archive::verify_deep(&loc, Some(progress.clone()), threads)
+            .map(|d| (d.read.clone(), Some(d)))
     } else {
         let depth = if a.quick { Depth::Quick } else { Depth::Full };
-        sydra_archive::verify(&loc, depth, Some(progress.clone())).map(|s| (s, None))
+        sydra_archive::verify(&loc, depth, Some(progress.clone()), threads).map(|s| (s, None))
     };
     display.finish();
     let secs = started.elapsed().as_secs_f64();
@@ -412,7 +424,7 @@ fn write_json_entry(
 fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
-    let loc = location(&a.archive, &a.s3)?;
+    let loc = read_location(&a.archive, &a.s3, &a.read)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);
     let result = sydra_archive::restore(
@@ -421,6 +433,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         &RestoreOptions {
             force: a.force,
             progress: Some(progress.clone()),
+            threads: a.read.threads as usize,
         },
     );
     display.finish();

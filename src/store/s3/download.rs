@@ -1,5 +1,6 @@
-//! Reading objects: FOOT first with a ranged GET, then the object
-//! streamed, pinned to the ETag seen.
+//! Reading objects: FOOT first with a ranged GET, then the object,
+//! pinned to the ETag seen: as several ranged GETs in flight at once
+//! ([`RangedReader`]), or as one stream ([`ObjectReader`]).
 
 use std::io::{self, Read};
 
@@ -97,9 +98,14 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    /// Opens the object of `remote`, pinned to `e_tag` when given.
-    pub fn open(remote: &Remote, e_tag: Option<String>) -> Result<ObjectReader> {
-        ObjectReader::open_range(remote, e_tag, None)
+    /// Opens the whole object of `remote`, `size` bytes, pinned to `e_tag`
+    /// when given: with the remote's concurrency of ranged GETs in flight
+    /// (see [`RangedReader`]), or as one stream when it is 1.
+    pub fn open(remote: &Remote, e_tag: Option<String>, size: u64) -> Result<Box<dyn Read + Send>> {
+        match remote.opts.concurrency() {
+            1 => Ok(Box::new(ObjectReader::open_range(remote, e_tag, None)?)),
+            n => Ok(Box::new(RangedReader::new(remote, e_tag, 0..size, n)?)),
+        }
     }
 
     /// Opens bytes `range` of the object (all of it for `None`).
@@ -189,5 +195,158 @@ impl Read for ObjectReader {
 impl Drop for ObjectReader {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Bytes in flight for a [`RangedReader`], shared by its requests (a
+/// request is at least [`MIN_PIECE`] and at most [`MAX_PIECE`]).
+const RANGED_BUDGET: u64 = 16 * 1024 * 1024;
+const MIN_PIECE: u64 = 1024 * 1024;
+const MAX_PIECE: u64 = 8 * 1024 * 1024;
+/// Tries per piece: a failed request or body is retried after 0.2, 0.4 and
+/// 0.8 s; an object that changed or vanished is not retried.
+const PIECE_TRIES: u32 = 4;
+
+/// Reads a range of an object as consecutive pieces fetched by up to
+/// `concurrency` ranged GETs at once, each pinned to the ETag first seen
+/// (an overwrite in between fails the read: no two versions are mixed)
+/// and retried on its own; pieces are handed out in order. Memory is
+/// bounded by the pieces in flight (about [`RANGED_BUDGET`]).
+pub struct RangedReader {
+    remote: Remote,
+    path: ObjPath,
+    e_tag: Option<String>,
+    next: u64,
+    end: u64,
+    piece: u64,
+    concurrency: usize,
+    pending: std::collections::VecDeque<tokio::task::JoinHandle<Result<Bytes>>>,
+    cur: Bytes,
+    rt: &'static tokio::runtime::Runtime,
+}
+
+impl RangedReader {
+    /// Reads `range` of the object of `remote` with `concurrency`
+    /// requests in flight.
+    pub fn new(
+        remote: &Remote,
+        e_tag: Option<String>,
+        range: std::ops::Range<u64>,
+        concurrency: usize,
+    ) -> Result<RangedReader> {
+        let concurrency = concurrency.max(1);
+        let piece = (RANGED_BUDGET / concurrency as u64).clamp(MIN_PIECE, MAX_PIECE);
+        Ok(RangedReader {
+            path: remote.url.object()?,
+            remote: remote.clone(),
+            e_tag,
+            next: range.start,
+            end: range.end,
+            piece,
+            concurrency,
+            pending: std::collections::VecDeque::new(),
+            cur: Bytes::new(),
+            rt: runtime()?,
+        })
+    }
+
+    /// Starts requests until `concurrency` are in flight or none is left.
+    fn refill(&mut self) {
+        while self.pending.len() < self.concurrency && self.next < self.end {
+            let to = self.end.min(self.next + self.piece);
+            let range = self.next..to;
+            self.next = to;
+            let remote = self.remote.clone();
+            let path = self.path.clone();
+            let e_tag = self.e_tag.clone();
+            self.pending
+                .push_back(self.rt.spawn(fetch_piece(remote, path, e_tag, range)));
+        }
+    }
+}
+
+/// One piece, tried up to [`PIECE_TRIES`] times.
+async fn fetch_piece(
+    remote: Remote,
+    path: ObjPath,
+    e_tag: Option<String>,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes> {
+    let want = range.end - range.start;
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let got = async {
+            let r = remote
+                .store
+                .get_opts(
+                    &path,
+                    GetOptions {
+                        if_match: e_tag.clone(),
+                        range: Some(GetRange::Bounded(range.clone())),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            r.bytes().await
+        }
+        .await;
+        let failure = match got {
+            Ok(b) if b.len() as u64 == want => return Ok(b),
+            Ok(b) => Error::corrupt(format!(
+                "{}: a ranged read of bytes {}..{} returned {} bytes",
+                remote.url,
+                range.start,
+                range.end,
+                b.len()
+            )),
+            Err(
+                e @ (object_store::Error::Precondition { .. }
+                | object_store::Error::NotFound { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }),
+            ) => return Err(remote_error("read", &remote.url, e)),
+            Err(e) => remote_error("read", &remote.url, e),
+        };
+        if tries >= PIECE_TRIES {
+            return Err(failure);
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+}
+
+impl Read for RangedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            self.refill();
+            let Some(next) = self.pending.pop_front() else {
+                return Ok(0);
+            };
+            self.cur = match self.rt.block_on(next) {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(io::Error::other(e)),
+                Err(e) => {
+                    return Err(io::Error::other(Error::Refused(format!(
+                        "a read of {} failed: {e}",
+                        self.remote.url
+                    ))));
+                }
+            };
+            self.refill();
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+impl Drop for RangedReader {
+    fn drop(&mut self) {
+        for h in self.pending.drain(..) {
+            h.abort();
+        }
     }
 }

@@ -56,6 +56,24 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     /// Region (like `AWS_REGION`).
     pub region: Option<String>,
+    /// Ranged GETs in flight when an object is read whole (0: the
+    /// default, [`DEFAULT_CONCURRENCY`]; 1: one streaming GET).
+    pub concurrency: usize,
+}
+
+/// Ranged GETs in flight by default when an object is read whole.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The most ranged GETs in flight.
+pub const MAX_CONCURRENCY: usize = 64;
+
+impl S3Options {
+    /// The concurrency in effect.
+    pub fn concurrency(&self) -> usize {
+        match self.concurrency {
+            0 => DEFAULT_CONCURRENCY,
+            n => n.min(MAX_CONCURRENCY),
+        }
+    }
 }
 
 /// The process-wide runtime that drives HTTP requests (two workers).
@@ -155,6 +173,12 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
         E::NotFound { .. } => "no such object or bucket".to_string(),
         E::Precondition { .. } => {
             "the object changed while it was being read (its ETag no longer matches)".to_string()
+        }
+        // A range within the size first seen is gone: the object was
+        // replaced by a shorter one (by a server that ignores If-Match).
+        _ if text.contains("416 Range Not Satisfiable") => {
+            "the object changed while it was being read (it no longer holds a range it had)"
+                .to_string()
         }
         _ => one_line(&e),
     };
