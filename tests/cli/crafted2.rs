@@ -276,3 +276,42 @@ fn tar_extensions_other_than_one_long_name_are_refused() {
     m.insert(6, raw("././@LongLink", b'L', &vec![b'a'; 5000]));
     refused(&craft2(&m), "GNU long-name record longer than");
 }
+
+/// META's `first_paths` (each INDEX block's first path, for readers at
+/// offsets) is optional; when there, it must be exactly the blocks' first
+/// paths: a verify at either depth, `list` and `extract` refuse a lie.
+#[test]
+fn first_paths_in_meta_must_be_the_blocks_own() {
+    let ok = |paths: serde_json::Value| {
+        let mut c = Craft2::new(&members());
+        c.meta = Box::new(move |m| m["first_paths"] = paths.clone());
+        c.build()
+    };
+    let right = ok(serde_json::json!(["MANIFEST"]));
+    lib(&right, Depth::Full).unwrap();
+    lib(&right, Depth::Quick).unwrap();
+    for lie in [
+        serde_json::json!(["segments"]),
+        serde_json::json!([]),
+        serde_json::json!(["MANIFEST", "wal"]),
+    ] {
+        let a = ok(lie.clone());
+        refused(&a, "META's first paths");
+        quick_refused(&a, "META's first paths");
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("x.tar.zst");
+        fs::write(&f, &a).unwrap();
+        let o = run(&["list", p(&f)]);
+        assert_eq!(code(&o), 1, "{lie}: {}", stderr(&o));
+        assert!(stderr(&o).contains("first paths"), "{}", stderr(&o));
+        let dest = t.path().join("x");
+        let o = run(&["extract", p(&f), "MANIFEST", "-C", p(&dest)]);
+        assert_eq!(code(&o), 1, "{lie}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("first paths") || stderr(&o).contains("META gives"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!dest.join("MANIFEST").exists());
+    }
+}

@@ -302,6 +302,12 @@ fn extract_and_list_read_across_many_index_blocks() {
     let o = run(&["list", p(&out), hour]);
     expect_code(&o, 0);
     assert_eq!(stdout(&o).lines().count(), in_hour + 1);
+    // One file: the end (TAIL, TABLE, META with each block's first path),
+    // the one block that holds its record and its frame; no search.
+    let o = run(&["extract", p(&out), &last.path, "-o", "-", "--json"]);
+    expect_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(o.stderr.trim_ascii()).unwrap();
+    assert_eq!(v["reads"], 3, "{v}");
 }
 
 #[test]

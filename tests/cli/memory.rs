@@ -66,18 +66,26 @@ fn many_entries_are_read_in_bounded_memory() {
     let big = t.path().join("big.tar.zst");
     synthetic(&small, 20_000);
     synthetic(&big, 200_000);
-    let commands: [(&[&str], bool); 5] = [
+    let dest = t.path().join("extracted");
+    let commands: [(&[&str], bool); 7] = [
         (&["verify"], false),
+        (&["verify", "--threads", "1"], false),
         (&["verify", "--quick"], false),
         (&["list", "--json"], false),
         (&["list", "--sha256"], false),
         (&["verify", "-"], true),
+        (
+            &["extract", "{}", "MANIFEST", "--force", "-C", p(&dest)],
+            false,
+        ),
     ];
     for (args, piped) in commands {
         let mut peaks = Vec::new();
         for archive in [&small, &big] {
             let mut argv = args.to_vec();
-            if !piped {
+            if let Some(at) = argv.iter().position(|a| *a == "{}") {
+                argv[at] = p(archive);
+            } else if !piped {
                 argv.push(p(archive));
             }
             let (code, rss) = peak_rss(&argv, piped.then_some(archive.as_path()));
