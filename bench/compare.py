@@ -14,13 +14,20 @@ from one run of this script, not numbers across runs.
   bench/compare.sh --only frames                       # size and speed per frame size
   bench/compare.sh --only synthetic                    # verify/list at 0.1, 1, 10 M entries
   bench/compare.sh --only onedir                       # 1,000,000 segments in one hour dir
+  bench/compare.sh --only threads                      # verify/restore: one decoding thread vs all cores
+  bench/compare.sh --only extract                      # one segment, one hour dir: reads, bytes (strace), time
+  bench/compare.sh --only s3                           # s3s-fs on loopback: restore/verify vs a local file, extract
 """
 import argparse
+import json
 import os
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,13 +46,13 @@ TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 RSS_FILE = os.path.join(ROOT, "target", "bench-rss.txt")
 
 
-def run(argv):
+def run(argv, env=None):
     """Runs argv; returns (seconds, peak RSS in KB of the largest process
     in it, as GNU time reports it; 0 when /usr/bin/time is missing)."""
     if TIME:
         argv = [TIME, "-f", "%M", "-o", RSS_FILE] + argv
     t0 = time.perf_counter()
-    code = subprocess.run(argv, stdout=subprocess.DEVNULL).returncode
+    code = subprocess.run(argv, stdout=subprocess.DEVNULL, env=env).returncode
     dt = time.perf_counter() - t0
     if code != 0:
         sys.exit(f"failed ({code}): {' '.join(argv)}")
@@ -178,6 +185,198 @@ def main():
         synthetic(a.work, a.runs)
     if "onedir" in only:
         one_dir(a.work, out, a.runs)
+    if "threads" in only:
+        threads(a.work, A, a.runs)
+    if "extract" in only:
+        extract_local(big, A, a.work, a.runs)
+    if "s3" in only:
+        s3_bench(big, A, a.work, a.runs)
+
+
+def threads(work, archive, runs):
+    """verify and restore with one decoding thread and with one per core
+    (the default, 0, is cores - 2: one on a 2-core machine)."""
+    res = alternate(runs, [
+        ("verify --threads 1", lambda: run([BIN, "verify", "--threads", "1", archive])),
+        ("verify (all cores)", lambda: run([BIN, "verify", "--threads", str(os.cpu_count()), archive])),
+    ])
+    report(f"verify: decoding on one thread vs {os.cpu_count()} cores", res, [
+        ("all cores / one thread (a speed-up is < 1)", "verify (all cores)", "verify --threads 1", 1.0)])
+    scratch = Scratch(work, "threads")
+    res = alternate(runs, [
+        ("restore --threads 1", lambda: run([BIN, "restore", "--threads", "1", archive, scratch.fresh(), "-q"])),
+        ("restore (all cores)", lambda: run([BIN, "restore", "--threads", str(os.cpu_count()), archive,
+                                             scratch.fresh(), "-q"])),
+    ])
+    scratch.remove()
+    report(f"restore: decoding on one thread vs {os.cpu_count()} cores", res, [
+        ("all cores / one thread (a speed-up is < 1)", "restore (all cores)", "restore --threads 1", 1.0)])
+
+
+def pick_targets(big):
+    """A segment file in the middle hour of the set, and that hour's directory."""
+    segs = os.path.join(big, "segments")
+    hours = sorted(os.listdir(segs))
+    hour = hours[len(hours) // 2]
+    files = sorted(os.listdir(os.path.join(segs, hour)))
+    return f"segments/{hour}/{files[len(files) // 2]}", f"segments/{hour}"
+
+
+def strace_bytes(argv):
+    """Bytes every read-like system call of argv returned (its whole run:
+    the archive, and a little of /proc and libraries), counted by strace."""
+    log = os.path.join(ROOT, "target", "bench-strace.txt")
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=read,pread64,readv,preadv", "-o", log] + argv,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total, calls = 0, 0
+    for line in open(log):
+        m = re.search(r"= (\d+)$", line.strip())
+        if m:
+            total += int(m.group(1))
+            calls += 1
+    return total, calls
+
+
+def extract_json(argv, env=None):
+    p = subprocess.run(argv + ["--json", "--force"], capture_output=True, text=True, env=env, check=True)
+    return json.loads(p.stdout)
+
+
+def extract_local(big, archive, work, runs):
+    """extract of one segment and of one hour directory from the archive
+    file: reads and bytes (the tool's count, and strace's of every read
+    system call), time and peak RSS."""
+    size = os.path.getsize(archive)
+    one, hour = pick_targets(big)
+    dest = os.path.join(work, "extract-out")
+    print(f"\n## extract from a {size / 1e6:.0f} MB archive file")
+    for label, pat in (("one segment", one), ("one hour directory", hour)):
+        argv = [BIN, "extract", archive, pat, "-C", dest]
+        j = extract_json(argv)
+        straced, calls = strace_bytes(argv + ["--force"]) if shutil.which("strace") else (0, 0)
+        res = alternate(runs, [(label, lambda: run(argv + ["--force", "-q"]))])
+        t, rss = res[label]
+        print(f"  {label} ({pat}): {j['files']} files, {j['reads']} reads, {j['read_bytes']} bytes "
+              f"= {100 * j['read_bytes'] / size:.2f}% of the archive (strace: {straced} bytes in "
+              f"{calls} read calls, all files); median {t:.3f} s, peak RSS {rss / 1024:.1f} MiB")
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+class CountingProxy:
+    """A TCP proxy that counts requests (HTTP request lines) and the bytes
+    sent back to the client, headers included: what went over the wire."""
+
+    def __init__(self, port):
+        self.port_to, self.requests, self.bytes = port, 0, 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            c, _ = self.sock.accept()
+            s = socket.create_connection(("127.0.0.1", self.port_to))
+            threading.Thread(target=self.pump, args=(c, s, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(s, c, False), daemon=True).start()
+
+    def pump(self, a, b, up):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                with self.lock:
+                    if up:
+                        self.requests += len(re.findall(rb"(?:^|\r\n)(?:GET|PUT|POST|HEAD|DELETE) /", d))
+                    else:
+                        self.bytes += len(d)
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def reset(self):
+        with self.lock:
+            self.requests, self.bytes = 0, 0
+
+
+def s3_bench(big, archive, work, runs):
+    """s3s-fs on loopback: restore and verify of the object against the
+    same archive as a local file, and extract of one segment (time, GETs and
+    bytes counted by a proxy between the tool and the server)."""
+    exe = os.path.join(ROOT, "target", "tools", "bin", "s3s-fs")
+    if not os.access(exe, os.X_OK):
+        exe = shutil.which("s3s-fs")
+    if not exe:
+        print("\n## s3: skipped (no s3s-fs; .ci/run installs it in target/tools/bin)")
+        return
+    root = os.path.join(work, f"s3root-{time.time_ns()}")
+    os.makedirs(os.path.join(root, "bench"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--access-key", "k",
+                               "--secret-key", "s", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s", AWS_REGION="us-east-1",
+                   AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ALLOW_HTTP="true")
+        url = "s3://bench/sydra.tar.zst"
+        run([BIN, "create", big, "-o", url, "--force", "-q"], env=env)
+        local = os.path.join(work, "out", "s3-same.tar.zst")
+        subprocess.run([BIN, "create", big, "-o", local, "--force", "-q"], check=True)
+        size = os.path.getsize(local)
+        print(f"\n## object storage: s3s-fs on loopback, a {size / 1e6:.0f} MB archive")
+        scratch = Scratch(work, "s3")
+        res = alternate(runs, [
+            ("restore (local file)", lambda: run([BIN, "restore", local, scratch.fresh(), "-q"])),
+            ("restore s3:// (8 GETs in flight)", lambda: run([BIN, "restore", url, scratch.fresh(), "-q"], env=env)),
+            ("restore s3:// --concurrency 1", lambda: run([BIN, "restore", url, scratch.fresh(), "-q",
+                                                           "--concurrency", "1"], env=env)),
+        ])
+        scratch.remove()
+        report("restore from an object vs from a local file", res, [
+            ("s3 / local file", "restore s3:// (8 GETs in flight)", "restore (local file)", 1.2),
+            ("s3 --concurrency 1 / local file", "restore s3:// --concurrency 1", "restore (local file)", 1.2)])
+        res = alternate(runs, [
+            ("verify (local file)", lambda: run([BIN, "verify", local])),
+            ("verify s3:// (8 GETs in flight)", lambda: run([BIN, "verify", url], env=env)),
+        ])
+        report("verify from an object vs from a local file", res, [
+            ("s3 / local file", "verify s3:// (8 GETs in flight)", "verify (local file)", 1.2)])
+        proxy = CountingProxy(port)
+        penv = dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}")
+        one, hour = pick_targets(big)
+        dest = os.path.join(work, "extract-s3")
+        for label, pat in (("one segment", one), ("one hour directory", hour)):
+            argv = [BIN, "extract", url, pat, "-C", dest]
+            proxy.reset()
+            j = extract_json(argv, env=penv)
+            gets, wire = proxy.requests, proxy.bytes
+            res = alternate(runs, [(label, lambda: run(argv + ["--force", "-q"], env=env))])
+            t, rss = res[label]
+            verdict = "ok" if t < 1.0 or label != "one segment" else "MISSED"
+            print(f"  extract {label} ({pat}) from s3://: {j['files']} files; the tool: {j['reads']} reads, "
+                  f"{j['read_bytes']} bytes; the proxy: {gets} requests, {wire} bytes sent back "
+                  f"({100 * wire / size:.2f}% of the object, headers included); median {t:.3f} s "
+                  f"(target < 1 s for one segment: {verdict}), peak RSS {rss / 1024:.1f} MiB")
+        shutil.rmtree(dest, ignore_errors=True)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def size_line(ours, theirs, nfiles, target):

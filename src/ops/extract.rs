@@ -487,6 +487,10 @@ struct Stage {
     /// Files and bytes staged from a stream.
     files: AtomicU64,
     bytes: AtomicU64,
+    /// The directories extracted, whose modes and times are set once the
+    /// files are in place (a directory's time changes as files arrive).
+    /// One per directory: a data dir has one per hour of segments.
+    dir_entries: std::sync::Mutex<Vec<Entry>>,
 }
 
 impl Stage {
@@ -562,6 +566,7 @@ impl Stage {
             dirs_made: AtomicU64::new(0),
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            dir_entries: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -616,7 +621,34 @@ impl Stage {
         if !matches!(self.to, ExtractTo::Dir(_)) {
             return Ok(());
         }
-        self.parents(&format!("{}/", e.path))
+        self.parents(&format!("{}/", e.path))?;
+        self.dir_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.clone());
+        Ok(())
+    }
+
+    /// Sets the extracted directories' modes and times, deepest first
+    /// (records are in tree order), once every file is in place.
+    fn dir_times(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dirs = std::mem::take(&mut *self.dir_entries.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in dirs.iter().rev() {
+            let shown = self.shown(&e.path);
+            let d = sys::open_at(
+                &self.root,
+                e.path.as_bytes(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )
+            .map_err(|err| Error::io("open", &shown, err))?;
+            let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
+            d.set_modified(mtime)
+                .and_then(|()| d.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o777)))
+                .map_err(|err| Error::io("set the mode and time of", &shown, err))?;
+        }
+        Ok(())
     }
 
     fn file(&self, e: &Entry) -> Result<StagedFile> {
@@ -655,7 +687,7 @@ impl Stage {
         let pending = self.pending.take().expect("registered at creation");
         let (moved, removed) = pending.commit(|| {
             let moved = match &self.to {
-                ExtractTo::Dir(_) => self.publish_tree(b""),
+                ExtractTo::Dir(_) => self.publish_tree(b"").and_then(|()| self.dir_times()),
                 ExtractTo::File(target) => self.publish_one(target),
                 ExtractTo::Stdout => self.copy_to_stdout(),
             };

@@ -53,7 +53,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Counts the archive bytes read (total: the archive size, if known).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
-    /// Threads decoding data (0: one per core; 1: on the reading thread).
+    /// Threads decoding data (0: the cores hashing leaves, see
+    /// [`crate::read::read_archive_with`]; 1: on the reading thread).
     pub threads: usize,
 }
 

@@ -19,7 +19,7 @@ use crate::read::{
     plan_from_end, read_archive_hashed,
 };
 use crate::store::location::Location;
-use crate::store::s3::{ObjectReader, Remote};
+use crate::store::s3::{ObjectReader, RangedReader, Remote};
 
 /// An open archive source: a file, stdin when the path is `-`, or an
 /// object in object storage; counts the bytes read in an optional
@@ -50,8 +50,9 @@ enum Inner {
 }
 
 impl ArchiveReader {
-    /// Decodes data on `threads` threads (0, the default: one per core;
-    /// 1: one stream, on the reading thread).
+    /// Decodes data on `threads` threads (0, the default: see
+    /// [`crate::read::resolve_threads`]; 1: one stream, on the reading
+    /// thread).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
@@ -211,8 +212,8 @@ pub struct RandomSource {
     pub size: u64,
     /// Its name in messages.
     pub shown: String,
-    reads: AtomicU64,
-    read_bytes: AtomicU64,
+    reads: Arc<AtomicU64>,
+    read_bytes: Arc<AtomicU64>,
 }
 
 enum SourceKind {
@@ -228,8 +229,8 @@ impl RandomSource {
             kind,
             size,
             shown,
-            reads: AtomicU64::new(u64::from(probed)),
-            read_bytes: AtomicU64::new(if probed { TAIL_LEN as u64 } else { 0 }),
+            reads: Arc::new(AtomicU64::new(u64::from(probed))),
+            read_bytes: Arc::new(AtomicU64::new(if probed { TAIL_LEN as u64 } else { 0 })),
         }
     }
 
@@ -255,11 +256,14 @@ impl RandomSource {
         }
     }
 
-    /// Bytes `[at, end)` as a stream (one ranged read).
+    /// Bytes `[at, end)` as a stream: from a file, one read at an offset
+    /// (then buffered reads); from an object, ranged GETs made only as the
+    /// stream is read (1 MiB, then twice as much each time), so a reader
+    /// that stops early has fetched at most as much again as it used.
     pub fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>> {
-        self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(match &self.kind {
             SourceKind::File(f) => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
                 let mut f = f
                     .try_clone()
                     .map_err(|e| Error::io("read", &self.shown, e))?;
@@ -267,10 +271,13 @@ impl RandomSource {
                     .map_err(|e| Error::io("seek", &self.shown, e))?;
                 Box::new(Counted(f.take(end - at), &self.read_bytes))
             }
-            SourceKind::Object(r, e) => Box::new(Counted(
-                ObjectReader::open_range(r, e.clone(), Some(at..end))?,
-                &self.read_bytes,
-            )),
+            SourceKind::Object(r, e) => Box::new(RangedReader::lazy(
+                r,
+                e.clone(),
+                at..end,
+                1 << 20,
+                (Arc::clone(&self.reads), Arc::clone(&self.read_bytes)),
+            )?),
         })
     }
 

@@ -11,7 +11,8 @@ use crate::read::{Depth, Info, NullSink, ReadSummary, Visit};
 use crate::store::location::Location;
 
 /// Verifies the archive at `loc` to `depth`, counting the archive bytes
-/// read in `progress`, decoding on `threads` threads (0: one per core).
+/// read in `progress`, decoding on `threads` threads (0: the cores hashing
+/// leaves, see [`crate::read::read_archive_with`]).
 pub fn verify(
     loc: &Location,
     depth: Depth,

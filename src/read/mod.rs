@@ -183,8 +183,9 @@ pub fn read_archive<R: Read, S: Sink>(
     read_archive_hashed(src, name, depth, sink, HashPipe::default(), 0)
 }
 
-/// [`read_archive`] with data decoded on `threads` threads (0: one per
-/// core; 1: data frames are decoded as one stream by the reading thread).
+/// [`read_archive`] with data decoded on `threads` threads (0: as many
+/// as the cores left by the other stages, see [`resolve_threads`]; 1: data
+/// frames are decoded as one stream by the reading thread).
 pub fn read_archive_with<R: Read, S: Sink>(
     src: R,
     name: &Path,
@@ -195,17 +196,24 @@ pub fn read_archive_with<R: Read, S: Sink>(
     read_archive_hashed(src, name, depth, sink, HashPipe::default(), threads)
 }
 
-/// The threads to use for `threads` (0: one per core).
+/// The cores of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The decoding threads for `threads`: itself, or for 0 the cores the
+/// other stages leave (two: one hashes the archive, one or more hash and
+/// write files), at least 1. On two cores a single decoding thread already
+/// keeps both busy, and decoding apart only adds copies.
 pub fn resolve_threads(threads: usize) -> usize {
     match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cores().saturating_sub(2).max(1),
         n => n,
     }
 }
 
 /// [`read_archive`], with the archive's SHA-256 computed by `hasher` and
-/// data decoded on `threads` threads (0: one per core; 1: data frames
-/// are decoded as one stream by the reading thread).
+/// data decoded on `threads` threads (as [`read_archive_with`] takes them).
 pub fn read_archive_hashed<R: Read, S: Sink>(
     src: R,
     name: &Path,
@@ -304,7 +312,7 @@ fn read_v1<R: Read, S: Sink>(
         Depth::Full => {
             let mut expect = HeadExpect::new(&head);
             let dec = DataDecoder::new(input)?.parallel(threads);
-            let (frames, _) = read_data(dec, &mut expect, &*sink, threads)?;
+            let (frames, _) = read_data(dec, &mut expect, &*sink)?;
             (Some(expect.into_digests()), frames)
         }
         Depth::Quick => (None, walk_zstd_frames(input)?),
@@ -383,9 +391,8 @@ fn read_data<'a, R: Read, S: Sink, E: Expect>(
     dec: DataDecoder<'a, R>,
     expect: &mut E,
     sink: &S,
-    threads: usize,
 ) -> Result<(u64, DataDecoder<'a, R>)> {
-    let workers = sink.workers(threads).clamp(1, 4);
+    let workers = sink.workers(cores()).clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
     let pool = Pool::new(CHUNK);

@@ -34,7 +34,7 @@ pub(super) fn read<R: Read, S: Sink>(
             let dec = DataDecoder::new(input)?
                 .with_index(IndexSide::hashing())
                 .parallel(threads);
-            let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink, threads)?;
+            let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink)?;
             let index = dec.take_index().expect("the index side stays");
             drop(dec);
             if rebuild.digest() != index.content.clone().finalize().as_slice()

@@ -795,7 +795,7 @@ fn extract_from_an_object_reads_only_what_it_needs() {
         "extract",
         &url(key),
         "tags.json",
-        "wal",
+        "wal/*.wal",
         "-C",
         p(&dest),
         "--json",
@@ -806,12 +806,40 @@ fn extract_from_an_object_reads_only_what_it_needs() {
     // The probe, TAIL, TABLE+META, the INDEX block and one ranged read per
     // run of frames that holds a wanted file.
     assert!(j["reads"].as_u64().unwrap() <= 10, "{j}");
-    for f in ["tags.json", "wal/current.wal"] {
+    // Every extracted file equals the source: the WAL files by the glob,
+    // the segments by their directory.
+    assert_eq!(
+        std::fs::read(dest.join("tags.json")).unwrap(),
+        std::fs::read(data.join("tags.json")).unwrap()
+    );
+    let o = s3.run(&["extract", &url(key), "segments", "-C", p(&dest)]);
+    expect_code(&o, 0);
+    for d in ["wal", "segments"] {
         assert_eq!(
-            std::fs::read(dest.join(f)).unwrap(),
-            std::fs::read(data.join(f)).unwrap()
+            tree_digest(&dest.join(d)),
+            tree_digest(&data.join(d)),
+            "{d}"
         );
     }
+
+    // A tampered INDEX block: refused before any data frame is fetched,
+    // nothing written.
+    let file = s3.object_file(key);
+    let good = std::fs::read(&file).unwrap();
+    let parts = split2(&good);
+    let mut bad = good.clone();
+    bad[parts.index[0].0 as usize + 30] ^= 1;
+    std::fs::write(&file, &bad).unwrap();
+    let dest2 = t.path().join("tampered");
+    let o = s3.run(&["extract", &url(key), "tags.json", "-C", p(&dest2)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("does not match its row"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dest2.join("tags.json").exists());
+    std::fs::write(&file, &good).unwrap();
     // A pattern that matches nothing: exit 2, nothing written.
     let o = s3.run(&["extract", &url(key), "nope", "-C", p(&t.path().join("y"))]);
     expect_code(&o, 2);

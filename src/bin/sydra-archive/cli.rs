@@ -262,8 +262,8 @@ pub struct ExtractArgs {
 /// an object.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ReadArgs {
-    /// Threads decoding data frames; 0 means one per core, 1 decodes on
-    /// the reading thread.
+    /// Threads decoding data frames; 0 means the cores left by hashing
+    /// (cores - 2, at least 1), 1 decodes on the reading thread.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub threads: u32,
     /// Ranged GETs in flight when reading an s3:// object whole (1: one

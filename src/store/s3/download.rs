@@ -3,6 +3,8 @@
 //! ([`RangedReader`]), or as one stream ([`ObjectReader`]).
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -200,7 +202,7 @@ impl Drop for ObjectReader {
 
 /// Bytes in flight for a [`RangedReader`], shared by its requests (a
 /// request is at least [`MIN_PIECE`] and at most [`MAX_PIECE`]).
-const RANGED_BUDGET: u64 = 16 * 1024 * 1024;
+const RANGED_BUDGET: u64 = 8 * 1024 * 1024;
 const MIN_PIECE: u64 = 1024 * 1024;
 const MAX_PIECE: u64 = 8 * 1024 * 1024;
 /// Tries per piece: a failed request or body is retried after 0.2, 0.4 and
@@ -213,6 +215,13 @@ const PIECE_TRIES: u32 = 4;
 /// and retried on its own; pieces are handed out in order. Memory is
 /// bounded by the pieces in flight (about [`RANGED_BUDGET`]).
 pub struct RangedReader {
+    /// Asks for the next piece only when the reader needs it, each piece
+    /// twice the one before (up to [`MAX_PIECE`]): a reader that stops
+    /// early has fetched at most as much again as it used.
+    lazy: bool,
+    /// Requests made and bytes asked for, shared with whoever counts them.
+    requests: Arc<AtomicU64>,
+    fetched: Arc<AtomicU64>,
     remote: Remote,
     path: ObjPath,
     e_tag: Option<String>,
@@ -237,6 +246,9 @@ impl RangedReader {
         let concurrency = concurrency.max(1);
         let piece = (RANGED_BUDGET / concurrency as u64).clamp(MIN_PIECE, MAX_PIECE);
         Ok(RangedReader {
+            lazy: false,
+            requests: Arc::new(AtomicU64::new(0)),
+            fetched: Arc::new(AtomicU64::new(0)),
             path: remote.url.object()?,
             remote: remote.clone(),
             e_tag,
@@ -250,12 +262,36 @@ impl RangedReader {
         })
     }
 
+    /// Reads `range` one piece at a time, as it is needed: the first of
+    /// `first` bytes, each next one twice as large; each request counted
+    /// in `requests`, the bytes asked for in `fetched`.
+    pub fn lazy(
+        remote: &Remote,
+        e_tag: Option<String>,
+        range: std::ops::Range<u64>,
+        first: u64,
+        (requests, fetched): (Arc<AtomicU64>, Arc<AtomicU64>),
+    ) -> Result<RangedReader> {
+        let mut r = RangedReader::new(remote, e_tag, range, 1)?;
+        r.lazy = true;
+        r.piece = first.clamp(1, MAX_PIECE);
+        r.requests = requests;
+        r.fetched = fetched;
+        Ok(r)
+    }
+
     /// Starts requests until `concurrency` are in flight or none is left.
     fn refill(&mut self) {
         while self.pending.len() < self.concurrency && self.next < self.end {
             let to = self.end.min(self.next + self.piece);
             let range = self.next..to;
             self.next = to;
+            self.requests.fetch_add(1, AtomicOrdering::Relaxed);
+            self.fetched
+                .fetch_add(range.end - range.start, AtomicOrdering::Relaxed);
+            if self.lazy {
+                self.piece = (self.piece * 2).min(MAX_PIECE);
+            }
             let remote = self.remote.clone();
             let path = self.path.clone();
             let e_tag = self.e_tag.clone();
@@ -289,7 +325,18 @@ async fn fetch_piece(
                     },
                 )
                 .await?;
-            r.bytes().await
+            // Into one buffer of the piece's size: no doubling copies.
+            let mut out = BytesMut::with_capacity(want as usize);
+            let mut body = r.into_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                if out.len() + chunk.len() > want as usize {
+                    out.extend_from_slice(&chunk);
+                    break;
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok::<_, object_store::Error>(out.freeze())
         }
         .await;
         let failure = match got {
@@ -334,7 +381,9 @@ impl Read for RangedReader {
                     ))));
                 }
             };
-            self.refill();
+            if !self.lazy {
+                self.refill();
+            }
         }
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur[..n]);

@@ -31,7 +31,7 @@ mod upload;
 mod url;
 
 use download::probe_path;
-pub use download::{ObjectReader, Probe};
+pub use download::{ObjectReader, Probe, RangedReader};
 pub use list::{Listed, Listing, Pruned, ls, prune};
 pub use parts::PartPlan;
 pub use upload::{Upload, Uploaded};
