@@ -40,6 +40,7 @@ pub use format::sums::hex;
 pub use ops::create::{Output, create};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
+pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{list, verify};
 pub use progress::Progress;
@@ -49,7 +50,8 @@ pub use read::{
 };
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;
-pub use store::s3::{Listed, Listing, Pruned, Remote, S3Options, S3Url, Uploaded, ls, prune};
+pub use store::retention::{Policy, Reason};
+pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, Uploaded};
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;
 pub use write::{CreateOptions, CreateSummary, write_archive, write_synthetic};

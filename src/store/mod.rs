@@ -3,6 +3,8 @@
 //! S3 client.
 
 pub mod cleanup;
+pub mod dir;
 pub mod location;
 pub mod publish;
+pub mod retention;
 pub mod s3;

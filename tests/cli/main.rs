@@ -9,6 +9,7 @@ mod hostile;
 mod live;
 mod memory;
 mod probe;
+mod prune;
 mod refusals;
 mod restore;
 mod roundtrip;

@@ -701,17 +701,17 @@ fn ls_and_prune_touch_only_archives() {
     for n in names {
         assert!(s3.object_file(n).exists(), "{n}");
     }
-    // --keep-last 0 is refused.
-    expect_code(
-        &s3.run(&["prune", &url("db/"), "--keep-last", "0", "--yes"]),
-        2,
-    );
+    // --keep-last 0, an empty policy, is refused.
+    let o = s3.run(&["prune", &url("db/"), "--keep-last", "0", "--yes"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("policy is empty"), "{}", stderr(&o));
 
     let o = s3.run(&["prune", &url("db/"), "--keep-last", "1", "--yes", "--json"]);
     expect_code(&o, 0);
     let j = json(&o);
     assert_eq!(j["dry_run"], false);
     assert_eq!(j["deleted"].as_array().unwrap().len(), 2);
+    assert_eq!(j["kept"][0]["reasons"], serde_json::json!(["last"]));
     assert!(s3.object_file(names[2]).exists());
     assert!(!s3.object_file(names[0]).exists());
     assert!(!s3.object_file(names[1]).exists());

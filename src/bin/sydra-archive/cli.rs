@@ -88,24 +88,31 @@ pub enum Command {
         "(a pattern that matches nothing, an existing file)."
     ))]
     Extract(ExtractArgs),
-    /// List the archives under an s3:// prefix, newest first.
+    /// List the archives in a directory or under an s3:// prefix, newest first.
     #[command(after_help = concat!(
         "Examples:\n",
+        "  sydra-archive ls /backup/sydradb\n",
         "  sydra-archive ls s3://backups/sydradb/\n",
         "  sydra-archive ls --json s3://backups/sydradb/ | jq -r '.archives[0].url'\n\n",
-        "Lists the objects directly under the prefix whose name ends in .tar.zst and\n",
-        "whose last 64 bytes are a sydra-archive footer matching the object's size\n",
-        "(one ranged read each). Other .tar.zst objects are reported on stderr.\n\n",
+        "Lists the files (objects) directly in the directory (under the prefix) whose\n",
+        "name ends in .tar.zst and whose last bytes are a sydra-archive trailer\n",
+        "matching the size (one read each). Other .tar.zst entries are reported on\n",
+        "stderr.\n\n",
         "Exit codes: 0 success, 2 any failure."
     ))]
     Ls(LsArgs),
-    /// Delete all but the newest N archives under an s3:// prefix (a dry run unless --yes).
+    /// Delete the archives a retention policy does not keep, in a directory or under an s3:// prefix (a dry run unless --yes).
     #[command(after_help = concat!(
         "Examples:\n",
-        "  sydra-archive prune s3://backups/sydradb/ --keep-last 14\n",
+        "  sydra-archive prune /backup/sydradb --keep-daily 7 --keep-weekly 4 --keep-monthly 12\n",
         "  sydra-archive prune s3://backups/sydradb/ --keep-last 14 --yes\n\n",
-        "Considers exactly what `ls` shows (archives, by upload time); never touches\n",
-        "any other object. Without --yes it only prints what it would delete.\n\n",
+        "Rules as restic's forget: --keep-last N keeps the N newest; --keep-hourly,\n",
+        "--keep-daily, --keep-weekly (ISO weeks) and --keep-monthly N keep the newest\n",
+        "archive of each of the N most recent periods (UTC) that have archives. Rules\n",
+        "add up; at least one is required. An archive a kept one is based on is kept\n",
+        "too, and said so. Considers exactly what `ls` shows (archives, by\n",
+        "modification time); never touches anything else. Without --yes it only\n",
+        "prints what it would delete.\n\n",
         "Exit codes: 0 success, 2 any failure."
     ))]
     Prune(PruneArgs),
@@ -287,7 +294,7 @@ pub struct S3Args {
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// The prefix: s3://bucket/ or s3://bucket/some/prefix/.
+    /// A directory, or a prefix: s3://bucket/ or s3://bucket/some/prefix/.
     pub url: String,
     /// Print one JSON object with the result.
     #[arg(long)]
@@ -298,11 +305,23 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// The prefix: s3://bucket/ or s3://bucket/some/prefix/.
+    /// A directory, or a prefix: s3://bucket/ or s3://bucket/some/prefix/.
     pub url: String,
-    /// How many of the newest archives to keep (at least 1).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Keep the N newest archives.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_last: u64,
+    /// Keep the newest archive of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u64,
+    /// Keep the newest archive of each of the last N days (UTC) that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u64,
+    /// Keep the newest archive of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u64,
+    /// Keep the newest archive of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u64,
     /// Delete for real (without it, only say what would be deleted).
     #[arg(long)]
     pub yes: bool,

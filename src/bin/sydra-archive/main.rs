@@ -22,7 +22,7 @@ use cli::{
     S3Args, VerifyArgs,
 };
 use sydra_archive::Location;
-use sydra_archive::{Remote, S3Options, S3Url};
+use sydra_archive::S3Options;
 use ui::Display;
 
 /// Writes one line to stderr. A closed or full stderr is not a reason to
@@ -547,8 +547,9 @@ fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 
 fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     std_closed.check_results("the listing")?;
-    let url = S3Url::parse(&a.url)?;
-    let listing = sydra_archive::ls(&Remote::connect(&url, &s3_options(&a.s3))?)?;
+    let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
+    let url = shelf.shown();
+    let listing = sydra_archive::ls(&shelf)?;
     for (obj, why) in &listing.others {
         say!("sydra-archive: {obj} is not a sydra-archive: {why}");
     }
@@ -584,9 +585,17 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 }
 
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
-    let url = S3Url::parse(&a.url)?;
-    let keep = usize::try_from(a.keep_last).unwrap_or(usize::MAX);
-    let p = sydra_archive::prune(&Remote::connect(&url, &s3_options(&a.s3))?, keep, a.yes)?;
+    let policy = sydra_archive::Policy {
+        last: a.keep_last,
+        hourly: a.keep_hourly,
+        daily: a.keep_daily,
+        weekly: a.keep_weekly,
+        monthly: a.keep_monthly,
+    };
+    policy.check()?;
+    let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
+    let url = shelf.shown();
+    let p = sydra_archive::prune(&shelf, &policy, a.yes)?;
     for (obj, why) in &p.others {
         say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }
@@ -596,7 +605,14 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
             &report::PruneReport {
                 prefix: url.to_string(),
                 dry_run: p.dry_run,
-                kept: &p.kept,
+                kept: p
+                    .kept
+                    .iter()
+                    .map(|k| report::KeptReport {
+                        archive: &k.archive,
+                        reasons: k.reasons.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect(),
                 deleted: &p.deleted,
             },
         )?;
@@ -604,11 +620,20 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     let verb = if p.dry_run { "would delete" } else { "deleted" };
-    let rows = p.kept.iter().map(|l| ("keep", l));
-    for (what, l) in rows.chain(p.deleted.iter().map(|l| (verb, l))) {
+    for k in &p.kept {
+        let why: Vec<String> = k.reasons.iter().map(ToString::to_string).collect();
         writeln!(
             out,
-            "{what:<7} {}  {}",
+            "keep    {}  {}  ({})",
+            ui::utc_time(k.archive.modified_unix_ms),
+            k.archive.url,
+            why.join(", ")
+        )?;
+    }
+    for l in &p.deleted {
+        writeln!(
+            out,
+            "{verb:<7} {}  {}",
             ui::utc_time(l.modified_unix_ms),
             l.url
         )?;

@@ -159,7 +159,7 @@ pub struct RestoreReport {
 /// `ls --json`.
 #[derive(Debug, Serialize)]
 pub struct LsReport<'a> {
-    /// The prefix listed.
+    /// The directory or prefix listed.
     pub prefix: String,
     /// Archives, newest first.
     pub archives: &'a [Listed],
@@ -179,14 +179,24 @@ pub struct Other<'a> {
 /// `prune --json`.
 #[derive(Debug, Serialize)]
 pub struct PruneReport<'a> {
-    /// The prefix pruned.
+    /// The directory or prefix pruned.
     pub prefix: String,
     /// True unless `--yes` was given.
     pub dry_run: bool,
-    /// Archives kept, newest first.
-    pub kept: &'a [Listed],
+    /// Archives kept, newest first, each with why.
+    pub kept: Vec<KeptReport<'a>>,
     /// Archives deleted (or that would be, on a dry run).
     pub deleted: &'a [Listed],
+}
+
+/// A kept archive in `prune --json`: the `ls` fields and `reasons`.
+#[derive(Debug, Serialize)]
+pub struct KeptReport<'a> {
+    #[serde(flatten)]
+    pub archive: &'a Listed,
+    /// Why it is kept: `last`, `hourly 2026-11-26T02`, `daily 2026-11-26`,
+    /// `weekly 2026-W48`, `monthly 2026-11`, `base of NAME`.
+    pub reasons: Vec<String>,
 }
 
 impl CreateReport {

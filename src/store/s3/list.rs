@@ -3,7 +3,7 @@
 use futures_util::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 use super::download::probe_path;
 use super::{ARCHIVE_SUFFIX, Remote, remote_error, runtime};
@@ -83,41 +83,11 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
     Ok(listing)
 }
 
-/// What [`prune`] kept and deleted (or would delete, on a dry run).
-#[derive(Debug, Clone, Default)]
-pub struct Pruned {
-    /// Archives kept, newest first.
-    pub kept: Vec<Listed>,
-    /// Archives deleted, or to be deleted on a dry run.
-    pub deleted: Vec<Listed>,
-    /// `.tar.zst` objects that are not archives: never touched.
-    pub others: Vec<(String, String)>,
-    /// True unless deletion was asked for.
-    pub dry_run: bool,
-}
-
-/// Keeps the `keep_last` newest archives under `url` and deletes the older
-/// ones when `delete` is true. Only objects [`ls`] recognizes as archives
-/// are ever deleted.
-pub fn prune(remote: &Remote, keep_last: usize, delete: bool) -> Result<Pruned> {
-    if keep_last == 0 {
-        return Err(Error::Refused("--keep-last must be at least 1".into()));
-    }
-    let listing = ls(remote)?;
-    let mut archives = listing.archives;
-    let old = archives.split_off(keep_last.min(archives.len()));
-    if delete && !old.is_empty() {
-        let rt = runtime()?;
-        for a in &old {
-            let obj = remote.url.with_key(&a.key);
-            rt.block_on(remote.store.delete(&obj.object()?))
-                .map_err(|e| remote_error("delete", &obj, e))?;
-        }
-    }
-    Ok(Pruned {
-        kept: archives,
-        deleted: old,
-        others: listing.others,
-        dry_run: !delete,
-    })
+/// Deletes the archive object `key` (a key [`ls`] listed) under the
+/// prefix of `remote`.
+pub fn delete(remote: &Remote, key: &str) -> Result<()> {
+    let obj = remote.url.with_key(key);
+    runtime()?
+        .block_on(remote.store.delete(&obj.object()?))
+        .map_err(|e| remote_error("delete", &obj, e))
 }

@@ -32,7 +32,7 @@ mod url;
 
 use download::probe_path;
 pub use download::{ObjectReader, Probe, RangedReader};
-pub use list::{Listed, Listing, Pruned, ls, prune};
+pub use list::{Listed, Listing, delete, ls};
 pub use parts::PartPlan;
 pub use upload::{Upload, Uploaded};
 pub use url::S3Url;
@@ -220,6 +220,11 @@ impl Remote {
             Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(remote_error("check", url, e)),
         }
+    }
+
+    /// The URL this remote serves.
+    pub fn url(&self) -> &S3Url {
+        &self.url
     }
 
     /// Reads `buf.len()` bytes at `at` of the object with a ranged GET,

@@ -1,0 +1,176 @@
+//! `ls` and `prune` of a local directory of archives: restic-style
+//! retention rules, a dry run unless --yes, nothing but archives touched.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::support::*;
+
+/// 2026-11-02T00:00:00Z, a Monday, in seconds.
+const MON: u64 = 1_793_577_600;
+const DAY: u64 = 86_400;
+
+fn set_mtime(path: &Path, secs: u64) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// One archive a day at 02:00 for `days` days, named by their day, plus
+/// things that are not archives.
+fn shelf(t: &Path, days: u64) -> (std::path::PathBuf, Vec<String>) {
+    let data = tiny_data(t);
+    let dir = t.join("backups");
+    fs::create_dir(&dir).unwrap();
+    let one = t.join("one.tar.zst");
+    create(&data, &one);
+    let mut names = Vec::new();
+    for d in 0..days {
+        let name = format!("sydradb-day{d:02}.tar.zst");
+        fs::copy(&one, dir.join(&name)).unwrap();
+        set_mtime(&dir.join(&name), MON + d * DAY + 2 * 3600);
+        names.push(name);
+    }
+    fs::write(dir.join("notes.tar.zst"), b"not an archive").unwrap();
+    fs::write(dir.join("readme.txt"), b"x").unwrap();
+    std::os::unix::fs::symlink(dir.join(&names[0]), dir.join("link.tar.zst")).unwrap();
+    (dir, names)
+}
+
+#[test]
+fn ls_lists_archives_newest_first_and_names_the_others() {
+    let t = tempfile::tempdir().unwrap();
+    let (dir, names) = shelf(t.path(), 3);
+    let o = run(&["ls", p(&dir), "--json"]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    let listed: Vec<&str> = j["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [&names[2], &names[1], &names[0]]);
+    let others = j["others"].as_array().unwrap();
+    assert_eq!(others.len(), 2, "{j}");
+    let text = format!("{j}");
+    assert!(text.contains("symbolic link"), "{text}");
+    assert!(text.contains("notes.tar.zst"), "{text}");
+}
+
+#[test]
+fn prune_keeps_what_the_rules_keep_and_deletes_only_with_yes() {
+    let t = tempfile::tempdir().unwrap();
+    // 20 days: Mon 2026-11-02 .. Sat 2026-11-21.
+    let (dir, names) = shelf(t.path(), 20);
+    let policy = [
+        "--keep-last",
+        "2",
+        "--keep-daily",
+        "4",
+        "--keep-weekly",
+        "3",
+        "--keep-monthly",
+        "1",
+    ];
+    let mut args = vec!["prune", p(&dir), "--json"];
+    args.extend(policy);
+    let o = run(&args);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["dry_run"], true);
+    let kept: Vec<(String, Vec<String>)> = j["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key"].as_str().unwrap().to_string(),
+                k["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    // The last 2 and 4 days (19..16), the newest of weeks 47, 46, 45
+    // (days 19, 13, 6) and of November (19).
+    let want: Vec<&str> = [19, 18, 17, 16, 13, 6]
+        .iter()
+        .map(|d: &usize| names[*d].as_str())
+        .collect();
+    assert_eq!(
+        kept.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(
+        kept[0].1,
+        [
+            "last",
+            "daily 2026-11-21",
+            "weekly 2026-W47",
+            "monthly 2026-11"
+        ]
+    );
+    assert_eq!(kept[4].1, ["weekly 2026-W46"]);
+    assert_eq!(j["deleted"].as_array().unwrap().len(), 14);
+    // A dry run deletes nothing.
+    for n in &names {
+        assert!(dir.join(n).exists(), "{n}");
+    }
+    let o = run(&args[..2]
+        .iter()
+        .chain(&args[3..])
+        .copied()
+        .collect::<Vec<_>>());
+    assert!(stderr(&o).contains("dry run"), "{}", stderr(&o));
+
+    let mut args = vec!["prune", p(&dir), "--yes"];
+    args.extend(policy);
+    let o = run(&args);
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("(last, daily 2026-11-21"),
+        "{}",
+        stdout(&o)
+    );
+    for (d, n) in names.iter().enumerate() {
+        assert_eq!(
+            dir.join(n).exists(),
+            [19, 18, 17, 16, 13, 6].contains(&d),
+            "{n}"
+        );
+    }
+    for other in ["notes.tar.zst", "readme.txt", "link.tar.zst"] {
+        assert!(
+            dir.join(other).symlink_metadata().is_ok(),
+            "{other} was touched"
+        );
+    }
+}
+
+#[test]
+fn an_empty_policy_or_a_missing_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (dir, names) = shelf(t.path(), 2);
+    let o = run(&["prune", p(&dir), "--yes"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("policy is empty"), "{}", stderr(&o));
+    for n in &names {
+        assert!(dir.join(n).exists());
+    }
+    let o = run(&["prune", p(&t.path().join("nope")), "--keep-last", "1"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
