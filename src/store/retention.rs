@@ -108,7 +108,8 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Result<Decision> {
         reasons.entry(&c.name).or_default().insert(Reason::Last);
     }
     type Bucket = fn(i64) -> String;
-    let rules: [(u64, Bucket, fn(String) -> Reason); 4] = [
+    type Why = fn(String) -> Reason;
+    let rules: [(u64, Bucket, Why); 4] = [
         (policy.hourly, hour_of, Reason::Hourly),
         (policy.daily, day_of, Reason::Daily),
         (policy.weekly, week_of, Reason::Weekly),
