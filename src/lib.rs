@@ -40,6 +40,7 @@ pub use format::sums::hex;
 pub use ops::create::{Output, create};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
+pub use ops::metrics::Metrics;
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{list, verify};
@@ -50,8 +51,8 @@ pub use read::{
 };
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;
-pub use store::retention::{Policy, Reason};
-pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, Uploaded};
+pub use store::retention::{Policy, Reason, timestamped_name};
+pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;
 pub use write::{CreateOptions, CreateSummary, write_archive, write_synthetic};

@@ -5,6 +5,7 @@
 pub mod create;
 pub mod deep;
 pub mod extract;
+pub mod metrics;
 pub mod prune;
 pub mod restore;
 pub mod source;

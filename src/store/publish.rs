@@ -322,6 +322,15 @@ impl AtomicFile {
         ))
     }
 
+    /// Sets the permission bits the file will have (0600 by default: an
+    /// archive holds every byte of the database).
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of", self.temp.path(), e))
+    }
+
     /// A writer onto the temporary file, from its start; it starts
     /// writing back to disk every few MiB ([`WriteBehind`]).
     pub fn writer(&mut self) -> WriteBehind<'_> {

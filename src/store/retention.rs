@@ -163,6 +163,19 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Result<Decision> {
     Ok(d)
 }
 
+/// The name `create -o DIR/` gives an archive written at `unix_ms`:
+/// `sydradb-YYYYMMDDTHHMMSSZ.tar.zst` (UTC), which sorts by time.
+pub fn timestamped_name(unix_ms: i64) -> String {
+    let (y, m, d) = civil(days_of(unix_ms));
+    let s = unix_ms.rem_euclid(86_400_000) / 1000;
+    format!(
+        "sydradb-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z.tar.zst",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
 /// (Howard Hinnant's days-to-civil).
 fn civil(days: i64) -> (i64, u32, u32) {
@@ -256,6 +269,14 @@ mod tests {
         assert_eq!(week_of(1_735_516_800_000), "2025-W01");
         assert_eq!(days_from_civil(2026, 11, 2) * D, MON);
         assert_eq!(civil(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+    }
+
+    #[test]
+    fn names_sort_by_time() {
+        assert_eq!(
+            timestamped_name(MON + 2 * H + 15 * 60_000 + 7_999),
+            "sydradb-20261102T021507Z.tar.zst"
+        );
     }
 
     #[test]

@@ -174,3 +174,68 @@ fn json(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
+
+#[test]
+fn create_into_a_directory_names_by_time_and_writes_metrics() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dir = t.path().join("nightly");
+    fs::create_dir(&dir).unwrap();
+    let metrics = t.path().join("sydra.prom");
+    let out = format!("{}/", dir.display());
+    let o = bin()
+        .env("SOURCE_DATE_EPOCH", "1795653307")
+        .args(["create", p(&data), "-o", &out, "--json"])
+        .args(["--metrics-file", p(&metrics)])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let name = "sydradb-20261126T003507Z.tar.zst";
+    assert_eq!(json(&o)["archive"], format!("{out}{name}"));
+    expect_code(&run(&["verify", p(&dir.join(name))]), 0);
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("sydra_archive_last_run_success 1\n"),
+        "{text}"
+    );
+    let size = fs::metadata(dir.join(name)).unwrap().len();
+    assert!(
+        text.contains(&format!(
+            "sydra_archive_last_success_bytes{{kind=\"full\"}} {size}\n"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        fs::metadata(&metrics).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    // A failed run (the same second: the name exists) says so and keeps
+    // the last success's figures; nothing is left beside the file.
+    let o = bin()
+        .env("SOURCE_DATE_EPOCH", "1795653307")
+        .args(["create", p(&data), "-o", &out, "-q"])
+        .args(["--metrics-file", p(&metrics)])
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let after = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        after.contains("sydra_archive_last_run_success 0\n"),
+        "{after}"
+    );
+    assert!(after.contains(&format!(
+        "sydra_archive_last_success_bytes{{kind=\"full\"}} {size}\n"
+    )));
+    assert_eq!(leftovers(t.path()), Vec::<String>::new());
+    // Not a directory: refused, saying why.
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        &format!("{}/nope/", dir.display()),
+    ]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+}

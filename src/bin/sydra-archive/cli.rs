@@ -137,7 +137,8 @@ pub struct CreateArgs {
     /// The SydraDB data directory to archive.
     pub data_dir: PathBuf,
     /// Output archive path, - for stdout (refused when stdout is a
-    /// terminal), or s3://bucket/key.
+    /// terminal), or s3://bucket/key; ending in / (a directory or an
+    /// s3:// prefix), the archive is named there sydradb-<UTC time>.tar.zst.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
     /// zstd compression level.
@@ -152,6 +153,10 @@ pub struct CreateArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Write node_exporter textfile metrics of this run to FILE (atomically;
+    /// a failed run keeps the last success's figures).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Print one JSON object with the result (on stderr when OUT is -).
     #[arg(long)]
     pub json: bool,

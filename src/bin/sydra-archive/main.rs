@@ -6,7 +6,7 @@ mod report;
 mod ui;
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -205,23 +205,26 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if a.json && !to_stdout {
         std_closed.check_results("the --json report")?;
     }
-    let output = create_output(&a)?;
-    let progress = Arc::new(Progress::default());
-    let display = Display::start("create", a.progress, a.quiet, &progress);
-    // A progress total costs a walk of the data dir before the archive is
-    // written: only when progress is shown.
-    let opts = CreateOptions {
-        level: a.level,
-        threads: a.threads,
-        created_unix_ms: source_date_epoch_ms()?,
-        progress: display.shown().then(|| progress.clone()),
-        frame_bytes: a.frame_kib as usize * 1024,
-    };
-    let result = sydra_archive::create(&a.data_dir, &output, &opts);
-    display.finish();
+    // The creation time names an archive written into a directory or
+    // under a prefix (`-o DIR/`), and goes into HEAD.
+    let created_unix_ms = source_date_epoch_ms()?.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let (output, archive) = create_output(&a, created_unix_ms)?;
+    let result = create_to(&a, &output, created_unix_ms);
+    if let Some(path) = &a.metrics_file {
+        let m = match &result {
+            Ok(s) => sydra_archive::Metrics::success(s, started.elapsed().as_secs_f64()),
+            Err(_) => sydra_archive::Metrics::failure(),
+        };
+        if let Err(e) = m.write_to(path) {
+            say!("sydra-archive: warning: {e}");
+        }
+    }
     let s = result?;
     let secs = started.elapsed().as_secs_f64();
-    let archive = a.output.display().to_string();
     if a.json {
         print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;
     }
@@ -244,21 +247,69 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `create -o` writes: stdout, an object or a file.
-fn create_output(a: &CreateArgs) -> anyhow::Result<Output> {
+/// Runs `create` of `a` to `output`, with progress as asked.
+fn create_to(
+    a: &CreateArgs,
+    output: &Output,
+    created_unix_ms: u64,
+) -> sydra_archive::Result<sydra_archive::CreateSummary> {
+    let progress = Arc::new(Progress::default());
+    let display = Display::start("create", a.progress, a.quiet, &progress);
+    // A progress total costs a walk of the data dir before the archive is
+    // written: only when progress is shown.
+    let opts = CreateOptions {
+        level: a.level,
+        threads: a.threads,
+        created_unix_ms: Some(created_unix_ms),
+        progress: display.shown().then(|| progress.clone()),
+        frame_bytes: a.frame_kib as usize * 1024,
+    };
+    let result = sydra_archive::create(&a.data_dir, output, &opts);
+    display.finish();
+    result
+}
+
+/// Where `create -o` writes (stdout, an object or a file) and its name in
+/// reports. An `OUT` ending in `/` is a directory or a prefix: the
+/// archive is named there by its creation time (UTC).
+fn create_output(a: &CreateArgs, created_unix_ms: u64) -> anyhow::Result<(Output, String)> {
     if a.output == Path::new("-") {
-        return Ok(Output::Stdout);
+        return Ok((Output::Stdout, "-".into()));
     }
-    Ok(match location(&a.output, &a.s3)? {
-        Location::S3 { url, options } => Output::S3 {
-            url,
-            options,
-            force: a.force,
-        },
-        Location::Local(path) => Output::File {
-            path,
-            force: a.force,
-        },
+    let mut out = a.output.clone();
+    if a.output.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        let name = sydra_archive::timestamped_name(created_unix_ms as i64);
+        if !a
+            .output
+            .to_string_lossy()
+            .starts_with(sydra_archive::S3_SCHEME)
+            && !a.output.is_dir()
+        {
+            return Err(Error::Refused(format!(
+                "{} is not a directory (an OUT ending in / names a directory or an s3:// prefix)",
+                a.output.display()
+            ))
+            .into());
+        }
+        out = PathBuf::from(format!("{}{name}", a.output.display()));
+    }
+    let shown = out.display().to_string();
+    Ok(match location(&out, &a.s3)? {
+        Location::S3 { url, options } => (
+            Output::S3 {
+                url,
+                options,
+                force: a.force,
+            },
+            shown,
+        ),
+        Location::Local(path) => (
+            Output::File {
+                path,
+                force: a.force,
+            },
+            shown,
+        ),
     })
 }
 
