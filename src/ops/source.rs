@@ -106,9 +106,9 @@ impl ArchiveReader {
 
     /// Lists the archive into `visit`. A version-2 archive in a file or
     /// an object is listed from its index alone, with reads at offsets
-    /// (TAIL, TABLE, META, INDEX blocks), each checked before it is used;
-    /// with `sha256` the whole archive is first checked as `verify
-    /// --quick` does, so no digest is printed from an archive that fails.
+    /// (TAIL, TABLE, META, INDEX blocks), each checked before it is used,
+    /// with or without `sha256` (the digests are the index's, which TAIL
+    /// authenticates; the data is not read: `verify` checks it).
     /// Anything else is listed as it streams by (see
     /// [`crate::read::list_archive`]).
     pub fn list_into(self, sha256: bool, visit: &mut Visit<'_>) -> Result<Info> {
@@ -116,12 +116,9 @@ impl ArchiveReader {
         if let Some(src) = self.random_access()?
             && src.has_tail()
         {
-            // The file listed must be the one verified: unchanged between.
+            // The file must not change while it is read at offsets.
             let path = self.name.clone();
             let before = src.stamp()?;
-            if sha256 {
-                self.read_into(Depth::Quick, &mut crate::read::NullSink)?;
-            }
             let info = list_from_end(
                 src.size,
                 &mut |at, buf| src.read_at(at, buf),
