@@ -157,10 +157,12 @@ pub fn parse_frame_descriptor(fhd: u8, at: u64) -> Result<FrameDescriptor> {
 /// Checks a window descriptor byte: the window is at most
 /// 2^[`MAX_WINDOW_LOG`] bytes.
 pub fn check_window_descriptor(wd: u8, at: u64) -> Result<()> {
-    let window_log = 10 + u32::from(wd >> 3);
-    if window_log > MAX_WINDOW_LOG {
+    // Window = 2^(10 + exponent) plus mantissa eighths of it.
+    let base = 1u64 << (10 + u32::from(wd >> 3));
+    let window = base + base / 8 * u64::from(wd & 7);
+    if window > 1u64 << MAX_WINDOW_LOG {
         return Err(Error::corrupt(format!(
-            "zstd frame at offset {at} asks for a window of 2^{window_log} bytes (limit 2^{MAX_WINDOW_LOG})"
+            "zstd frame at offset {at} asks for a window of {window} bytes (limit 2^{MAX_WINDOW_LOG})"
         )));
     }
     Ok(())
@@ -241,6 +243,9 @@ mod tests {
         assert!(parse_frame_descriptor(0b0000_0001, 0).is_err());
         assert!(check_window_descriptor(20 << 3, 0).is_err());
         assert!(check_window_descriptor(17 << 3, 0).is_ok());
+        // 2^27 plus 7/8 of it: over the limit.
+        assert!(check_window_descriptor((17 << 3) | 7, 0).is_err());
+        assert!(check_window_descriptor((16 << 3) | 7, 0).is_ok());
         assert!(parse_block_header([0b110, 0, 0], 0).is_err());
         let b = parse_block_header([0b011 | (5 << 3), 0, 0], 0).unwrap();
         assert_eq!((b.last, b.content_len), (true, 1));

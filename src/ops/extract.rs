@@ -261,6 +261,12 @@ fn by_index(
             rows.len()
         )));
     }
+    if let Some(f) = &first_paths
+        && f.windows(2)
+            .any(|w| w[0].split('/').cmp(w[1].split('/')) != std::cmp::Ordering::Less)
+    {
+        return Err(Error::corrupt("META's first paths are not in tree order"));
+    }
     let mut blocks = Blocks {
         src,
         rows: &rows,
@@ -361,12 +367,13 @@ struct Blocks<'a> {
     src: &'a RandomSource,
     rows: &'a [Row],
     first_paths: Option<Vec<String>>,
-    cache: std::collections::HashMap<usize, (Vec<u8>, String)>,
+    /// Blocks read: frame body, first and last record's path.
+    cache: std::collections::HashMap<usize, (Vec<u8>, String, String)>,
 }
 
 impl Blocks<'_> {
-    /// Block `i`'s frame body and its first record's path.
-    fn load(&mut self, i: usize) -> Result<&(Vec<u8>, String)> {
+    /// Block `i`'s frame body and its first and last record's paths.
+    fn load(&mut self, i: usize) -> Result<&(Vec<u8>, String, String)> {
         if !self.cache.contains_key(&i) {
             let frame = read_block(
                 &mut |at, buf| self.src.read_at(at, buf),
@@ -381,7 +388,13 @@ impl Blocks<'_> {
             let raw = zstd::bulk::Decompressor::new()
                 .and_then(|mut d| d.decompress(&frame[8..], raw_len as usize))
                 .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
-            let (first, _) = Record::decode(&raw)?;
+            let (first, mut off) = Record::decode(&raw)?;
+            let mut last = first.path.clone();
+            while off < raw.len() {
+                let (rec, len) = Record::decode(&raw[off..])?;
+                off += len;
+                last = rec.path;
+            }
             if let Some(want) = self.first_paths.as_ref().map(|f| &f[i])
                 && *want != first.path
             {
@@ -392,7 +405,7 @@ impl Blocks<'_> {
                     want
                 )));
             }
-            self.cache.insert(i, (frame, first.path));
+            self.cache.insert(i, (frame, first.path, last));
         }
         Ok(self.cache.get(&i).expect("inserted above"))
     }
@@ -439,6 +452,17 @@ impl Blocks<'_> {
             }
             out.push(j);
             j += 1;
+        }
+        // META's first paths chose where to stop: unless the last block
+        // taken already ends past the subtree, the block after it is read
+        // too, so that its first path (checked against META's on reading)
+        // proves nothing wanted is in it. A lying META fails; it cannot
+        // make blocks be skipped.
+        if self.first_paths.is_some() && j < n {
+            let last = self.load(j - 1)?.2.clone();
+            if before(&last) || inside(&last) {
+                self.load(j)?;
+            }
         }
         Ok(out)
     }
@@ -491,6 +515,9 @@ struct Stage {
     /// files are in place (a directory's time changes as files arrive).
     /// One per directory: a data dir has one per hour of segments.
     dir_entries: std::sync::Mutex<Vec<Entry>>,
+    /// The directories publishing created (only those get the archive's
+    /// modes and times: one that was there is left as it is).
+    created_dirs: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Stage {
@@ -567,6 +594,7 @@ impl Stage {
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             dir_entries: std::sync::Mutex::new(Vec::new()),
+            created_dirs: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -629,12 +657,18 @@ impl Stage {
         Ok(())
     }
 
-    /// Sets the extracted directories' modes and times, deepest first
-    /// (records are in tree order), once every file is in place.
+    /// Sets the modes and times of the extracted directories that
+    /// publishing created, deepest first (records are in tree order), once
+    /// every file is in place.
     fn dir_times(&self) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let dirs = std::mem::take(&mut *self.dir_entries.lock().unwrap_or_else(|p| p.into_inner()));
+        let created =
+            std::mem::take(&mut *self.created_dirs.lock().unwrap_or_else(|p| p.into_inner()));
         for e in dirs.iter().rev() {
+            if !created.contains(e.path.as_bytes()) {
+                continue;
+            }
             let shown = self.shown(&e.path);
             let d = sys::open_at(
                 &self.root,
@@ -760,6 +794,12 @@ impl Stage {
             let st = here.stat_at(n)?;
             let r = if st.kind == sys::Kind::Dir {
                 sys::mkdir_at(&self.root, &child, 0o755)
+                    .map(|()| {
+                        self.created_dirs
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(child.clone());
+                    })
                     .or_else(|e| {
                         if e.kind() == io::ErrorKind::AlreadyExists {
                             Ok(())

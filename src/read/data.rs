@@ -22,7 +22,7 @@ use crate::format::v2::{MAX_BLOCK_BODY, TAG_INDEX};
 use crate::read::frames::{peek_frame, peek_magic};
 use crate::read::index::IndexSide;
 use crate::read::input::{Input, MAX_PEEK, truncated};
-use crate::read::pool::{Decoded, FramePool};
+use crate::read::pool::{DecodeError, Decoded, FramePool};
 
 /// The largest frame decoded apart: compressed, and what it declares.
 const MAX_APART_LEN: usize = MAX_PEEK;
@@ -54,6 +54,9 @@ struct Ahead {
     max_items: usize,
     /// Reading ahead stopped at an error.
     failed: bool,
+    /// The input offset of a data frame found not to be decoded apart: it
+    /// is not looked at again (it is streamed when reached).
+    streamed_at: Option<u64>,
 }
 
 /// A decoded frame being handed out.
@@ -121,6 +124,7 @@ impl<'a, R: Read> DataDecoder<'a, R> {
                 bytes: 0,
                 max_items,
                 failed: false,
+                streamed_at: None,
             });
         }
         self
@@ -186,8 +190,21 @@ impl<'a, R: Read> DataDecoder<'a, R> {
 
     /// Reads frames ahead while the bounds allow: data frames that can be
     /// decoded apart go to the pool, INDEX frames are kept for their turn.
-    /// Stops in front of anything else.
+    /// Stops in front of anything else. An error met while items wait is
+    /// queued behind them, so errors come out in archive order.
     fn fill_ahead(&mut self) -> Result<()> {
+        match self.fill_ahead_inner() {
+            Err(e) if self.ahead.as_ref().is_some_and(|a| !a.items.is_empty()) => {
+                let ahead = self.ahead.as_mut().expect("checked above");
+                ahead.items.push_back(Item::Failed(e));
+                ahead.failed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    fn fill_ahead_inner(&mut self) -> Result<()> {
         loop {
             let Some(ahead) = self.ahead.as_ref() else {
                 return Ok(());
@@ -198,14 +215,18 @@ impl<'a, R: Read> DataDecoder<'a, R> {
             {
                 return Ok(());
             }
+            let at = self.input.position();
+            if ahead.streamed_at == Some(at) {
+                return Ok(());
+            }
             match peek_magic(self.input)? {
                 Some(ZSTD_MAGIC) => {
                     let Some((len, content)) =
                         peek_frame(self.input, MAX_APART_LEN, MAX_APART_CONTENT)?
                     else {
+                        self.ahead.as_mut().expect("checked above").streamed_at = Some(at);
                         return Ok(());
                     };
-                    let at = self.input.position();
                     let src = self.input.read_vec(len as u64, "a zstd data frame")?;
                     let ahead = self.ahead.as_mut().expect("checked above");
                     let queued = ahead
@@ -262,8 +283,11 @@ impl<'a, R: Read> DataDecoder<'a, R> {
                 ahead.bytes -= cost;
                 let data = match reply.recv() {
                     Ok(Ok(data)) => data,
-                    Ok(Err(why)) => {
+                    Ok(Err(DecodeError::Corrupt(why))) => {
                         return Err(Error::corrupt(format!("zstd data frame {number}: {why}")));
+                    }
+                    Ok(Err(DecodeError::NoDecoder)) => {
+                        return Err(Error::Refused("cannot allocate a zstd decoder".into()));
                     }
                     Err(_) => {
                         return Err(Error::Refused(format!(

@@ -10,7 +10,7 @@ use crate::format::frame::{
     ZSTD_MAGIC, check_single_segment_size, check_skippable_header, check_window_descriptor,
     parse_block_header, parse_frame_descriptor, tag_name,
 };
-use crate::read::input::{Input, truncated};
+use crate::read::input::{Input, MAX_PEEK, truncated};
 
 /// Reads the 16-byte opening of a skippable frame that must carry `tag`, and
 /// returns its body length after checking it against `max`.
@@ -102,10 +102,12 @@ fn walk_one_frame<R: Read>(input: &mut Input<R>) -> Result<()> {
 
 /// Finds, without consuming anything, the length of the zstd frame at the
 /// current position and the content size it declares, when the frame is
-/// whole in the next `max_len` bytes, well formed (the checks of
-/// [`walk_zstd_frames`]) and declares a content size of at most
-/// `max_content`. `None` otherwise: the frame is then decoded as a stream,
-/// which reports whatever is wrong with it.
+/// a single-segment frame (its window is its content, so decoding it in
+/// one shot accepts exactly what a stream does; the writer's frames all
+/// are), whole in the next `max_len` bytes (at most [`MAX_PEEK`]), well
+/// formed (the checks of [`walk_zstd_frames`]) and declares a content size
+/// of at most `max_content`. `None` otherwise: the frame is then decoded
+/// as a stream, which reports whatever is wrong with it.
 pub fn peek_frame<R: Read>(
     input: &mut Input<R>,
     max_len: usize,
@@ -118,12 +120,10 @@ pub fn peek_frame<R: Read>(
     let Ok(d) = parse_frame_descriptor(h[4], 0) else {
         return Ok(None);
     };
+    let max_len = max_len.min(MAX_PEEK);
     let mut off = 5;
     if d.window_descriptor {
-        if check_window_descriptor(h[5], 0).is_err() {
-            return Ok(None);
-        }
-        off += 1;
+        return Ok(None);
     }
     let n = d.content_size_len;
     if n == 0 || h.len() < off + n {
@@ -137,6 +137,9 @@ pub fn peek_frame<R: Read>(
     }
     off += n;
     loop {
+        if off + 3 > max_len {
+            return Ok(None);
+        }
         let p = input.peek(off + 3)?;
         if p.len() < off + 3 {
             return Ok(None);
@@ -236,6 +239,20 @@ mod tests {
         std::io::Write::write_all(&mut enc, &data).unwrap();
         enc.finish().unwrap();
         let mut input = Input::new(&streamed[..], Path::new("t"));
+        assert_eq!(peek_frame(&mut input, 1 << 20, 1 << 20).unwrap(), None);
+        // Empty raw blocks up to the peek limit and past it: never a peek
+        // over the limit (which would panic), the frame is streamed.
+        let mut f = ZSTD_MAGIC.to_le_bytes().to_vec();
+        f.extend([0x20, 0x00]); // single segment, 1-byte size 0
+        let blocks = MAX_PEEK / 3 + 2;
+        f.extend(std::iter::repeat_n([0u8, 0, 0], blocks).flatten());
+        f.extend([1u8, 0, 0]); // last, raw, empty
+        let mut input = Input::new(&f[..], Path::new("t"));
+        assert_eq!(peek_frame(&mut input, MAX_PEEK, 1 << 20).unwrap(), None);
+        // A frame with a window descriptor (not single segment): streamed.
+        let mut f = ZSTD_MAGIC.to_le_bytes().to_vec();
+        f.extend([0x40, 0x00, 0x05, 0x00, 1, 0, 0]);
+        let mut input = Input::new(&f[..], Path::new("t"));
         assert_eq!(peek_frame(&mut input, 1 << 20, 1 << 20).unwrap(), None);
     }
 

@@ -10,7 +10,16 @@ use zstd::zstd_safe::{DCtx, DParameter, get_error_name};
 use crate::format::frame::MAX_WINDOW_LOG;
 
 /// What a decoded frame comes back as: its bytes, or why it failed.
-pub type Decoded = std::result::Result<Vec<u8>, String>;
+pub type Decoded = std::result::Result<Vec<u8>, DecodeError>;
+
+/// Why a frame was not decoded.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// The frame is not what it declares (zstd's reason).
+    Corrupt(String),
+    /// No zstd decoder could be allocated.
+    NoDecoder,
+}
 
 struct Job {
     src: Vec<u8>,
@@ -94,7 +103,7 @@ fn decode_jobs(rx: &Mutex<mpsc::Receiver<Job>>) {
         };
         let out = match dctx.as_mut() {
             Some(d) => decode(d, &job.src, job.content),
-            None => Err("cannot allocate a zstd decoder".into()),
+            None => Err(DecodeError::NoDecoder),
         };
         drop(job.src);
         let _ = job.reply.send(out);
@@ -106,10 +115,10 @@ fn decode(dctx: &mut DCtx<'_>, src: &[u8], content: usize) -> Decoded {
     let mut out = Vec::with_capacity(content);
     match dctx.decompress(&mut out, src) {
         Ok(n) if n == content => Ok(out),
-        Ok(n) => Err(format!(
+        Ok(n) => Err(DecodeError::Corrupt(format!(
             "decodes to {n} bytes, not the {content} it declares"
-        )),
-        Err(c) => Err(get_error_name(c).to_string()),
+        ))),
+        Err(c) => Err(DecodeError::Corrupt(get_error_name(c).to_string())),
     }
 }
 

@@ -114,7 +114,9 @@ impl IndexWriter {
     }
 
     fn first_path(&mut self, path: &str) {
-        self.first_paths_bytes += path.len() + 4;
+        // As META will hold it: JSON-escaped, quoted, a comma.
+        self.first_paths_bytes +=
+            serde_json::to_string(path).map_or(6 * path.len(), |j| j.len()) + 1;
         if self.first_paths_bytes > MAX_FIRST_PATHS_BYTES {
             self.first_paths = None;
         }

@@ -365,3 +365,100 @@ fn extract_checks_the_index_it_reads_and_leaves_nothing_on_failure() {
     c.tail = Box::new(|t| t[16] = 3);
     check(c.build(), &["MANIFEST"], 1, "versions 1 and 2");
 }
+
+/// META rewritten by `f`, with TAIL's digests recomputed (as a forger
+/// would).
+fn reseal_meta(a: &[u8], f: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let parts = split2(a);
+    let mut meta = parts.meta.clone();
+    f(&mut meta);
+    let mut out = a[..parts.meta_offset as usize].to_vec();
+    out.extend(skippable(b"SYDRMETA", &serde_json::to_vec(&meta).unwrap()));
+    let body_len = out.len() as u64;
+    let mut tail: [u8; 128] = parts.tail.clone().try_into().unwrap();
+    tail[40..48].copy_from_slice(&body_len.to_le_bytes());
+    tail[64..96].copy_from_slice(&sha256(&out[parts.table_offset as usize..]));
+    tail[96..].copy_from_slice(&sha256(&out));
+    out.extend(tail);
+    out
+}
+
+/// A META whose first paths lie (in tree order, digests recomputed) so
+/// that the search would stop before a block that holds wanted files:
+/// extract reads that block too and refuses, instead of giving fewer files.
+/// (Found by a review.)
+#[test]
+fn lying_first_paths_cannot_make_extract_skip_a_block() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("s.tar.zst");
+    let f = fs::File::create(&out).unwrap();
+    sydra_archive::write_synthetic(std::io::BufWriter::new(f), 30_000, 40, 7_000, 2).unwrap();
+    let a = fs::read(&out).unwrap();
+    let parts = split2(&a);
+    let firsts: Vec<String> = parts.meta["first_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(firsts.len() >= 3, "{firsts:?}");
+    // Block 1 starts inside a directory that block 0 holds files of.
+    let dir = firsts[1].rsplit_once('/').unwrap().0.to_string();
+    let lie = format!("{dir}zzz");
+    assert!(lie.as_str() < firsts[2].as_str());
+    let lied = reseal_meta(&a, |m| m["first_paths"][1] = serde_json::json!(lie));
+    let bad = t.path().join("lie.tar.zst");
+    fs::write(&bad, &lied).unwrap();
+    let dest = t.path().join("x");
+    let o = run(&["extract", p(&bad), &dir, "-C", p(&dest)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("META gives"), "{}", stderr(&o));
+    assert_eq!(count_tree(&dest), (0, 0));
+    // Out of tree order: refused before any block is read.
+    let lied = reseal_meta(&a, |m| m["first_paths"][1] = serde_json::json!("wal/zzz"));
+    fs::write(&bad, &lied).unwrap();
+    let o = run(&["extract", p(&bad), &dir, "-C", p(&dest)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("not in tree order"), "{}", stderr(&o));
+    // The honest archive gives every file of the directory.
+    let o = run(&["extract", p(&out), &dir, "-C", p(&dest), "--json"]);
+    expect_code(&o, 0);
+    let want = parts
+        .records()
+        .iter()
+        .filter(|r| !r.dir && r.path.starts_with(&format!("{dir}/")))
+        .count();
+    assert_eq!(json(&o)["files"], want as u64);
+}
+
+/// Directories extract creates get the archive's modes and times once
+/// their files are in place; a directory that was already there is left
+/// as it was (its mode is the owner's choice).
+#[test]
+fn created_directories_get_their_times_and_existing_ones_are_left_alone() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = tempfile::tempdir().unwrap();
+    let (data, out) = archive(t.path());
+    let dest = t.path().join("x");
+    expect_code(&run(&["extract", p(&out), "segments", "-C", p(&dest)]), 0);
+    assert_eq!(
+        tree_digest(&dest.join("segments")),
+        tree_digest(&data.join("segments"))
+    );
+    let src = fs::metadata(data.join("segments")).unwrap();
+    let got = fs::metadata(dest.join("segments")).unwrap();
+    assert_eq!(got.mtime(), src.mtime());
+
+    let dest = t.path().join("y");
+    fs::create_dir_all(dest.join("segments")).unwrap();
+    fs::set_permissions(dest.join("segments"), fs::Permissions::from_mode(0o700)).unwrap();
+    expect_code(&run(&["extract", p(&out), "segments", "-C", p(&dest)]), 0);
+    let got = fs::metadata(dest.join("segments")).unwrap();
+    assert_eq!(got.permissions().mode() & 0o777, 0o700);
+    // Its subdirectories were created: they have the archive's times.
+    for e in fs::read_dir(data.join("segments")).unwrap() {
+        let e = e.unwrap();
+        let mine = fs::metadata(dest.join("segments").join(e.file_name())).unwrap();
+        assert_eq!(mine.mtime(), e.metadata().unwrap().mtime());
+    }
+}

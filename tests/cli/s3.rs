@@ -385,10 +385,26 @@ fn round_trip_through_s3() {
         .unwrap();
     expect_code(&o, 0);
 
-    // A key that names no object is refused before any work.
-    let o = s3.run(&["create", p(&data), "-o", &format!("s3://{BUCKET}/dir/")]);
-    expect_code(&o, 2);
-    assert!(stderr(&o).contains("names no object"), "{}", stderr(&o));
+    // A prefix (ending in /) names the archive by its creation time.
+    let o = s3
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "1795653307")
+        .args([
+            "create",
+            p(&data),
+            "-o",
+            &format!("s3://{BUCKET}/dir/"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let named = "dir/sydradb-20261126T003507Z.tar.zst";
+    assert_eq!(json(&o)["archive"], url(named));
+    expect_code(&s3.run(&["verify", &url(named)]), 0);
+    let o = s3.run(&["ls", &format!("s3://{BUCKET}/dir/"), "--json"]);
+    expect_code(&o, 0);
+    assert_eq!(json(&o)["archives"][0]["key"], named);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use object_store::{Attribute, GetOptions, GetRange, ObjectStore};
 use crate::error::{Error, Result};
 use crate::format::footer::FOOT_LEN;
 
-use super::{Remote, S3Url, SHA256_METADATA, remote_error, runtime};
+use super::{Remote, S3Url, SHA256_METADATA, ranged_error, remote_error, runtime};
 
 /// What the ranged read of an object's end found.
 #[derive(Debug, Clone)]
@@ -104,9 +104,10 @@ impl ObjectReader {
     /// when given: with the remote's concurrency of ranged GETs in flight
     /// (see [`RangedReader`]), or as one stream when it is 1.
     pub fn open(remote: &Remote, e_tag: Option<String>, size: u64) -> Result<Box<dyn Read + Send>> {
-        match remote.opts.concurrency() {
-            1 => Ok(Box::new(ObjectReader::open_range(remote, e_tag, None)?)),
-            n => Ok(Box::new(RangedReader::new(remote, e_tag, 0..size, n)?)),
+        match (remote.opts.concurrency(), &e_tag) {
+            // Without an ETag pieces cannot be pinned: one stream.
+            (1, _) | (_, None) => Ok(Box::new(ObjectReader::open_range(remote, e_tag, None)?)),
+            (n, Some(_)) => Ok(Box::new(RangedReader::new(remote, e_tag, 0..size, n)?)),
         }
     }
 
@@ -203,10 +204,9 @@ impl Drop for ObjectReader {
 /// Bytes in flight for a [`RangedReader`], shared by its requests (a
 /// request is at least [`MIN_PIECE`] and at most [`MAX_PIECE`]).
 const RANGED_BUDGET: u64 = 8 * 1024 * 1024;
-const MIN_PIECE: u64 = 1024 * 1024;
+const MIN_PIECE: u64 = 128 * 1024;
 const MAX_PIECE: u64 = 8 * 1024 * 1024;
-/// Tries per piece: a failed request or body is retried after 0.2, 0.4 and
-/// 0.8 s; an object that changed or vanished is not retried.
+/// Tries per piece whose body breaks off: again after 0.2, 0.4 and 0.8 s.
 const PIECE_TRIES: u32 = 4;
 
 /// Reads a range of an object as consecutive pieces fetched by up to
@@ -301,7 +301,10 @@ impl RangedReader {
     }
 }
 
-/// One piece, tried up to [`PIECE_TRIES`] times.
+/// One piece. A request that fails was already retried by the object
+/// store client (its retry budget); a body that breaks off after the
+/// response started is asked for again, up to [`PIECE_TRIES`] times in
+/// all. A piece shorter than asked for means the object changed.
 async fn fetch_piece(
     remote: Remote,
     path: ObjPath,
@@ -313,54 +316,56 @@ async fn fetch_piece(
     let mut tries = 0;
     loop {
         tries += 1;
-        let got = async {
-            let r = remote
-                .store
-                .get_opts(
-                    &path,
-                    GetOptions {
-                        if_match: e_tag.clone(),
-                        range: Some(GetRange::Bounded(range.clone())),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            // Into one buffer of the piece's size: no doubling copies.
-            let mut out = BytesMut::with_capacity(want as usize);
-            let mut body = r.into_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                if out.len() + chunk.len() > want as usize {
-                    out.extend_from_slice(&chunk);
+        let r = remote
+            .store
+            .get_opts(
+                &path,
+                GetOptions {
+                    if_match: e_tag.clone(),
+                    range: Some(GetRange::Bounded(range.clone())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| ranged_error(&remote.url, e))?;
+        // Into one buffer of the piece's size: no doubling copies.
+        let mut out = BytesMut::with_capacity(want as usize);
+        let mut body = r.into_stream();
+        let mut broke = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => {
+                    out.extend_from_slice(&c);
+                    if out.len() as u64 > want {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    broke = Some(e);
                     break;
                 }
-                out.extend_from_slice(&chunk);
             }
-            Ok::<_, object_store::Error>(out.freeze())
         }
-        .await;
-        let failure = match got {
-            Ok(b) if b.len() as u64 == want => return Ok(b),
-            Ok(b) => Error::corrupt(format!(
-                "{}: a ranged read of bytes {}..{} returned {} bytes",
-                remote.url,
-                range.start,
-                range.end,
-                b.len()
-            )),
-            Err(
-                e @ (object_store::Error::Precondition { .. }
-                | object_store::Error::NotFound { .. }
-                | object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }),
-            ) => return Err(remote_error("read", &remote.url, e)),
-            Err(e) => remote_error("read", &remote.url, e),
-        };
-        if tries >= PIECE_TRIES {
-            return Err(failure);
+        match broke {
+            None if out.len() as u64 == want => return Ok(out.freeze()),
+            None => {
+                return Err(Error::Remote {
+                    op: "read",
+                    url: remote.url.to_string(),
+                    reason: format!(
+                        "the object changed while it was being read (bytes {}..{} came back as {} bytes)",
+                        range.start,
+                        range.end,
+                        out.len()
+                    ),
+                });
+            }
+            Some(e) if tries >= PIECE_TRIES => return Err(remote_error("read", &remote.url, e)),
+            Some(_) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
         }
-        tokio::time::sleep(delay).await;
-        delay *= 2;
     }
 }
 

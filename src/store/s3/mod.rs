@@ -174,12 +174,6 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
         E::Precondition { .. } => {
             "the object changed while it was being read (its ETag no longer matches)".to_string()
         }
-        // A range within the size first seen is gone: the object was
-        // replaced by a shorter one (by a server that ignores If-Match).
-        _ if text.contains("416 Range Not Satisfiable") => {
-            "the object changed while it was being read (it no longer holds a range it had)"
-                .to_string()
-        }
         _ => one_line(&e),
     };
     Error::Remote {
@@ -187,6 +181,22 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
         url: url.to_string(),
         reason,
     }
+}
+
+/// [`remote_error`] of a ranged read within the size first seen: a range
+/// that is gone (416) means the object was replaced by a shorter one (by a
+/// server that ignores `If-Match`).
+pub(crate) fn ranged_error(url: &S3Url, e: object_store::Error) -> Error {
+    if e.to_string().contains("416 Range Not Satisfiable") {
+        return Error::Remote {
+            op: "read",
+            url: url.to_string(),
+            reason:
+                "the object changed while it was being read (it no longer holds a range it had)"
+                    .to_string(),
+        };
+    }
+    remote_error("read", url, e)
 }
 
 /// One `s3://` URL (an object or a prefix) and one client for its bucket:
@@ -246,13 +256,17 @@ impl Remote {
                 .await?;
             r.bytes().await
         });
-        let bytes = got.map_err(|e| remote_error("read", url, e))?;
+        let bytes = got.map_err(|e| ranged_error(url, e))?;
         if bytes.len() != buf.len() {
-            return Err(Error::corrupt(format!(
-                "{url}: a ranged read returned {} bytes, not {}",
-                bytes.len(),
-                buf.len()
-            )));
+            return Err(Error::Remote {
+                op: "read",
+                url: url.to_string(),
+                reason: format!(
+                    "the object changed while it was being read (a ranged read returned {} bytes, not {})",
+                    bytes.len(),
+                    buf.len()
+                ),
+            });
         }
         buf.copy_from_slice(&bytes);
         Ok(())
