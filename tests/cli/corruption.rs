@@ -5,12 +5,23 @@ use std::fs;
 use std::path::Path;
 
 use sydra_archive::NullSink;
-use sydra_archive::{Depth, read_archive, read_archive_with};
+use sydra_archive::{Depth, read_archive_with};
 
 use crate::support::*;
 
+/// Verifies in process; a full check runs with data decoded as one
+/// stream and decoded apart on 2 threads, which must agree.
 fn lib_verify(bytes: &[u8], depth: Depth) -> sydra_archive::Result<()> {
-    read_archive(bytes, Path::new("mem"), depth, &mut NullSink).map(|_| ())
+    let one = read_archive_with(bytes, Path::new("mem"), depth, &mut NullSink, 1).map(|_| ());
+    if depth == Depth::Full {
+        let two = read_archive_with(bytes, Path::new("mem"), depth, &mut NullSink, 2).map(|_| ());
+        assert_eq!(
+            one.as_ref().map_err(|e| e.is_archive_fault()),
+            two.as_ref().map_err(|e| e.is_archive_fault()),
+            "1 and 2 decoding threads disagree: {one:?} / {two:?}"
+        );
+    }
+    one
 }
 
 fn tiny_archive(t: &Path) -> Vec<u8> {

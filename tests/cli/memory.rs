@@ -69,7 +69,7 @@ fn many_entries_are_read_in_bounded_memory() {
     let dest = t.path().join("extracted");
     let commands: [(&[&str], bool); 7] = [
         (&["verify"], false),
-        (&["verify", "--threads", "1"], false),
+        (&["verify", "--threads", "2"], false),
         (&["verify", "--quick"], false),
         (&["list", "--json"], false),
         (&["list", "--sha256"], false),
