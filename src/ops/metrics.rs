@@ -56,8 +56,8 @@ impl Metrics {
         }
     }
 
-    /// The file's text; `previous` is the file as it was (its success
-    /// lines are kept by a failed run).
+    /// The file's text; `previous` is the file as it was (a failed run
+    /// keeps the last success's figures, read back from it).
     fn render(&self, previous: &str) -> String {
         let mut out = String::new();
         let t = self.run_unix_s.floor();
@@ -70,49 +70,47 @@ impl Metrics {
             "# HELP sydra_archive_last_run_success Whether the last sydra-archive create succeeded.\n\
              # TYPE sydra_archive_last_run_success gauge\n",
         );
-        match self.success {
-            Some((kind, bytes, files, secs)) => {
+        let (success, when) = match self.success {
+            Some(s) => {
                 out.push_str("sydra_archive_last_run_success 1\n");
-                for (name, help, value) in [
-                    (
-                        "timestamp_seconds",
-                        "When the last successful create ended.",
-                        format!("{t}"),
-                    ),
-                    (
-                        "bytes",
-                        "Archive bytes of the last successful create.",
-                        bytes.to_string(),
-                    ),
-                    (
-                        "files",
-                        "Files in the last successful create.",
-                        files.to_string(),
-                    ),
-                    (
-                        "duration_seconds",
-                        "Wall-clock seconds of the last successful create.",
-                        format!("{secs:.3}"),
-                    ),
-                ] {
-                    out.push_str(&format!(
-                        "# HELP {SUCCESS_PREFIX}{name} {help}\n# TYPE {SUCCESS_PREFIX}{name} gauge\n{SUCCESS_PREFIX}{name}{{kind=\"{kind}\"}} {value}\n"
-                    ));
-                }
+                (Some(s), Some(t))
             }
             None => {
                 out.push_str("sydra_archive_last_run_success 0\n");
-                for line in previous.lines() {
-                    let metric = line
-                        .strip_prefix("# HELP ")
-                        .or_else(|| line.strip_prefix("# TYPE "))
-                        .unwrap_or(line);
-                    if metric.starts_with(SUCCESS_PREFIX) {
-                        out.push_str(line);
-                        out.push('\n');
-                    }
-                }
+                (
+                    last_success(previous),
+                    last_value(previous, "timestamp_seconds").map(|(_, v)| v),
+                )
             }
+        };
+        let (Some((kind, bytes, files, secs)), Some(when)) = (success, when) else {
+            return out;
+        };
+        for (name, help, value) in [
+            (
+                "timestamp_seconds",
+                "When the last successful create ended.",
+                format!("{when}"),
+            ),
+            (
+                "bytes",
+                "Archive bytes of the last successful create.",
+                bytes.to_string(),
+            ),
+            (
+                "files",
+                "Files in the last successful create.",
+                files.to_string(),
+            ),
+            (
+                "duration_seconds",
+                "Wall-clock seconds of the last successful create.",
+                format!("{secs:.3}"),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {SUCCESS_PREFIX}{name} {help}\n# TYPE {SUCCESS_PREFIX}{name} gauge\n{SUCCESS_PREFIX}{name}{{kind=\"{kind}\"}} {value}\n"
+            ));
         }
         out
     }
@@ -120,10 +118,10 @@ impl Metrics {
     /// Writes the metrics to `path` atomically (a temporary file in the
     /// same directory, fsynced and renamed over it).
     pub fn write_to(&self, path: &Path) -> Result<()> {
-        let previous = match std::fs::read_to_string(path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io("read the metrics file", path, e)),
+        let previous = if self.success.is_none() {
+            read_previous(path)
+        } else {
+            String::new()
         };
         let text = self.render(&previous);
         let (mut file, _) = AtomicFile::create(path, true)?;
@@ -134,6 +132,56 @@ impl Metrics {
             .map_err(|e| Error::io("write the metrics file", path, e))?;
         file.commit()
     }
+}
+
+/// The metrics file as it was, or nothing: opened without following a
+/// link or waiting on a FIFO, a regular file only, at most 64 KiB.
+fn read_previous(path: &Path) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return String::new();
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    if f.take(64 * 1024).read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The kind and value of `sydra_archive_last_success_<name>` in `text`.
+fn last_value(text: &str, name: &str) -> Option<(String, f64)> {
+    let metric = format!("{SUCCESS_PREFIX}{name}{{kind=\"");
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(&metric)?;
+        let (kind, value) = rest.split_once("\"} ")?;
+        if kind != "full" && kind != "incremental" {
+            return None;
+        }
+        let v: f64 = value.trim().parse().ok()?;
+        (v.is_finite() && v >= 0.0).then(|| (kind.to_string(), v))
+    })
+}
+
+/// The last success's figures in a previous metrics file.
+fn last_success(text: &str) -> Option<(&'static str, u64, u64, f64)> {
+    let (kind, _) = last_value(text, "timestamp_seconds")?;
+    let kind = if kind == "full" {
+        "full"
+    } else {
+        "incremental"
+    };
+    let bytes = last_value(text, "bytes")?.1;
+    let files = last_value(text, "files")?.1;
+    let secs = last_value(text, "duration_seconds")?.1;
+    Some((kind, bytes as u64, files as u64, secs))
 }
 
 #[cfg(test)]
@@ -165,5 +213,20 @@ mod tests {
         );
         assert!(failed.contains("# TYPE sydra_archive_last_success_files gauge\n"));
         assert_eq!(failed.matches("last_run_success").count(), 3, "{failed}");
+        // Junk or duplicates before: only well-formed figures are carried
+        // over, once.
+        let again = Metrics {
+            run_unix_s: 300.0,
+            success: None,
+        }
+        .render(&format!("{failed}{failed}garbage{{\n\u{fffd}"));
+        assert_eq!(again.matches("_last_success_bytes{").count(), 1, "{again}");
+        assert!(again.contains("_last_success_timestamp_seconds{kind=\"full\"} 100\n"));
+        let none = Metrics {
+            run_unix_s: 300.0,
+            success: None,
+        }
+        .render("sydra_archive_last_success_bytes{kind=\"x\"} NaN\n");
+        assert!(!none.contains("last_success"), "{none}");
     }
 }

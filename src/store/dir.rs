@@ -1,99 +1,190 @@
 //! Archives in a local directory: the `*.tar.zst` files directly in it
 //! whose last bytes are a TAIL (or a version-1 FOOT) matching their size,
-//! for `ls` and `prune`. Names are read from the directory once opened,
-//! each file is opened relative to it without following links, and a
-//! deletion unlinks that name in that directory.
+//! for `ls` and `prune`. The directory is opened once and held: every
+//! file is looked at and deleted through that descriptor, never by a path
+//! someone could swap. A name that is not UTF-8, a symlink or anything
+//! but a regular file is reported and never touched; a file is deleted
+//! only if it is still the one that was listed.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::v2::TAIL_LEN;
 use crate::store::s3::{ARCHIVE_SUFFIX, Listed, Listing};
 use crate::sys;
 
-/// Lists the archives directly in `dir`, newest first (by modification
-/// time, then name). Other `*.tar.zst` entries (not a regular file, or not
-/// an archive) are reported with the reason and never touched.
-pub fn ls_dir(dir: &Path) -> Result<Listing> {
-    let d = sys::Dir::open(dir).map_err(|e| Error::io("open", dir, e))?;
-    let mut listing = Listing::default();
-    let mut names = Vec::new();
-    d.each_name(|n| {
-        if n.ends_with(ARCHIVE_SUFFIX.as_bytes()) && !n.starts_with(b".") {
-            names.push(n.to_vec());
-        }
-        Ok(())
-    })
-    .map_err(|e| Error::io("read", dir, e))?;
-    for n in names {
-        let name = String::from_utf8_lossy(&n).into_owned();
-        let path = dir.join(&name);
-        match probe_file(&d, &n, &path) {
-            Ok((size, modified_unix_ms)) => listing.archives.push(Listed {
-                url: path.display().to_string(),
-                key: name,
-                size,
-                modified_unix_ms,
-                sha256: None,
-            }),
-            Err(e) if e.is_archive_fault() => listing
-                .others
-                .push((path.display().to_string(), e.to_string())),
-            Err(e) => return Err(e),
-        }
-    }
-    listing.archives.sort_by(|a, b| {
-        b.modified_unix_ms
-            .cmp(&a.modified_unix_ms)
-            .then(b.key.cmp(&a.key))
-    });
-    listing.others.sort();
-    Ok(listing)
+/// A local directory of archives, held open.
+pub struct LocalShelf {
+    path: PathBuf,
+    dir: File,
 }
 
-/// The size and modification time of the archive `name` in `d`, after
-/// checking its end.
-fn probe_file(d: &sys::Dir, name: &[u8], path: &Path) -> Result<(u64, i64)> {
-    let (f, st): (File, sys::Stat) = match d.open_file(name) {
-        Ok(x) => x,
-        Err(e) if sys::is_symlink_error(&e) => {
-            return Err(Error::corrupt(format!(
-                "{} is a symbolic link, not an archive",
-                path.display()
-            )));
+impl LocalShelf {
+    /// Opens the directory `path` (a symlink to a directory is followed:
+    /// the user named it).
+    pub fn open(path: &Path) -> Result<LocalShelf> {
+        let dir = sys::open_dir_path(path).map_err(|e| Error::io("open", path, e))?;
+        Ok(LocalShelf {
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// The directory as named.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The archives directly in the directory, newest first (by
+    /// modification time, then name), and the other `*.tar.zst` entries
+    /// with the reason they are left alone.
+    pub fn ls(&self) -> Result<Listing> {
+        let d = sys::Dir::from_file(&self.dir).map_err(|e| Error::io("open", &self.path, e))?;
+        let mut names = Vec::new();
+        d.each_name(|n| {
+            if n.ends_with(ARCHIVE_SUFFIX.as_bytes()) && !n.starts_with(b".") {
+                names.push(n.to_vec());
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::io("read", &self.path, e))?;
+        let mut listing = Listing::default();
+        for n in names {
+            let shown = self
+                .path
+                .join(String::from_utf8_lossy(&n).as_ref())
+                .display()
+                .to_string();
+            let Ok(name) = String::from_utf8(n.clone()) else {
+                listing
+                    .others
+                    .push((shown, "the name is not UTF-8; left alone".into()));
+                continue;
+            };
+            match probe(&d, &n, &shown) {
+                Ok(Probed::Archive(size, modified_unix_ms, identity)) => {
+                    listing.archives.push(Listed {
+                        url: shown,
+                        key: name,
+                        size,
+                        modified_unix_ms,
+                        sha256: None,
+                        identity: Some(identity),
+                    })
+                }
+                Ok(Probed::Other(why)) => listing.others.push((shown, why)),
+                Err(e) => return Err(e),
+            }
         }
-        Err(e) => return Err(Error::io("open", path, e)),
+        listing.archives.sort_by(|a, b| {
+            b.modified_unix_ms
+                .cmp(&a.modified_unix_ms)
+                .then(b.key.cmp(&a.key))
+        });
+        listing.others.sort();
+        Ok(listing)
+    }
+
+    /// Deletes the archive `l` that [`LocalShelf::ls`] listed, if its name
+    /// still names that file: the name is first moved aside (never over
+    /// anything), the file it names checked, then unlinked; anything else
+    /// found under the name is put back and refused.
+    pub fn delete(&self, l: &Listed) -> Result<()> {
+        let name = l.key.as_bytes();
+        let shown = self.path.join(&l.key);
+        let aside = format!(".sydra-prune.{}", crate::store::publish::unique_suffix());
+        match sys::rename_in(&self.dir, name, aside.as_bytes(), libc::RENAME_NOREPLACE) {
+            // Already gone (another prune): what was asked for holds.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            r => r.map_err(|e| Error::io("delete", &shown, e))?,
+        }
+        let d = sys::Dir::from_file(&self.dir).map_err(|e| Error::io("open", &self.path, e))?;
+        let same = d
+            .stat_at(aside.as_bytes())
+            .is_ok_and(|st| Some(identity(&st)) == l.identity);
+        if !same {
+            return match sys::rename_in(&self.dir, aside.as_bytes(), name, libc::RENAME_NOREPLACE) {
+                Ok(()) => Err(Error::Refused(format!(
+                    "{} changed since it was listed; left alone",
+                    shown.display()
+                ))),
+                Err(e) => Err(Error::Refused(format!(
+                    "{} changed since it was listed and could not be put back ({e}); it is now {}",
+                    shown.display(),
+                    self.path.join(&aside).display()
+                ))),
+            };
+        }
+        sys::unlink_in(&self.dir, aside.as_bytes(), 0)
+            .map_err(|e| Error::io("delete", &shown, e))?;
+        self.dir
+            .sync_all()
+            .map_err(|e| Error::io("fsync directory", &self.path, e))
+    }
+}
+
+/// What a listed entry turned out to be.
+enum Probed {
+    /// An archive: size, modification time, identity.
+    Archive(u64, i64, String),
+    /// Not an archive, and why.
+    Other(String),
+}
+
+/// Device, inode, size and modification time: what tells that a name
+/// still names the file that was listed.
+fn identity(st: &sys::Stat) -> String {
+    format!(
+        "{}:{}:{}:{}.{}",
+        st.dev, st.ino, st.size, st.mtime, st.mtime_nsec
+    )
+}
+
+/// Looks at the entry `name` of `d` without following a link or opening
+/// anything but a regular file.
+fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
+    let st = match d.stat_at(name) {
+        Ok(st) => st,
+        Err(e) => return Ok(Probed::Other(format!("cannot look at it: {e}"))),
     };
     if st.kind != sys::Kind::File {
-        return Err(Error::corrupt(format!(
-            "{} is a {}, not an archive",
-            path.display(),
+        return Ok(Probed::Other(format!(
+            "it is {}, not an archive",
             st.kind.describe()
         )));
     }
-    let size = st.size;
-    let n = size.min(TAIL_LEN as u64) as usize;
+    let (f, st) = match d.open_file(name) {
+        Ok(x) => x,
+        Err(e) => return Ok(Probed::Other(format!("cannot open it: {e}"))),
+    };
+    if st.kind != sys::Kind::File {
+        return Ok(Probed::Other(format!(
+            "it is {}, not an archive",
+            st.kind.describe()
+        )));
+    }
+    let n = st.size.min(TAIL_LEN as u64) as usize;
     let mut last = vec![0u8; n];
-    f.read_exact_at(&mut last, size - n as u64)
-        .map_err(|e| Error::io("read", path, e))?;
-    crate::format::v2::check_end(&last, size, &path.display().to_string())?;
-    Ok((size, st.mtime * 1000 + st.mtime_nsec / 1_000_000))
-}
-
-/// Deletes the archive `name` (a name listed by [`ls_dir`]) from `dir`.
-pub fn delete_in_dir(dir: &Path, name: &str) -> Result<()> {
-    if name.contains('/') || name.is_empty() || name.starts_with('.') {
-        return Err(Error::Refused(format!("{name:?} is not an archive name")));
+    if let Err(e) = f.read_exact_at(&mut last, st.size - n as u64) {
+        return Ok(Probed::Other(format!("cannot read it: {e}")));
     }
-    let d = sys::open_dir_path(dir).map_err(|e| Error::io("open", dir, e))?;
-    match sys::unlink_in(&d, name.as_bytes(), 0) {
-        // Already gone (another prune): what was asked for holds.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        r => r.map_err(|e| Error::io("delete", dir.join(name), e))?,
+    if let Err(e) = crate::format::v2::check_end(&last, st.size, shown) {
+        if e.is_archive_fault() {
+            return Ok(Probed::Other(e.to_string()));
+        }
+        return Err(e);
     }
-    d.sync_all()
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    let Some(ms) = st
+        .mtime
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(st.mtime_nsec / 1_000_000))
+    else {
+        return Ok(Probed::Other(
+            "its modification time is out of range".into(),
+        ));
+    };
+    Ok(Probed::Archive(st.size, ms, identity(&st)))
 }

@@ -58,7 +58,7 @@ fn ls_lists_archives_newest_first_and_names_the_others() {
     let others = j["others"].as_array().unwrap();
     assert_eq!(others.len(), 2, "{j}");
     let text = format!("{j}");
-    assert!(text.contains("symbolic link"), "{text}");
+    assert!(text.contains("it is a symlink"), "{text}");
     assert!(text.contains("notes.tar.zst"), "{text}");
 }
 
@@ -238,4 +238,110 @@ fn create_into_a_directory_names_by_time_and_writes_metrics() {
     ]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+}
+
+/// Names that are not UTF-8 are left alone (a lossy name could name
+/// another file), and a file replaced after it was listed is not deleted.
+/// (Found by a review.)
+#[test]
+fn odd_names_and_replaced_files_are_left_alone() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = tempfile::tempdir().unwrap();
+    let (dir, names) = shelf(t.path(), 1);
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"old\xff.tar.zst"));
+    fs::copy(dir.join(&names[0]), &odd).unwrap();
+    set_mtime(&odd, MON - DAY);
+    // What a lossy reading of the odd name would name.
+    let precious = dir.join("old\u{fffd}.tar.zst");
+    fs::write(&precious, b"precious").unwrap();
+    let o = run(&["prune", p(&dir), "--keep-last", "1", "--yes"]);
+    expect_code(&o, 0);
+    assert!(odd.exists() && precious.exists() && dir.join(&names[0]).exists());
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+
+    // Listed, then replaced by another file under the same name: refused.
+    let shelf = sydra_archive::Shelf::parse(p(&dir), &Default::default()).unwrap();
+    let listing = sydra_archive::ls(&shelf).unwrap();
+    let listed = listing.archives.iter().find(|l| l.key == names[0]).unwrap();
+    let fresh = t.path().join("fresh");
+    fs::copy(dir.join(&names[0]), &fresh).unwrap();
+    fs::rename(&fresh, dir.join(&names[0])).unwrap();
+    let e = shelf.delete(listed).unwrap_err();
+    assert!(e.to_string().contains("changed since it was listed"), "{e}");
+    assert!(dir.join(&names[0]).exists());
+    let hidden: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .as_bytes()
+                .starts_with(b".sydra-prune")
+        })
+        .collect();
+    assert!(hidden.is_empty());
+    // The listing of the unchanged file deletes it.
+    let listing = sydra_archive::ls(&shelf).unwrap();
+    let listed = listing.archives.iter().find(|l| l.key == names[0]).unwrap();
+    shelf.delete(listed).unwrap();
+    assert!(!dir.join(&names[0]).exists());
+}
+
+/// The metrics say a run failed whatever stopped it, and a metrics path
+/// that is a FIFO or holds junk neither hangs nor blocks later writes.
+#[test]
+fn metrics_record_every_failure_and_survive_a_bad_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let metrics = t.path().join("m.prom");
+    let out = t.path().join("a.tar.zst");
+    let with_metrics = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args).args(["--metrics-file", p(&metrics), "-q"]);
+        c.output().unwrap()
+    };
+    expect_code(&with_metrics(&["create", p(&data), "-o", p(&out)]), 0);
+    // An error before the archive is started (a missing directory).
+    let o = with_metrics(&[
+        "create",
+        p(&data),
+        "-o",
+        &format!("{}/", p(&t.path().join("gone"))),
+    ]);
+    expect_code(&o, 2);
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("sydra_archive_last_run_success 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sydra_archive_last_success_bytes{kind=\"full\"}"),
+        "{text}"
+    );
+    // Junk in the file: the next run still writes it.
+    fs::write(&metrics, b"\xff\xfe not metrics\n").unwrap();
+    expect_code(
+        &with_metrics(&["create", p(&data), "-o", p(&out), "--force"]),
+        0,
+    );
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("sydra_archive_last_run_success 1\n"),
+        "{text}"
+    );
+    // A FIFO at the path: a warning, no hang, for a success and a failure.
+    fs::remove_file(&metrics).unwrap();
+    let c = std::ffi::CString::new(p(&metrics)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let o = with_metrics(&["create", p(&data), "-o", p(&out), "--force"]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    let o = with_metrics(&[
+        "create",
+        p(&t.path().join("nope")),
+        "-o",
+        p(&out),
+        "--force",
+    ]);
+    expect_code(&o, 2);
 }

@@ -198,8 +198,28 @@ fn print_json(to_stderr: bool, v: &impl serde::Serialize) -> anyhow::Result<()> 
     })
 }
 
+/// `create`; with `--metrics-file`, the metrics of the run are written
+/// whatever ends it (an error before the archive is started too).
 fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let result = create_run(&a, std_closed, started);
+    if let Some(path) = &a.metrics_file {
+        let m = match &result {
+            Ok(s) => sydra_archive::Metrics::success(s, started.elapsed().as_secs_f64()),
+            Err(_) => sydra_archive::Metrics::failure(),
+        };
+        if let Err(e) = m.write_to(path) {
+            say!("sydra-archive: warning: {e}");
+        }
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+fn create_run(
+    a: &CreateArgs,
+    std_closed: StdClosed,
+    started: Instant,
+) -> anyhow::Result<sydra_archive::CreateSummary> {
     let to_stdout = a.output == Path::new("-");
     std_closed.check(&a.output, false)?;
     if a.json && !to_stdout {
@@ -212,18 +232,8 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     });
-    let (output, archive) = create_output(&a, created_unix_ms)?;
-    let result = create_to(&a, &output, created_unix_ms);
-    if let Some(path) = &a.metrics_file {
-        let m = match &result {
-            Ok(s) => sydra_archive::Metrics::success(s, started.elapsed().as_secs_f64()),
-            Err(_) => sydra_archive::Metrics::failure(),
-        };
-        if let Err(e) = m.write_to(path) {
-            say!("sydra-archive: warning: {e}");
-        }
-    }
-    let s = result?;
+    let (output, archive) = create_output(a, created_unix_ms)?;
+    let s = create_to(a, &output, created_unix_ms)?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
         print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;
@@ -244,7 +254,7 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(s)
 }
 
 /// Runs `create` of `a` to `output`, with progress as asked.
@@ -291,7 +301,9 @@ fn create_output(a: &CreateArgs, created_unix_ms: u64) -> anyhow::Result<(Output
             ))
             .into());
         }
-        out = PathBuf::from(format!("{}{name}", a.output.display()));
+        let mut joined = a.output.clone().into_os_string();
+        joined.push(&name);
+        out = PathBuf::from(joined);
     }
     let shown = out.display().to_string();
     Ok(match location(&out, &a.s3)? {
@@ -322,13 +334,16 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
         .trim()
         .parse::<u64>()
         .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds"))?;
-    let ms = secs.checked_mul(1000).ok_or_else(|| {
-        Error::Refused(format!(
-            "SOURCE_DATE_EPOCH={} is too large (at most {} seconds)",
-            s.trim(),
-            u64::MAX / 1000
+    // Up to 9999-12-31T23:59:59Z: archive names keep four-digit years.
+    const MAX_SECS: u64 = 253_402_300_799;
+    if secs > MAX_SECS {
+        return Err(Error::Refused(format!(
+            "SOURCE_DATE_EPOCH={} is too large (at most {MAX_SECS} seconds, 9999-12-31)",
+            s.trim()
         ))
-    })?;
+        .into());
+    }
+    let ms = secs * 1000;
     Ok(Some(ms))
 }
 
@@ -665,9 +680,22 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
                     })
                     .collect(),
                 deleted: &p.deleted,
+                failed: p
+                    .failed
+                    .iter()
+                    .map(|(l, why)| report::Other {
+                        url: &l.url,
+                        reason: why,
+                    })
+                    .collect(),
+                others: p
+                    .others
+                    .iter()
+                    .map(|(url, why)| report::Other { url, reason: why })
+                    .collect(),
             },
         )?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(prune_code(&p));
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     let verb = if p.dry_run { "would delete" } else { "deleted" };
@@ -690,6 +718,9 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     out.flush()?;
+    for (l, why) in &p.failed {
+        say!("sydra-archive: could not delete {}: {why}", l.url);
+    }
     let freed: u64 = p.deleted.iter().map(|l| l.size).sum();
     if p.dry_run {
         say!(
@@ -704,7 +735,16 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
             p.deleted.len()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(prune_code(&p))
+}
+
+/// 2 when a deletion failed (the others were done and reported).
+fn prune_code(p: &sydra_archive::Pruned) -> ExitCode {
+    if p.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_OTHER)
+    }
 }
 
 fn man() -> anyhow::Result<ExitCode> {

@@ -187,6 +187,10 @@ pub struct PruneReport<'a> {
     pub kept: Vec<KeptReport<'a>>,
     /// Archives deleted (or that would be, on a dry run).
     pub deleted: &'a [Listed],
+    /// Archives that were to be deleted and are still there, with why.
+    pub failed: Vec<Other<'a>>,
+    /// `.tar.zst` entries that are not archives (never touched).
+    pub others: Vec<Other<'a>>,
 }
 
 /// A kept archive in `prune --json`: the `ls` fields and `reasons`.

@@ -21,6 +21,10 @@ pub struct Listed {
     pub modified_unix_ms: i64,
     /// SHA-256 from the object's metadata, if recorded.
     pub sha256: Option<String>,
+    /// What tells it is still the archive listed (an object's ETag; a
+    /// file's device, inode, size and time): checked before a deletion.
+    #[serde(skip)]
+    pub identity: Option<String>,
 }
 
 /// What [`ls`] found under a prefix.
@@ -69,6 +73,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 size: p.size,
                 modified_unix_ms: p.modified_unix_ms,
                 sha256: p.sha256,
+                identity: p.e_tag,
             }),
             Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
             Err(e) => return Err(e),
@@ -83,11 +88,22 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
     Ok(listing)
 }
 
-/// Deletes the archive object `key` (a key [`ls`] listed) under the
-/// prefix of `remote`.
-pub fn delete(remote: &Remote, key: &str) -> Result<()> {
-    let obj = remote.url.with_key(key);
-    runtime()?
-        .block_on(remote.store.delete(&obj.object()?))
+/// Deletes the archive object `l` that [`ls`] listed under the prefix of
+/// `remote`, if it is still that object (its ETag, looked at just before).
+pub fn delete(remote: &Remote, l: &Listed) -> Result<()> {
+    let obj = remote.url.with_key(&l.key);
+    let path = obj.object()?;
+    let rt = runtime()?;
+    match rt.block_on(remote.store.head(&path)) {
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(remote_error("check", &obj, e)),
+        Ok(m) if l.identity.is_some() && m.e_tag != l.identity => {
+            return Err(crate::error::Error::Refused(format!(
+                "{obj} changed since it was listed; left alone"
+            )));
+        }
+        Ok(_) => {}
+    }
+    rt.block_on(remote.store.delete(&path))
         .map_err(|e| remote_error("delete", &obj, e))
 }
