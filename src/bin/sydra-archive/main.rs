@@ -642,7 +642,7 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 "{}  {:>14}  {}",
                 ui::utc_time(l.modified_unix_ms),
                 l.size,
-                l.url
+                ui::escape_name(&l.url)
             )?;
         }
     }
@@ -705,7 +705,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
             out,
             "keep    {}  {}  ({})",
             ui::utc_time(k.archive.modified_unix_ms),
-            k.archive.url,
+            ui::escape_name(&k.archive.url),
             why.join(", ")
         )?;
     }
@@ -714,12 +714,15 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
             out,
             "{verb:<7} {}  {}",
             ui::utc_time(l.modified_unix_ms),
-            l.url
+            ui::escape_name(&l.url)
         )?;
     }
     out.flush()?;
     for (l, why) in &p.failed {
-        say!("sydra-archive: could not delete {}: {why}", l.url);
+        say!(
+            "sydra-archive: could not delete {}: {why}",
+            ui::escape_name(&l.url)
+        );
     }
     let freed: u64 = p.deleted.iter().map(|l| l.size).sum();
     if p.dry_run {
