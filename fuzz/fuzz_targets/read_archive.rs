@@ -9,7 +9,9 @@ use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
 use sydra_archive::check_path;
-use sydra_archive::{Depth, FileSink, Sink, list_archive, list_from_end, read_archive};
+use sydra_archive::{
+    Depth, FileSink, Sink, list_archive, list_from_end, read_archive, read_archive_with,
+};
 use sydra_archive::{Entry, EntryKind};
 
 /// A sink that checks the reader's promises to restore.
@@ -38,7 +40,10 @@ impl Sink for Checker {
     }
     fn file(&self, e: &Entry) -> sydra_archive::Result<CheckFile> {
         self.expect(e);
-        Ok(CheckFile { size: e.size, seen: 0 })
+        Ok(CheckFile {
+            size: e.size,
+            seen: 0,
+        })
     }
 }
 
@@ -56,8 +61,26 @@ impl FileSink for CheckFile {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = read_archive(data, Path::new("fuzz"), Depth::Full, &mut Checker::default());
-    let _ = read_archive(data, Path::new("fuzz"), Depth::Quick, &mut Checker::default());
+    let _ = read_archive(
+        data,
+        Path::new("fuzz"),
+        Depth::Full,
+        &mut Checker::default(),
+    );
+    // Data frames decoded apart (whatever the fuzzing machine's cores).
+    let _ = read_archive_with(
+        data,
+        Path::new("fuzz"),
+        Depth::Full,
+        &mut Checker::default(),
+        2,
+    );
+    let _ = read_archive(
+        data,
+        Path::new("fuzz"),
+        Depth::Quick,
+        &mut Checker::default(),
+    );
     let mut listed = |e: &Entry, _: Option<&[u8; 32]>| {
         assert!(check_path(&e.path, e.kind == EntryKind::Dir).is_ok());
         Ok(())
