@@ -531,7 +531,7 @@ fn unwritable_outputs_are_refused_up_front() {
     ]);
     expect_code(&o, 2);
     // An OUT ending in / names a directory (that must exist) or a prefix.
-    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     let o = run(&[
         "create",
         p(&data),

@@ -229,7 +229,7 @@ fn create_into_a_directory_names_by_time_and_writes_metrics() {
         "sydra_archive_last_success_bytes{{kind=\"full\"}} {size}\n"
     )));
     assert_eq!(leftovers(t.path()), Vec::<String>::new());
-    // Not a directory: refused, saying why.
+    // Not there: refused, saying why.
     let o = run(&[
         "create",
         p(&data),
@@ -237,7 +237,7 @@ fn create_into_a_directory_names_by_time_and_writes_metrics() {
         &format!("{}/nope/", dir.display()),
     ]);
     expect_code(&o, 2);
-    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
 }
 
 /// Names that are not UTF-8 are left alone (a lossy name could name

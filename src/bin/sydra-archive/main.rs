@@ -295,8 +295,13 @@ fn create_output(a: &CreateArgs, created_unix_ms: u64) -> anyhow::Result<(Output
             .starts_with(sydra_archive::S3_SCHEME)
             && !a.output.is_dir()
         {
+            let what = if a.output.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             return Err(Error::Refused(format!(
-                "{} is not a directory (an OUT ending in / names a directory or an s3:// prefix)",
+                "{} {what} (an OUT ending in / names an existing directory or an s3:// prefix)",
                 a.output.display()
             ))
             .into());
@@ -703,7 +708,8 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         let why: Vec<String> = k.reasons.iter().map(ToString::to_string).collect();
         writeln!(
             out,
-            "keep    {}  {}  ({})",
+            "{:<12} {}  {}  ({})",
+            "keep",
             ui::utc_time(k.archive.modified_unix_ms),
             ui::escape_name(&k.archive.url),
             why.join(", ")
@@ -712,7 +718,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     for l in &p.deleted {
         writeln!(
             out,
-            "{verb:<7} {}  {}",
+            "{verb:<12} {}  {}",
             ui::utc_time(l.modified_unix_ms),
             ui::escape_name(&l.url)
         )?;
