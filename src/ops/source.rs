@@ -29,7 +29,7 @@ pub struct ArchiveReader {
     progress: Option<Arc<Progress>>,
     expected_sha256: Option<String>,
     name: PathBuf,
-    /// Threads decoding data (0: one per core).
+    /// Threads decoding data (0: see [`crate::read::resolve_threads`]).
     threads: usize,
 }
 

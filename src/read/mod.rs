@@ -173,7 +173,8 @@ fn open_head<R: Read>(input: &mut Input<R>) -> Result<Opened> {
 }
 
 /// Reads a whole archive from `src`, feeding `sink`, and checks it to
-/// `depth`, decoding data frames on one thread per core.
+/// `depth`, decoding data frames on the default threads (see
+/// [`resolve_threads`]).
 pub fn read_archive<R: Read, S: Sink>(
     src: R,
     name: &Path,

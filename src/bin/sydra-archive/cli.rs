@@ -207,8 +207,9 @@ pub struct ListArgs {
     /// Print the listing as one JSON object.
     #[arg(long, conflicts_with = "sha256")]
     pub json: bool,
-    /// Print `sha256sum`-style lines (after a quick check of the whole
-    /// archive), for `sha256sum -c` in a directory GNU tar extracted.
+    /// Print `sha256sum`-style lines, for `sha256sum -c` in a directory GNU
+    /// tar extracted: the index's digests (TAIL authenticates the index);
+    /// the data is not read (use verify).
     #[arg(long)]
     pub sha256: bool,
     #[command(flatten)]

@@ -295,7 +295,9 @@ fn create_output(a: &CreateArgs, created_unix_ms: u64) -> anyhow::Result<(Output
             .starts_with(sydra_archive::S3_SCHEME)
             && !a.output.is_dir()
         {
-            let what = if a.output.exists() {
+            // `f/` of a file fails with ENOTDIR: look at `f`.
+            let bare = a.output.to_string_lossy().trim_end_matches('/').to_string();
+            let what = if std::fs::symlink_metadata(&bare).is_ok() {
                 "is not a directory"
             } else {
                 "does not exist"
