@@ -17,10 +17,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 use zstd::zstd_safe::{DCtx, DParameter, InBuffer, OutBuffer, get_error_name};
 
 use crate::error::{Error, Result};
-use crate::format::frame::{MAX_WINDOW_LOG, SKIPPABLE_MAGIC, ZSTD_MAGIC, check_skippable_header};
-use crate::format::v2::{MAX_BLOCK_BODY, TAG_INDEX};
+use crate::format::frame::{MAX_WINDOW_LOG, SKIPPABLE_MAGIC, ZSTD_MAGIC};
+use crate::format::v2::TAG_INDEX;
 use crate::read::frames::{peek_frame, peek_magic};
-use crate::read::index::IndexSide;
+use crate::read::index::{IndexSide, read_index_frame};
 use crate::read::input::{Input, MAX_PEEK, truncated};
 use crate::read::pool::{DecodeError, Decoded, FramePool};
 
@@ -170,22 +170,11 @@ impl<'a, R: Read> DataDecoder<'a, R> {
 
     /// Reads an INDEX frame at the current position into the index side.
     fn index_frame(&mut self) -> Result<()> {
-        let (at, len, body) = self.read_index_frame()?;
+        let (at, len, body) = read_index_frame(self.input)?;
         self.index
             .as_mut()
             .expect("only called with an index side")
             .block(at, len, &body)
-    }
-
-    /// Reads an INDEX frame at the current position: its offset, length
-    /// and body.
-    fn read_index_frame(&mut self) -> Result<(u64, u64, Vec<u8>)> {
-        let at = self.input.position();
-        let mut h = [0u8; 16];
-        self.input.read_exact(&mut h, "an INDEX frame header")?;
-        let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
-        let body = self.input.read_vec(len, "an INDEX frame")?;
-        Ok((at, 16 + len, body))
     }
 
     /// Reads frames ahead while the bounds allow: data frames that can be
@@ -246,7 +235,7 @@ impl<'a, R: Read> DataDecoder<'a, R> {
                     });
                 }
                 Some(SKIPPABLE_MAGIC) if self.at_index_frame()? => {
-                    let item = match self.read_index_frame() {
+                    let item = match read_index_frame(self.input) {
                         Ok((at, len, body)) => Item::Index { at, len, body },
                         Err(e) => Item::Failed(e),
                     };

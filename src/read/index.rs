@@ -6,9 +6,25 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::format::frame::check_skippable_header;
 use crate::format::head::EntryKind;
 use crate::format::path::check_path;
-use crate::format::v2::{FirstPaths, Record, Row, TreeOrder, parse_block_opening};
+use crate::format::v2::{
+    FirstPaths, MAX_BLOCK_BODY, Record, Row, TAG_INDEX, TreeOrder, parse_block_opening,
+};
+use crate::read::input::Input;
+
+/// Reads the INDEX frame at the current position of `input`: its archive
+/// offset, its length (header included) and its body, bounded by
+/// [`MAX_BLOCK_BODY`].
+pub fn read_index_frame<R: std::io::Read>(input: &mut Input<R>) -> Result<(u64, u64, Vec<u8>)> {
+    let at = input.position();
+    let mut h = [0u8; 16];
+    input.read_exact(&mut h, "an INDEX frame header")?;
+    let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
+    let body = input.read_vec(len, "an INDEX frame")?;
+    Ok((at, 16 + len, body))
+}
 
 /// What a reader wants from each record (a listing), besides the hashes.
 pub type OnRecord<'a> = Box<dyn FnMut(&Record) -> Result<()> + 'a>;

@@ -16,7 +16,7 @@ use crate::format::v2::{
 use crate::read::data::DataDecoder;
 use crate::read::expect::Rebuild;
 use crate::read::frames::{peek_magic, walk_zstd_run};
-use crate::read::index::{Counted, IndexSide};
+use crate::read::index::{Counted, IndexSide, read_index_frame};
 use crate::read::input::Input;
 use crate::read::{Depth, Info, ReadSummary, Sink, Visit, read_data};
 
@@ -80,7 +80,8 @@ fn quick<'a, R: Read>(
         if !at_tag(input, &TAG_INDEX)? {
             break;
         }
-        read_index_frame(input, &mut index)?;
+        let (at, len, body) = read_index_frame(input)?;
+        index.block(at, len, &body)?;
     }
     if frames == 0 {
         return Err(Error::corrupt("no zstd data frame after HEAD"));
@@ -95,15 +96,6 @@ fn at_tag<R: Read>(input: &mut Input<R>, tag: &[u8; 8]) -> Result<bool> {
     }
     let b = input.peek(16)?;
     Ok(b.len() == 16 && &b[8..16] == tag)
-}
-
-fn read_index_frame<R: Read>(input: &mut Input<R>, index: &mut IndexSide<'_>) -> Result<()> {
-    let at = input.position();
-    let mut h = [0u8; 16];
-    input.read_exact(&mut h, "an INDEX frame header")?;
-    let len = check_skippable_header(&h, &TAG_INDEX, MAX_BLOCK_BODY, at)?;
-    let body = input.read_vec(len, "an INDEX frame")?;
-    index.block(at, 16 + len, &body)
 }
 
 /// TABLE, META and TAIL, checked against the INDEX blocks and the data
