@@ -305,7 +305,7 @@ impl RangedReader {
 /// store client (its retry budget); a body that breaks off after the
 /// response started is asked for again, up to [`PIECE_TRIES`] times in
 /// all. A piece shorter than asked for means the object changed.
-async fn fetch_piece(
+pub(super) async fn fetch_piece(
     remote: Remote,
     path: ObjPath,
     e_tag: Option<String>,

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -238,37 +238,17 @@ impl Remote {
     }
 
     /// Reads `buf.len()` bytes at `at` of the object with a ranged GET,
-    /// pinned to `e_tag` when given.
+    /// pinned to `e_tag` when given: one piece of a
+    /// [`download::RangedReader`], with its checks and retries.
     pub fn read_at(&self, at: u64, buf: &mut [u8], e_tag: Option<&str>) -> Result<()> {
-        let path = self.url.object()?;
-        let url = &self.url;
-        let got = runtime()?.block_on(async {
-            let r = self
-                .store
-                .get_opts(
-                    &path,
-                    object_store::GetOptions {
-                        range: Some(object_store::GetRange::Bounded(at..at + buf.len() as u64)),
-                        if_match: e_tag.map(str::to_string),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            r.bytes().await
-        });
-        let bytes = got.map_err(|e| ranged_error(url, e))?;
-        if bytes.len() != buf.len() {
-            return Err(Error::Remote {
-                op: "read",
-                url: url.to_string(),
-                reason: format!(
-                    "the object changed while it was being read (a ranged read returned {} bytes, not {})",
-                    bytes.len(),
-                    buf.len()
-                ),
-            });
-        }
-        buf.copy_from_slice(&bytes);
+        let range = at..at + buf.len() as u64;
+        let piece = download::fetch_piece(
+            self.clone(),
+            self.url.object()?,
+            e_tag.map(str::to_string),
+            range,
+        );
+        buf.copy_from_slice(&runtime()?.block_on(piece)?);
         Ok(())
     }
 
