@@ -79,12 +79,7 @@ impl LocalShelf {
                 Err(e) => return Err(e),
             }
         }
-        listing.archives.sort_by(|a, b| {
-            b.modified_unix_ms
-                .cmp(&a.modified_unix_ms)
-                .then(b.key.cmp(&a.key))
-        });
-        listing.others.sort();
+        listing.sort();
         Ok(listing)
     }
 

@@ -37,6 +37,19 @@ pub struct Listing {
     pub others: Vec<(String, String)>,
 }
 
+impl Listing {
+    /// Archives newest first (by modification time, then name); others by
+    /// name.
+    pub fn sort(&mut self) {
+        self.archives.sort_by(|a, b| {
+            b.modified_unix_ms
+                .cmp(&a.modified_unix_ms)
+                .then(b.key.cmp(&a.key))
+        });
+        self.others.sort();
+    }
+}
+
 /// Lists the archives directly under the prefix `url` (`s3://b/p/` and
 /// `s3://b/p` both mean the "directory" `p/`): every `*.tar.zst` object
 /// whose last 64 bytes are a FOOT matching its size. Newest first.
@@ -79,12 +92,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
             Err(e) => return Err(e),
         }
     }
-    listing.archives.sort_by(|a, b| {
-        b.modified_unix_ms
-            .cmp(&a.modified_unix_ms)
-            .then(b.key.cmp(&a.key))
-    });
-    listing.others.sort();
+    listing.sort();
     Ok(listing)
 }
 
