@@ -51,7 +51,7 @@ pub use read::{
 };
 pub use store::cleanup::install_signal_handlers;
 pub use store::location::Location;
-pub use store::retention::{Policy, Reason, timestamped_name};
+pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
 pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;

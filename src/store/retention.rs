@@ -163,17 +163,25 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Result<Decision> {
     Ok(d)
 }
 
+/// The UTC date and time of `unix_ms`: year, month, day, hour, minute,
+/// second.
+fn utc_parts(unix_ms: i64) -> (i64, u32, u32, i64, i64, i64) {
+    let (y, m, d) = civil(days_of(unix_ms));
+    let s = unix_ms.rem_euclid(86_400_000) / 1000;
+    (y, m, d, s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// `unix_ms` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), as listings show it.
+pub fn utc_time(unix_ms: i64) -> String {
+    let (y, m, d, h, min, s) = utc_parts(unix_ms);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
+}
+
 /// The name `create -o DIR/` gives an archive written at `unix_ms`:
 /// `sydradb-YYYYMMDDTHHMMSSZ.tar.zst` (UTC), which sorts by time.
 pub fn timestamped_name(unix_ms: i64) -> String {
-    let (y, m, d) = civil(days_of(unix_ms));
-    let s = unix_ms.rem_euclid(86_400_000) / 1000;
-    format!(
-        "sydradb-{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z.tar.zst",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    let (y, m, d, h, min, s) = utc_parts(unix_ms);
+    format!("sydradb-{y:04}{m:02}{d:02}T{h:02}{min:02}{s:02}Z.tar.zst")
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
@@ -269,6 +277,13 @@ mod tests {
         assert_eq!(week_of(1_735_516_800_000), "2025-W01");
         assert_eq!(days_from_civil(2026, 11, 2) * D, MON);
         assert_eq!(civil(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_795_305_599_999), "2026-11-21T23:59:59Z");
     }
 
     #[test]

@@ -647,7 +647,7 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             writeln!(
                 out,
                 "{}  {:>14}  {}",
-                ui::utc_time(l.modified_unix_ms),
+                sydra_archive::utc_time(l.modified_unix_ms),
                 l.size,
                 ui::escape_name(&l.url)
             )?;
@@ -712,7 +712,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
             out,
             "{:<12} {}  {}  ({})",
             "keep",
-            ui::utc_time(k.archive.modified_unix_ms),
+            sydra_archive::utc_time(k.archive.modified_unix_ms),
             ui::escape_name(&k.archive.url),
             why.join(", ")
         )?;
@@ -721,7 +721,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{verb:<12} {}  {}",
-            ui::utc_time(l.modified_unix_ms),
+            sydra_archive::utc_time(l.modified_unix_ms),
             ui::escape_name(&l.url)
         )?;
     }

@@ -122,28 +122,6 @@ fn ndjson(command: &str, p: &Progress, stop: &AtomicBool) {
     event("finished");
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix milliseconds (UTC).
-pub fn utc_time(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// An archive path as one line of a listing: backslash, newline, tab,
 /// carriage return and other control bytes escaped, so a name cannot
 /// break a line or a terminal.
@@ -242,13 +220,6 @@ pub fn verified_line(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn utc_times() {
-        assert_eq!(super::utc_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(super::utc_time(1_795_305_599_999), "2026-11-21T23:59:59Z");
-    }
-
     #[test]
     fn names_are_escaped_onto_one_line() {
         assert_eq!(super::escape_name("wal/a.wal"), "wal/a.wal");
