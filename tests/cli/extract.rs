@@ -14,10 +14,6 @@ fn archive(t: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (data, out)
 }
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_str(&stdout(o)).unwrap()
-}
-
 #[test]
 fn files_globs_and_directories_come_out_as_they_went_in() {
     let t = tempfile::tempdir().unwrap();

@@ -170,11 +170,6 @@ fn an_empty_policy_or_a_missing_directory_is_refused() {
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
-}
-
 #[test]
 fn create_into_a_directory_names_by_time_and_writes_metrics() {
     use std::os::unix::fs::PermissionsExt;

@@ -49,6 +49,12 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The JSON object a command printed on stdout.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {}", stdout(o), stderr(o)))
+}
+
 /// Asserts the exit code, showing stderr when it differs.
 #[track_caller]
 pub fn expect_code(o: &Output, want: i32) {
