@@ -184,6 +184,57 @@ impl Server {
     }
 }
 
+/// Takes one from `left` if any is left.
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+        .is_ok()
+}
+
+/// A TCP relay in front of the server on `server_port`; returns its port.
+/// On each connection, every chunk towards the server is first shown to
+/// `up` and every chunk towards the client to `down`, with the bytes the
+/// connection carried that way so far (this chunk included) and the
+/// chunk's size; `false` cuts the connection.
+fn relay<U, D>(server_port: u16, up: U, down: D) -> u16
+where
+    U: Fn(usize, usize) -> bool + Send + Sync + 'static,
+    D: Fn(usize, usize) -> bool + Send + Sync + 'static,
+{
+    fn pump(mut from: TcpStream, mut to: TcpStream, each: &dyn Fn(usize, usize) -> bool) {
+        use std::io::{Read, Write};
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut carried = 0usize;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            carried += n;
+            if !each(carried, n) || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (up, down) = (Arc::new(up), Arc::new(down));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                continue;
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (up, down) = (up.clone(), down.clone());
+            std::thread::spawn(move || pump(client, server, &*up));
+            std::thread::spawn(move || pump(s2, c2, &*down));
+        }
+    });
+    port
+}
+
 /// A TCP proxy in front of the server that cuts connections once they
 /// have carried 1 MiB towards the server (that is, during a part upload),
 /// `budget` times; small requests (start, complete, abort) pass.
@@ -194,55 +245,17 @@ struct FaultyProxy {
 
 impl FaultyProxy {
     fn start(server_port: u16, budget: usize) -> FaultyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicUsize::new(0));
-        let left = Arc::new(AtomicUsize::new(budget));
+        let left = AtomicUsize::new(budget);
         let counter = cut.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
-                    continue;
-                };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                // Server to client: plain copy.
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (s2, c2);
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-                let (left, counter) = (left.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let (mut from, mut to) = (client, server);
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut carried = 0usize;
-                    loop {
-                        let n = match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        carried += n;
-                        if carried > 1 << 20
-                            && left
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
-                                    l.checked_sub(1)
-                                })
-                                .is_ok()
-                        {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            break;
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
+        let up = move |carried: usize, _: usize| {
+            if carried > 1 << 20 && take_one(&left) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return false;
             }
-        });
+            true
+        };
+        let port = relay(server_port, up, |_, _| true);
         FaultyProxy { port, cut }
     }
 
@@ -253,11 +266,6 @@ impl FaultyProxy {
 
 fn url(key: &str) -> String {
     format!("s3://{BUCKET}/{key}")
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {}", stdout(o), stderr(o)))
 }
 
 /// A data dir whose archive is about `mib` MiB: the tiny layout plus
@@ -884,66 +892,27 @@ impl GateProxy {
 
     fn start_cutting(server_port: u16, after: usize, cuts: usize) -> GateProxy {
         let cut = Arc::new(AtomicUsize::new(0));
-        let left = Arc::new(AtomicUsize::new(cuts));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let left = AtomicUsize::new(cuts);
         let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let carried = Arc::new(AtomicUsize::new(0));
-        let (g, h) = (gate.clone(), holding.clone());
-        let counter = cut.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
-                    continue;
-                };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (c2, s2);
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-                let (g, h, carried) = (g.clone(), h.clone(), carried.clone());
-                let (left, counter) = (left.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let (mut from, mut to) = (server, client);
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let mut here = 0usize;
-                    loop {
-                        let n = match from.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        here += n;
-                        if here > 256 << 10
-                            && left
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
-                                    l.checked_sub(1)
-                                })
-                                .is_ok()
-                        {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            let _ = from.shutdown(std::net::Shutdown::Both);
-                            break;
-                        }
-                        if carried.fetch_add(n, Ordering::SeqCst) + n > after {
-                            let (lock, cv) = &*g;
-                            let mut open = lock.lock().unwrap();
-                            while !*open {
-                                h.store(true, Ordering::SeqCst);
-                                open = cv.wait(open).unwrap();
-                            }
-                        }
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
+        let carried = AtomicUsize::new(0);
+        let (g, h, counter) = (gate.clone(), holding.clone(), cut.clone());
+        let down = move |here: usize, n: usize| {
+            if here > 256 << 10 && take_one(&left) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return false;
             }
-        });
+            if carried.fetch_add(n, Ordering::SeqCst) + n > after {
+                let (lock, cv) = &*g;
+                let mut open = lock.lock().unwrap();
+                while !*open {
+                    h.store(true, Ordering::SeqCst);
+                    open = cv.wait(open).unwrap();
+                }
+            }
+            true
+        };
+        let port = relay(server_port, |_, _| true, down);
         GateProxy {
             port,
             gate,
