@@ -123,17 +123,6 @@ fn byte_flips_through_the_binary_exit_1() {
     }
 }
 
-fn expect_refused(bytes: &[u8], needle: &str) {
-    let e = lib_verify(bytes, Depth::Full).unwrap_err();
-    assert!(e.is_archive_fault(), "{e}");
-    assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
-    let t = tempfile::tempdir().unwrap();
-    let f = t.path().join("x.tar.zst");
-    fs::write(&f, bytes).unwrap();
-    let o = run(&["verify", p(&f)]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-}
-
 #[test]
 fn crafted_control_archive_verifies() {
     // Proves the test writer is right, so the refusals below are for the
@@ -152,7 +141,7 @@ fn unsupported_versions_are_refused() {
     let m = good();
     let mut head = head_for(&m);
     head["version"] = serde_json::json!(3);
-    expect_refused(
+    refused(
         &craft(&head, &raw_tar(&m), &sums_for(&m)),
         "unsupported archive version 3",
     );
@@ -160,12 +149,12 @@ fn unsupported_versions_are_refused() {
     let mut a = craft_members(&m);
     let n = a.len();
     a[n - 48] = 2; // FOOT version
-    expect_refused(&a, "unsupported archive version 2");
+    refused(&a, "unsupported archive version 2");
 
     // Version 2: TAIL's version.
     let mut c = Craft2::new(&m);
     c.tail = Box::new(|t| t[16] = 3);
-    expect_refused(&c.build(), "unsupported archive version 3");
+    refused(&c.build(), "unsupported archive version 3");
 }
 
 #[test]
@@ -177,31 +166,31 @@ fn wrong_or_missing_frames_are_refused() {
 
     let mut body = skippable(b"SYDRSUMS", &head);
     body.extend(&tar);
-    expect_refused(&seal(body), "expected SYDRHEAD");
+    refused(&seal(body), "expected SYDRHEAD");
 
     let mut body = skippable(b"SYDRHEAD", &head);
     body.extend(skippable(b"SYDRSUMS", &sums));
-    expect_refused(&seal(body), "no zstd data frame");
+    refused(&seal(body), "no zstd data frame");
 
     let mut body = skippable(b"SYDRHEAD", &head);
     body.extend(&tar);
     body.extend(skippable(b"SYDRXXXX", &sums));
-    expect_refused(&seal(body), "expected SYDRSUMS");
+    refused(&seal(body), "expected SYDRSUMS");
 
     let mut body = skippable(b"SYDRHEAD", &head);
     body.extend(&tar);
     body.extend(skippable(b"SYDRSUMS", &sums));
-    expect_refused(&body, "FOOT");
+    refused(&body, "FOOT");
 
     let mut body = skippable(b"SYDRHEAD", b"{not json");
     body.extend(&tar);
-    expect_refused(&seal(body), "HEAD is not valid JSON");
+    refused(&seal(body), "HEAD is not valid JSON");
 
     // An absurd HEAD length is refused before anything is allocated.
     let mut body = SKIP_MAGIC.to_le_bytes().to_vec();
     body.extend(u32::MAX.to_le_bytes());
     body.extend(b"SYDRHEAD{}");
-    expect_refused(&body, "exceeds the limit");
+    refused(&body, "exceeds the limit");
 }
 
 #[test]
@@ -215,10 +204,10 @@ fn members_must_match_head() {
     head["entries"].as_array_mut().unwrap().pop();
     head["total_bytes"] = serde_json::json!(3);
     let short_sums = sums_for(&m[..2]);
-    expect_refused(&craft(&head, &tar, &short_sums), "not listed in HEAD");
+    refused(&craft(&head, &tar, &short_sums), "not listed in HEAD");
 
     // HEAD entry missing from tar
-    expect_refused(
+    refused(
         &craft(&head_for(&m), &raw_tar(&m[..2]), &sums),
         "missing from the tar stream",
     );
@@ -226,7 +215,7 @@ fn members_must_match_head() {
     // path differs
     let mut other = good();
     other[2].path = "wal/other.wal".into();
-    expect_refused(
+    refused(
         &craft(&head_for(&m), &raw_tar(&other), &sums),
         "does not match HEAD entry",
     );
@@ -234,7 +223,7 @@ fn members_must_match_head() {
     // size differs: the member is larger than HEAD declares
     let mut big = good();
     big[2].data = vec![0u8; 1 << 20];
-    expect_refused(
+    refused(
         &craft(&head_for(&m), &raw_tar(&big), &sums),
         "HEAD declares 33",
     );
@@ -249,11 +238,11 @@ fn members_must_match_head() {
     lhead["total_bytes"] = serde_json::json!(3);
     let mut lsums = sums.clone();
     lsums["files"][1]["size"] = serde_json::json!(0);
-    expect_refused(&craft(&lhead, &raw_tar(&link), &lsums), "symlink");
+    refused(&craft(&lhead, &raw_tar(&link), &lsums), "symlink");
 
     // hardlink member
     link[2].kind = b'1';
-    expect_refused(&craft(&lhead, &raw_tar(&link), &lsums), "hardlink");
+    refused(&craft(&lhead, &raw_tar(&link), &lsums), "hardlink");
 }
 
 #[test]
@@ -266,10 +255,10 @@ fn hostile_paths_are_refused() {
         "wal/./x",
     ] {
         let m = vec![dir("wal"), file(bad, b"x")];
-        expect_refused(&craft_members(&m), "hostile archive entry");
+        refused(&craft_members(&m), "hostile archive entry");
     }
     let m = vec![dir("wal"), file("wal/a", b"x"), file("wal/a", b"y")];
-    expect_refused(&craft_members(&m), "duplicate");
+    refused(&craft_members(&m), "duplicate");
 }
 
 #[test]
@@ -280,7 +269,7 @@ fn tampered_content_with_recomputed_footer_is_refused() {
     // HEAD and SUMS describe the original; the tar holds other bytes of the
     // same size; the footer is recomputed over the tampered body.
     let a = craft(&head_for(&m), &raw_tar(&tampered), &sums_for(&m));
-    expect_refused(&a, "does not match its SHA-256 in SUMS");
+    refused(&a, "does not match its SHA-256 in SUMS");
     // --quick does not decompress, so it cannot see this; full verify must.
     lib_verify(&a, Depth::Quick).unwrap();
 }
@@ -290,11 +279,11 @@ fn tar_end_must_be_clean() {
     let m = good();
     let mut tar = raw_tar(&m);
     tar.truncate(tar.len() - 1024);
-    expect_refused(&craft(&head_for(&m), &tar, &sums_for(&m)), "end-of-archive");
+    refused(&craft(&head_for(&m), &tar, &sums_for(&m)), "end-of-archive");
 
     let mut tar = raw_tar(&m);
     tar.extend(b"junk after the end");
-    expect_refused(
+    refused(
         &craft(&head_for(&m), &tar, &sums_for(&m)),
         "after the end of the tar stream",
     );

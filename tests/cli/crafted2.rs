@@ -14,41 +14,10 @@ fn lib(bytes: &[u8], depth: Depth) -> sydra_archive::Result<()> {
     read_archive(bytes, Path::new("mem"), depth, &mut NullSink).map(|_| ())
 }
 
-/// Refused by the full check (in process and through the binary, whose
-/// restore leaves nothing), for a reason that says `needle`.
-fn refused(bytes: &[u8], needle: &str) {
-    let e = lib(bytes, Depth::Full).unwrap_err();
-    assert!(e.is_archive_fault(), "{e}");
-    assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
-    let t = tempfile::tempdir().unwrap();
-    let f = t.path().join("x.tar.zst");
-    fs::write(&f, bytes).unwrap();
-    let o = run(&["verify", p(&f)]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains(needle), "{}", stderr(&o));
-    let dest = t.path().join("restored");
-    let o = run(&["restore", p(&f), p(&dest)]);
-    assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(!dest.exists());
-    assert_eq!(leftovers(t.path()), Vec::<String>::new());
-}
-
 fn quick_refused(bytes: &[u8], needle: &str) {
     let e = lib(bytes, Depth::Quick).unwrap_err();
     assert!(e.is_archive_fault(), "{e}");
     assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
-}
-
-fn members() -> Vec<Member> {
-    vec![
-        file("MANIFEST", b"{}\n"),
-        dir("segments"),
-        dir("segments/3600"),
-        file("segments/3600/a.seg", &[7u8; 3000]),
-        file("segments/3600/b.seg", &[9u8; 700]),
-        dir("wal"),
-        file("wal/current.wal", &[1u8; 33]),
-    ]
 }
 
 #[test]

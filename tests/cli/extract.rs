@@ -309,17 +309,6 @@ fn extract_and_list_read_across_many_index_blocks() {
 #[test]
 fn extract_checks_the_index_it_reads_and_leaves_nothing_on_failure() {
     let t = tempfile::tempdir().unwrap();
-    let members = || {
-        vec![
-            file("MANIFEST", b"{}\n"),
-            dir("segments"),
-            dir("segments/3600"),
-            file("segments/3600/a.seg", &[7u8; 3000]),
-            file("segments/3600/b.seg", &[9u8; 700]),
-            dir("wal"),
-            file("wal/current.wal", &[1u8; 33]),
-        ]
-    };
     let check = |bytes: Vec<u8>, pats: &[&str], code: i32, needle: &str| {
         let f = t.path().join("c.tar.zst");
         fs::write(&f, bytes).unwrap();

@@ -2,7 +2,7 @@
 //! (broken, hostile) input and for checking what `create` writes byte by
 //! byte: it shares no code with the library.
 
-use super::craft::{Member, SKIP_MAGIC, hex, raw_tar, sha256, skippable};
+use super::craft::{Member, SKIP_MAGIC, dir, file, hex, raw_tar, sha256, skippable};
 
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 
@@ -307,4 +307,18 @@ pub fn split2(a: &[u8]) -> Parts {
 /// The hex digest of a record (for messages).
 pub fn rec_sha(r: &Rec) -> String {
     hex(&r.sha256)
+}
+
+/// A small well-formed data dir as members: MANIFEST, two segments in
+/// an hour directory, a WAL file.
+pub fn members() -> Vec<Member> {
+    vec![
+        file("MANIFEST", b"{}\n"),
+        dir("segments"),
+        dir("segments/3600"),
+        file("segments/3600/a.seg", &[7u8; 3000]),
+        file("segments/3600/b.seg", &[9u8; 700]),
+        dir("wal"),
+        file("wal/current.wal", &[1u8; 33]),
+    ]
 }

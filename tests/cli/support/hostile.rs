@@ -181,3 +181,34 @@ pub fn reason(name: &str) -> &'static str {
         other => panic!("no reason recorded for hostile case {other}"),
     }
 }
+
+/// `bytes` are refused by the full check for a reason that says `needle`:
+/// in process with data decoded as one stream and on 2 threads, and
+/// through the binary, whose `verify` exits 1 saying it and whose
+/// `restore` leaves nothing behind.
+pub fn refused(bytes: &[u8], needle: &str) {
+    use std::path::Path;
+    for threads in [1, 2] {
+        let e = sydra_archive::read_archive_with(
+            bytes,
+            Path::new("mem"),
+            sydra_archive::Depth::Full,
+            &mut sydra_archive::NullSink,
+            threads,
+        )
+        .unwrap_err();
+        assert!(e.is_archive_fault(), "{e}");
+        assert!(e.to_string().contains(needle), "want {needle:?}, got: {e}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("x.tar.zst");
+    std::fs::write(&f, bytes).unwrap();
+    let o = super::run(&["verify", super::p(&f)]);
+    assert_eq!(super::code(&o), 1, "{}", super::stderr(&o));
+    assert!(super::stderr(&o).contains(needle), "{}", super::stderr(&o));
+    let dest = t.path().join("restored");
+    let o = super::run(&["restore", super::p(&f), super::p(&dest)]);
+    assert_eq!(super::code(&o), 1, "{}", super::stderr(&o));
+    assert!(!dest.exists());
+    assert_eq!(super::leftovers(t.path()), Vec::<String>::new());
+}
