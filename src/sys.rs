@@ -450,6 +450,17 @@ pub fn mount_of(path: &Path, follow: bool) -> io::Result<MountOf> {
     })
 }
 
+/// The process's address-space limit (`RLIMIT_AS`) in bytes, if any.
+pub fn address_space_limit() -> Option<u64> {
+    // SAFETY: `rlimit` is plain old data.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid resource and out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 {
+        return None;
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
 /// The process's umask.
 pub fn current_umask() -> u32 {
     // SAFETY: umask only swaps the process mask; it is put back at once.

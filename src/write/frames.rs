@@ -48,6 +48,10 @@ pub(super) struct Frames<'a, W: Write> {
     written: Vec<(u64, u64)>,
 }
 
+/// Address space a compression thread takes before it compresses: its
+/// stack (the platform's 2 MiB default), its signal stack and guard pages.
+const THREAD_ADDRESS_SPACE: u64 = 2 * 1024 * 1024 + 64 * 1024;
+
 impl<'a, W: Write> Frames<'a, W> {
     pub(super) fn new(
         out: HashWriter<'a, W>,
@@ -56,6 +60,17 @@ impl<'a, W: Write> Frames<'a, W> {
         target: usize,
     ) -> io::Result<Self> {
         let threads = threads.max(1) as usize;
+        // Under an address-space limit, threads whose stacks would take
+        // half of it are refused up front, the way zstd says it: starting
+        // them until one fails leaves nothing for the allocations other
+        // threads make meanwhile (which abort the process).
+        if let Some(limit) = crate::sys::address_space_limit()
+            && threads as u64 * THREAD_ADDRESS_SPACE > limit / 2
+        {
+            return Err(io::Error::other(format!(
+                "Allocation error: {threads} compression threads do not fit the address-space limit of {limit} bytes"
+            )));
+        }
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (done_tx, done_rx) = mpsc::channel::<Done>();
