@@ -56,6 +56,15 @@ pub enum Error {
         /// What then also went wrong, one line.
         also: String,
     },
+    /// An incremental archive's base is missing or is another archive
+    /// than the one it was made on: not a fault of the incremental's
+    /// content (give the right base, or restore an older archive).
+    Base {
+        /// The incremental whose base it is.
+        archive: String,
+        /// Which base, and what is wrong with it.
+        reason: String,
+    },
     /// A request to object storage failed (network, credentials, missing
     /// object...): not a fault of the archive's content.
     Remote {
@@ -139,7 +148,7 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "unsupported archive version {v} (this build reads versions 1 and 2)"
+                    "unsupported archive version {v} (this build reads versions 1 to 3)"
                 )
             }
             Error::Source { path, reason } => {
@@ -148,6 +157,7 @@ impl fmt::Display for Error {
             Error::Refused(msg) => write!(f, "{msg}"),
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
             Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),
+            Error::Base { archive, reason } => write!(f, "broken chain of {archive}: {reason}"),
             Error::Also { error, also } => write!(f, "{error}; also {also}"),
         }
     }

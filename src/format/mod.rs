@@ -5,6 +5,7 @@
 pub mod footer;
 pub mod frame;
 pub mod head;
+pub mod incremental;
 pub mod path;
 pub mod sums;
 pub mod v2;

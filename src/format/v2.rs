@@ -58,6 +58,9 @@ pub struct Head2 {
     pub zstd_level: i32,
     /// The writer's target of tar bytes per DATA frame.
     pub frame_bytes: u64,
+    /// Version 3 (an incremental archive): the archive it was made on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<crate::format::incremental::BaseRef>,
 }
 
 impl Head2 {
@@ -71,17 +74,38 @@ impl Head2 {
             source,
             zstd_level,
             frame_bytes,
+            base: None,
         }
+    }
+
+    /// A HEAD for an incremental archive made on `base` (version 3).
+    pub fn incremental(mut self, base: crate::format::incremental::BaseRef) -> Head2 {
+        self.version = crate::format::incremental::VERSION3;
+        self.base = Some(base);
+        self
+    }
+
+    /// Whether this is an incremental archive (version 3).
+    pub fn is_incremental(&self) -> bool {
+        self.base.is_some()
     }
 
     /// Decodes a version-2 HEAD body (the version was already probed).
     pub fn parse(body: &[u8]) -> Result<Head2> {
         let h: Head2 = serde_json::from_slice(body)
             .map_err(|e| Error::corrupt(format!("HEAD does not match format version 2: {e}")))?;
-        if h.format != FORMAT_NAME || h.version != VERSION2 {
-            return Err(Error::corrupt(
-                "HEAD does not declare sydra-archive version 2",
-            ));
+        if h.format != FORMAT_NAME {
+            return Err(Error::corrupt("HEAD does not declare sydra-archive"));
+        }
+        match (h.version, &h.base) {
+            (VERSION2, None) => {}
+            (crate::format::incremental::VERSION3, Some(b)) => b.check()?,
+            (VERSION2 | crate::format::incremental::VERSION3, _) => {
+                return Err(Error::corrupt(
+                    "HEAD's version and base disagree (version 3, and only it, names a base)",
+                ));
+            }
+            (v, _) => return Err(Error::UnsupportedVersion(v)),
         }
         Ok(h)
     }
@@ -355,6 +379,8 @@ impl Row {
 /// The decoded TAIL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tail {
+    /// The format version: 2, or 3 for an incremental archive (as HEAD's).
+    pub version: u64,
     /// Archive offset of the TABLE frame.
     pub table_offset: u64,
     /// Archive offset of the META frame.
@@ -376,7 +402,7 @@ impl Tail {
     pub fn encode(&self) -> [u8; TAIL_LEN] {
         let mut b = [0u8; TAIL_LEN];
         b[..16].copy_from_slice(&skippable_header(&TAG_TAIL, TAIL_LEN - 16).expect("small"));
-        b[16..20].copy_from_slice(&(VERSION2 as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&(self.version as u32).to_le_bytes());
         // 20..24: flags, zero.
         let fields = [
             self.table_offset,
@@ -418,8 +444,9 @@ impl Tail {
             )));
         }
         let version = u32::from_le_bytes(b[16..20].try_into().unwrap());
-        if u64::from(version) != VERSION2 {
-            return Err(Error::UnsupportedVersion(u64::from(version)));
+        let version = u64::from(version);
+        if version != VERSION2 && version != crate::format::incremental::VERSION3 {
+            return Err(Error::UnsupportedVersion(version));
         }
         let flags = u32::from_le_bytes(b[20..24].try_into().unwrap());
         if flags != 0 {
@@ -427,6 +454,7 @@ impl Tail {
         }
         let u = |i: usize| u64::from_le_bytes(b[24 + 8 * i..32 + 8 * i].try_into().unwrap());
         let t = Tail {
+            version,
             table_offset: u(0),
             meta_offset: u(1),
             body_len: u(2),
@@ -596,6 +624,7 @@ mod tests {
     #[test]
     fn tail_round_trips_and_checks_its_offsets() {
         let t = Tail {
+            version: VERSION2,
             table_offset: 1000,
             meta_offset: 1000 + 16 + 64 * 2,
             body_len: 1000 + 16 + 128 + 100,

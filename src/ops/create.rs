@@ -2,15 +2,19 @@
 //! atomically), stdout or an object.
 
 use std::fs::File;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::incremental::BaseRef;
+use crate::format::sums::hex;
+use crate::ops::chain::{self, Link, open_chain};
+use crate::store::location::Location;
 use crate::store::publish::AtomicFile;
 use crate::store::s3::{Remote, S3Options, S3Url, Upload};
 use crate::sydradb::scan::{Scan, scan};
-use crate::write::{CreateOptions, CreateSummary, write_archive};
+use crate::write::{BaseState, CreateOptions, CreateSummary, write_archive_on};
 
 /// Where an archive goes.
 #[derive(Debug, Clone)]
@@ -38,6 +42,31 @@ pub enum Output {
 
 /// Scans `data_dir` and writes its archive to `output`.
 pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<CreateSummary> {
+    create_on(data_dir, None, output, opts)
+}
+
+/// [`create`], or with `base` an incremental archive (format version 3)
+/// of what changed since the archive at `base` (a full or an
+/// incremental, whose own chain must be found: see
+/// [`crate::ops::chain::open_chain`]).
+pub fn create_on(
+    data_dir: &Path,
+    base: Option<&Location>,
+    output: &Output,
+    opts: &CreateOptions,
+) -> Result<CreateSummary> {
+    let links = match base {
+        Some(b) => Some(open_chain(b, &[])?),
+        None => None,
+    };
+    let out_loc = match output {
+        Output::Stdout => None,
+        Output::File { path, .. } => Some(Location::Local(path.clone())),
+        Output::S3 { url, options, .. } => Some(Location::S3 {
+            url: url.clone(),
+            options: options.clone(),
+        }),
+    };
     match output {
         Output::Stdout => {
             let stdout = io::stdout();
@@ -55,7 +84,13 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("write", "-", e))?;
-            let (_, summary) = write_archive(scan, File::from(fd), Path::new("-"), opts)?;
+            let (_, summary) = write_archive_on(
+                scan,
+                base_state(&links, out_loc.as_ref())?,
+                File::from(fd),
+                Path::new("-"),
+                opts,
+            )?;
             Ok(summary)
         }
         Output::File { path, force } => {
@@ -63,9 +98,10 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             check_out_path(path)?;
             crate::store::publish::check_target(path, *force)?;
             let inside = inside_data_dir(data_dir, path)?;
+            let state = base_state(&links, out_loc.as_ref())?;
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;
-            let written = write_archive(scan, file.writer(), path, opts);
+            let written = write_archive_on(scan, state, file.writer(), path, opts);
             match written {
                 Ok((_, mut summary)) => {
                     file.commit()?;
@@ -89,10 +125,11 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
             // reachable with these credentials, before doing any work.
             let remote = Remote::connect(url, options)?;
             remote.check_target(*force)?;
+            let state = base_state(&links, out_loc.as_ref())?;
             let scan = scan(data_dir)?;
             let mut upload = Upload::start(&remote, estimate(&scan)?)?;
             let name = PathBuf::from(url.to_string());
-            match write_archive(scan, &mut upload, &name, opts) {
+            match write_archive_on(scan, state, &mut upload, &name, opts) {
                 Ok((_, mut summary)) => {
                     let uploaded = upload.finish(&summary.sha256)?;
                     summary.warnings.extend(uploaded.warnings.iter().cloned());
@@ -176,4 +213,99 @@ fn check_out_path(out: &Path) -> Result<()> {
 fn estimate(scan: &Scan) -> Result<u64> {
     let (files, bytes) = scan.count()?;
     Ok(bytes + files * 2048 + (1 << 20))
+}
+
+/// The SHA-256 of the whole archive `l`: the one object metadata recorded
+/// at upload, or hashed (a reader that uses it checks it again).
+fn whole_sha256(l: &Link) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    if let Some(s) = &l.recorded_sha256 {
+        return Ok(s.to_ascii_lowercase());
+    }
+    let mut r = l.src.stream(0, l.src.size)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(crate::write::from_io(e, "read", &l.loc.name())),
+        };
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// What the writer needs of the chain `links` (the base last) for an
+/// incremental that goes to `out_loc`.
+fn base_state<'l>(
+    links: &'l Option<Vec<Link>>,
+    out_loc: Option<&Location>,
+) -> Result<Option<BaseState<'l>>> {
+    let Some(links) = links else { return Ok(None) };
+    let last = links.last().expect("a chain is never empty");
+    let mut wal = Vec::new();
+    for e in chain::state(links)? {
+        let e = e?;
+        if e.kind == crate::format::head::EntryKind::File && e.path.starts_with("wal/") {
+            wal.push(e);
+        }
+    }
+    Ok(Some(BaseState {
+        base: BaseRef {
+            sha256: whole_sha256(last)?,
+            size: last.src.size,
+            body_sha256: hex(&last.tail.body_sha256),
+            location: chain::recorded_location(&last.loc, out_loc),
+            depth: last.head.base.as_ref().map_or(0, |b| b.depth) + 1,
+        },
+        entries: chain::state(links)?,
+        wal,
+    }))
+}
+
+/// For `create --incremental` into the directory or prefix `shelf`: the
+/// newest archive there as the base, unless there is none, or its chain
+/// already holds `max_chain` archives (a full then starts a new chain),
+/// or it cannot be used as a base (said in the second value: a full is
+/// written instead).
+pub fn choose_base(
+    shelf: &str,
+    options: &crate::store::s3::S3Options,
+    max_chain: u64,
+) -> Result<(Option<Location>, Option<String>)> {
+    let s = crate::ops::prune::Shelf::parse(shelf, options)?;
+    let listing = crate::ops::prune::ls(&s)?;
+    let Some(newest) = listing.archives.first() else {
+        return Ok((None, None));
+    };
+    let loc = match &s {
+        crate::ops::prune::Shelf::Dir(d) => Location::Local(d.path().join(&newest.key)),
+        crate::ops::prune::Shelf::S3(_) => Location::S3 {
+            url: S3Url::parse(&newest.url)?,
+            options: options.clone(),
+        },
+    };
+    match Link::open(&loc) {
+        Ok(l) => {
+            let archives = l.head.base.as_ref().map_or(0, |b| b.depth) + 1;
+            if archives >= max_chain {
+                Ok((
+                    None,
+                    Some(format!(
+                        "the newest archive {loc} ends a chain of {archives} archives (--max-chain {max_chain}): writing a full archive"
+                    )),
+                ))
+            } else {
+                Ok((Some(loc), None))
+            }
+        }
+        Err(e) => Ok((
+            None,
+            Some(format!(
+                "the newest archive {loc} cannot be a base ({e}): writing a full archive"
+            )),
+        )),
+    }
 }

@@ -469,7 +469,7 @@ impl Blocks<'_> {
 }
 
 /// Checks that the 512-byte header `h` is the member `rec` describes.
-fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
+pub(crate) fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
     let header = tar::Header::from_byte_slice(h);
     let kind = match header.entry_type() {
         tar::EntryType::Regular => EntryKind::File,

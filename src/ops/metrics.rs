@@ -44,7 +44,16 @@ impl Metrics {
     pub fn success(s: &CreateSummary, seconds: f64) -> Metrics {
         Metrics {
             run_unix_s: now_s(),
-            success: Some(("full", s.bytes, s.files, seconds)),
+            success: Some((
+                if s.base.is_some() {
+                    "incremental"
+                } else {
+                    "full"
+                },
+                s.bytes,
+                s.files,
+                seconds,
+            )),
         }
     }
 

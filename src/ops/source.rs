@@ -58,6 +58,11 @@ impl ArchiveReader {
         self
     }
 
+    /// The SHA-256 object metadata recorded at upload (hex), if any.
+    pub fn recorded_sha256(&self) -> Option<String> {
+        self.expected_sha256.clone()
+    }
+
     /// What a version-2 archive holds, read from its end where the source
     /// allows it (a regular file, an object); `None` for a pipe or a
     /// version-1 archive (whose HEAD says it).

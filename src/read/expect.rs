@@ -155,6 +155,8 @@ pub struct Rebuild {
     pub records: u64,
     /// Files, directories and file bytes seen.
     pub counted: Counted,
+    /// Paths of an incremental archive (version 3) are allowed.
+    pub incremental: bool,
 }
 
 impl Default for Rebuild {
@@ -168,6 +170,7 @@ impl Default for Rebuild {
             encoded: Vec::new(),
             records: 0,
             counted: Counted::default(),
+            incremental: false,
         }
     }
 }
@@ -204,7 +207,12 @@ impl Expect for Rebuild {
             return Err(Error::hostile(shown, "path is not valid UTF-8"));
         };
         let is_dir = m.kind == EntryKind::Dir;
-        check_path(path, is_dir).map_err(|why| Error::hostile(path, why))?;
+        if self.incremental {
+            crate::format::incremental::check_incremental_path(path, is_dir)
+        } else {
+            check_path(path, is_dir)
+        }
+        .map_err(|why| Error::hostile(path, why))?;
         self.order
             .next(path, m.kind)
             .map_err(|why| Error::hostile(path, why))?;

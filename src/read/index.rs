@@ -56,6 +56,8 @@ struct Checked {
     order: Option<TreeOrder>,
     last: String,
     counted: Counted,
+    /// Paths of an incremental archive (version 3) are allowed.
+    incremental: bool,
 }
 
 /// Totals of entries counted one by one.
@@ -109,6 +111,7 @@ impl<'a> IndexSide<'a> {
                 order: Some(TreeOrder::default()),
                 last: String::new(),
                 counted: Counted::default(),
+                incremental: false,
             }),
             on_record,
             ..IndexSide::hashing()
@@ -124,10 +127,20 @@ impl<'a> IndexSide<'a> {
                 order: None,
                 last: String::new(),
                 counted: Counted::default(),
+                incremental: false,
             }),
             on_record,
             ..IndexSide::hashing()
         }
+    }
+
+    /// Accepts the paths of an incremental archive (version 3) when
+    /// `incremental`.
+    pub fn incremental(mut self, incremental: bool) -> Self {
+        if let Some(c) = &mut self.check {
+            c.incremental = incremental;
+        }
+        self
     }
 
     /// Totals of the checked records (for [`IndexSide::checking`]).
@@ -222,7 +235,12 @@ impl<'a> IndexSide<'a> {
 
 fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
     let is_dir = rec.kind == EntryKind::Dir;
-    check_path(&rec.path, is_dir).map_err(|why| Error::hostile(&rec.path, why))?;
+    if c.incremental {
+        crate::format::incremental::check_incremental_path(&rec.path, is_dir)
+    } else {
+        check_path(&rec.path, is_dir)
+    }
+    .map_err(|why| Error::hostile(&rec.path, why))?;
     match &mut c.order {
         Some(order) => order
             .next(&rec.path, rec.kind)

@@ -65,7 +65,7 @@ pub enum Depth {
 /// What an archive says about itself, whatever its version.
 #[derive(Debug, Clone, Default)]
 pub struct Info {
-    /// Format version (1 or 2).
+    /// Format version (1, 2, or 3 for an incremental).
     pub version: u64,
     /// When the archive was written.
     pub created_unix_ms: u64,
@@ -87,6 +87,8 @@ pub struct Info {
     pub wal: Vec<WalPosition>,
     /// Problems found while the data dir was read.
     pub warnings: Vec<String>,
+    /// For an incremental archive (version 3): the archive it was made on.
+    pub base: Option<crate::format::incremental::BaseRef>,
 }
 
 impl Info {
@@ -104,10 +106,11 @@ impl Info {
             skipped: h.skipped.clone(),
             wal: h.wal.clone(),
             warnings: h.warnings.clone(),
+            base: None,
         }
     }
 
-    fn of_head2(h: &Head2, m: &crate::format::v2::Meta) -> Info {
+    pub(crate) fn of_head2(h: &Head2, m: &crate::format::v2::Meta) -> Info {
         Info {
             version: h.version,
             created_unix_ms: h.created_unix_ms,
@@ -120,6 +123,7 @@ impl Info {
             skipped: m.skipped.clone(),
             wal: m.wal.clone(),
             warnings: m.warnings.clone(),
+            base: h.base.clone(),
         }
     }
 
@@ -158,7 +162,10 @@ fn open_head<R: Read>(input: &mut Input<R>) -> Result<Opened> {
     let body = read_skippable(input, &TAG_HEAD, MAX_HEAD_BODY)?;
     let v2 = serde_json::from_slice::<VersionProbe>(&body).is_ok_and(|p| {
         p.format.as_ref().and_then(|f| f.as_str()) == Some(crate::format::head::FORMAT_NAME)
-            && p.version.as_ref().and_then(|v| v.as_u64()) == Some(VERSION2)
+            && matches!(
+                p.version.as_ref().and_then(|v| v.as_u64()),
+                Some(VERSION2 | crate::format::incremental::VERSION3)
+            )
     });
     if v2 {
         if body.len() as u64 > MAX_HEAD2_BODY {

@@ -31,6 +31,7 @@ pub(super) fn read<R: Read, S: Sink>(
     match depth {
         Depth::Full => {
             let mut rebuild = Rebuild::default();
+            rebuild.incremental = head.is_incremental();
             let dec = DataDecoder::new(input)?
                 .with_index(IndexSide::hashing())
                 .parallel(threads);
@@ -73,7 +74,7 @@ fn quick<'a, R: Read>(
     head: &Head2,
     on_record: Option<crate::read::index::OnRecord<'a>>,
 ) -> Result<ReadSummary> {
-    let mut index = IndexSide::checking(on_record);
+    let mut index = IndexSide::checking(on_record).incremental(head.is_incremental());
     let mut frames = 0u64;
     loop {
         frames += walk_zstd_run(input)?;
@@ -178,6 +179,12 @@ fn finish<R: Read>(
     let mut tail = [0u8; TAIL_LEN];
     input.read_exact(&mut tail, "the TAIL frame")?;
     let tail = Tail::decode(&tail)?;
+    if tail.version != head.version {
+        return Err(Error::corrupt(format!(
+            "TAIL says version {} but HEAD says version {}",
+            tail.version, head.version
+        )));
+    }
     if !input.at_eof()? {
         return Err(Error::corrupt("bytes after the TAIL frame"));
     }
@@ -382,7 +389,14 @@ pub fn list_from_end(
             &rec.entry(),
             (rec.kind == EntryKind::File).then_some(&rec.sha256),
         )
-    })));
+    })))
+    .incremental(head.is_incremental());
+    if tail.version != head.version {
+        return Err(Error::corrupt(format!(
+            "TAIL says version {} but HEAD says version {}",
+            tail.version, head.version
+        )));
+    }
     for (i, r) in table_rows(&table, tail.table_offset, data_start)?
         .iter()
         .enumerate()

@@ -33,6 +33,8 @@ pub(super) enum Source {
     Captured(Captured),
     /// Opened now; `listed` is what the listing saw.
     Opened { file: File, opened: Stat },
+    /// The bytes of a held file from `from` on (a WAL file's tail).
+    Range { file: File, from: u64 },
 }
 
 /// The members written so far.
@@ -157,22 +159,29 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
         Ok(())
     }
 
-    /// Appends a file from `src` (`path` names it in errors).
-    pub(super) fn file(&mut self, e: &Entry, path: &Path, src: Source) -> Result<()> {
-        match src {
+    /// Appends a file from `src` (`path` names it in errors); returns
+    /// the SHA-256 of its content.
+    pub(super) fn file(&mut self, e: &Entry, path: &Path, src: Source) -> Result<[u8; 32]> {
+        let digest = match src {
             Source::Captured(Captured::Settled(Content::Bytes(bytes))) => {
-                self.stream(e, path, &mut &bytes[..], None)?;
+                self.stream(e, path, &mut &bytes[..], None)?.0
             }
             Source::Captured(Captured::Settled(Content::Spooled(file)) | Captured::Held(file)) => {
                 let mut f: &File = &file;
                 f.seek(SeekFrom::Start(0))
                     .map_err(|err| Error::io("seek", path, err))?;
-                self.stream(e, path, &mut f, None)?;
+                self.stream(e, path, &mut f, None)?.0
+            }
+            Source::Range { file, from } => {
+                let mut f: &File = &file;
+                f.seek(SeekFrom::Start(from))
+                    .map_err(|err| Error::io("seek", path, err))?;
+                self.stream(e, path, &mut f, None)?.0
             }
             Source::Opened { mut file, opened } => {
                 let kind = live::kind_of(&e.path);
                 let check = (kind != FileKind::Other).then(|| Checker::new(kind));
-                let check = self.stream(e, path, &mut file, check)?;
+                let (digest, check) = self.stream(e, path, &mut file, check)?;
                 // A file over one read is checked again once read: it must
                 // not have changed meanwhile (a growing file is never cut
                 // silently). A smaller one is read by a single read(2) of
@@ -192,21 +201,22 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
                         live::unix_now() - opened.mtime
                     ));
                 }
+                digest
             }
-        }
+        };
         self.files += 1;
         self.data_bytes += e.size;
-        Ok(())
+        Ok(digest)
     }
 
-    /// Streams `src` as the member `e`; returns its checker.
+    /// Streams `src` as the member `e`; returns its digest and checker.
     fn stream(
         &mut self,
         e: &Entry,
         path: &Path,
         src: &mut dyn Read,
         check: Option<Checker>,
-    ) -> Result<Option<Checker>> {
+    ) -> Result<([u8; 32], Option<Checker>)> {
         self.begin(e)?;
         let mut buf = std::mem::take(&mut self.buf);
         let mut reader = SourceReader::new(src, path, e.size, self.progress, check);
@@ -228,7 +238,7 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
         let (digest, check) = reader.finish();
         self.index.set_digest(digest);
         self.settle_index()?;
-        Ok(check)
+        Ok((digest, check))
     }
 
     /// Ends the tar stream (two zero blocks) and DATA, and completes the

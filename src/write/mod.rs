@@ -4,6 +4,7 @@
 //! hashing everything written. Nothing grows with the number of files:
 //! the data dir is walked as it is written (see `FORMAT.md`).
 
+mod delta;
 mod frames;
 mod hash;
 mod index;
@@ -28,6 +29,8 @@ use crate::sydradb::source::{Tree, not_regular};
 use crate::sydradb::walk::{Found, Walk};
 use crate::sys::{Kind, Stat};
 
+pub use delta::BaseState;
+use delta::{Delta, Seen, WalDecision};
 use frames::Frames;
 use hash::HashWriter;
 use members::{Members, Source};
@@ -94,6 +97,8 @@ pub struct CreateSummary {
     /// For an upload: the object, its parts and whether its metadata holds
     /// the SHA-256.
     pub uploaded: Option<Uploaded>,
+    /// For an incremental: the archive it was made on.
+    pub base: Option<crate::format::incremental::BaseRef>,
 }
 
 /// Worker threads to use for `threads` (0 = all cores).
@@ -137,6 +142,18 @@ pub fn write_archive<W: Write>(
     out_name: &Path,
     opts: &CreateOptions,
 ) -> Result<(W, CreateSummary)> {
+    write_archive_on(scan, None, out, out_name, opts)
+}
+
+/// [`write_archive`], or with `base` an incremental archive (format
+/// version 3) of what changed since `base`.
+pub fn write_archive_on<W: Write>(
+    scan: Scan,
+    base: Option<BaseState<'_>>,
+    out: W,
+    out_name: &Path,
+    opts: &CreateOptions,
+) -> Result<(W, CreateSummary)> {
     let threads = effective_threads(opts.threads);
     let on_error = OnError {
         out_name,
@@ -146,12 +163,33 @@ pub fn write_archive<W: Write>(
     let wrap = |e| on_error.wrap(e);
     let frame_bytes = opts.frame_bytes.clamp(4 * 1024, 64 * 1024 * 1024);
     let mut w = HashWriter::new(out, out_name);
-    let head = Head2::new(
-        opts.created_unix_ms.unwrap_or_else(now_ms),
+    let created_ms = opts.created_unix_ms.unwrap_or_else(now_ms);
+    let mut head = Head2::new(
+        created_ms,
         scan.root().display().to_string(),
         opts.level,
         frame_bytes as u64,
     );
+    // For an incremental: the WAL files matched with the base's first,
+    // then the walk merged with the base's tree.
+    let mut incremental = None;
+    let mut plan_warnings = Vec::new();
+    if let Some(base) = base {
+        let current: Vec<(Entry, &std::fs::File)> = scan
+            .entries
+            .iter()
+            .filter_map(|e| match scan.captured.get(&e.path) {
+                Some(Captured::Held(f)) if e.kind == EntryKind::File => Some((e.clone(), f)),
+                _ => None,
+            })
+            .collect();
+        let (decisions, moved, warnings) =
+            delta::plan_wal(&current, &base.wal, &|p| scan.tree.full(p))?;
+        plan_warnings = warnings;
+        head = head.incremental(base.base.clone());
+        incremental = Some((Delta::new(base.entries, moved)?, decisions));
+    }
+    let version = head.version;
     write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD2_BODY).map_err(wrap)?;
     if let Some(p) = &opts.progress {
         p.set_total(scan.count()?.1);
@@ -164,20 +202,38 @@ pub fn write_archive<W: Write>(
         skipped,
         followed,
         wal,
-        warnings,
+        mut warnings,
         ..
     } = scan;
+    warnings.append(&mut plan_warnings);
     let frames = Frames::new(w, opts.level, threads, frame_bytes).map_err(wrap)?;
     let mut m = Members::new(frames, opts.progress.as_deref(), &on_error);
+    let (mut delta, decisions) = match incremental {
+        Some((d, dec)) => (Some(d), dec),
+        None => (None, Default::default()),
+    };
+    // Appended WAL files: their tails are written last.
+    let mut tails: Vec<(Entry, std::fs::File, WalDecision)> = Vec::new();
     for e in &entries {
         let path = tree.full(&e.path);
+        let base = match &mut delta {
+            Some(d) => d.advance(Some(&e.path))?,
+            None => None,
+        };
         match e.kind {
             EntryKind::Dir => {
-                m.dir(e)?;
+                let wanted = match &mut delta {
+                    Some(d) => d.wanted(Seen::Dir(e), base.as_ref()),
+                    None => true,
+                };
+                if wanted {
+                    write_parents(&mut m, delta.as_mut(), &e.path)?;
+                    m.dir(e)?;
+                }
                 if e.path == "segments"
                     && let Some(walk) = segments.take()
                 {
-                    write_walk(&mut m, &tree, walk)?;
+                    write_walk(&mut m, &tree, walk, delta.as_mut())?;
                 }
             }
             EntryKind::File => {
@@ -191,15 +247,50 @@ pub fn write_archive<W: Write>(
                         Source::Opened { file, opened }
                     }
                 };
+                if let Some(d) = &mut delta {
+                    let wanted = match &src {
+                        Source::Captured(Captured::Held(file)) => {
+                            match decisions
+                                .get(&e.path)
+                                .cloned()
+                                .unwrap_or(WalDecision::Whole)
+                            {
+                                WalDecision::Unchanged => false,
+                                WalDecision::Whole => true,
+                                a @ WalDecision::Append { .. } => {
+                                    d.appended(e, &a)?;
+                                    let file = file
+                                        .try_clone()
+                                        .map_err(|err| Error::io("read", &path, err))?;
+                                    tails.push((e.clone(), file, a));
+                                    false
+                                }
+                            }
+                        }
+                        Source::Captured(Captured::Settled(c)) => {
+                            let sha = delta::content_sha(c, &path)?;
+                            d.wanted(Seen::Hashed(e, sha), base.as_ref())
+                        }
+                        _ => d.wanted(Seen::Segment(e), base.as_ref()),
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                }
+                write_parents(&mut m, delta.as_mut(), &e.path)?;
                 m.file(e, &path, src)?;
             }
         }
+    }
+    if let Some(mut d) = delta {
+        d.advance(None)?;
+        write_own(&mut m, d, tails, created_ms, &tree)?;
     }
     m.finish()?;
     let mut all_warnings = warnings;
     all_warnings.append(&mut m.warnings);
     let all_warnings = cap_warnings(all_warnings);
-    let (w, sealed) = seal(m, &skipped, &wal, &all_warnings, &on_error)?;
+    let (w, sealed) = seal(m, version, &skipped, &wal, &all_warnings, &on_error)?;
     Ok((
         w,
         CreateSummary {
@@ -215,8 +306,83 @@ pub fn write_archive<W: Write>(
             wal,
             warnings: all_warnings,
             uploaded: None,
+            base: head.base,
         },
     ))
+}
+
+/// Writes the directories above `path` that an incremental held back
+/// (unchanged ones, needed before a member below them).
+fn write_parents<W: Write>(
+    m: &mut Members<'_, '_, W>,
+    delta: Option<&mut Delta<'_>>,
+    path: &str,
+) -> Result<()> {
+    if let Some(d) = delta {
+        for p in d.parents_of(path) {
+            m.dir(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// An incremental's own members, last: the operations, then the WAL
+/// tails (each checked against the digest taken when it was planned: the
+/// bytes must not have changed since).
+fn write_own<W: Write>(
+    m: &mut Members<'_, '_, W>,
+    delta: Delta<'_>,
+    mut tails: Vec<(Entry, std::fs::File, WalDecision)>,
+    created_ms: u64,
+    tree: &Tree,
+) -> Result<()> {
+    let (dir, changes, tails_dir) = delta::OWN;
+    let mtime = (created_ms / 1000) as i64;
+    let (spool, len) = delta.finish()?;
+    m.dir(&delta::own_dir(dir, mtime))?;
+    let e = Entry {
+        path: changes.into(),
+        kind: EntryKind::File,
+        size: len,
+        mode: 0o644,
+        mtime,
+    };
+    m.file(
+        &e,
+        Path::new(changes),
+        Source::Captured(Captured::Settled(live::Content::Spooled(spool))),
+    )?;
+    if tails.is_empty() {
+        return Ok(());
+    }
+    m.dir(&delta::own_dir(tails_dir, mtime))?;
+    tails.sort_by(|a, b| {
+        crate::format::incremental::tail_path(&a.0.path)
+            .cmp(&crate::format::incremental::tail_path(&b.0.path))
+    });
+    for (wal_entry, file, d) in tails {
+        let WalDecision::Append {
+            offset,
+            tail_sha256,
+            ..
+        } = d
+        else {
+            continue;
+        };
+        let e = Entry {
+            path: crate::format::incremental::tail_path(&wal_entry.path),
+            kind: EntryKind::File,
+            size: wal_entry.size - offset,
+            mode: wal_entry.mode,
+            mtime: wal_entry.mtime,
+        };
+        let path = tree.full(&wal_entry.path);
+        let got = m.file(&e, &path, Source::Range { file, from: offset })?;
+        if got != tail_sha256 {
+            return Err(source::changed(&path, "while it was archived"));
+        }
+    }
+    Ok(())
 }
 
 /// What [`seal`] wrote.
@@ -232,6 +398,7 @@ struct Sealed {
 /// and TAIL. Returns the output writer.
 fn seal<W: Write>(
     m: Members<'_, '_, W>,
+    version: u64,
     skipped: &[String],
     wal: &[crate::format::head::WalPosition],
     warnings: &[String],
@@ -276,6 +443,7 @@ fn seal<W: Write>(
     meta_hash.update(&framed);
     w.write_all(&framed).map_err(wrap)?;
     let tail = Tail {
+        version,
         table_offset,
         meta_offset,
         body_len: w.count,
@@ -385,7 +553,7 @@ pub fn write_synthetic<W: Write>(
     m.dir(&e("wal".into(), EntryKind::Dir, 0))?;
     file(&mut m, "wal/current.wal".into(), Vec::new())?;
     m.finish()?;
-    let (w, sealed) = seal(m, &[], &[], &[], &on_error)?;
+    let (w, sealed) = seal(m, crate::format::v2::VERSION2, &[], &[], &[], &on_error)?;
     Ok((w, sealed.bytes, sealed.sha256))
 }
 
@@ -402,20 +570,61 @@ fn entry(rel: String, kind: EntryKind, st: &Stat) -> Entry {
 /// Writes everything below `segments/` as the walk finds it. Consecutive
 /// files are listed a batch ahead, so the recently written segments among
 /// them are read until they settle together.
-fn write_walk<W: Write>(m: &mut Members<'_, '_, W>, tree: &Tree, mut walk: Walk) -> Result<()> {
+fn write_walk<W: Write>(
+    m: &mut Members<'_, '_, W>,
+    tree: &Tree,
+    mut walk: Walk,
+    mut delta: Option<&mut Delta<'_>>,
+) -> Result<()> {
+    // For an incremental: whether a listed file is new or changed (a
+    // segment is compared by size, mode and mtime: written once, never
+    // modified), before it is opened.
+    let wanted = |delta: &mut Option<&mut Delta<'_>>, found: &Found| -> Result<bool> {
+        let Some(d) = delta else { return Ok(true) };
+        let (e, is_dir) = match found {
+            Found::Dir { rel, stat } => (entry(rel.clone(), EntryKind::Dir, stat), true),
+            Found::File { rel, stat, .. } => (entry(rel.clone(), EntryKind::File, stat), false),
+        };
+        let base = d.advance(Some(&e.path))?;
+        // Anything below segments/ that is not a segment is not
+        // SydraDB's: compared by its metadata too.
+        Ok(if is_dir {
+            d.wanted(Seen::Dir(&e), base.as_ref())
+        } else {
+            d.wanted(Seen::Segment(&e), base.as_ref())
+        })
+    };
     let mut next = walk.next_found()?;
     while let Some(found) = next.take() {
         match found {
             Found::Dir { rel, stat } => {
-                m.dir(&entry(rel, EntryKind::Dir, &stat))?;
+                let dir = Found::Dir { rel, stat };
+                if wanted(&mut delta, &dir)? {
+                    let Found::Dir { rel, stat } = dir else {
+                        unreachable!()
+                    };
+                    write_parents(m, delta.as_deref_mut(), &rel)?;
+                    m.dir(&entry(rel, EntryKind::Dir, &stat))?;
+                }
                 next = walk.next_found()?;
             }
             file @ Found::File { .. } => {
-                let mut batch = vec![file];
+                let mut batch = Vec::new();
+                if wanted(&mut delta, &file)? {
+                    batch.push(file);
+                }
                 next = walk.next_found()?;
                 while batch.len() < SETTLE_BATCH && matches!(next, Some(Found::File { .. })) {
-                    batch.extend(next.take());
+                    let file = next.take().expect("matched");
+                    if wanted(&mut delta, &file)? {
+                        batch.push(file);
+                    }
                     next = walk.next_found()?;
+                }
+                if let Some(first) = batch.first()
+                    && let Found::File { rel, .. } = first
+                {
+                    write_parents(m, delta.as_deref_mut(), rel)?;
                 }
                 write_batch(m, tree, batch)?;
             }

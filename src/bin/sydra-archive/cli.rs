@@ -153,6 +153,19 @@ pub struct CreateArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Write an incremental archive: only what changed since the archive
+    /// PREV (a path or s3://; a full or an incremental, whose own bases
+    /// must be where it recorded them).
+    #[arg(long, value_name = "PREV", conflicts_with = "incremental")]
+    pub base: Option<PathBuf>,
+    /// With OUT ending in /: an incremental on the newest archive there, or
+    /// a full one when there is none or its chain holds --max-chain archives.
+    #[arg(long)]
+    pub incremental: bool,
+    /// Most archives in a chain (a full and its incrementals) that
+    /// --incremental makes before it writes a full again.
+    #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_chain: u64,
     /// Write node_exporter textfile metrics of this run to FILE (atomically;
     /// a failed run keeps the last success's figures).
     #[arg(long, value_name = "FILE")]

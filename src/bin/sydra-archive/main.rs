@@ -233,7 +233,27 @@ fn create_run(
             .map_or(0, |d| d.as_millis() as u64)
     });
     let (output, archive) = create_output(a, created_unix_ms)?;
-    let s = create_to(a, &output, created_unix_ms)?;
+    let base = match (&a.base, a.incremental) {
+        (Some(b), _) => Some(location(b, &a.s3)?),
+        (None, true) => {
+            let shelf = a.output.to_string_lossy();
+            if !shelf.ends_with('/') {
+                return Err(Error::Refused(format!(
+                    "--incremental takes the base from the archives in OUT's directory: OUT must end in / (got {shelf})"
+                ))
+                .into());
+            }
+            let (base, note) = sydra_archive::choose_base(&shelf, &s3_options(&a.s3), a.max_chain)?;
+            if let Some(note) = note
+                && !a.quiet
+            {
+                say!("sydra-archive: {note}");
+            }
+            base
+        }
+        (None, false) => None,
+    };
+    let s = create_to(a, base.as_ref(), &output, created_unix_ms)?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
         print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;
@@ -260,6 +280,7 @@ fn create_run(
 /// Runs `create` of `a` to `output`, with progress as asked.
 fn create_to(
     a: &CreateArgs,
+    base: Option<&Location>,
     output: &Output,
     created_unix_ms: u64,
 ) -> sydra_archive::Result<sydra_archive::CreateSummary> {
@@ -274,7 +295,7 @@ fn create_to(
         progress: display.shown().then(|| progress.clone()),
         frame_bytes: a.frame_kib as usize * 1024,
     };
-    let result = sydra_archive::create(&a.data_dir, output, &opts);
+    let result = sydra_archive::create_on(&a.data_dir, base, output, &opts);
     display.finish();
     result
 }

@@ -1,0 +1,724 @@
+//! Chains of incremental archives: finding an incremental's bases (from
+//! what its HEAD records, or among archives the caller names), checking
+//! each is the archive it was made on before a byte of it is used, and
+//! the whole tree a chain describes, as a stream merged from the chain's
+//! indexes and operations (see `FORMAT.md`, part C). Everything is read
+//! at offsets (files, objects); nothing holds more than one INDEX block
+//! per archive of the chain.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::iter::Peekable;
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::frame::{TAG_HEAD, check_skippable_header};
+use crate::format::head::EntryKind;
+use crate::format::incremental::{
+    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, MAX_CHAIN, MAX_CHANGE_LINE, StateEntry, is_own,
+    is_under, tree_cmp,
+};
+use crate::format::sums::hex;
+use crate::format::v2::{Head2, MAX_HEAD2_BODY, Meta, Record, Row, Tail};
+use crate::ops::source::{RandomSource, open_archive};
+use crate::read::index::IndexSide;
+use crate::read::{read_block, read_end, table_rows};
+use crate::store::location::Location;
+use crate::store::s3::S3Url;
+
+/// One archive of a chain, open for reads at offsets, its end (TAIL,
+/// TABLE, META) and HEAD read and checked.
+pub struct Link {
+    /// Where it is.
+    pub loc: Location,
+    /// The archive, read at offsets.
+    pub src: RandomSource,
+    /// Its HEAD (covered only by the whole archive's digest).
+    pub head: Head2,
+    /// Its TAIL.
+    pub tail: Tail,
+    /// Its META (authenticated by TAIL).
+    pub meta: Meta,
+    rows: Vec<Row>,
+    /// The SHA-256 object metadata recorded at upload, if any.
+    pub recorded_sha256: Option<String>,
+}
+
+impl Link {
+    /// Opens the archive at `loc`; it must be a version-2 or -3 archive in
+    /// a file or an object.
+    pub fn open(loc: &Location) -> Result<Link> {
+        let reader = open_archive(loc, None)?;
+        let recorded_sha256 = reader.recorded_sha256();
+        let Some(src) = reader.random_access()? else {
+            return Err(Error::Refused(format!(
+                "{loc} is not a file or an object: the archives of a chain are read at offsets"
+            )));
+        };
+        let Some((tail, meta, table)) =
+            read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
+        else {
+            return Err(Error::Refused(format!(
+                "{loc} is a version-1 archive: only version-2 archives (this tool's) can be bases of an incremental"
+            )));
+        };
+        let mut h = [0u8; 16];
+        src.read_at(0, &mut h)
+            .map_err(|e| Error::io("read", &src.shown, e))?;
+        let len = check_skippable_header(&h, &TAG_HEAD, MAX_HEAD2_BODY, 0)?;
+        let mut body = vec![0u8; len as usize];
+        src.read_at(16, &mut body)
+            .map_err(|e| Error::io("read", &src.shown, e))?;
+        let head = Head2::parse(&body)?;
+        if head.version != tail.version {
+            return Err(Error::corrupt(format!(
+                "{loc}: TAIL says version {} but HEAD says version {}",
+                tail.version, head.version
+            )));
+        }
+        let rows = table_rows(&table, tail.table_offset, 16 + len)?;
+        Ok(Link {
+            loc: loc.clone(),
+            src,
+            head,
+            tail,
+            meta,
+            rows,
+            recorded_sha256,
+        })
+    }
+
+    /// Whether this is the archive `b` names, by what its end says: its
+    /// size and the SHA-256 of everything before TAIL (the whole
+    /// archive's SHA-256 is checked when it is read).
+    pub fn is(&self, b: &BaseRef) -> bool {
+        self.src.size == b.size
+            && hex(&self.tail.body_sha256) == b.body_sha256
+            && self
+                .recorded_sha256
+                .as_ref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(&b.sha256))
+    }
+
+    /// Its index records, in order, each block checked against its TABLE
+    /// row and every record on its own before it is handed on.
+    pub fn records(&self) -> Records<'_> {
+        let buf: Rc<RefCell<VecDeque<Record>>> = Rc::default();
+        let keep = Rc::clone(&buf);
+        let index = IndexSide::checking(Some(Box::new(move |r: &Record| {
+            keep.borrow_mut().push_back(r.clone());
+            Ok(())
+        })))
+        .incremental(self.head.is_incremental());
+        Records {
+            link: self,
+            next_row: 0,
+            buf,
+            index,
+            done: false,
+        }
+    }
+
+    /// The record of the member at `path`, searched from the last block
+    /// back (an incremental's own members are its last).
+    fn find_last(&self, path: &str) -> Result<Option<Record>> {
+        for (i, r) in self.rows.iter().enumerate().rev() {
+            let body = read_block(
+                &mut |at, buf| self.src.read_at(at, buf),
+                r,
+                i,
+                &self.src.shown,
+            )?;
+            let (_, raw_len) =
+                crate::format::v2::parse_block_opening(body[..8].try_into().expect("8 bytes"))?;
+            let raw = zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress(&body[8..], raw_len as usize))
+                .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
+            let mut off = 0;
+            let mut first = None;
+            while off < raw.len() {
+                let (rec, len) = Record::decode(&raw[off..])?;
+                off += len;
+                if first.is_none() {
+                    first = Some(rec.path.clone());
+                }
+                if rec.path == path {
+                    return Ok(Some(rec));
+                }
+            }
+            if first.is_some_and(|f| tree_cmp(&f, path) == std::cmp::Ordering::Less) {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The member `rec`'s content as a stream, checked against its
+    /// SHA-256 when it ends (a mismatch is an error from the last read).
+    pub fn member(&self, rec: &Record) -> Result<Member<'_>> {
+        let stream = self.src.stream(rec.frame, self.tail.table_offset)?;
+        let mut dec =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(64 * 1024, stream))
+                .map_err(|e| Error::io("decode", &self.src.shown, e))?;
+        dec.window_log_max(crate::format::frame::MAX_WINDOW_LOG)
+            .map_err(|e| Error::io("decode", &self.src.shown, e))?;
+        let corrupt = |what: String| Error::corrupt(format!("{}: {}: {what}", self.loc, rec.path));
+        let skipped = std::io::copy(&mut (&mut dec).take(rec.offset), &mut std::io::sink())
+            .map_err(|e| corrupt(format!("data frame: {e}")))?;
+        let mut h = [0u8; 512];
+        if skipped != rec.offset || dec.read_exact(&mut h).is_err() {
+            return Err(corrupt("the data ends before its member".into()));
+        }
+        crate::ops::extract::check_header(&h, rec).map_err(corrupt)?;
+        Ok(Member {
+            dec,
+            left: rec.size,
+            hasher: Sha256::new(),
+            want: rec.sha256,
+            name: format!("{}: {}", self.loc, rec.path),
+        })
+    }
+
+    /// The operations of an incremental, in order.
+    pub fn changes(&self) -> Result<Changes<'_>> {
+        let Some(rec) = self.find_last(CHANGES_PATH)? else {
+            return Err(Error::corrupt(format!(
+                "{} is an incremental archive without its {CHANGES_PATH}",
+                self.loc
+            )));
+        };
+        Ok(Changes {
+            lines: BufReader::with_capacity(64 * 1024, self.member(&rec)?),
+            last: String::new(),
+            line: Vec::new(),
+        })
+    }
+}
+
+/// A member's content, checked against its SHA-256 at its end.
+pub struct Member<'a> {
+    dec: zstd::stream::read::Decoder<'static, BufReader<Box<dyn Read + 'a>>>,
+    left: u64,
+    hasher: Sha256,
+    want: [u8; 32],
+    name: String,
+}
+
+impl Read for Member<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.dec.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::other(Error::corrupt(format!(
+                "{}: the data ends inside the member",
+                self.name
+            ))));
+        }
+        self.hasher.update(&buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 && self.hasher.clone().finalize().as_slice() != self.want {
+            return Err(std::io::Error::other(Error::corrupt(format!(
+                "{}: content does not match its SHA-256 in the index",
+                self.name
+            ))));
+        }
+        Ok(n)
+    }
+}
+
+/// An archive's index records, one block in memory at a time.
+pub struct Records<'l> {
+    link: &'l Link,
+    next_row: usize,
+    buf: Rc<RefCell<VecDeque<Record>>>,
+    index: IndexSide<'static>,
+    done: bool,
+}
+
+impl Records<'_> {
+    fn end(&mut self) -> Result<()> {
+        let l = self.link;
+        let c = self.index.counted().expect("a checking index side counts");
+        l.meta
+            .check_first_paths(self.index.blocks, self.index.firsts.digest())?;
+        if self.index.records != l.tail.entries
+            || (c.files, c.dirs, c.bytes) != (l.meta.files, l.meta.dirs, l.meta.total_bytes)
+        {
+            return Err(Error::corrupt(format!(
+                "{}: the index does not hold what TAIL and META count",
+                l.loc
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if let Some(r) = self.buf.borrow_mut().pop_front() {
+                return Some(Ok(r));
+            }
+            if self.done {
+                return None;
+            }
+            let l = self.link;
+            if self.next_row == l.rows.len() {
+                self.done = true;
+                return self.end().err().map(Err);
+            }
+            let i = self.next_row;
+            self.next_row += 1;
+            let r = &l.rows[i];
+            let got = read_block(&mut |at, buf| l.src.read_at(at, buf), r, i, &l.src.shown)
+                .and_then(|body| self.index.block(r.offset, r.len, &body));
+            if let Err(e) = got {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+/// An incremental's operations, each checked, in strict tree order.
+pub struct Changes<'a> {
+    lines: BufReader<Member<'a>>,
+    last: String,
+    line: Vec<u8>,
+}
+
+impl Iterator for Changes<'_> {
+    type Item = Result<Change>;
+
+    fn next(&mut self) -> Option<Result<Change>> {
+        self.line.clear();
+        let got = (&mut self.lines)
+            .take(MAX_CHANGE_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.line);
+        match got {
+            Err(e) => return Some(Err(crate::write::from_io(e, "read", CHANGES_PATH.as_ref()))),
+            Ok(0) => return None,
+            Ok(_) => {}
+        }
+        if self.line.last() != Some(&b'\n') {
+            return Some(Err(Error::corrupt(format!(
+                "{CHANGES_PATH}: a line longer than {MAX_CHANGE_LINE} bytes, or the last one without its newline"
+            ))));
+        }
+        let c = match Change::parse(&self.line[..self.line.len() - 1]) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        if !self.last.is_empty() && tree_cmp(&self.last, c.path()) != std::cmp::Ordering::Less {
+            return Some(Err(Error::hostile(
+                c.path(),
+                format!(
+                    "{CHANGES_PATH}: out of order or repeated after {:?}",
+                    self.last
+                ),
+            )));
+        }
+        if let Change::Append { path, from, .. } = &c
+            && from != path
+            && tree_cmp(from, path) != std::cmp::Ordering::Greater
+        {
+            return Some(Err(Error::hostile(
+                path,
+                format!("{CHANGES_PATH}: continues {from:?}, which does not come after it"),
+            )));
+        }
+        self.last.clear();
+        self.last.push_str(c.path());
+        Some(Ok(c))
+    }
+}
+
+/// Where an incremental's base is, from the location its HEAD records:
+/// a relative name is beside the incremental (in its directory or its
+/// prefix).
+pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
+    if S3Url::is_s3(recorded) {
+        let options = match child {
+            Location::S3 { options, .. } => options.clone(),
+            Location::Local(_) => Default::default(),
+        };
+        return Location::parse(std::path::Path::new(recorded), &options);
+    }
+    if recorded.contains("..") && recorded.split('/').any(|c| c == "..") {
+        return Err(Error::corrupt(format!(
+            "the base location {recorded:?} climbs out of the archive's directory"
+        )));
+    }
+    Ok(match child {
+        Location::Local(p) => {
+            if recorded.starts_with('/') {
+                Location::Local(recorded.into())
+            } else {
+                let dir = p.parent().unwrap_or(std::path::Path::new(""));
+                Location::Local(dir.join(recorded))
+            }
+        }
+        Location::S3 { url, options } => {
+            let dir = url.key.rsplit_once('/').map_or("", |(d, _)| d);
+            let key = if dir.is_empty() {
+                recorded.trim_start_matches('/').to_string()
+            } else {
+                format!("{dir}/{}", recorded.trim_start_matches('/'))
+            };
+            Location::S3 {
+                url: S3Url {
+                    bucket: url.bucket.clone(),
+                    key,
+                },
+                options: options.clone(),
+            }
+        }
+    })
+}
+
+/// What HEAD records of a base found at `base` by an incremental that
+/// goes to `out`: relative when they share a directory or prefix.
+pub fn recorded_location(base: &Location, out: Option<&Location>) -> String {
+    match (base, out) {
+        (Location::Local(b), Some(Location::Local(o))) => {
+            let bd = b.parent().unwrap_or(std::path::Path::new(""));
+            let od = o.parent().unwrap_or(std::path::Path::new(""));
+            let same = match (
+                std::fs::canonicalize(or_dot(bd)),
+                std::fs::canonicalize(or_dot(od)),
+            ) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => bd == od,
+            };
+            match (same, b.file_name()) {
+                (true, Some(n)) => n.to_string_lossy().into_owned(),
+                _ => std::fs::canonicalize(b)
+                    .unwrap_or_else(|_| b.clone())
+                    .display()
+                    .to_string(),
+            }
+        }
+        (Location::Local(b), _) => std::fs::canonicalize(b)
+            .unwrap_or_else(|_| b.clone())
+            .display()
+            .to_string(),
+        (Location::S3 { url: b, .. }, Some(Location::S3 { url: o, .. })) => {
+            let dir = |k: &str| {
+                k.rsplit_once('/')
+                    .map_or(String::new(), |(d, _)| d.to_string())
+            };
+            if b.bucket == o.bucket && dir(&b.key) == dir(&o.key) {
+                b.key.rsplit('/').next().unwrap_or(&b.key).to_string()
+            } else {
+                b.to_string()
+            }
+        }
+        (Location::S3 { url, .. }, _) => url.to_string(),
+    }
+}
+
+fn or_dot(p: &std::path::Path) -> &std::path::Path {
+    if p.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        p
+    }
+}
+
+/// Finds the base `b` of the incremental `child`: among `extra` first
+/// (any that is the archive `b` names), then where HEAD says it is. A
+/// missing base, or one that is another archive, is an [`Error::Base`].
+pub fn find_base(child: &Link, b: &BaseRef, extra: &[Location]) -> Result<Link> {
+    for loc in extra {
+        if let Ok(l) = Link::open(loc)
+            && l.is(b)
+        {
+            return Ok(l);
+        }
+    }
+    let broken = |reason: String| Error::Base {
+        archive: child.loc.to_string(),
+        reason,
+    };
+    let loc = base_location(&child.loc, &b.location)?;
+    match Link::open(&loc) {
+        Ok(l) if l.is(b) => Ok(l),
+        Ok(l) => Err(broken(format!(
+            "its base {loc} is another archive ({} bytes, body SHA-256 {}) than the one it was made on ({} bytes, SHA-256 {}); give the right one with --base",
+            l.src.size,
+            hex(&l.tail.body_sha256),
+            b.size,
+            b.sha256
+        ))),
+        Err(e) if missing(&e) => Err(broken(format!(
+            "its base {loc} (SHA-256 {}) is missing; give it with --base",
+            b.sha256
+        ))),
+        Err(e) => Err(broken(format!("its base {loc} cannot be used: {e}"))),
+    }
+}
+
+fn missing(e: &Error) -> bool {
+    match e {
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        Error::Remote { reason, .. } => {
+            let r = reason.to_ascii_lowercase();
+            r.contains("not found") || r.contains("nosuchkey") || r.contains("404")
+        }
+        _ => false,
+    }
+}
+
+/// The chain of the archive at `target`: its full archive first, the
+/// target last, each base found ([`find_base`]) and checked to be the
+/// archive the next one was made on, and the depths HEADs record
+/// consistent.
+pub fn open_chain(target: &Location, extra: &[Location]) -> Result<Vec<Link>> {
+    let mut links = vec![Link::open(target)?];
+    loop {
+        let last = links.last().expect("one at least");
+        let Some(b) = last.head.base.clone() else {
+            break;
+        };
+        if links.len() > MAX_CHAIN {
+            return Err(Error::corrupt(format!(
+                "{target}: a chain of more than {MAX_CHAIN} archives"
+            )));
+        }
+        let base = find_base(last, &b, extra)?;
+        let want = b.depth - 1;
+        let got = base.head.base.as_ref().map_or(0, |bb| bb.depth);
+        if got != want {
+            return Err(Error::corrupt(format!(
+                "{} says its base is incremental number {} of its chain, but {} is number {got}",
+                last.loc, want, base.loc
+            )));
+        }
+        links.push(base);
+    }
+    links.reverse();
+    Ok(links)
+}
+
+type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
+
+/// The whole tree a chain describes, in tree order: the full archive's
+/// records, each incremental merged on top (its members replace, its
+/// deletes remove, its appends continue what the base holds, each
+/// checked against the base's entry).
+pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
+    let mut s: Stream<'l> = Box::new(links[0].records().map(|r| r.map(|r| entry(r, 0))));
+    for (level, l) in links.iter().enumerate().skip(1) {
+        s = Box::new(Merge {
+            prev: s.peekable(),
+            members: (Box::new(
+                l.records()
+                    .filter(|r| !r.as_ref().is_ok_and(|r| is_own(&r.path)))
+                    .map(move |r| r.map(|r| entry(r, level))),
+            ) as Stream<'l>)
+                .peekable(),
+            changes: l.changes()?.peekable(),
+            level,
+            pending: HashMap::new(),
+            deleting: None,
+            name: l.loc.to_string(),
+        });
+    }
+    Ok(s)
+}
+
+fn entry(r: Record, origin: usize) -> StateEntry {
+    StateEntry {
+        path: r.path,
+        kind: r.kind,
+        mode: r.mode,
+        mtime: r.mtime,
+        size: r.size,
+        sha256: r.sha256,
+        origin,
+    }
+}
+
+/// Most appends one incremental may make on other names (rotations) that
+/// wait for their base file.
+const MAX_PENDING: usize = 100_000;
+
+struct Merge<'l> {
+    prev: Peekable<Stream<'l>>,
+    members: Peekable<Stream<'l>>,
+    changes: Peekable<Changes<'l>>,
+    level: usize,
+    /// Base files continued under another name: (offset, prefix digest).
+    pending: HashMap<String, (u64, String)>,
+    /// A deleted directory whose base entries are skipped.
+    deleting: Option<String>,
+    name: String,
+}
+
+fn peek_path<T, I: Iterator<Item = Result<T>>>(
+    it: &mut Peekable<I>,
+    path: impl Fn(&T) -> &str,
+) -> Result<Option<String>> {
+    match it.peek() {
+        None => Ok(None),
+        Some(Ok(t)) => Ok(Some(path(t).to_string())),
+        Some(Err(_)) => Err(it.next().expect("peeked").err().expect("an error")),
+    }
+}
+
+impl Merge<'_> {
+    fn inconsistent(&self, why: String) -> Error {
+        Error::Base {
+            archive: self.name.clone(),
+            reason: why,
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<StateEntry>> {
+        loop {
+            let p = peek_path(&mut self.prev, |e| &e.path)?;
+            if let (Some(d), Some(pp)) = (&self.deleting, &p) {
+                if is_under(pp, d) {
+                    self.prev.next();
+                    continue;
+                }
+                self.deleting = None;
+            }
+            let m = peek_path(&mut self.members, |e| &e.path)?;
+            let c = peek_path(&mut self.changes, |c: &Change| c.path())?;
+            let Some(x) = [&p, &m, &c]
+                .into_iter()
+                .flatten()
+                .min_by(|a, b| tree_cmp(a, b))
+                .cloned()
+            else {
+                if let Some(from) = self.pending.keys().next() {
+                    return Err(self.inconsistent(format!(
+                        "it continues {from}, which its base does not hold"
+                    )));
+                }
+                return Ok(None);
+            };
+            let (at_prev, at_mem, at_chg) = (
+                p.as_ref() == Some(&x),
+                m.as_ref() == Some(&x),
+                c.as_ref() == Some(&x),
+            );
+            let mut out = None;
+            if at_chg {
+                let change = self.changes.next().expect("peeked")?;
+                match change {
+                    Change::Delete { path } => {
+                        if !at_prev {
+                            return Err(self.inconsistent(format!(
+                                "it deletes {path}, which its base does not hold"
+                            )));
+                        }
+                        let b = self.prev.next().expect("peeked")?;
+                        if b.kind == EntryKind::Dir {
+                            self.deleting = Some(path);
+                        }
+                    }
+                    Change::Append {
+                        path,
+                        from,
+                        offset,
+                        prefix_sha256,
+                        size,
+                        sha256,
+                        mode,
+                        mtime,
+                        ..
+                    } => {
+                        if from == path {
+                            if !at_prev {
+                                return Err(self.inconsistent(format!(
+                                    "it continues {path}, which its base does not hold"
+                                )));
+                            }
+                            let b = self.prev.next().expect("peeked")?;
+                            self.check_prefix(&b, offset, &prefix_sha256)?;
+                        } else {
+                            if at_prev {
+                                self.prev.next().expect("peeked")?;
+                            }
+                            if self.pending.len() >= MAX_PENDING
+                                || self
+                                    .pending
+                                    .insert(from.clone(), (offset, prefix_sha256))
+                                    .is_some()
+                            {
+                                return Err(Error::hostile(
+                                    &path,
+                                    format!(
+                                        "{CHANGES_PATH}: {from} continued twice, or too many renames"
+                                    ),
+                                ));
+                            }
+                        }
+                        let sha = crate::format::sums::parse_hex32(&sha256)
+                            .ok_or_else(|| Error::corrupt("an append's SHA-256 is not hex"))?;
+                        out = Some(StateEntry {
+                            path,
+                            kind: EntryKind::File,
+                            mode,
+                            mtime,
+                            size,
+                            sha256: sha,
+                            origin: self.level,
+                        });
+                    }
+                }
+            } else if at_prev && self.pending.contains_key(&x) {
+                let b = self.prev.next().expect("peeked")?;
+                let (offset, prefix) = self.pending.remove(&x).expect("contained");
+                self.check_prefix(&b, offset, &prefix)?;
+            } else if at_prev && !at_mem {
+                return self.prev.next().transpose();
+            } else if at_prev {
+                // Replaced by this archive's member.
+                self.prev.next().expect("peeked")?;
+            }
+            if at_mem {
+                return self.members.next().transpose();
+            }
+            if out.is_some() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn check_prefix(&self, b: &StateEntry, offset: u64, prefix: &str) -> Result<()> {
+        if b.kind != EntryKind::File || b.size != offset || hex(&b.sha256) != prefix {
+            return Err(self.inconsistent(format!(
+                "it continues {} as {offset} bytes with SHA-256 {prefix}, but its base holds {} bytes with SHA-256 {}",
+                b.path,
+                b.size,
+                hex(&b.sha256)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<StateEntry>;
+
+    fn next(&mut self) -> Option<Result<StateEntry>> {
+        self.step().transpose()
+    }
+}
+
+/// Whether the own directory of an incremental sorts after every path of
+/// the layout (it must, for its members to come last).
+const _: () = assert!(INCREMENTAL_DIR.as_bytes()[0] > b'w');
