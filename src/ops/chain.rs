@@ -183,18 +183,14 @@ impl Link {
     }
 
     /// The operations of an incremental, in order.
-    pub fn changes(&self) -> Result<Changes<'_>> {
+    pub fn changes(&self) -> Result<Changes<Member<'_>>> {
         let Some(rec) = self.find_last(CHANGES_PATH)? else {
             return Err(Error::corrupt(format!(
                 "{} is an incremental archive without its {CHANGES_PATH}",
                 self.loc
             )));
         };
-        Ok(Changes {
-            lines: BufReader::with_capacity(64 * 1024, self.member(&rec)?),
-            last: String::new(),
-            line: Vec::new(),
-        })
+        Ok(Changes::new(self.member(&rec)?))
     }
 }
 
@@ -291,13 +287,24 @@ impl Iterator for Records<'_> {
 }
 
 /// An incremental's operations, each checked, in strict tree order.
-pub struct Changes<'a> {
-    lines: BufReader<Member<'a>>,
+pub struct Changes<R> {
+    lines: BufReader<R>,
     last: String,
     line: Vec<u8>,
 }
 
-impl Iterator for Changes<'_> {
+impl<R: Read> Changes<R> {
+    /// The operations read from `r` (the content of [`CHANGES_PATH`]).
+    pub fn new(r: R) -> Self {
+        Changes {
+            lines: BufReader::with_capacity(64 * 1024, r),
+            last: String::new(),
+            line: Vec::new(),
+        }
+    }
+}
+
+impl<R: Read> Iterator for Changes<R> {
     type Item = Result<Change>;
 
     fn next(&mut self) -> Option<Result<Change>> {
@@ -556,7 +563,7 @@ const MAX_PENDING: usize = 100_000;
 struct Merge<'l> {
     prev: Peekable<Stream<'l>>,
     members: Peekable<Stream<'l>>,
-    changes: Peekable<Changes<'l>>,
+    changes: Peekable<Changes<Member<'l>>>,
     level: usize,
     /// Base files continued under another name: (offset, prefix digest).
     pending: HashMap<String, (u64, String)>,

@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
+use crate::ops::chain::{Link, open_chain};
 use crate::ops::source::{ArchiveReader, open_archive};
 use crate::read::{Depth, FileSink, Plan, ReadSummary, Sink};
 use crate::store::cleanup::Pending;
@@ -56,13 +57,19 @@ pub struct RestoreOptions {
     /// Threads decoding data (0: the cores hashing leaves, see
     /// [`crate::read::read_archive_with`]; 1: on the reading thread).
     pub threads: usize,
+    /// Where an incremental's bases may be, besides where it recorded
+    /// them (each one used only if it is the archive recorded).
+    pub bases: Vec<Location>,
 }
 
 /// What a finished restore did.
 #[derive(Debug, Clone)]
 pub struct RestoreSummary {
-    /// What the reader verified.
+    /// What the reader verified (of the archive named; for a chain, its
+    /// last archive).
     pub read: ReadSummary,
+    /// For an incremental: every archive of its chain, the full one first.
+    pub chain: Vec<String>,
     /// The data directory that now holds the archive's tree.
     pub data_dir: PathBuf,
     /// Where the previous contents were moved (with `force`).
@@ -127,13 +134,32 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let t = resolve_target(data_dir, opts.force)?;
     let src = open_archive(archive, opts.progress.clone())?.with_threads(opts.threads);
+    // An incremental (read at offsets) brings its chain, each base found
+    // and checked to be the archive recorded before a byte is restored.
+    let chain = match src.random_access()? {
+        Some(r) if r.has_tail() => {
+            let link = Link::open(archive)?;
+            match link.head.base {
+                Some(_) => Some(open_chain(archive, &opts.bases)?),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let (removed_leftovers, reported_leftovers) =
         clean_leftovers(&t.parent, &t.parent_dir, &t.name)?;
-    let staged = stage(src, &t)?;
+    let staged = match &chain {
+        None => stage(Some(src), None, &t, opts)?,
+        Some(links) => {
+            drop(src);
+            stage(None, Some(links), &t, opts)?
+        }
+    };
     let (kept_old, warnings) = publish(staged.pending, &staged.root, &staged.name, &t)?;
     drop(staged.root); // the lock goes last
     Ok(RestoreSummary {
         read: staged.read,
+        chain: chain.iter().flatten().map(|l| l.loc.to_string()).collect(),
         data_dir: t.path,
         kept_old,
         removed_leftovers,
@@ -216,7 +242,12 @@ struct Staged {
 
 /// Extracts and verifies the archive into a new staging directory beside
 /// the target, locked and marked as ours; removes it on any failure.
-fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
+fn stage(
+    src: Option<ArchiveReader>,
+    chain: Option<&[Link]>,
+    t: &Target,
+    opts: &RestoreOptions,
+) -> Result<Staged> {
     let name = unique_name(&leftover_prefix(&t.name, STAGING_MARK));
     let staging_path = t.parent.join(&name);
     // Made and opened relative to the parent, and checked on the opened
@@ -267,10 +298,24 @@ fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
         )
         .map_err(|e| Error::io("create", staging_path.join(STAGING_MARKER), e))?;
         drop(marker);
-        let read = src.read_into(Depth::Full, &mut sink)?;
-        // Verified: now give directories their modes and times, deepest
-        // first, and make everything durable with one syncfs.
-        sink.finish_dirs()?;
+        let read = match (src, chain) {
+            (Some(src), _) => {
+                let read = src.read_into(Depth::Full, &mut sink)?;
+                if read.info.base.is_some() {
+                    return Err(Error::Refused(format!(
+                        "{} is an incremental archive: restore it from a file or an object, where its bases can be found",
+                        staging_path.display()
+                    )));
+                }
+                // Verified: now give directories their modes and times,
+                // deepest first.
+                sink.finish_dirs()?;
+                read
+            }
+            (None, Some(links)) => restore_chain(links, &root, &staging_path, &mut sink, opts)?,
+            (None, None) => unreachable!("a source or a chain"),
+        };
+        // Everything durable with one syncfs.
         sys::syncfs(&root).map_err(|e| Error::io("syncfs", &staging_path, e))?;
         Ok(read)
     })();
@@ -284,6 +329,91 @@ fn stage(src: ArchiveReader, t: &Target) -> Result<Staged> {
         }),
         Err(e) => Err(fail(pending, e)),
     }
+}
+
+/// The name of the private directory, inside the staging tree, that each
+/// incremental of a chain is extracted into before it is applied.
+const INCOMING: &str = ".sydra-incoming";
+
+/// Restores the chain `links` (the full archive first) into the staging
+/// tree `root`: the full archive through `sink`, then each incremental
+/// extracted whole into a private directory, verified completely and
+/// checked to be made on the archive just restored (its SHA-256), and
+/// only then applied. Returns the last archive's summary.
+fn restore_chain(
+    links: &[Link],
+    root: &File,
+    shown: &Path,
+    sink: &mut Extract,
+    opts: &RestoreOptions,
+) -> Result<ReadSummary> {
+    let mut dirs: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
+    let mut last: Option<ReadSummary> = None;
+    for (i, link) in links.iter().enumerate() {
+        if let Some(prev) = &last {
+            // Made on the archive just read, byte for byte.
+            let want = link
+                .head
+                .base
+                .as_ref()
+                .expect("an incremental")
+                .sha256
+                .clone();
+            let got = crate::format::sums::hex(&prev.sha256);
+            if !got.eq_ignore_ascii_case(&want) {
+                return Err(Error::Base {
+                    archive: link.loc.to_string(),
+                    reason: format!(
+                        "its base {} hashes to {got}, not the {want} it was made on",
+                        links[i - 1].loc
+                    ),
+                });
+            }
+        }
+        let src = open_archive(&link.loc, opts.progress.clone())?.with_threads(opts.threads);
+        let in_base = |e: Error| -> Error {
+            if i + 1 < links.len() {
+                e.also(format!(
+                    "in {}, a base of {}",
+                    link.loc,
+                    links[links.len() - 1].loc
+                ))
+            } else {
+                e
+            }
+        };
+        let read = if i == 0 {
+            let read = src.read_into(Depth::Full, sink).map_err(in_base)?;
+            let got = std::mem::take(sink.dirs.get_mut().unwrap_or_else(|e| e.into_inner()));
+            dirs.extend(got.into_iter().map(|d| (d.path.clone(), d)));
+            read
+        } else {
+            let incoming = sys::make_private_dir(root, INCOMING.as_bytes())
+                .map_err(|e| Error::io("create directory", shown.join(INCOMING), e))?;
+            let mut isink = Extract::new(&incoming, shown.join(INCOMING), sink.parent.clone())?;
+            let read = src.read_into(Depth::Full, &mut isink).map_err(in_base)?;
+            let carried = std::mem::take(isink.dirs.get_mut().unwrap_or_else(|e| e.into_inner()));
+            drop(isink);
+            crate::ops::apply::apply(
+                root,
+                shown,
+                &incoming,
+                &carried,
+                &mut dirs,
+                &link.loc.to_string(),
+            )
+            .map_err(in_base)?;
+            sys::remove_tree_at(root, INCOMING.as_bytes(), &incoming)
+                .map_err(|e| Error::io("remove", shown.join(INCOMING), e))?;
+            read
+        };
+        if read.info.base != link.head.base {
+            return Err(crate::read::input::changed_while_read(&link.loc.name()));
+        }
+        last = Some(read);
+    }
+    crate::ops::apply::set_dirs(root, shown, &dirs)?;
+    Ok(last.expect("a chain is never empty"))
 }
 
 /// The action that removes staging directory `name` (open as `root`)

@@ -248,6 +248,8 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
     #[command(flatten)]
+    pub chain: ChainArgs,
+    #[command(flatten)]
     pub read: ReadArgs,
     #[command(flatten)]
     pub s3: S3Args,
@@ -282,6 +284,17 @@ pub struct ExtractArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// Where an incremental archive's bases are, besides where it recorded
+/// them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ChainArgs {
+    /// For an incremental archive: a base it may have been made on (a path
+    /// or s3://; repeatable). Used only if it is the archive recorded (its
+    /// size and SHA-256); otherwise bases are looked for where recorded.
+    #[arg(long = "base", value_name = "PATH_OR_URL")]
+    pub bases: Vec<PathBuf>,
 }
 
 /// How an archive is read: decoding threads, and ranged GETs in flight for

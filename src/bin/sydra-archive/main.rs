@@ -18,8 +18,8 @@ use sydra_archive::hex;
 use sydra_archive::{CreateOptions, Depth, Entry, Error, Output, RestoreOptions};
 
 use cli::{
-    Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, ReadArgs, RestoreArgs,
-    S3Args, VerifyArgs,
+    ChainArgs, Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, ReadArgs,
+    RestoreArgs, S3Args, VerifyArgs,
 };
 use sydra_archive::Location;
 use sydra_archive::S3Options;
@@ -176,6 +176,11 @@ fn read_location(arg: &Path, s3: &S3Args, read: &ReadArgs) -> anyhow::Result<Loc
         ..s3_options(s3)
     };
     Ok(Location::parse(arg, &opts)?)
+}
+
+/// The `--base` arguments.
+fn bases(c: &ChainArgs, s3: &S3Args) -> anyhow::Result<Vec<Location>> {
+    c.bases.iter().map(|b| location(b, s3)).collect()
 }
 
 /// An archive argument: `s3://…` is an object, anything else a path.
@@ -528,6 +533,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             force: a.force,
             progress: Some(progress.clone()),
             threads: a.read.threads as usize,
+            bases: bases(&a.chain, &a.s3)?,
         },
     );
     display.finish();

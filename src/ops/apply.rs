@@ -1,0 +1,248 @@
+//! Applying a verified incremental archive to a staged tree: the archive
+//! was extracted whole into a private directory inside the staging tree
+//! (`incoming`), and is applied only once every byte of it checked out:
+//! its operations first (appends continue the staged base file, checked
+//! against the digest the incremental recorded of it; deletes remove
+//! what the base holds), then its members are moved into place by
+//! renames. Every name is used relative to descriptors of the staging
+//! tree, never by a path.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, FileTimes};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::head::Entry;
+use crate::format::incremental::{CHANGES_PATH, Change, INCREMENTAL_DIR, is_own, is_under};
+use crate::format::sums::hex;
+use crate::ops::chain::Changes;
+use crate::sys::{self, Dir, Kind};
+
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY;
+
+/// The directory holding `rel` below `root` (opened), and its last name.
+fn parent_of<'r>(root: &File, rel: &'r str, shown: &Path) -> Result<(File, &'r str)> {
+    let (dir, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (".", rel),
+    };
+    let d = sys::open_at(root, dir.as_bytes(), DIR_FLAGS, 0)
+        .map_err(|e| Error::io("open", shown.join(dir), e))?;
+    Ok((d, name))
+}
+
+/// Applies the incremental extracted into `incoming` (named
+/// `incoming_name` in `root`) to the staged tree `root` (shown as
+/// `shown`); `carried` are its directory members and `dirs` every
+/// directory of the staged tree with the mode and time it must end with.
+/// `name` names the incremental in errors.
+pub fn apply(
+    root: &File,
+    shown: &Path,
+    incoming: &File,
+    carried: &[Entry],
+    dirs: &mut BTreeMap<String, Entry>,
+    name: &str,
+) -> Result<()> {
+    let broken = |reason: String| Error::Base {
+        archive: name.to_string(),
+        reason,
+    };
+    let changes =
+        sys::open_at(incoming, CHANGES_PATH.as_bytes(), libc::O_RDONLY, 0).map_err(|e| {
+            Error::corrupt(format!(
+                "{name}: an incremental archive without its {CHANGES_PATH}: {e}"
+            ))
+        })?;
+    for c in Changes::new(changes) {
+        match c? {
+            Change::Delete { path } => {
+                let (parent, last) = parent_of(root, &path, shown).map_err(|_| {
+                    broken(format!("it deletes {path}, which its base does not hold"))
+                })?;
+                let st = Dir::from_file(&parent)
+                    .and_then(|d| d.stat_at(last.as_bytes()))
+                    .map_err(|_| {
+                        broken(format!("it deletes {path}, which its base does not hold"))
+                    })?;
+                if st.kind == Kind::Dir {
+                    let tree = sys::open_at(&parent, last.as_bytes(), DIR_FLAGS, 0)
+                        .map_err(|e| Error::io("open", shown.join(&path), e))?;
+                    sys::remove_tree_at(&parent, last.as_bytes(), &tree)
+                        .map_err(|e| Error::io("remove", shown.join(&path), e))?;
+                    let under: Vec<String> = dirs
+                        .range(path.clone()..)
+                        .map(|(k, _)| k.clone())
+                        .take_while(|k| k.starts_with(&path))
+                        .filter(|k| is_under(k, &path))
+                        .collect();
+                    for k in under {
+                        dirs.remove(&k);
+                    }
+                } else {
+                    sys::unlink_in(&parent, last.as_bytes(), 0)
+                        .map_err(|e| Error::io("remove", shown.join(&path), e))?;
+                }
+            }
+            Change::Append {
+                path,
+                from,
+                offset,
+                prefix_sha256,
+                tail,
+                size,
+                sha256,
+                mode,
+                mtime,
+            } => {
+                let file = sys::open_at(root, from.as_bytes(), libc::O_RDWR, 0).map_err(|_| {
+                    broken(format!("it continues {from}, which its base does not hold"))
+                })?;
+                let st = sys::fstat(&file).map_err(|e| Error::io("stat", shown.join(&from), e))?;
+                let mut h = Sha256::new();
+                if st.kind == Kind::File && st.size == offset {
+                    hash_at(&file, offset, &mut h, &shown.join(&from))?;
+                }
+                if st.kind != Kind::File
+                    || st.size != offset
+                    || hex(&h.clone().finalize()) != prefix_sha256
+                {
+                    return Err(broken(format!(
+                        "it continues {from} as {offset} bytes with SHA-256 {prefix_sha256}, but its base holds {} bytes{}",
+                        st.size,
+                        if st.size == offset {
+                            " with another SHA-256"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                if from != path {
+                    let (fp, fname) = parent_of(root, &from, shown)?;
+                    let (tp, tname) = parent_of(root, &path, shown)?;
+                    sys::rename_between(&fp, fname.as_bytes(), &tp, tname.as_bytes(), 0)
+                        .map_err(|e| Error::io("rename", shown.join(&from), e))?;
+                }
+                let mut t =
+                    sys::open_at(incoming, tail.as_bytes(), libc::O_RDONLY, 0).map_err(|e| {
+                        Error::corrupt(format!("{name}: its tail {tail} is missing: {e}"))
+                    })?;
+                let mut at = offset;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match t.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Error::io("read", shown.join(&tail), e)),
+                    };
+                    file.write_all_at(&buf[..n], at)
+                        .map_err(|e| Error::io("write", shown.join(&path), e))?;
+                    h.update(&buf[..n]);
+                    at += n as u64;
+                }
+                if at != size || hex(&h.finalize()) != sha256 {
+                    return Err(Error::corrupt(format!(
+                        "{name}: {path} with its tail is not the {size} bytes with SHA-256 {sha256} it records"
+                    )));
+                }
+                let t = UNIX_EPOCH + Duration::from_secs(mtime);
+                file.set_times(FileTimes::new().set_modified(t).set_accessed(t))
+                    .map_err(|e| Error::io("set times of", shown.join(&path), e))?;
+                file.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+                    .map_err(|e| Error::io("set mode of", shown.join(&path), e))?;
+                sys::close(file).map_err(|e| Error::io("close", shown.join(&path), e))?;
+            }
+        }
+    }
+    // Then the members, by renames: a directory the tree lacks moves
+    // whole; one it has is merged name by name.
+    let inc = Dir::from_file(incoming).map_err(|e| Error::io("open", shown, e))?;
+    let top = root.try_clone().map_err(|e| Error::io("open", shown, e))?;
+    for n in inc.names().map_err(|e| Error::io("read", shown, e))? {
+        if n == INCREMENTAL_DIR.as_bytes() {
+            continue;
+        }
+        move_into(incoming, &top, &n, shown)?;
+    }
+    for d in carried.iter().filter(|d| !is_own(&d.path)) {
+        dirs.insert(d.path.clone(), d.clone());
+    }
+    Ok(())
+}
+
+/// Hashes the first `len` bytes of `f`.
+fn hash_at(f: &File, len: u64, h: &mut Sha256, shown: &Path) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        f.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| Error::io("read", shown, e))?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Moves `name` of `from` to `to`, merging into a directory that is
+/// there, replacing anything else.
+fn move_into(from: &File, to: &File, name: &[u8], shown: &Path) -> Result<()> {
+    let fd = Dir::from_file(from).map_err(|e| Error::io("open", shown, e))?;
+    let td = Dir::from_file(to).map_err(|e| Error::io("open", shown, e))?;
+    let shown_name = shown.join(String::from_utf8_lossy(name).as_ref());
+    let src = fd
+        .stat_at(name)
+        .map_err(|e| Error::io("stat", &shown_name, e))?;
+    let there = match td.stat_at(name) {
+        Ok(st) => Some(st.kind),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("stat", &shown_name, e)),
+    };
+    match (src.kind, there) {
+        (Kind::Dir, Some(Kind::Dir)) => {
+            let sub_from = sys::open_at(from, name, DIR_FLAGS, 0)
+                .map_err(|e| Error::io("open", &shown_name, e))?;
+            let sub_to = sys::open_at(to, name, DIR_FLAGS, 0)
+                .map_err(|e| Error::io("open", &shown_name, e))?;
+            let names = Dir::from_file(&sub_from)
+                .and_then(|d| d.names())
+                .map_err(|e| Error::io("read", &shown_name, e))?;
+            for n in names {
+                move_into(&sub_from, &sub_to, &n, &shown_name)?;
+            }
+            return Ok(());
+        }
+        (_, Some(Kind::Dir)) => {
+            let tree = sys::open_at(to, name, DIR_FLAGS, 0)
+                .map_err(|e| Error::io("open", &shown_name, e))?;
+            sys::remove_tree_at(to, name, &tree)
+                .map_err(|e| Error::io("remove", &shown_name, e))?;
+        }
+        (Kind::Dir, Some(_)) => {
+            sys::unlink_in(to, name, 0).map_err(|e| Error::io("remove", &shown_name, e))?;
+        }
+        _ => {}
+    }
+    sys::rename_between(from, name, to, name, 0).map_err(|e| Error::io("rename", &shown_name, e))
+}
+
+/// Gives every directory of `dirs` its mode and time, deepest first (a
+/// directory's time changes as names in it change).
+pub fn set_dirs(root: &File, shown: &Path, dirs: &BTreeMap<String, Entry>) -> Result<()> {
+    for (path, d) in dirs.iter().rev() {
+        let f = sys::open_at(root, path.as_bytes(), DIR_FLAGS, 0)
+            .map_err(|e| Error::io("open", shown.join(path), e))?;
+        let t = UNIX_EPOCH + Duration::from_secs(d.mtime.max(0) as u64);
+        f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
+            .map_err(|e| Error::io("set times of", shown.join(path), e))?;
+        f.set_permissions(fs::Permissions::from_mode(d.mode & 0o777))
+            .map_err(|e| Error::io("set mode of", shown.join(path), e))?;
+    }
+    Ok(())
+}
