@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::format::head::{Entry, EntryKind};
+use crate::ops::chain::{Link, open_chain};
 use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
@@ -38,14 +40,67 @@ pub fn list(
     patterns: &[String],
     visit: &mut Visit<'_>,
 ) -> Result<Info> {
+    list_chain(loc, sha256, patterns, &[], &mut |e, d, _| visit(e, d)).map(|(info, _)| info)
+}
+
+/// What a chain listing is handed: each entry of the whole tree, its
+/// SHA-256 (files), and, for an incremental, whether the archive named
+/// carries it (`None` for an archive that is not an incremental).
+pub type ChainVisit<'a> = dyn FnMut(&Entry, Option<&[u8; 32]>, Option<bool>) -> Result<()> + 'a;
+
+/// [`list`], where an incremental archive (read at offsets) is listed as
+/// the whole tree its chain describes (its bases found where it recorded
+/// them or among `bases`, each checked, their indexes read at offsets),
+/// each entry saying whether this archive carries it. Returns what the
+/// archive says about itself and its chain (the full archive first; empty
+/// for an archive that is not an incremental).
+pub fn list_chain(
+    loc: &Location,
+    sha256: bool,
+    patterns: &[String],
+    bases: &[Location],
+    visit: &mut ChainVisit<'_>,
+) -> Result<(Info, Vec<String>)> {
+    let reader = open_archive(loc, None)?;
+    if let Some(src) = reader.random_access()?
+        && src.has_tail()
+    {
+        drop(src);
+        let link = Link::open(loc)?;
+        if link.head.is_incremental() {
+            drop(link);
+            let links = open_chain(loc, bases)?;
+            let last = links.len() - 1;
+            let mut pats = Patterns::new(patterns);
+            for e in crate::ops::chain::state(&links)? {
+                let e = e?;
+                if !pats.wants(&e.path) {
+                    continue;
+                }
+                let entry = Entry {
+                    path: e.path.clone(),
+                    kind: e.kind,
+                    size: e.size,
+                    mode: e.mode,
+                    mtime: e.mtime as i64,
+                };
+                let d = (e.kind == EntryKind::File).then_some(&e.sha256);
+                visit(&entry, d, Some(e.origin == last))?;
+            }
+            pats.check_all_used()?;
+            let l = &links[last];
+            let info = Info::of_head2(&l.head, &l.meta);
+            return Ok((info, links.iter().map(|l| l.loc.to_string()).collect()));
+        }
+    }
     let mut pats = Patterns::new(patterns);
     let mut filtered = |e: &crate::format::head::Entry, d: Option<&[u8; 32]>| {
         if pats.wants(&e.path) {
-            visit(e, d)?;
+            visit(e, d, None)?;
         }
         Ok(())
     };
-    let info = open_archive(loc, None)?.list_into(sha256, &mut filtered)?;
+    let info = reader.list_into(sha256, &mut filtered)?;
     pats.check_all_used()?;
-    Ok(info)
+    Ok((info, Vec::new()))
 }

@@ -226,6 +226,8 @@ pub struct ListArgs {
     #[arg(long)]
     pub sha256: bool,
     #[command(flatten)]
+    pub chain: ChainArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 

@@ -444,6 +444,7 @@ fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     std_closed.check(&a.archive, true)?;
     std_closed.check_results("the listing")?;
     let loc = location(&a.archive, &a.s3)?;
+    let bases = bases(&a.chain, &a.s3)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     // Entries are written as they are read: nothing holds the list. A
     // failed write stops the listing and is reported as such.
@@ -451,27 +452,28 @@ fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let mut first = true;
     let (json, sha256) = (a.json, a.sha256);
     let listed = {
-        let mut visit = |e: &Entry, d: Option<&[u8; 32]>| -> sydra_archive::Result<()> {
-            let wrote = if sha256 {
-                d.map_or(Ok(()), |d| write_sha256_line(&mut out, e, d))
-            } else if json {
-                write_json_entry(&mut out, e, d, std::mem::take(&mut first))
-            } else {
-                write_list_line(&mut out, e)
+        let mut visit =
+            |e: &Entry, d: Option<&[u8; 32]>, carried: Option<bool>| -> sydra_archive::Result<()> {
+                let wrote = if sha256 {
+                    d.map_or(Ok(()), |d| write_sha256_line(&mut out, e, d))
+                } else if json {
+                    write_json_entry(&mut out, e, d, carried, std::mem::take(&mut first))
+                } else {
+                    write_list_line(&mut out, e, carried)
+                };
+                wrote.map_err(|err| {
+                    write_failed = Some(err);
+                    sydra_archive::Error::Interrupted
+                })
             };
-            wrote.map_err(|err| {
-                write_failed = Some(err);
-                sydra_archive::Error::Interrupted
-            })
-        };
-        sydra_archive::list(&loc, sha256, &a.patterns, &mut visit)
+        sydra_archive::list_chain(&loc, sha256, &a.patterns, &bases, &mut visit)
     };
     if let Some(e) = write_failed {
         return Err(anyhow::Error::new(e).context("cannot write the listing to stdout"));
     }
-    let info = listed.with_context(|| format!("list {loc}"))?;
+    let (info, chain) = listed.with_context(|| format!("list {loc}"))?;
     let ended = if json {
-        report::write_list_end(&mut out, &info, first)
+        report::write_list_end(&mut out, &info, &chain, first)
     } else {
         Ok(())
     };
@@ -495,11 +497,17 @@ fn write_sha256_line(out: &mut impl Write, e: &Entry, d: &[u8; 32]) -> io::Resul
     }
 }
 
-/// `list`: one line per entry.
-fn write_list_line(out: &mut impl Write, e: &Entry) -> io::Result<()> {
+/// `list`: one line per entry; of an incremental's whole tree, `+`
+/// before what the archive itself carries.
+fn write_list_line(out: &mut impl Write, e: &Entry, carried: Option<bool>) -> io::Result<()> {
+    let mark = match carried {
+        None => "",
+        Some(true) => "+ ",
+        Some(false) => "  ",
+    };
     writeln!(
         out,
-        "{:<4} {:>12} {}",
+        "{:<4} {:>12} {mark}{}",
         e.kind.as_str(),
         e.size,
         ui::escape_name(&e.path)
@@ -513,10 +521,13 @@ fn write_json_entry(
     out: &mut impl Write,
     e: &Entry,
     d: Option<&[u8; 32]>,
+    carried: Option<bool>,
     first: bool,
 ) -> io::Result<()> {
     out.write_all(if first { b"{\"entries\":[" } else { b"," })?;
-    serde_json::to_writer(&mut *out, &report::ListEntry::new(e, d))?;
+    let mut entry = report::ListEntry::new(e, d);
+    entry.carried = carried;
+    serde_json::to_writer(&mut *out, &entry)?;
     Ok(())
 }
 

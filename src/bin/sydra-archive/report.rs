@@ -289,6 +289,10 @@ pub struct ListEntry<'a> {
     /// SHA-256 of a file's content, hex (from a version-2 index).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// In the listing of an incremental (its whole tree): whether the
+    /// archive itself carries the entry (else a base does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carried: Option<bool>,
 }
 
 impl<'a> ListEntry<'a> {
@@ -301,6 +305,7 @@ impl<'a> ListEntry<'a> {
             mode: e.mode,
             mtime: e.mtime,
             sha256: d.map(|d| hex(d)),
+            carried: None,
         }
     }
 }
@@ -320,6 +325,12 @@ struct ListEnd<'a> {
     skipped: &'a [String],
     wal: &'a [sydra_archive::WalPosition],
     warnings: &'a [String],
+    /// For an incremental: its base.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<&'a sydra_archive::BaseRef>,
+    /// For an incremental: every archive of its chain, the full one first.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    chain: &'a [String],
 }
 
 /// Ends the `list --json` object: the entries array (opened by the first
@@ -327,6 +338,7 @@ struct ListEnd<'a> {
 pub fn write_list_end(
     out: &mut impl std::io::Write,
     info: &sydra_archive::Info,
+    chain: &[String],
     no_entries: bool,
 ) -> std::io::Result<()> {
     if no_entries {
@@ -345,6 +357,8 @@ pub fn write_list_end(
         skipped: &info.skipped,
         wal: &info.wal,
         warnings: &info.warnings,
+        base: info.base.as_ref(),
+        chain,
     })?;
     out.write_all(b"],")?;
     // The fields of the object, without its opening brace.
