@@ -6,6 +6,9 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::format::frame::{MAX_HEAD_BODY, TAG_HEAD, check_skippable_header};
+use crate::format::incremental::BaseRef;
+use crate::format::v2::{Head2, MAX_HEAD2_BODY, VERSION2};
 use crate::store::dir::LocalShelf;
 use crate::store::retention::{Candidate, Policy, Reason, decide};
 use crate::store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME};
@@ -52,9 +55,53 @@ impl Shelf {
 /// The archives on `shelf`, newest first, and the `*.tar.zst` entries
 /// that are not archives (with the reason).
 pub fn ls(shelf: &Shelf) -> Result<Listing> {
-    match shelf {
-        Shelf::Dir(d) => d.ls(),
-        Shelf::S3(r) => crate::store::s3::ls(r),
+    let mut listing = match shelf {
+        Shelf::Dir(d) => d.ls()?,
+        Shelf::S3(r) => crate::store::s3::ls(r)?,
+    };
+    // Each archive's kind and base, from its HEAD (one read at its start).
+    // A HEAD that is not one is not an archive; one that cannot be read
+    // (I/O, network) stops the listing: a prune must know every chain.
+    let mut archives = Vec::new();
+    for mut l in std::mem::take(&mut listing.archives) {
+        match base_of(shelf, &l) {
+            Ok(b) => {
+                l.base = b;
+                archives.push(l);
+            }
+            Err(e) if e.is_archive_fault() => listing.others.push((l.url.clone(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    listing.archives = archives;
+    Ok(listing)
+}
+
+/// The base HEAD names, for an incremental; `None` for a full archive
+/// (version 1's HEAD is too large to be version 2's: it is a full one).
+/// An archive whose HEAD is unreadable is not an archive (an error).
+fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
+    let read = |at: u64, buf: &mut [u8]| -> Result<()> {
+        match shelf {
+            Shelf::Dir(d) => d.read_at(&l.key, at, buf),
+            Shelf::S3(r) => r.at_key(&l.key).read_at(at, buf, l.identity.as_deref()),
+        }
+    };
+    let mut h = [0u8; 16];
+    read(0, &mut h)?;
+    let len = check_skippable_header(&h, &TAG_HEAD, MAX_HEAD_BODY, 0)?;
+    if len > MAX_HEAD2_BODY || len + 16 > l.size {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; len as usize];
+    read(16, &mut body)?;
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        version: u64,
+    }
+    match serde_json::from_slice::<Probe>(&body) {
+        Ok(p) if p.version >= VERSION2 => Ok(Head2::parse(&body)?.base),
+        _ => Ok(None),
     }
 }
 
@@ -96,8 +143,7 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         .map(|l| Candidate {
             name: l.key.clone(),
             unix_ms: l.modified_unix_ms,
-            // Every archive written today is a full one.
-            base: None,
+            base: l.base.as_ref().and_then(|b| base_name(&listing, l, b)),
         })
         .collect();
     let d = decide(policy, &candidates)?;
@@ -136,4 +182,25 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         failed,
         dry_run: !delete,
     })
+}
+
+/// The listed archive that is the base `b` of `l`: by the name HEAD
+/// recorded (relative names are in the same directory or prefix),
+/// whatever its size (keeping one archive too many is safe; deleting a
+/// base is not).
+fn base_name(listing: &Listing, l: &Listed, b: &BaseRef) -> Option<String> {
+    let dir = l.key.rsplit_once('/').map_or("", |(d, _)| d);
+    let recorded = b.location.as_str();
+    listing
+        .archives
+        .iter()
+        .find(|c| {
+            let name = c.key.rsplit('/').next().unwrap_or(&c.key);
+            let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
+            (cdir == dir && name == recorded)
+                || c.url == recorded
+                || c.key == recorded
+                || recorded.ends_with(&format!("/{name}")) && c.size == b.size
+        })
+        .map(|c| c.key.clone())
 }

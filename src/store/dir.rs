@@ -38,6 +38,21 @@ impl LocalShelf {
         &self.path
     }
 
+    /// Reads `buf.len()` bytes at `at` of the file `name` in the
+    /// directory (opened without following a link).
+    pub fn read_at(&self, name: &str, at: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let f = sys::open_at(
+            &self.dir,
+            name.as_bytes(),
+            libc::O_RDONLY | libc::O_NONBLOCK,
+            0,
+        )
+        .map_err(|e| Error::io("open", self.path.join(name), e))?;
+        f.read_exact_at(buf, at)
+            .map_err(|e| Error::io("read", self.path.join(name), e))
+    }
+
     /// The archives directly in the directory, newest first (by
     /// modification time, then name), and the other `*.tar.zst` entries
     /// with the reason they are left alone.
@@ -73,6 +88,7 @@ impl LocalShelf {
                         modified_unix_ms,
                         sha256: None,
                         identity: Some(identity),
+                        base: None,
                     })
                 }
                 Ok(Probed::Other(why)) => listing.others.push((shown, why)),

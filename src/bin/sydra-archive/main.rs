@@ -682,9 +682,16 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         out.write_all(b"\n")?;
     } else {
         for l in &listing.archives {
+            let (kind, base) = match &l.base {
+                None => ("full", String::new()),
+                Some(b) => (
+                    "incremental",
+                    format!("  (on {})", ui::escape_name(&b.location)),
+                ),
+            };
             writeln!(
                 out,
-                "{}  {:>14}  {}",
+                "{}  {:>14}  {kind:<11}  {}{base}",
                 sydra_archive::utc_time(l.modified_unix_ms),
                 l.size,
                 ui::escape_name(&l.url)

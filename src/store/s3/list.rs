@@ -25,6 +25,8 @@ pub struct Listed {
     /// file's device, inode, size and time): checked before a deletion.
     #[serde(skip)]
     pub identity: Option<String>,
+    /// For an incremental: the archive it was made on (from its HEAD).
+    pub base: Option<crate::format::incremental::BaseRef>,
 }
 
 /// What [`ls`] found under a prefix.
@@ -87,6 +89,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 modified_unix_ms: p.modified_unix_ms,
                 sha256: p.sha256,
                 identity: p.e_tag,
+                base: None,
             }),
             Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
             Err(e) => return Err(e),

@@ -237,6 +237,14 @@ impl Remote {
         &self.url
     }
 
+    /// The same client for the object `key` of the bucket.
+    pub fn at_key(&self, key: &str) -> Remote {
+        Remote {
+            url: self.url.with_key(key),
+            ..self.clone()
+        }
+    }
+
     /// Reads `buf.len()` bytes at `at` of the object with a ranged GET,
     /// pinned to `e_tag` when given: one piece of a
     /// [`download::RangedReader`], with its checks and retries.
