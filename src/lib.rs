@@ -44,7 +44,7 @@ pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
 pub use ops::metrics::Metrics;
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
-pub use ops::verify::{ChainVisit, list, list_chain, verify};
+pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
 pub use progress::Progress;
 pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,

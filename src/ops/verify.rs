@@ -104,3 +104,19 @@ pub fn list_chain(
     pats.check_all_used()?;
     Ok((info, Vec::new()))
 }
+
+/// `verify --chain` of the archive at `loc`, after the archive itself is
+/// verified: every base of an incremental is found (where recorded, or
+/// among `bases`) and is the archive recorded (its size and TAIL's
+/// SHA-256 of its body, and the SHA-256 its object metadata recorded),
+/// and the chain's operations match what each base holds (every delete
+/// and append), reading only ends, HEADs, indexes and operations, at
+/// offsets. Returns the chain, the full archive first (just `loc` for a
+/// full one).
+pub fn verify_chain(loc: &Location, bases: &[Location]) -> Result<Vec<String>> {
+    let links = open_chain(loc, bases)?;
+    for e in crate::ops::chain::state(&links)? {
+        e?;
+    }
+    Ok(links.iter().map(|l| l.loc.to_string()).collect())
+}

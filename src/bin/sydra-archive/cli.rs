@@ -205,6 +205,14 @@ pub struct VerifyArgs {
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// For an incremental: also check that every base it needs is present
+    /// and is the archive recorded, and that its operations match them
+    /// (ranged reads of their ends and indexes; verify a base itself to
+    /// check its data).
+    #[arg(long = "chain", conflicts_with = "deep")]
+    pub check_chain: bool,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     #[command(flatten)]
     pub read: ReadArgs,
     #[command(flatten)]

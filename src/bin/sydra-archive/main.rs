@@ -387,12 +387,25 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(Progress::default());
     let display = Display::start("verify", a.progress, a.quiet, &progress);
     let threads = a.read.threads as usize;
+    let chain_bases = bases(&a.chain, &a.s3)?;
     let result = if a.deep {
         sydra_archive::verify_deep(&loc, Some(progress.clone()), threads)
             .map(|d| (d.read.clone(), Some(d)))
     } else {
         let depth = if a.quick { Depth::Quick } else { Depth::Full };
-        sydra_archive::verify(&loc, depth, Some(progress.clone()), threads).map(|s| (s, None))
+        sydra_archive::verify(&loc, depth, Some(progress.clone()), threads).and_then(|s| {
+            if a.check_chain {
+                let chain = sydra_archive::verify_chain(&loc, &chain_bases)?;
+                if !a.quiet && !a.json && chain.len() > 1 {
+                    say!(
+                        "sydra-archive: chain of {} archives, each base present and the one recorded: {}",
+                        chain.len(),
+                        chain.join(" <- ")
+                    );
+                }
+            }
+            Ok((s, None))
+        })
     };
     display.finish();
     let secs = started.elapsed().as_secs_f64();
