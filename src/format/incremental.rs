@@ -240,6 +240,14 @@ pub struct StateEntry {
     pub sha256: [u8; 32],
     /// Which archive of the chain last wrote it (0: the full archive).
     pub origin: usize,
+    /// Where its member is in that archive (its index record's `frame`
+    /// and `offset`), unless it was appended to.
+    pub frame: u64,
+    /// See `frame`.
+    pub offset: u64,
+    /// The archive `origin` continued it (an `append`): its content is
+    /// its base's file and that archive's tail.
+    pub appended: bool,
 }
 
 #[cfg(test)]

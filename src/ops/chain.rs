@@ -124,7 +124,7 @@ impl Link {
 
     /// The record of the member at `path`, searched from the last block
     /// back (an incremental's own members are its last).
-    fn find_last(&self, path: &str) -> Result<Option<Record>> {
+    pub fn find_last(&self, path: &str) -> Result<Option<Record>> {
         for (i, r) in self.rows.iter().enumerate().rev() {
             let body = read_block(
                 &mut |at, buf| self.src.read_at(at, buf),
@@ -553,6 +553,9 @@ fn entry(r: Record, origin: usize) -> StateEntry {
         size: r.size,
         sha256: r.sha256,
         origin,
+        frame: r.frame,
+        offset: r.offset,
+        appended: false,
     }
 }
 
@@ -683,6 +686,9 @@ impl Merge<'_> {
                             size,
                             sha256: sha,
                             origin: self.level,
+                            frame: 0,
+                            offset: 0,
+                            appended: true,
                         });
                     }
                 }
@@ -729,3 +735,86 @@ impl Iterator for Merge<'_> {
 /// Whether the own directory of an incremental sorts after every path of
 /// the layout (it must, for its members to come last).
 const _: () = assert!(INCREMENTAL_DIR.as_bytes()[0] > b'w');
+
+/// Writes the content of the file `e` of the tree of `links` (as
+/// [`state`] gave it) to `out`: its member, read at offsets, or for a file
+/// an incremental appended to, its base's file (found in the tree of the
+/// archives before it) and then the tail. The caller checks the whole
+/// against `e.sha256`.
+pub fn write_content(
+    links: &[Link],
+    e: &StateEntry,
+    out: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let l = &links[e.origin];
+    let copy = |r: &mut dyn Read, out: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(crate::write::from_io(err, "read", &l.loc.name())),
+            };
+            out(&buf[..n])?;
+        }
+    };
+    if !e.appended {
+        let rec = Record {
+            path: e.path.clone(),
+            kind: EntryKind::File,
+            mode: e.mode,
+            mtime: e.mtime,
+            size: e.size,
+            frame: e.frame,
+            offset: e.offset,
+            sha256: e.sha256,
+        };
+        return copy(&mut l.member(&rec)?, out);
+    }
+    let mut append = None;
+    for c in l.changes()? {
+        if let Change::Append {
+            path,
+            from,
+            offset,
+            tail,
+            ..
+        } = c?
+            && path == e.path
+        {
+            append = Some((from, offset, tail));
+            break;
+        }
+    }
+    let Some((from, offset, tail)) = append else {
+        return Err(Error::corrupt(format!(
+            "{}: no append of {}",
+            l.loc, e.path
+        )));
+    };
+    let mut prefix = None;
+    for b in state(&links[..e.origin])? {
+        let b = b?;
+        if b.path == from {
+            prefix = Some(b);
+            break;
+        }
+    }
+    match prefix {
+        Some(b) if b.kind == EntryKind::File && b.size == offset => write_content(links, &b, out)?,
+        _ => {
+            return Err(Error::Base {
+                archive: l.loc.to_string(),
+                reason: format!("it continues {from}, which its base does not hold as recorded"),
+            });
+        }
+    }
+    let Some(t) = l.find_last(&tail)? else {
+        return Err(Error::corrupt(format!(
+            "{}: its tail {tail} is missing",
+            l.loc
+        )));
+    };
+    copy(&mut l.member(&t)?, out)
+}

@@ -47,6 +47,9 @@ pub struct ExtractOptions {
     pub to: ExtractTo,
     /// Replace existing files.
     pub force: bool,
+    /// For an incremental: bases it may have been made on, besides where
+    /// it recorded them.
+    pub bases: Vec<Location>,
 }
 
 /// What an extract did.
@@ -169,6 +172,9 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     let mut pats = Patterns::new(&opts.patterns);
     let got = match &src {
         Some(src) => match read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown) {
+            Ok(Some((tail, _, _))) if tail.version == crate::format::incremental::VERSION3 => {
+                by_chain(loc, &opts.bases, &mut pats, &mut stage).map(Some)
+            }
             Ok(Some((tail, meta, table))) => {
                 by_index(src, &tail, &table, meta.first_paths, &mut pats, &mut stage).map(Some)
             }
@@ -207,10 +213,67 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     }
     if let Some(src) = &src
         && !summary.streamed
+        && summary.reads == 0
     {
         (summary.reads, summary.read_bytes) = src.counts();
     }
     summary.dirs = stage.publish()?;
+    Ok(summary)
+}
+
+/// Extracts the wanted files of the whole tree an incremental's chain
+/// describes: each from the archive of the chain that holds it, read at
+/// offsets (an appended WAL file from its base's file and its tail),
+/// checked against the SHA-256 the tree records for it.
+fn by_chain(
+    loc: &Location,
+    bases: &[Location],
+    pats: &mut Patterns,
+    stage: &mut Stage,
+) -> Result<ExtractSummary> {
+    let links = crate::ops::chain::open_chain(loc, bases)?;
+    let mut summary = ExtractSummary::default();
+    for e in crate::ops::chain::state(&links)? {
+        let e = e?;
+        if !pats.wants(&e.path) {
+            continue;
+        }
+        let entry = Entry {
+            path: e.path.clone(),
+            kind: e.kind,
+            size: e.size,
+            mode: e.mode,
+            mtime: e.mtime as i64,
+        };
+        if e.kind == EntryKind::Dir {
+            stage.dir(&entry)?;
+            continue;
+        }
+        stage.check_target(&e.path)?;
+        let mut out = stage.file(&entry)?;
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        crate::ops::chain::write_content(&links, &e, &mut |buf| {
+            hasher.update(buf);
+            len += buf.len() as u64;
+            out.write(buf)
+        })?;
+        if len != e.size || hasher.finalize().as_slice() != e.sha256 {
+            return Err(Error::corrupt(format!(
+                "{}: its content does not match the size and SHA-256 its chain records",
+                e.path
+            )));
+        }
+        out.finish(&entry)?;
+        summary.files += 1;
+        summary.bytes += e.size;
+    }
+    for l in &links {
+        let (reads, bytes) = l.src.counts();
+        summary.reads += reads;
+        summary.read_bytes += bytes;
+    }
+    summary.streamed = false;
     Ok(summary)
 }
 

@@ -293,6 +293,8 @@ pub struct ExtractArgs {
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub chain: ChainArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 

@@ -643,6 +643,7 @@ fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             patterns: a.patterns.clone(),
             to,
             force: a.force,
+            bases: bases(&a.chain, &a.s3)?,
         },
     )
     .with_context(|| format!("extract {loc}"))?;
