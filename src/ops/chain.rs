@@ -443,9 +443,17 @@ fn or_dot(p: &std::path::Path) -> &std::path::Path {
 }
 
 /// Finds the base `b` of the incremental `child`: among `extra` first
-/// (any that is the archive `b` names), then where HEAD says it is. A
-/// missing base, or one that is another archive, is an [`Error::Base`].
-pub fn find_base(child: &Link, b: &BaseRef, extra: &[Location]) -> Result<Link> {
+/// (any that is the archive `b` names), then where HEAD says it is
+/// (a relative name beside `child`, then beside each of `later`, the
+/// archives of the chain after it: a chain moved together with the
+/// archive named). A missing base, or one that is another archive, is an
+/// [`Error::Base`].
+pub fn find_base(
+    child: &Link,
+    b: &BaseRef,
+    extra: &[Location],
+    later: &[Location],
+) -> Result<Link> {
     for loc in extra {
         if let Ok(l) = Link::open(loc)
             && l.is(b)
@@ -457,22 +465,39 @@ pub fn find_base(child: &Link, b: &BaseRef, extra: &[Location]) -> Result<Link> 
         archive: child.loc.to_string(),
         reason,
     };
-    let loc = base_location(&child.loc, &b.location)?;
-    match Link::open(&loc) {
-        Ok(l) if l.is(b) => Ok(l),
-        Ok(l) => Err(broken(format!(
-            "its base {loc} is another archive ({} bytes, body SHA-256 {}) than the one it was made on ({} bytes, SHA-256 {}); give the right one with --base",
-            l.src.size,
-            hex(&l.tail.body_sha256),
-            b.size,
-            b.sha256
-        ))),
-        Err(e) if missing(&e) => Err(broken(format!(
-            "its base {loc} (SHA-256 {}) is missing; give it with --base",
-            b.sha256
-        ))),
-        Err(e) => Err(broken(format!("its base {loc} cannot be used: {e}"))),
+    let primary = base_location(&child.loc, &b.location)?;
+    let mut places = vec![primary.clone()];
+    for l in later {
+        let loc = base_location(l, &b.location)?;
+        if !places.iter().any(|p| p.to_string() == loc.to_string()) {
+            places.push(loc);
+        }
     }
+    let mut first_error = None;
+    for loc in &places {
+        match Link::open(loc) {
+            Ok(l) if l.is(b) => return Ok(l),
+            Ok(l) => {
+                first_error.get_or_insert(broken(format!(
+                    "its base {loc} is another archive ({} bytes, body SHA-256 {}) than the one it was made on ({} bytes, SHA-256 {}); give the right one with --base",
+                    l.src.size,
+                    hex(&l.tail.body_sha256),
+                    b.size,
+                    b.sha256
+                )));
+            }
+            Err(e) if missing(&e) => {}
+            Err(e) => {
+                first_error.get_or_insert(broken(format!("its base {loc} cannot be used: {e}")));
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| {
+        broken(format!(
+            "its base {primary} (SHA-256 {}) is missing; give it with --base",
+            b.sha256
+        ))
+    }))
 }
 
 fn missing(e: &Error) -> bool {
@@ -502,7 +527,8 @@ pub fn open_chain(target: &Location, extra: &[Location]) -> Result<Vec<Link>> {
                 "{target}: a chain of more than {MAX_CHAIN} archives"
             )));
         }
-        let base = find_base(last, &b, extra)?;
+        let later: Vec<Location> = links.iter().rev().skip(1).map(|l| l.loc.clone()).collect();
+        let base = find_base(last, &b, extra, &later)?;
         let want = b.depth - 1;
         let got = base.head.base.as_ref().map_or(0, |bb| bb.depth);
         if got != want {

@@ -181,6 +181,142 @@ pub fn generate(dir: &Path, spec: &FixtureSpec) -> io::Result<FixtureStats> {
     Ok(stats)
 }
 
+/// A simulated server that goes on writing a data directory as the real
+/// one does, for tests and benchmarks of incremental archives: WAL
+/// records appended to `current.wal` (rotated to `<epoch-ms>.wal` at the
+/// spec's size), one segment per series per flush in hour directories,
+/// MANIFEST and tags.json rewritten; and compaction (an hour's segments
+/// replaced by one per series) and retention (an hour removed).
+pub struct Server {
+    dir: std::path::PathBuf,
+    spec: FixtureSpec,
+    rng: Rng,
+    ids: Vec<u64>,
+    values: Vec<f64>,
+    /// The next timestamp to write.
+    pub next_ts: i64,
+    wall_ms: u64,
+}
+
+impl Server {
+    /// A server that continues the data dir `dir` (written by [`generate`]
+    /// with `spec`) from `next_ts` on, with series of its own seed.
+    pub fn new(dir: &Path, spec: &FixtureSpec, next_ts: i64) -> Server {
+        let mut rng = Rng(spec.seed ^ 0x5EED);
+        let ids: Vec<u64> = (0..spec.series).map(|_| rng.next()).collect();
+        let values = ids.iter().map(|_| 50.0).collect();
+        Server {
+            dir: dir.to_path_buf(),
+            spec: spec.clone(),
+            rng,
+            ids,
+            values,
+            next_ts,
+            wall_ms: 1_795_400_000_000 + (next_ts.max(0) as u64 % 1_000_000) * 1000,
+        }
+    }
+
+    /// Writes `seconds` of points: each flush window's points to the WAL,
+    /// then its segments; MANIFEST and tags.json after each flush.
+    pub fn run(&mut self, seconds: i64) -> io::Result<()> {
+        let end = self.next_ts + seconds;
+        let wal_path = self.dir.join("wal/current.wal");
+        while self.next_ts < end {
+            let w_start = self.next_ts;
+            let w_end = (w_start.div_euclid(self.spec.flush_s) + 1) * self.spec.flush_s;
+            let w_end = w_end.min(end);
+            let mut window: Vec<Vec<(i64, f64)>> = vec![Vec::new(); self.ids.len()];
+            let mut wal = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&wal_path)?;
+            let mut buf = Vec::new();
+            let mut ts = w_start;
+            while ts < w_end {
+                for (i, &sid) in self.ids.iter().enumerate() {
+                    let r = self.rng.next();
+                    let step = ((r >> 8) % 41) as f64 - 20.0;
+                    self.values[i] = ((self.values[i] * 100.0).round() + step) / 100.0;
+                    buf.extend(wal_record(sid, ts, self.values[i]));
+                    window[i].push((ts, self.values[i]));
+                }
+                ts += self.spec.interval_s;
+            }
+            wal.write_all(&buf)?;
+            drop(wal);
+            let hour = w_start.div_euclid(3600) * 3600;
+            let hour_dir = self.dir.join("segments").join(hour.to_string());
+            fs::create_dir_all(&hour_dir)?;
+            let mut manifest = String::new();
+            for (i, &sid) in self.ids.iter().enumerate() {
+                let pts = &window[i];
+                let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
+                    continue;
+                };
+                self.wall_ms += 1 + self.rng.next() % 3;
+                let name = format!("{sid:x}-{}-{}-{}.seg", first.0, last.0, self.wall_ms);
+                fs::write(hour_dir.join(&name), encode_segment(sid, hour, pts))?;
+                manifest = format!(
+                    "{{\"series_id\":{sid},\"hour_bucket\":{hour},\"start_ts\":{},\"end_ts\":{},\"count\":{},\"path\":\"segments/{hour}/{name}\"}}\n",
+                    first.0,
+                    last.0,
+                    pts.len()
+                );
+            }
+            fs::write(self.dir.join("MANIFEST"), manifest)?;
+            let ids: Vec<String> = self.ids.iter().map(u64::to_string).collect();
+            fs::write(
+                self.dir.join("tags.json"),
+                format!("{{\"metric=cpu\":[{}],\"t={}\":[1]}}", ids.join(","), w_end),
+            )?;
+            self.wall_ms += 2000;
+            if fs::metadata(&wal_path)?.len() >= self.spec.wal_rotate_bytes {
+                fs::rename(
+                    &wal_path,
+                    self.dir.join(format!("wal/{}.wal", self.wall_ms)),
+                )?;
+                File::create(&wal_path)?;
+            }
+            self.next_ts = w_end;
+        }
+        Ok(())
+    }
+
+    /// Compaction: the segments of hour directory `hour` replaced by one
+    /// segment per series holding the same points.
+    pub fn compact(&mut self, hour: i64) -> io::Result<()> {
+        let hour_dir = self.dir.join("segments").join(hour.to_string());
+        let mut by_series: BTreeMap<u64, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut old = Vec::new();
+        for e in fs::read_dir(&hour_dir)? {
+            let p = e?.path();
+            let seg = crate::sydradb::decode_segment(&fs::read(&p)?)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+            by_series
+                .entry(seg.series_id)
+                .or_default()
+                .extend(seg.points);
+            old.push(p);
+        }
+        for (sid, mut pts) in by_series {
+            pts.sort_by_key(|p| p.0);
+            let (first, last) = (pts[0].0, pts[pts.len() - 1].0);
+            self.wall_ms += 1;
+            let name = format!("{sid:x}-{first}-{last}-{}.seg", self.wall_ms);
+            fs::write(hour_dir.join(name), encode_segment(sid, hour, &pts))?;
+        }
+        for p in old {
+            fs::remove_file(p)?;
+        }
+        Ok(())
+    }
+
+    /// Retention: hour directory `hour` removed with its segments.
+    pub fn drop_hour(&mut self, hour: i64) -> io::Result<()> {
+        fs::remove_dir_all(self.dir.join("segments").join(hour.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

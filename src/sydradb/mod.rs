@@ -12,5 +12,5 @@ pub mod source;
 pub mod walk;
 
 pub use check::{Segment, check_wal, decode_segment};
-pub use fixture::{FixtureSpec, generate};
+pub use fixture::{FixtureSpec, Server, generate};
 pub use records::*;

@@ -6,6 +6,7 @@ mod crafted2;
 mod extract;
 mod format;
 mod hostile;
+mod incremental;
 mod live;
 mod memory;
 mod probe;

@@ -41,6 +41,10 @@ pub struct CreateReport {
     pub seconds: f64,
     /// For `-o s3://…`: the object written; `null` otherwise.
     pub object: Option<ObjectReport>,
+    /// `full`, or `incremental` (made on `base`).
+    pub kind: &'static str,
+    /// For an incremental: the archive it was made on.
+    pub base: Option<sydra_archive::BaseRef>,
 }
 
 /// The object `create -o s3://…` wrote.
@@ -228,6 +232,12 @@ impl CreateReport {
                 e_tag: u.e_tag.clone(),
                 sha256_in_metadata: u.sha256_in_metadata,
             }),
+            kind: if s.base.is_some() {
+                "incremental"
+            } else {
+                "full"
+            },
+            base: s.base.clone(),
         }
     }
 }

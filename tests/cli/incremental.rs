@@ -1,0 +1,528 @@
+//! Incremental archives: chains built against a simulated server writer
+//! restore byte-identical to a full archive of the same moment; broken
+//! bases fail cleanly; stock tools never see a WAL tail under the WAL's
+//! name; prune keeps every base a kept archive needs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sydra_archive::sydradb::{FixtureSpec, Server, generate};
+
+use crate::support::*;
+
+fn spec() -> FixtureSpec {
+    FixtureSpec {
+        series: 4,
+        duration_s: 3 * 3600,
+        flush_s: 600,
+        wal_rotate_bytes: 12_000,
+        ..FixtureSpec::default()
+    }
+}
+
+/// A generated data dir and a server that goes on writing it.
+fn live(t: &Path) -> (PathBuf, Server) {
+    let d = t.join("data");
+    let s = spec();
+    generate(&d, &s).unwrap();
+    let next = s.start_ts + s.duration_s;
+    let server = Server::new(&d, &s, next);
+    (d, server)
+}
+
+fn create_on(data: &Path, out: &Path, base: &Path) -> std::process::Output {
+    run(&["create", p(data), "-o", p(out), "--base", p(base), "--json"])
+}
+
+/// Restores `archive` into `dir` and returns the tree's digest.
+fn restored(archive: &Path, dir: &Path) -> String {
+    let o = run(&["restore", p(archive), p(dir), "-q"]);
+    expect_code(&o, 0);
+    tree_digest(dir)
+}
+
+#[test]
+fn chains_restore_byte_identical_to_a_full_archive_of_the_same_moment() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    let first_hour = spec().start_ts;
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let mut prev = a0;
+    let mut renamed = 0;
+    // Appends (with rotations), new segments, compaction, retention, and
+    // an archive of nothing new.
+    let steps: Vec<Box<dyn Fn(&mut Server)>> = vec![
+        Box::new(|s| s.run(1800).unwrap()),
+        Box::new(move |s| {
+            s.run(600).unwrap();
+            s.compact(first_hour + 3600).unwrap();
+        }),
+        Box::new(move |s| {
+            s.drop_hour(first_hour).unwrap();
+            s.run(3000).unwrap();
+        }),
+        Box::new(|_| {}),
+        Box::new(|s| s.run(4200).unwrap()),
+        Box::new(|s| s.run(60).unwrap()),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        step(&mut server);
+        let inc = t.path().join(format!("a{}.tar.zst", i + 1));
+        let o = create_on(&data, &inc, &prev);
+        expect_code(&o, 0);
+        let j = json(&o);
+        assert_eq!(j["kind"], "incremental", "{j}");
+        assert_eq!(j["base"]["depth"], i as u64 + 1, "{j}");
+        let full = t.path().join(format!("f{}.tar.zst", i + 1));
+        create(&data, &full);
+        let inc_size = fs::metadata(&inc).unwrap().len();
+        let full_size = fs::metadata(&full).unwrap().len();
+        assert!(inc_size < full_size, "step {i}: {inc_size} !< {full_size}");
+
+        let want = restored(&full, &t.path().join(format!("rf{i}")));
+        assert_eq!(tree_digest(&data), want, "step {i}: the full archive");
+        let got = restored(&inc, &t.path().join(format!("ri{i}")));
+        assert_eq!(got, want, "step {i}: the chain restores another tree");
+
+        // The whole tree, as list and list --sha256 give it.
+        let lf = stdout(&run(&["list", "--sha256", p(&full)]));
+        let li = stdout(&run(&["list", "--sha256", p(&inc)]));
+        assert_eq!(li, lf, "step {i}: list --sha256 of the chain");
+        let v = run(&["verify", "--chain", p(&inc)]);
+        expect_code(&v, 0);
+        let changes = Command::new("tar")
+            .args([
+                "--zstd",
+                "-xOf",
+                p(&inc),
+                "x-sydra-incremental/changes.ndjson",
+            ])
+            .output()
+            .unwrap();
+        for line in String::from_utf8_lossy(&changes.stdout).lines() {
+            let c: serde_json::Value = serde_json::from_str(line).unwrap();
+            if c["op"] == "append" && c["from"] != c["path"] {
+                renamed += 1;
+            }
+        }
+        prev = inc;
+    }
+    assert!(renamed > 0, "no rotation was continued under its new name");
+    // Extract of the whole chain gives the same files; one appended WAL
+    // file alone, too.
+    let x = t.path().join("x");
+    let o = run(&["extract", p(&prev), "-C", p(&x)]);
+    expect_code(&o, 0);
+    let d = Command::new("diff")
+        .args(["-r", p(&data), p(&x)])
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stdout));
+    let o = run(&[
+        "extract",
+        p(&prev),
+        "wal/current.wal",
+        "-o",
+        p(&t.path().join("cw")),
+    ]);
+    expect_code(&o, 0);
+    assert_eq!(
+        fs::read(t.path().join("cw")).unwrap(),
+        fs::read(data.join("wal/current.wal")).unwrap()
+    );
+}
+
+#[test]
+fn an_incremental_carries_only_what_changed() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    // A base whose current.wal holds records (an empty one is not
+    // appended to: the whole file is new).
+    server.run(60).unwrap();
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let before = fs::metadata(data.join("wal/current.wal")).unwrap().len();
+    assert!(before > 0);
+    // Less than a rotation's worth: current.wal only grows.
+    server.run(60).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    let l = stdout(&run(&["list", p(&a1)]));
+    let carried: Vec<&str> = l
+        .lines()
+        .filter(|l| l.contains(" + "))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    // The WAL's growth is an append: current.wal is not carried whole, and
+    // the tail holds only what was appended.
+    let tar = Command::new("tar")
+        .args(["--zstd", "-tvf", p(&a1)])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let members = String::from_utf8_lossy(&tar.stdout).to_string();
+    assert!(!members.contains(" wal/current.wal"), "{members}");
+    let after = fs::metadata(data.join("wal/current.wal")).unwrap().len();
+    let tail_line = members
+        .lines()
+        .find(|l| l.ends_with("x-sydra-incremental/wal-tails/current.wal.tail"))
+        .unwrap_or_else(|| panic!("no tail: {members}"));
+    assert!(
+        tail_line.contains(&format!(" {} ", after - before)),
+        "{tail_line}"
+    );
+    // What changed, and nothing else: the new segments (and their hour
+    // directory), MANIFEST, tags.json, and the appended WAL file.
+    assert!(carried.contains(&"MANIFEST") && carried.contains(&"tags.json"));
+    assert!(carried.contains(&"wal/current.wal"), "{l}");
+    assert!(
+        carried.iter().all(|c| [
+            "MANIFEST",
+            "tags.json",
+            "wal",
+            "wal/current.wal",
+            "segments"
+        ]
+        .contains(c)
+            || c.starts_with("segments/")),
+        "{carried:?}"
+    );
+    let segs = carried.iter().filter(|c| c.ends_with(".seg")).count();
+    assert_eq!(segs, 4, "one flush of 4 series: {carried:?}");
+}
+
+#[test]
+fn stock_tar_never_writes_a_wal_tail_under_the_wal_s_name() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    server.run(60).unwrap();
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    server.run(3600).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    // Extracted over a restore of the base, stock tar leaves every WAL
+    // file of the base as it was (or whole): never a tail in its place.
+    let r = t.path().join("r");
+    restored(&a0, &r);
+    let x = Command::new("tar")
+        .args(["--zstd", "-xf", p(&a1), "-C", p(&r)])
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    for e in fs::read_dir(r.join("wal")).unwrap() {
+        let e = e.unwrap();
+        let got = fs::read(e.path()).unwrap();
+        let name = e.file_name();
+        let live = fs::read(data.join("wal").join(&name)).unwrap_or_default();
+        assert!(
+            live.starts_with(&got),
+            "{name:?}: stock tar wrote something that is not a prefix of the WAL file"
+        );
+        assert_eq!(got.len() % 33, 0, "{name:?}: not whole records");
+    }
+    // The tails are under their own directory, named *.tail.
+    let tails = fs::read_dir(r.join("x-sydra-incremental/wal-tails")).unwrap();
+    for e in tails {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        assert!(n.ends_with(".wal.tail"), "{n}");
+    }
+}
+
+#[test]
+fn a_missing_or_different_base_fails_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    let a0 = shelf.join("a0.tar.zst");
+    create(&data, &a0);
+    server.run(1200).unwrap();
+    let a1 = shelf.join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    server.run(1200).unwrap();
+    let a2 = shelf.join("a2.tar.zst");
+    expect_code(&create_on(&data, &a2, &a1), 0);
+    let good = fs::read(&a1).unwrap();
+    let good_bytes = good.clone();
+    let mid = good.len() / 3;
+    let other = t.path().join("other.tar.zst");
+    create(&tiny_data(t.path()), &other);
+
+    let target = t.path().join("restored");
+    let mut cases: Vec<(&str, Box<dyn Fn()>, i32, &str)> = vec![
+        (
+            "deleted",
+            Box::new(|| fs::remove_file(&a1).unwrap()),
+            2,
+            "is missing; give it with --base",
+        ),
+        (
+            "overwritten with another archive",
+            Box::new(|| {
+                fs::copy(&other, &a1).unwrap();
+            }),
+            2,
+            "is another archive",
+        ),
+        (
+            "truncated",
+            Box::new(|| fs::write(&a1, &good[..good.len() - 1000]).unwrap()),
+            2,
+            "cannot be used",
+        ),
+    ];
+    // A byte of its data flipped: it is the archive recorded by its end,
+    // so the damage is found when it is read, and nothing is published.
+    cases.push((
+        "corrupted",
+        Box::new(|| {
+            let mut b = good.clone();
+            b[mid] ^= 0x40;
+            fs::write(&a1, b).unwrap();
+        }),
+        1,
+        "a1.tar.zst",
+    ));
+    for (what, damage, want, says) in &cases {
+        fs::write(&a1, &good_bytes).unwrap();
+        damage();
+        for verb in ["restore", "verify"] {
+            if verb == "verify" && *what == "corrupted" {
+                // verify --chain reads ends and indexes only.
+                continue;
+            }
+            let o = match verb {
+                "restore" => run(&["restore", p(&a2), p(&target)]),
+                _ => run(&["verify", "--chain", p(&a2)]),
+            };
+            expect_code(&o, *want);
+            let e = stderr(&o);
+            assert!(e.contains(says) && e.contains("a1.tar.zst"), "{what}: {e}");
+        }
+        assert!(!target.exists(), "{what}: a restore published something");
+        assert!(
+            leftovers(t.path()).is_empty(),
+            "{what}: {:?}",
+            leftovers(t.path())
+        );
+    }
+
+    // Given the right base elsewhere with --base, the chain restores.
+    let moved = t.path().join("moved.tar.zst");
+    fs::write(&moved, &good_bytes).unwrap();
+    fs::remove_file(&a1).unwrap();
+    let o = run(&["restore", p(&a2), p(&target), "--base", p(&moved), "-q"]);
+    expect_code(&o, 0);
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    assert_eq!(tree_digest(&target), restored(&f, &t.path().join("rf")));
+}
+
+#[test]
+fn a_wal_rewritten_in_the_middle_is_archived_whole_with_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, _server) = live(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    // A rotated WAL file whose 3rd record is replaced by another valid one.
+    let mut rotated: Vec<PathBuf> = fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("current.wal"))
+        .collect();
+    rotated.sort();
+    let victim = &rotated[0];
+    let mut b = fs::read(victim).unwrap();
+    b[66..99].copy_from_slice(&sydra_archive::sydradb::wal_record(7, 7, 7.0));
+    fs::write(victim, &b).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    let o = create_on(&data, &a1, &a0);
+    expect_code(&o, 0);
+    let name = format!("wal/{}", victim.file_name().unwrap().to_str().unwrap());
+    assert!(
+        stderr(&o).contains(&format!(
+            "{name}: does not start with the bytes the base archived (rewritten in the middle); archived whole"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let l = stdout(&run(&["list", p(&a1)]));
+    assert!(l.contains(&format!("+ {name}")), "{l}");
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    assert_eq!(
+        restored(&a1, &t.path().join("ri")),
+        restored(&f, &t.path().join("rf"))
+    );
+}
+
+#[test]
+fn incremental_into_a_directory_starts_a_full_at_max_chain_and_prune_keeps_chains() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    let shelf_arg = format!("{}/", p(&shelf));
+    // Two chains of 3 (a full, two incrementals), a day apart.
+    let day0 = 1_793_577_600u64;
+    let mut kinds = Vec::new();
+    for k in 0..6u64 {
+        server.run(600).unwrap();
+        let when = day0 + k * 43_200;
+        let o = bin()
+            .args(["create", p(&data), "-o", &shelf_arg, "--incremental"])
+            .args(["--max-chain", "3", "--json"])
+            .env("SOURCE_DATE_EPOCH", when.to_string())
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        let j = json(&o);
+        kinds.push(j["kind"].as_str().unwrap().to_string());
+        let name = j["archive"].as_str().unwrap().to_string();
+        fs::File::options()
+            .write(true)
+            .open(&name)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(when))
+            .unwrap();
+    }
+    assert_eq!(
+        kinds,
+        [
+            "full",
+            "incremental",
+            "incremental",
+            "full",
+            "incremental",
+            "incremental"
+        ]
+    );
+    let ls = json(&run(&["ls", p(&shelf), "--json"]));
+    let archives = ls["archives"].as_array().unwrap();
+    assert_eq!(archives.len(), 6);
+    assert!(archives[0]["base"]["location"].is_string(), "{ls}");
+    assert!(archives[2]["base"].is_null(), "{ls}");
+
+    // Keep only the newest: its whole chain stays, and says why.
+    let o = run(&["prune", p(&shelf), "--keep-last", "1", "--json"]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    let kept: Vec<&str> = j["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 3, "{j}");
+    let text = format!("{j}");
+    assert!(text.contains("base of"), "{text}");
+    // Daily rules over the older chain: its newest is kept with its bases.
+    let o = run(&["prune", p(&shelf), "--keep-daily", "2", "--yes"]);
+    expect_code(&o, 0);
+    let left = fs::read_dir(&shelf).unwrap().count();
+    let mut restored_any = false;
+    for a in archives {
+        let path = shelf.join(a["key"].as_str().unwrap());
+        if path.exists() {
+            let o = run(&["verify", "--chain", p(&path)]);
+            expect_code(&o, 0);
+            restored_any = true;
+        }
+    }
+    assert!(restored_any && left >= 3, "{left}");
+    let newest = shelf.join(archives[0]["key"].as_str().unwrap());
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    assert_eq!(
+        restored(&newest, &t.path().join("ri")),
+        restored(&f, &t.path().join("rf"))
+    );
+}
+
+#[test]
+fn sigkill_during_an_incremental_create_leaves_no_archive() {
+    let t = tempfile::tempdir().unwrap();
+    let data = medium_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    // Everything changed: a base of another data dir.
+    let mut server = Server::new(
+        &data,
+        &FixtureSpec {
+            series: 20,
+            ..FixtureSpec::default()
+        },
+        10_000_000,
+    );
+    server.run(3 * 3600).unwrap();
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let a1 = out.join("a1.tar.zst");
+    let spawn = || {
+        bin()
+            .args(["create", p(&data), "-o", p(&a1), "--base", p(&a0), "-q"])
+            .args(["--level", "15", "--threads", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let start = Instant::now();
+    let o = spawn().wait_with_output().unwrap();
+    assert!(o.status.success());
+    let clean = start.elapsed();
+    fs::remove_file(&a1).unwrap();
+    let (mut absent, mut whole) = (0, 0);
+    for k in 1..=8u32 {
+        let mut c = spawn();
+        std::thread::sleep(clean * k / 8);
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+        c.wait().unwrap();
+        if a1.exists() {
+            expect_code(&run(&["verify", "--chain", p(&a1)]), 0);
+            whole += 1;
+            fs::remove_file(&a1).unwrap();
+        } else {
+            absent += 1;
+        }
+        let temps: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| !n.to_string_lossy().contains(".sydra-tmp."))
+            .collect();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+    assert!(
+        absent > 0,
+        "no kill landed before the publish ({whole} after)"
+    );
+}
+
+#[test]
+fn an_incremental_from_a_pipe_is_not_restored_as_a_whole_tree() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, mut server) = live(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    server.run(600).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    let target = t.path().join("r");
+    let o = run_stdin(&["restore", "-", p(&target)], &fs::read(&a1).unwrap());
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is an incremental archive"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!target.exists());
+    // verify of the stream checks the archive itself.
+    let o = run_stdin(&["verify", "-"], &fs::read(&a1).unwrap());
+    expect_code(&o, 0);
+}
