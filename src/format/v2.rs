@@ -653,11 +653,14 @@ mod tests {
         b2[20] = 1;
         assert!(Tail::decode(&b2).unwrap_err().to_string().contains("flags"));
         let mut b3 = b;
-        b3[16] = 3;
+        b3[16] = 4;
         assert!(matches!(
             Tail::decode(&b3),
-            Err(Error::UnsupportedVersion(3))
+            Err(Error::UnsupportedVersion(4))
         ));
+        // Version 3 (an incremental) is read.
+        b3[16] = 3;
+        assert_eq!(Tail::decode(&b3).unwrap().version, 3);
     }
 
     #[test]

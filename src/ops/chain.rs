@@ -505,7 +505,10 @@ fn missing(e: &Error) -> bool {
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
         Error::Remote { reason, .. } => {
             let r = reason.to_ascii_lowercase();
-            r.contains("not found") || r.contains("nosuchkey") || r.contains("404")
+            r.contains("no such object")
+                || r.contains("not found")
+                || r.contains("nosuchkey")
+                || r.contains("404")
         }
         _ => false,
     }
