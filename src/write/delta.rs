@@ -74,6 +74,10 @@ fn hash_range(
     Ok(())
 }
 
+/// What [`plan_wal`] decided: per WAL file of the data dir, the base
+/// files continued under another name, and warnings.
+pub(super) type WalPlan = (HashMap<String, WalDecision>, HashSet<String>, Vec<String>);
+
 /// The data dir's WAL files (path, archived size, mode, mtime, held
 /// file) matched with the base's: which continue a base file, which
 /// are the same, which are new. Returns the decisions, the base files
@@ -82,7 +86,7 @@ pub(super) fn plan_wal(
     current: &[(Entry, &File)],
     base: &[StateEntry],
     full: &dyn Fn(&str) -> std::path::PathBuf,
-) -> Result<(HashMap<String, WalDecision>, HashSet<String>, Vec<String>)> {
+) -> Result<WalPlan> {
     let mut decisions = HashMap::new();
     let mut consumed: HashSet<String> = HashSet::new();
     let mut mismatched: Vec<(String, String)> = Vec::new();
@@ -284,7 +288,7 @@ impl<'a> Delta<'a> {
             };
             match path.map(|p| tree_cmp(&b.path, p)) {
                 Some(std::cmp::Ordering::Equal) => {
-                    return Ok(self.base.next().transpose()?);
+                    return self.base.next().transpose();
                 }
                 Some(std::cmp::Ordering::Greater) => return Ok(None),
                 _ => {}

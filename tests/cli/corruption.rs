@@ -140,10 +140,10 @@ fn crafted_control_archive_verifies() {
 fn unsupported_versions_are_refused() {
     let m = good();
     let mut head = head_for(&m);
-    head["version"] = serde_json::json!(3);
+    head["version"] = serde_json::json!(4);
     refused(
         &craft(&head, &raw_tar(&m), &sums_for(&m)),
-        "unsupported archive version 3",
+        "unsupported archive version 4",
     );
 
     let mut a = craft_members(&m);
@@ -151,10 +151,14 @@ fn unsupported_versions_are_refused() {
     a[n - 48] = 2; // FOOT version
     refused(&a, "unsupported archive version 2");
 
-    // Version 2: TAIL's version.
+    // Version 2: TAIL's version, unknown or not HEAD's (3 is an
+    // incremental's).
+    let mut c = Craft2::new(&m);
+    c.tail = Box::new(|t| t[16] = 4);
+    refused(&c.build(), "unsupported archive version 4");
     let mut c = Craft2::new(&m);
     c.tail = Box::new(|t| t[16] = 3);
-    refused(&c.build(), "unsupported archive version 3");
+    refused(&c.build(), "TAIL says version 3 but HEAD says version 2");
 }
 
 #[test]

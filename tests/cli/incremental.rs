@@ -54,7 +54,8 @@ fn chains_restore_byte_identical_to_a_full_archive_of_the_same_moment() {
     let mut renamed = 0;
     // Appends (with rotations), new segments, compaction, retention, and
     // an archive of nothing new.
-    let steps: Vec<Box<dyn Fn(&mut Server)>> = vec![
+    type Step = Box<dyn Fn(&mut Server)>;
+    let steps: Vec<Step> = vec![
         Box::new(|s| s.run(1800).unwrap()),
         Box::new(move |s| {
             s.run(600).unwrap();
@@ -253,7 +254,8 @@ fn a_missing_or_different_base_fails_before_anything_is_written() {
     create(&tiny_data(t.path()), &other);
 
     let target = t.path().join("restored");
-    let mut cases: Vec<(&str, Box<dyn Fn()>, i32, &str)> = vec![
+    type Damage<'a> = Box<dyn Fn() + 'a>;
+    let mut cases: Vec<(&str, Damage<'_>, i32, &str)> = vec![
         (
             "deleted",
             Box::new(|| fs::remove_file(&a1).unwrap()),

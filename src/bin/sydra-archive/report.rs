@@ -335,11 +335,10 @@ struct ListEnd<'a> {
     skipped: &'a [String],
     wal: &'a [sydra_archive::WalPosition],
     warnings: &'a [String],
-    /// For an incremental: its base.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For an incremental: its base (`null` otherwise).
     base: Option<&'a sydra_archive::BaseRef>,
-    /// For an incremental: every archive of its chain, the full one first.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    /// For an incremental: every archive of its chain, the full one first
+    /// (empty otherwise).
     chain: &'a [String],
 }
 
