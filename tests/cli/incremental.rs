@@ -327,7 +327,8 @@ fn a_missing_or_different_base_fails_before_anything_is_written() {
 #[test]
 fn a_wal_rewritten_in_the_middle_is_archived_whole_with_a_warning() {
     let t = tempfile::tempdir().unwrap();
-    let (data, _server) = live(t.path());
+    let (data, mut server) = live(t.path());
+    server.run(60).unwrap();
     let a0 = t.path().join("a0.tar.zst");
     create(&data, &a0);
     // A rotated WAL file whose 3rd record is replaced by another valid one.
@@ -341,9 +342,31 @@ fn a_wal_rewritten_in_the_middle_is_archived_whole_with_a_warning() {
     let mut b = fs::read(victim).unwrap();
     b[66..99].copy_from_slice(&sydra_archive::sydradb::wal_record(7, 7, 7.0));
     fs::write(victim, &b).unwrap();
+    // Written later than the base was taken (a rotated WAL file with the
+    // base's size, mode and mtime is taken as unchanged, as a segment is).
+    let later = fs::metadata(victim).unwrap().modified().unwrap() + Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(victim)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    // current.wal is always checked: one record replaced, and more
+    // appended (it grew, so it is not a rewrite a size would show).
+    let cw = data.join("wal/current.wal");
+    let mut c = fs::read(&cw).unwrap();
+    assert!(c.len() >= 66, "the base's current.wal holds records");
+    c[33..66].copy_from_slice(&sydra_archive::sydradb::wal_record(8, 8, 8.0));
+    c.extend(sydra_archive::sydradb::wal_record(9, 9, 9.0));
+    fs::write(&cw, &c).unwrap();
     let a1 = t.path().join("a1.tar.zst");
     let o = create_on(&data, &a1, &a0);
     expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains("wal/current.wal: does not start with the bytes the base archived"),
+        "{}",
+        stderr(&o)
+    );
     let name = format!("wal/{}", victim.file_name().unwrap().to_str().unwrap());
     assert!(
         stderr(&o).contains(&format!(
