@@ -361,6 +361,9 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
         };
         return Location::parse(std::path::Path::new(recorded), &options);
     }
+    if recorded.starts_with('/') {
+        return Ok(Location::Local(recorded.into()));
+    }
     if recorded.contains("..") && recorded.split('/').any(|c| c == "..") {
         return Err(Error::corrupt(format!(
             "the base location {recorded:?} climbs out of the archive's directory"
@@ -368,19 +371,15 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
     }
     Ok(match child {
         Location::Local(p) => {
-            if recorded.starts_with('/') {
-                Location::Local(recorded.into())
-            } else {
-                let dir = p.parent().unwrap_or(std::path::Path::new(""));
-                Location::Local(dir.join(recorded))
-            }
+            let dir = p.parent().unwrap_or(std::path::Path::new(""));
+            Location::Local(dir.join(recorded))
         }
         Location::S3 { url, options } => {
             let dir = url.key.rsplit_once('/').map_or("", |(d, _)| d);
             let key = if dir.is_empty() {
-                recorded.trim_start_matches('/').to_string()
+                recorded.to_string()
             } else {
-                format!("{dir}/{}", recorded.trim_start_matches('/'))
+                format!("{dir}/{recorded}")
             };
             Location::S3 {
                 url: S3Url {

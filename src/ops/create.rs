@@ -287,8 +287,10 @@ pub fn choose_base(
             options: options.clone(),
         },
     };
-    match Link::open(&loc) {
-        Ok(l) => {
+    // The whole chain must be there: an incremental on a broken chain
+    // could never be restored.
+    match open_chain(&loc, &[]).map(|links| links.into_iter().next_back()) {
+        Ok(Some(l)) => {
             let archives = l.head.base.as_ref().map_or(0, |b| b.depth) + 1;
             if archives >= max_chain {
                 Ok((
@@ -301,6 +303,7 @@ pub fn choose_base(
                 Ok((Some(loc), None))
             }
         }
+        Ok(None) => Ok((None, None)),
         Err(e) => Ok((
             None,
             Some(format!(

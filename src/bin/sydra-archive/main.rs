@@ -582,6 +582,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 reported_leftovers: s.reported_leftovers.clone(),
                 warnings: s.warnings.clone(),
                 seconds: secs,
+                chain: s.chain.clone(),
             },
         )
     {
@@ -610,7 +611,15 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 k.display()
             );
         }
-        if !a.json {
+        if !a.json && s.chain.len() > 1 {
+            say!(
+                "sydra-archive: restored the chain of {} archives {} into {}, each verified, in {secs:.2}s; {archive}: sha256 {}",
+                s.chain.len(),
+                s.chain.join(" <- "),
+                s.data_dir.display(),
+                hex(&s.read.sha256)
+            );
+        } else if !a.json {
             say!(
                 "sydra-archive: restored {archive} into {}: {} files, {} data bytes, verified, in {secs:.2}s, sha256 {}",
                 s.data_dir.display(),

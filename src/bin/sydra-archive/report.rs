@@ -158,6 +158,10 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// For an incremental: every archive of its chain restored, the full
+    /// one first (empty otherwise). `bytes`, `sha256`, `files`, `entries`
+    /// and `data_bytes` are then the archive named's.
+    pub chain: Vec<String>,
 }
 
 /// `ls --json`.
