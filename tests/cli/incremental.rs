@@ -432,6 +432,39 @@ fn incremental_into_a_directory_starts_a_full_at_max_chain_and_prune_keeps_chain
     assert!(archives[0]["base"]["location"].is_string(), "{ls}");
     assert!(archives[2]["base"].is_null(), "{ls}");
 
+    // Whatever the rule, every base of a kept archive is kept.
+    let base_of: std::collections::HashMap<String, String> = archives
+        .iter()
+        .filter(|a| a["base"].is_object())
+        .map(|a| {
+            (
+                a["key"].as_str().unwrap().to_string(),
+                a["base"]["location"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for rule in [
+        "--keep-last",
+        "--keep-hourly",
+        "--keep-daily",
+        "--keep-weekly",
+        "--keep-monthly",
+    ] {
+        let o = run(&["prune", p(&shelf), rule, "1", "--json"]);
+        expect_code(&o, 0);
+        let j = json(&o);
+        let kept: Vec<String> = j["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["key"].as_str().unwrap().to_string())
+            .collect();
+        for k in &kept {
+            if let Some(b) = base_of.get(k) {
+                assert!(kept.contains(b), "{rule}: keeps {k} but not its base {b}: {j}");
+            }
+        }
+    }
     // Keep only the newest: its whole chain stays, and says why.
     let o = run(&["prune", p(&shelf), "--keep-last", "1", "--json"]);
     expect_code(&o, 0);
