@@ -55,10 +55,6 @@ pub fn create_on(
     output: &Output,
     opts: &CreateOptions,
 ) -> Result<CreateSummary> {
-    let links = match base {
-        Some(b) => Some(open_chain(b, &[])?),
-        None => None,
-    };
     let out_loc = match output {
         Output::Stdout => None,
         Output::File { path, .. } => Some(Location::Local(path.clone())),
@@ -66,6 +62,17 @@ pub fn create_on(
             url: url.clone(),
             options: options.clone(),
         }),
+    };
+    if let (Some(b), Some(o)) = (base, &out_loc)
+        && same_archive(b, o)
+    {
+        return Err(Error::Refused(format!(
+            "{o} is the base of the archive to write: replacing it would break the chain; write the incremental elsewhere"
+        )));
+    }
+    let links = match base {
+        Some(b) => Some(open_chain(b, &[])?),
+        None => None,
     };
     match output {
         Output::Stdout => {
@@ -310,5 +317,21 @@ pub fn choose_base(
                 "the newest archive {loc} cannot be a base ({e}): writing a full archive"
             )),
         )),
+    }
+}
+
+/// Whether two locations name the same archive (the same file, by device
+/// and inode, or the same object).
+fn same_archive(a: &Location, b: &Location) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a, b) {
+        (Location::Local(x), Location::Local(y)) => {
+            match (std::fs::metadata(x), std::fs::metadata(y)) {
+                (Ok(m), Ok(n)) => (m.dev(), m.ino()) == (n.dev(), n.ino()),
+                _ => false,
+            }
+        }
+        (Location::S3 { url: x, .. }, Location::S3 { url: y, .. }) => x == y,
+        _ => false,
     }
 }

@@ -461,7 +461,10 @@ fn incremental_into_a_directory_starts_a_full_at_max_chain_and_prune_keeps_chain
             .collect();
         for k in &kept {
             if let Some(b) = base_of.get(k) {
-                assert!(kept.contains(b), "{rule}: keeps {k} but not its base {b}: {j}");
+                assert!(
+                    kept.contains(b),
+                    "{rule}: keeps {k} but not its base {b}: {j}"
+                );
             }
         }
     }
@@ -583,4 +586,51 @@ fn an_incremental_from_a_pipe_is_not_restored_as_a_whole_tree() {
     // verify of the stream checks the archive itself.
     let o = run_stdin(&["verify", "-"], &fs::read(&a1).unwrap());
     expect_code(&o, 0);
+}
+
+#[test]
+fn bases_that_cannot_be_used_are_refused_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, _server) = live(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    // The base itself as OUT: replacing it would break the chain.
+    let before = fs::read(&a0).unwrap();
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&a0),
+        "--base",
+        p(&a0),
+        "--force",
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is the base of the archive to write"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(&a0).unwrap(), before);
+    // A version-1 archive (no index to merge with) and a missing one.
+    let v1 = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden-v1.tar.zst");
+    let out = t.path().join("a1.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&out), "--base", p(&v1)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is a version-1 archive"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&out),
+        "--base",
+        p(&t.path().join("nope.tar.zst")),
+    ]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("nope.tar.zst"), "{}", stderr(&o));
+    assert!(!out.exists());
 }
