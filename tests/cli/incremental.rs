@@ -634,3 +634,199 @@ fn bases_that_cannot_be_used_are_refused_before_anything_is_written() {
     assert!(stderr(&o).contains("nope.tar.zst"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// An incremental crafted by hand on the base `base` (an archive file):
+/// its own members hold `changes` and `tails`, plus `members`.
+fn crafted_on(base: &Path, members: &[Member], changes: &str, tails: &[(&str, &[u8])]) -> Vec<u8> {
+    let b = fs::read(base).unwrap();
+    let mut all = members.to_vec();
+    all.push(dir("x-sydra-incremental"));
+    all.push(file(
+        "x-sydra-incremental/changes.ndjson",
+        changes.as_bytes(),
+    ));
+    if !tails.is_empty() {
+        all.push(dir("x-sydra-incremental/wal-tails"));
+        for (name, data) in tails {
+            all.push(file(&format!("x-sydra-incremental/wal-tails/{name}"), data));
+        }
+    }
+    let mut c = Craft2::new(&all);
+    c.head["version"] = serde_json::json!(3);
+    c.head["base"] = serde_json::json!({
+        "sha256": hex(&sha256(&b)),
+        "size": b.len(),
+        "body_sha256": hex(&b[b.len() - 32..]),
+        "location": base.file_name().unwrap().to_str().unwrap(),
+        "depth": 1,
+    });
+    c.tail = Box::new(|t| t[16] = 3);
+    c.build()
+}
+
+#[test]
+fn hostile_incrementals_are_refused_and_restore_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let wal = fs::read(data.join("wal/current.wal")).unwrap();
+    let wal_sha = hex(&sha256(&wal));
+    let more = sydra_archive::sydradb::wal_record(1, 9999, 1.0);
+    let mut whole = wal.clone();
+    whole.extend(&more);
+    let append = |path: &str, from: &str, prefix: &str, tail: &str| {
+        format!(
+            "{{\"op\":\"append\",\"path\":\"{path}\",\"from\":\"{from}\",\"offset\":{},\"prefix_sha256\":\"{prefix}\",\"tail\":\"{tail}\",\"size\":{},\"sha256\":\"{}\",\"mode\":420,\"mtime\":1}}\n",
+            wal.len(),
+            whole.len(),
+            hex(&sha256(&whole))
+        )
+    };
+    let tail = "x-sydra-incremental/wal-tails/current.wal.tail";
+    // The control: a well-formed append restores.
+    let good = crafted_on(
+        &a0,
+        &[],
+        &append("wal/current.wal", "wal/current.wal", &wal_sha, tail),
+        &[("current.wal.tail", &more)],
+    );
+    let target = t.path().join("r");
+    let inc = t.path().join("inc.tar.zst");
+    fs::write(&inc, &good).unwrap();
+    expect_code(&run(&["restore", p(&inc), p(&target), "-q"]), 0);
+    assert_eq!(fs::read(target.join("wal/current.wal")).unwrap(), whole);
+    fs::remove_dir_all(&target).unwrap();
+
+    let cases: Vec<(&str, Vec<u8>, i32, &str)> = vec![
+        (
+            "a delete the base cannot satisfy",
+            crafted_on(
+                &a0,
+                &[],
+                "{\"op\":\"delete\",\"path\":\"segments/9999\"}\n",
+                &[],
+            ),
+            2,
+            "deletes segments/9999, which its base does not hold",
+        ),
+        (
+            "an append on other bytes than the base's",
+            crafted_on(
+                &a0,
+                &[],
+                &append("wal/current.wal", "wal/current.wal", &"0".repeat(64), tail),
+                &[("current.wal.tail", &more)],
+            ),
+            2,
+            "continues wal/current.wal",
+        ),
+        (
+            "an append from a file before it",
+            crafted_on(
+                &a0,
+                &[],
+                &append(
+                    "wal/zzz.wal",
+                    "wal/current.wal",
+                    &wal_sha,
+                    "x-sydra-incremental/wal-tails/zzz.wal.tail",
+                ),
+                &[("zzz.wal.tail", &more)],
+            ),
+            1,
+            "does not come after it",
+        ),
+        (
+            "an append to a file that is not a WAL file",
+            crafted_on(
+                &a0,
+                &[],
+                &append(
+                    "MANIFEST",
+                    "MANIFEST",
+                    &wal_sha,
+                    "x-sydra-incremental/wal-tails/MANIFEST.tail",
+                ),
+                &[],
+            ),
+            1,
+            "only WAL files are appended to",
+        ),
+        (
+            "a path out of the tree",
+            crafted_on(&a0, &[], "{\"op\":\"delete\",\"path\":\"../etc\"}\n", &[]),
+            1,
+            "path component",
+        ),
+        (
+            "an unknown operation",
+            crafted_on(&a0, &[], "{\"op\":\"rename\",\"path\":\"MANIFEST\"}\n", &[]),
+            1,
+            "is not valid",
+        ),
+        (
+            "a missing tail",
+            crafted_on(
+                &a0,
+                &[],
+                &append("wal/current.wal", "wal/current.wal", &wal_sha, tail),
+                &[],
+            ),
+            1,
+            "is missing",
+        ),
+        (
+            "a tail that does not make the recorded file",
+            crafted_on(
+                &a0,
+                &[],
+                &append("wal/current.wal", "wal/current.wal", &wal_sha, tail),
+                &[("current.wal.tail", b"not the tail")],
+            ),
+            1,
+            "is not the",
+        ),
+        (
+            "operations out of order",
+            crafted_on(
+                &a0,
+                &[],
+                "{\"op\":\"delete\",\"path\":\"tags.json\"}\n{\"op\":\"delete\",\"path\":\"MANIFEST\"}\n",
+                &[],
+            ),
+            1,
+            "out of order",
+        ),
+        (
+            "another member under the own directory",
+            crafted_on(&a0, &[file("x-sydra-incremental/evil", b"x")], "", &[]),
+            1,
+            "not one of an incremental archive's own members",
+        ),
+    ];
+    for (what, bytes, want, says) in cases {
+        fs::write(&inc, &bytes).unwrap();
+        let o = run(&["restore", p(&inc), p(&target)]);
+        expect_code(&o, want);
+        assert!(stderr(&o).contains(says), "{what}: {}", stderr(&o));
+        assert!(!target.exists(), "{what}: a restore published something");
+        assert!(
+            leftovers(t.path()).is_empty(),
+            "{what}: {:?}",
+            leftovers(t.path())
+        );
+    }
+
+    // A version-2 archive may not hold an incremental's own members.
+    let mut c = Craft2::new(&[dir("x-sydra-incremental")]);
+    c.head["version"] = serde_json::json!(2);
+    fs::write(&inc, c.build()).unwrap();
+    let o = run(&["verify", p(&inc)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("outside the SydraDB layout"),
+        "{}",
+        stderr(&o)
+    );
+}
