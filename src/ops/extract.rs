@@ -196,6 +196,11 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
             let bytes = stage.bytes.load(Ordering::Relaxed);
             pats = sink.pats.into_inner().unwrap_or_else(|e| e.into_inner());
             match read {
+                Ok(r) if r.info.base.is_some() => {
+                    return Err(stage.abandon(Error::Refused(format!(
+                        "{loc} is an incremental archive: extract from it where it can be read at offsets (a file or an object), so that its bases are found"
+                    ))));
+                }
                 Ok(r) => ExtractSummary {
                     files,
                     bytes,

@@ -583,6 +583,15 @@ fn an_incremental_from_a_pipe_is_not_restored_as_a_whole_tree() {
         stderr(&o)
     );
     assert!(!target.exists());
+    let x = t.path().join("x");
+    let o = run_stdin(&["extract", "-", "-C", p(&x)], &fs::read(&a1).unwrap());
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is an incremental archive"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!x.exists());
     // verify of the stream checks the archive itself.
     let o = run_stdin(&["verify", "-"], &fs::read(&a1).unwrap());
     expect_code(&o, 0);
