@@ -164,11 +164,24 @@ pub fn apply(
     // whole; one it has is merged name by name.
     let inc = Dir::from_file(incoming).map_err(|e| Error::io("open", shown, e))?;
     let top = root.try_clone().map_err(|e| Error::io("open", shown, e))?;
+    let mut replaced = Vec::new();
     for n in inc.names().map_err(|e| Error::io("read", shown, e))? {
         if n == INCREMENTAL_DIR.as_bytes() {
             continue;
         }
-        move_into(incoming, &top, &n, shown)?;
+        move_into(incoming, &top, &n, "", shown, &mut replaced)?;
+    }
+    // A directory a file replaced is gone, with what was below it.
+    for gone in replaced {
+        let under: Vec<String> = dirs
+            .range(gone.clone()..)
+            .map(|(k, _)| k.clone())
+            .take_while(|k| k.starts_with(&gone))
+            .filter(|k| is_under(k, &gone))
+            .collect();
+        for k in under {
+            dirs.remove(&k);
+        }
     }
     for d in carried.iter().filter(|d| !is_own(&d.path)) {
         dirs.insert(d.path.clone(), d.clone());
@@ -190,9 +203,26 @@ fn hash_at(f: &File, len: u64, h: &mut Sha256, shown: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Moves `name` of `from` to `to`, merging into a directory that is
-/// there, replacing anything else.
-fn move_into(from: &File, to: &File, name: &[u8], shown: &Path) -> Result<()> {
+/// Moves `name` of `from` to `to` (`rel` is the archive path of their
+/// directory), merging into a directory that is there, replacing anything
+/// else; the archive paths of directories a file replaced go to
+/// `replaced`.
+fn move_into(
+    from: &File,
+    to: &File,
+    name: &[u8],
+    rel: &str,
+    shown: &Path,
+    replaced: &mut Vec<String>,
+) -> Result<()> {
+    let here = {
+        let n = String::from_utf8_lossy(name);
+        if rel.is_empty() {
+            n.into_owned()
+        } else {
+            format!("{rel}/{n}")
+        }
+    };
     let fd = Dir::from_file(from).map_err(|e| Error::io("open", shown, e))?;
     let td = Dir::from_file(to).map_err(|e| Error::io("open", shown, e))?;
     let shown_name = shown.join(String::from_utf8_lossy(name).as_ref());
@@ -214,7 +244,7 @@ fn move_into(from: &File, to: &File, name: &[u8], shown: &Path) -> Result<()> {
                 .and_then(|d| d.names())
                 .map_err(|e| Error::io("read", &shown_name, e))?;
             for n in names {
-                move_into(&sub_from, &sub_to, &n, &shown_name)?;
+                move_into(&sub_from, &sub_to, &n, &here, &shown_name, replaced)?;
             }
             return Ok(());
         }
@@ -223,6 +253,7 @@ fn move_into(from: &File, to: &File, name: &[u8], shown: &Path) -> Result<()> {
                 .map_err(|e| Error::io("open", &shown_name, e))?;
             sys::remove_tree_at(to, name, &tree)
                 .map_err(|e| Error::io("remove", &shown_name, e))?;
+            replaced.push(here);
         }
         (Kind::Dir, Some(_)) => {
             sys::unlink_in(to, name, 0).map_err(|e| Error::io("remove", &shown_name, e))?;

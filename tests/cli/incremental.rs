@@ -839,3 +839,32 @@ fn hostile_incrementals_are_refused_and_restore_nothing() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_directory_replaced_by_a_file_and_back_restores_as_a_full_archive_would() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    fs::write(data.join("segments/7200"), b"a file where an hour belongs").unwrap();
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    // The hour directory becomes a file, the file a directory.
+    fs::remove_dir_all(data.join("segments/3600")).unwrap();
+    fs::write(data.join("segments/3600"), b"now a file").unwrap();
+    fs::remove_file(data.join("segments/7200")).unwrap();
+    fs::create_dir(data.join("segments/7200")).unwrap();
+    fs::write(
+        data.join("segments/7200/1-7200-7200-2.seg"),
+        sydra_archive::sydradb::encode_segment(1, 7200, &[(7200, 1.0)]),
+    )
+    .unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    assert_eq!(
+        restored(&a1, &t.path().join("ri")),
+        restored(&f, &t.path().join("rf"))
+    );
+    let li = stdout(&run(&["list", "--sha256", p(&a1)]));
+    assert_eq!(li, stdout(&run(&["list", "--sha256", p(&f)])));
+}
