@@ -135,8 +135,11 @@ impl Change {
             } => {
                 check_path(path, false).map_err(&bad)?;
                 check_path(from, false).map_err(&bad)?;
-                if !path.starts_with("wal/") || !from.starts_with("wal/") {
-                    return Err(bad("only WAL files are appended to".into()));
+                let top = |p: &str| p.strip_prefix("wal/").is_some_and(|n| !n.contains('/'));
+                if !top(path) || !top(from) {
+                    return Err(bad(
+                        "only WAL files are appended to (files directly in wal/)".into(),
+                    ));
                 }
                 if *tail != tail_path(path) {
                     return Err(bad(format!("its tail must be {:?}", tail_path(path))));

@@ -419,6 +419,14 @@ impl Tail {
         b
     }
 
+    /// The `body_sha256` of the TAIL that ends `end` (an archive's last
+    /// bytes), if they end with one: what names a version-2 archive
+    /// cheaply (an incremental records its base's).
+    pub fn body_sha256_of(end: &[u8]) -> Option<[u8; 32]> {
+        let t = end.get(end.len().checked_sub(TAIL_LEN)?..)?;
+        Tail::is_tail(t).then(|| t[96..].try_into().expect("32 bytes"))
+    }
+
     /// Whether the last 128 bytes of an archive are a TAIL frame (and not
     /// a version-1 FOOT).
     pub fn is_tail(b: &[u8]) -> bool {

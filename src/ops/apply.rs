@@ -49,10 +49,9 @@ pub fn apply(
     dirs: &mut BTreeMap<String, Entry>,
     name: &str,
 ) -> Result<()> {
-    let broken = |reason: String| Error::Base {
-        archive: name.to_string(),
-        reason,
-    };
+    // The base was verified whole before this: what does not fit it is
+    // the incremental's fault.
+    let broken = |reason: String| Error::corrupt(format!("{name}: {reason}"));
     let changes =
         sys::open_at(incoming, CHANGES_PATH.as_bytes(), libc::O_RDONLY, 0).map_err(|e| {
             Error::corrupt(format!(
@@ -100,9 +99,15 @@ pub fn apply(
                 mode,
                 mtime,
             } => {
-                let file = sys::open_at(root, from.as_bytes(), libc::O_RDWR, 0).map_err(|_| {
-                    broken(format!("it continues {from}, which its base does not hold"))
-                })?;
+                let file = match sys::open_at(root, from.as_bytes(), libc::O_RDONLY, 0) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(broken(format!(
+                            "it continues {from}, which its base does not hold"
+                        )));
+                    }
+                    Err(e) => return Err(Error::io("open", shown.join(&from), e)),
+                };
                 let st = sys::fstat(&file).map_err(|e| Error::io("stat", shown.join(&from), e))?;
                 let mut h = Sha256::new();
                 if st.kind == Kind::File && st.size == offset {
@@ -122,6 +127,12 @@ pub fn apply(
                         }
                     )));
                 }
+                // Writable for the tail (the base may have kept it
+                // read-only; its mode is set below).
+                file.set_permissions(fs::Permissions::from_mode((st.mode & 0o777) | 0o600))
+                    .map_err(|e| Error::io("set mode of", shown.join(&from), e))?;
+                let file = sys::open_at(root, from.as_bytes(), libc::O_WRONLY, 0)
+                    .map_err(|e| Error::io("open", shown.join(&from), e))?;
                 if from != path {
                     let (fp, fname) = parent_of(root, &from, shown)?;
                     let (tp, tname) = parent_of(root, &path, shown)?;

@@ -7,7 +7,7 @@
 //! per archive of the chain.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::iter::Peekable;
 use std::rc::Rc;
@@ -51,6 +51,16 @@ impl Link {
     /// Opens the archive at `loc`; it must be a version-2 or -3 archive in
     /// a file or an object.
     pub fn open(loc: &Location) -> Result<Link> {
+        // Never opened unless a regular file: a FIFO would block, and
+        // nothing else can be read at offsets.
+        if let Location::Local(p) = loc {
+            let m = std::fs::metadata(p).map_err(|e| Error::io("open", p, e))?;
+            if !m.is_file() {
+                return Err(Error::Refused(format!(
+                    "{loc} is not a regular file: the archives of a chain are read at offsets"
+                )));
+            }
+        }
         let reader = open_archive(loc, None)?;
         let recorded_sha256 = reader.recorded_sha256();
         let Some(src) = reader.random_access()? else {
@@ -61,8 +71,18 @@ impl Link {
         let Some((tail, meta, table)) =
             read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
         else {
-            return Err(Error::Refused(format!(
-                "{loc} is a version-1 archive: only version-2 archives (this tool's) can be bases of an incremental"
+            let mut end = [0u8; crate::format::footer::FOOT_LEN];
+            let n = end.len() as u64;
+            let v1 = src.size >= n
+                && src.read_at(src.size - n, &mut end).is_ok()
+                && end[8..16] == *b"SYDRFOOT";
+            if v1 {
+                return Err(Error::Refused(format!(
+                    "{loc} is a version-1 archive: only version-2 archives (this tool's) can be bases of an incremental"
+                )));
+            }
+            return Err(Error::corrupt(format!(
+                "{loc} does not end with a TAIL (truncated, or not an archive)"
             )));
         };
         let mut h = [0u8; 16];
@@ -395,6 +415,19 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
 /// What HEAD records of a base found at `base` by an incremental that
 /// goes to `out`: relative when they share a directory or prefix.
 pub fn recorded_location(base: &Location, out: Option<&Location>) -> String {
+    // A base named through a symlink is recorded by the file it is (the
+    // link may be repointed, and `ls` lists files, not links).
+    let resolved;
+    let base = match base {
+        Location::Local(b) => match std::fs::canonicalize(b) {
+            Ok(real) => {
+                resolved = Location::Local(real);
+                &resolved
+            }
+            Err(_) => base,
+        },
+        other => other,
+    };
     match (base, out) {
         (Location::Local(b), Some(Location::Local(o))) => {
             let bd = b.parent().unwrap_or(std::path::Path::new(""));
@@ -453,23 +486,47 @@ pub fn find_base(
     extra: &[Location],
     later: &[Location],
 ) -> Result<Link> {
+    let mut not_it = Vec::new();
     for loc in extra {
-        if let Ok(l) = Link::open(loc)
-            && l.is(b)
-        {
-            return Ok(l);
+        match Link::open(loc) {
+            Ok(l) if l.is(b) => return Ok(l),
+            Ok(_) => not_it.push(format!("{loc} is another archive")),
+            Err(e) => not_it.push(format!("{loc}: {e}")),
         }
     }
+    let given = if not_it.is_empty() {
+        String::new()
+    } else {
+        format!(" (of the --base archives, {})", not_it.join("; "))
+    };
     let broken = |reason: String| Error::Base {
         archive: child.loc.to_string(),
-        reason,
+        reason: format!("{reason}{given}"),
     };
+    // A local archive's base is looked for locally only: a HEAD cannot
+    // make this run contact object storage.
+    if matches!(child.loc, Location::Local(_)) && S3Url::is_s3(&b.location) {
+        return Err(broken(format!(
+            "its base is recorded at {} (SHA-256 {}); give it with --base",
+            b.location, b.sha256
+        )));
+    }
     let primary = base_location(&child.loc, &b.location)?;
     let mut places = vec![primary.clone()];
-    for l in later {
-        let loc = base_location(l, &b.location)?;
-        if !places.iter().any(|p| p.to_string() == loc.to_string()) {
-            places.push(loc);
+    let name = b
+        .location
+        .rsplit('/')
+        .next()
+        .unwrap_or(&b.location)
+        .to_string();
+    for l in std::iter::once(&child.loc).chain(later) {
+        // Where recorded relative to each archive of the chain, then by its
+        // name alone beside each (a chain moved together).
+        for rec in [b.location.as_str(), name.as_str()] {
+            let loc = base_location(l, rec)?;
+            if !places.iter().any(|p| p.to_string() == loc.to_string()) {
+                places.push(loc);
+            }
         }
     }
     let mut first_error = None;
@@ -486,6 +543,12 @@ pub fn find_base(
                 )));
             }
             Err(e) if missing(&e) => {}
+            Err(e) if e.is_archive_fault() => {
+                first_error.get_or_insert(Error::corrupt(format!(
+                    "{loc}, the base of {}: {e}",
+                    child.loc
+                )));
+            }
             Err(e) => {
                 first_error.get_or_insert(broken(format!("its base {loc} cannot be used: {e}")));
             }
@@ -564,7 +627,7 @@ pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
                 .peekable(),
             changes: l.changes()?.peekable(),
             level,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             deleting: None,
             name: l.loc.to_string(),
         });
@@ -589,7 +652,7 @@ fn entry(r: Record, origin: usize) -> StateEntry {
 
 /// Most appends one incremental may make on other names (rotations) that
 /// wait for their base file.
-const MAX_PENDING: usize = 100_000;
+const MAX_PENDING: usize = 10_000;
 
 struct Merge<'l> {
     prev: Peekable<Stream<'l>>,
@@ -597,7 +660,7 @@ struct Merge<'l> {
     changes: Peekable<Changes<Member<'l>>>,
     level: usize,
     /// Base files continued under another name: (offset, prefix digest).
-    pending: HashMap<String, (u64, String)>,
+    pending: BTreeMap<String, (u64, String)>,
     /// A deleted directory whose base entries are skipped.
     deleting: Option<String>,
     name: String,
@@ -615,11 +678,10 @@ fn peek_path<T, I: Iterator<Item = Result<T>>>(
 }
 
 impl Merge<'_> {
+    /// Its base is the archive recorded (checked by its end): what does
+    /// not fit the base's index is the incremental's fault.
     fn inconsistent(&self, why: String) -> Error {
-        Error::Base {
-            archive: self.name.clone(),
-            reason: why,
-        }
+        Error::corrupt(format!("{}: {why}", self.name))
     }
 
     fn step(&mut self) -> Result<Option<StateEntry>> {

@@ -74,6 +74,15 @@ pub fn create_on(
         Some(b) => Some(open_chain(b, &[])?),
         None => None,
     };
+    // Nor any archive of its chain: replacing one breaks the chain.
+    if let (Some(links), Some(o)) = (&links, &out_loc)
+        && let Some(l) = links.iter().find(|l| same_archive(&l.loc, o))
+    {
+        return Err(Error::Refused(format!(
+            "{o} is {} of the chain the incremental is made on: replacing it would break the chain; write the incremental elsewhere",
+            l.loc
+        )));
+    }
     match output {
         Output::Stdout => {
             let stdout = io::stdout();
@@ -223,23 +232,44 @@ fn estimate(scan: &Scan) -> Result<u64> {
 }
 
 /// The SHA-256 of the whole archive `l`: the one object metadata recorded
-/// at upload, or hashed (a reader that uses it checks it again).
+/// at upload, or hashed, checking on the way that everything before its
+/// TAIL is what TAIL's `body_sha256` says: a corrupted base is refused
+/// (an incremental recorded on it could never be restored, even from a
+/// good copy).
 fn whole_sha256(l: &Link) -> Result<String> {
     use sha2::{Digest, Sha256};
     if let Some(s) = &l.recorded_sha256 {
         return Ok(s.to_ascii_lowercase());
     }
+    let body_len = l.tail.body_len;
     let mut r = l.src.stream(0, l.src.size)?;
     let mut h = Sha256::new();
+    let mut at = 0u64;
+    let mut body = None;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = match r.read(&mut buf) {
+        let want = if at < body_len {
+            buf.len().min((body_len - at) as usize)
+        } else {
+            buf.len()
+        };
+        let n = match r.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(crate::write::from_io(e, "read", &l.loc.name())),
         };
         h.update(&buf[..n]);
+        at += n as u64;
+        if at == body_len {
+            body = Some(h.clone().finalize());
+        }
+    }
+    if at != l.src.size || body.as_deref() != Some(&l.tail.body_sha256[..]) {
+        return Err(Error::corrupt(format!(
+            "the base {} does not hash to what its TAIL records (corrupted or changed); verify it, or make a full archive",
+            l.loc
+        )));
     }
     Ok(hex(&h.finalize()))
 }

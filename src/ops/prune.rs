@@ -128,6 +128,9 @@ pub struct Pruned {
     pub failed: Vec<(Listed, String)>,
     /// True unless deletion was asked for.
     pub dry_run: bool,
+    /// Kept incrementals whose base is not among the archives listed (it
+    /// is elsewhere, or gone): the URL and the base its HEAD records.
+    pub missing_bases: Vec<(String, String)>,
 }
 
 /// Applies `policy` to the archives on `shelf`; deletes the ones it does
@@ -175,20 +178,39 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         }
         deleted = done;
     }
+    let missing_bases = kept
+        .iter()
+        .filter_map(|k| {
+            let b = k.archive.base.as_ref()?;
+            base_name(&listing, &k.archive, b)
+                .is_none()
+                .then(|| (k.archive.url.clone(), b.location.clone()))
+        })
+        .collect();
     Ok(Pruned {
         kept,
         deleted,
         others: listing.others,
         failed,
         dry_run: !delete,
+        missing_bases,
     })
 }
 
-/// The listed archive that is the base `b` of `l`: by the name HEAD
-/// recorded (relative names are in the same directory or prefix),
-/// whatever its size (keeping one archive too many is safe; deleting a
-/// base is not).
+/// The listed archive that is the base `b` of `l`: the one with the size
+/// and TAIL digest HEAD recorded (whatever its name: renamed, or named
+/// through a link when the incremental was made), else the one of the
+/// name HEAD recorded (relative names are in the same directory or
+/// prefix), whatever its size (keeping one archive too many is safe;
+/// deleting a base is not).
 fn base_name(listing: &Listing, l: &Listed, b: &BaseRef) -> Option<String> {
+    if let Some(c) = listing
+        .archives
+        .iter()
+        .find(|c| c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
+    {
+        return Some(c.key.clone());
+    }
     let dir = l.key.rsplit_once('/').map_or("", |(d, _)| d);
     let recorded = b.location.as_str();
     listing
@@ -197,10 +219,7 @@ fn base_name(listing: &Listing, l: &Listed, b: &BaseRef) -> Option<String> {
         .find(|c| {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
-            (cdir == dir && name == recorded)
-                || c.url == recorded
-                || c.key == recorded
-                || recorded.ends_with(&format!("/{name}")) && c.size == b.size
+            (cdir == dir && name == recorded) || c.url == recorded || c.key == recorded
         })
         .map(|c| c.key.clone())
 }

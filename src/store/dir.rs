@@ -80,7 +80,7 @@ impl LocalShelf {
                 continue;
             };
             match probe(&d, &n, &shown) {
-                Ok(Probed::Archive(size, modified_unix_ms, identity)) => {
+                Ok(Probed::Archive(size, modified_unix_ms, identity, body_sha256)) => {
                     listing.archives.push(Listed {
                         url: shown,
                         key: name,
@@ -89,6 +89,7 @@ impl LocalShelf {
                         sha256: None,
                         identity: Some(identity),
                         base: None,
+                        body_sha256,
                     })
                 }
                 Ok(Probed::Other(why)) => listing.others.push((shown, why)),
@@ -139,8 +140,8 @@ impl LocalShelf {
 
 /// What a listed entry turned out to be.
 enum Probed {
-    /// An archive: size, modification time, identity.
-    Archive(u64, i64, String),
+    /// An archive: size, modification time, identity, TAIL's body digest.
+    Archive(u64, i64, String, Option<String>),
     /// Not an archive, and why.
     Other(String),
 }
@@ -197,5 +198,6 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
             "its modification time is out of range".into(),
         ));
     };
-    Ok(Probed::Archive(st.size, ms, identity(&st)))
+    let body = crate::format::v2::Tail::body_sha256_of(&last).map(|d| crate::format::sums::hex(&d));
+    Ok(Probed::Archive(st.size, ms, identity(&st), body))
 }

@@ -78,6 +78,12 @@ fn hash_range(
 /// again once rotated).
 const CURRENT_WAL: &str = "wal/current.wal";
 
+/// Whether `path` is a file directly in `wal/` (the only ones appended
+/// to: their tails are named by their name alone).
+fn top_wal(path: &str) -> bool {
+    path.strip_prefix("wal/").is_some_and(|n| !n.contains('/'))
+}
+
 /// What [`plan_wal`] decided: per WAL file of the data dir, the base
 /// files continued under another name, and warnings.
 pub(super) type WalPlan = (HashMap<String, WalDecision>, HashSet<String>, Vec<String>);
@@ -100,8 +106,13 @@ pub(super) fn plan_wal(
         .map(|b| (b.path.as_str(), b))
         .collect();
     let mut unmatched: Vec<usize> = Vec::new();
-    // The same name first.
+    // The same name first. Only WAL files directly in wal/ (the server's)
+    // are appended to: one below a directory there is archived whole.
     for (i, (e, f)) in current.iter().enumerate() {
+        if !top_wal(&e.path) {
+            decisions.insert(e.path.clone(), WalDecision::Whole);
+            continue;
+        }
         let Some(b) = by_path.get(e.path.as_str()) else {
             unmatched.push(i);
             continue;
@@ -140,7 +151,12 @@ pub(super) fn plan_wal(
     // digest of its bytes, never by name.
     let mut candidates: Vec<&StateEntry> = base
         .iter()
-        .filter(|b| b.kind == EntryKind::File && b.size > 0 && !consumed.contains(&b.path))
+        .filter(|b| {
+            b.kind == EntryKind::File
+                && b.size > 0
+                && top_wal(&b.path)
+                && !consumed.contains(&b.path)
+        })
         .collect();
     candidates.sort_by_key(|b| b.size);
     for i in unmatched {
@@ -214,6 +230,14 @@ fn append(
         sha256: whole.finalize().into(),
         tail_sha256: tail.finalize().into(),
     })
+}
+
+/// SHA-256 of the first `len` bytes of `f` (a file opened to be
+/// compared with the base's).
+pub(super) fn file_sha(f: &File, len: u64, path: &Path) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    hash_range(f, 0, len, &mut [&mut h], path)?;
+    Ok(h.finalize().into())
 }
 
 /// SHA-256 of captured content.

@@ -271,6 +271,12 @@ pub fn write_archive_on<W: Write>(
                             let sha = delta::content_sha(c, &path)?;
                             d.wanted(Seen::Hashed(e, sha), base.as_ref())
                         }
+                        // Not SydraDB's own (a file in wal/ that is not a
+                        // WAL file): compared by content too.
+                        Source::Opened { file, .. } => {
+                            let sha = delta::file_sha(file, e.size, &path)?;
+                            d.wanted(Seen::Hashed(e, sha), base.as_ref())
+                        }
                         _ => d.wanted(Seen::Segment(e), base.as_ref()),
                     };
                     if !wanted {
@@ -586,13 +592,30 @@ fn write_walk<W: Write>(
             Found::File { rel, stat, .. } => (entry(rel.clone(), EntryKind::File, stat), false),
         };
         let base = d.advance(Some(&e.path))?;
-        // Anything below segments/ that is not a segment is not
-        // SydraDB's: compared by its metadata too.
-        Ok(if is_dir {
-            d.wanted(Seen::Dir(&e), base.as_ref())
-        } else {
-            d.wanted(Seen::Segment(&e), base.as_ref())
-        })
+        if is_dir {
+            return Ok(d.wanted(Seen::Dir(&e), base.as_ref()));
+        }
+        if live::kind_of(&e.path) == FileKind::Segment {
+            return Ok(d.wanted(Seen::Segment(&e), base.as_ref()));
+        }
+        // Anything else below segments/ is not SydraDB's: compared by its
+        // content too (when the base has a file of the same size there).
+        let Found::File { dir, name, .. } = found else {
+            unreachable!("a file")
+        };
+        let same_size = base
+            .as_ref()
+            .is_some_and(|b| b.kind == EntryKind::File && b.size == e.size);
+        if !same_size {
+            return Ok(d.wanted(Seen::Segment(&e), base.as_ref()));
+        }
+        let path = tree.full(&e.path);
+        let sha = match dir.open_file(name) {
+            Ok((f, _)) => delta::file_sha(&f, e.size, &path)?,
+            // Gone or unreadable now: the write below says what it is.
+            Err(_) => [0; 32],
+        };
+        Ok(d.wanted(Seen::Hashed(&e, sha), base.as_ref()))
     };
     let mut next = walk.next_found()?;
     while let Some(found) = next.take() {

@@ -740,6 +740,13 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     for (obj, why) in &p.others {
         say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }
+    for (obj, base) in &p.missing_bases {
+        say!(
+            "sydra-archive: warning: {} is kept, but its base {} is not among the archives here (elsewhere, or gone): it cannot be restored without it",
+            ui::escape_name(obj),
+            ui::escape_name(base)
+        );
+    }
     if a.json {
         print_json(
             false,
@@ -767,6 +774,11 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
                     .others
                     .iter()
                     .map(|(url, why)| report::Other { url, reason: why })
+                    .collect(),
+                missing_bases: p
+                    .missing_bases
+                    .iter()
+                    .map(|(url, base)| report::Other { url, reason: base })
                     .collect(),
             },
         )?;

@@ -199,6 +199,9 @@ pub struct PruneReport<'a> {
     pub failed: Vec<Other<'a>>,
     /// `.tar.zst` entries that are not archives (never touched).
     pub others: Vec<Other<'a>>,
+    /// Kept incrementals whose base is not among the archives (`reason`
+    /// holds the base HEAD records).
+    pub missing_bases: Vec<Other<'a>>,
 }
 
 /// A kept archive in `prune --json`: the `ls` fields and `reasons`.

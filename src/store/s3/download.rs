@@ -28,6 +28,8 @@ pub struct Probe {
     pub sha256: Option<String>,
     /// Last modification, Unix milliseconds.
     pub modified_unix_ms: i64,
+    /// TAIL's `body_sha256`, for a version-2 archive.
+    pub body_sha256: Option<[u8; 32]>,
 }
 
 /// Bytes read from an object's end: a version-2 TAIL, whose last 64
@@ -82,6 +84,7 @@ pub(super) async fn probe_path(
         e_tag: meta.e_tag,
         sha256,
         modified_unix_ms: meta.last_modified.timestamp_millis(),
+        body_sha256: crate::format::v2::Tail::body_sha256_of(&bytes),
     })
 }
 

@@ -27,6 +27,10 @@ pub struct Listed {
     pub identity: Option<String>,
     /// For an incremental: the archive it was made on (from its HEAD).
     pub base: Option<crate::format::incremental::BaseRef>,
+    /// TAIL's `body_sha256` (hex), for a version-2 or -3 archive: what an
+    /// incremental's HEAD names its base by.
+    #[serde(skip)]
+    pub body_sha256: Option<String>,
 }
 
 /// What [`ls`] found under a prefix.
@@ -90,6 +94,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 sha256: p.sha256,
                 identity: p.e_tag,
                 base: None,
+                body_sha256: p.body_sha256.map(|d| crate::format::sums::hex(&d)),
             }),
             Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
             Err(e) => return Err(e),
