@@ -114,11 +114,12 @@ pub fn verify_deep(
     progress: Option<Arc<crate::progress::Progress>>,
     threads: usize,
 ) -> Result<DeepSummary> {
-    let mut sink = DeepSink::default();
+    let mut sink = crate::ops::verify::OwnCheck::new(DeepSink::default());
     let read = open_archive(loc, progress)?
         .with_threads(threads)
         .read_into(Depth::Full, &mut sink)?;
-    let (problems, problem_count) = sink.into_problems();
+    sink.check(&read.info)?;
+    let (problems, problem_count) = sink.inner.into_problems();
     Ok(DeepSummary {
         read,
         problems,

@@ -1,15 +1,17 @@
 //! `verify` and `list`: checking an archive at a path, on stdin or in object
 //! storage without writing anything.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
+use crate::format::incremental::{CHANGES_PATH, Change, MAX_CHANGE_LINE, TAILS_DIR, tree_cmp};
 use crate::ops::chain::{Link, open_chain};
 use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
-use crate::read::{Depth, Info, NullSink, ReadSummary, Visit};
+use crate::read::{Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit};
 use crate::store::location::Location;
 
 /// Verifies the archive at `loc` to `depth`, counting the archive bytes
@@ -21,9 +23,179 @@ pub fn verify(
     progress: Option<Arc<Progress>>,
     threads: usize,
 ) -> Result<ReadSummary> {
-    open_archive(loc, progress)?
+    let mut sink = OwnCheck::new(NullSink);
+    let read = open_archive(loc, progress)?
         .with_threads(threads)
-        .read_into(depth, &mut NullSink)
+        .read_into(depth, &mut sink)?;
+    if depth == Depth::Full {
+        sink.check(&read.info)?;
+    }
+    Ok(read)
+}
+
+/// A sink that also checks an incremental's own members as they stream
+/// by (FORMAT.md C.2, C.3): its operations parse, in order, and every
+/// tail an append names is there. Everything else goes to `inner`.
+pub struct OwnCheck<S> {
+    /// The sink the members go to.
+    pub inner: S,
+    state: Arc<Mutex<OwnState>>,
+}
+
+#[derive(Default)]
+struct OwnState {
+    changes_seen: bool,
+    error: Option<Error>,
+    last: String,
+    tails_needed: BTreeSet<String>,
+    tails_seen: BTreeSet<String>,
+}
+
+/// Most tails an incremental's operations may name, checked in memory.
+const MAX_TAILS: usize = 100_000;
+
+impl<S> OwnCheck<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        OwnCheck {
+            inner,
+            state: Arc::default(),
+        }
+    }
+
+    /// After a full read: for an incremental, what its own members must be.
+    pub fn check(&self, info: &Info) -> Result<()> {
+        if info.base.is_none() {
+            return Ok(());
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        if !st.changes_seen {
+            return Err(Error::corrupt(format!(
+                "an incremental archive without its {CHANGES_PATH}"
+            )));
+        }
+        if let Some(t) = st.tails_needed.difference(&st.tails_seen).next() {
+            return Err(Error::corrupt(format!(
+                "an append's tail {t} is not in the archive"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<S: Sink> Sink for OwnCheck<S> {
+    type File = OwnFile<S::File>;
+
+    fn plan(&mut self, plan: &Plan) -> Result<()> {
+        self.inner.plan(plan)
+    }
+
+    fn dir(&self, entry: &Entry) -> Result<()> {
+        self.inner.dir(entry)
+    }
+
+    fn file(&self, entry: &Entry) -> Result<Self::File> {
+        let lines = if entry.path == CHANGES_PATH {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.changes_seen = true;
+            Some((Arc::clone(&self.state), Vec::new()))
+        } else {
+            if entry.path.starts_with(TAILS_DIR) {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.tails_seen.len() < MAX_TAILS {
+                    st.tails_seen.insert(entry.path.clone());
+                }
+            }
+            None
+        };
+        Ok(OwnFile {
+            inner: self.inner.file(entry)?,
+            lines,
+        })
+    }
+
+    fn workers(&self, cores: usize) -> usize {
+        self.inner.workers(cores)
+    }
+}
+
+/// A member going through [`OwnCheck`].
+pub struct OwnFile<F> {
+    inner: F,
+    /// For the operations member: the shared state and the line so far.
+    lines: Option<(Arc<Mutex<OwnState>>, Vec<u8>)>,
+}
+
+impl OwnState {
+    fn line(&mut self, line: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let c = match Change::parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
+        if !self.last.is_empty() && tree_cmp(&self.last, c.path()) != std::cmp::Ordering::Less {
+            self.error = Some(Error::hostile(
+                c.path(),
+                format!(
+                    "{CHANGES_PATH}: out of order or repeated after {:?}",
+                    self.last
+                ),
+            ));
+            return;
+        }
+        if let Change::Append { tail, .. } = &c {
+            if self.tails_needed.len() >= MAX_TAILS {
+                self.error = Some(Error::corrupt(format!(
+                    "{CHANGES_PATH}: more than {MAX_TAILS} appends"
+                )));
+                return;
+            }
+            self.tails_needed.insert(tail.clone());
+        }
+        self.last.clear();
+        self.last.push_str(c.path());
+    }
+}
+
+impl<F: FileSink> FileSink for OwnFile<F> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        if let Some((state, buf)) = &mut self.lines {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            for chunk in data.split_inclusive(|&b| b == b'\n') {
+                buf.extend_from_slice(chunk);
+                if buf.last() == Some(&b'\n') {
+                    st.line(&buf[..buf.len() - 1]);
+                    buf.clear();
+                } else if buf.len() > MAX_CHANGE_LINE {
+                    st.error.get_or_insert(Error::corrupt(format!(
+                        "{CHANGES_PATH}: a line longer than {MAX_CHANGE_LINE} bytes"
+                    )));
+                    buf.clear();
+                }
+            }
+        }
+        self.inner.write(data)
+    }
+
+    fn finish(self, entry: &Entry) -> Result<()> {
+        if let Some((state, buf)) = &self.lines
+            && !buf.is_empty()
+        {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.error.get_or_insert(Error::corrupt(format!(
+                "{CHANGES_PATH}: its last line has no newline"
+            )));
+        }
+        self.inner.finish(entry)
+    }
 }
 
 /// Lists the archive at `loc` into `visit`, entry by entry, with each
@@ -72,8 +244,17 @@ pub fn list_chain(
             let links = open_chain(loc, bases)?;
             let last = links.len() - 1;
             let mut pats = Patterns::new(patterns);
+            // The whole tree's totals, not the archive's own.
+            let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
             for e in crate::ops::chain::state(&links)? {
                 let e = e?;
+                match e.kind {
+                    EntryKind::File => {
+                        files += 1;
+                        bytes = bytes.saturating_add(e.size);
+                    }
+                    EntryKind::Dir => dirs += 1,
+                }
                 if !pats.wants(&e.path) {
                     continue;
                 }
@@ -89,7 +270,8 @@ pub fn list_chain(
             }
             pats.check_all_used()?;
             let l = &links[last];
-            let info = Info::of_head2(&l.head, &l.meta);
+            let mut info = Info::of_head2(&l.head, &l.meta);
+            (info.files, info.dirs, info.total_bytes) = (files, dirs, bytes);
             return Ok((info, links.iter().map(|l| l.loc.to_string()).collect()));
         }
     }

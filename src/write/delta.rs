@@ -193,7 +193,7 @@ pub(super) fn plan_wal(
         .into_iter()
         .filter(|(_, b)| !consumed.contains(b))
         .map(|(p, _)| {
-            format!("{p}: does not start with the bytes the base archived (rewritten in the middle); archived whole")
+            format!("{p}: does not start with the bytes the base archived, and no WAL file here does (rewritten in the middle, truncated, or rotated and removed); archived whole")
         })
         .collect();
     // A base file consumed under its own name is not "moved": only

@@ -370,7 +370,7 @@ fn a_wal_rewritten_in_the_middle_is_archived_whole_with_a_warning() {
     let name = format!("wal/{}", victim.file_name().unwrap().to_str().unwrap());
     assert!(
         stderr(&o).contains(&format!(
-            "{name}: does not start with the bytes the base archived (rewritten in the middle); archived whole"
+            "{name}: does not start with the bytes the base archived, and no WAL file here does (rewritten in the middle, truncated, or rotated and removed); archived whole"
         )),
         "{}",
         stderr(&o)
@@ -642,6 +642,42 @@ fn bases_that_cannot_be_used_are_refused_before_anything_is_written() {
     expect_code(&o, 2);
     assert!(stderr(&o).contains("nope.tar.zst"), "{}", stderr(&o));
     assert!(!out.exists());
+    // A corrupted base is refused (an incremental on it could never be
+    // restored, even from a good copy), as is any archive of the chain
+    // as OUT.
+    let bad = t.path().join("bad.tar.zst");
+    let mut b = before.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x20;
+    fs::write(&bad, &b).unwrap();
+    let o = run(&["create", p(&data), "-o", p(&out), "--base", p(&bad)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("does not hash to what its TAIL records"),
+        "{}",
+        stderr(&o)
+    );
+    expect_code(
+        &run(&["create", p(&data), "-o", p(&out), "--base", p(&a0), "-q"]),
+        0,
+    );
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&a0),
+        "--base",
+        p(&out),
+        "--force",
+    ]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("of the chain the incremental is made on"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(&a0).unwrap(), before);
+    fs::remove_file(&out).unwrap();
 }
 
 /// An incremental crafted by hand on the base `base` (an archive file):
@@ -867,4 +903,193 @@ fn a_directory_replaced_by_a_file_and_back_restores_as_a_full_archive_would() {
     );
     let li = stdout(&run(&["list", "--sha256", p(&a1)]));
     assert_eq!(li, stdout(&run(&["list", "--sha256", p(&f)])));
+}
+
+#[test]
+fn verify_checks_an_incremental_s_own_members() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let inc = t.path().join("inc.tar.zst");
+    let tail = "x-sydra-incremental/wal-tails/current.wal.tail";
+    let append = format!(
+        "{{\"op\":\"append\",\"path\":\"wal/current.wal\",\"from\":\"wal/current.wal\",\"offset\":99,\"prefix_sha256\":\"{z}\",\"tail\":\"{tail}\",\"size\":132,\"sha256\":\"{z}\",\"mode\":420,\"mtime\":1}}\n",
+        z = "0".repeat(64)
+    );
+    for (what, bytes, says) in [
+        (
+            "garbage operations",
+            crafted_on(&a0, &[], "garbage\n", &[]),
+            "is not valid",
+        ),
+        (
+            "no newline at the end",
+            crafted_on(&a0, &[], "{\"op\":\"delete\",\"path\":\"MANIFEST\"}", &[]),
+            "no newline",
+        ),
+        (
+            "a tail missing",
+            crafted_on(&a0, &[], &append, &[]),
+            "is not in the archive",
+        ),
+    ] {
+        fs::write(&inc, &bytes).unwrap();
+        for deep in [false, true] {
+            let mut args = vec!["verify", p(&inc)];
+            if deep {
+                args.push("--deep");
+            }
+            let o = run(&args);
+            expect_code(&o, 1);
+            assert!(stderr(&o).contains(says), "{what}: {}", stderr(&o));
+        }
+    }
+    // Without its own members at all.
+    let mut c = Craft2::new(&[file("MANIFEST", b"{}\n")]);
+    c.head["version"] = serde_json::json!(3);
+    let b = fs::read(&a0).unwrap();
+    c.head["base"] = serde_json::json!({
+        "sha256": hex(&sha256(&b)), "size": b.len(),
+        "body_sha256": hex(&b[b.len() - 32..]), "location": "a0.tar.zst", "depth": 1,
+    });
+    c.tail = Box::new(|t| t[16] = 3);
+    fs::write(&inc, c.build()).unwrap();
+    let o = run(&["verify", p(&inc)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("without its x-sydra-incremental/changes.ndjson"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn odd_data_dirs_restore_as_full_archives_would() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    // Files that are not SydraDB's, WAL files in a directory of wal/.
+    fs::write(data.join("wal/checkpoint"), b"checkpoint=0001\n").unwrap();
+    fs::write(data.join("segments/3600/notes.txt"), b"note one\n").unwrap();
+    fs::create_dir_all(data.join("wal/a")).unwrap();
+    fs::create_dir_all(data.join("wal/b")).unwrap();
+    fs::write(data.join("wal/a/1.wal"), b"").unwrap();
+    fs::write(data.join("wal/b/1.wal"), b"").unwrap();
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    // Same sizes and times, other content; the WAL files in directories grow.
+    let same_time = |p: &Path, content: &[u8]| {
+        let m = fs::metadata(p).unwrap().modified().unwrap();
+        fs::write(p, content).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(m)
+            .unwrap();
+    };
+    same_time(&data.join("wal/checkpoint"), b"checkpoint=0002\n");
+    same_time(&data.join("segments/3600/notes.txt"), b"note two\n");
+    let rec = sydra_archive::sydradb::wal_record(1, 1, 1.0);
+    fs::write(data.join("wal/a/1.wal"), &rec).unwrap();
+    fs::write(data.join("wal/b/1.wal"), &rec).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    expect_code(&run(&["verify", p(&a1)]), 0);
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    assert_eq!(
+        restored(&a1, &t.path().join("ri")),
+        restored(&f, &t.path().join("rf"))
+    );
+    // A base named through a symlink is recorded, and pruned, as the file.
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    fs::copy(&a0, shelf.join("full-1.tar.zst")).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(shelf.join("full-1.tar.zst"))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .unwrap();
+    std::os::unix::fs::symlink("full-1.tar.zst", shelf.join("latest.tar.zst")).unwrap();
+    let inc = shelf.join("inc-2.tar.zst");
+    expect_code(
+        &run(&[
+            "create",
+            p(&data),
+            "-o",
+            p(&inc),
+            "--base",
+            p(&shelf.join("latest.tar.zst")),
+            "-q",
+        ]),
+        0,
+    );
+    let o = run(&["prune", p(&shelf), "--keep-last", "1", "--yes"]);
+    expect_code(&o, 0);
+    assert!(shelf.join("full-1.tar.zst").exists(), "{}", stdout(&o));
+    expect_code(
+        &run(&["restore", p(&inc), p(&t.path().join("rs")), "-q"]),
+        0,
+    );
+    // A kept incremental whose base is elsewhere is said.
+    let other = t.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::rename(&inc, other.join("inc-2.tar.zst")).unwrap();
+    let o = run(&["prune", p(&other), "--keep-last", "1"]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains("is not among the archives here"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_base_location_is_followed_only_to_a_local_regular_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let fifo = t.path().join("fifo.tar.zst");
+    let b = fs::read(&a0).unwrap();
+    let crafted = |location: &str| {
+        let mut c = Craft2::new(&[
+            dir("x-sydra-incremental"),
+            file("x-sydra-incremental/changes.ndjson", b""),
+        ]);
+        c.head["version"] = serde_json::json!(3);
+        c.head["base"] = serde_json::json!({
+            "sha256": hex(&sha256(&b)), "size": b.len(),
+            "body_sha256": hex(&b[b.len() - 32..]), "location": location, "depth": 1,
+        });
+        c.tail = Box::new(|t| t[16] = 3);
+        c.build()
+    };
+    let inc = t.path().join("inc.tar.zst");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    fs::write(&inc, crafted(p(&fifo))).unwrap();
+    let o = run_bounded(&["list", p(&inc)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is not a regular file"),
+        "{}",
+        stderr(&o)
+    );
+    fs::write(&inc, crafted("s3://elsewhere/a0.tar.zst")).unwrap();
+    let o = run_bounded(&["restore", p(&inc), p(&t.path().join("r"))]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("give it with --base"), "{}", stderr(&o));
+    // Given, it is used (and a --base that is not it is named).
+    let o = run_bounded(&["list", p(&inc), "--base", p(&fifo), "--base", p(&a0)]);
+    expect_code(&o, 0);
+    let o = run_bounded(&["list", p(&inc), "--base", p(&inc)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("of the --base archives"),
+        "{}",
+        stderr(&o)
+    );
 }
