@@ -991,8 +991,8 @@ fn odd_data_dirs_restore_as_full_archives_would() {
     same_time(&data.join("wal/checkpoint"), b"checkpoint=0002\n");
     same_time(&data.join("segments/3600/notes.txt"), b"note two\n");
     let rec = sydra_archive::sydradb::wal_record(1, 1, 1.0);
-    fs::write(data.join("wal/a/1.wal"), &rec).unwrap();
-    fs::write(data.join("wal/b/1.wal"), &rec).unwrap();
+    fs::write(data.join("wal/a/1.wal"), rec).unwrap();
+    fs::write(data.join("wal/b/1.wal"), rec).unwrap();
     let a1 = t.path().join("a1.tar.zst");
     expect_code(&create_on(&data, &a1, &a0), 0);
     expect_code(&run(&["verify", p(&a1)]), 0);
