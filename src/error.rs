@@ -65,6 +65,14 @@ pub enum Error {
         /// Which base, and what is wrong with it.
         reason: String,
     },
+    /// An encrypted archive cannot be decrypted with the identities given
+    /// (none, or not one it was encrypted to): give the right one.
+    Key {
+        /// The archive.
+        archive: String,
+        /// What it is encrypted to, and what is missing.
+        reason: String,
+    },
     /// A request to object storage failed (network, credentials, missing
     /// object...): not a fault of the archive's content.
     Remote {
@@ -158,6 +166,7 @@ impl fmt::Display for Error {
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
             Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),
             Error::Base { archive, reason } => write!(f, "broken chain of {archive}: {reason}"),
+            Error::Key { archive, reason } => write!(f, "cannot decrypt {archive}: {reason}"),
             Error::Also { error, also } => write!(f, "{error}; also {also}"),
         }
     }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::incremental::BaseRef;
 use crate::format::sums::hex;
 use crate::ops::chain::{self, Link, open_chain};
+use crate::store::crypt::Recipients;
 use crate::store::location::Location;
 use crate::store::publish::AtomicFile;
 use crate::store::s3::{Remote, S3Options, S3Url, Upload};
@@ -42,16 +43,21 @@ pub enum Output {
 
 /// Scans `data_dir` and writes its archive to `output`.
 pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<CreateSummary> {
-    create_on(data_dir, None, output, opts)
+    create_on(data_dir, None, None, output, opts)
 }
 
 /// [`create`], or with `base` an incremental archive (format version 3)
 /// of what changed since the archive at `base` (a full or an
 /// incremental, whose own chain must be found: see
 /// [`crate::ops::chain::open_chain`]).
+///
+/// With `sealed`, the whole archive is one age stream encrypted to its
+/// recipients (see [`crate::store::crypt`]); the summary's size and
+/// SHA-256 are then the ciphertext's, what is stored.
 pub fn create_on(
     data_dir: &Path,
     base: Option<&Location>,
+    sealed: Option<&Recipients>,
     output: &Output,
     opts: &CreateOptions,
 ) -> Result<CreateSummary> {
@@ -100,12 +106,13 @@ pub fn create_on(
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("write", "-", e))?;
-            let (_, summary) = write_archive_on(
+            let (_, summary) = write_sealed(
                 scan,
                 base_state(&links, out_loc.as_ref())?,
                 File::from(fd),
                 Path::new("-"),
                 opts,
+                sealed,
             )?;
             Ok(summary)
         }
@@ -117,7 +124,7 @@ pub fn create_on(
             let state = base_state(&links, out_loc.as_ref())?;
             let scan = scan(data_dir)?;
             let (mut file, removed) = AtomicFile::create(path, *force)?;
-            let written = write_archive_on(scan, state, file.writer(), path, opts);
+            let written = write_sealed(scan, state, file.writer(), path, opts, sealed);
             match written {
                 Ok((_, mut summary)) => {
                     file.commit()?;
@@ -145,7 +152,7 @@ pub fn create_on(
             let scan = scan(data_dir)?;
             let mut upload = Upload::start(&remote, estimate(&scan)?)?;
             let name = PathBuf::from(url.to_string());
-            match write_archive_on(scan, state, &mut upload, &name, opts) {
+            match write_sealed(scan, state, &mut upload, &name, opts, sealed) {
                 Ok((_, mut summary)) => {
                     let uploaded = upload.finish(&summary.sha256)?;
                     summary.warnings.extend(uploaded.warnings.iter().cloned());
@@ -363,5 +370,57 @@ fn same_archive(a: &Location, b: &Location) -> bool {
         }
         (Location::S3 { url: x, .. }, Location::S3 { url: y, .. }) => x == y,
         _ => false,
+    }
+}
+
+/// Writes the archive of `scan` to `out`, or with `sealed` an age stream
+/// of it: the summary's size and SHA-256 are then the ciphertext's, what
+/// `out` receives. The age stream is finished explicitly.
+fn write_sealed<W: std::io::Write>(
+    scan: crate::sydradb::scan::Scan,
+    state: Option<BaseState<'_>>,
+    out: W,
+    name: &Path,
+    opts: &CreateOptions,
+    sealed: Option<&Recipients>,
+) -> Result<(W, CreateSummary)> {
+    let Some(r) = sealed else {
+        return write_archive_on(scan, state, out, name, opts);
+    };
+    let stored = Stored {
+        inner: out,
+        count: 0,
+        hasher: sha2::Sha256::new(),
+    };
+    let enc = r.encrypt(stored)?;
+    let (enc, mut summary) = write_archive_on(scan, state, enc, name, opts)?;
+    let stored = enc
+        .finish()
+        .map_err(|e| crate::write::from_io(e, "write", name))?;
+    use sha2::Digest;
+    summary.bytes = stored.count;
+    summary.sha256 = stored.hasher.finalize().into();
+    summary.encrypted = true;
+    Ok((stored.inner, summary))
+}
+
+/// Counts and hashes what is stored (the ciphertext).
+struct Stored<W> {
+    inner: W,
+    count: u64,
+    hasher: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Stored<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }

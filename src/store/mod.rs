@@ -3,6 +3,7 @@
 //! S3 client.
 
 pub mod cleanup;
+pub mod crypt;
 pub mod dir;
 pub mod location;
 pub mod publish;

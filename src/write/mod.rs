@@ -99,6 +99,9 @@ pub struct CreateSummary {
     pub uploaded: Option<Uploaded>,
     /// For an incremental: the archive it was made on.
     pub base: Option<crate::format::incremental::BaseRef>,
+    /// The archive is encrypted (its size and SHA-256 are the
+    /// ciphertext's).
+    pub encrypted: bool,
 }
 
 /// Worker threads to use for `threads` (0 = all cores).
@@ -313,6 +316,7 @@ pub fn write_archive_on<W: Write>(
             warnings: all_warnings,
             uploaded: None,
             base: head.base,
+            encrypted: false,
         },
     ))
 }

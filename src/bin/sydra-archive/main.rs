@@ -300,7 +300,7 @@ fn create_to(
         progress: display.shown().then(|| progress.clone()),
         frame_bytes: a.frame_kib as usize * 1024,
     };
-    let result = sydra_archive::create_on(&a.data_dir, base, output, &opts);
+    let result = sydra_archive::create_on(&a.data_dir, base, None, output, &opts);
     display.finish();
     result
 }

@@ -1,0 +1,398 @@
+//! Encrypted archives: the whole archive as one age stream (the format at
+//! C2SP, the `age` crate), to recipients (X25519 `age1…` keys, SSH
+//! `ssh-ed25519`/`ssh-rsa` keys) or to a passphrase (scrypt). age's
+//! payload is 64 KiB chunks, each authenticated, at offsets computable
+//! from the plaintext offset: an encrypted archive is still read at
+//! offsets (its end, index and single frames), chunk by chunk.
+//!
+//! The identities that decrypt are the process's: set once by the caller
+//! ([`set_identities`]) and used wherever an archive turns out to be
+//! encrypted.
+
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use age::secrecy::SecretString;
+
+use crate::error::{Error, Result};
+
+/// How every age file starts.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// The name suffix to suggest for an encrypted archive.
+pub const ENCRYPTED_SUFFIX: &str = ".tar.zst.age";
+/// Longest key file read.
+const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// Whether bytes (the start of an archive) begin an age file.
+pub fn is_encrypted(start: &[u8]) -> bool {
+    start.starts_with(AGE_MAGIC)
+}
+
+/// Reads a small file of keys or a passphrase, without following a FIFO
+/// forever.
+fn read_small(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !m.is_file() {
+        return Err(Error::Refused(format!(
+            "{} is not a regular file; give the {what} in a file",
+            path.display()
+        )));
+    }
+    let mut v = Vec::new();
+    f.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| Error::io("read", path, e))?;
+    if v.len() as u64 > MAX_KEY_FILE {
+        return Err(Error::Refused(format!(
+            "{} is over 1 MiB: not a {what}",
+            path.display()
+        )));
+    }
+    Ok(v)
+}
+
+/// A passphrase from a file: its first line, without the newline.
+fn passphrase(path: &Path) -> Result<SecretString> {
+    let v = read_small(path, "passphrase")?;
+    let text = String::from_utf8(v)
+        .map_err(|_| Error::Refused(format!("{} is not UTF-8 text", path.display())))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        return Err(Error::Refused(format!(
+            "{} holds no passphrase (its first line is empty)",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(line))
+}
+
+/// Who an archive is encrypted to.
+pub struct Recipients {
+    keys: Vec<Box<dyn age::Recipient + Send>>,
+    passphrase: Option<SecretString>,
+}
+
+impl Recipients {
+    /// From `age1…`/`ssh-…` recipients, recipients files (age's format:
+    /// one per line, `#` comments) and a passphrase file; `None` when none
+    /// is given. A passphrase cannot be mixed with recipients (age's rule).
+    pub fn new(
+        recipients: &[String],
+        files: &[PathBuf],
+        passphrase_file: Option<&Path>,
+    ) -> Result<Option<Recipients>> {
+        let mut keys: Vec<Box<dyn age::Recipient + Send>> = Vec::new();
+        for r in recipients {
+            keys.push(parse_recipient(r.trim(), "--recipient")?);
+        }
+        for f in files {
+            let text = String::from_utf8(read_small(f, "recipients file")?)
+                .map_err(|_| Error::Refused(format!("{} is not UTF-8 text", f.display())))?;
+            let before = keys.len();
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                keys.push(parse_recipient(
+                    line,
+                    &format!("line {} of {}", i + 1, f.display()),
+                )?);
+            }
+            if keys.len() == before {
+                return Err(Error::Refused(format!(
+                    "{} lists no recipient",
+                    f.display()
+                )));
+            }
+        }
+        let passphrase = passphrase_file.map(passphrase).transpose()?;
+        if passphrase.is_some() && !keys.is_empty() {
+            return Err(Error::Refused(
+                "a passphrase cannot be combined with recipients (age encrypts to one or the other)"
+                    .into(),
+            ));
+        }
+        if keys.is_empty() && passphrase.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Recipients { keys, passphrase }))
+    }
+
+    /// Wraps `out`: what is written to the result is encrypted to the
+    /// recipients. Its `finish` must be called.
+    pub fn encrypt<W: io::Write>(&self, out: W) -> Result<age::stream::StreamWriter<W>> {
+        let enc = match &self.passphrase {
+            Some(p) => age::Encryptor::with_user_passphrase(p.clone()),
+            None => age::Encryptor::with_recipients(
+                self.keys.iter().map(|k| k.as_ref() as &dyn age::Recipient),
+            )
+            .map_err(|e| Error::Refused(format!("cannot encrypt to these recipients: {e}")))?,
+        };
+        enc.wrap_output(out)
+            .map_err(|e| crate::error::Error::from_carrier(e).unwrap_or_else(|e| Error::io("write", "the archive", e)))
+    }
+}
+
+fn parse_recipient(s: &str, from: &str) -> Result<Box<dyn age::Recipient + Send>> {
+    if s.starts_with("age1") {
+        return s
+            .parse::<age::x25519::Recipient>()
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|e| Error::Refused(format!("{from}: not an age recipient: {e}")));
+    }
+    if s.starts_with("ssh-") {
+        return s
+            .parse::<age::ssh::Recipient>()
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|e| Error::Refused(format!("{from}: not a usable SSH public key: {e:?}")));
+    }
+    Err(Error::Refused(format!(
+        "{from}: a recipient is an age1… key or an ssh-ed25519/ssh-rsa public key"
+    )))
+}
+
+/// What decrypts archives: identities (age keys, SSH private keys) and a
+/// passphrase.
+#[derive(Default)]
+pub struct Identities {
+    keys: Vec<Box<dyn age::Identity + Send + Sync>>,
+    passphrase: Option<SecretString>,
+    /// The files the keys came from, for messages.
+    files: Vec<String>,
+}
+
+impl Identities {
+    /// From identity files (age's format, or an unencrypted OpenSSH
+    /// private key) and a passphrase file.
+    pub fn new(files: &[PathBuf], passphrase_file: Option<&Path>) -> Result<Identities> {
+        let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        for f in files {
+            let bytes = read_small(f, "identity file")?;
+            let text = String::from_utf8_lossy(&bytes);
+            if text.contains("-----BEGIN") {
+                let id = age::ssh::Identity::from_buffer(
+                    io::BufReader::new(&bytes[..]),
+                    Some(f.display().to_string()),
+                )
+                .map_err(|e| {
+                    Error::Refused(format!("{}: not a usable SSH private key: {e}", f.display()))
+                })?;
+                if !matches!(id, age::ssh::Identity::Unencrypted(_)) {
+                    return Err(Error::Refused(format!(
+                        "{}: an SSH key protected by a passphrase, or of a kind age does not use (give an unencrypted ssh-ed25519 or ssh-rsa key, or an age identity)",
+                        f.display()
+                    )));
+                }
+                keys.push(Box::new(id));
+                continue;
+            }
+            let file = age::IdentityFile::from_buffer(io::BufReader::new(&bytes[..]))
+                .map_err(|e| Error::Refused(format!("{}: not an age identity file: {e}", f.display())))?;
+            let ids = file.into_identities().map_err(|e| {
+                Error::Refused(format!("{}: not a usable identity: {e}", f.display()))
+            })?;
+            if ids.is_empty() {
+                return Err(Error::Refused(format!("{} holds no identity", f.display())));
+            }
+            keys.extend(ids);
+        }
+        Ok(Identities {
+            keys,
+            passphrase: passphrase_file.map(passphrase).transpose()?,
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.passphrase.is_none()
+    }
+}
+
+static IDENTITIES: RwLock<Option<Identities>> = RwLock::new(None);
+
+/// Sets the identities this process decrypts archives with.
+pub fn set_identities(ids: Identities) {
+    *IDENTITIES.write().unwrap_or_else(|e| e.into_inner()) = Some(ids);
+}
+
+/// The kinds of recipients an age header names (`X25519`, `ssh-ed25519`,
+/// `ssh-rsa`, `scrypt`…), from the start of the file, for messages.
+pub fn recipient_kinds(start: &[u8]) -> Vec<String> {
+    let mut kinds: Vec<String> = Vec::new();
+    for line in start.split(|&b| b == b'\n') {
+        if line.starts_with(b"---") {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix(b"-> ") {
+            let kind = String::from_utf8_lossy(rest.split(|&b| b == b' ').next().unwrap_or(b""))
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(32)
+                .collect::<String>();
+            // age adds random "grease" stanzas that name no recipient.
+            if !kind.is_empty() && !kind.ends_with("-grease") && !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    kinds
+}
+
+/// The error for an archive that needs a key this run does not have.
+fn key_error(name: &str, start: &[u8], reason: &str) -> Error {
+    let kinds = recipient_kinds(start);
+    let to = if kinds.is_empty() {
+        String::from("unknown recipients")
+    } else if kinds.iter().any(|k| k == "scrypt") {
+        String::from("a passphrase")
+    } else {
+        format!("{} recipients", kinds.join(", "))
+    };
+    Error::Key {
+        archive: name.to_string(),
+        reason: format!("it is encrypted (age, to {to}); {reason}"),
+    }
+}
+
+/// Decrypts the age file `r` (whose first bytes `start` were peeked, for
+/// messages) with the process's identities; `name` names it in errors.
+/// The reader's errors in the payload (a chunk that does not
+/// authenticate, a truncated stream) are archive faults.
+pub fn decrypt<R: Read>(r: R, start: &[u8], name: &str) -> Result<Plain<age::stream::StreamReader<R>>> {
+    let guard = IDENTITIES.read().unwrap_or_else(|e| e.into_inner());
+    let ids = match guard.as_ref() {
+        Some(ids) if !ids.is_empty() => ids,
+        _ => {
+            return Err(key_error(
+                name,
+                start,
+                "give --identity FILE (or SYDRA_ARCHIVE_IDENTITY_FILE), or --passphrase-file FILE",
+            ));
+        }
+    };
+    let d = age::Decryptor::new(r).map_err(|e| header_error(e, name, start, ids))?;
+    let scrypt;
+    let mut all: Vec<&dyn age::Identity> = ids.keys.iter().map(|k| k.as_ref() as _).collect();
+    if d.is_scrypt() {
+        let Some(p) = &ids.passphrase else {
+            return Err(key_error(name, start, "give --passphrase-file FILE"));
+        };
+        scrypt = age::scrypt::Identity::new(p.clone());
+        all = vec![&scrypt];
+    }
+    let plain = d
+        .decrypt(all.into_iter())
+        .map_err(|e| header_error(e, name, start, ids))?;
+    Ok(Plain {
+        inner: plain,
+        name: name.to_string(),
+    })
+}
+
+fn header_error(e: age::DecryptError, name: &str, start: &[u8], ids: &Identities) -> Error {
+    use age::DecryptError as D;
+    match e {
+        D::NoMatchingKeys => {
+            let given = if ids.files.is_empty() {
+                "the passphrase given".to_string()
+            } else {
+                ids.files.join(", ")
+            };
+            key_error(name, start, &format!("no identity given ({given}) decrypts it"))
+        }
+        D::DecryptionFailed if start.windows(9).any(|w| w == b"-> scrypt") => {
+            key_error(name, start, "the passphrase given does not decrypt it")
+        }
+        D::KeyDecryptionFailed => key_error(name, start, "an identity could not be unlocked"),
+        D::ExcessiveWork { required, target } => Error::Refused(format!(
+            "{name}: its passphrase needs scrypt work factor {required}, over this machine's {target}"
+        )),
+        D::Io(err) => Error::from_carrier(err).unwrap_or_else(|err| Error::io("read", name, err)),
+        other => Error::corrupt(format!(
+            "{name}: its age header is not valid (corrupted or tampered): {other}"
+        )),
+    }
+}
+
+/// A decrypted stream whose payload errors are archive faults (carried in
+/// `io::Error`, see [`Error::from_carrier`]).
+pub struct Plain<R> {
+    inner: R,
+    name: String,
+}
+
+fn payload_error(e: io::Error, name: &str) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => io::Error::other(
+            Error::corrupt(format!(
+                "{name}: its encrypted payload is corrupted, tampered or truncated ({e})"
+            )),
+        ),
+        _ => e,
+    }
+}
+
+impl<R: Read> Read for Plain<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| payload_error(e, &self.name))
+    }
+}
+
+impl<R: Read + io::Seek> io::Seek for Plain<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos).map_err(|e| payload_error(e, &self.name))
+    }
+}
+
+/// Reads the first bytes of `r` (up to `n`), for [`is_encrypted`].
+pub fn peek_start(r: &mut dyn BufRead, n: usize) -> io::Result<Vec<u8>> {
+    let b = r.fill_buf()?;
+    Ok(b[..b.len().min(n)].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+    use std::io::Write;
+
+    #[test]
+    fn round_trips_and_says_what_is_missing() {
+        let id = age::x25519::Identity::generate();
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), format!("{}\n", id.to_string().expose_secret())).unwrap();
+        let r = Recipients::new(&[id.to_public().to_string()], &[], None)
+            .unwrap()
+            .unwrap();
+        let mut w = r.encrypt(Vec::new()).unwrap();
+        w.write_all(b"hello").unwrap();
+        let ct = w.finish().unwrap();
+        assert!(is_encrypted(&ct));
+        assert_eq!(recipient_kinds(&ct), ["X25519"]);
+        set_identities(Identities::default());
+        let e = decrypt(&ct[..], &ct, "a").err().unwrap();
+        assert!(
+            e.to_string().contains("encrypted (age, to X25519 recipients); give --identity"),
+            "{e}"
+        );
+        set_identities(Identities::new(&[key.path().to_path_buf()], None).unwrap());
+        let mut out = Vec::new();
+        decrypt(&ct[..], &ct, "a")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"hello");
+        let mut bad = ct.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 1;
+        let err = decrypt(&bad[..], &bad, "a")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(Error::from_carrier(err).unwrap().is_archive_fault());
+        assert!(Recipients::new(&["nope".into()], &[], None).is_err());
+    }
+}
