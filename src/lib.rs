@@ -51,6 +51,7 @@ pub use read::{
     read_archive, read_archive_with,
 };
 pub use store::cleanup::install_signal_handlers;
+pub use store::crypt::{Identities, Recipients, set_identities};
 pub use store::location::Location;
 pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
 pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};

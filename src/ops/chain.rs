@@ -45,6 +45,9 @@ pub struct Link {
     rows: Vec<Row>,
     /// The SHA-256 object metadata recorded at upload, if any.
     pub recorded_sha256: Option<String>,
+    /// The archive is encrypted: `src` reads its plaintext, and its
+    /// SHA-256 is the ciphertext's.
+    pub encrypted: bool,
 }
 
 impl Link {
@@ -63,6 +66,7 @@ impl Link {
         }
         let reader = open_archive(loc, None)?;
         let recorded_sha256 = reader.recorded_sha256();
+        let encrypted = reader.is_encrypted();
         let Some(src) = reader.random_access()? else {
             return Err(Error::Refused(format!(
                 "{loc} is not a file or an object: the archives of a chain are read at offsets"
@@ -87,11 +91,11 @@ impl Link {
         };
         let mut h = [0u8; 16];
         src.read_at(0, &mut h)
-            .map_err(|e| Error::io("read", &src.shown, e))?;
+            .map_err(|e| crate::write::from_io(e, "read", src.shown.as_ref()))?;
         let len = check_skippable_header(&h, &TAG_HEAD, MAX_HEAD2_BODY, 0)?;
         let mut body = vec![0u8; len as usize];
         src.read_at(16, &mut body)
-            .map_err(|e| Error::io("read", &src.shown, e))?;
+            .map_err(|e| crate::write::from_io(e, "read", src.shown.as_ref()))?;
         let head = Head2::parse(&body)?;
         if head.version != tail.version {
             return Err(Error::corrupt(format!(
@@ -108,6 +112,7 @@ impl Link {
             meta,
             rows,
             recorded_sha256,
+            encrypted,
         })
     }
 

@@ -278,6 +278,11 @@ fn whole_sha256(l: &Link) -> Result<String> {
             l.loc
         )));
     }
+    if l.encrypted {
+        // What is stored, and what a restore hashes, is the ciphertext.
+        let (sha, _) = crate::ops::source::open_archive(&l.loc, None)?.stored_sha256()?;
+        return Ok(hex(&sha));
+    }
     Ok(hex(&h.finalize()))
 }
 

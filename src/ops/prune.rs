@@ -81,6 +81,18 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
 /// (version 1's HEAD is too large to be version 2's: it is a full one).
 /// An archive whose HEAD is unreadable is not an archive (an error).
 fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
+    // An encrypted archive's HEAD is inside its encryption: read with the
+    // identities given (without them, nothing can be pruned safely).
+    if l.key.ends_with(".age") {
+        let loc = match shelf {
+            Shelf::Dir(d) => crate::store::location::Location::Local(d.path().join(&l.key)),
+            Shelf::S3(r) => crate::store::location::Location::S3 {
+                url: r.url().with_key_pub(&l.key),
+                options: r.options().clone(),
+            },
+        };
+        return Ok(crate::ops::chain::Link::open(&loc)?.head.base);
+    }
     let read = |at: u64, buf: &mut [u8]| -> Result<()> {
         match shelf {
             Shelf::Dir(d) => d.read_at(&l.key, at, buf),

@@ -31,6 +31,38 @@ pub struct ArchiveReader {
     name: PathBuf,
     /// Threads decoding data (0: see [`crate::read::resolve_threads`]).
     threads: usize,
+    /// Bytes read from stdin to tell an encrypted archive, given back
+    /// before the rest.
+    pending: Vec<u8>,
+    /// For an encrypted archive: what decrypts it.
+    cipher: Option<Cipher>,
+}
+
+/// An encrypted archive being read: its first bytes (for messages), the
+/// SHA-256 and length of the stored bytes read (the ciphertext: what
+/// `sha256sum` gives), and the decrypted stream once started.
+struct Cipher {
+    start: Vec<u8>,
+    stored: Arc<std::sync::Mutex<(sha2::Sha256, u64)>>,
+    plain: Option<Box<dyn Read + Send>>,
+}
+
+/// The stored bytes of an archive (a file, stdin, an object), hashed and
+/// counted as they are read, for the decryptor.
+struct Stored {
+    raw: ArchiveReader,
+    stored: Arc<std::sync::Mutex<(sha2::Sha256, u64)>>,
+}
+
+impl Read for Stored {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.raw.read_stored(buf)?;
+        let mut st = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        st.0.update(&buf[..n]);
+        st.1 += n as u64;
+        Ok(n)
+    }
 }
 
 enum Inner {
@@ -47,9 +79,48 @@ enum Inner {
         size: u64,
         e_tag: Option<String>,
     },
+    /// Moved into the decryptor of an encrypted archive.
+    Gone,
 }
 
 impl ArchiveReader {
+    /// Whether the archive is encrypted (an age file).
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// The SHA-256 and size of the stored bytes (for an encrypted
+    /// archive, the ciphertext), read whole.
+    pub fn stored_sha256(mut self) -> Result<([u8; 32], u64)> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let got = match self.read_stored(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(crate::write::from_io(e, "read", &self.name)),
+            };
+            h.update(&buf[..got]);
+            n += got as u64;
+        }
+        Ok((h.finalize().into(), n))
+    }
+
+    /// Notes that the archive is encrypted when `start` (its first bytes)
+    /// says so.
+    fn sniff(mut self, start: &[u8]) -> Self {
+        if crate::store::crypt::is_encrypted(start) {
+            self.cipher = Some(Cipher {
+                start: start.to_vec(),
+                stored: Arc::default(),
+                plain: None,
+            });
+        }
+        self
+    }
     /// Decodes data on `threads` threads (0, the default: see
     /// [`crate::read::resolve_threads`]; 1: one stream, on the reading
     /// thread).
@@ -82,6 +153,9 @@ impl ArchiveReader {
     /// object (not stdin, a fifo or a device).
     pub fn random_access(&self) -> Result<Option<RandomSource>> {
         let shown = self.name.display().to_string();
+        if let Some(c) = &self.cipher {
+            return self.sealed_access(&c.start, shown);
+        }
         Ok(match &self.inner {
             Inner::File { file, stdin: false } => {
                 let m = file
@@ -95,7 +169,7 @@ impl ArchiveReader {
                     .map_err(|e| Error::io("read", &self.name, e))?;
                 Some(RandomSource::new(SourceKind::File(file), m.len(), shown))
             }
-            Inner::File { .. } => None,
+            Inner::File { .. } | Inner::Gone => None,
             Inner::Object {
                 remote,
                 size,
@@ -107,6 +181,70 @@ impl ArchiveReader {
                 shown,
             )),
         })
+    }
+
+    /// An encrypted archive read at offsets through its decryptor: age's
+    /// chunks are at offsets computed from the plaintext's, each
+    /// authenticated as it is read.
+    fn sealed_access(&self, start: &[u8], shown: String) -> Result<Option<RandomSource>> {
+        let reads = Arc::new(AtomicU64::new(0));
+        let read_bytes = Arc::new(AtomicU64::new(0));
+        let (raw, file): (Box<dyn SeekRead>, Option<File>) = match &self.inner {
+            Inner::File { file, stdin: false } => {
+                if !file
+                    .metadata()
+                    .map_err(|e| Error::io("stat", &self.name, e))?
+                    .is_file()
+                {
+                    return Ok(None);
+                }
+                let f = file
+                    .try_clone()
+                    .map_err(|e| Error::io("read", &self.name, e))?;
+                let g = f
+                    .try_clone()
+                    .map_err(|e| Error::io("read", &self.name, e))?;
+                (
+                    Box::new(CountedSeek {
+                        file: f,
+                        pos: 0,
+                        reads: Arc::clone(&reads),
+                        read_bytes: Arc::clone(&read_bytes),
+                    }),
+                    Some(g),
+                )
+            }
+            Inner::Object {
+                remote,
+                size,
+                e_tag,
+                ..
+            } => (
+                Box::new(ObjectSeek {
+                    remote: remote.clone(),
+                    e_tag: e_tag.clone(),
+                    size: *size,
+                    pos: 0,
+                    buf: Vec::new(),
+                    buf_at: 0,
+                    reads: Arc::clone(&reads),
+                    read_bytes: Arc::clone(&read_bytes),
+                }),
+                None,
+            ),
+            _ => return Ok(None),
+        };
+        let mut plain = crate::store::crypt::decrypt(raw, start, &shown)?;
+        let size = std::io::Seek::seek(&mut plain, SeekFrom::End(0))
+            .map_err(|e| crate::write::from_io(e, "read", &self.name))?;
+        let mut src = RandomSource::new(
+            SourceKind::Sealed(std::sync::Mutex::new(Box::new(plain)), file),
+            size,
+            shown,
+        );
+        src.reads = reads;
+        src.read_bytes = read_bytes;
+        Ok(Some(src))
     }
 
     /// Lists the archive into `visit`. A version-2 archive in a file or
@@ -158,6 +296,9 @@ impl ArchiveReader {
     /// A second descriptor of a regular file, for hashing apart while a
     /// quick check parses.
     fn local_file(&self, depth: Depth) -> Result<Option<File>> {
+        if self.cipher.is_some() {
+            return Ok(None);
+        }
         // Only a regular file can be read twice at once; a fifo (such as
         // `<(curl …)`) or a device is read once, like stdin.
         match &self.inner {
@@ -181,8 +322,9 @@ impl ArchiveReader {
         }
         let expected = self.expected_sha256.clone();
         let name = self.name.clone();
+        let stored = self.cipher.as_ref().map(|c| Arc::clone(&c.stored));
         let local = self.local_file(depth)?;
-        let summary = match local {
+        let mut summary = match local {
             Some(file) => quick_in_parallel(file, &name, |hasher| {
                 let threads = self.threads;
                 read_archive_hashed(self, &name, depth, sink, hasher, threads)
@@ -192,6 +334,13 @@ impl ArchiveReader {
                 read_archive_hashed(self, &name, depth, sink, HashPipe::default(), threads)?
             }
         };
+        // An encrypted archive's SHA-256 and size are what is stored.
+        if let Some(stored) = stored {
+            use sha2::Digest;
+            let st = stored.lock().unwrap_or_else(|e| e.into_inner());
+            summary.sha256 = st.0.clone().finalize().into();
+            summary.bytes = st.1;
+        }
         let got = hex(&summary.sha256);
         match expected {
             Some(want) if !want.eq_ignore_ascii_case(&got) => Err(Error::corrupt(format!(
@@ -221,6 +370,9 @@ pub struct RandomSource {
 enum SourceKind {
     File(File),
     Object(Box<Remote>, Option<String>),
+    /// An encrypted archive, decrypted at offsets (and its file, if any,
+    /// for its stamp).
+    Sealed(std::sync::Mutex<Box<dyn SeekRead>>, Option<File>),
 }
 
 impl RandomSource {
@@ -255,6 +407,11 @@ impl RandomSource {
             SourceKind::Object(r, e) => r
                 .read_at(at, buf, e.as_deref())
                 .map_err(std::io::Error::other),
+            SourceKind::Sealed(plain, _) => {
+                let mut p = plain.lock().unwrap_or_else(|e| e.into_inner());
+                p.seek(SeekFrom::Start(at))?;
+                p.read_exact(buf)
+            }
         }
     }
 
@@ -264,6 +421,7 @@ impl RandomSource {
     /// that stops early has fetched at most as much again as it used.
     pub fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>> {
         Ok(match &self.kind {
+            SourceKind::Sealed(..) => Box::new(SealedRange { src: self, at, end }),
             SourceKind::File(f) => {
                 self.reads.fetch_add(1, Ordering::Relaxed);
                 let mut f = f
@@ -295,9 +453,30 @@ impl RandomSource {
     /// pinned to its ETag instead.
     fn stamp(&self) -> Result<Option<Stamp>> {
         match &self.kind {
-            SourceKind::File(f) => stamp(f, Path::new(&self.shown)).map(Some),
-            SourceKind::Object(..) => Ok(None),
+            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => {
+                stamp(f, Path::new(&self.shown)).map(Some)
+            }
+            SourceKind::Object(..) | SourceKind::Sealed(_, None) => Ok(None),
         }
+    }
+}
+
+/// Bytes `[at, end)` of an encrypted archive, decrypted at offsets.
+struct SealedRange<'a> {
+    src: &'a RandomSource,
+    at: u64,
+    end: u64,
+}
+
+impl Read for SealedRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.end - self.at).min(256 * 1024) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.src.read_at(self.at, &mut buf[..n])?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -346,8 +525,15 @@ fn quick_in_parallel<T>(
     result
 }
 
-impl Read for ArchiveReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl ArchiveReader {
+    /// Reads the stored bytes (for an encrypted archive, the ciphertext).
+    fn read_stored(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.pending.is_empty() {
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Ok(n);
+        }
         let n = match &mut self.inner {
             Inner::File { file, .. } => file.read(buf)?,
             Inner::Object {
@@ -363,6 +549,7 @@ impl Read for ArchiveReader {
                 }
                 reader.as_mut().expect("started above").read(buf)?
             }
+            Inner::Gone => 0,
         };
         if let Some(p) = &self.progress {
             p.add(n as u64);
@@ -371,16 +558,149 @@ impl Read for ArchiveReader {
     }
 }
 
+impl Read for ArchiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(c) = &mut self.cipher else {
+            return self.read_stored(buf);
+        };
+        if c.plain.is_none() {
+            // The decryptor takes the stored stream over.
+            let start = c.start.clone();
+            let stored = Arc::clone(&c.stored);
+            let raw = ArchiveReader {
+                inner: std::mem::replace(&mut self.inner, Inner::Gone),
+                progress: self.progress.take(),
+                expected_sha256: None,
+                name: self.name.clone(),
+                threads: 0,
+                pending: std::mem::take(&mut self.pending),
+                cipher: None,
+            };
+            let shown = self.name.display().to_string();
+            let plain = crate::store::crypt::decrypt(Stored { raw, stored }, &start, &shown)
+                .map_err(std::io::Error::other)?;
+            self.cipher.as_mut().expect("checked").plain = Some(Box::new(plain));
+        }
+        self.cipher
+            .as_mut()
+            .and_then(|c| c.plain.as_mut())
+            .expect("started above")
+            .read(buf)
+    }
+}
+
+/// A stored archive read at offsets, for the decryptor.
+trait SeekRead: Read + Seek + Send {}
+impl<T: Read + Seek + Send> SeekRead for T {}
+
+/// A file read at offsets with `pread` (a position of its own: the
+/// descriptor's offset, shared with the stream reading it, never moves),
+/// counting reads and bytes.
+struct CountedSeek {
+    file: File,
+    pos: u64,
+    reads: Arc<AtomicU64>,
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl Read for CountedSeek {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Seek for CountedSeek {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let to = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = to.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
+    }
+}
+
+/// An object read at offsets with ranged GETs (pinned to its ETag) of at
+/// least 256 KiB: a few of age's 64 KiB chunks each.
+struct ObjectSeek {
+    remote: Box<Remote>,
+    e_tag: Option<String>,
+    size: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
+    reads: Arc<AtomicU64>,
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl Read for ObjectSeek {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let inside = self.pos >= self.buf_at && self.pos < self.buf_at + self.buf.len() as u64;
+        if !inside {
+            let len = (out.len() as u64).max(256 * 1024).min(self.size - self.pos);
+            let mut b = vec![0u8; len as usize];
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.read_bytes.fetch_add(len, Ordering::Relaxed);
+            self.remote
+                .read_at(self.pos, &mut b, self.e_tag.as_deref())
+                .map_err(std::io::Error::other)?;
+            self.buf = b;
+            self.buf_at = self.pos;
+        }
+        let off = (self.pos - self.buf_at) as usize;
+        let n = out.len().min(self.buf.len() - off);
+        out[..n].copy_from_slice(&self.buf[off..off + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ObjectSeek {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let to = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = to.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
+    }
+}
+
 /// Opens an archive for reading; a local `-` is stdin. Directories are
 /// refused. An object is first checked with a ranged read of its end (a
 /// TAIL or a version-1 FOOT); its stream starts at the first read. The
 /// progress total is the size (unknown for stdin).
 pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
+    /// Bytes of an archive's start read to tell (and describe) an age file.
+    const START: usize = 4096;
     let path = match loc {
         Location::Local(p) => p,
         Location::S3 { url, options } => {
             let remote = Remote::connect(url, options)?;
-            let probe = remote.probe()?;
+            // An object whose end is not an archive's may be an encrypted
+            // one: its start says (a read only then).
+            let (probe, start) = match remote.probe() {
+                Ok(p) => (p, Vec::new()),
+                Err(e) if e.is_archive_fault() => {
+                    let probe = remote.probe_unchecked()?;
+                    let mut start = vec![0u8; START.min(probe.size as usize)];
+                    remote.read_at(0, &mut start, probe.e_tag.as_deref())?;
+                    if !crate::store::crypt::is_encrypted(&start) {
+                        return Err(e);
+                    }
+                    (probe, start)
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(p) = &progress {
                 p.set_total(probe.size);
             }
@@ -395,7 +715,10 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
                 expected_sha256: probe.sha256,
                 name: loc.name(),
                 threads: 0,
-            });
+                pending: Vec::new(),
+                cipher: None,
+            }
+            .sniff(&start));
         }
     };
     if path == Path::new("-") {
@@ -404,16 +727,24 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::io("read", path, e))?;
+        let mut file = File::from(stdin);
+        // The first bytes tell an encrypted archive; they are given back.
+        let mut pending = Vec::with_capacity(START);
+        (&mut file)
+            .take(START as u64)
+            .read_to_end(&mut pending)
+            .map_err(|e| Error::io("read", path, e))?;
+        let start = pending.clone();
         return Ok(ArchiveReader {
-            inner: Inner::File {
-                file: File::from(stdin),
-                stdin: true,
-            },
+            inner: Inner::File { file, stdin: true },
             progress,
             expected_sha256: None,
             name: path.clone(),
             threads: 0,
-        });
+            pending,
+            cipher: None,
+        }
+        .sniff(&start));
     }
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
@@ -426,6 +757,12 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
     if let Some(p) = &progress {
         p.set_total(m.len());
     }
+    let mut start = Vec::new();
+    if m.is_file() {
+        start = vec![0u8; START.min(m.len() as usize)];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut start, 0)
+            .map_err(|e| Error::io("read", path, e))?;
+    }
     Ok(ArchiveReader {
         inner: Inner::File {
             file: f,
@@ -435,5 +772,8 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         expected_sha256: None,
         name: path.clone(),
         threads: 0,
-    })
+        pending: Vec::new(),
+        cipher: None,
+    }
+    .sniff(&start))
 }

@@ -324,7 +324,15 @@ impl<R: Read> Input<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", &self.path, e)),
+                // A source that found the archive at fault (a decryptor
+                // whose chunk does not authenticate) says so.
+                Err(e) => {
+                    return Err(match Error::from_carrier(e) {
+                        Ok(ours) if ours.is_archive_fault() => ours,
+                        Ok(ours) => Error::io("read", &self.path, io::Error::other(ours)),
+                        Err(e) => Error::io("read", &self.path, e),
+                    });
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 //! ([`set_identities`]) and used wherever an archive turns out to be
 //! encrypted.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -19,8 +19,6 @@ use crate::error::{Error, Result};
 
 /// How every age file starts.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
-/// The name suffix to suggest for an encrypted archive.
-pub const ENCRYPTED_SUFFIX: &str = ".tar.zst.age";
 /// Longest key file read.
 const MAX_KEY_FILE: u64 = 1 << 20;
 
@@ -131,8 +129,10 @@ impl Recipients {
             )
             .map_err(|e| Error::Refused(format!("cannot encrypt to these recipients: {e}")))?,
         };
-        enc.wrap_output(out)
-            .map_err(|e| crate::error::Error::from_carrier(e).unwrap_or_else(|e| Error::io("write", "the archive", e)))
+        enc.wrap_output(out).map_err(|e| {
+            crate::error::Error::from_carrier(e)
+                .unwrap_or_else(|e| Error::io("write", "the archive", e))
+        })
     }
 }
 
@@ -178,7 +178,10 @@ impl Identities {
                     Some(f.display().to_string()),
                 )
                 .map_err(|e| {
-                    Error::Refused(format!("{}: not a usable SSH private key: {e}", f.display()))
+                    Error::Refused(format!(
+                        "{}: not a usable SSH private key: {e}",
+                        f.display()
+                    ))
                 })?;
                 if !matches!(id, age::ssh::Identity::Unencrypted(_)) {
                     return Err(Error::Refused(format!(
@@ -189,8 +192,10 @@ impl Identities {
                 keys.push(Box::new(id));
                 continue;
             }
-            let file = age::IdentityFile::from_buffer(io::BufReader::new(&bytes[..]))
-                .map_err(|e| Error::Refused(format!("{}: not an age identity file: {e}", f.display())))?;
+            let file =
+                age::IdentityFile::from_buffer(io::BufReader::new(&bytes[..])).map_err(|e| {
+                    Error::Refused(format!("{}: not an age identity file: {e}", f.display()))
+                })?;
             let ids = file.into_identities().map_err(|e| {
                 Error::Refused(format!("{}: not a usable identity: {e}", f.display()))
             })?;
@@ -261,7 +266,11 @@ fn key_error(name: &str, start: &[u8], reason: &str) -> Error {
 /// messages) with the process's identities; `name` names it in errors.
 /// The reader's errors in the payload (a chunk that does not
 /// authenticate, a truncated stream) are archive faults.
-pub fn decrypt<R: Read>(r: R, start: &[u8], name: &str) -> Result<Plain<age::stream::StreamReader<R>>> {
+pub fn decrypt<R: Read>(
+    r: R,
+    start: &[u8],
+    name: &str,
+) -> Result<Plain<age::stream::StreamReader<R>>> {
     let guard = IDENTITIES.read().unwrap_or_else(|e| e.into_inner());
     let ids = match guard.as_ref() {
         Some(ids) if !ids.is_empty() => ids,
@@ -301,7 +310,11 @@ fn header_error(e: age::DecryptError, name: &str, start: &[u8], ids: &Identities
             } else {
                 ids.files.join(", ")
             };
-            key_error(name, start, &format!("no identity given ({given}) decrypts it"))
+            key_error(
+                name,
+                start,
+                &format!("no identity given ({given}) decrypts it"),
+            )
         }
         D::DecryptionFailed if start.windows(9).any(|w| w == b"-> scrypt") => {
             key_error(name, start, "the passphrase given does not decrypt it")
@@ -310,6 +323,9 @@ fn header_error(e: age::DecryptError, name: &str, start: &[u8], ids: &Identities
         D::ExcessiveWork { required, target } => Error::Refused(format!(
             "{name}: its passphrase needs scrypt work factor {required}, over this machine's {target}"
         )),
+        D::Io(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+            Error::corrupt(format!("{name}: its age header is truncated"))
+        }
         D::Io(err) => Error::from_carrier(err).unwrap_or_else(|err| Error::io("read", name, err)),
         other => Error::corrupt(format!(
             "{name}: its age header is not valid (corrupted or tampered): {other}"
@@ -326,31 +342,29 @@ pub struct Plain<R> {
 
 fn payload_error(e: io::Error, name: &str) -> io::Error {
     match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => io::Error::other(
-            Error::corrupt(format!(
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+            io::Error::other(Error::corrupt(format!(
                 "{name}: its encrypted payload is corrupted, tampered or truncated ({e})"
-            )),
-        ),
+            )))
+        }
         _ => e,
     }
 }
 
 impl<R: Read> Read for Plain<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).map_err(|e| payload_error(e, &self.name))
+        self.inner
+            .read(buf)
+            .map_err(|e| payload_error(e, &self.name))
     }
 }
 
 impl<R: Read + io::Seek> io::Seek for Plain<R> {
     fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        self.inner.seek(pos).map_err(|e| payload_error(e, &self.name))
+        self.inner
+            .seek(pos)
+            .map_err(|e| payload_error(e, &self.name))
     }
-}
-
-/// Reads the first bytes of `r` (up to `n`), for [`is_encrypted`].
-pub fn peek_start(r: &mut dyn BufRead, n: usize) -> io::Result<Vec<u8>> {
-    let b = r.fill_buf()?;
-    Ok(b[..b.len().min(n)].to_vec())
 }
 
 #[cfg(test)]
@@ -375,7 +389,8 @@ mod tests {
         set_identities(Identities::default());
         let e = decrypt(&ct[..], &ct, "a").err().unwrap();
         assert!(
-            e.to_string().contains("encrypted (age, to X25519 recipients); give --identity"),
+            e.to_string()
+                .contains("encrypted (age, to X25519 recipients); give --identity"),
             "{e}"
         );
         set_identities(Identities::new(&[key.path().to_path_buf()], None).unwrap());

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::v2::TAIL_LEN;
-use crate::store::s3::{ARCHIVE_SUFFIX, Listed, Listing};
+use crate::store::s3::{Listed, Listing};
 use crate::sys;
 
 /// A local directory of archives, held open.
@@ -60,7 +60,7 @@ impl LocalShelf {
         let d = sys::Dir::from_file(&self.dir).map_err(|e| Error::io("open", &self.path, e))?;
         let mut names = Vec::new();
         d.each_name(|n| {
-            if n.ends_with(ARCHIVE_SUFFIX.as_bytes()) && !n.starts_with(b".") {
+            if crate::store::s3::archive_name(&String::from_utf8_lossy(n)) && !n.starts_with(b".") {
                 names.push(n.to_vec());
             }
             Ok(())
@@ -177,6 +177,23 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
             "it is {}, not an archive",
             st.kind.describe()
         )));
+    }
+    // An encrypted archive: an age file (its end is ciphertext).
+    let mut start = [0u8; 22];
+    if name.ends_with(b".age") && f.read_exact_at(&mut start, 0).is_ok() {
+        if crate::store::crypt::is_encrypted(&start) {
+            let Some(ms) = st
+                .mtime
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(st.mtime_nsec / 1_000_000))
+            else {
+                return Ok(Probed::Other(
+                    "its modification time is out of range".into(),
+                ));
+            };
+            return Ok(Probed::Archive(st.size, ms, identity(&st), None));
+        }
+        return Ok(Probed::Other("not an age file".into()));
     }
     let n = st.size.min(TAIL_LEN as u64) as usize;
     let mut last = vec![0u8; n];

@@ -166,6 +166,37 @@ pub struct CreateArgs {
     /// --incremental makes before it writes a full again.
     #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_chain: u64,
+    /// Encrypt the archive to this age recipient (age1…) or SSH public key
+    /// (ssh-ed25519 …, ssh-rsa …); repeatable.
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        value_name = "RECIPIENT",
+        help_heading = "Encryption"
+    )]
+    pub recipients: Vec<String>,
+    /// Encrypt the archive to every recipient listed in FILE (one per
+    /// line, # comments), as age -R does; repeatable.
+    #[arg(
+        long = "recipients-file",
+        short = 'R',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub recipients_files: Vec<PathBuf>,
+    /// Encrypt the archive with the passphrase on FILE's first line
+    /// (scrypt); also decrypts an encrypted --base.
+    #[arg(long, value_name = "FILE", help_heading = "Encryption")]
+    pub passphrase_file: Option<PathBuf>,
+    /// An identity that decrypts an encrypted --base (repeatable; else
+    /// SYDRA_ARCHIVE_IDENTITY_FILE).
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub identities: Vec<PathBuf>,
     /// Write node_exporter textfile metrics of this run to FILE (atomically;
     /// a failed run keeps the last success's figures).
     #[arg(long, value_name = "FILE")]
@@ -216,6 +247,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub read: ReadArgs,
     #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 
@@ -235,6 +268,8 @@ pub struct ListArgs {
     pub sha256: bool,
     #[command(flatten)]
     pub chain: ChainArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -261,6 +296,8 @@ pub struct RestoreArgs {
     pub chain: ChainArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -295,7 +332,24 @@ pub struct ExtractArgs {
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// What decrypts an encrypted archive.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Encryption")]
+pub struct KeyArgs {
+    /// An age identity file (age-keygen's format) or an unencrypted SSH
+    /// private key (ssh-ed25519, ssh-rsa) that decrypts encrypted archives
+    /// (repeatable; else SYDRA_ARCHIVE_IDENTITY_FILE).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// A file whose first line is the passphrase of archives encrypted
+    /// with one.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// Where an incremental archive's bases are, besides where it recorded
@@ -344,6 +398,8 @@ pub struct LsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
     pub s3: S3Args,
 }
 
@@ -372,6 +428,8 @@ pub struct PruneArgs {
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -178,6 +178,19 @@ fn read_location(arg: &Path, s3: &S3Args, read: &ReadArgs) -> anyhow::Result<Loc
     Ok(Location::parse(arg, &opts)?)
 }
 
+/// Sets the identities this run decrypts archives with: `--identity`
+/// files (else `SYDRA_ARCHIVE_IDENTITY_FILE`) and `--passphrase-file`.
+fn use_keys(identities: &[PathBuf], passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    let mut files = identities.to_vec();
+    if files.is_empty()
+        && let Some(f) = std::env::var_os("SYDRA_ARCHIVE_IDENTITY_FILE").filter(|f| !f.is_empty())
+    {
+        files.push(PathBuf::from(f));
+    }
+    sydra_archive::set_identities(sydra_archive::Identities::new(&files, passphrase_file)?);
+    Ok(())
+}
+
 /// The `--base` arguments.
 fn bases(c: &ChainArgs, s3: &S3Args) -> anyhow::Result<Vec<Location>> {
     c.bases.iter().map(|b| location(b, s3)).collect()
@@ -237,7 +250,13 @@ fn create_run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     });
-    let (output, archive) = create_output(a, created_unix_ms)?;
+    use_keys(&a.identities, a.passphrase_file.as_deref())?;
+    let sealed = sydra_archive::Recipients::new(
+        &a.recipients,
+        &a.recipients_files,
+        a.passphrase_file.as_deref(),
+    )?;
+    let (output, archive) = create_output(a, created_unix_ms, sealed.is_some())?;
     let base = match (&a.base, a.incremental) {
         (Some(b), _) => Some(location(b, &a.s3)?),
         (None, true) => {
@@ -258,7 +277,7 @@ fn create_run(
         }
         (None, false) => None,
     };
-    let s = create_to(a, base.as_ref(), &output, created_unix_ms)?;
+    let s = create_to(a, base.as_ref(), sealed.as_ref(), &output, created_unix_ms)?;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
         print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;
@@ -286,6 +305,7 @@ fn create_run(
 fn create_to(
     a: &CreateArgs,
     base: Option<&Location>,
+    sealed: Option<&sydra_archive::Recipients>,
     output: &Output,
     created_unix_ms: u64,
 ) -> sydra_archive::Result<sydra_archive::CreateSummary> {
@@ -300,7 +320,7 @@ fn create_to(
         progress: display.shown().then(|| progress.clone()),
         frame_bytes: a.frame_kib as usize * 1024,
     };
-    let result = sydra_archive::create_on(&a.data_dir, base, None, output, &opts);
+    let result = sydra_archive::create_on(&a.data_dir, base, sealed, output, &opts);
     display.finish();
     result
 }
@@ -308,13 +328,20 @@ fn create_to(
 /// Where `create -o` writes (stdout, an object or a file) and its name in
 /// reports. An `OUT` ending in `/` is a directory or a prefix: the
 /// archive is named there by its creation time (UTC).
-fn create_output(a: &CreateArgs, created_unix_ms: u64) -> anyhow::Result<(Output, String)> {
+fn create_output(
+    a: &CreateArgs,
+    created_unix_ms: u64,
+    encrypted: bool,
+) -> anyhow::Result<(Output, String)> {
     if a.output == Path::new("-") {
         return Ok((Output::Stdout, "-".into()));
     }
     let mut out = a.output.clone();
     if a.output.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        let name = sydra_archive::timestamped_name(created_unix_ms as i64);
+        let mut name = sydra_archive::timestamped_name(created_unix_ms as i64);
+        if encrypted {
+            name.push_str(".age");
+        }
         if !a
             .output
             .to_string_lossy()
@@ -381,6 +408,7 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
 }
 
 fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
     let loc = read_location(&a.archive, &a.s3, &a.read)?;
@@ -454,6 +482,7 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 }
 
 fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     std_closed.check(&a.archive, true)?;
     std_closed.check_results("the listing")?;
     let loc = location(&a.archive, &a.s3)?;
@@ -545,6 +574,7 @@ fn write_json_entry(
 }
 
 fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
     let loc = read_location(&a.archive, &a.s3, &a.read)?;
@@ -633,6 +663,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 }
 
 fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
     let to_stdout = a.output.as_deref() == Some(Path::new("-"));
@@ -680,6 +711,7 @@ fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 }
 
 fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     std_closed.check_results("the listing")?;
     let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
     let url = shelf.shown();
@@ -726,6 +758,7 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 }
 
 fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+    use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let policy = sydra_archive::Policy {
         last: a.keep_last,
         hourly: a.keep_hourly,

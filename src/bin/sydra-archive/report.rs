@@ -45,6 +45,10 @@ pub struct CreateReport {
     pub kind: &'static str,
     /// For an incremental: the archive it was made on.
     pub base: Option<sydra_archive::BaseRef>,
+    /// The archive is encrypted: `bytes` and `sha256` are the
+    /// ciphertext's, and nothing here names a file of the data dir
+    /// (`wal`, `skipped`, `followed` are empty, `warnings` only counted).
+    pub encrypted: bool,
 }
 
 /// The object `create -o s3://…` wrote.
@@ -245,7 +249,26 @@ impl CreateReport {
                 "full"
             },
             base: s.base.clone(),
+            encrypted: s.encrypted,
         }
+        .redacted()
+    }
+
+    /// For an encrypted archive: no name of the data dir's files.
+    fn redacted(mut self) -> Self {
+        if self.encrypted {
+            self.wal.clear();
+            self.skipped.clear();
+            self.followed.clear();
+            let n = self.warnings.len();
+            self.warnings.clear();
+            if n > 0 {
+                self.warnings.push(format!(
+                    "{n} warning(s), not shown here: the archive is encrypted (they are on stderr)"
+                ));
+            }
+        }
+        self
     }
 }
 

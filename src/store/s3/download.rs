@@ -44,6 +44,61 @@ pub(super) async fn probe_path(
     path: &ObjPath,
     size: Option<u64>,
 ) -> Result<Probe> {
+    probe_path_checked(store, url, path, size, true).await
+}
+
+/// An encrypted archive's probe: its start must be an age file's.
+pub(super) async fn probe_encrypted(
+    store: &AmazonS3,
+    url: &S3Url,
+    path: &ObjPath,
+) -> Result<Probe> {
+    let got = store
+        .get_opts(
+            path,
+            GetOptions {
+                range: Some(GetRange::Bounded(0..22)),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| remote_error("read", url, e))?;
+    let meta = got.meta.clone();
+    let attrs = got.attributes.clone();
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| remote_error("read", url, e))?;
+    if !crate::store::crypt::is_encrypted(&bytes) {
+        return Err(Error::corrupt(format!("{url} is not an age file")));
+    }
+    Ok(Probe {
+        size: meta.size,
+        e_tag: meta.e_tag,
+        sha256: attrs
+            .get(&Attribute::Metadata(SHA256_METADATA.into()))
+            .map(|v| v.as_ref().to_string()),
+        modified_unix_ms: meta.last_modified.timestamp_millis(),
+        body_sha256: None,
+    })
+}
+
+/// [`probe_path`] without the check of the end (an encrypted archive).
+pub(super) async fn probe_path_unchecked(
+    store: &AmazonS3,
+    url: &S3Url,
+    path: &ObjPath,
+) -> Result<Probe> {
+    probe_path_checked(store, url, path, None, false).await
+}
+
+async fn probe_path_checked(
+    store: &AmazonS3,
+    url: &S3Url,
+    path: &ObjPath,
+    size: Option<u64>,
+    check: bool,
+) -> Result<Probe> {
     let range = match size {
         Some(n) if n < FOOT_LEN as u64 => {
             return Err(Error::corrupt(format!(
@@ -75,7 +130,9 @@ pub(super) async fn probe_path(
             meta.size
         )));
     }
-    crate::format::v2::check_end(&bytes, meta.size, &url.to_string())?;
+    if check {
+        crate::format::v2::check_end(&bytes, meta.size, &url.to_string())?;
+    }
     let sha256 = attrs
         .get(&Attribute::Metadata(SHA256_METADATA.into()))
         .map(|v| v.as_ref().to_string());

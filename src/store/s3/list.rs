@@ -6,7 +6,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::error::Result;
 
 use super::download::probe_path;
-use super::{ARCHIVE_SUFFIX, Remote, remote_error, runtime};
+use super::{Remote, remote_error, runtime};
 
 /// One archive object found by [`ls`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,7 +69,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
     let candidates: Vec<_> = listed
         .objects
         .into_iter()
-        .filter(|m| m.location.as_ref().ends_with(ARCHIVE_SUFFIX))
+        .filter(|m| super::archive_name(m.location.as_ref()))
         .collect();
     let mut listing = Listing::default();
     // Eight ranged reads at a time.
@@ -77,7 +77,11 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
         futures_util::stream::iter(candidates.into_iter().map(|m| {
             let obj = url.with_key(m.location.as_ref());
             async move {
-                let probed = probe_path(store, &obj, &m.location, Some(m.size)).await;
+                let probed = if m.location.as_ref().ends_with(".age") {
+                    super::download::probe_encrypted(store, &obj, &m.location).await
+                } else {
+                    probe_path(store, &obj, &m.location, Some(m.size)).await
+                };
                 (m, obj, probed)
             }
         }))

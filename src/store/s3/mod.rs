@@ -45,6 +45,13 @@ pub const SHA256_METADATA: &str = "sydra-archive-sha256";
 pub const CONTENT_TYPE: &str = "application/zstd";
 /// Object names `ls` and `prune` consider.
 pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+/// The name suffix of an encrypted archive (listed too).
+pub const ENCRYPTED_ARCHIVE_SUFFIX: &str = ".tar.zst.age";
+
+/// Whether a name is one `ls` looks at: an archive's, or an encrypted one's.
+pub fn archive_name(name: &str) -> bool {
+    name.ends_with(ARCHIVE_SUFFIX) || name.ends_with(ENCRYPTED_ARCHIVE_SUFFIX)
+}
 /// The largest object S3 copies in one request; larger archives keep their
 /// SHA-256 only in the `create` result, not in metadata.
 const MAX_COPY: u64 = 5 << 30;
@@ -237,6 +244,11 @@ impl Remote {
         &self.url
     }
 
+    /// The settings it was made with.
+    pub fn options(&self) -> &S3Options {
+        &self.opts
+    }
+
     /// The same client for the object `key` of the bucket.
     pub fn at_key(&self, key: &str) -> Remote {
         Remote {
@@ -265,5 +277,16 @@ impl Remote {
     pub fn probe(&self) -> Result<Probe> {
         let path = self.url.object()?;
         runtime()?.block_on(probe_path(&self.store, &self.url, &path, None))
+    }
+
+    /// The object's size, ETag and recorded SHA-256, whatever it holds (an
+    /// encrypted archive does not end with a TAIL).
+    pub fn probe_unchecked(&self) -> Result<Probe> {
+        let path = self.url.object()?;
+        runtime()?.block_on(download::probe_path_unchecked(
+            &self.store,
+            &self.url,
+            &path,
+        ))
     }
 }

@@ -61,6 +61,11 @@ impl S3Url {
             .map_err(|e| Error::Refused(format!("{self} is not a usable prefix: {e}")))
     }
 
+    /// The URL of the object `key` in the same bucket.
+    pub fn with_key_pub(&self, key: &str) -> S3Url {
+        self.with_key(key)
+    }
+
     pub(super) fn with_key(&self, key: &str) -> S3Url {
         S3Url {
             bucket: self.bucket.clone(),
