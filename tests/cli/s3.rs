@@ -1122,3 +1122,66 @@ fn incremental_chains_in_object_storage() {
     );
     assert!(!r3.exists());
 }
+
+#[test]
+fn encrypted_archives_in_object_storage() {
+    use age::secrecy::ExposeSecret;
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let id = age::x25519::Identity::generate();
+    let key = t.path().join("key.txt");
+    std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let r = id.to_public().to_string();
+    let o = s3
+        .cmd()
+        .args(["create", p(&data), "-o", &url("enc/"), "-r", &r, "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let j = json(&o);
+    let archive = j["archive"].as_str().unwrap().to_string();
+    assert!(archive.ends_with(".tar.zst.age"), "{archive}");
+    // The object is the ciphertext, and its metadata holds its SHA-256.
+    let key_name = archive.trim_start_matches("s3://backups/");
+    let stored = std::fs::read(s3.object_file(key_name)).unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+    assert_eq!(j["sha256"], hex(&sha256(&stored)));
+    let o = s3.run(&["verify", &archive, "-i", p(&key)]);
+    expect_code(&o, 0);
+    let o = s3.run(&["verify", &archive]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("give --identity"), "{}", stderr(&o));
+    // Random access through the chunks: one file, a few ranged GETs.
+    let out = t.path().join("m");
+    let o = s3.run(&[
+        "extract",
+        &archive,
+        "MANIFEST",
+        "-o",
+        p(&out),
+        "-i",
+        p(&key),
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(data.join("MANIFEST")).unwrap()
+    );
+    let r2 = t.path().join("r");
+    expect_code(
+        &s3.run(&["restore", &archive, p(&r2), "-i", p(&key), "-q"]),
+        0,
+    );
+    assert_eq!(tree_digest(&r2), tree_digest(&data));
+    // ls and prune see it (with the key: its HEAD is inside).
+    let o = s3.run(&["ls", &url("enc/"), "-i", p(&key), "--json"]);
+    expect_code(&o, 0);
+    assert_eq!(
+        json(&o)["archives"].as_array().unwrap().len(),
+        1,
+        "{}",
+        stdout(&o)
+    );
+}
