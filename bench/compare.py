@@ -18,6 +18,7 @@ from one run of this script, not numbers across runs.
   bench/compare.sh --only extract                      # one segment, one hour dir: reads, bytes (strace), time
   bench/compare.sh --only s3                           # s3s-fs on loopback: restore/verify vs a local file, extract
   bench/compare.sh --only incremental                  # one hour added: create --base vs create, size; chain of 7 restore
+  bench/compare.sh --only encrypt                      # create and restore encrypted to an age key vs not
 """
 import argparse
 import json
@@ -36,6 +37,7 @@ BIN = os.path.join(ROOT, "target", "release", "sydra-archive")
 GEN = os.path.join(ROOT, "target", "release", "examples", "generate")
 SYN = os.path.join(ROOT, "target", "release", "examples", "synthetic")
 ADV = os.path.join(ROOT, "target", "release", "examples", "advance")
+KEYGEN = os.path.join(ROOT, "target", "release", "examples", "age-keygen")
 LAYOUT = ["MANIFEST", "segments", "tags.json", "wal"]
 
 
@@ -195,6 +197,33 @@ def main():
         s3_bench(big, A, a.work, a.runs)
     if "incremental" in only:
         incremental(big, hours, interval, a.work, a.runs)
+    if "encrypt" in only:
+        encrypted(big, a.work, a.runs)
+
+
+def encrypted(big, work, runs):
+    """create and restore of the big set encrypted to an age X25519 key,
+    against the same unencrypted, alternating; peak RSS."""
+    out = os.path.join(work, "enc-out")
+    os.makedirs(out, exist_ok=True)
+    key = os.path.join(out, "key.txt")
+    text = subprocess.run([KEYGEN], check=True, capture_output=True, text=True).stdout
+    open(key, "w").write(text)
+    recipient = text.splitlines()[0].split(": ")[1]
+    plain, sealed = os.path.join(out, "plain.tar.zst"), os.path.join(out, "sealed.tar.zst.age")
+    res = alternate(runs, [
+        ("create, encrypted (age X25519)", lambda: run([BIN, "create", big, "-o", sealed, "-r", recipient, "--force", "-q"])),
+        ("create", lambda: run([BIN, "create", big, "-o", plain, "--force", "-q"])),
+    ])
+    report("create encrypted vs not", res, [("encrypted / plain", "create, encrypted (age X25519)", "create", 1.05)])
+    print(f"  sizes: encrypted {os.path.getsize(sealed)} bytes, plain {os.path.getsize(plain)} bytes")
+    scratch = Scratch(work, "enc-restore")
+    res = alternate(runs, [
+        ("restore, encrypted", lambda: run([BIN, "restore", sealed, scratch.fresh(), "-i", key, "-q"])),
+        ("restore", lambda: run([BIN, "restore", plain, scratch.fresh(), "-q"])),
+    ])
+    report("restore encrypted vs not", res, [("encrypted / plain", "restore, encrypted", "restore", 1.05)])
+    scratch.remove()
 
 
 def snapshot(root):
