@@ -218,9 +218,15 @@ def encrypted(big, work, runs):
     report("create encrypted vs not", res, [("encrypted / plain", "create, encrypted (age X25519)", "create", 1.05)])
     print(f"  sizes: encrypted {os.path.getsize(sealed)} bytes, plain {os.path.getsize(plain)} bytes")
     scratch = Scratch(work, "enc-restore")
+
+    def settled(argv):
+        # The previous restore's writeback must not land in this one.
+        subprocess.run(["sync"], check=True)
+        return run(argv)
+
     res = alternate(runs, [
-        ("restore, encrypted", lambda: run([BIN, "restore", sealed, scratch.fresh(), "-i", key, "-q"])),
-        ("restore", lambda: run([BIN, "restore", plain, scratch.fresh(), "-q"])),
+        ("restore, encrypted", lambda: settled([BIN, "restore", sealed, scratch.fresh(), "-i", key, "-q"])),
+        ("restore", lambda: settled([BIN, "restore", plain, scratch.fresh(), "-q"])),
     ])
     report("restore encrypted vs not", res, [("encrypted / plain", "restore, encrypted", "restore", 1.05)])
     scratch.remove()

@@ -221,6 +221,13 @@ fn tampered_or_truncated_ciphertext_is_refused_and_restores_nothing() {
         }
     }
     cases.push(("cut in the header".into(), good[..start - 5].to_vec()));
+    // Every other chunk boundary, checked by verify alone.
+    let bad = t.path().join("cut.tar.zst.age");
+    for k in 1..chunks {
+        fs::write(&bad, &good[..start + k * chunk]).unwrap();
+        let o = run(&["verify", p(&bad), "-i", p(&id)]);
+        assert_eq!(code(&o), 1, "cut at chunk {k}: {}", stderr(&o));
+    }
     let target = t.path().join("r");
     let bad = t.path().join("bad.tar.zst.age");
     for (what, bytes) in cases {
