@@ -80,6 +80,17 @@ pub fn create_on(
         Some(b) => Some(open_chain(b, &[])?),
         None => None,
     };
+    // An incremental of an encrypted chain is encrypted too: its changes
+    // are the same data.
+    if let Some(links) = &links
+        && sealed.is_none()
+        && let Some(l) = links.iter().find(|l| l.encrypted)
+    {
+        return Err(Error::Refused(format!(
+            "{} of the chain is encrypted: encrypt the incremental too (-r, -R or --passphrase-file)",
+            l.loc
+        )));
+    }
     // Nor any archive of its chain: replacing one breaks the chain.
     if let (Some(links), Some(o)) = (&links, &out_loc)
         && let Some(l) = links.iter().find(|l| same_archive(&l.loc, o))
@@ -405,9 +416,20 @@ fn write_sealed<W: std::io::Write + Send>(
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let sealer = s.spawn(move || -> Result<Stored<W>> {
+            // An empty chunk says the archive is complete: only then is the
+            // age stream finished. A failed run leaves it visibly
+            // truncated (age refuses it), never a clean, shorter stream.
+            let mut complete = false;
             for chunk in rx {
+                if chunk.is_empty() {
+                    complete = true;
+                    break;
+                }
                 enc.write_all(&chunk)
                     .map_err(|e| crate::write::from_io(e, "write", name))?;
+            }
+            if !complete {
+                return Err(Error::Refused("the archive was not completed".into()));
             }
             enc.finish()
                 .map_err(|e| crate::write::from_io(e, "write", name))
@@ -418,6 +440,7 @@ fn write_sealed<W: std::io::Write + Send>(
         };
         let written = write_archive_on(scan, state, pipe, name, opts).and_then(|(mut pipe, s)| {
             pipe.send()
+                .and_then(|()| pipe.end())
                 .map_err(|e| crate::write::from_io(e, "write", name))?;
             Ok(s)
         });
@@ -456,6 +479,18 @@ impl Chunks {
         match &self.tx {
             Some(tx) => tx
                 .send(full)
+                .map_err(|_| io::Error::other("the encrypting thread stopped")),
+            None => Err(io::Error::other("the encrypting thread stopped")),
+        }
+    }
+}
+
+impl Chunks {
+    /// Says the archive is complete (an empty chunk).
+    fn end(&mut self) -> io::Result<()> {
+        match &self.tx {
+            Some(tx) => tx
+                .send(Vec::new())
                 .map_err(|_| io::Error::other("the encrypting thread stopped")),
             None => Err(io::Error::other("the encrypting thread stopped")),
         }

@@ -167,6 +167,11 @@ impl Patterns {
 /// Extracts from the archive at `loc`.
 pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> {
     let reader = crate::ops::source::open_archive(loc, None)?;
+    if reader.is_encrypted() && matches!(opts.to, ExtractTo::Stdout) {
+        return Err(Error::Refused(format!(
+            "{loc} is encrypted: extracting to stdout would stage the plaintext in the temporary directory; use -o FILE or -C DIR"
+        )));
+    }
     let src = reader.random_access()?;
     let mut stage = Stage::new(&opts.to, opts.force)?;
     let mut pats = Patterns::new(&opts.patterns);
@@ -390,8 +395,16 @@ fn by_index(
             let skipped = io::copy(&mut (&mut c.dec).take(skip), &mut io::sink())
                 .map_err(|e| corrupt(format!("data frame: {e}")))?;
             let mut h = [0u8; 512];
-            if skipped != skip || c.dec.read_exact(&mut h).is_err() {
+            if skipped != skip {
                 return Err(corrupt("the data ends before its member".into()));
+            }
+            if let Err(e) = c.dec.read_exact(&mut h) {
+                // A source's own archive fault (a chunk of an encrypted
+                // archive that does not authenticate) says more.
+                return Err(match Error::from_carrier(e) {
+                    Ok(ours) if ours.is_archive_fault() => ours,
+                    _ => corrupt("the data ends before its member".into()),
+                });
             }
             c.pos = rec.offset + 512;
             check_header(&h, &rec).map_err(&corrupt)?;

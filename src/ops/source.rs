@@ -665,7 +665,9 @@ impl Read for Decrypting {
                 }
                 Err(_) => {
                     self.done = true;
-                    return Ok(0);
+                    return Err(std::io::Error::other(
+                        "the decrypting thread stopped before the end",
+                    ));
                 }
             }
         }
@@ -844,11 +846,24 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
     if let Some(p) = &progress {
         p.set_total(m.len());
     }
-    let mut start = Vec::new();
+    let start;
+    let mut pending = Vec::new();
+    let mut f = f;
     if m.is_file() {
-        start = vec![0u8; START.min(m.len() as usize)];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut start, 0)
+        start = {
+            let mut b = vec![0u8; START.min(m.len() as usize)];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, 0)
+                .map_err(|e| Error::io("read", path, e))?;
+            b
+        };
+    } else {
+        // A FIFO (`<(curl …)`) or a device: its first bytes are read to
+        // tell an encrypted archive, and given back.
+        (&mut f)
+            .take(START as u64)
+            .read_to_end(&mut pending)
             .map_err(|e| Error::io("read", path, e))?;
+        start = pending.clone();
     }
     Ok(ArchiveReader {
         inner: Inner::File {
@@ -859,7 +874,7 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         expected_sha256: None,
         name: path.clone(),
         threads: 0,
-        pending: Vec::new(),
+        pending,
         cipher: None,
     }
     .sniff(&start))

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 /// How every age file starts.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// Highest scrypt work factor (log2 N) a passphrase archive may ask for.
+const MAX_WORK_FACTOR: u8 = 20;
 /// Longest key file read.
 const MAX_KEY_FILE: u64 = 1 << 20;
 
@@ -30,7 +32,13 @@ pub fn is_encrypted(start: &[u8]) -> bool {
 /// Reads a small file of keys or a passphrase, without following a FIFO
 /// forever.
 fn read_small(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never waits on a FIFO: opened non-blocking, refused unless a file.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
     let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
     if !m.is_file() {
         return Err(Error::Refused(format!(
@@ -289,7 +297,11 @@ pub fn decrypt<R: Read>(
         let Some(p) = &ids.passphrase else {
             return Err(key_error(name, start, "give --passphrase-file FILE"));
         };
-        scrypt = age::scrypt::Identity::new(p.clone());
+        let mut id = age::scrypt::Identity::new(p.clone());
+        // At most 2^20 (1 GiB, a few seconds): a hostile archive cannot ask
+        // for more.
+        id.set_max_work_factor(MAX_WORK_FACTOR);
+        scrypt = id;
         all = vec![&scrypt];
     }
     let plain = d

@@ -181,13 +181,24 @@ fn read_location(arg: &Path, s3: &S3Args, read: &ReadArgs) -> anyhow::Result<Loc
 /// Sets the identities this run decrypts archives with: `--identity`
 /// files (else `SYDRA_ARCHIVE_IDENTITY_FILE`) and `--passphrase-file`.
 fn use_keys(identities: &[PathBuf], passphrase_file: Option<&Path>) -> anyhow::Result<()> {
-    let mut files = identities.to_vec();
-    if files.is_empty()
+    if identities.is_empty()
         && let Some(f) = std::env::var_os("SYDRA_ARCHIVE_IDENTITY_FILE").filter(|f| !f.is_empty())
     {
-        files.push(PathBuf::from(f));
+        // From the environment, a key that cannot be read fails only the
+        // runs that need one (an unencrypted archive needs none).
+        match sydra_archive::Identities::new(&[PathBuf::from(&f)], passphrase_file) {
+            Ok(ids) => sydra_archive::set_identities(ids),
+            Err(e) => {
+                say!("sydra-archive: warning: SYDRA_ARCHIVE_IDENTITY_FILE: {e}");
+                sydra_archive::set_identities(sydra_archive::Identities::new(
+                    &[],
+                    passphrase_file,
+                )?);
+            }
+        }
+        return Ok(());
     }
-    sydra_archive::set_identities(sydra_archive::Identities::new(&files, passphrase_file)?);
+    sydra_archive::set_identities(sydra_archive::Identities::new(identities, passphrase_file)?);
     Ok(())
 }
 
@@ -257,6 +268,17 @@ fn create_run(
         a.passphrase_file.as_deref(),
     )?;
     let (output, archive) = create_output(a, created_unix_ms, sealed.is_some())?;
+    if !a.quiet {
+        if sealed.is_none() && archive.ends_with(".age") {
+            say!(
+                "sydra-archive: warning: {archive} is named .age but is not encrypted (give -r, -R or --passphrase-file to encrypt)"
+            );
+        } else if sealed.is_some() && archive != "-" && !archive.ends_with(".age") {
+            say!(
+                "sydra-archive: note: {archive} is encrypted (age); the usual name ends in .tar.zst.age"
+            );
+        }
+    }
     let base = match (&a.base, a.incremental) {
         (Some(b), _) => Some(location(b, &a.s3)?),
         (None, true) => {
