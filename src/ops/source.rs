@@ -846,16 +846,13 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
     if let Some(p) = &progress {
         p.set_total(m.len());
     }
-    let start;
     let mut pending = Vec::new();
     let mut f = f;
-    if m.is_file() {
-        start = {
-            let mut b = vec![0u8; START.min(m.len() as usize)];
-            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, 0)
-                .map_err(|e| Error::io("read", path, e))?;
-            b
-        };
+    let start = if m.is_file() {
+        let mut b = vec![0u8; START.min(m.len() as usize)];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, 0)
+            .map_err(|e| Error::io("read", path, e))?;
+        b
     } else {
         // A FIFO (`<(curl …)`) or a device: its first bytes are read to
         // tell an encrypted archive, and given back.
@@ -863,8 +860,8 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
             .take(START as u64)
             .read_to_end(&mut pending)
             .map_err(|e| Error::io("read", path, e))?;
-        start = pending.clone();
-    }
+        pending.clone()
+    };
     Ok(ArchiveReader {
         inner: Inner::File {
             file: f,
