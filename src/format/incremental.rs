@@ -253,6 +253,20 @@ pub struct StateEntry {
     pub appended: bool,
 }
 
+impl StateEntry {
+    /// The entry it declares.
+    pub fn entry(&self) -> crate::format::head::Entry {
+        crate::format::head::Entry {
+            path: self.path.clone(),
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            // Readers refuse an mtime over i64::MAX before they get here.
+            mtime: self.mtime as i64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,15 +74,7 @@ pub fn apply(
                         .map_err(|e| Error::io("open", shown.join(&path), e))?;
                     sys::remove_tree_at(&parent, last.as_bytes(), &tree)
                         .map_err(|e| Error::io("remove", shown.join(&path), e))?;
-                    let under: Vec<String> = dirs
-                        .range(path.clone()..)
-                        .map(|(k, _)| k.clone())
-                        .take_while(|k| k.starts_with(&path))
-                        .filter(|k| is_under(k, &path))
-                        .collect();
-                    for k in under {
-                        dirs.remove(&k);
-                    }
+                    forget_below(dirs, &path);
                 } else {
                     sys::unlink_in(&parent, last.as_bytes(), 0)
                         .map_err(|e| Error::io("remove", shown.join(&path), e))?;
@@ -111,7 +103,7 @@ pub fn apply(
                 let st = sys::fstat(&file).map_err(|e| Error::io("stat", shown.join(&from), e))?;
                 let mut h = Sha256::new();
                 if st.kind == Kind::File && st.size == offset {
-                    hash_at(&file, offset, &mut h, &shown.join(&from))?;
+                    crate::write::hash_range(&file, 0, offset, &mut [&mut h], &shown.join(&from))?;
                 }
                 if st.kind != Kind::File
                     || st.size != offset
@@ -184,15 +176,7 @@ pub fn apply(
     }
     // A directory a file replaced is gone, with what was below it.
     for gone in replaced {
-        let under: Vec<String> = dirs
-            .range(gone.clone()..)
-            .map(|(k, _)| k.clone())
-            .take_while(|k| k.starts_with(&gone))
-            .filter(|k| is_under(k, &gone))
-            .collect();
-        for k in under {
-            dirs.remove(&k);
-        }
+        forget_below(dirs, &gone);
     }
     for d in carried.iter().filter(|d| !is_own(&d.path)) {
         dirs.insert(d.path.clone(), d.clone());
@@ -200,18 +184,18 @@ pub fn apply(
     Ok(())
 }
 
-/// Hashes the first `len` bytes of `f`.
-fn hash_at(f: &File, len: u64, h: &mut Sha256, shown: &Path) -> Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < len {
-        let n = buf.len().min((len - at) as usize);
-        f.read_exact_at(&mut buf[..n], at)
-            .map_err(|e| Error::io("read", shown, e))?;
-        h.update(&buf[..n]);
-        at += n as u64;
+/// Takes `path`, and every directory below it, out of `dirs` (they are
+/// gone from the staged tree).
+fn forget_below(dirs: &mut BTreeMap<String, Entry>, path: &str) {
+    let under: Vec<String> = dirs
+        .range(path.to_string()..)
+        .map(|(k, _)| k.clone())
+        .take_while(|k| k.starts_with(path))
+        .filter(|k| is_under(k, path))
+        .collect();
+    for k in under {
+        dirs.remove(&k);
     }
-    Ok(())
 }
 
 /// Moves `name` of `from` to `to` (`rel` is the archive path of their

@@ -248,13 +248,7 @@ fn by_chain(
         if !pats.wants(&e.path) {
             continue;
         }
-        let entry = Entry {
-            path: e.path.clone(),
-            kind: e.kind,
-            size: e.size,
-            mode: e.mode,
-            mtime: e.mtime as i64,
-        };
+        let entry = e.entry();
         if e.kind == EntryKind::Dir {
             stage.dir(&entry)?;
             continue;

@@ -258,13 +258,7 @@ pub fn list_chain(
                 if !pats.wants(&e.path) {
                     continue;
                 }
-                let entry = Entry {
-                    path: e.path.clone(),
-                    kind: e.kind,
-                    size: e.size,
-                    mode: e.mode,
-                    mtime: e.mtime as i64,
-                };
+                let entry = e.entry();
                 let d = (e.kind == EntryKind::File).then_some(&e.sha256);
                 visit(&entry, d, Some(e.origin == last))?;
             }

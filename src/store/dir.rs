@@ -178,34 +178,28 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
             st.kind.describe()
         )));
     }
-    // An encrypted archive: an age file (its end is ciphertext).
-    let mut start = [0u8; 22];
-    if name.ends_with(b".age") && f.read_exact_at(&mut start, 0).is_ok() {
-        if crate::store::crypt::is_encrypted(&start) {
-            let Some(ms) = st
-                .mtime
-                .checked_mul(1000)
-                .and_then(|ms| ms.checked_add(st.mtime_nsec / 1_000_000))
-            else {
-                return Ok(Probed::Other(
-                    "its modification time is out of range".into(),
-                ));
-            };
-            return Ok(Probed::Archive(st.size, ms, identity(&st), None));
+    // An encrypted archive is an age file (its end is ciphertext, with no
+    // TAIL to check or to name it by); any other ends with a TAIL.
+    let body = if name.ends_with(b".age") {
+        let mut start = [0u8; 22];
+        if f.read_exact_at(&mut start, 0).is_err() || !crate::store::crypt::is_encrypted(&start) {
+            return Ok(Probed::Other("not an age file".into()));
         }
-        return Ok(Probed::Other("not an age file".into()));
-    }
-    let n = st.size.min(TAIL_LEN as u64) as usize;
-    let mut last = vec![0u8; n];
-    if let Err(e) = f.read_exact_at(&mut last, st.size - n as u64) {
-        return Ok(Probed::Other(format!("cannot read it: {e}")));
-    }
-    if let Err(e) = crate::format::v2::check_end(&last, st.size, shown) {
-        if e.is_archive_fault() {
-            return Ok(Probed::Other(e.to_string()));
+        None
+    } else {
+        let n = st.size.min(TAIL_LEN as u64) as usize;
+        let mut last = vec![0u8; n];
+        if let Err(e) = f.read_exact_at(&mut last, st.size - n as u64) {
+            return Ok(Probed::Other(format!("cannot read it: {e}")));
         }
-        return Err(e);
-    }
+        if let Err(e) = crate::format::v2::check_end(&last, st.size, shown) {
+            if e.is_archive_fault() {
+                return Ok(Probed::Other(e.to_string()));
+            }
+            return Err(e);
+        }
+        crate::format::v2::Tail::body_sha256_of(&last).map(|d| crate::format::sums::hex(&d))
+    };
     let Some(ms) = st
         .mtime
         .checked_mul(1000)
@@ -215,6 +209,5 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
             "its modification time is out of range".into(),
         ));
     };
-    let body = crate::format::v2::Tail::body_sha256_of(&last).map(|d| crate::format::sums::hex(&d));
     Ok(Probed::Archive(st.size, ms, identity(&st), body))
 }

@@ -52,8 +52,9 @@ pub(super) enum WalDecision {
     },
 }
 
-/// Hashes `[from, to)` of `f` into each hasher.
-fn hash_range(
+/// Hashes `[from, to)` of `f` into each hasher (`path` names it in
+/// errors), reading at offsets.
+pub(crate) fn hash_range(
     f: &File,
     from: u64,
     to: u64,

@@ -30,6 +30,7 @@ use crate::sydradb::walk::{Found, Walk};
 use crate::sys::{Kind, Stat};
 
 pub use delta::BaseState;
+pub(crate) use delta::hash_range;
 use delta::{Delta, Seen, WalDecision};
 use frames::Frames;
 use hash::HashWriter;
