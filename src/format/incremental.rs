@@ -164,6 +164,43 @@ impl Change {
     }
 }
 
+/// The operations of one incremental, checked line by line: each parses
+/// ([`Change::parse`]), they come in strictly increasing tree order, and
+/// an append from another name continues a file that comes after it.
+/// Every reader of the operations goes through this.
+#[derive(Debug, Default)]
+pub struct ChangeOrder {
+    last: String,
+}
+
+impl ChangeOrder {
+    /// The next line (without its newline), checked against those before.
+    pub fn next(&mut self, line: &[u8]) -> Result<Change> {
+        let c = Change::parse(line)?;
+        if !self.last.is_empty() && tree_cmp(&self.last, c.path()) != std::cmp::Ordering::Less {
+            return Err(Error::hostile(
+                c.path(),
+                format!(
+                    "{CHANGES_PATH}: out of order or repeated after {:?}",
+                    self.last
+                ),
+            ));
+        }
+        if let Change::Append { path, from, .. } = &c
+            && from != path
+            && tree_cmp(from, path) != std::cmp::Ordering::Greater
+        {
+            return Err(Error::hostile(
+                path,
+                format!("{CHANGES_PATH}: continues {from:?}, which does not come after it"),
+            ));
+        }
+        self.last.clear();
+        self.last.push_str(c.path());
+        Ok(c)
+    }
+}
+
 /// Whether a path of the layout can only be a directory (`wal`,
 /// `segments`, and the hour directories below `segments/`).
 fn is_layout_dir(path: &str) -> bool {

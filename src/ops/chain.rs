@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::format::frame::{TAG_HEAD, check_skippable_header};
 use crate::format::head::EntryKind;
 use crate::format::incremental::{
-    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, MAX_CHAIN, MAX_CHANGE_LINE, StateEntry, is_own,
-    is_under, tree_cmp,
+    BaseRef, CHANGES_PATH, Change, ChangeOrder, INCREMENTAL_DIR, MAX_CHAIN, MAX_CHANGE_LINE,
+    StateEntry, is_own, is_under, tree_cmp,
 };
 use crate::format::sums::hex;
 use crate::format::v2::{Head2, MAX_HEAD2_BODY, Meta, Record, Row, Tail};
@@ -314,7 +314,7 @@ impl Iterator for Records<'_> {
 /// An incremental's operations, each checked, in strict tree order.
 pub struct Changes<R> {
     lines: BufReader<R>,
-    last: String,
+    order: ChangeOrder,
     line: Vec<u8>,
 }
 
@@ -323,7 +323,7 @@ impl<R: Read> Changes<R> {
     pub fn new(r: R) -> Self {
         Changes {
             lines: BufReader::with_capacity(64 * 1024, r),
-            last: String::new(),
+            order: ChangeOrder::default(),
             line: Vec::new(),
         }
     }
@@ -347,31 +347,7 @@ impl<R: Read> Iterator for Changes<R> {
                 "{CHANGES_PATH}: a line longer than {MAX_CHANGE_LINE} bytes, or the last one without its newline"
             ))));
         }
-        let c = match Change::parse(&self.line[..self.line.len() - 1]) {
-            Ok(c) => c,
-            Err(e) => return Some(Err(e)),
-        };
-        if !self.last.is_empty() && tree_cmp(&self.last, c.path()) != std::cmp::Ordering::Less {
-            return Some(Err(Error::hostile(
-                c.path(),
-                format!(
-                    "{CHANGES_PATH}: out of order or repeated after {:?}",
-                    self.last
-                ),
-            )));
-        }
-        if let Change::Append { path, from, .. } = &c
-            && from != path
-            && tree_cmp(from, path) != std::cmp::Ordering::Greater
-        {
-            return Some(Err(Error::hostile(
-                path,
-                format!("{CHANGES_PATH}: continues {from:?}, which does not come after it"),
-            )));
-        }
-        self.last.clear();
-        self.last.push_str(c.path());
-        Some(Ok(c))
+        Some(self.order.next(&self.line[..self.line.len() - 1]))
     }
 }
 

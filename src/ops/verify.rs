@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
-use crate::format::incremental::{CHANGES_PATH, Change, MAX_CHANGE_LINE, TAILS_DIR, tree_cmp};
+use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
 use crate::ops::chain::{Link, open_chain};
 use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
@@ -46,7 +46,7 @@ pub struct OwnCheck<S> {
 struct OwnState {
     changes_seen: bool,
     error: Option<Error>,
-    last: String,
+    order: ChangeOrder,
     tails_needed: BTreeSet<String>,
     tails_seen: BTreeSet<String>,
 }
@@ -134,23 +134,13 @@ impl OwnState {
         if self.error.is_some() {
             return;
         }
-        let c = match Change::parse(line) {
+        let c = match self.order.next(line) {
             Ok(c) => c,
             Err(e) => {
                 self.error = Some(e);
                 return;
             }
         };
-        if !self.last.is_empty() && tree_cmp(&self.last, c.path()) != std::cmp::Ordering::Less {
-            self.error = Some(Error::hostile(
-                c.path(),
-                format!(
-                    "{CHANGES_PATH}: out of order or repeated after {:?}",
-                    self.last
-                ),
-            ));
-            return;
-        }
         if let Change::Append { tail, .. } = &c {
             if self.tails_needed.len() >= MAX_TAILS {
                 self.error = Some(Error::corrupt(format!(
@@ -160,8 +150,6 @@ impl OwnState {
             }
             self.tails_needed.insert(tail.clone());
         }
-        self.last.clear();
-        self.last.push_str(c.path());
     }
 }
 

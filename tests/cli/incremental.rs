@@ -863,6 +863,30 @@ fn hostile_incrementals_are_refused_and_restore_nothing() {
         );
     }
 
+    // verify of the archive alone applies the same rules to its operations.
+    fs::write(
+        &inc,
+        crafted_on(
+            &a0,
+            &[],
+            &append(
+                "wal/zzz.wal",
+                "wal/current.wal",
+                &wal_sha,
+                "x-sydra-incremental/wal-tails/zzz.wal.tail",
+            ),
+            &[("zzz.wal.tail", &more)],
+        ),
+    )
+    .unwrap();
+    let o = run(&["verify", p(&inc)]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("does not come after it"),
+        "{}",
+        stderr(&o)
+    );
+
     // A version-2 archive may not hold an incremental's own members.
     let mut c = Craft2::new(&[dir("x-sydra-incremental")]);
     c.head["version"] = serde_json::json!(2);
