@@ -562,7 +562,13 @@ fn missing(e: &Error) -> bool {
 /// archive the next one was made on, and the depths HEADs record
 /// consistent.
 pub fn open_chain(target: &Location, extra: &[Location]) -> Result<Vec<Link>> {
-    let mut links = vec![Link::open(target)?];
+    chain_of(Link::open(target)?, extra)
+}
+
+/// [`open_chain`] of the archive `target`, already open.
+pub fn chain_of(target: Link, extra: &[Location]) -> Result<Vec<Link>> {
+    let name = target.loc.clone();
+    let mut links = vec![target];
     loop {
         let last = links.last().expect("one at least");
         let Some(b) = last.head.base.clone() else {
@@ -570,7 +576,7 @@ pub fn open_chain(target: &Location, extra: &[Location]) -> Result<Vec<Link>> {
         };
         if links.len() > MAX_CHAIN {
             return Err(Error::corrupt(format!(
-                "{target}: a chain of more than {MAX_CHAIN} archives"
+                "{name}: a chain of more than {MAX_CHAIN} archives"
             )));
         }
         let later: Vec<Location> = links.iter().rev().skip(1).map(|l| l.loc.clone()).collect();

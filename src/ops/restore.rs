@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
-use crate::ops::chain::{Link, open_chain};
+use crate::ops::chain::{Link, chain_of};
 use crate::ops::source::{ArchiveReader, open_archive};
 use crate::read::{Depth, FileSink, Plan, ReadSummary, Sink};
 use crate::store::cleanup::Pending;
@@ -140,7 +140,7 @@ pub fn restore(
         Some(r) if r.has_tail() => {
             let link = Link::open(archive)?;
             match link.head.base {
-                Some(_) => Some(open_chain(archive, &opts.bases)?),
+                Some(_) => Some(chain_of(link, &opts.bases)?),
                 None => None,
             }
         }
