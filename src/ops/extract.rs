@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
+use crate::format::incremental::{is_under, tree_cmp};
 use crate::format::v2::{Record, Row, Tail};
 use crate::ops::source::RandomSource;
 use crate::read::{Depth, FileSink, Sink, read_block, read_end, table_rows};
@@ -502,8 +503,8 @@ impl Blocks<'_> {
     /// block whose first path comes before it (in tree order) through the
     /// last one whose first path is not past its subtree.
     fn covering(&mut self, p: &str) -> Result<Vec<usize>> {
-        let before = |q: &str| q.split('/').cmp(p.split('/')) != std::cmp::Ordering::Greater;
-        let inside = |q: &str| q == p || q.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
+        let before = |q: &str| tree_cmp(q, p) != std::cmp::Ordering::Greater;
+        let inside = |q: &str| is_under(q, p);
         let n = self.rows.len();
         if n == 0 {
             return Ok(Vec::new());

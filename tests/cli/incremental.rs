@@ -1117,3 +1117,45 @@ fn a_base_location_is_followed_only_to_a_local_regular_file() {
         stderr(&o)
     );
 }
+
+#[test]
+fn every_byte_flip_of_an_incremental_is_caught_in_process() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let mut wal = fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("wal/current.wal"))
+        .unwrap();
+    std::io::Write::write_all(&mut wal, &sydra_archive::sydradb::wal_record(1, 9, 9.0)).unwrap();
+    fs::write(data.join("segments/3600/2-3600-3600-2.seg"), b"new").unwrap();
+    fs::remove_file(data.join("segments/3600/1-3600-3610-1.seg")).unwrap();
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    let good = fs::read(&a1).unwrap();
+    // The control reads, and holds an append, a delete and a member.
+    let read = |b: &[u8]| {
+        sydra_archive::read_archive(
+            b,
+            Path::new("a1"),
+            sydra_archive::Depth::Full,
+            &mut sydra_archive::NullSink,
+        )
+    };
+    assert!(read(&good).unwrap().info.base.is_some());
+    let l = stdout(&run(&["list", p(&a1)]));
+    assert!(
+        l.contains("+ wal/current.wal") && l.contains("+ segments/3600/2-"),
+        "{l}"
+    );
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 0x01;
+        assert!(
+            read(&b).is_err(),
+            "a flip at byte {i} of {} went unnoticed",
+            good.len()
+        );
+    }
+}
