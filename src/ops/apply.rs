@@ -128,6 +128,18 @@ pub fn apply(
                 if from != path {
                     let (fp, fname) = parent_of(root, &from, shown)?;
                     let (tp, tname) = parent_of(root, &path, shown)?;
+                    // A file replaces a directory whole (the chain
+                    // model's rule 4).
+                    if Dir::from_file(&tp)
+                        .and_then(|d| d.stat_at(tname.as_bytes()))
+                        .is_ok_and(|st| st.kind == Kind::Dir)
+                    {
+                        let tree = sys::open_at(&tp, tname.as_bytes(), DIR_FLAGS, 0)
+                            .map_err(|e| Error::io("open", shown.join(&path), e))?;
+                        sys::remove_tree_at(&tp, tname.as_bytes(), &tree)
+                            .map_err(|e| Error::io("remove", shown.join(&path), e))?;
+                        forget_below(dirs, &path);
+                    }
                     sys::rename_between(&fp, fname.as_bytes(), &tp, tname.as_bytes(), 0)
                         .map_err(|e| Error::io("rename", shown.join(&from), e))?;
                 }
@@ -269,6 +281,93 @@ pub fn set_dirs(root: &File, shown: &Path, dirs: &BTreeMap<String, Entry>) -> Re
             .map_err(|e| Error::io("set times of", shown.join(path), e))?;
         f.set_permissions(fs::Permissions::from_mode(d.mode & 0o777))
             .map_err(|e| Error::io("set mode of", shown.join(path), e))?;
+    }
+    Ok(())
+}
+
+/// Compares the staged tree below `root` (but for the names `skip` at its
+/// top) with `tree`, the chain model's last tree: the same paths, kinds,
+/// sizes, permission bits and modification times (whole seconds). A
+/// restore publishes only a tree the model describes; contents were
+/// checked against their digests as they were written.
+pub fn check_staged(
+    root: &File,
+    shown: &Path,
+    skip: &[&str],
+    tree: impl Iterator<Item = Result<crate::format::incremental::StateEntry>>,
+) -> Result<()> {
+    use crate::format::head::EntryKind;
+    let mismatch = |what: String| {
+        Error::corrupt(format!(
+            "the restored tree differs from what the chain describes: {what}"
+        ))
+    };
+    let mut want = tree;
+    // Directories being walked: (relative path, its handle, names left
+    // in reverse order).
+    let top = Dir::from_file(root).map_err(|e| Error::io("open", shown, e))?;
+    let mut names = top.names().map_err(|e| Error::io("read", shown, e))?;
+    names.retain(|n| !skip.iter().any(|s| s.as_bytes() == n.as_slice()));
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    let mut stack: Vec<(String, Dir, Vec<Vec<u8>>)> = vec![(String::new(), top, names)];
+    while let Some((rel, dir, names)) = stack.last_mut() {
+        let Some(name) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let n = String::from_utf8(name.clone())
+            .map_err(|_| mismatch(format!("a name that is not UTF-8 in {rel:?}")))?;
+        let path = if rel.is_empty() {
+            n
+        } else {
+            format!("{rel}/{n}")
+        };
+        let st = dir
+            .stat_at(&name)
+            .map_err(|e| Error::io("stat", shown.join(&path), e))?;
+        let Some(e) = want.next().transpose()? else {
+            return Err(mismatch(format!("{path} is not in it")));
+        };
+        if e.path != path {
+            return Err(mismatch(format!(
+                "{} where it has {}",
+                path, e.path
+            )));
+        }
+        let kind_ok = matches!(
+            (st.kind, e.kind),
+            (Kind::File, EntryKind::File) | (Kind::Dir, EntryKind::Dir)
+        );
+        if !kind_ok
+            || (e.kind == EntryKind::File && st.size != e.size)
+            || st.mode & 0o777 != e.mode & 0o777
+            || st.mtime != e.mtime as i64
+        {
+            return Err(mismatch(format!(
+                "{path} is {} of {} bytes, mode {:o}, mtime {}; it should be a {:?} of {} bytes, mode {:o}, mtime {}",
+                st.kind.describe(),
+                st.size,
+                st.mode & 0o777,
+                st.mtime,
+                e.kind,
+                e.size,
+                e.mode & 0o777,
+                e.mtime
+            )));
+        }
+        if st.kind == Kind::Dir {
+            let sub = dir
+                .open_dir(&name, false)
+                .map_err(|e| Error::io("open", shown.join(&path), e))?;
+            let mut names = sub
+                .names()
+                .map_err(|e| Error::io("read", shown.join(&path), e))?;
+            names.sort_unstable_by(|a, b| b.cmp(a));
+            stack.push((path, sub, names));
+        }
+    }
+    if let Some(e) = want.next().transpose()? {
+        return Err(mismatch(format!("{} is missing", e.path)));
     }
     Ok(())
 }

@@ -140,7 +140,15 @@ pub fn restore(
         Some(r) if r.has_tail() => {
             let link = Link::open(archive)?;
             match link.head.base {
-                Some(_) => Some(chain_of(link, &opts.bases)?),
+                Some(_) => {
+                    let links = chain_of(link, &opts.bases)?;
+                    // Whatever the chain model refuses, restore refuses,
+                    // before a byte is staged.
+                    for e in crate::ops::chain::state(&links)? {
+                        e?;
+                    }
+                    Some(links)
+                }
                 None => None,
             }
         }
@@ -413,6 +421,12 @@ fn restore_chain(
         last = Some(read);
     }
     crate::ops::apply::set_dirs(root, shown, &dirs)?;
+    crate::ops::apply::check_staged(
+        root,
+        shown,
+        &[STAGING_MARKER],
+        crate::ops::chain::state(links)?,
+    )?;
     Ok(last.expect("a chain is never empty"))
 }
 

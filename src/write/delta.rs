@@ -315,8 +315,29 @@ impl<'a> Delta<'a> {
 
     /// Passes the base's entries that come before `path` (or all of them,
     /// for `None`): they are gone, so each is deleted (a directory with
-    /// everything below it). Returns the base's entry at `path`, if any.
-    pub(super) fn advance(&mut self, path: Option<&str>) -> Result<Option<StateEntry>> {
+    /// everything below it). Returns the base's entry at `path`, if any;
+    /// when `kind` there is a file and the base has a directory, what
+    /// the base holds below it goes with it, without a `delete` (the
+    /// chain model's rule 5: a file replaces a directory whole).
+    pub(super) fn advance(
+        &mut self,
+        path: Option<(&str, EntryKind)>,
+    ) -> Result<Option<StateEntry>> {
+        let got = self.pass(path.map(|(p, _)| p))?;
+        if let (Some(b), Some((_, EntryKind::File))) = (&got, path)
+            && b.kind == EntryKind::Dir
+        {
+            while let Some(Ok(n)) = self.base.peek() {
+                if !is_under(&n.path, &b.path) {
+                    break;
+                }
+                self.base.next();
+            }
+        }
+        Ok(got)
+    }
+
+    fn pass(&mut self, path: Option<&str>) -> Result<Option<StateEntry>> {
         loop {
             let Some(next) = self.base.peek() else {
                 return Ok(None);

@@ -221,7 +221,7 @@ pub fn write_archive_on<W: Write>(
     for e in &entries {
         let path = tree.full(&e.path);
         let base = match &mut delta {
-            Some(d) => d.advance(Some(&e.path))?,
+            Some(d) => d.advance(Some((&e.path, e.kind)))?,
             None => None,
         };
         match e.kind {
@@ -596,7 +596,7 @@ fn write_walk<W: Write>(
             Found::Dir { rel, stat } => (entry(rel.clone(), EntryKind::Dir, stat), true),
             Found::File { rel, stat, .. } => (entry(rel.clone(), EntryKind::File, stat), false),
         };
-        let base = d.advance(Some(&e.path))?;
+        let base = d.advance(Some((&e.path, e.kind)))?;
         if is_dir {
             return Ok(d.wanted(Seen::Dir(&e), base.as_ref()));
         }

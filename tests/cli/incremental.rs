@@ -830,7 +830,7 @@ fn hostile_incrementals_are_refused_and_restore_nothing() {
                 &[("current.wal.tail", b"not the tail")],
             ),
             1,
-            "is not the",
+            "continued, but its tail x-sydra-incremental/wal-tails/current.wal.tail holds 12",
         ),
         (
             "operations out of order",

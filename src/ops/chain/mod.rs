@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
-use std::iter::Peekable;
 use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
@@ -18,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::format::frame::{TAG_HEAD, check_skippable_header};
 use crate::format::head::EntryKind;
 use crate::format::incremental::{
-    BaseRef, CHANGES_PATH, Change, ChangeOrder, INCREMENTAL_DIR, MAX_CHAIN, MAX_CHANGE_LINE,
-    StateEntry, is_own, is_under, tree_cmp,
+    BaseRef, CHANGES_PATH, Change, ChangeOrder, MAX_CHAIN, MAX_CHANGE_LINE, StateEntry, is_own,
+    tree_cmp,
 };
 use crate::format::sums::hex;
 use crate::format::v2::{Head2, MAX_HEAD2_BODY, Meta, Record, Row, Tail};
@@ -28,6 +27,9 @@ use crate::read::index::IndexSide;
 use crate::read::{read_block, read_end, table_rows};
 use crate::store::location::Location;
 use crate::store::s3::S3Url;
+
+mod model;
+pub use model::state;
 
 /// One archive of a chain, open for reads at offsets, its end (TAIL,
 /// TABLE, META) and HEAD read and checked.
@@ -179,6 +181,46 @@ impl Link {
             }
         }
         Ok(None)
+    }
+
+    /// Its own members (the last records of an incremental), at most
+    /// `cap` of them, by path.
+    pub fn own_records(&self, cap: usize) -> Result<BTreeMap<String, Record>> {
+        let mut out = BTreeMap::new();
+        for (i, r) in self.rows.iter().enumerate().rev() {
+            let body = read_block(
+                &mut |at, buf| self.src.read_at(at, buf),
+                r,
+                i,
+                &self.src.shown,
+            )?;
+            let (_, raw_len) =
+                crate::format::v2::parse_block_opening(body[..8].try_into().expect("8 bytes"))?;
+            let raw = zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress(&body[8..], raw_len as usize))
+                .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
+            let mut off = 0;
+            let mut before = false;
+            while off < raw.len() {
+                let (rec, len) = Record::decode(&raw[off..])?;
+                off += len;
+                if !is_own(&rec.path) {
+                    before = true;
+                    continue;
+                }
+                if out.len() >= cap {
+                    return Err(Error::corrupt(format!(
+                        "{}: more than {cap} own members",
+                        self.loc
+                    )));
+                }
+                out.insert(rec.path.clone(), rec);
+            }
+            if before {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The member `rec`'s content as a stream, checked against its
@@ -594,224 +636,6 @@ pub fn chain_of(target: Link, extra: &[Location]) -> Result<Vec<Link>> {
     links.reverse();
     Ok(links)
 }
-
-type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
-
-/// The whole tree a chain describes, in tree order: the full archive's
-/// records, each incremental merged on top (its members replace, its
-/// deletes remove, its appends continue what the base holds, each
-/// checked against the base's entry).
-pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
-    let mut s: Stream<'l> = Box::new(links[0].records().map(|r| r.map(|r| entry(r, 0))));
-    for (level, l) in links.iter().enumerate().skip(1) {
-        s = Box::new(Merge {
-            prev: s.peekable(),
-            members: (Box::new(
-                l.records()
-                    .filter(|r| !r.as_ref().is_ok_and(|r| is_own(&r.path)))
-                    .map(move |r| r.map(|r| entry(r, level))),
-            ) as Stream<'l>)
-                .peekable(),
-            changes: l.changes()?.peekable(),
-            level,
-            pending: BTreeMap::new(),
-            deleting: None,
-            name: l.loc.to_string(),
-        });
-    }
-    Ok(s)
-}
-
-fn entry(r: Record, origin: usize) -> StateEntry {
-    StateEntry {
-        path: r.path,
-        kind: r.kind,
-        mode: r.mode,
-        mtime: r.mtime,
-        size: r.size,
-        sha256: r.sha256,
-        origin,
-        frame: r.frame,
-        offset: r.offset,
-        appended: false,
-    }
-}
-
-/// Most appends one incremental may make on other names (rotations) that
-/// wait for their base file.
-const MAX_PENDING: usize = 10_000;
-
-struct Merge<'l> {
-    prev: Peekable<Stream<'l>>,
-    members: Peekable<Stream<'l>>,
-    changes: Peekable<Changes<Member<'l>>>,
-    level: usize,
-    /// Base files continued under another name: (offset, prefix digest).
-    pending: BTreeMap<String, (u64, String)>,
-    /// A deleted directory whose base entries are skipped.
-    deleting: Option<String>,
-    name: String,
-}
-
-fn peek_path<T, I: Iterator<Item = Result<T>>>(
-    it: &mut Peekable<I>,
-    path: impl Fn(&T) -> &str,
-) -> Result<Option<String>> {
-    match it.peek() {
-        None => Ok(None),
-        Some(Ok(t)) => Ok(Some(path(t).to_string())),
-        Some(Err(_)) => Err(it.next().expect("peeked").err().expect("an error")),
-    }
-}
-
-impl Merge<'_> {
-    /// Its base is the archive recorded (checked by its end): what does
-    /// not fit the base's index is the incremental's fault.
-    fn inconsistent(&self, why: String) -> Error {
-        Error::corrupt(format!("{}: {why}", self.name))
-    }
-
-    fn step(&mut self) -> Result<Option<StateEntry>> {
-        loop {
-            let p = peek_path(&mut self.prev, |e| &e.path)?;
-            if let (Some(d), Some(pp)) = (&self.deleting, &p) {
-                if is_under(pp, d) {
-                    self.prev.next();
-                    continue;
-                }
-                self.deleting = None;
-            }
-            let m = peek_path(&mut self.members, |e| &e.path)?;
-            let c = peek_path(&mut self.changes, |c: &Change| c.path())?;
-            let Some(x) = [&p, &m, &c]
-                .into_iter()
-                .flatten()
-                .min_by(|a, b| tree_cmp(a, b))
-                .cloned()
-            else {
-                if let Some(from) = self.pending.keys().next() {
-                    return Err(self.inconsistent(format!(
-                        "it continues {from}, which its base does not hold"
-                    )));
-                }
-                return Ok(None);
-            };
-            let (at_prev, at_mem, at_chg) = (
-                p.as_ref() == Some(&x),
-                m.as_ref() == Some(&x),
-                c.as_ref() == Some(&x),
-            );
-            let mut out = None;
-            if at_chg {
-                let change = self.changes.next().expect("peeked")?;
-                match change {
-                    Change::Delete { path } => {
-                        if !at_prev {
-                            return Err(self.inconsistent(format!(
-                                "it deletes {path}, which its base does not hold"
-                            )));
-                        }
-                        let b = self.prev.next().expect("peeked")?;
-                        if b.kind == EntryKind::Dir {
-                            self.deleting = Some(path);
-                        }
-                    }
-                    Change::Append {
-                        path,
-                        from,
-                        offset,
-                        prefix_sha256,
-                        size,
-                        sha256,
-                        mode,
-                        mtime,
-                        ..
-                    } => {
-                        if from == path {
-                            if !at_prev {
-                                return Err(self.inconsistent(format!(
-                                    "it continues {path}, which its base does not hold"
-                                )));
-                            }
-                            let b = self.prev.next().expect("peeked")?;
-                            self.check_prefix(&b, offset, &prefix_sha256)?;
-                        } else {
-                            if at_prev {
-                                self.prev.next().expect("peeked")?;
-                            }
-                            if self.pending.len() >= MAX_PENDING
-                                || self
-                                    .pending
-                                    .insert(from.clone(), (offset, prefix_sha256))
-                                    .is_some()
-                            {
-                                return Err(Error::hostile(
-                                    &path,
-                                    format!(
-                                        "{CHANGES_PATH}: {from} continued twice, or too many renames"
-                                    ),
-                                ));
-                            }
-                        }
-                        let sha = crate::format::sums::parse_hex32(&sha256)
-                            .ok_or_else(|| Error::corrupt("an append's SHA-256 is not hex"))?;
-                        out = Some(StateEntry {
-                            path,
-                            kind: EntryKind::File,
-                            mode,
-                            mtime,
-                            size,
-                            sha256: sha,
-                            origin: self.level,
-                            frame: 0,
-                            offset: 0,
-                            appended: true,
-                        });
-                    }
-                }
-            } else if at_prev && self.pending.contains_key(&x) {
-                let b = self.prev.next().expect("peeked")?;
-                let (offset, prefix) = self.pending.remove(&x).expect("contained");
-                self.check_prefix(&b, offset, &prefix)?;
-            } else if at_prev && !at_mem {
-                return self.prev.next().transpose();
-            } else if at_prev {
-                // Replaced by this archive's member.
-                self.prev.next().expect("peeked")?;
-            }
-            if at_mem {
-                return self.members.next().transpose();
-            }
-            if out.is_some() {
-                return Ok(out);
-            }
-        }
-    }
-
-    fn check_prefix(&self, b: &StateEntry, offset: u64, prefix: &str) -> Result<()> {
-        if b.kind != EntryKind::File || b.size != offset || hex(&b.sha256) != prefix {
-            return Err(self.inconsistent(format!(
-                "it continues {} as {offset} bytes with SHA-256 {prefix}, but its base holds {} bytes with SHA-256 {}",
-                b.path,
-                b.size,
-                hex(&b.sha256)
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for Merge<'_> {
-    type Item = Result<StateEntry>;
-
-    fn next(&mut self) -> Option<Result<StateEntry>> {
-        self.step().transpose()
-    }
-}
-
-/// Whether the own directory of an incremental sorts after every path of
-/// the layout (it must, for its members to come last).
-const _: () = assert!(INCREMENTAL_DIR.as_bytes()[0] > b'w');
 
 /// Writes the content of the file `e` of the tree of `links` (as
 /// [`state`] gave it) to `out`: its member, read at offsets, or for a file
