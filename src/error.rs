@@ -65,6 +65,10 @@ pub enum Error {
         /// Which base, and what is wrong with it.
         reason: String,
     },
+    /// The data dir cannot be written as an incremental on the base given
+    /// (the chain would be too long, or an operation too long for a
+    /// reader): nothing was published; write a full archive instead.
+    NotIncremental(String),
     /// An encrypted archive cannot be decrypted with the identities given
     /// (none, or not one it was encrypted to): give the right one.
     Key {
@@ -163,6 +167,9 @@ impl fmt::Display for Error {
                 write!(f, "cannot archive {}: {reason}", path.display())
             }
             Error::Refused(msg) => write!(f, "{msg}"),
+            Error::NotIncremental(msg) => {
+                write!(f, "cannot write an incremental: {msg}; write a full archive")
+            }
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
             Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),
             Error::Base { archive, reason } => write!(f, "broken chain of {archive}: {reason}"),

@@ -141,7 +141,8 @@ impl Change {
                         "only WAL files are appended to (files directly in wal/)".into(),
                     ));
                 }
-                if *tail != tail_path(path) {
+                let name_len = tail.rsplit('/').next().map_or(0, str::len);
+                if *tail != tail_path(path) || name_len > MAX_NAME_LEN {
                     return Err(bad(format!("its tail must be {:?}", tail_path(path))));
                 }
                 let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());

@@ -290,8 +290,13 @@ fn whole_sha256(l: &Link) -> Result<String> {
         )));
     }
     if l.encrypted {
-        // What is stored, and what a restore hashes, is the ciphertext.
-        let (sha, _) = crate::ops::source::open_archive(&l.loc, None)?.stored_sha256()?;
+        // What is stored, and what a restore hashes, is the ciphertext:
+        // hashed through the descriptor just read, never by reopening the
+        // path (a swap in between would record another archive).
+        let sha = match l.src.stored_sha256()? {
+            Some(sha) => sha,
+            None => crate::ops::source::open_archive(&l.loc, None)?.stored_sha256()?.0,
+        };
         return Ok(hex(&sha));
     }
     Ok(hex(&h.finalize()))
@@ -305,6 +310,13 @@ fn base_state<'l>(
 ) -> Result<Option<BaseState<'l>>> {
     let Some(links) = links else { return Ok(None) };
     let last = links.last().expect("a chain is never empty");
+    let depth = last.head.base.as_ref().map_or(0, |b| b.depth) + 1;
+    if depth > crate::format::incremental::MAX_CHAIN as u64 {
+        return Err(Error::NotIncremental(format!(
+            "{} ends a chain of {depth} archives, the most a reader follows",
+            last.loc
+        )));
+    }
     let mut wal = Vec::new();
     for e in chain::state(links)? {
         let e = e?;
@@ -318,7 +330,7 @@ fn base_state<'l>(
             size: last.src.size,
             body_sha256: hex(&last.tail.body_sha256),
             location: chain::recorded_location(&last.loc, out_loc),
-            depth: last.head.base.as_ref().map_or(0, |b| b.depth) + 1,
+            depth,
         },
         entries: chain::state(links)?,
         wal,

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
-use crate::ops::chain::{Link, chain_of};
+use crate::ops::chain::{Link, Trust, chain_of};
 use crate::ops::source::{ArchiveReader, open_archive};
 use crate::read::{Depth, FileSink, Plan, ReadSummary, Sink};
 use crate::store::cleanup::Pending;
@@ -141,7 +141,7 @@ pub fn restore(
             let link = Link::open(archive)?;
             match link.head.base {
                 Some(_) => {
-                    let links = chain_of(link, &opts.bases)?;
+                    let links = chain_of(link, &opts.bases, Trust::AsRead)?;
                     // Whatever the chain model refuses, restore refuses,
                     // before a byte is staged.
                     for e in crate::ops::chain::state(&links)? {

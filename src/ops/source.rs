@@ -441,6 +441,53 @@ impl RandomSource {
         })
     }
 
+    /// The SHA-256 of the stored bytes (for an encrypted archive, the
+    /// ciphertext: what `sha256sum` gives and what a link above records),
+    /// read whole through this source's own descriptor, or taken from the
+    /// verified-digest cache for a file unchanged since it was hashed.
+    /// `None` for an encrypted object (its stored bytes are not at hand).
+    pub fn stored_sha256(&self) -> Result<Option<[u8; 32]>> {
+        use sha2::{Digest, Sha256};
+        let file = match &self.kind {
+            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => f,
+            SourceKind::Sealed(_, None) => return Ok(None),
+            SourceKind::Object(..) => {
+                let mut r = self.stream(0, self.size)?;
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(crate::write::from_io(e, "read", self.shown.as_ref()));
+                        }
+                    }
+                }
+                return Ok(Some(h.finalize().into()));
+            }
+        };
+        let key = crate::store::verified::key_of(file);
+        if let Some(sha) = key.as_ref().and_then(crate::store::verified::lookup) {
+            return Ok(Some(sha));
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.shown, e))?
+            .len();
+        let mut h = Sha256::new();
+        crate::write::hash_range(file, 0, len, &mut [&mut h], self.shown.as_ref())?;
+        let sha: [u8; 32] = h.finalize().into();
+        // Remembered only if the file did not change while it was read.
+        if let Some(k) = key
+            && crate::store::verified::key_of(file) == Some(k)
+        {
+            crate::store::verified::remember(&k, &sha);
+        }
+        Ok(Some(sha))
+    }
+
     /// Whether the archive ends with a version-2 TAIL.
     pub fn has_tail(&self) -> bool {
         let mut t = [0u8; TAIL_LEN];
@@ -764,13 +811,14 @@ impl Seek for ObjectSeek {
     }
 }
 
+/// Bytes of an archive's start read to tell (and describe) an age file.
+const START: usize = 4096;
+
 /// Opens an archive for reading; a local `-` is stdin. Directories are
 /// refused. An object is first checked with a ranged read of its end (a
 /// TAIL or a version-1 FOOT); its stream starts at the first read. The
 /// progress total is the size (unknown for stdin).
 pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
-    /// Bytes of an archive's start read to tell (and describe) an age file.
-    const START: usize = 4096;
     let path = match loc {
         Location::Local(p) => p,
         Location::S3 { url, options } => {
@@ -836,6 +884,33 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         .sniff(&start));
     }
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    open_file(path, f, progress)
+}
+
+/// The archive of a chain at `loc`: only a regular file (opened without
+/// blocking, so a FIFO swapped in is refused, never waited on) or an
+/// object, read at offsets.
+pub fn open_link(loc: &Location) -> Result<ArchiveReader> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Location::Local(path) = loc else {
+        return open_archive(loc, None);
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    if !m.is_file() {
+        return Err(Error::Refused(format!(
+            "{loc} is not a regular file: the archives of a chain are read at offsets"
+        )));
+    }
+    open_file(path, f, None)
+}
+
+/// [`open_archive`] of the file `f` opened at `path`.
+fn open_file(path: &Path, f: File, progress: Option<Arc<Progress>>) -> Result<ArchiveReader> {
     let m = f.metadata().map_err(|e| Error::io("stat", path, e))?;
     if m.is_dir() {
         return Err(Error::Refused(format!(
@@ -869,7 +944,7 @@ pub fn open_archive(loc: &Location, progress: Option<Arc<Progress>>) -> Result<A
         },
         progress,
         expected_sha256: None,
-        name: path.clone(),
+        name: path.to_path_buf(),
         threads: 0,
         pending,
         cipher: None,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
-use crate::ops::chain::{Link, chain_of, open_chain};
+use crate::ops::chain::{Link, Trust, chain_of, open_chain};
 use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
@@ -228,7 +228,7 @@ pub fn list_chain(
         drop(src);
         let link = Link::open(loc)?;
         if link.head.is_incremental() {
-            let links = chain_of(link, bases)?;
+            let links = chain_of(link, bases, Trust::Hash)?;
             let last = links.len() - 1;
             let mut pats = Patterns::new(patterns);
             // The whole tree's totals, not the archive's own.

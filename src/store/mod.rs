@@ -9,3 +9,4 @@ pub mod location;
 pub mod publish;
 pub mod retention;
 pub mod s3;
+pub mod verified;

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{
-    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, StateEntry, TAILS_DIR, is_under, tail_path,
+    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, MAX_CHANGE_LINE, StateEntry, TAILS_DIR, is_under, tail_path,
     tree_cmp,
 };
+use crate::format::path::MAX_NAME_LEN;
 use crate::format::sums::hex;
 use crate::sydradb::live::Content;
 
@@ -79,10 +80,13 @@ pub(crate) fn hash_range(
 /// again once rotated).
 const CURRENT_WAL: &str = "wal/current.wal";
 
-/// Whether `path` is a file directly in `wal/` (the only ones appended
-/// to: their tails are named by their name alone).
+/// Whether `path` is a file directly in `wal/` whose tail member's name
+/// fits the name limit (the only ones appended to: their tails are named
+/// by their name alone).
 fn top_wal(path: &str) -> bool {
-    path.strip_prefix("wal/").is_some_and(|n| !n.contains('/'))
+    path.strip_prefix("wal/").is_some_and(|n| {
+        !n.contains('/') && n.len() + crate::format::incremental::TAIL_SUFFIX.len() <= MAX_NAME_LEN
+    })
 }
 
 /// What [`plan_wal`] decided: per WAL file of the data dir, the base
@@ -305,6 +309,15 @@ impl<'a> Delta<'a> {
 
     fn change(&mut self, c: &Change) -> Result<()> {
         let line = c.line();
+        // Never what a reader refuses: it reads lines of at most
+        // MAX_CHANGE_LINE bytes.
+        if line.len() > MAX_CHANGE_LINE + 1 {
+            return Err(Error::NotIncremental(format!(
+                "the operation on {:?} takes {} bytes in {CHANGES_PATH}, more than the {MAX_CHANGE_LINE} a reader accepts",
+                c.path(),
+                line.len() - 1
+            )));
+        }
         self.changes
             .write_all(&line)
             .map_err(|e| Error::io("write", CHANGES_PATH, e))?;

@@ -299,7 +299,17 @@ fn create_run(
         }
         (None, false) => None,
     };
-    let s = create_to(a, base.as_ref(), sealed.as_ref(), &output, created_unix_ms)?;
+    let s = match create_to(a, base.as_ref(), sealed.as_ref(), &output, created_unix_ms) {
+        // --incremental writes a full archive where an incremental cannot
+        // be written: the nightly backup goes on.
+        Err(Error::NotIncremental(why)) if a.base.is_none() && base.is_some() => {
+            if !a.quiet {
+                say!("sydra-archive: cannot write an incremental: {why}; writing a full archive");
+            }
+            create_to(a, None, sealed.as_ref(), &output, created_unix_ms)?
+        }
+        r => r?,
+    };
     let secs = started.elapsed().as_secs_f64();
     if a.json {
         print_json(to_stdout, &report::CreateReport::new(&archive, &s, secs))?;

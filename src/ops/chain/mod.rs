@@ -22,7 +22,7 @@ use crate::format::incremental::{
 };
 use crate::format::sums::hex;
 use crate::format::v2::{Head2, MAX_HEAD2_BODY, Meta, Record, Row, Tail};
-use crate::ops::source::{RandomSource, open_archive};
+use crate::ops::source::{RandomSource, open_link};
 use crate::read::index::IndexSide;
 use crate::read::{read_block, read_end, table_rows};
 use crate::store::location::Location;
@@ -58,15 +58,7 @@ impl Link {
     pub fn open(loc: &Location) -> Result<Link> {
         // Never opened unless a regular file: a FIFO would block, and
         // nothing else can be read at offsets.
-        if let Location::Local(p) = loc {
-            let m = std::fs::metadata(p).map_err(|e| Error::io("open", p, e))?;
-            if !m.is_file() {
-                return Err(Error::Refused(format!(
-                    "{loc} is not a regular file: the archives of a chain are read at offsets"
-                )));
-            }
-        }
-        let reader = open_archive(loc, None)?;
+        let reader = open_link(loc)?;
         let recorded_sha256 = reader.recorded_sha256();
         let encrypted = reader.is_encrypted();
         let Some(src) = reader.random_access()? else {
@@ -128,6 +120,31 @@ impl Link {
                 .recorded_sha256
                 .as_ref()
                 .is_none_or(|s| s.eq_ignore_ascii_case(&b.sha256))
+    }
+
+    /// Checks that this is, byte for byte, the archive `b` names: its
+    /// whole SHA-256 (the stored bytes; see
+    /// [`RandomSource::stored_sha256`]) is the one the link above
+    /// recorded. `child` names that link in the error.
+    pub fn authenticate(&self, b: &BaseRef, child: &Location) -> Result<()> {
+        let got = match self.src.stored_sha256()? {
+            Some(sha) => sha,
+            None => crate::ops::source::open_archive(&self.loc, None)?
+                .stored_sha256()?
+                .0,
+        };
+        if !hex(&got).eq_ignore_ascii_case(&b.sha256) {
+            return Err(Error::Base {
+                archive: child.to_string(),
+                reason: format!(
+                    "its base {} hashes to {}, not the {} it was made on (another archive with the same end, or changed)",
+                    self.loc,
+                    hex(&got),
+                    b.sha256
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Its index records, in order, each block checked against its TABLE
@@ -508,11 +525,15 @@ pub fn find_base(
     b: &BaseRef,
     extra: &[Location],
     later: &[Location],
+    trust: Trust,
 ) -> Result<Link> {
     let mut not_it = Vec::new();
     for loc in extra {
         match Link::open(loc) {
-            Ok(l) if l.is(b) => return Ok(l),
+            Ok(l) if l.is(b) => match trust.check(&l, b, &child.loc) {
+                Ok(()) => return Ok(l),
+                Err(e) => not_it.push(e.to_string()),
+            },
             Ok(_) => not_it.push(format!("{loc} is another archive")),
             Err(e) => not_it.push(format!("{loc}: {e}")),
         }
@@ -555,7 +576,12 @@ pub fn find_base(
     let mut first_error = None;
     for loc in &places {
         match Link::open(loc) {
-            Ok(l) if l.is(b) => return Ok(l),
+            Ok(l) if l.is(b) => match trust.check(&l, b, &child.loc) {
+                Ok(()) => return Ok(l),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            },
             Ok(l) => {
                 first_error.get_or_insert(broken(format!(
                     "its base {loc} is another archive ({} bytes, body SHA-256 {}) than the one it was made on ({} bytes, SHA-256 {}); give the right one with --base",
@@ -599,16 +625,36 @@ fn missing(e: &Error) -> bool {
     }
 }
 
+/// When a base found is trusted to be the archive its link recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Now: its whole SHA-256 is checked ([`Link::authenticate`]) before
+    /// a byte or index record of it is used.
+    Hash,
+    /// As it is read whole by the caller, who compares its SHA-256 with
+    /// the recorded one before anything it gave is used (restore).
+    AsRead,
+}
+
+impl Trust {
+    fn check(self, l: &Link, b: &BaseRef, child: &Location) -> Result<()> {
+        match self {
+            Trust::Hash => l.authenticate(b, child),
+            Trust::AsRead => Ok(()),
+        }
+    }
+}
+
 /// The chain of the archive at `target`: its full archive first, the
-/// target last, each base found ([`find_base`]) and checked to be the
-/// archive the next one was made on, and the depths HEADs record
-/// consistent.
+/// target last, each base found ([`find_base`]) and authenticated (its
+/// whole SHA-256 is the one the next link recorded), and the depths
+/// HEADs record consistent.
 pub fn open_chain(target: &Location, extra: &[Location]) -> Result<Vec<Link>> {
-    chain_of(Link::open(target)?, extra)
+    chain_of(Link::open(target)?, extra, Trust::Hash)
 }
 
 /// [`open_chain`] of the archive `target`, already open.
-pub fn chain_of(target: Link, extra: &[Location]) -> Result<Vec<Link>> {
+pub fn chain_of(target: Link, extra: &[Location], trust: Trust) -> Result<Vec<Link>> {
     let name = target.loc.clone();
     let mut links = vec![target];
     loop {
@@ -622,7 +668,7 @@ pub fn chain_of(target: Link, extra: &[Location]) -> Result<Vec<Link>> {
             )));
         }
         let later: Vec<Location> = links.iter().rev().skip(1).map(|l| l.loc.clone()).collect();
-        let base = find_base(last, &b, extra, &later)?;
+        let base = find_base(last, &b, extra, &later, trust)?;
         let want = b.depth - 1;
         let got = base.head.base.as_ref().map_or(0, |bb| bb.depth);
         if got != want {

@@ -1,0 +1,146 @@
+//! The verified-digest cache: archives whose whole SHA-256 this user has
+//! read and checked, by what tells a file that changed (device, inode,
+//! size, modification and change times to the nanosecond). A base of a
+//! chain is trusted only once its whole SHA-256 matches what the link
+//! above recorded; the cache makes that check free for a file that has
+//! not changed since it was last hashed (the nightly `create --base` on
+//! a long chain would otherwise re-read the full archive every night).
+//!
+//! Why this key is enough: any write to a file, a `chmod`, a rename over
+//! it or a `touch` sets its change time to now, which no user can set
+//! back; a file put in its place has another inode or change time. The
+//! cache itself is the user's own (`$SYDRA_ARCHIVE_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/sydra-archive`, else `~/.cache/sydra-archive`), used
+//! only when it is a regular file owned by this user and writable by no
+//! one else; a cache that cannot be used is no cache (every base is
+//! hashed). `SYDRA_ARCHIVE_CACHE_DIR=off` turns it off.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use crate::format::sums::{hex, parse_hex32};
+
+/// What tells a file that changed: device, inode, size, mtime and ctime
+/// (seconds and nanoseconds).
+pub type Key = [i128; 7];
+
+/// Most entries kept; older ones are dropped when the file is rewritten.
+const MAX_ENTRIES: usize = 4096;
+const FILE_NAME: &str = "verified-v1";
+
+/// The key of the open file `f`.
+pub fn key_of(f: &File) -> Option<Key> {
+    let m = f.metadata().ok()?;
+    m.is_file().then(|| {
+        [
+            m.dev() as i128,
+            m.ino() as i128,
+            m.size() as i128,
+            m.mtime() as i128,
+            m.mtime_nsec() as i128,
+            m.ctime() as i128,
+            m.ctime_nsec() as i128,
+        ]
+    })
+}
+
+fn dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SYDRA_ARCHIVE_CACHE_DIR") {
+        if d == "off" || d.is_empty() {
+            return None;
+        }
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("sydra-archive"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("sydra-archive"))
+}
+
+/// Opens the cache file (made when `create`), if it is this user's own.
+fn open(create: bool) -> Option<File> {
+    let dir = dir()?;
+    if create {
+        let _ = fs::create_dir_all(&dir);
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dir.join(FILE_NAME))
+        .ok()?;
+    let m = f.metadata().ok()?;
+    let own = m.is_file() && m.uid() == crate::sys::euid() && m.mode() & 0o022 == 0;
+    own.then_some(f)
+}
+
+fn parse(line: &str) -> Option<(Key, [u8; 32])> {
+    let mut parts = line.split(' ');
+    let mut key = [0i128; 7];
+    for k in &mut key {
+        *k = parts.next()?.parse().ok()?;
+    }
+    let sha = parse_hex32(parts.next()?)?;
+    parts.next().is_none().then_some((key, sha))
+}
+
+/// The SHA-256 recorded for a file with this key, if any.
+pub fn lookup(key: &Key) -> Option<[u8; 32]> {
+    let f = open(false)?;
+    let mut found = None;
+    for line in BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        if let Some((k, sha)) = parse(&line)
+            && k == *key
+        {
+            found = Some(sha);
+        }
+    }
+    found
+}
+
+/// Records that the file with this key hashed to `sha` (best effort: a
+/// cache that cannot be written is no cache).
+pub fn remember(key: &Key, sha: &[u8; 32]) {
+    let Some(mut f) = open(true) else { return };
+    let line = format!(
+        "{} {}\n",
+        key.iter().map(i128::to_string).collect::<Vec<_>>().join(" "),
+        hex(sha)
+    );
+    let _ = f.write_all(line.as_bytes());
+    // Bounded: past about twice the limit, the newest entries are kept.
+    let big = f.metadata().is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
+    if let (true, Some(d)) = (big, dir())
+        && let Ok(all) = fs::read_to_string(d.join(FILE_NAME))
+    {
+        let lines: Vec<&str> = all.lines().collect();
+        let keep = lines[lines.len().saturating_sub(MAX_ENTRIES)..].join("\n") + "\n";
+        let tmp = d.join(format!("{FILE_NAME}.{}", std::process::id()));
+        if fs::write(&tmp, keep).is_ok() {
+            let _ = fs::rename(&tmp, d.join(FILE_NAME));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_junk_is_ignored() {
+        let key = [1, 2, 3, -4, 5, 6, 7];
+        let sha = [7u8; 32];
+        let line = format!("1 2 3 -4 5 6 7 {}", hex(&sha));
+        assert_eq!(parse(&line), Some((key, sha)));
+        assert_eq!(parse("1 2 3"), None);
+        assert_eq!(parse(&format!("{line} extra")), None);
+        assert_eq!(parse(&line.replace('7', "x")), None);
+    }
+}
