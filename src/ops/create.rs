@@ -76,6 +76,15 @@ pub fn create_on(
             "{o} is the base of the archive to write: replacing it would break the chain; write the incremental elsewhere"
         )));
     }
+    // Serialised with a prune of the base's directory, and of the one the
+    // incremental goes to (see `store::lock`).
+    let mut _locks = Vec::new();
+    if let Some(Location::Local(b)) = base {
+        _locks.extend(crate::store::lock::lock_beside(b)?);
+        if let Some(Location::Local(o)) = &out_loc {
+            _locks.extend(crate::store::lock::lock_beside(o)?);
+        }
+    }
     let links = match base {
         Some(b) => Some(open_chain(b, &[])?),
         None => None,
@@ -138,6 +147,12 @@ pub fn create_on(
             let written = write_sealed(scan, state, file.writer(), path, opts, sealed);
             match written {
                 Ok((_, mut summary)) => {
+                    if let Some(l) = links.as_ref().and_then(|l| l.last())
+                        && let Err(e) = l.check_present()
+                    {
+                        let _ = file.abort();
+                        return Err(e);
+                    }
                     file.commit()?;
                     summary.removed_stale = removed;
                     summary.warnings.extend(inside);

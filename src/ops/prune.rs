@@ -143,6 +143,9 @@ pub struct Pruned {
     /// Kept incrementals whose base is not among the archives listed (it
     /// is elsewhere, or gone): the URL and the base its HEAD records.
     pub missing_bases: Vec<(String, String)>,
+    /// Temporary files of killed runs: removed (or, on a dry run, that
+    /// would be).
+    pub stale: Vec<String>,
 }
 
 /// Applies `policy` to the archives on `shelf`; deletes the ones it does
@@ -151,6 +154,12 @@ pub struct Pruned {
 /// the others; it is reported in `failed`.
 pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
     policy.check()?;
+    // Deleting waits for the creates that read a base here (see
+    // `store::lock`); a dry run deletes nothing and takes no lock.
+    let _lock = match (shelf, delete) {
+        (Shelf::Dir(d), true) => crate::store::lock::lock_shelf(d.path(), true)?,
+        _ => None,
+    };
     let listing = ls(shelf)?;
     let candidates: Vec<Candidate> = listing
         .archives
@@ -158,7 +167,10 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         .map(|l| Candidate {
             name: l.key.clone(),
             unix_ms: l.modified_unix_ms,
-            base: l.base.as_ref().and_then(|b| base_name(&listing, l, b)),
+            base: l
+                .base
+                .as_ref()
+                .map_or_else(Vec::new, |b| base_names(&listing, l, b)),
         })
         .collect();
     let d = decide(policy, &candidates)?;
@@ -180,6 +192,10 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         .collect();
     let mut deleted: Vec<Listed> = d.forget.iter().map(|c| by_key(&c.name)).collect();
     let mut failed = Vec::new();
+    let stale = match (shelf, delete) {
+        (Shelf::Dir(d), true) => d.remove_stale()?,
+        _ => listing.stale.clone(),
+    };
     if delete {
         let mut done = Vec::new();
         for l in deleted {
@@ -194,8 +210,8 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         .iter()
         .filter_map(|k| {
             let b = k.archive.base.as_ref()?;
-            base_name(&listing, &k.archive, b)
-                .is_none()
+            base_names(&listing, &k.archive, b)
+                .is_empty()
                 .then(|| (k.archive.url.clone(), b.location.clone()))
         })
         .collect();
@@ -206,32 +222,31 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         failed,
         dry_run: !delete,
         missing_bases,
+        stale,
     })
 }
 
-/// The listed archive that is the base `b` of `l`: the one with the size
-/// and TAIL digest HEAD recorded (whatever its name: renamed, or named
-/// through a link when the incremental was made), else the one of the
-/// name HEAD recorded (relative names are in the same directory or
-/// prefix), whatever its size (keeping one archive too many is safe;
-/// deleting a base is not).
-fn base_name(listing: &Listing, l: &Listed, b: &BaseRef) -> Option<String> {
-    if let Some(c) = listing
-        .archives
-        .iter()
-        .find(|c| c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
-    {
-        return Some(c.key.clone());
-    }
+/// The listed archives that may be the base `b` of `l`: every one with
+/// the size and TAIL digest HEAD recorded (whatever its name: renamed,
+/// named through a link, or a copy), and the one of the name HEAD
+/// recorded (relative names are in the same directory or prefix),
+/// whatever its size. All are kept: a look-alike never stands in for the
+/// base (keeping one archive too many is safe; deleting a base is not).
+fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
     let dir = l.key.rsplit_once('/').map_or("", |(d, _)| d);
     let recorded = b.location.as_str();
     listing
         .archives
         .iter()
-        .find(|c| {
+        .filter(|c| c.key != l.key)
+        .filter(|c| {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
-            (cdir == dir && name == recorded) || c.url == recorded || c.key == recorded
+            (c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
+                || (cdir == dir && name == recorded)
+                || c.url == recorded
+                || c.key == recorded
         })
         .map(|c| c.key.clone())
+        .collect()
 }

@@ -488,6 +488,17 @@ impl RandomSource {
         Ok(Some(sha))
     }
 
+    /// The device and inode of the file read, if it is a file.
+    pub fn file_id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        match &self.kind {
+            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => {
+                f.metadata().ok().map(|m| (m.dev(), m.ino()))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the archive ends with a version-2 TAIL.
     pub fn has_tail(&self) -> bool {
         let mut t = [0u8; TAIL_LEN];

@@ -96,8 +96,24 @@ impl LocalShelf {
                 Err(e) => return Err(e),
             }
         }
+        listing.stale = crate::store::publish::stale_temps_in(&self.path)?
+            .into_iter()
+            .map(|l| l.path.display().to_string())
+            .collect();
         listing.sort();
         Ok(listing)
+    }
+
+    /// Removes the temporary files of killed runs here; returns their
+    /// paths.
+    pub fn remove_stale(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for l in crate::store::publish::stale_temps_in(&self.path)? {
+            if std::fs::remove_file(&l.path).is_ok() {
+                removed.push(l.path.display().to_string());
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes the archive `l` that [`LocalShelf::ls`] listed, if its name

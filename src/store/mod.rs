@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod crypt;
 pub mod dir;
 pub mod location;
+pub mod lock;
 pub mod publish;
 pub mod retention;
 pub mod s3;

@@ -219,9 +219,24 @@ pub(crate) fn unlocked_leftovers(dir: &Path, prefix: &OsStr, dirs: bool) -> Resu
 }
 
 fn stale_temp_locks(target: &Path) -> Result<Vec<Leftover>> {
-    let (dir, name) = split(target)?;
-    let mut found = unlocked_leftovers(&dir, &leftover_prefix(&name, TMP_MARK), false)?;
-    found.retain(|l| l.age >= STALE_AFTER);
+    let (dir, _) = split(target)?;
+    stale_temps_in(&dir)
+}
+
+/// Temporary files in `dir` of any target whose writer is gone (their
+/// lock is free and they are at least [`STALE_AFTER`] old), each locked
+/// until dropped: a killed `create -o DIR/` leaves one under a name no
+/// later run writes again.
+pub(crate) fn stale_temps_in(dir: &Path) -> Result<Vec<Leftover>> {
+    let mut found = unlocked_leftovers(dir, OsStr::new("."), false)?;
+    found.retain(|l| {
+        l.age >= STALE_AFTER
+            && l.path.file_name().is_some_and(|n| {
+                n.as_bytes()
+                    .windows(TMP_MARK.len())
+                    .any(|w| w == TMP_MARK.as_bytes())
+            })
+    });
     Ok(found)
 }
 

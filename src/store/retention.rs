@@ -48,8 +48,11 @@ pub struct Candidate {
     pub name: String,
     /// When it was written, Unix milliseconds.
     pub unix_ms: i64,
-    /// The name of the archive it is based on, for an incremental.
-    pub base: Option<String>,
+    /// The names of the archives that may be its base, for an
+    /// incremental: every one that could be the archive it recorded (by
+    /// name, or by size and digest). All are kept with it: keeping an
+    /// archive too many is safe; deleting a base is not.
+    pub base: Vec<String>,
 }
 
 /// Why an archive is kept.
@@ -139,18 +142,23 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Result<Decision> {
         sorted.iter().map(|c| (c.name.as_str(), *c)).collect();
     let kept: Vec<&str> = reasons.keys().copied().collect();
     for name in kept {
+        // Every archive below `name`, over every possible base: a walk
+        // of the graph, each archive met once.
         let mut seen = BTreeSet::from([name]);
-        let mut at = by_name.get(name).and_then(|c| c.base.as_deref());
-        while let Some(base) = at {
-            let Some(b) = by_name.get(base) else { break };
+        let mut todo: Vec<&str> = by_name
+            .get(name)
+            .map(|c| c.base.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        while let Some(base) = todo.pop() {
+            let Some(b) = by_name.get(base) else { continue };
             if !seen.insert(b.name.as_str()) {
-                break;
+                continue;
             }
             reasons
                 .entry(b.name.as_str())
                 .or_default()
                 .insert(Reason::BaseOf(name.to_string()));
-            at = b.base.as_deref();
+            todo.extend(b.base.iter().map(String::as_str));
         }
     }
     let mut d = Decision::default();
@@ -255,7 +263,7 @@ mod tests {
         Candidate {
             name: name.into(),
             unix_ms,
-            base: base.map(String::from),
+            base: base.into_iter().map(String::from).collect(),
         }
     }
 

@@ -279,6 +279,7 @@ fn create_run(
             );
         }
     }
+    let mut _shelf_lock = None;
     let base = match (&a.base, a.incremental) {
         (Some(b), _) => Some(location(b, &a.s3)?),
         (None, true) => {
@@ -288,6 +289,11 @@ fn create_run(
                     "--incremental takes the base from the archives in OUT's directory: OUT must end in / (got {shelf})"
                 ))
                 .into());
+            }
+            // Held from the choice of the base to the publication: a
+            // prune of this directory waits (see `store::lock`).
+            if !shelf.starts_with(sydra_archive::S3_SCHEME) {
+                _shelf_lock = sydra_archive::lock_shelf(Path::new(shelf.as_ref()), false)?;
             }
             let (base, note) = sydra_archive::choose_base(&shelf, &s3_options(&a.s3), a.max_chain)?;
             if let Some(note) = note
@@ -751,6 +757,12 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     for (obj, why) in &listing.others {
         say!("sydra-archive: {obj} is not a sydra-archive: {why}");
     }
+    for t in &listing.stale {
+        say!(
+            "sydra-archive: {} is the temporary file of a killed run (removed by the next prune --yes or create here)",
+            ui::escape_name(t)
+        );
+    }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
         let others = listing
@@ -764,6 +776,7 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 prefix: url.to_string(),
                 archives: &listing.archives,
                 others,
+                stale: &listing.stale,
             },
         )?;
         out.write_all(b"\n")?;
@@ -805,6 +818,13 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     for (obj, why) in &p.others {
         say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
     }
+    for t in &p.stale {
+        let verb = if p.dry_run { "would remove" } else { "removed" };
+        say!(
+            "sydra-archive: {verb} {}, the temporary file of a killed run",
+            ui::escape_name(t)
+        );
+    }
     for (obj, base) in &p.missing_bases {
         say!(
             "sydra-archive: warning: {} is kept, but its base {} is not among the archives here (elsewhere, or gone): it cannot be restored without it",
@@ -845,6 +865,7 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|(url, base)| report::Other { url, reason: base })
                     .collect(),
+                stale: &p.stale,
             },
         )?;
         return Ok(prune_code(&p));

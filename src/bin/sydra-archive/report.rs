@@ -177,6 +177,8 @@ pub struct LsReport<'a> {
     pub archives: &'a [Listed],
     /// `.tar.zst` objects that are not sydra-archives.
     pub others: Vec<Other<'a>>,
+    /// Temporary files of killed runs.
+    pub stale: &'a [String],
 }
 
 /// An object that is not a sydra-archive, and why.
@@ -206,6 +208,8 @@ pub struct PruneReport<'a> {
     /// Kept incrementals whose base is not among the archives (`reason`
     /// holds the base HEAD records).
     pub missing_bases: Vec<Other<'a>>,
+    /// Temporary files of killed runs removed (or that would be).
+    pub stale: &'a [String],
 }
 
 /// A kept archive in `prune --json`: the `ls` fields and `reasons`.

@@ -147,6 +147,24 @@ impl Link {
         Ok(())
     }
 
+    /// Checks that the archive is still where it was opened (a file: the
+    /// same file under its name): an incremental is published only while
+    /// its base is there.
+    pub fn check_present(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Location::Local(p) = &self.loc else {
+            return Ok(());
+        };
+        let now = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        if now.is_none() || now != self.src.file_id() {
+            return Err(Error::Refused(format!(
+                "the base {} was removed or replaced while the incremental was written; nothing was published",
+                self.loc
+            )));
+        }
+        Ok(())
+    }
+
     /// Its index records, in order, each block checked against its TABLE
     /// row and every record on its own before it is handed on.
     pub fn records(&self) -> Records<'_> {

@@ -41,6 +41,9 @@ pub struct Listing {
     pub archives: Vec<Listed>,
     /// `.tar.zst` objects that are not sydra-archives, with the reason.
     pub others: Vec<(String, String)>,
+    /// Temporary files of killed runs (a directory's): removed by the
+    /// next `prune --yes` or write there.
+    pub stale: Vec<String>,
 }
 
 impl Listing {

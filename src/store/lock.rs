@@ -1,0 +1,73 @@
+//! The shelf lock: `prune --yes` and the commands that make an archive
+//! on a base (`create --base`, `create --incremental`) serialise on the
+//! directory that holds the base (and the one the new archive goes to),
+//! so a prune never deletes a base that an incremental being written
+//! will name, and a create never reads a base a prune is deleting.
+//!
+//! The lock is an `flock` on `.sydra-archive.lock` in that directory:
+//! creates take it shared (they may run together), a deleting prune
+//! exclusive. The kernel releases it when its holder exits, however it
+//! exits, so a lock is never stale. A directory where the lock file
+//! cannot be made (read-only) is used unlocked: nothing can be deleted
+//! there by a prune of this user either. Object storage prefixes are not
+//! locked (see the README: run prune and creates on one prefix from one
+//! scheduler).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The lock file's name in a shelf directory.
+pub const LOCK_NAME: &str = ".sydra-archive.lock";
+
+/// A held shelf lock; released when dropped.
+#[derive(Debug)]
+pub struct ShelfLock {
+    _file: File,
+}
+
+/// Takes the lock of the directory `dir`, shared or `exclusive`, waiting
+/// for it. `None` when the lock file cannot be made or opened there.
+pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
+    let path = dir.join(LOCK_NAME);
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .or_else(|_| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+        });
+    let Ok(file) = opened else { return Ok(None) };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::Refused(format!(
+            "{} is not a regular file; remove it (it is sydra-archive's lock)",
+            path.display()
+        )));
+    }
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    sys::flock(&file, op).map_err(|e| Error::io("lock", &path, e))?;
+    Ok(Some(ShelfLock { _file: file }))
+}
+
+/// The lock of the directory holding the file `archive` (shared).
+pub fn lock_beside(archive: &Path) -> Result<Option<ShelfLock>> {
+    let dir = match archive.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    lock_shelf(dir, false)
+}
