@@ -437,7 +437,10 @@ fn write_sealed<W: std::io::Write + Send>(
         count: 0,
         hasher: sha2::Sha256::new(),
     };
-    let mut enc = r.encrypt(stored)?;
+    let record = crate::store::crypt::ChainRecord {
+        base: state.as_ref().map(|s| s.base.clone()),
+    };
+    let mut enc = r.encrypt(stored, &record)?;
     // Encryption, the ciphertext's hash and the output run on a thread of
     // their own, fed 1 MiB at a time: they overlap the compression.
     std::thread::scope(|s| {

@@ -64,6 +64,26 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
     // (I/O, network) stops the listing: a prune must know every chain.
     let mut archives = Vec::new();
     for mut l in std::mem::take(&mut listing.archives) {
+        if l.encrypted {
+            // Its header's chain record, or with the key, its HEAD; or
+            // unknown (prune then keeps every other archive with it).
+            if !l.chain_known {
+                match base_of(shelf, &l) {
+                    Ok(b) => {
+                        l.base = b;
+                        l.chain_known = true;
+                    }
+                    Err(crate::error::Error::Key { .. }) => {}
+                    Err(e) if e.is_archive_fault() => {
+                        listing.others.push((l.url.clone(), e.to_string()));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            archives.push(l);
+            continue;
+        }
         match base_of(shelf, &l) {
             Ok(b) => {
                 l.base = b;
@@ -83,7 +103,7 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
 fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
     // An encrypted archive's HEAD is inside its encryption: read with the
     // identities given (without them, nothing can be pruned safely).
-    if l.key.ends_with(".age") {
+    if l.encrypted {
         let loc = match shelf {
             Shelf::Dir(d) => crate::store::location::Location::Local(d.path().join(&l.key)),
             Shelf::S3(r) => crate::store::location::Location::S3 {
@@ -160,7 +180,22 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         (Shelf::Dir(d), true) => crate::store::lock::lock_shelf(d.path(), true)?,
         _ => None,
     };
-    let listing = ls(shelf)?;
+    let mut listing = ls(shelf)?;
+    // An encrypted base is told by its whole SHA-256 (its size and TAIL
+    // are inside the encryption): hashed here where a kept incremental's
+    // base is not found by name (object storage records it at upload).
+    let unmatched = listing.archives.iter().any(|l| {
+        l.base
+            .as_ref()
+            .is_some_and(|b| base_names(&listing, l, b).is_empty())
+    });
+    if let (true, Shelf::Dir(d)) = (unmatched, shelf) {
+        for l in listing.archives.iter_mut() {
+            if l.encrypted && l.sha256.is_none() {
+                l.sha256 = Some(crate::format::sums::hex(&d.digest(l)?));
+            }
+        }
+    }
     let candidates: Vec<Candidate> = listing
         .archives
         .iter()
@@ -171,6 +206,7 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
                 .base
                 .as_ref()
                 .map_or_else(Vec::new, |b| base_names(&listing, l, b)),
+            base_unknown: !l.chain_known,
         })
         .collect();
     let d = decide(policy, &candidates)?;
@@ -243,6 +279,10 @@ fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
             (c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
+                || c
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(&b.sha256))
                 || (cdir == dir && name == recorded)
                 || c.url == recorded
                 || c.key == recorded

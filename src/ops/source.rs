@@ -84,6 +84,12 @@ enum Inner {
 }
 
 impl ArchiveReader {
+    /// The first bytes of an encrypted archive (its age header, but for
+    /// a very long one).
+    pub fn age_start(&self) -> Option<&[u8]> {
+        self.cipher.as_ref().map(|c| c.start.as_slice())
+    }
+
     /// Whether the archive is encrypted (an age file).
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()
@@ -468,24 +474,7 @@ impl RandomSource {
                 return Ok(Some(h.finalize().into()));
             }
         };
-        let key = crate::store::verified::key_of(file);
-        if let Some(sha) = key.as_ref().and_then(crate::store::verified::lookup) {
-            return Ok(Some(sha));
-        }
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", &self.shown, e))?
-            .len();
-        let mut h = Sha256::new();
-        crate::write::hash_range(file, 0, len, &mut [&mut h], self.shown.as_ref())?;
-        let sha: [u8; 32] = h.finalize().into();
-        // Remembered only if the file did not change while it was read.
-        if let Some(k) = key
-            && crate::store::verified::key_of(file) == Some(k)
-        {
-            crate::store::verified::remember(&k, &sha);
-        }
-        Ok(Some(sha))
+        crate::store::verified::digest(file, self.shown.as_ref()).map(Some)
     }
 
     /// The device and inode of the file read, if it is a file.
@@ -823,7 +812,7 @@ impl Seek for ObjectSeek {
 }
 
 /// Bytes of an archive's start read to tell (and describe) an age file.
-const START: usize = 4096;
+const START: usize = 16 * 1024;
 
 /// Opens an archive for reading; a local `-` is stdin. Directories are
 /// refused. An object is first checked with a ranged read of its end (a

@@ -24,6 +24,98 @@ const MAX_WORK_FACTOR: u8 = 20;
 /// Longest key file read.
 const MAX_KEY_FILE: u64 = 1 << 20;
 
+/// The tag of the chain record: a stanza of the age header that wraps no
+/// key (every age identity passes over a stanza of a type it does not
+/// know), whose body is a [`ChainRecord`] in JSON.
+pub const CHAIN_TAG: &str = "sydra-chain";
+
+/// What `ls` and `prune` must know of an encrypted archive without its
+/// key: whether it is an incremental, and the base it was made on (the
+/// base's SHA-256, size, TAIL digest, location and depth: no file name,
+/// no data of the data dir). Written in the age header, whose MAC (keyed
+/// by the file key) authenticates it for whoever decrypts: every reader
+/// with the key checks it against HEAD's base.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainRecord {
+    /// The base, for an incremental; `None` for a full archive.
+    pub base: Option<crate::format::incremental::BaseRef>,
+}
+
+/// The stanza that carries a [`ChainRecord`].
+struct ChainStanza(Vec<u8>);
+
+impl age::Recipient for ChainStanza {
+    fn wrap_file_key(
+        &self,
+        _: &age_core::format::FileKey,
+    ) -> std::result::Result<
+        (Vec<age_core::format::Stanza>, std::collections::HashSet<String>),
+        age::EncryptError,
+    > {
+        Ok((
+            vec![age_core::format::Stanza {
+                tag: CHAIN_TAG.into(),
+                args: vec!["v1".into()],
+                body: self.0.clone(),
+            }],
+            std::collections::HashSet::new(),
+        ))
+    }
+}
+
+/// Longest age header read for a chain record.
+pub const MAX_HEADER: usize = 64 * 1024;
+
+/// The chain record in the age header that `start` (the first bytes of an
+/// age file, up to [`MAX_HEADER`]) begins: `None` when the header has
+/// none (a passphrase archive: age's scrypt stanza stands alone; or one
+/// written before records). Not authenticated here: only for `ls` and
+/// `prune`, which keep more archives, never fewer, on what it says.
+pub fn chain_record(start: &[u8]) -> Result<Option<ChainRecord>> {
+    use base64::Engine;
+    let bad = |why: &str| Error::corrupt(format!("the age header's chain record: {why}"));
+    let Some(rest) = start.strip_prefix(AGE_MAGIC) else {
+        return Err(bad("not an age file"));
+    };
+    let mut lines = rest.split(|&b| b == b'\n');
+    let mut found = None;
+    let mut in_record: Option<Vec<u8>> = None;
+    for line in lines.by_ref() {
+        if let Some(body) = &mut in_record {
+            if line.len() > 64 {
+                return Err(bad("a body line longer than 64 columns"));
+            }
+            body.extend_from_slice(line);
+            if line.len() < 64 {
+                let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(&body[..])
+                    .map_err(|_| bad("its body is not base64"))?;
+                let r: ChainRecord =
+                    serde_json::from_slice(&raw).map_err(|e| bad(&e.to_string()))?;
+                if let Some(b) = &r.base {
+                    b.check()?;
+                }
+                if found.replace(r).is_some() {
+                    return Err(bad("two records"));
+                }
+                in_record = None;
+            }
+            continue;
+        }
+        if line.starts_with(b"--- ") {
+            return Ok(found);
+        }
+        if line == format!("-> {CHAIN_TAG} v1").as_bytes() {
+            in_record = Some(Vec::new());
+        }
+    }
+    if start.len() >= MAX_HEADER {
+        return Err(bad("the header is longer than 64 KiB"));
+    }
+    Err(bad("the header ends early"))
+}
+
 /// Whether bytes (the start of an archive) begin an age file.
 pub fn is_encrypted(start: &[u8]) -> bool {
     start.starts_with(AGE_MAGIC)
@@ -128,12 +220,21 @@ impl Recipients {
     }
 
     /// Wraps `out`: what is written to the result is encrypted to the
-    /// recipients. Its `finish` must be called.
-    pub fn encrypt<W: io::Write>(&self, out: W) -> Result<age::stream::StreamWriter<W>> {
+    /// recipients, with `record` in the header (but for a passphrase:
+    /// age's scrypt stanza must stand alone). Its `finish` must be called.
+    pub fn encrypt<W: io::Write>(
+        &self,
+        out: W,
+        record: &ChainRecord,
+    ) -> Result<age::stream::StreamWriter<W>> {
+        let stanza = ChainStanza(serde_json::to_vec(record).expect("a record serializes"));
         let enc = match &self.passphrase {
             Some(p) => age::Encryptor::with_user_passphrase(p.clone()),
             None => age::Encryptor::with_recipients(
-                self.keys.iter().map(|k| k.as_ref() as &dyn age::Recipient),
+                self.keys
+                    .iter()
+                    .map(|k| k.as_ref() as &dyn age::Recipient)
+                    .chain(std::iter::once(&stanza as &dyn age::Recipient)),
             )
             .map_err(|e| Error::Refused(format!("cannot encrypt to these recipients: {e}")))?,
         };

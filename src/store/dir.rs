@@ -80,7 +80,7 @@ impl LocalShelf {
                 continue;
             };
             match probe(&d, &n, &shown) {
-                Ok(Probed::Archive(size, modified_unix_ms, identity, body_sha256)) => {
+                Ok(Probed::Archive(size, modified_unix_ms, identity, body_sha256, enc)) => {
                     listing.archives.push(Listed {
                         url: shown,
                         key: name,
@@ -88,8 +88,10 @@ impl LocalShelf {
                         modified_unix_ms,
                         sha256: None,
                         identity: Some(identity),
-                        base: None,
+                        base: enc.as_ref().and_then(|r| r.as_ref().and_then(|r| r.base.clone())),
                         body_sha256,
+                        encrypted: enc.is_some(),
+                        chain_known: enc.as_ref().is_none_or(Option::is_some),
                     })
                 }
                 Ok(Probed::Other(why)) => listing.others.push((shown, why)),
@@ -102,6 +104,20 @@ impl LocalShelf {
             .collect();
         listing.sort();
         Ok(listing)
+    }
+
+    /// The whole SHA-256 of the archive `l` listed here (from the
+    /// verified-digest cache when it is unchanged since it was hashed).
+    pub fn digest(&self, l: &Listed) -> Result<[u8; 32]> {
+        let d = sys::Dir::from_file(&self.dir).map_err(|e| Error::io("open", &self.path, e))?;
+        let shown = self.path.join(&l.key);
+        let (f, st) = d
+            .open_file(l.key.as_bytes())
+            .map_err(|e| Error::io("open", &shown, e))?;
+        if st.kind != sys::Kind::File {
+            return Err(Error::Refused(format!("{} is not a regular file", shown.display())));
+        }
+        crate::store::verified::digest(&f, &shown)
     }
 
     /// Removes the temporary files of killed runs here; returns their
@@ -156,11 +172,15 @@ impl LocalShelf {
 
 /// What a listed entry turned out to be.
 enum Probed {
-    /// An archive: size, modification time, identity, TAIL's body digest.
-    Archive(u64, i64, String, Option<String>),
+    /// An archive: size, modification time, identity, TAIL's body
+    /// digest, and for an encrypted one, its chain record (if it has one).
+    Archive(u64, i64, String, Option<String>, Option<Encrypted>),
     /// Not an archive, and why.
     Other(String),
 }
+
+/// An encrypted archive's chain record, if its header has one.
+type Encrypted = Option<crate::store::crypt::ChainRecord>;
 
 /// Device, inode, size and modification time: what tells that a name
 /// still names the file that was listed.
@@ -196,12 +216,16 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
     }
     // An encrypted archive is an age file (its end is ciphertext, with no
     // TAIL to check or to name it by); any other ends with a TAIL.
-    let body = if name.ends_with(b".age") {
-        let mut start = [0u8; 22];
-        if f.read_exact_at(&mut start, 0).is_err() || !crate::store::crypt::is_encrypted(&start) {
-            return Ok(Probed::Other("not an age file".into()));
-        }
+    // An age file is told by its start, whatever its name.
+    let mut start = vec![0u8; st.size.min(crate::store::crypt::MAX_HEADER as u64) as usize];
+    let age = f.read_exact_at(&mut start, 0).is_ok() && crate::store::crypt::is_encrypted(&start);
+    let mut encrypted = None;
+    let body = if age {
+        // A header that does not parse has no record to go by.
+        encrypted = Some(crate::store::crypt::chain_record(&start).ok().flatten());
         None
+    } else if name.ends_with(b".age") {
+        return Ok(Probed::Other("not an age file".into()));
     } else {
         let n = st.size.min(TAIL_LEN as u64) as usize;
         let mut last = vec![0u8; n];
@@ -225,5 +249,5 @@ fn probe(d: &sys::Dir, name: &[u8], shown: &str) -> Result<Probed> {
             "its modification time is out of range".into(),
         ));
     };
-    Ok(Probed::Archive(st.size, ms, identity(&st), body))
+    Ok(Probed::Archive(st.size, ms, identity(&st), body, encrypted))
 }

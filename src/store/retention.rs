@@ -53,6 +53,9 @@ pub struct Candidate {
     /// name, or by size and digest). All are kept with it: keeping an
     /// archive too many is safe; deleting a base is not.
     pub base: Vec<String>,
+    /// An encrypted archive whose chain cannot be known without its key:
+    /// kept, it keeps every other archive.
+    pub base_unknown: bool,
 }
 
 /// Why an archive is kept.
@@ -72,6 +75,9 @@ pub enum Reason {
     /// A kept archive needs it (named): it is that archive's base, or a
     /// base of its base.
     BaseOf(String),
+    /// A kept encrypted archive whose chain is unknown without its key
+    /// (named) may need it.
+    MayBeBaseOf(String),
 }
 
 impl std::fmt::Display for Reason {
@@ -83,6 +89,9 @@ impl std::fmt::Display for Reason {
             Reason::Weekly(p) => write!(f, "weekly {p}"),
             Reason::Monthly(p) => write!(f, "monthly {p}"),
             Reason::BaseOf(n) => write!(f, "base of {n}"),
+            Reason::MayBeBaseOf(n) => {
+                write!(f, "may be a base of {n} (encrypted: its chain is known only with its key)")
+            }
         }
     }
 }
@@ -159,6 +168,20 @@ pub fn decide(policy: &Policy, candidates: &[Candidate]) -> Result<Decision> {
                 .or_default()
                 .insert(Reason::BaseOf(name.to_string()));
             todo.extend(b.base.iter().map(String::as_str));
+        }
+    }
+    // A kept archive whose chain is unknown may need any other.
+    if let Some(u) = sorted
+        .iter()
+        .find(|c| c.base_unknown && reasons.contains_key(c.name.as_str()))
+    {
+        for c in &sorted {
+            if c.name != u.name {
+                reasons
+                    .entry(c.name.as_str())
+                    .or_default()
+                    .insert(Reason::MayBeBaseOf(u.name.clone()));
+            }
         }
     }
     let mut d = Decision::default();
@@ -264,6 +287,7 @@ mod tests {
             name: name.into(),
             unix_ms,
             base: base.into_iter().map(String::from).collect(),
+            base_unknown: false,
         }
     }
 

@@ -129,6 +129,36 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     }
 }
 
+/// The SHA-256 of the whole file `f` (`shown` names it in errors): from
+/// the cache when the file is unchanged since it was hashed, else read
+/// whole through `f` and remembered (if it did not change meanwhile).
+pub fn digest(f: &File, shown: &std::path::Path) -> crate::error::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::FileExt;
+    let key = key_of(f);
+    if let Some(sha) = key.as_ref().and_then(lookup) {
+        return Ok(sha);
+    }
+    let io = |e| crate::error::Error::io("read", shown, e);
+    let len = f.metadata().map_err(io)?.len();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        f.read_exact_at(&mut buf[..n], at).map_err(io)?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    let sha: [u8; 32] = h.finalize().into();
+    if let Some(k) = key
+        && key_of(f) == Some(k)
+    {
+        remember(&k, &sha);
+    }
+    Ok(sha)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

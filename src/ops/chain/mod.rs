@@ -61,6 +61,11 @@ impl Link {
         let reader = open_link(loc)?;
         let recorded_sha256 = reader.recorded_sha256();
         let encrypted = reader.is_encrypted();
+        // What `ls` and `prune` go by without the key, authenticated by
+        // the age header's MAC once decrypted: it must say what HEAD says.
+        let record = reader
+            .age_start()
+            .and_then(|s| crate::store::crypt::chain_record(s).ok().flatten());
         let Some(src) = reader.random_access()? else {
             return Err(Error::Refused(format!(
                 "{loc} is not a file or an object: the archives of a chain are read at offsets"
@@ -95,6 +100,13 @@ impl Link {
             return Err(Error::corrupt(format!(
                 "{loc}: TAIL says version {} but HEAD says version {}",
                 tail.version, head.version
+            )));
+        }
+        if let Some(r) = record
+            && r.base != head.base
+        {
+            return Err(Error::corrupt(format!(
+                "{loc}: the chain record in its age header is not the base its HEAD records"
             )));
         }
         let rows = table_rows(&table, tail.table_offset, 16 + len)?;

@@ -30,6 +30,10 @@ pub struct Probe {
     pub modified_unix_ms: i64,
     /// TAIL's `body_sha256`, for a version-2 archive.
     pub body_sha256: Option<[u8; 32]>,
+    /// An age file.
+    pub encrypted: bool,
+    /// Its age header's chain record, if it has one.
+    pub record: Option<crate::store::crypt::ChainRecord>,
 }
 
 /// Bytes read from an object's end: a version-2 TAIL, whose last 64
@@ -52,12 +56,15 @@ pub(super) async fn probe_encrypted(
     store: &AmazonS3,
     url: &S3Url,
     path: &ObjPath,
+    size: u64,
 ) -> Result<Probe> {
     let got = store
         .get_opts(
             path,
             GetOptions {
-                range: Some(GetRange::Bounded(0..22)),
+                range: Some(GetRange::Bounded(
+                    0..size.clamp(22, crate::store::crypt::MAX_HEADER as u64),
+                )),
                 ..Default::default()
             },
         )
@@ -80,6 +87,9 @@ pub(super) async fn probe_encrypted(
             .map(|v| v.as_ref().to_string()),
         modified_unix_ms: meta.last_modified.timestamp_millis(),
         body_sha256: None,
+        encrypted: true,
+        // A header that does not parse has no record to go by.
+        record: crate::store::crypt::chain_record(&bytes).ok().flatten(),
     })
 }
 
@@ -142,6 +152,8 @@ async fn probe_path_checked(
         sha256,
         modified_unix_ms: meta.last_modified.timestamp_millis(),
         body_sha256: crate::format::v2::Tail::body_sha256_of(&bytes),
+        encrypted: false,
+        record: None,
     })
 }
 

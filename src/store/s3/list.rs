@@ -31,6 +31,12 @@ pub struct Listed {
     /// incremental's HEAD names its base by.
     #[serde(skip)]
     pub body_sha256: Option<String>,
+    /// Whether it is encrypted (an age file, whatever its name).
+    pub encrypted: bool,
+    /// Whether its chain (`base`) is known: false for an encrypted
+    /// archive without a chain record in its header, listed without its
+    /// key.
+    pub chain_known: bool,
 }
 
 /// What [`ls`] found under a prefix.
@@ -80,10 +86,18 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
         futures_util::stream::iter(candidates.into_iter().map(|m| {
             let obj = url.with_key(m.location.as_ref());
             async move {
+                // An age file is told by its start, whatever its name.
                 let probed = if m.location.as_ref().ends_with(".age") {
-                    super::download::probe_encrypted(store, &obj, &m.location).await
+                    super::download::probe_encrypted(store, &obj, &m.location, m.size).await
                 } else {
-                    probe_path(store, &obj, &m.location, Some(m.size)).await
+                    match probe_path(store, &obj, &m.location, Some(m.size)).await {
+                        Err(e) if e.is_archive_fault() => {
+                            super::download::probe_encrypted(store, &obj, &m.location, m.size)
+                                .await
+                                .map_err(|_| e)
+                        }
+                        r => r,
+                    }
                 };
                 (m, obj, probed)
             }
@@ -100,8 +114,10 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 modified_unix_ms: p.modified_unix_ms,
                 sha256: p.sha256,
                 identity: p.e_tag,
-                base: None,
+                base: p.record.as_ref().and_then(|r| r.base.clone()),
                 body_sha256: p.body_sha256.map(|d| crate::format::sums::hex(&d)),
+                encrypted: p.encrypted,
+                chain_known: !p.encrypted || p.record.is_some(),
             }),
             Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
             Err(e) => return Err(e),
