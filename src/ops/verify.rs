@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
-use crate::ops::chain::{Link, Trust, chain_of, open_chain};
+use crate::ops::chain::{Link, Trust, chain_of};
 use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
@@ -270,14 +270,41 @@ pub fn list_chain(
 
 /// `verify --chain` of the archive at `loc`, after the archive itself is
 /// verified: every base of an incremental is found (where recorded, or
-/// among `bases`) and is the archive recorded (its size and TAIL's
-/// SHA-256 of its body, and the SHA-256 its object metadata recorded),
-/// and the chain's operations match what each base holds (every delete
-/// and append), reading only ends, HEADs, indexes and operations, at
-/// offsets. Returns the chain, the full archive first (just `loc` for a
-/// full one).
-pub fn verify_chain(loc: &Location, bases: &[Location]) -> Result<Vec<String>> {
-    let links = open_chain(loc, bases)?;
+/// among `bases`) and is, byte for byte, the archive recorded: its whole
+/// SHA-256 is the one the link above recorded (hashed, or taken from the
+/// verified-digest cache for a file unchanged since it was hashed); and
+/// the chain model accepts the chain (every operation fits the base's
+/// tree, every level is a tree). The bases' data frames are not
+/// decompressed: with `read_data`, every base is also read whole and
+/// checked as `verify` checks an archive (every frame, every member's
+/// SHA-256), its SHA-256 taken as it is read. Returns the chain, the full
+/// archive first (just `loc` for a full one).
+pub fn verify_chain(
+    loc: &Location,
+    bases: &[Location],
+    read_data: bool,
+    threads: usize,
+) -> Result<Vec<String>> {
+    let trust = if read_data { Trust::AsRead } else { Trust::Hash };
+    let links = chain_of(Link::open(loc)?, bases, trust)?;
+    if read_data {
+        for (i, l) in links.iter().enumerate().take(links.len() - 1) {
+            let read = verify(&l.loc, Depth::Full, None, threads)
+                .map_err(|e| e.also(format!("in {}, a base of {loc}", l.loc)))?;
+            let above = &links[i + 1];
+            let want = &above.head.base.as_ref().expect("an incremental").sha256;
+            let got = crate::format::sums::hex(&read.sha256);
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(Error::Base {
+                    archive: above.loc.to_string(),
+                    reason: format!(
+                        "its base {} hashes to {got}, not the {want} it was made on",
+                        l.loc
+                    ),
+                });
+            }
+        }
+    }
     for e in crate::ops::chain::state(&links)? {
         e?;
     }

@@ -237,11 +237,15 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
     /// For an incremental: also check that every base it needs is present
-    /// and is the archive recorded, and that its operations match them
-    /// (ranged reads of their ends and indexes; verify a base itself to
-    /// check its data).
+    /// and is, byte for byte, the archive recorded (its whole SHA-256),
+    /// and that its operations fit them (the bases' data frames are not
+    /// decompressed: see --read-data).
     #[arg(long = "chain", conflicts_with = "deep")]
     pub check_chain: bool,
+    /// With --chain: also read and check every byte of every base, as
+    /// verify checks an archive (every frame, every file's SHA-256).
+    #[arg(long, requires = "check_chain")]
+    pub read_data: bool,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]

@@ -461,10 +461,16 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         let depth = if a.quick { Depth::Quick } else { Depth::Full };
         sydra_archive::verify(&loc, depth, Some(progress.clone()), threads).and_then(|s| {
             if a.check_chain {
-                let chain = sydra_archive::verify_chain(&loc, &chain_bases)?;
+                let chain =
+                    sydra_archive::verify_chain(&loc, &chain_bases, a.read_data, threads)?;
                 if !a.quiet && !a.json && chain.len() > 1 {
+                    let what = if a.read_data {
+                        "every byte of every base read and checked, each the archive recorded (whole SHA-256), the operations fit them"
+                    } else {
+                        "each base present and the archive recorded (whole SHA-256), the operations fit them; the bases' data frames were not decompressed (--read-data does)"
+                    };
                     say!(
-                        "sydra-archive: chain of {} archives, each base present and the one recorded: {}",
+                        "sydra-archive: chain of {} archives, {what}: {}",
                         chain.len(),
                         chain.join(" <- ")
                     );
