@@ -347,7 +347,12 @@ pub fn recipient_kinds(start: &[u8]) -> Vec<String> {
                 .take(32)
                 .collect::<String>();
             // age adds random "grease" stanzas that name no recipient.
-            if !kind.is_empty() && !kind.ends_with("-grease") && !kinds.contains(&kind) {
+            // Nor does the chain record.
+            if !kind.is_empty()
+                && !kind.ends_with("-grease")
+                && kind != CHAIN_TAG
+                && !kinds.contains(&kind)
+            {
                 kinds.push(kind);
             }
         }
@@ -494,10 +499,23 @@ mod tests {
         let r = Recipients::new(&[id.to_public().to_string()], &[], None)
             .unwrap()
             .unwrap();
-        let mut w = r.encrypt(Vec::new()).unwrap();
+        let record = ChainRecord {
+            base: Some(crate::format::incremental::BaseRef {
+                sha256: "a".repeat(64),
+                size: 7,
+                body_sha256: "b".repeat(64),
+                location: "x".repeat(300),
+                depth: 3,
+            }),
+        };
+        let mut w = r.encrypt(Vec::new(), &record).unwrap();
         w.write_all(b"hello").unwrap();
         let ct = w.finish().unwrap();
         assert!(is_encrypted(&ct));
+        // The record is read back without the key, and only once.
+        assert_eq!(chain_record(&ct).unwrap(), Some(record));
+        let cut = ct.iter().position(|&b| b == b'-').unwrap() + 40;
+        assert!(chain_record(&ct[..cut]).is_err());
         assert_eq!(recipient_kinds(&ct), ["X25519"]);
         set_identities(Identities::default());
         let e = decrypt(&ct[..], &ct, "a").err().unwrap();
