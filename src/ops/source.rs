@@ -19,6 +19,7 @@ use crate::read::{
     plan_from_end, read_archive_hashed,
 };
 use crate::store::location::Location;
+use crate::store::pool::PooledFile;
 use crate::store::s3::{ObjectReader, RangedReader, Remote};
 
 /// An open archive source: a file, stdin when the path is `-`, or an
@@ -172,6 +173,7 @@ impl ArchiveReader {
                 }
                 let file = file
                     .try_clone()
+                    .and_then(|f| PooledFile::new(&self.name, f))
                     .map_err(|e| Error::io("read", &self.name, e))?;
                 Some(RandomSource::new(SourceKind::File(file), m.len(), shown))
             }
@@ -374,7 +376,8 @@ pub struct RandomSource {
 }
 
 enum SourceKind {
-    File(File),
+    /// A file, its descriptor in the pool.
+    File(PooledFile),
     Object(Box<Remote>, Option<String>),
     /// An encrypted archive, decrypted at offsets (and its file, if any,
     /// for its stamp).
@@ -409,7 +412,7 @@ impl RandomSource {
         self.read_bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         match &self.kind {
-            SourceKind::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, at),
+            SourceKind::File(f) => f.with(|f| std::os::unix::fs::FileExt::read_exact_at(f, buf, at)),
             SourceKind::Object(r, e) => r
                 .read_at(at, buf, e.as_deref())
                 .map_err(std::io::Error::other),
@@ -430,12 +433,7 @@ impl RandomSource {
             SourceKind::Sealed(..) => Box::new(SealedRange { src: self, at, end }),
             SourceKind::File(f) => {
                 self.reads.fetch_add(1, Ordering::Relaxed);
-                let mut f = f
-                    .try_clone()
-                    .map_err(|e| Error::io("read", &self.shown, e))?;
-                f.seek(SeekFrom::Start(at))
-                    .map_err(|e| Error::io("seek", &self.shown, e))?;
-                Box::new(Counted(f.take(end - at), &self.read_bytes))
+                Box::new(Counted(FileRange { file: f, at, end }, &self.read_bytes))
             }
             SourceKind::Object(r, e) => Box::new(RangedReader::lazy(
                 r,
@@ -455,7 +453,16 @@ impl RandomSource {
     pub fn stored_sha256(&self) -> Result<Option<[u8; 32]>> {
         use sha2::{Digest, Sha256};
         let file = match &self.kind {
-            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => f,
+            SourceKind::File(f) => {
+                return f
+                    .with(|f| {
+                        crate::store::verified::digest(f, self.shown.as_ref())
+                            .map_err(std::io::Error::other)
+                    })
+                    .map(Some)
+                    .map_err(|e| crate::write::from_io(e, "read", self.shown.as_ref()));
+            }
+            SourceKind::Sealed(_, Some(f)) => f,
             SourceKind::Sealed(_, None) => return Ok(None),
             SourceKind::Object(..) => {
                 let mut r = self.stream(0, self.size)?;
@@ -481,9 +488,11 @@ impl RandomSource {
     pub fn file_id(&self) -> Option<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
         match &self.kind {
-            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => {
-                f.metadata().ok().map(|m| (m.dev(), m.ino()))
-            }
+            SourceKind::File(f) => f
+                .with(|f| f.metadata())
+                .ok()
+                .map(|m| (m.dev(), m.ino())),
+            SourceKind::Sealed(_, Some(f)) => f.metadata().ok().map(|m| (m.dev(), m.ino())),
             _ => None,
         }
     }
@@ -500,11 +509,34 @@ impl RandomSource {
     /// pinned to its ETag instead.
     fn stamp(&self) -> Result<Option<Stamp>> {
         match &self.kind {
-            SourceKind::File(f) | SourceKind::Sealed(_, Some(f)) => {
-                stamp(f, Path::new(&self.shown)).map(Some)
-            }
+            SourceKind::File(f) => f
+                .with(|f| stamp(f, Path::new(&self.shown)).map_err(std::io::Error::other))
+                .map(Some)
+                .map_err(|e| crate::write::from_io(e, "stat", self.shown.as_ref())),
+            SourceKind::Sealed(_, Some(f)) => stamp(f, Path::new(&self.shown)).map(Some),
             SourceKind::Object(..) | SourceKind::Sealed(_, None) => Ok(None),
         }
+    }
+}
+
+/// Bytes `[at, end)` of a file of the pool, read at offsets.
+struct FileRange<'a> {
+    file: &'a PooledFile,
+    at: u64,
+    end: u64,
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.end - self.at) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self
+            .file
+            .with(|f| std::os::unix::fs::FileExt::read_at(f, &mut buf[..n], self.at))?;
+        self.at += got as u64;
+        Ok(got)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod crypt;
 pub mod dir;
 pub mod location;
+pub mod pool;
 pub mod lock;
 pub mod publish;
 pub mod retention;
