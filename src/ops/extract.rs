@@ -568,6 +568,9 @@ pub(crate) fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(
     Ok(())
 }
 
+/// How extract's staging directories are named (`<mark><pid>.<nonce>`).
+const STAGE_MARK: &str = ".sydra-extract.";
+
 /// The private staging directory files are extracted into, and publishing
 /// them from it.
 struct Stage {
@@ -594,6 +597,9 @@ struct Stage {
     /// The directories publishing created (only those get the archive's
     /// modes and times: one that was there is left as it is).
     created_dirs: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// The files publishing moved into place, in order, each with whether
+    /// it replaced one (swapped into the staging tree).
+    moved: std::sync::Mutex<Vec<(Vec<u8>, bool)>>,
 }
 
 impl Stage {
@@ -614,7 +620,7 @@ impl Stage {
         let root = sys::open_dir_path(&root_path)
             .map_err(|e| Error::io("open directory", &root_path, e))?;
         let name = format!(
-            ".sydra-extract.{}.{:x}",
+            "{STAGE_MARK}{}.{:x}",
             std::process::id(),
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -622,8 +628,31 @@ impl Stage {
                 .subsec_nanos()
         )
         .into_bytes();
+        // Staging directories of killed runs (their lock is free) go first:
+        // they may hold plaintext of an encrypted archive.
+        for old in crate::store::publish::unlocked_leftovers(
+            &root_path,
+            std::ffi::OsStr::new(STAGE_MARK),
+            true,
+        )? {
+            if old.age >= crate::store::publish::STALE_AFTER
+                && let Some(n) = old.path.file_name()
+            {
+                let _ = sys::remove_tree_at(
+                    &root,
+                    std::os::unix::ffi::OsStrExt::as_bytes(n),
+                    &old._lock,
+                );
+            }
+        }
         let dir = sys::make_private_dir(&root, &name)
             .map_err(|e| Error::io("create a staging directory in", &root_path, e))?;
+        // Held until the run ends: a staging directory whose lock is free
+        // is a killed run's.
+        if let Err(e) = crate::store::publish::lock(&dir) {
+            let _ = sys::remove_tree_at(&root, &name, &dir);
+            return Err(Error::io("lock the staging directory in", &root_path, e));
+        }
         let pending = {
             let (r, d, n) = (
                 root.try_clone()
@@ -671,6 +700,7 @@ impl Stage {
             bytes: AtomicU64::new(0),
             dir_entries: std::sync::Mutex::new(Vec::new()),
             created_dirs: std::sync::Mutex::new(std::collections::HashSet::new()),
+            moved: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -797,7 +827,13 @@ impl Stage {
         let pending = self.pending.take().expect("registered at creation");
         let (moved, removed) = pending.commit(|| {
             let moved = match &self.to {
-                ExtractTo::Dir(_) => self.publish_tree(b"").and_then(|()| self.dir_times()),
+                ExtractTo::Dir(_) => {
+                    let r = self.publish_tree(b"");
+                    if r.is_err() {
+                        self.unpublish();
+                    }
+                    r.and_then(|()| self.dir_times())
+                }
                 ExtractTo::File(target) => self.publish_one(target),
                 ExtractTo::Stdout => self.copy_to_stdout(),
             };
@@ -916,12 +952,65 @@ impl Stage {
         let shown = self.shown(&lossy(rel));
         let from = open(&self.dir).map_err(|e| Error::io("open", &shown, e))?;
         let to = open(&self.root).map_err(|e| Error::io("open", &shown, e))?;
-        let flags = if self.force {
-            0
-        } else {
-            libc::RENAME_NOREPLACE
-        };
-        sys::rename_between(&from, name, &to, name, flags).map_err(|e| publish_error(e, &shown))
+        // Never over anything; with --force, an existing file is swapped
+        // out (into the staging tree, removed with it), so a failure later
+        // can put it back.
+        let mut exchanged = false;
+        if let Err(e) = sys::rename_between(&from, name, &to, name, libc::RENAME_NOREPLACE) {
+            let is_file = sys::Dir::from_file(&to)
+                .and_then(|d| d.stat_at(name))
+                .is_ok_and(|st| st.kind == sys::Kind::File);
+            if !(self.force && e.kind() == io::ErrorKind::AlreadyExists && is_file) {
+                return Err(publish_error(e, &shown));
+            }
+            sys::rename_between(&from, name, &to, name, libc::RENAME_EXCHANGE)
+                .map_err(|e| publish_error(e, &shown))?;
+            exchanged = true;
+        }
+        self.moved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((rel.to_vec(), exchanged));
+        Ok(())
+    }
+
+    /// Takes back what a failed publication moved: every file moved goes
+    /// back to the staging tree (a replaced one is swapped back), every
+    /// directory made is removed if empty.
+    fn unpublish(&self) {
+        let moved = std::mem::take(&mut *self.moved.lock().unwrap_or_else(|p| p.into_inner()));
+        for (rel, exchanged) in moved.into_iter().rev() {
+            let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&b""[..], &rel[..]),
+            };
+            let open = |at: &File| -> io::Result<File> {
+                if parent.is_empty() {
+                    at.try_clone()
+                } else {
+                    sys::open_at(at, parent, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                }
+            };
+            if let (Ok(from), Ok(to)) = (open(&self.dir), open(&self.root)) {
+                let flags = if exchanged {
+                    libc::RENAME_EXCHANGE
+                } else {
+                    libc::RENAME_NOREPLACE
+                };
+                let _ = sys::rename_between(&to, name, &from, name, flags);
+            }
+        }
+        let mut made: Vec<Vec<u8>> = self
+            .created_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        made.sort_by(|a, b| b.len().cmp(&a.len()));
+        for d in made {
+            // Only if empty: rmdir refuses anything else.
+            let _ = sys::unlink_in(&self.root, &d, libc::AT_REMOVEDIR);
+        }
     }
 
     /// Removes the staging directory after a failure; `e` is what failed.

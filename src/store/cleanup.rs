@@ -217,17 +217,22 @@ pub fn remove_all_and_hold() -> Vec<String> {
     results
 }
 
-/// Installs SIGINT and SIGTERM handling: a watcher thread removes every
-/// registered temporary path, prints one line on stderr and exits with
-/// `exit_code`.
+/// Installs SIGINT, SIGTERM and SIGHUP handling (a closed terminal or
+/// ssh session ends the run as cleanly as a kill): a watcher thread
+/// removes every registered temporary path, prints one line on stderr
+/// and exits with `exit_code`.
 pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                let name = match sig {
+                    SIGINT => "SIGINT",
+                    SIGHUP => "SIGHUP",
+                    _ => "SIGTERM",
+                };
                 let results = remove_all_and_hold();
                 let mut msg = format!("sydra-archive: interrupted by {name}");
                 for line in results {
