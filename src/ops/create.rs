@@ -344,7 +344,7 @@ fn base_state<'l>(
             sha256: whole_sha256(last)?,
             size: last.src.size,
             body_sha256: hex(&last.tail.body_sha256),
-            location: chain::recorded_location(&last.loc, out_loc),
+            location: chain::recorded_location(&last.loc, out_loc)?,
             depth,
         },
         entries: chain::state(links)?,

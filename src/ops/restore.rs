@@ -138,6 +138,7 @@ pub fn restore(
     // and checked to be the archive recorded before a byte is restored.
     let chain = match src.random_access()? {
         Some(r) if r.has_tail() => {
+            prove_meta_if_short(&r, &t.parent)?;
             let link = Link::open(archive)?;
             match link.head.base {
                 Some(_) => {
@@ -734,6 +735,57 @@ fn mtime_of(e: &Entry) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64)
 }
 
+/// The space a restore of `plan` takes, at most: every entry takes at
+/// least a block, and a file's last block is partly empty (an upper
+/// estimate without the list of sizes).
+fn space_needed(plan: &Plan, block: u64) -> u64 {
+    plan.total_bytes
+        .saturating_add(plan.files.saturating_add(plan.dirs).saturating_mul(block))
+}
+
+/// Before a restore refuses for want of space on what META says, META
+/// is proven: the archive's body must hash to what TAIL records (a
+/// tampered META is the archive's fault, not the disk's).
+fn prove_meta_if_short(src: &crate::ops::source::RandomSource, parent: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let Some((tail, meta, _)) =
+        crate::read::read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
+    else {
+        return Ok(());
+    };
+    let space = sys::free_space(parent).map_err(|e| Error::io("statvfs", parent, e))?;
+    let plan = Plan {
+        files: meta.files,
+        dirs: meta.dirs,
+        total_bytes: meta.total_bytes,
+    };
+    if space_needed(&plan, space.block) <= space.bytes {
+        return Ok(());
+    }
+    let mut h = Sha256::new();
+    let mut r = src.stream(0, tail.body_len)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_all = 0u64;
+    loop {
+        match io::Read::read(&mut r, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                n_all += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::write::from_io(e, "read", src.shown.as_ref())),
+        }
+    }
+    if n_all != tail.body_len || h.finalize().as_slice() != tail.body_sha256 {
+        return Err(Error::corrupt(format!(
+            "{}: the archive does not hash to what its TAIL records (its META, which asks for {} bytes, cannot be trusted)",
+            src.shown, meta.total_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// File modes come from HEAD with setuid, setgid and sticky bits masked.
 fn safe_mode(e: &Entry) -> u32 {
     e.mode & 0o777
@@ -756,13 +808,9 @@ impl Sink for Extract {
     fn plan(&mut self, plan: &Plan) -> Result<()> {
         let space =
             sys::free_space(&self.parent).map_err(|e| Error::io("statvfs", &self.parent, e))?;
-        let (free, block, free_inodes) = (space.bytes, space.block, space.inodes);
-        // Every entry takes at least a block, and a file's last block is
-        // partly empty: an upper estimate without the list of sizes.
+        let (free, free_inodes) = (space.bytes, space.inodes);
         let entries = plan.files.saturating_add(plan.dirs);
-        let need = plan
-            .total_bytes
-            .saturating_add(entries.saturating_mul(block));
+        let need = space_needed(plan, space.block);
         if need > free {
             return Err(Error::Refused(format!(
                 "not enough free space in {}: the archive needs about {need} bytes, {free} are free",

@@ -402,6 +402,23 @@ fn create_output(
         let mut joined = a.output.clone().into_os_string();
         joined.push(&name);
         out = PathBuf::from(joined);
+        // Never over an archive already there (two runs in one second, or
+        // a fixed SOURCE_DATE_EPOCH): the next free `-N` before the
+        // suffix. A race with another run is refused at publication.
+        if !a
+            .output
+            .to_string_lossy()
+            .starts_with(sydra_archive::S3_SCHEME)
+        {
+            let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
+            let mut n = 1;
+            while std::fs::symlink_metadata(&out).is_ok() && n < 1000 {
+                n += 1;
+                let mut joined = a.output.clone().into_os_string();
+                joined.push(format!("{stem}-{n}{ext}"));
+                out = PathBuf::from(joined);
+            }
+        }
     }
     let shown = out.display().to_string();
     Ok(match location(&out, &a.s3)? {

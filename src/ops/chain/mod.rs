@@ -483,8 +483,24 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
 }
 
 /// What HEAD records of a base found at `base` by an incremental that
-/// goes to `out`: relative when they share a directory or prefix.
-pub fn recorded_location(base: &Location, out: Option<&Location>) -> String {
+/// goes to `out`: relative when they share a directory or prefix. A path
+/// that is not UTF-8 cannot be recorded as it is (a lossy name would
+/// never be found again): [`Error::NotIncremental`].
+pub fn recorded_location(base: &Location, out: Option<&Location>) -> Result<String> {
+    let s = recorded_lossy(base, out);
+    if let Location::Local(b) = base
+        && (b.to_str().is_none()
+            || std::fs::canonicalize(b).is_ok_and(|r| r.to_str().is_none()))
+    {
+        return Err(Error::NotIncremental(format!(
+            "the base's path {} is not UTF-8, and HEAD records it as text; rename it",
+            b.display()
+        )));
+    }
+    Ok(s)
+}
+
+fn recorded_lossy(base: &Location, out: Option<&Location>) -> String {
     // A base named through a symlink is recorded by the file it is (the
     // link may be repointed, and `ls` lists files, not links).
     let resolved;
