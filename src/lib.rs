@@ -41,6 +41,8 @@ pub use format::sums::hex;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
+pub use ops::chain::apply_level;
+pub use ops::chain::reference::reference_level;
 pub use ops::metrics::Metrics;
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};

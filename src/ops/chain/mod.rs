@@ -29,7 +29,8 @@ use crate::store::location::Location;
 use crate::store::s3::S3Url;
 
 mod model;
-pub use model::state;
+pub mod reference;
+pub use model::{apply_level, state};
 
 /// One archive of a chain, open for reads at offsets, its end (TAIL,
 /// TABLE, META) and HEAD read and checked.

@@ -32,7 +32,7 @@ use crate::format::incremental::{CHANGES_PATH, Change, StateEntry, is_own, is_un
 use crate::format::sums::hex;
 use crate::format::v2::Record;
 
-use super::{Changes, Link, Member};
+use super::Link;
 
 /// A stream of a tree's entries, in tree order.
 pub type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
@@ -62,7 +62,8 @@ pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
                     .map(move |r| r.map(|r| entry(r, level))),
             ) as Stream<'l>)
                 .peekable(),
-            changes: l.changes()?.peekable(),
+            changes: (Box::new(l.changes()?) as Box<dyn Iterator<Item = Result<Change>> + 'l>)
+                .peekable(),
             level,
             pending: BTreeMap::new(),
             skipping: None,
@@ -72,6 +73,34 @@ pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
         s = Box::new(Valid::new(merged, l.loc.to_string()));
     }
     Ok(s)
+}
+
+/// The model on trees in memory, for tests and fuzzing: the tree of an
+/// incremental whose operations are `lines` (each checked as a reader
+/// checks them), whose members are `members` (in tree order) and whose
+/// tail members have the sizes `tails`, on the base tree `prev` (which
+/// is checked to be a tree too).
+pub fn apply_level(
+    prev: Vec<StateEntry>,
+    members: Vec<StateEntry>,
+    lines: &[Vec<u8>],
+    tails: HashMap<String, u64>,
+) -> Result<Vec<StateEntry>> {
+    let mut order = super::ChangeOrder::default();
+    let changes: Vec<Result<Change>> = lines.iter().map(|l| order.next(l)).collect();
+    let prev: Stream<'_> = Box::new(Valid::new(prev.into_iter().map(Ok), "base".into()));
+    let merged = Merge {
+        prev: prev.peekable(),
+        members: (Box::new(members.into_iter().map(Ok)) as Stream<'_>).peekable(),
+        changes: (Box::new(changes.into_iter()) as Box<dyn Iterator<Item = Result<Change>>>)
+            .peekable(),
+        level: 1,
+        pending: BTreeMap::new(),
+        skipping: None,
+        tails,
+        name: "incremental".into(),
+    };
+    Valid::new(merged, "incremental".into()).collect()
 }
 
 fn entry(r: Record, origin: usize) -> StateEntry {
@@ -96,7 +125,7 @@ const MAX_PENDING: usize = 10_000;
 struct Merge<'l> {
     prev: Peekable<Stream<'l>>,
     members: Peekable<Stream<'l>>,
-    changes: Peekable<Changes<Member<'l>>>,
+    changes: Peekable<Box<dyn Iterator<Item = Result<Change>> + 'l>>,
     level: usize,
     /// Base files continued under another name: (offset, prefix digest).
     pending: BTreeMap<String, (u64, String)>,
@@ -368,3 +397,190 @@ impl<I: Iterator<Item = Result<StateEntry>>> Iterator for Valid<I> {
 /// The own directory of an incremental sorts after every path of the
 /// layout (it must, for its members to come last).
 const _: () = assert!(crate::format::incremental::INCREMENTAL_DIR.as_bytes()[0] > b'w');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::incremental::tail_path;
+
+    /// splitmix64: a seeded generator for the randomized tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    const PATHS: &[&str] = &[
+        "MANIFEST",
+        "segments",
+        "segments/1",
+        "segments/1/a.seg",
+        "segments/1/b.seg",
+        "segments/2",
+        "segments/2/a.seg",
+        "tags.json",
+        "wal",
+        "wal/1.wal",
+        "wal/1.wal/x",
+        "wal/2.wal",
+        "wal/3.wal",
+        "wal/current.wal",
+    ];
+    const WAL: &[&str] = &["wal/1.wal", "wal/2.wal", "wal/3.wal", "wal/current.wal"];
+
+    fn file(path: &str, size: u64, fill: u8, origin: usize) -> StateEntry {
+        StateEntry {
+            path: path.into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            mtime: 1,
+            size,
+            sha256: [fill; 32],
+            origin,
+            frame: 0,
+            offset: 0,
+            appended: false,
+        }
+    }
+
+    fn dir(path: &str, origin: usize) -> StateEntry {
+        StateEntry {
+            kind: EntryKind::Dir,
+            size: 0,
+            sha256: [0; 32],
+            ..file(path, 0, 0, origin)
+        }
+    }
+
+    /// A random tree of `PATHS` (each path's parent a directory of it).
+    fn tree(rng: &mut Rng, origin: usize) -> Vec<StateEntry> {
+        let mut out: Vec<StateEntry> = Vec::new();
+        for p in PATHS {
+            if !rng.chance(70) {
+                continue;
+            }
+            if let Some((parent, _)) = p.rsplit_once('/')
+                && !out
+                    .iter()
+                    .any(|e| e.path == parent && e.kind == EntryKind::Dir)
+            {
+                continue;
+            }
+            let is_dir = matches!(*p, "segments" | "segments/1" | "segments/2" | "wal")
+                || (*p == "wal/1.wal" && rng.chance(30));
+            out.push(if is_dir {
+                dir(p, origin)
+            } else {
+                file(p, rng.below(3) as u64, rng.below(3) as u8, origin)
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_model_and_the_reference_agree_on_random_incrementals() {
+        let seeds: u64 = std::env::var("SYDRA_MODEL_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20_000);
+        let (mut accepted, mut refused) = (0, 0);
+        for seed in 0..seeds {
+            let mut rng = Rng(seed);
+            let prev = tree(&mut rng, 0);
+            let mut members: Vec<StateEntry> = tree(&mut rng, 1)
+                .into_iter()
+                .filter(|_| rng.chance(30))
+                .collect();
+            if rng.chance(5) {
+                members.reverse();
+            }
+            let mut changes: Vec<Change> = Vec::new();
+            let mut tails = HashMap::new();
+            for _ in 0..rng.below(4) {
+                if rng.chance(50) {
+                    changes.push(Change::Delete {
+                        path: PATHS[rng.below(PATHS.len())].into(),
+                    });
+                    continue;
+                }
+                let path = WAL[rng.below(WAL.len())];
+                let from = if rng.chance(50) {
+                    path
+                } else {
+                    WAL[rng.below(WAL.len())]
+                };
+                // Mostly true to the base's file, sometimes not.
+                let b = prev.iter().find(|e| e.path == from);
+                let (offset, fill) = match b {
+                    Some(b) if rng.chance(85) => (b.size, b.sha256[0]),
+                    _ => (rng.below(3) as u64, rng.below(3) as u8),
+                };
+                let size = offset + rng.below(3) as u64;
+                let tail = tail_path(path);
+                let tail_size = if rng.chance(90) {
+                    size - offset
+                } else {
+                    size + 1
+                };
+                tails.insert(tail.clone(), tail_size);
+                changes.push(Change::Append {
+                    path: path.into(),
+                    from: from.into(),
+                    offset,
+                    prefix_sha256: hex(&[fill; 32]),
+                    tail,
+                    size,
+                    sha256: hex(&[9; 32]),
+                    mode: 0o600,
+                    mtime: 2,
+                });
+            }
+            if rng.chance(90) {
+                changes.sort_by(|a, b| tree_cmp(a.path(), b.path()));
+                changes.dedup_by(|a, b| a.path() == b.path());
+            }
+            if rng.chance(5) {
+                tails.insert(tail_path("wal/zzz.wal"), 1);
+            }
+            let lines: Vec<Vec<u8>> = changes
+                .iter()
+                .map(|c| {
+                    let mut l = c.line();
+                    l.pop();
+                    l
+                })
+                .collect();
+            let model = apply_level(prev.clone(), members.clone(), &lines, tails.clone());
+            let reference =
+                crate::ops::chain::reference::reference_level(&prev, &members, &lines, &tails);
+            match (&model, &reference) {
+                (Ok(m), Ok(r)) => {
+                    assert_eq!(m, r, "seed {seed}: the trees differ");
+                    accepted += 1;
+                }
+                (Err(_), Err(_)) => refused += 1,
+                _ => panic!(
+                    "seed {seed}: model {:?} but reference {:?}\nprev {:#?}\nmembers {:#?}\nchanges {:#?}\ntails {tails:?}",
+                    model.as_ref().map(|_| "accepts").map_err(|e| e.to_string()),
+                    reference.as_ref().map(|_| "accepts"),
+                    prev.iter().map(|e| (&e.path, e.kind, e.size)).collect::<Vec<_>>(),
+                    members.iter().map(|e| (&e.path, e.kind)).collect::<Vec<_>>(),
+                    changes
+                ),
+            }
+        }
+        // The generator reaches both sides.
+        assert!(accepted > seeds / 20 && refused > seeds / 20, "{accepted} {refused}");
+    }
+}
