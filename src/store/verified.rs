@@ -90,24 +90,42 @@ fn parse(line: &str) -> Option<(Key, [u8; 32])> {
     parts.next().is_none().then_some((key, sha))
 }
 
+/// The cache as read once by this process (later additions of this
+/// process are added to it as they are made).
+static LOADED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<Key, [u8; 32]>>> =
+    std::sync::OnceLock::new();
+
+fn loaded() -> &'static std::sync::Mutex<std::collections::HashMap<Key, [u8; 32]>> {
+    LOADED.get_or_init(|| {
+        let mut map = std::collections::HashMap::new();
+        if let Some(f) = open(false) {
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                if let Some((k, sha)) = parse(&line) {
+                    map.insert(k, sha);
+                }
+            }
+        }
+        std::sync::Mutex::new(map)
+    })
+}
+
 /// The SHA-256 recorded for a file with this key, if any.
 pub fn lookup(key: &Key) -> Option<[u8; 32]> {
-    let f = open(false)?;
-    let mut found = None;
-    for line in BufReader::new(f).lines() {
-        let Ok(line) = line else { break };
-        if let Some((k, sha)) = parse(&line)
-            && k == *key
-        {
-            found = Some(sha);
-        }
-    }
-    found
+    loaded()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .copied()
 }
 
 /// Records that the file with this key hashed to `sha` (best effort: a
 /// cache that cannot be written is no cache).
 pub fn remember(key: &Key, sha: &[u8; 32]) {
+    loaded()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(*key, *sha);
     let Some(mut f) = open(true) else { return };
     let line = format!(
         "{} {}\n",
