@@ -297,17 +297,31 @@ impl Link {
         })
     }
 
-    /// The operations of an incremental, in order.
-    pub fn changes(&self) -> Result<Changes<Member<'_>>> {
+    /// The operations of an incremental, in order. Small ones (most: a
+    /// night's changes) are read whole at once, so a merge of a long
+    /// chain holds no decoder per archive; larger ones stream.
+    pub fn changes(&self) -> Result<Changes<Box<dyn Read + '_>>> {
         let Some(rec) = self.find_last(CHANGES_PATH)? else {
             return Err(Error::corrupt(format!(
                 "{} is an incremental archive without its {CHANGES_PATH}",
                 self.loc
             )));
         };
-        Ok(Changes::new(self.member(&rec)?))
+        let member = self.member(&rec)?;
+        if rec.size > SMALL_CHANGES {
+            return Ok(Changes::new(Box::new(member)));
+        }
+        let mut all = Vec::with_capacity(rec.size as usize);
+        let mut member = member;
+        member
+            .read_to_end(&mut all)
+            .map_err(|e| crate::write::from_io(e, "read", &self.loc.name()))?;
+        Ok(Changes::new(Box::new(std::io::Cursor::new(all))))
     }
 }
+
+/// Operations up to this size are read whole (see [`Link::changes`]).
+const SMALL_CHANGES: u64 = 16 * 1024;
 
 /// A member's content, checked against its SHA-256 at its end.
 pub struct Member<'a> {
@@ -412,7 +426,7 @@ impl<R: Read> Changes<R> {
     /// The operations read from `r` (the content of [`CHANGES_PATH`]).
     pub fn new(r: R) -> Self {
         Changes {
-            lines: BufReader::with_capacity(64 * 1024, r),
+            lines: BufReader::with_capacity(8 * 1024, r),
             order: ChangeOrder::default(),
             line: Vec::new(),
         }
