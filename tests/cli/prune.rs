@@ -205,16 +205,17 @@ fn create_into_a_directory_names_by_time_and_writes_metrics() {
         fs::metadata(&metrics).unwrap().permissions().mode() & 0o777,
         0o644
     );
-    // A failed run (the same second: the name exists) says so and keeps
-    // the last success's figures; nothing is left beside the file.
+    // A failed run (its data dir is gone) says so and keeps the last
+    // success's figures; nothing is left beside the file.
+    let gone = t.path().join("gone");
     let o = bin()
         .env("SOURCE_DATE_EPOCH", "1795653307")
-        .args(["create", p(&data), "-o", &out, "-q"])
+        .args(["create", p(&gone), "-o", &out, "-q"])
         .args(["--metrics-file", p(&metrics)])
         .output()
         .unwrap();
     expect_code(&o, 2);
-    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gone"), "{}", stderr(&o));
     let after = fs::read_to_string(&metrics).unwrap();
     assert!(
         after.contains("sydra_archive_last_run_success 0\n"),
