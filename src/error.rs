@@ -168,7 +168,10 @@ impl fmt::Display for Error {
             }
             Error::Refused(msg) => write!(f, "{msg}"),
             Error::NotIncremental(msg) => {
-                write!(f, "cannot write an incremental: {msg}; write a full archive")
+                write!(
+                    f,
+                    "cannot write an incremental: {msg}; write a full archive"
+                )
             }
             Error::Interrupted => write!(f, "interrupted by signal; temporary files removed"),
             Error::Remote { op, url, reason } => write!(f, "cannot {op} {url}: {reason}"),

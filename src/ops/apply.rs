@@ -329,10 +329,7 @@ pub fn check_staged(
             return Err(mismatch(format!("{path} is not in it")));
         };
         if e.path != path {
-            return Err(mismatch(format!(
-                "{} where it has {}",
-                path, e.path
-            )));
+            return Err(mismatch(format!("{} where it has {}", path, e.path)));
         }
         let kind_ok = matches!(
             (st.kind, e.kind),

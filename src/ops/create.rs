@@ -310,7 +310,11 @@ fn whole_sha256(l: &Link) -> Result<String> {
         // path (a swap in between would record another archive).
         let sha = match l.src.stored_sha256()? {
             Some(sha) => sha,
-            None => crate::ops::source::open_archive(&l.loc, None)?.stored_sha256()?.0,
+            None => {
+                crate::ops::source::open_archive(&l.loc, None)?
+                    .stored_sha256()?
+                    .0
+            }
         };
         return Ok(hex(&sha));
     }

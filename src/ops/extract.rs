@@ -402,7 +402,7 @@ fn by_index(
                 });
             }
             c.pos = rec.offset + 512;
-            check_header(&h, &rec).map_err(&corrupt)?;
+            crate::read::index::check_header(&h, &rec).map_err(&corrupt)?;
             let e = rec.entry();
             if rec.kind == EntryKind::Dir {
                 stage.dir(&e)?;
@@ -542,30 +542,6 @@ impl Blocks<'_> {
         }
         Ok(out)
     }
-}
-
-/// Checks that the 512-byte header `h` is the member `rec` describes.
-pub(crate) fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
-    let header = tar::Header::from_byte_slice(h);
-    let kind = match header.entry_type() {
-        tar::EntryType::Regular => EntryKind::File,
-        tar::EntryType::Directory => EntryKind::Dir,
-        _ => return Err("the index points at something other than its member".into()),
-    };
-    let size = header
-        .size()
-        .map_err(|_| "invalid tar header".to_string())?;
-    let name = &header.as_old().name;
-    let mut name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
-    if kind == EntryKind::Dir && name.len() > 1 && name.ends_with(b"/") {
-        name = &name[..name.len() - 1];
-    }
-    let path = rec.path.as_bytes();
-    let want = &path[..path.len().min(100)];
-    if kind != rec.kind || size != rec.size || name != want {
-        return Err("the index points at another member".into());
-    }
-    Ok(())
 }
 
 /// How extract's staging directories are named (`<mark><pid>.<nonce>`).
@@ -1006,7 +982,7 @@ impl Stage {
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
-        made.sort_by(|a, b| b.len().cmp(&a.len()));
+        made.sort_by_key(|d| std::cmp::Reverse(d.len()));
         for d in made {
             // Only if empty: rmdir refuses anything else.
             let _ = sys::unlink_in(&self.root, &d, libc::AT_REMOVEDIR);

@@ -279,8 +279,7 @@ fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
             (c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
-                || c
-                    .sha256
+                || c.sha256
                     .as_deref()
                     .is_some_and(|s| s.eq_ignore_ascii_case(&b.sha256))
                 || (cdir == dir && name == recorded)

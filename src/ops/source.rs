@@ -412,7 +412,9 @@ impl RandomSource {
         self.read_bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         match &self.kind {
-            SourceKind::File(f) => f.with(|f| std::os::unix::fs::FileExt::read_exact_at(f, buf, at)),
+            SourceKind::File(f) => {
+                f.with(|f| std::os::unix::fs::FileExt::read_exact_at(f, buf, at))
+            }
             SourceKind::Object(r, e) => r
                 .read_at(at, buf, e.as_deref())
                 .map_err(std::io::Error::other),
@@ -488,10 +490,7 @@ impl RandomSource {
     pub fn file_id(&self) -> Option<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
         match &self.kind {
-            SourceKind::File(f) => f
-                .with(|f| f.metadata())
-                .ok()
-                .map(|m| (m.dev(), m.ino())),
+            SourceKind::File(f) => f.with(|f| f.metadata()).ok().map(|m| (m.dev(), m.ino())),
             SourceKind::Sealed(_, Some(f)) => f.metadata().ok().map(|m| (m.dev(), m.ino())),
             _ => None,
         }

@@ -285,7 +285,11 @@ pub fn verify_chain(
     read_data: bool,
     threads: usize,
 ) -> Result<Vec<String>> {
-    let trust = if read_data { Trust::AsRead } else { Trust::Hash };
+    let trust = if read_data {
+        Trust::AsRead
+    } else {
+        Trust::Hash
+    };
     let links = chain_of(Link::open(loc)?, bases, trust)?;
     if read_data {
         for (i, l) in links.iter().enumerate().take(links.len() - 1) {

@@ -269,3 +269,27 @@ fn check_record(c: &mut Checked, rec: &Record) -> Result<()> {
     }
     c.counted.add(rec.kind, rec.size)
 }
+
+/// Checks that the 512-byte header `h` is the member `rec` describes.
+pub(crate) fn check_header(h: &[u8; 512], rec: &Record) -> std::result::Result<(), String> {
+    let header = tar::Header::from_byte_slice(h);
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Dir,
+        _ => return Err("the index points at something other than its member".into()),
+    };
+    let size = header
+        .size()
+        .map_err(|_| "invalid tar header".to_string())?;
+    let name = &header.as_old().name;
+    let mut name = &name[..name.iter().position(|&b| b == 0).unwrap_or(100)];
+    if kind == EntryKind::Dir && name.len() > 1 && name.ends_with(b"/") {
+        name = &name[..name.len() - 1];
+    }
+    let path = rec.path.as_bytes();
+    let want = &path[..path.len().min(100)];
+    if kind != rec.kind || size != rec.size || name != want {
+        return Err("the index points at another member".into());
+    }
+    Ok(())
+}

@@ -50,7 +50,10 @@ impl age::Recipient for ChainStanza {
         &self,
         _: &age_core::format::FileKey,
     ) -> std::result::Result<
-        (Vec<age_core::format::Stanza>, std::collections::HashSet<String>),
+        (
+            Vec<age_core::format::Stanza>,
+            std::collections::HashSet<String>,
+        ),
         age::EncryptError,
     > {
         Ok((

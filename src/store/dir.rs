@@ -88,7 +88,9 @@ impl LocalShelf {
                         modified_unix_ms,
                         sha256: None,
                         identity: Some(identity),
-                        base: enc.as_ref().and_then(|r| r.as_ref().and_then(|r| r.base.clone())),
+                        base: enc
+                            .as_ref()
+                            .and_then(|r| r.as_ref().and_then(|r| r.base.clone())),
                         body_sha256,
                         encrypted: enc.is_some(),
                         chain_known: enc.as_ref().is_none_or(Option::is_some),
@@ -115,7 +117,10 @@ impl LocalShelf {
             .open_file(l.key.as_bytes())
             .map_err(|e| Error::io("open", &shown, e))?;
         if st.kind != sys::Kind::File {
-            return Err(Error::Refused(format!("{} is not a regular file", shown.display())));
+            return Err(Error::Refused(format!(
+                "{} is not a regular file",
+                shown.display()
+            )));
         }
         crate::store::verified::digest(&f, &shown)
     }

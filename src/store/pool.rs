@@ -159,7 +159,9 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         std::fs::write(&p, "file 9999").unwrap();
         let mut b = [0u8; 4];
-        let e = files[0].with(|file| file.read_exact_at(&mut b, 5)).unwrap_err();
+        let e = files[0]
+            .with(|file| file.read_exact_at(&mut b, 5))
+            .unwrap_err();
         assert!(e.to_string().contains("changed or was replaced"), "{e}");
     }
 }

@@ -90,7 +90,10 @@ impl std::fmt::Display for Reason {
             Reason::Monthly(p) => write!(f, "monthly {p}"),
             Reason::BaseOf(n) => write!(f, "base of {n}"),
             Reason::MayBeBaseOf(n) => {
-                write!(f, "may be a base of {n} (encrypted: its chain is known only with its key)")
+                write!(
+                    f,
+                    "may be a base of {n} (encrypted: its chain is known only with its key)"
+                )
             }
         }
     }

@@ -129,12 +129,17 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     let Some(mut f) = open(true) else { return };
     let line = format!(
         "{} {}\n",
-        key.iter().map(i128::to_string).collect::<Vec<_>>().join(" "),
+        key.iter()
+            .map(i128::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
         hex(sha)
     );
     let _ = f.write_all(line.as_bytes());
     // Bounded: past about twice the limit, the newest entries are kept.
-    let big = f.metadata().is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
+    let big = f
+        .metadata()
+        .is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
     if let (true, Some(d)) = (big, dir())
         && let Ok(all) = fs::read_to_string(d.join(FILE_NAME))
     {

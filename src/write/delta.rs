@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{
-    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, MAX_CHANGE_LINE, StateEntry, TAILS_DIR, is_under, tail_path,
-    tree_cmp,
+    BaseRef, CHANGES_PATH, Change, INCREMENTAL_DIR, MAX_CHANGE_LINE, StateEntry, TAILS_DIR,
+    is_under, tail_path, tree_cmp,
 };
 use crate::format::path::MAX_NAME_LEN;
 use crate::format::sums::hex;

@@ -555,9 +555,7 @@ fn sigkill_during_an_incremental_create_leaves_no_archive() {
         let temps: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name())
-            .filter(|n| {
-                !n.to_string_lossy().contains(".sydra-tmp.") && n != ".sydra-archive.lock"
-            })
+            .filter(|n| !n.to_string_lossy().contains(".sydra-tmp.") && n != ".sydra-archive.lock")
             .collect();
         assert!(temps.is_empty(), "{temps:?}");
     }

@@ -142,9 +142,11 @@ impl Link {
     pub fn authenticate(&self, b: &BaseRef, child: &Location) -> Result<()> {
         let got = match self.src.stored_sha256()? {
             Some(sha) => sha,
-            None => crate::ops::source::open_archive(&self.loc, None)?
-                .stored_sha256()?
-                .0,
+            None => {
+                crate::ops::source::open_archive(&self.loc, None)?
+                    .stored_sha256()?
+                    .0
+            }
         };
         if !hex(&got).eq_ignore_ascii_case(&b.sha256) {
             return Err(Error::Base {
@@ -287,7 +289,7 @@ impl Link {
         if skipped != rec.offset || dec.read_exact(&mut h).is_err() {
             return Err(corrupt("the data ends before its member".into()));
         }
-        crate::ops::extract::check_header(&h, rec).map_err(corrupt)?;
+        crate::read::index::check_header(&h, rec).map_err(corrupt)?;
         Ok(Member {
             dec,
             left: rec.size,
@@ -504,8 +506,7 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
 pub fn recorded_location(base: &Location, out: Option<&Location>) -> Result<String> {
     let s = recorded_lossy(base, out);
     if let Location::Local(b) = base
-        && (b.to_str().is_none()
-            || std::fs::canonicalize(b).is_ok_and(|r| r.to_str().is_none()))
+        && (b.to_str().is_none() || std::fs::canonicalize(b).is_ok_and(|r| r.to_str().is_none()))
     {
         return Err(Error::NotIncremental(format!(
             "the base's path {} is not UTF-8, and HEAD records it as text; rename it",
@@ -834,7 +835,10 @@ fn append_of(l: &Link, path: &str) -> Result<Option<(String, String)>> {
     for c in l.changes()? {
         match c? {
             Change::Append {
-                path: p, from, tail, ..
+                path: p,
+                from,
+                tail,
+                ..
             } if p == path => return Ok(Some((from, tail))),
             c if tree_cmp(c.path(), path).is_gt() => break,
             _ => {}

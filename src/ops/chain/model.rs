@@ -574,13 +574,21 @@ mod tests {
                     "seed {seed}: model {:?} but reference {:?}\nprev {:#?}\nmembers {:#?}\nchanges {:#?}\ntails {tails:?}",
                     model.as_ref().map(|_| "accepts").map_err(|e| e.to_string()),
                     reference.as_ref().map(|_| "accepts"),
-                    prev.iter().map(|e| (&e.path, e.kind, e.size)).collect::<Vec<_>>(),
-                    members.iter().map(|e| (&e.path, e.kind)).collect::<Vec<_>>(),
+                    prev.iter()
+                        .map(|e| (&e.path, e.kind, e.size))
+                        .collect::<Vec<_>>(),
+                    members
+                        .iter()
+                        .map(|e| (&e.path, e.kind))
+                        .collect::<Vec<_>>(),
                     changes
                 ),
             }
         }
         // The generator reaches both sides.
-        assert!(accepted > seeds / 20 && refused > seeds / 20, "{accepted} {refused}");
+        assert!(
+            accepted > seeds / 20 && refused > seeds / 20,
+            "{accepted} {refused}"
+        );
     }
 }

@@ -30,7 +30,10 @@ pub fn reference_level(
     for l in lines {
         changes.push(order.next(l).map_err(|e| e.to_string())?);
     }
-    if members.windows(2).any(|w| key(&w[0].path) >= key(&w[1].path)) {
+    if members
+        .windows(2)
+        .any(|w| key(&w[0].path) >= key(&w[1].path))
+    {
         return Err("members out of tree order".into());
     }
     let member_paths: HashSet<&str> = members.iter().map(|m| m.path.as_str()).collect();
@@ -44,7 +47,10 @@ pub fn reference_level(
         match c {
             Change::Delete { path } => removed.push(path),
             Change::Append { path, .. } => {
-                if base.get(&key(path)).is_some_and(|b| b.kind == EntryKind::Dir) {
+                if base
+                    .get(&key(path))
+                    .is_some_and(|b| b.kind == EntryKind::Dir)
+                {
                     removed.push(path);
                 }
             }
@@ -52,7 +58,9 @@ pub fn reference_level(
     }
     for m in members {
         if m.kind != EntryKind::Dir
-            && base.get(&key(&m.path)).is_some_and(|b| b.kind == EntryKind::Dir)
+            && base
+                .get(&key(&m.path))
+                .is_some_and(|b| b.kind == EntryKind::Dir)
         {
             removed.push(&m.path);
         }
@@ -80,7 +88,9 @@ pub fn reference_level(
         if tails.get(tail.as_str()) != Some(&(size - offset)) || !used_tails.insert(tail) {
             return Err("a tail missing, of another size, or used twice".into());
         }
-        let b = base.get(&key(from)).ok_or("continues a file the base lacks")?;
+        let b = base
+            .get(&key(from))
+            .ok_or("continues a file the base lacks")?;
         if b.kind != EntryKind::File || b.size != *offset || hex(&b.sha256) != *prefix_sha256 {
             return Err("continues a file the base holds otherwise".into());
         }
@@ -157,7 +167,9 @@ pub fn reference_level(
     // A tree: the entry above each path is a directory of it.
     for e in tree.values() {
         if let Some((parent, _)) = e.path.rsplit_once('/')
-            && tree.get(&key(parent)).is_none_or(|p| p.kind != EntryKind::Dir)
+            && tree
+                .get(&key(parent))
+                .is_none_or(|p| p.kind != EntryKind::Dir)
         {
             return Err("not a tree".into());
         }
