@@ -380,6 +380,100 @@ fn sigkill_at_many_points_leaves_old_or_new_never_mixed() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
+/// The test hook of debug builds (see `removal_step` in src/sys.rs): the
+/// binary kills itself with SIGKILL just before removal step number N.
+const KILL_AT_REMOVAL: &str = "SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL";
+
+/// What a run killed while it extracted leaves: a marked staging
+/// directory, its lock free, holding part of a data dir.
+fn killed_staging(work: &Path, data: &Path) -> PathBuf {
+    let s = work.join(".db.sydra-staging.1.deadbeef");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", p(data), p(&s)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    fs::write(s.join(".sydra-staging"), b"").unwrap();
+    fs::create_dir_all(s.join("segments/7200/deeper")).unwrap();
+    fs::write(s.join("segments/7200/deeper/x.seg"), b"partial").unwrap();
+    s
+}
+
+#[test]
+fn a_cleanup_killed_at_any_point_is_finished_by_the_next_run() {
+    use std::os::unix::process::ExitStatusExt;
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the kill hook is compiled into debug builds only");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let want = tree_digest(&data);
+    let work = t.path().join("work");
+    let target = work.join("db");
+    // Kill the run that removes a killed run's staging directory just
+    // before each of its removal steps in turn (twice: the run after is
+    // killed at the same step of its own cleanup), until a run gets
+    // through; every time, the next unhindered run removes everything and
+    // reports nothing.
+    let mut killed = 0;
+    for n in 0u32.. {
+        assert!(n < 1000, "the restore never got through its cleanup");
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir(&work).unwrap();
+        killed_staging(&work, &data);
+        let mut got_through = None;
+        for run in 0..2 {
+            let o = bin()
+                .args(["restore", p(&a), p(&target), "-q"])
+                .env(KILL_AT_REMOVAL, n.to_string())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if o.status.success() {
+                got_through = Some(run);
+                break;
+            }
+            assert_eq!(
+                o.status.signal(),
+                Some(libc::SIGKILL),
+                "step {n}: {}",
+                stderr(&o)
+            );
+            assert!(!target.exists(), "step {n}: killed before it staged");
+        }
+        if got_through == Some(0) {
+            // Step n is past the end of the cleanup: every step was hit.
+            assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+            assert_eq!(tree_digest(&target), want);
+            break;
+        }
+        killed += 1;
+        if got_through.is_some() {
+            // The second run finished the first one's cleanup.
+            assert!(leftovers(&work).is_empty(), "step {n}: {:?}", leftovers(&work));
+            assert_eq!(tree_digest(&target), want, "step {n}");
+            continue;
+        }
+        let o = run(&["restore", p(&a), p(&target), "--json"]);
+        expect_code(&o, 0);
+        let v = json(&o);
+        assert!(
+            v["reported_leftovers"].as_array().unwrap().is_empty(),
+            "step {n}: {v}"
+        );
+        assert!(
+            !v["removed_leftovers"].as_array().unwrap().is_empty(),
+            "step {n}: {v}"
+        );
+        assert!(leftovers(&work).is_empty(), "step {n}: {:?}", leftovers(&work));
+        assert_eq!(tree_digest(&target), want, "step {n}");
+    }
+    // A rename, every file and directory below, the marker, the directory.
+    assert!(killed >= 13, "only {killed} kill points");
+}
+
 fn root_tests() -> bool {
     let yes =
         std::env::var_os("SYDRA_ARCHIVE_ROOT_TESTS").is_some() && unsafe { libc::geteuid() } == 0;
