@@ -594,6 +594,15 @@ fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
 /// rename fails for another reason the old tree stays at `old` and the
 /// warning returned says where it is.
 fn keep_old(t: &Target, old: &OsStr, ms: u128) -> (PathBuf, Option<String>) {
+    keep_old_within(t, old, ms, KEPT_SUFFIXES)
+}
+
+/// How many `.<n>` suffixes [`keep_old`] tries after `.pre-restore.<ms>`
+/// before it leaves the old tree where it is, with a warning.
+const KEPT_SUFFIXES: u32 = 100_000;
+
+/// [`keep_old`], trying the suffixes `.1` to `.<tries>`.
+fn keep_old_within(t: &Target, old: &OsStr, ms: u128, tries: u32) -> (PathBuf, Option<String>) {
     let mut n = 0u32;
     loop {
         let kept = kept_name(&t.name, ms, n);
@@ -605,7 +614,7 @@ fn keep_old(t: &Target, old: &OsStr, ms: u128) -> (PathBuf, Option<String>) {
         ) {
             Ok(()) => return (t.parent.join(kept), None),
             Err(e)
-                if n < 100_000
+                if n < tries
                     && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
             {
                 n += 1
@@ -942,6 +951,40 @@ mod tests {
             assert!(k.len() <= NAME_MAX, "{}", k.len());
             assert!(k.as_bytes().starts_with(b"nnnn"));
         }
+    }
+
+    /// Every name `db.pre-restore.<ms>` and `.1` to `.<tries>` taken: the
+    /// search stops at its bound and the old tree stays where it is, with
+    /// a warning that says so (no clock involved: `ms` is given).
+    #[test]
+    fn kept_name_collisions_take_the_next_suffix_up_to_a_bound() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path();
+        let old = parent.join(".db.sydra-staging.1.0");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("x"), b"old").unwrap();
+        for n in 0..=3 {
+            fs::create_dir(parent.join(kept_name(OsStr::new("db"), 7, n))).unwrap();
+        }
+        let target = target_in(parent);
+        // Four taken, a fifth free: `.4`.
+        let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 4);
+        assert_eq!((kept.clone(), warning), (parent.join("db.pre-restore.7.4"), None));
+        fs::rename(&kept, &old).unwrap();
+        // Only three suffixes allowed: `.3` is the last name tried.
+        let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 3);
+        assert_eq!(kept, old);
+        let w = warning.unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "previous contents of {} are at {} (could not rename them to {}: ",
+                parent.join("db").display(),
+                old.display(),
+                parent.join("db.pre-restore.7.3").display()
+            )),
+            "{w}"
+        );
+        assert_eq!(fs::read(old.join("x")).unwrap(), b"old");
     }
 
     #[test]

@@ -646,44 +646,6 @@ fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
-/// When `NAME.pre-restore.<ms>` is taken, the old tree gets the next free
-/// `.1`, `.2`... suffix and the restore succeeds.
-#[test]
-fn kept_name_collisions_take_the_next_suffix() {
-    let t = tempfile::tempdir().unwrap();
-    let Over {
-        data,
-        a,
-        work,
-        target,
-        old,
-    } = over_old_tree(t.path());
-    // Every name the next 30 seconds could give is taken.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    for ms in now - 1000..now + 30_000 {
-        fs::create_dir(work.join(format!("db.pre-restore.{ms}"))).unwrap();
-    }
-    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
-    expect_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["warnings"], serde_json::json!([]));
-    let kept = v["kept_old"].as_str().unwrap();
-    let name = Path::new(kept).file_name().unwrap().to_str().unwrap();
-    let ms: u128 = name
-        .strip_prefix("db.pre-restore.")
-        .and_then(|r| r.strip_suffix(".1"))
-        .unwrap_or_else(|| panic!("{name}"))
-        .parse()
-        .unwrap();
-    assert!(ms >= now && ms < now + 30_000, "{name}");
-    assert_eq!(tree_digest(Path::new(kept)), old);
-    assert_eq!(tree_digest(&target), tree_digest(&data));
-    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
-}
-
 /// A mount point cannot be replaced by a rename: refused before anything is
 /// read or staged (a tmpfs, with --force over data and empty without, and a
 /// bind mount of the same filesystem).
