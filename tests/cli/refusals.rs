@@ -205,8 +205,7 @@ fn force_replaces_only_regular_files() {
 #[test]
 fn force_does_not_replace_a_character_device() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() || unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root and SYDRA_ARCHIVE_ROOT_TESTS=1 (mknod)");
+    if !root_tests("mknod") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -474,18 +474,9 @@ fn a_cleanup_killed_at_any_point_is_finished_by_the_next_run() {
     assert!(killed >= 13, "only {killed} kill points");
 }
 
-fn root_tests() -> bool {
-    let yes =
-        std::env::var_os("SYDRA_ARCHIVE_ROOT_TESTS").is_some() && unsafe { libc::geteuid() } == 0;
-    if !yes {
-        eprintln!("skipped: needs root and SYDRA_ARCHIVE_ROOT_TESTS=1 (tmpfs mounts)");
-    }
-    yes
-}
-
 #[test]
 fn disk_full_fails_cleanly() {
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -651,7 +642,7 @@ fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
 /// bind mount of the same filesystem).
 #[test]
 fn mount_points_are_refused_before_anything_is_staged() {
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -720,7 +711,7 @@ fn mount_points_are_refused_before_anything_is_staged() {
 #[test]
 fn a_failed_swap_removes_the_staging_tree() {
     use std::os::unix::process::CommandExt;
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
