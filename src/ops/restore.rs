@@ -464,12 +464,7 @@ fn discard_staging(parent: &File, target: &OsStr, name: &OsStr, tree: &File) -> 
             }
         }
     }
-    sys::remove_tree_at_last(
-        parent,
-        at.as_bytes(),
-        tree,
-        Some(STAGING_MARKER.as_bytes()),
-    )
+    sys::remove_tree_at_last(parent, at.as_bytes(), tree, Some(STAGING_MARKER.as_bytes()))
 }
 
 /// Renames the staged tree into place (or swaps it with the old data dir,
@@ -969,7 +964,10 @@ mod tests {
         let target = target_in(parent);
         // Four taken, a fifth free: `.4`.
         let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 4);
-        assert_eq!((kept.clone(), warning), (parent.join("db.pre-restore.7.4"), None));
+        assert_eq!(
+            (kept.clone(), warning),
+            (parent.join("db.pre-restore.7.4"), None)
+        );
         fs::rename(&kept, &old).unwrap();
         // Only three suffixes allowed: `.3` is the last name tried.
         let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 3);

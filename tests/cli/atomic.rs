@@ -71,7 +71,10 @@ fn sigkill_at_many_points_never_leaves_a_partial_archive() {
             if k > steps && saw_new > finished_before {
                 break;
             }
-            assert!(k < 100 * steps, "no run finished, however late it was killed");
+            assert!(
+                k < 100 * steps,
+                "no run finished, however late it was killed"
+            );
             if force {
                 fs::write(&out, &old).unwrap();
             } else {

@@ -452,7 +452,11 @@ fn a_cleanup_killed_at_any_point_is_finished_by_the_next_run() {
         killed += 1;
         if got_through.is_some() {
             // The second run finished the first one's cleanup.
-            assert!(leftovers(&work).is_empty(), "step {n}: {:?}", leftovers(&work));
+            assert!(
+                leftovers(&work).is_empty(),
+                "step {n}: {:?}",
+                leftovers(&work)
+            );
             assert_eq!(tree_digest(&target), want, "step {n}");
             continue;
         }
@@ -467,7 +471,11 @@ fn a_cleanup_killed_at_any_point_is_finished_by_the_next_run() {
             !v["removed_leftovers"].as_array().unwrap().is_empty(),
             "step {n}: {v}"
         );
-        assert!(leftovers(&work).is_empty(), "step {n}: {:?}", leftovers(&work));
+        assert!(
+            leftovers(&work).is_empty(),
+            "step {n}: {:?}",
+            leftovers(&work)
+        );
         assert_eq!(tree_digest(&target), want, "step {n}");
     }
     // A rename, every file and directory below, the marker, the directory.

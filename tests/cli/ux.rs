@@ -378,7 +378,14 @@ fn a_metrics_file_that_is_the_archive_or_its_base_is_refused() {
     ];
     for (metrics, extra, clash) in cases {
         let o = bin()
-            .args(["create", p(&data), "-o", p(&out), "--metrics-file", &metrics])
+            .args([
+                "create",
+                p(&data),
+                "-o",
+                p(&out),
+                "--metrics-file",
+                &metrics,
+            ])
             .args(&extra)
             .output()
             .unwrap();
@@ -391,7 +398,9 @@ fn a_metrics_file_that_is_the_archive_or_its_base_is_refused() {
         let err = stderr(&o);
         assert!(
             err.starts_with(&format!("sydra-archive: the metrics file {metrics} is "))
-                && err.contains(&format!("{clash}, {what}: writing the metrics would replace it"))
+                && err.contains(&format!(
+                    "{clash}, {what}: writing the metrics would replace it"
+                ))
                 && err.lines().count() == 1,
             "{metrics}: {err}"
         );
