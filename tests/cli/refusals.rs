@@ -184,14 +184,20 @@ fn force_replaces_only_regular_files() {
             }
             let o = run(&args);
             expect_code(&o, 2);
-            assert_eq!(
-                stderr(&o).trim_end(),
+            // A directory gets a hint on how to write into it instead.
+            let want = if what == "a directory" {
+                format!(
+                    "sydra-archive: {} is a directory; to put a timestamped archive in it, write {}/",
+                    p(target),
+                    p(target)
+                )
+            } else {
                 format!(
                     "sydra-archive: {} is {what}; --force replaces only regular files",
                     p(target)
-                ),
-                "force={force}"
-            );
+                )
+            };
+            assert_eq!(stderr(&o).trim_end(), want, "force={force}");
             assert!(!stderr(&o).contains("use --force"));
         }
     }
