@@ -719,30 +719,90 @@ pub fn is_same_at(dir: &File, name: &[u8], f: &File) -> bool {
 /// someone could swap), then the emptied directory by name, which only
 /// succeeds if that name still holds an empty directory.
 pub fn remove_tree_at(parent: &File, name: &[u8], tree: &File) -> io::Result<()> {
+    remove_tree_at_last(parent, name, tree, None)
+}
+
+/// [`remove_tree_at`], removing the entry `last` of the top directory
+/// (a marker) only after everything else below it: a removal killed part
+/// way leaves the marker in place.
+pub fn remove_tree_at_last(
+    parent: &File,
+    name: &[u8],
+    tree: &File,
+    last: Option<&[u8]>,
+) -> io::Result<()> {
     let d = Dir::from_file(tree)?;
-    empty(&d)?;
+    empty(&d, last)?;
+    if let Some(last) = last {
+        removal_step();
+        match unlink_in(&d.fd, last, 0) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            r => r?,
+        }
+    }
+    removal_step();
     match unlink_in(parent, name, libc::AT_REMOVEDIR) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
 }
 
-fn empty(d: &Dir) -> io::Result<()> {
+fn empty(d: &Dir, skip: Option<&[u8]>) -> io::Result<()> {
     // Removing entries needs write permission on their directory.
     let _ = d.chmod(0o700);
     for name in d.names()? {
+        if skip == Some(name.as_slice()) {
+            continue;
+        }
         match d.stat_at(&name) {
             Ok(st) if st.kind == Kind::Dir => {
                 let child = d.open_dir(&name, false)?;
-                empty(&child)?;
+                empty(&child, None)?;
+                removal_step();
                 unlink_in(&d.fd, &name, libc::AT_REMOVEDIR)?;
             }
-            Ok(_) => unlink_in(&d.fd, &name, 0)?,
+            Ok(_) => {
+                removal_step();
+                unlink_in(&d.fd, &name, 0)?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// The environment variable of the test hook in [`removal_step`].
+const KILL_AT_REMOVAL_ENV: &str = "SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL";
+
+/// Called before each step that removes a tree (a rename before the
+/// removal, each unlink, each rmdir). Test hook, compiled into debug
+/// builds only: with `SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL=N` in the
+/// environment, the process sends itself `SIGKILL` just before its step
+/// number `N` (counting from 0), so tests can kill a cleanup at every
+/// point of it deterministically, however loaded the machine is. Release
+/// builds ignore the variable.
+#[inline]
+pub fn removal_step() {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static AT: OnceLock<Option<u64>> = OnceLock::new();
+        static DONE: AtomicU64 = AtomicU64::new(0);
+        let at = AT.get_or_init(|| {
+            std::env::var(KILL_AT_REMOVAL_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let Some(at) = *at
+            && DONE.fetch_add(1, Ordering::SeqCst) == at
+        {
+            // SAFETY: kill and getpid have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            std::process::abort();
+        }
+    }
 }
 
 /// This process's effective user id.

@@ -244,6 +244,14 @@ fn check_out_path(out: &Path) -> Result<()> {
             out.display()
         )));
     }
+    // A directory named without its `/`: say how to write into it.
+    if std::fs::metadata(out).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Refused(format!(
+            "{} is a directory; to put a timestamped archive in it, write {}/",
+            out.display(),
+            out.display()
+        )));
+    }
     let (dir, _) = crate::store::publish::split(out)?;
     match std::fs::metadata(&dir) {
         Ok(m) if m.is_dir() => Ok(()),
@@ -387,7 +395,8 @@ pub fn choose_base(
                 Ok((
                     None,
                     Some(format!(
-                        "the newest archive {loc} ends a chain of {archives} archives (--max-chain {max_chain}): writing a full archive"
+                        "the newest archive {loc} ends a chain of {archives} {} (--max-chain {max_chain}): writing a full archive",
+                        if archives == 1 { "archive" } else { "archives" }
                     )),
                 ))
             } else {

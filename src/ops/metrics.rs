@@ -40,6 +40,47 @@ fn now_s() -> f64 {
 }
 
 impl Metrics {
+    /// Refuses, before a run writes anything, a metrics file at `path`
+    /// that could not be written (its directory is missing or is not a
+    /// directory), or that is one of `others` — files the run writes or
+    /// reads, each with what it is (`"the archive written"`): the same
+    /// path, or the same file by device and inode. Writing the metrics
+    /// would replace it.
+    pub fn check_file(path: &Path, others: &[(&str, &Path)]) -> Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Refused(format!(
+                    "cannot write the metrics file {}: {} is not a directory",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Refused(format!(
+                    "cannot write the metrics file {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(Error::io("stat", dir, e)),
+        }
+        for (what, other) in others {
+            if same_file(path, other) {
+                return Err(Error::Refused(format!(
+                    "the metrics file {} is {}, {what}: writing the metrics would replace it; give --metrics-file another file",
+                    path.display(),
+                    other.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// A `create` that wrote `s` in `seconds`.
     pub fn success(s: &CreateSummary, seconds: f64) -> Metrics {
         Metrics {
@@ -140,6 +181,32 @@ impl Metrics {
             .write_all(text.as_bytes())
             .map_err(|e| Error::io("write the metrics file", path, e))?;
         file.commit()
+    }
+}
+
+/// `path` with its directory resolved (symlinks, `.`, `..`), or as given
+/// when the directory cannot be resolved.
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Whether `a` and `b` name the same file: the same path once their
+/// directories are resolved, or (both existing) the same device and inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b || resolved(a) == resolved(b) {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
     }
 }
 

@@ -46,6 +46,10 @@ use crate::sys;
 /// published.
 pub const STAGING_MARKER: &str = ".sydra-staging";
 const STAGING_MARK: &str = ".sydra-staging.";
+/// Names a staging directory being removed: it is renamed so (one atomic
+/// step) before anything in it is removed, so a removal killed part way
+/// leaves a directory the next run recognises and finishes removing.
+const REMOVING_MARK: &str = ".sydra-removing.";
 
 /// Options for [`restore`].
 #[derive(Debug, Clone, Default)]
@@ -281,7 +285,7 @@ fn stage(
             undo,
         ),
         Err(e) => {
-            let _ = sys::remove_tree_at(&t.parent_dir, name.as_bytes(), &root);
+            let _ = discard_staging(&t.parent_dir, &t.name, &name, &root);
             return Err(Error::io("open staging directory", &staging_path, e));
         }
     };
@@ -438,12 +442,44 @@ fn staging_remover(
     name: &OsStr,
     root: &File,
 ) -> io::Result<impl FnMut() -> io::Result<()> + Send + 'static> {
-    let (parent, root, name) = (
+    let (parent, root, name, target) = (
         t.parent_dir.try_clone()?,
         root.try_clone()?,
         name.to_owned(),
+        t.name.clone(),
     );
-    Ok(move || sys::remove_tree_at(&parent, name.as_bytes(), &root))
+    Ok(move || discard_staging(&parent, &target, &name, &root))
+}
+
+/// Removes the staging directory `name` in `parent` (open, and locked by
+/// this process, as `tree`) of target `target` so that a run killed at any
+/// point of the removal leaves something the next run removes: first it is
+/// renamed to `.<target>.sydra-removing.<suffix>` (atomic: before, it is a
+/// marked staging directory; after, a directory being removed, which no
+/// one else makes), then emptied with the marker last, then removed. If
+/// the rename fails it is removed where it is, still marker last.
+fn discard_staging(parent: &File, target: &OsStr, name: &OsStr, tree: &File) -> io::Result<()> {
+    let mut at = name.to_owned();
+    if sys::is_same_at(parent, name.as_bytes(), tree) {
+        for _ in 0..3 {
+            let to = unique_name(&leftover_prefix(target, REMOVING_MARK));
+            sys::removal_step();
+            match sys::rename_in(
+                parent,
+                name.as_bytes(),
+                to.as_bytes(),
+                libc::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => {
+                    at = to;
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    sys::remove_tree_at_last(parent, at.as_bytes(), tree, Some(STAGING_MARKER.as_bytes()))
 }
 
 /// Renames the staged tree into place (or swaps it with the old data dir,
@@ -471,11 +507,6 @@ fn publish(
         // Anything that fails before the tree is in place leaves it
         // unpublished: it is removed, never kept.
         let unpublished = |e: Error| remove_staging(t, staging, root, e);
-        sys::unlink_in(root, STAGING_MARKER.as_bytes(), 0).map_err(|e| {
-            unpublished(Error::io("remove", staging_path.join(STAGING_MARKER), e))
-        })?;
-        root.set_permissions(fs::Permissions::from_mode(root_mode))
-            .map_err(|e| unpublished(Error::io("set mode of", &staging_path, e)))?;
         if !sys::is_same_at(p, sname, root) {
             return Err(unpublished(Error::Refused(format!(
                 "staging directory {} was replaced before it was published (someone else can write to {}); nothing was published",
@@ -483,6 +514,14 @@ fn publish(
                 t.parent.display()
             ))));
         }
+        // From the marker's removal to the rename, a run killed leaves an
+        // unmarked tree that the next run only reports: as few steps as can
+        // be (the mode comes after, as it may forbid the unlink).
+        sys::unlink_in(root, STAGING_MARKER.as_bytes(), 0).map_err(|e| {
+            unpublished(Error::io("remove", staging_path.join(STAGING_MARKER), e))
+        })?;
+        root.set_permissions(fs::Permissions::from_mode(root_mode))
+            .map_err(|e| unpublished(Error::io("set mode of", &staging_path, e)))?;
         match t.state {
             TargetState::Absent => {
                 let moved = match sys::rename_in(p, sname, tname, libc::RENAME_NOREPLACE) {
@@ -536,7 +575,7 @@ fn publish(
 /// descriptors after `e`, and returns `e` (with a note if the tree could
 /// not be removed).
 fn remove_staging(t: &Target, name: &OsStr, root: &File, e: Error) -> Error {
-    match sys::remove_tree_at(&t.parent_dir, name.as_bytes(), root) {
+    match discard_staging(&t.parent_dir, &t.name, name, root) {
         Ok(()) => e,
         Err(rm) => e.also(format!(
             "could not remove staging directory {}: {rm}",
@@ -565,6 +604,15 @@ fn kept_name(name: &OsStr, ms: u128, n: u32) -> OsString {
 /// rename fails for another reason the old tree stays at `old` and the
 /// warning returned says where it is.
 fn keep_old(t: &Target, old: &OsStr, ms: u128) -> (PathBuf, Option<String>) {
+    keep_old_within(t, old, ms, KEPT_SUFFIXES)
+}
+
+/// How many `.<n>` suffixes [`keep_old`] tries after `.pre-restore.<ms>`
+/// before it leaves the old tree where it is, with a warning.
+const KEPT_SUFFIXES: u32 = 100_000;
+
+/// [`keep_old`], trying the suffixes `.1` to `.<tries>`.
+fn keep_old_within(t: &Target, old: &OsStr, ms: u128, tries: u32) -> (PathBuf, Option<String>) {
     let mut n = 0u32;
     loop {
         let kept = kept_name(&t.name, ms, n);
@@ -576,7 +624,7 @@ fn keep_old(t: &Target, old: &OsStr, ms: u128) -> (PathBuf, Option<String>) {
         ) {
             Ok(()) => return (t.parent.join(kept), None),
             Err(e)
-                if n < 100_000
+                if n < tries
                     && matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
             {
                 n += 1
@@ -643,25 +691,40 @@ fn now_ms() -> u128 {
 /// removed; empty unmarked ones (a run killed before it locked its
 /// directory) are removed once older than [`STALE_AFTER`]; the others may
 /// hold a user's data (killed between swap and rename) and are only
-/// reported.
+/// reported. Directories a killed run was removing (renamed with
+/// [`REMOVING_MARK`] first) are removed whatever is left in them.
 fn clean_leftovers(
     parent: &Path,
     parent_dir: &File,
     name: &OsStr,
 ) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let (mut removed, mut reported) = (Vec::new(), Vec::new());
+    for lo in unlocked_leftovers(parent, &leftover_prefix(name, REMOVING_MARK), true)? {
+        // Only a run holding its lock renames a directory so; the lock is
+        // free, so that run is gone. Removed through the locked descriptor.
+        let lo_name = lo.path.file_name().unwrap_or_default().as_bytes();
+        sys::remove_tree_at_last(
+            parent_dir,
+            lo_name,
+            &lo._lock,
+            Some(STAGING_MARKER.as_bytes()),
+        )
+        .map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
+        removed.push(lo.path);
+    }
     for lo in unlocked_leftovers(parent, &leftover_prefix(name, STAGING_MARK), true)? {
         // Removed while its lock is held, so no run can start using it.
         // Looked at and removed through the descriptor that holds the
         // lock, never by a path someone could swap meanwhile.
         let dir = sys::Dir::from_file(&lo._lock)
             .map_err(|e| Error::io("open leftover staging", &lo.path, e))?;
-        let lo_name = lo.path.file_name().unwrap_or_default().as_bytes();
+        let lo_name_os = lo.path.file_name().unwrap_or_default();
+        let lo_name = lo_name_os.as_bytes();
         let marked = dir
             .stat_at(STAGING_MARKER.as_bytes())
             .is_ok_and(|st| st.kind == sys::Kind::File);
         if marked {
-            sys::remove_tree_at(parent_dir, lo_name, &lo._lock)
+            discard_staging(parent_dir, name, lo_name_os, &lo._lock)
                 .map_err(|e| Error::io("remove leftover staging", &lo.path, e))?;
             removed.push(lo.path);
         } else if dir.names().is_ok_and(|n| n.is_empty()) {
@@ -945,6 +1008,43 @@ mod tests {
             assert!(k.len() <= NAME_MAX, "{}", k.len());
             assert!(k.as_bytes().starts_with(b"nnnn"));
         }
+    }
+
+    /// Every name `db.pre-restore.<ms>` and `.1` to `.<tries>` taken: the
+    /// search stops at its bound and the old tree stays where it is, with
+    /// a warning that says so (no clock involved: `ms` is given).
+    #[test]
+    fn kept_name_collisions_take_the_next_suffix_up_to_a_bound() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path();
+        let old = parent.join(".db.sydra-staging.1.0");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("x"), b"old").unwrap();
+        for n in 0..=3 {
+            fs::create_dir(parent.join(kept_name(OsStr::new("db"), 7, n))).unwrap();
+        }
+        let target = target_in(parent);
+        // Four taken, a fifth free: `.4`.
+        let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 4);
+        assert_eq!(
+            (kept.clone(), warning),
+            (parent.join("db.pre-restore.7.4"), None)
+        );
+        fs::rename(&kept, &old).unwrap();
+        // Only three suffixes allowed: `.3` is the last name tried.
+        let (kept, warning) = keep_old_within(&target, old.file_name().unwrap(), 7, 3);
+        assert_eq!(kept, old);
+        let w = warning.unwrap();
+        assert!(
+            w.starts_with(&format!(
+                "previous contents of {} are at {} (could not rename them to {}: ",
+                parent.join("db").display(),
+                old.display(),
+                parent.join("db.pre-restore.7.3").display()
+            )),
+            "{w}"
+        );
+        assert_eq!(fs::read(old.join("x")).unwrap(), b"old");
     }
 
     #[test]

@@ -80,18 +80,29 @@ fn many_entries_are_read_in_bounded_memory() {
         ),
     ];
     for (args, piped) in commands {
-        let mut peaks = Vec::new();
-        for archive in [&small, &big] {
-            let mut argv = args.to_vec();
-            if let Some(at) = argv.iter().position(|a| *a == "{}") {
-                argv[at] = p(archive);
-            } else if !piped {
-                argv.push(p(archive));
+        let measure = || {
+            let mut peaks = Vec::new();
+            for archive in [&small, &big] {
+                let mut argv = args.to_vec();
+                if let Some(at) = argv.iter().position(|a| *a == "{}") {
+                    argv[at] = p(archive);
+                } else if !piped {
+                    argv.push(p(archive));
+                }
+                let (code, rss) = peak_rss(&argv, piped.then_some(archive.as_path()));
+                assert_eq!(code, 0, "{argv:?}");
+                assert!(rss <= MAX_RSS, "{argv:?}: peak RSS {} MiB", rss >> 20);
+                peaks.push(rss);
             }
-            let (code, rss) = peak_rss(&argv, piped.then_some(archive.as_path()));
-            assert_eq!(code, 0, "{argv:?}");
-            assert!(rss <= MAX_RSS, "{argv:?}: peak RSS {} MiB", rss >> 20);
-            peaks.push(rss);
+            peaks
+        };
+        let mut peaks = measure();
+        if peaks[1] > peaks[0] + MAX_GROWTH {
+            // On a loaded machine threads run late and a peak can be a
+            // little higher: measured again, the lower peak of each counts
+            // (growth with the entries shows in both runs).
+            let again = measure();
+            peaks = vec![peaks[0].min(again[0]), peaks[1].min(again[1])];
         }
         assert!(
             peaks[1] <= peaks[0] + MAX_GROWTH,

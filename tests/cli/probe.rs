@@ -24,6 +24,47 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
 }
 
+/// Watches `path` for opens (inotify): [`Opened::wait`] returns once some
+/// process opened it, so a test acts on an event, not after a guessed sleep.
+struct Opened(std::os::fd::OwnedFd);
+
+impl Opened {
+    fn watch(path: &Path) -> Opened {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain inotify calls; the descriptor is owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        assert!(fd >= 0);
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let c = std::ffi::CString::new(p(path)).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: an inotify descriptor and a NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_OPEN) };
+        assert!(wd >= 0);
+        Opened(fd)
+    }
+
+    /// Waits for an open (at most 120 s: a guard against a hang only).
+    fn wait(&self) {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, 120_000) };
+        assert_eq!(n, 1, "the file was never opened");
+    }
+}
+
+/// Sets a file's mtime one hour into the future: fresh (being written, so
+/// re-read) however long the run takes to get to it.
+fn future(path: &Path) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+}
+
 /// Sets a file's mtime `secs` seconds into the past.
 fn age(path: &Path, secs: u64) {
     let f = fs::File::options().write(true).open(path).unwrap();
@@ -40,11 +81,14 @@ fn a_symlink_swapped_in_while_a_file_is_re_read_is_refused() {
         let data = tiny_data(t.path());
         let secret = t.path().join("secret");
         fs::write(&secret, b"TOP SECRET root-only content").unwrap();
-        // Freshly written and unparseable: create re-reads it for 2.5 s.
+        // Fresh and unparseable: create re-reads it for 2.5 s after it
+        // first reads it; swapped as soon as it is opened.
         fs::write(data.join(victim), b"{ half written").unwrap();
+        future(&data.join(victim));
+        let opened = Opened::watch(&data.join(victim));
         let out = t.path().join("a.tar.zst");
         let child = spawn(&["create", p(&data), "-o", p(&out)]);
-        std::thread::sleep(Duration::from_millis(400));
+        opened.wait();
         fs::remove_file(data.join(victim)).unwrap();
         std::os::unix::fs::symlink(&secret, data.join(victim)).unwrap();
         let o = wait_bounded(child, Duration::from_secs(60));
@@ -66,9 +110,11 @@ fn a_fifo_swapped_in_does_not_hang_create() {
     let t = tempfile::tempdir().unwrap();
     let data = tiny_data(t.path());
     fs::write(data.join("tags.json"), b"").unwrap();
+    future(&data.join("tags.json"));
+    let opened = Opened::watch(&data.join("tags.json"));
     let out = t.path().join("a.tar.zst");
     let child = spawn(&["create", p(&data), "-o", p(&out)]);
-    std::thread::sleep(Duration::from_millis(400));
+    opened.wait();
     fs::remove_file(data.join("tags.json")).unwrap();
     mkfifo(&data.join("tags.json"));
     let o = wait_bounded(child, Duration::from_secs(60));
@@ -442,7 +488,7 @@ fn archives_are_created_owner_only() {
 /// still inside the layout (directories compared by device and inode).
 #[test]
 fn an_output_in_the_layout_through_a_bind_mount_is_refused() {
-    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() {
+    if !root_tests("bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -562,7 +608,7 @@ fn unwritable_outputs_are_refused_up_front() {
 /// (it would make this run replace a directory of their choosing).
 #[test]
 fn a_data_dir_symlink_owned_by_another_user_is_not_followed() {
-    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() {
+    if !root_tests("chown to another user") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

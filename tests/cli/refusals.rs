@@ -184,14 +184,20 @@ fn force_replaces_only_regular_files() {
             }
             let o = run(&args);
             expect_code(&o, 2);
-            assert_eq!(
-                stderr(&o).trim_end(),
+            // A directory gets a hint on how to write into it instead.
+            let want = if what == "a directory" {
+                format!(
+                    "sydra-archive: {} is a directory; to put a timestamped archive in it, write {}/",
+                    p(target),
+                    p(target)
+                )
+            } else {
                 format!(
                     "sydra-archive: {} is {what}; --force replaces only regular files",
                     p(target)
-                ),
-                "force={force}"
-            );
+                )
+            };
+            assert_eq!(stderr(&o).trim_end(), want, "force={force}");
             assert!(!stderr(&o).contains("use --force"));
         }
     }
@@ -205,8 +211,7 @@ fn force_replaces_only_regular_files() {
 #[test]
 fn force_does_not_replace_a_character_device() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    if std::env::var("SYDRA_ARCHIVE_ROOT_TESTS").is_err() || unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root and SYDRA_ARCHIVE_ROOT_TESTS=1 (mknod)");
+    if !root_tests("mknod") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

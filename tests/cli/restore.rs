@@ -380,18 +380,111 @@ fn sigkill_at_many_points_leaves_old_or_new_never_mixed() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
-fn root_tests() -> bool {
-    let yes =
-        std::env::var_os("SYDRA_ARCHIVE_ROOT_TESTS").is_some() && unsafe { libc::geteuid() } == 0;
-    if !yes {
-        eprintln!("skipped: needs root and SYDRA_ARCHIVE_ROOT_TESTS=1 (tmpfs mounts)");
+/// The test hook of debug builds (see `removal_step` in src/sys.rs): the
+/// binary kills itself with SIGKILL just before removal step number N.
+const KILL_AT_REMOVAL: &str = "SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL";
+
+/// What a run killed while it extracted leaves: a marked staging
+/// directory, its lock free, holding part of a data dir.
+fn killed_staging(work: &Path, data: &Path) -> PathBuf {
+    let s = work.join(".db.sydra-staging.1.deadbeef");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", p(data), p(&s)])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    fs::write(s.join(".sydra-staging"), b"").unwrap();
+    fs::create_dir_all(s.join("segments/7200/deeper")).unwrap();
+    fs::write(s.join("segments/7200/deeper/x.seg"), b"partial").unwrap();
+    s
+}
+
+#[test]
+fn a_cleanup_killed_at_any_point_is_finished_by_the_next_run() {
+    use std::os::unix::process::ExitStatusExt;
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the kill hook is compiled into debug builds only");
+        return;
     }
-    yes
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = archive_of(&data, t.path());
+    let want = tree_digest(&data);
+    let work = t.path().join("work");
+    let target = work.join("db");
+    // Kill the run that removes a killed run's staging directory just
+    // before each of its removal steps in turn (twice: the run after is
+    // killed at the same step of its own cleanup), until a run gets
+    // through; every time, the next unhindered run removes everything and
+    // reports nothing.
+    let mut killed = 0;
+    for n in 0u32.. {
+        assert!(n < 1000, "the restore never got through its cleanup");
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir(&work).unwrap();
+        killed_staging(&work, &data);
+        let mut got_through = None;
+        for run in 0..2 {
+            let o = bin()
+                .args(["restore", p(&a), p(&target), "-q"])
+                .env(KILL_AT_REMOVAL, n.to_string())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if o.status.success() {
+                got_through = Some(run);
+                break;
+            }
+            assert_eq!(
+                o.status.signal(),
+                Some(libc::SIGKILL),
+                "step {n}: {}",
+                stderr(&o)
+            );
+            assert!(!target.exists(), "step {n}: killed before it staged");
+        }
+        if got_through == Some(0) {
+            // Step n is past the end of the cleanup: every step was hit.
+            assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
+            assert_eq!(tree_digest(&target), want);
+            break;
+        }
+        killed += 1;
+        if got_through.is_some() {
+            // The second run finished the first one's cleanup.
+            assert!(
+                leftovers(&work).is_empty(),
+                "step {n}: {:?}",
+                leftovers(&work)
+            );
+            assert_eq!(tree_digest(&target), want, "step {n}");
+            continue;
+        }
+        let o = run(&["restore", p(&a), p(&target), "--json"]);
+        expect_code(&o, 0);
+        let v = json(&o);
+        assert!(
+            v["reported_leftovers"].as_array().unwrap().is_empty(),
+            "step {n}: {v}"
+        );
+        assert!(
+            !v["removed_leftovers"].as_array().unwrap().is_empty(),
+            "step {n}: {v}"
+        );
+        assert!(
+            leftovers(&work).is_empty(),
+            "step {n}: {:?}",
+            leftovers(&work)
+        );
+        assert_eq!(tree_digest(&target), want, "step {n}");
+    }
+    // A rename, every file and directory below, the marker, the directory.
+    assert!(killed >= 13, "only {killed} kill points");
 }
 
 #[test]
 fn disk_full_fails_cleanly() {
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -552,50 +645,12 @@ fn trailing_dot_is_the_directory_and_dotdot_is_refused() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
-/// When `NAME.pre-restore.<ms>` is taken, the old tree gets the next free
-/// `.1`, `.2`... suffix and the restore succeeds.
-#[test]
-fn kept_name_collisions_take_the_next_suffix() {
-    let t = tempfile::tempdir().unwrap();
-    let Over {
-        data,
-        a,
-        work,
-        target,
-        old,
-    } = over_old_tree(t.path());
-    // Every name the next 30 seconds could give is taken.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    for ms in now - 1000..now + 30_000 {
-        fs::create_dir(work.join(format!("db.pre-restore.{ms}"))).unwrap();
-    }
-    let o = run(&["restore", p(&a), p(&target), "--force", "--json"]);
-    expect_code(&o, 0);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["warnings"], serde_json::json!([]));
-    let kept = v["kept_old"].as_str().unwrap();
-    let name = Path::new(kept).file_name().unwrap().to_str().unwrap();
-    let ms: u128 = name
-        .strip_prefix("db.pre-restore.")
-        .and_then(|r| r.strip_suffix(".1"))
-        .unwrap_or_else(|| panic!("{name}"))
-        .parse()
-        .unwrap();
-    assert!(ms >= now && ms < now + 30_000, "{name}");
-    assert_eq!(tree_digest(Path::new(kept)), old);
-    assert_eq!(tree_digest(&target), tree_digest(&data));
-    assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
-}
-
 /// A mount point cannot be replaced by a rename: refused before anything is
 /// read or staged (a tmpfs, with --force over data and empty without, and a
 /// bind mount of the same filesystem).
 #[test]
 fn mount_points_are_refused_before_anything_is_staged() {
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -664,7 +719,7 @@ fn mount_points_are_refused_before_anything_is_staged() {
 #[test]
 fn a_failed_swap_removes_the_staging_tree() {
     use std::os::unix::process::CommandExt;
-    if !root_tests() {
+    if !root_tests("tmpfs and bind mounts") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! Object storage against a real S3 server on loopback: `s3s-fs` (from
-//! crates.io; `.ci/run` installs it). Without it these tests say so and
-//! pass, unless `SYDRA_ARCHIVE_REQUIRE_S3=1` makes its absence a failure.
+//! crates.io; `.ci/run` installs it). Without it each of these tests
+//! passes after writing a `skipped: ...` line that a plain `cargo test`
+//! shows (see `support::skip`), unless `SYDRA_ARCHIVE_REQUIRE_S3=1` makes
+//! its absence a failure.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -56,8 +58,8 @@ impl Server {
             if std::env::var_os("SYDRA_ARCHIVE_REQUIRE_S3").is_some() {
                 panic!("s3s-fs is required (SYDRA_ARCHIVE_REQUIRE_S3) but not installed");
             }
-            eprintln!(
-                "s3s-fs not installed: skipping (cargo install s3s-fs --version 0.14.1 --features binary)"
+            skip(
+                "s3s-fs not found (set SYDRA_ARCHIVE_S3S_FS, or cargo install s3s-fs --version 0.14.1 --features binary; SYDRA_ARCHIVE_REQUIRE_S3=1 fails instead)",
             );
             return None;
         };

@@ -237,3 +237,236 @@ fn json_reports_have_the_documented_fields() {
     let v = json(&["verify", "--deep", p(&torn), "--json"], 1);
     assert_eq!(keys(&v), documented("verify --deep --json (problems)"));
 }
+
+/// Two archives of `data` in `dir`, named by distinct times.
+fn two_archives(data: &Path, dir: &Path) -> Vec<std::path::PathBuf> {
+    fs::create_dir_all(dir).unwrap();
+    let mut made = Vec::new();
+    for epoch in ["1793577600", "1793581200"] {
+        let o = bin()
+            .args(["create", p(data), "-o", &format!("{}/", p(dir)), "-q"])
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+    }
+    for e in fs::read_dir(dir).unwrap() {
+        made.push(e.unwrap().path());
+    }
+    made.sort();
+    made
+}
+
+#[test]
+fn verify_quiet_prints_nothing_on_success_and_the_reason_on_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = t.path().join("a.tar.zst");
+    create(&data, &a);
+    let o = run(&["verify", "-q", p(&a)]);
+    expect_code(&o, 0);
+    assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    // Without -q, the result line.
+    let o = run(&["verify", p(&a)]);
+    assert!(stdout(&o).starts_with("ok "), "{}", stdout(&o));
+    // A failure still says why, with -q.
+    let mut bytes = fs::read(&a).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    let cut = t.path().join("cut.tar.zst");
+    fs::write(&cut, &bytes).unwrap();
+    let o = run(&["verify", "-q", p(&cut)]);
+    expect_code(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).starts_with(&format!("sydra-archive: verify {}: ", p(&cut))),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn prune_quiet_prints_nothing_but_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dir = t.path().join("shelf");
+    let made = two_archives(&data, &dir);
+    assert_eq!(made.len(), 2);
+    // The dry run speaks without -q...
+    let o = run(&["prune", p(&dir), "--keep-last", "1"]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("would delete"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("would keep 1, delete 1 archive (")
+            && !stderr(&o).contains("archive(s)"),
+        "{}",
+        stderr(&o)
+    );
+    // ...and with -q (short and long) says nothing, and still deletes.
+    for q in ["-q", "--quiet"] {
+        let o = run(&["prune", p(&dir), "--keep-last", "1", q]);
+        expect_code(&o, 0);
+        assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    }
+    let o = run(&["prune", p(&dir), "--keep-last", "1", "--yes", "-q"]);
+    expect_code(&o, 0);
+    assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+    assert!(!made[0].exists() && made[1].exists(), "{made:?}");
+}
+
+#[test]
+fn a_metrics_file_in_a_missing_directory_is_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let out = t.path().join("a.tar.zst");
+    let metrics = t.path().join("gone/m.prom");
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&out),
+        "--metrics-file",
+        p(&metrics),
+    ]);
+    expect_code(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "sydra-archive: cannot write the metrics file {}: directory {} does not exist\n",
+            p(&metrics),
+            p(&t.path().join("gone"))
+        )
+    );
+    // Refused before anything was written.
+    assert!(!out.exists());
+    assert!(leftovers(t.path()).is_empty(), "{:?}", leftovers(t.path()));
+}
+
+#[test]
+fn a_metrics_file_that_is_the_archive_or_its_base_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let base = t.path().join("base.tar.zst");
+    create(&data, &base);
+    let before = fs::read(&base).unwrap();
+    let out = t.path().join("a.tar.zst");
+    // The same file by another path: through `.` and a symlinked
+    // directory, and a hard link.
+    let link_dir = t.path().join("here");
+    std::os::unix::fs::symlink(t.path(), &link_dir).unwrap();
+    let hard = t.path().join("hard.prom");
+    fs::hard_link(&base, &hard).unwrap();
+    let dotted = format!("{}/./a.tar.zst", p(t.path()));
+    let cases: Vec<(String, Vec<String>, &str)> = vec![
+        (p(&out).into(), vec![], "a.tar.zst"),
+        (dotted.clone(), vec![], "a.tar.zst"),
+        (p(&link_dir.join("a.tar.zst")).into(), vec![], "a.tar.zst"),
+        (
+            p(&base).into(),
+            vec!["--base".into(), p(&base).into()],
+            "base.tar.zst",
+        ),
+        (
+            p(&link_dir.join("base.tar.zst")).into(),
+            vec!["--base".into(), p(&base).into()],
+            "base.tar.zst",
+        ),
+        (
+            p(&hard).into(),
+            vec!["--base".into(), p(&base).into()],
+            "base.tar.zst",
+        ),
+    ];
+    for (metrics, extra, clash) in cases {
+        let o = bin()
+            .args([
+                "create",
+                p(&data),
+                "-o",
+                p(&out),
+                "--metrics-file",
+                &metrics,
+            ])
+            .args(&extra)
+            .output()
+            .unwrap();
+        expect_code(&o, 2);
+        let what = if extra.is_empty() {
+            "the archive written"
+        } else {
+            "the base archive"
+        };
+        let err = stderr(&o);
+        assert!(
+            err.starts_with(&format!("sydra-archive: the metrics file {metrics} is "))
+                && err.contains(&format!(
+                    "{clash}, {what}: writing the metrics would replace it"
+                ))
+                && err.lines().count() == 1,
+            "{metrics}: {err}"
+        );
+        assert!(!out.exists(), "{metrics}: the archive was written");
+        assert_eq!(fs::read(&base).unwrap(), before, "{metrics}");
+    }
+}
+
+#[test]
+fn counts_agree_with_their_nouns() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = t.path().join("a.tar.zst");
+    create(&data, &a);
+    let o = run(&["extract", p(&a), "MANIFEST", "-C", p(&t.path().join("x1"))]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).starts_with("sydra-archive: extracted 1 file ("),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["extract", p(&a), "-C", p(&t.path().join("x2"))]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).starts_with("sydra-archive: extracted 4 files ("),
+        "{}",
+        stderr(&o)
+    );
+    for o in [
+        run(&["verify", p(&a)]),
+        run(&["create", p(&data), "-o", p(&t.path().join("b.tar.zst"))]),
+        run(&["restore", p(&a), p(&t.path().join("r"))]),
+    ] {
+        expect_code(&o, 0);
+        let all = stdout(&o) + &stderr(&o);
+        assert!(all.contains("4 files, "), "{all}");
+        assert!(!all.contains(" 1 files") && !all.contains("(s)"), "{all}");
+    }
+}
+
+#[test]
+fn an_output_that_is_a_directory_says_how_to_write_into_it() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dir = t.path().join("backups");
+    fs::create_dir(&dir).unwrap();
+    for force in [false, true] {
+        let mut c = bin();
+        c.args(["create", p(&data), "-o", p(&dir)]);
+        if force {
+            c.arg("--force");
+        }
+        let o = c.output().unwrap();
+        expect_code(&o, 2);
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "sydra-archive: {} is a directory; to put a timestamped archive in it, write {}/\n",
+                p(&dir),
+                p(&dir)
+            )
+        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    }
+    // As the hint says.
+    let o = run(&["create", p(&data), "-o", &format!("{}/", p(&dir)), "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+}

@@ -230,7 +230,7 @@ pub struct VerifyArgs {
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,
-    /// Print nothing but the result and errors.
+    /// Print nothing but errors (the exit code is the result).
     #[arg(short, long)]
     pub quiet: bool,
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
@@ -432,6 +432,9 @@ pub struct PruneArgs {
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing but errors and warnings (no listing, no summary).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]

@@ -231,6 +231,23 @@ fn print_json(to_stderr: bool, v: &impl serde::Serialize) -> anyhow::Result<()> 
 /// whatever ends it (an error before the archive is started too).
 fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    if let Some(path) = &a.metrics_file {
+        // Before anything is written: a metrics file that cannot be
+        // written, or that is the archive written or its base, is refused.
+        let local = |p: &Path| {
+            p != Path::new("-")
+                && !p.to_string_lossy().starts_with(sydra_archive::S3_SCHEME)
+                && !p.as_os_str().as_encoded_bytes().ends_with(b"/")
+        };
+        let mut others: Vec<(&str, &Path)> = Vec::new();
+        if local(&a.output) {
+            others.push(("the archive written", &a.output));
+        }
+        if let Some(b) = a.base.as_deref().filter(|b| local(b)) {
+            others.push(("the base archive", b));
+        }
+        sydra_archive::Metrics::check_file(path, &others)?;
+    }
     let result = create_run(&a, std_closed, started);
     if let Some(path) = &a.metrics_file {
         let m = match &result {
@@ -324,14 +341,14 @@ fn create_run(
         ui::create_notes(&s);
         if !a.json {
             let parts = match &s.uploaded {
-                Some(u) => format!(" ({} parts)", u.parts),
+                Some(u) => format!(" ({})", ui::count(u.parts as u64, "part", "parts")),
                 None => String::new(),
             };
             say!(
-                "sydra-archive: wrote {archive}{parts}: {} files, {} data bytes -> {} bytes in {secs:.2}s, sha256 {}",
-                s.files,
-                s.data_bytes,
-                s.bytes,
+                "sydra-archive: wrote {archive}{parts}: {}, {} -> {} in {secs:.2}s, sha256 {}",
+                ui::count(s.files, "file", "files"),
+                ui::count(s.data_bytes, "data byte", "data bytes"),
+                ui::count(s.bytes, "byte", "bytes"),
                 hex(&s.sha256)
             );
         }
@@ -517,7 +534,7 @@ fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         Ok((s, _)) => {
             if a.json {
                 print_json(false, &report::VerifyReport::ok(&archive, mode, &s, secs))?;
-            } else {
+            } else if !a.quiet {
                 writeln!(
                     io::stdout(),
                     "{}",
@@ -712,10 +729,10 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             );
         } else if !a.json {
             say!(
-                "sydra-archive: restored {archive} into {}: {} files, {} data bytes, verified, in {secs:.2}s, sha256 {}",
+                "sydra-archive: restored {archive} into {}: {}, {}, verified, in {secs:.2}s, sha256 {}",
                 s.data_dir.display(),
-                s.read.info.files,
-                s.read.info.total_bytes,
+                ui::count(s.read.info.files, "file", "files"),
+                ui::count(s.read.info.total_bytes, "data byte", "data bytes"),
                 hex(&s.read.sha256)
             );
         }
@@ -761,11 +778,11 @@ fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         )?;
     } else if !a.quiet {
         say!(
-            "sydra-archive: extracted {} files ({} data bytes) from {loc}, checked, in {secs:.2}s; read {} archive bytes in {} reads",
-            s.files,
-            s.bytes,
-            s.read_bytes,
-            s.reads
+            "sydra-archive: extracted {} ({}) from {loc}, checked, in {secs:.2}s; read {} in {}",
+            ui::count(s.files, "file", "files"),
+            ui::count(s.bytes, "data byte", "data bytes"),
+            ui::count(s.read_bytes, "archive byte", "archive bytes"),
+            ui::count(s.reads, "read", "reads")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -838,8 +855,10 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
     let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
     let url = shelf.shown();
     let p = sydra_archive::prune(&shelf, &policy, a.yes)?;
-    for (obj, why) in &p.others {
-        say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
+    if !a.quiet {
+        for (obj, why) in &p.others {
+            say!("sydra-archive: left {obj} alone: not a sydra-archive: {why}");
+        }
     }
     for t in &p.stale {
         let verb = if p.dry_run { "would remove" } else { "removed" };
@@ -893,6 +912,18 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(prune_code(&p));
     }
+    let say_failed = || {
+        for (l, why) in &p.failed {
+            say!(
+                "sydra-archive: could not delete {}: {why}",
+                ui::escape_name(&l.url)
+            );
+        }
+    };
+    if a.quiet {
+        say_failed();
+        return Ok(prune_code(&p));
+    }
     let mut out = io::BufWriter::new(io::stdout().lock());
     let verb = if p.dry_run { "would delete" } else { "deleted" };
     for k in &p.kept {
@@ -915,24 +946,21 @@ fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     out.flush()?;
-    for (l, why) in &p.failed {
-        say!(
-            "sydra-archive: could not delete {}: {why}",
-            ui::escape_name(&l.url)
-        );
-    }
+    say_failed();
     let freed: u64 = p.deleted.iter().map(|l| l.size).sum();
     if p.dry_run {
         say!(
-            "sydra-archive: dry run on {url}: would keep {}, delete {} archive(s) ({freed} bytes); add --yes to delete them",
+            "sydra-archive: dry run on {url}: would keep {}, delete {} ({}); add --yes to delete them",
             p.kept.len(),
-            p.deleted.len()
+            ui::count(p.deleted.len() as u64, "archive", "archives"),
+            ui::count(freed, "byte", "bytes")
         );
     } else {
         say!(
-            "sydra-archive: pruned {url}: kept {}, deleted {} archive(s) ({freed} bytes)",
+            "sydra-archive: pruned {url}: kept {}, deleted {} ({})",
             p.kept.len(),
-            p.deleted.len()
+            ui::count(p.deleted.len() as u64, "archive", "archives"),
+            ui::count(freed, "byte", "bytes")
         );
     }
     Ok(prune_code(&p))

@@ -154,6 +154,12 @@ fn escape(s: &str, backslash: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `n` and the noun that goes with it: `1 file`, `2 files`, `0 files`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Writes one line to stderr, control characters escaped, dropping it if
 /// stderr is closed or broken (never a panic, never another exit code).
 pub fn say(line: std::fmt::Arguments<'_>) {
@@ -192,8 +198,8 @@ pub fn deep_problems(archive: &str, d: &sydra_archive::DeepSummary) {
         ));
     }
     say(format_args!(
-        "sydra-archive: verify --deep {archive}: {} problem(s); a data dir restored from it would not start cleanly",
-        d.problem_count
+        "sydra-archive: verify --deep {archive}: {}; a data dir restored from it would not start cleanly",
+        count(d.problem_count as u64, "problem", "problems")
     ));
 }
 
@@ -205,21 +211,28 @@ pub fn verified_line(
     secs: f64,
 ) -> String {
     format!(
-        "ok {archive}: {} ({} files, {} data bytes, {} archive bytes, sha256 {}) in {secs:.2}s",
+        "ok {archive}: {} ({}, {}, {}, sha256 {}) in {secs:.2}s",
         match mode {
             "quick" => "quick check",
             "deep" => "fully verified, SydraDB files decoded",
             _ => "fully verified",
         },
-        s.info.files,
-        s.info.total_bytes,
-        s.bytes,
+        count(s.info.files, "file", "files"),
+        count(s.info.total_bytes, "data byte", "data bytes"),
+        count(s.bytes, "archive byte", "archive bytes"),
         sydra_archive::hex(&s.sha256)
     )
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(super::count(1u64, "file", "files"), "1 file");
+        assert_eq!(super::count(0u64, "file", "files"), "0 files");
+        assert_eq!(super::count(2u32, "entry", "entries"), "2 entries");
+    }
+
     #[test]
     fn names_are_escaped_onto_one_line() {
         assert_eq!(super::escape_name("wal/a.wal"), "wal/a.wal");

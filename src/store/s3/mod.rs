@@ -158,7 +158,12 @@ fn one_line(e: &dyn fmt::Display) -> String {
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     // Servers can send whole XML documents; a line is enough.
     if s.len() > 400 {
-        format!("{}…", &s[..s.floor_char_boundary(400)])
+        // str::floor_char_boundary is newer than the rust-version.
+        let cut = (0..=400)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{}…", &s[..cut])
     } else {
         s
     }

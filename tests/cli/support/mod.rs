@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod hostile;
 pub mod mounts;
 pub mod runner;
+pub mod skip;
 pub mod tree;
 
 pub use craft::*;
@@ -16,4 +17,5 @@ pub use fixtures::*;
 pub use hostile::*;
 pub use mounts::*;
 pub use runner::*;
+pub use skip::*;
 pub use tree::*;

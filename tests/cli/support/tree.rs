@@ -44,6 +44,7 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| {
             n.contains(".sydra-staging.")
+                || n.contains(".sydra-removing.")
                 || n.contains(".sydra-tmp.")
                 || n.contains(".sydra-extract.")
         })
