@@ -466,7 +466,15 @@ impl RandomSource {
             }
             SourceKind::Sealed(_, Some(f)) => f,
             SourceKind::Sealed(_, None) => return Ok(None),
-            SourceKind::Object(..) => {
+            SourceKind::Object(remote, e_tag) => {
+                // An object is known by its ETag (which changes with its
+                // content) once hashed whole.
+                let key = e_tag.as_deref().map(|e| {
+                    crate::store::verified::object_key(&remote.url().to_string(), e, self.size)
+                });
+                if let Some(sha) = key.as_ref().and_then(crate::store::verified::lookup) {
+                    return Ok(Some(sha));
+                }
                 let mut r = self.stream(0, self.size)?;
                 let mut h = Sha256::new();
                 let mut buf = vec![0u8; 1 << 20];
@@ -480,7 +488,11 @@ impl RandomSource {
                         }
                     }
                 }
-                return Ok(Some(h.finalize().into()));
+                let sha: [u8; 32] = h.finalize().into();
+                if let Some(k) = key {
+                    crate::store::verified::remember(&k, &sha);
+                }
+                return Ok(Some(sha));
             }
         };
         crate::store::verified::digest(file, self.shown.as_ref()).map(Some)

@@ -22,9 +22,11 @@ use std::path::PathBuf;
 
 use crate::format::sums::{hex, parse_hex32};
 
-/// What tells a file that changed: device, inode, size, mtime and ctime
-/// (seconds and nanoseconds).
-pub type Key = [i128; 7];
+/// What tells an archive that changed, as one word: for a file
+/// `f:<device>:<inode>:<size>:<mtime>.<ns>:<ctime>.<ns>`; for an object
+/// `o:` and the SHA-256 of its URL, ETag and size (an object's ETag
+/// changes with its content).
+pub type Key = String;
 
 /// Most entries kept; older ones are dropped when the file is rewritten.
 const MAX_ENTRIES: usize = 4096;
@@ -34,16 +36,28 @@ const FILE_NAME: &str = "verified-v1";
 pub fn key_of(f: &File) -> Option<Key> {
     let m = f.metadata().ok()?;
     m.is_file().then(|| {
-        [
-            m.dev() as i128,
-            m.ino() as i128,
-            m.size() as i128,
-            m.mtime() as i128,
-            m.mtime_nsec() as i128,
-            m.ctime() as i128,
-            m.ctime_nsec() as i128,
-        ]
+        format!(
+            "f:{}:{}:{}:{}.{}:{}.{}",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        )
     })
+}
+
+/// The key of the object at `url` with this ETag and size.
+pub fn object_key(url: &str, e_tag: &str, size: u64) -> Key {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [url.as_bytes(), e_tag.as_bytes(), size.to_string().as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    format!("o:{}", hex(&h.finalize()))
 }
 
 fn dir() -> Option<PathBuf> {
@@ -81,13 +95,12 @@ fn open(create: bool) -> Option<File> {
 }
 
 fn parse(line: &str) -> Option<(Key, [u8; 32])> {
-    let mut parts = line.split(' ');
-    let mut key = [0i128; 7];
-    for k in &mut key {
-        *k = parts.next()?.parse().ok()?;
-    }
-    let sha = parse_hex32(parts.next()?)?;
-    parts.next().is_none().then_some((key, sha))
+    let (key, sha) = line.split_once(' ')?;
+    let ok = (key.starts_with("f:") || key.starts_with("o:"))
+        && key.len() <= 256
+        && !key.contains(char::is_whitespace);
+    let sha = parse_hex32(sha)?;
+    ok.then(|| (key.to_string(), sha))
 }
 
 /// The cache as read once by this process (later additions of this
@@ -125,16 +138,9 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     loaded()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(*key, *sha);
+        .insert(key.clone(), *sha);
     let Some(mut f) = open(true) else { return };
-    let line = format!(
-        "{} {}\n",
-        key.iter()
-            .map(i128::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        hex(sha)
-    );
+    let line = format!("{key} {}\n", hex(sha));
     let _ = f.write_all(line.as_bytes());
     // Bounded: past about twice the limit, the newest entries are kept.
     let big = f
@@ -175,7 +181,7 @@ pub fn digest(f: &File, shown: &std::path::Path) -> crate::error::Result<[u8; 32
     }
     let sha: [u8; 32] = h.finalize().into();
     if let Some(k) = key
-        && key_of(f) == Some(k)
+        && key_of(f).as_ref() == Some(&k)
     {
         remember(&k, &sha);
     }
@@ -188,12 +194,15 @@ mod tests {
 
     #[test]
     fn lines_round_trip_and_junk_is_ignored() {
-        let key = [1, 2, 3, -4, 5, 6, 7];
         let sha = [7u8; 32];
-        let line = format!("1 2 3 -4 5 6 7 {}", hex(&sha));
+        let key = "f:1:2:3:-4.5:6.7".to_string();
+        let line = format!("{key} {}", hex(&sha));
         assert_eq!(parse(&line), Some((key, sha)));
-        assert_eq!(parse("1 2 3"), None);
+        assert_eq!(parse("f:1:2:3"), None);
         assert_eq!(parse(&format!("{line} extra")), None);
-        assert_eq!(parse(&line.replace('7', "x")), None);
+        assert_eq!(parse(&format!("x:1 {}", hex(&sha))), None);
+        let o = object_key("s3://b/k", "\"etag\"", 5);
+        assert!(o.starts_with("o:") && o.len() == 66);
+        assert_ne!(o, object_key("s3://b/k", "\"etag\"", 6));
     }
 }
