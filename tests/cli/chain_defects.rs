@@ -1074,24 +1074,8 @@ fn d12_a_stale_extract_staging_directory_is_removed_by_the_next_extract() {
 // ---------------------------------------------------------------------
 // 13. A failed publication of extract -C is all or nothing.
 
-#[test]
-fn d13_a_failed_extract_publishes_nothing_and_force_replaces() {
-    let t = tempfile::tempdir().unwrap();
-    let data = tiny_data(t.path());
-    let a = t.path().join("a.tar.zst");
-    create(&data, &a);
-    let x = t.path().join("x");
-    // The last file published exists.
-    fs::create_dir_all(x.join("wal")).unwrap();
-    fs::write(x.join("wal/current.wal"), b"mine").unwrap();
-    let o = run(&["extract", p(&a), "-C", p(&x)]);
-    refused(
-        &o,
-        2,
-        &["wal/current.wal", "--force"],
-        "extract over a file",
-    );
-    let mut left: Vec<String> = Vec::new();
+/// Every path below `d`, `/`-separated, sorted.
+fn paths_below(d: &Path) -> Vec<String> {
     fn walk(d: &Path, rel: &str, out: &mut Vec<String>) {
         for e in fs::read_dir(d).unwrap() {
             let e = e.unwrap();
@@ -1102,17 +1086,43 @@ fn d13_a_failed_extract_publishes_nothing_and_force_replaces() {
             out.push(r);
         }
     }
-    walk(&x, "", &mut left);
-    left.sort();
-    assert_eq!(left, ["wal", "wal/current.wal"], "a partial extract");
-    assert_eq!(fs::read(x.join("wal/current.wal")).unwrap(), b"mine");
-    let o = run(&["extract", p(&a), "-C", p(&x), "--force"]);
-    expect_code(&o, 0);
-    assert_eq!(
-        fs::read(x.join("wal/current.wal")).unwrap(),
-        fs::read(data.join("wal/current.wal")).unwrap()
-    );
-    assert!(x.join("MANIFEST").exists() && x.join("tags.json").exists());
+    let mut out = Vec::new();
+    walk(d, "", &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn d13_a_failed_extract_publishes_nothing_and_force_replaces() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = t.path().join("a.tar.zst");
+    create(&data, &a);
+    // Files are published in the staging directory's order: with the
+    // conflict on each of these in turn, some run publishes others first
+    // and must take them back.
+    for (i, taken) in ["MANIFEST", "tags.json", "wal/current.wal"]
+        .iter()
+        .enumerate()
+    {
+        let x = t.path().join(format!("x{i}"));
+        let target = x.join(taken);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::write(&target, b"mine").unwrap();
+        let before = paths_below(&x);
+        let o = run(&["extract", p(&a), "-C", p(&x)]);
+        refused(&o, 2, &[taken, "exists; use --force"], taken);
+        assert_eq!(paths_below(&x), before, "{taken}: a partial extract");
+        assert_eq!(fs::read(&target).unwrap(), b"mine");
+        let o = run(&["extract", p(&a), "-C", p(&x), "--force"]);
+        expect_code(&o, 0);
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            fs::read(data.join(taken)).unwrap()
+        );
+        assert!(x.join("MANIFEST").exists() && x.join("wal/current.wal").exists());
+        assert!(leftovers(&x).is_empty(), "{:?}", leftovers(&x));
+    }
 }
 
 // ---------------------------------------------------------------------
