@@ -53,7 +53,11 @@ pub fn key_of(f: &File) -> Option<Key> {
 pub fn object_key(url: &str, e_tag: &str, size: u64) -> Key {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for part in [url.as_bytes(), e_tag.as_bytes(), size.to_string().as_bytes()] {
+    for part in [
+        url.as_bytes(),
+        e_tag.as_bytes(),
+        size.to_string().as_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
