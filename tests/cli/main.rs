@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `sydra-archive` binary.
 
 mod atomic;
+mod chain_model;
 mod corruption;
 mod crafted2;
 mod encrypt;
