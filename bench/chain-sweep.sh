@@ -25,7 +25,7 @@ SYDRA_CHAIN_ALL_DEFECTS=$ALL \
 rc=$?
 echo "exit $rc; full log: $LOG"
 echo "failures by class (count, then the first seed of each):"
-grep '^FAIL ' "$LOG" | sed -E 's/^FAIL chain_model seed [0-9]+ FAILED: //; s/#[0-9]+ [^ ]+//g; s/[0-9]{6,}/N/g' \
+grep '^FAIL ' "$LOG" | sed -E 's/^FAIL chain_model seed [0-9]+ FAILED: //; s/#[0-9]+ [^ ]+//g; s/[0-9]{6,}/N/g; s/L{8,}/L.../g' \
   | sort | uniq -c | sort -rn
 grep '^FAIL ' "$LOG" | head -50
 exit $rc

@@ -27,7 +27,10 @@
 //! 12), `SYDRA_CHAIN_SEED_START` (default 1), `SYDRA_CHAIN_ALL_DEFECTS=1`
 //! (also generate what [`KNOWN_DEFECTS`] holds back). `bench/chain-sweep.sh`
 //! runs many seeds. A failure prints the seed, the history and the
-//! command's output; `chain_model_seed(N, STEPS, &[])` replays it.
+//! command's output; `chain_model_seed(N, STEPS, &[..], bias)` (printed) replays it.
+//! `SYDRA_CHAIN_ONLY_DEFECT=<Defect name>` generates one class of
+//! [`Defect`] alone; `SYDRA_CHAIN_BASE_BIAS=1` makes mostly `--base`
+//! archives (deep chains).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -59,7 +62,11 @@ pub enum Defect {
     DeepChains,
 }
 
-pub const KNOWN_DEFECTS: &[Defect] = &[];
+pub const KNOWN_DEFECTS: &[Defect] = &[
+    Defect::ShiftedWalNames,
+    Defect::WalDirBecomesFile,
+    Defect::LongWalNames,
+];
 
 /// The deepest `--base` chain generated while [`Defect::DeepChains`] is
 /// held back.
@@ -243,7 +250,12 @@ fn set_mtime(path: &Path, sec: i64, nsec: i64) {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
-    assert_eq!(r, 0, "utimensat {path:?}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "utimensat {path:?}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 struct Gen {
@@ -677,6 +689,9 @@ struct World {
     shelf_enc: bool,
     subsec_lost: usize,
     runs: usize,
+    /// `SYDRA_CHAIN_BASE_BIAS=1`: few full archives, so `--base` chains
+    /// grow deep.
+    base_bias: bool,
 }
 
 fn cmdline(args: &[String]) -> String {
@@ -721,14 +736,20 @@ impl World {
 
     fn fail(&self, what: &str, detail: String) -> String {
         let mut s = format!(
-            "chain_model seed {} FAILED: {what}\n--- history (replay: SYDRA_CHAIN_SEED_START={} SYDRA_CHAIN_SEEDS=1 SYDRA_CHAIN_STEPS={} SYDRA_CHAIN_ALL_DEFECTS={}) ---\n",
+            "chain_model seed {} FAILED: {what}\n--- history (replay: chain_model_seed({}, {}, &[{}], {})) ---\n",
             self.seed,
             self.seed,
             self.history
                 .iter()
                 .filter(|h| h.starts_with("step"))
                 .count(),
-            u8::from(self.g.avoid.is_empty())
+            self.g
+                .avoid
+                .iter()
+                .map(|d| format!("Defect::{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.base_bias
         );
         for h in &self.history {
             s.push_str(h);
@@ -830,8 +851,12 @@ impl World {
                 format!("$ {}\n{}\n", cmdline(&largs), output_text(&l)),
             ));
         }
-        let j: serde_json::Value = serde_json::from_slice(&l.stdout)
-            .map_err(|e| self.fail("list --json is not JSON", format!("{e}: {}", output_text(&l))))?;
+        let j: serde_json::Value = serde_json::from_slice(&l.stdout).map_err(|e| {
+            self.fail(
+                "list --json is not JSON",
+                format!("{e}: {}", output_text(&l)),
+            )
+        })?;
         let listed: BTreeSet<(Vec<u8>, String, u64)> = j["entries"]
             .as_array()
             .unwrap()
@@ -852,15 +877,13 @@ impl World {
             })
             .collect();
         if listed != want {
-            let mut d: Vec<String> = want
-                .difference(&listed)
-                .map(|(k, t, s)| format!("not listed: {} {t} {s}", show(k)))
-                .chain(
-                    listed
-                        .difference(&want)
-                        .map(|(k, t, s)| format!("listed, not in the data dir: {} {t} {s}", show(k))),
-                )
-                .collect();
+            let mut d: Vec<String> =
+                want.difference(&listed)
+                    .map(|(k, t, s)| format!("not listed: {} {t} {s}", show(k)))
+                    .chain(listed.difference(&want).map(|(k, t, s)| {
+                        format!("listed, not in the data dir: {} {t} {s}", show(k))
+                    }))
+                    .collect();
             d.truncate(20);
             return Err(self.fail(
                 &format!("list of {label} differs from the data dir ({why})"),
@@ -917,7 +940,11 @@ impl World {
         let shelf = self.t.join("shelf");
         let epoch = self.g.clock;
         let snap = snapshot(&self.g.data, true);
-        let choice = self.g.rng.below(100);
+        let mut choice = self.g.rng.below(100);
+        if self.base_bias && choice < 35 {
+            // Mostly `--base`: deep chains.
+            choice = 35 + choice % 30;
+        }
         let mut args: Vec<String> = vec!["create".into(), p(&self.g.data).into()];
         let (kind, enc, base): (String, bool, Option<usize>);
         let candidates: Vec<usize> = (0..self.archives.len())
@@ -976,7 +1003,10 @@ impl World {
             ));
         }
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
-            self.fail("create --json is not JSON", format!("{e}: {}", output_text(&o)))
+            self.fail(
+                "create --json is not JSON",
+                format!("{e}: {}", output_text(&o)),
+            )
         })?;
         let path = PathBuf::from(j["archive"].as_str().unwrap());
         set_mtime(&path, epoch, 0);
@@ -1107,7 +1137,12 @@ impl World {
         let mut ok_before = Vec::new();
         for &i in &inside {
             let a = &self.archives[i];
-            let mut args = vec!["verify".into(), "--chain".into(), p(&a.path).into(), "-q".into()];
+            let mut args = vec![
+                "verify".into(),
+                "--chain".into(),
+                p(&a.path).into(),
+                "-q".into(),
+            ];
             args.extend(self.key_args(a.enc));
             if code(&self.run(&args, None)) == 0 {
                 ok_before.push(i);
@@ -1172,7 +1207,12 @@ impl World {
 }
 
 /// Runs one seed of `steps` steps, generating nothing of `avoid`.
-pub fn chain_model_seed(seed: u64, steps: usize, avoid: &[Defect]) -> Result<usize, String> {
+pub fn chain_model_seed(
+    seed: u64,
+    steps: usize,
+    avoid: &[Defect],
+    base_bias: bool,
+) -> Result<usize, String> {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().to_path_buf();
     let data = t.join("data");
@@ -1205,14 +1245,20 @@ pub fn chain_model_seed(seed: u64, steps: usize, avoid: &[Defect]) -> Result<usi
         shelf_enc,
         subsec_lost: 0,
         runs: 0,
+        base_bias,
     };
     // A starting data dir.
-    w.g.write(b"MANIFEST", b"{\"path\":\"segments/3600/1-3600-3600-1.seg\"}\n");
+    w.g.write(
+        b"MANIFEST",
+        b"{\"path\":\"segments/3600/1-3600-3600-1.seg\"}\n",
+    );
     w.g.write(b"tags.json", b"{\"a=b\":[1]}");
     let recs = w.g.records(3);
     w.g.write(b"wal/current.wal", &recs);
-    w.g
-        .write(b"segments/3600/1-3600-3600-1.seg", &encode_segment(1, 3600, &[(3600, 0.0)]));
+    w.g.write(
+        b"segments/3600/1-3600-3600-1.seg",
+        &encode_segment(1, 3600, &[(3600, 0.0)]),
+    );
     for step in 0..steps {
         // Simulated time between steps: seconds to days, so that prune's
         // hourly, daily and weekly rules have something to choose from.
@@ -1255,8 +1301,38 @@ pub fn chain_model_seed(seed: u64, steps: usize, avoid: &[Defect]) -> Result<usi
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+        })
         .unwrap_or(default)
+}
+
+const ALL_DEFECTS: &[Defect] = &[
+    Defect::ShiftedWalNames,
+    Defect::WalDirBecomesFile,
+    Defect::LongWalNames,
+    Defect::DeepChains,
+];
+
+/// What the generator holds back: [`KNOWN_DEFECTS`]; nothing with
+/// `SYDRA_CHAIN_ALL_DEFECTS=1`; every class but one with
+/// `SYDRA_CHAIN_ONLY_DEFECT=<name>` (to find a seed of that class alone).
+fn defects_to_avoid() -> &'static [Defect] {
+    if let Ok(only) = std::env::var("SYDRA_CHAIN_ONLY_DEFECT") {
+        let keep: Vec<Defect> = ALL_DEFECTS
+            .iter()
+            .copied()
+            .filter(|d| format!("{d:?}") != only)
+            .collect();
+        assert!(keep.len() < ALL_DEFECTS.len(), "no defect class {only:?}");
+        return Vec::leak(keep);
+    }
+    if std::env::var("SYDRA_CHAIN_ALL_DEFECTS").is_ok_and(|v| v == "1") {
+        &[]
+    } else {
+        KNOWN_DEFECTS
+    }
 }
 
 #[test]
@@ -1264,14 +1340,11 @@ fn chain_model() {
     let seeds = env_u64("SYDRA_CHAIN_SEEDS", 6);
     let steps = env_u64("SYDRA_CHAIN_STEPS", 12) as usize;
     let start = env_u64("SYDRA_CHAIN_SEED_START", 1);
-    let avoid: &[Defect] = if std::env::var("SYDRA_CHAIN_ALL_DEFECTS").is_ok_and(|v| v == "1") {
-        &[]
-    } else {
-        KNOWN_DEFECTS
-    };
+    let avoid = defects_to_avoid();
+    let base_bias = std::env::var("SYDRA_CHAIN_BASE_BIAS").is_ok_and(|v| v == "1");
     let mut failed = Vec::new();
     for seed in start..start + seeds {
-        match chain_model_seed(seed, steps, avoid) {
+        match chain_model_seed(seed, steps, avoid, base_bias) {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("{e}\n");
@@ -1280,7 +1353,12 @@ fn chain_model() {
                 let first = e.lines().next().unwrap_or_default().to_string();
                 let said = e
                     .lines()
-                    .find(|l| l.contains("sydra-archive: ") || l.starts_with("differs") || l.starts_with("missing") || l.starts_with("extra"))
+                    .find(|l| {
+                        l.contains("sydra-archive: ")
+                            || l.starts_with("differs")
+                            || l.starts_with("missing")
+                            || l.starts_with("extra")
+                    })
                     .map(|l| {
                         l.split_whitespace()
                             .map(|w| match w.find("/tmp/") {
@@ -1302,4 +1380,52 @@ fn chain_model() {
         failed.len(),
         failed.join("\n")
     );
+}
+
+// ------------------------------------------ regressions found by sweeps
+//
+// One minimal seed per class of failure (issue 23); each fails on the
+// current code and is ignored until its fix lands (then drop the ignore
+// and the class from KNOWN_DEFECTS).
+
+fn replay(seed: u64, steps: usize, avoid: &[Defect]) {
+    if let Err(e) = chain_model_seed(seed, steps, avoid, false) {
+        panic!("{e}");
+    }
+}
+
+/// `b.wal` -> `a.wal`, `c.wal` -> `b.wal`: `create --base` records
+/// appends whose `from` is still a path of the new tree; `verify --chain`,
+/// `list` and the next `create --base` refuse the chain ("it continues
+/// wal/<name>, which its base does not hold"), `restore` accepts it.
+#[test]
+#[ignore = "issue 23: WAL names shifted down one make verify/list/next create refuse the chain"]
+fn seed_5_shifted_wal_names() {
+    replay(
+        5,
+        10,
+        &[
+            Defect::WalDirBecomesFile,
+            Defect::LongWalNames,
+            Defect::DeepChains,
+        ],
+    );
+}
+
+/// `wal/X.wal/` (a directory) replaced by `current.wal` rotated to
+/// `wal/X.wal`: `verify --chain` accepts the incremental, `restore`
+/// refuses it ("cannot rename .../wal/current.wal: Is a directory").
+#[test]
+#[ignore = "issue 23: a directory wal/X.wal/ replaced by a rotated file of that name fails restore"]
+fn seed_83_wal_dir_replaced_by_rotated_file() {
+    replay(83, 6, &[]);
+}
+
+/// A WAL file name of 251-255 bytes that grows: `create --base` writes a
+/// tail member `x-sydra-incremental/wal-tails/<name>.tail` over 255
+/// bytes, which `verify` and `restore` refuse as a hostile entry.
+#[test]
+#[ignore = "issue 23: WAL file names of 251-255 bytes give an archive verify/restore refuse"]
+fn seed_56_long_wal_names() {
+    replay(56, 7, &[]);
 }
