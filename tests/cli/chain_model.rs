@@ -654,7 +654,36 @@ impl Gen {
                 self.write(&rel, body.as_bytes());
                 Some(format!("foreign file {}", show(&rel)))
             }
-            // Remove a WAL dir's inner file, or the WAL dir.
+            // A file below the layout turned into a directory, or a
+            // directory into a file, of the same name.
+            98..=99 => {
+                let ents: Vec<Vec<u8>> = self
+                    .entries()
+                    .into_iter()
+                    .filter(|e| e.contains(&b'/') && e != b"wal/current.wal")
+                    .collect();
+                let rel = self.rng.pick(&ents)?;
+                let p = join(&self.data, &rel);
+                let in_wal = rel.starts_with(b"wal/");
+                self.counter += 1;
+                let c = self.counter;
+                let content = if in_wal {
+                    self.records(2)
+                } else {
+                    encode_segment(1, 3600, &[(3600, c as f64)])
+                };
+                if fs::symlink_metadata(&p).unwrap().is_dir() {
+                    fs::remove_dir_all(&p).unwrap();
+                    self.write(&rel, &content);
+                    Some(format!("dir {} -> file", show(&rel)))
+                } else {
+                    fs::remove_file(&p).unwrap();
+                    let inner = rel_join(&rel, format!("{c}.seg").as_bytes());
+                    self.write(&inner, &content);
+                    Some(format!("file {} -> dir with {c}.seg", show(&rel)))
+                }
+            }
+            // Remove a WAL dir.
             _ => {
                 let d = self.rng.pick(&self.list(b"wal", true))?;
                 let rel = wal(&d);
