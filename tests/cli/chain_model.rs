@@ -1048,13 +1048,13 @@ impl World {
                 path.parent().unwrap().join(loc)
             };
             let b = base.or_else(|| self.archives.iter().position(|a| a.path == lp));
-            if let Some(b) = b {
-                if self.depth(b) + 1 != depth {
-                    return Err(self.fail(
-                        "create recorded a depth its chain does not have",
-                        format!("{j}"),
-                    ));
-                }
+            if let Some(b) = b
+                && self.depth(b) + 1 != depth
+            {
+                return Err(self.fail(
+                    "create recorded a depth its chain does not have",
+                    format!("{j}"),
+                ));
             }
             if kind.starts_with("shelf") {
                 let k = args[args.iter().position(|a| a == "--max-chain").unwrap() + 1]
