@@ -303,6 +303,14 @@ impl Gen {
 
     fn write(&mut self, rel: &[u8], content: &[u8]) {
         let p = join(&self.data, rel);
+        // A file in the way of a parent directory (after a kind flip)
+        // gives way to it.
+        for (i, _) in rel.iter().enumerate().filter(|(_, b)| **b == b'/') {
+            let up = join(&self.data, &rel[..i]);
+            if fs::symlink_metadata(&up).is_ok_and(|m| !m.is_dir()) {
+                fs::remove_file(&up).unwrap();
+            }
+        }
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).unwrap();
         }
@@ -1210,8 +1218,7 @@ impl World {
     /// A name that is not UTF-8 below the layout: `create` documents a
     /// refusal (exit 2, nothing written).
     fn non_utf8_probe(&mut self) -> Result<(), String> {
-        let rel: &[u8] = b"segments/3600/bad\xff.seg";
-        fs::create_dir_all(self.g.data.join("segments/3600")).unwrap();
+        let rel: &[u8] = b"segments/bad\xff.seg";
         fs::write(join(&self.g.data, rel), b"x").unwrap();
         let out = self.t.join("probe.tar.zst");
         let args = vec![
