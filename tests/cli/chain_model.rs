@@ -1436,9 +1436,9 @@ fn replay(seed: u64, steps: usize, avoid: &[Defect]) {
 /// wal/<name>, which its base does not hold"), `restore` accepts it.
 #[test]
 #[ignore = "issue 23: WAL names shifted down one make verify/list/next create refuse the chain"]
-fn seed_5_shifted_wal_names() {
+fn seed_10_shifted_wal_names() {
     replay(
-        5,
+        10,
         10,
         &[
             Defect::WalDirBecomesFile,
@@ -1462,6 +1462,14 @@ fn seed_83_wal_dir_replaced_by_rotated_file() {
 /// bytes, which `verify` and `restore` refuse as a hostile entry.
 #[test]
 #[ignore = "issue 23: WAL file names of 251-255 bytes give an archive verify/restore refuse"]
-fn seed_56_long_wal_names() {
-    replay(56, 7, &[]);
+fn seed_16_long_wal_names() {
+    replay(
+        16,
+        8,
+        &[
+            Defect::ShiftedWalNames,
+            Defect::WalDirBecomesFile,
+            Defect::DeepChains,
+        ],
+    );
 }
