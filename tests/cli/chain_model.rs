@@ -894,7 +894,10 @@ impl World {
                 format!("{e}: {}", output_text(&l)),
             )
         })?;
-        let listed: BTreeSet<(Vec<u8>, String, u64)> = j["entries"]
+        // Each entry: path, type, size, and the rest (mode, whole-second
+        // mtime, a file's SHA-256).
+        type Listed = (Vec<u8>, String, u64, String);
+        let listed: BTreeSet<Listed> = j["entries"]
             .as_array()
             .unwrap()
             .iter()
@@ -903,24 +906,38 @@ impl World {
                     e["path"].as_str().unwrap().as_bytes().to_vec(),
                     e["type"].as_str().unwrap().to_string(),
                     e["size"].as_u64().unwrap(),
+                    format!(
+                        "mode {:o} mtime {} sha256 {}",
+                        e["mode"].as_u64().unwrap_or(u64::MAX),
+                        e["mtime"].as_i64().unwrap_or(i64::MIN),
+                        e["sha256"].as_str().unwrap_or("-")
+                    ),
                 )
             })
             .collect();
-        let want: BTreeSet<(Vec<u8>, String, u64)> = self.snaps[snap]
+        let want: BTreeSet<Listed> = self.snaps[snap]
             .iter()
-            .map(|(k, e)| match &e.kind {
-                Kind::Dir => (k.clone(), "dir".to_string(), 0),
-                Kind::File(c) => (k.clone(), "file".to_string(), c.len() as u64),
+            .map(|(k, e)| {
+                let (t, size, sha) = match &e.kind {
+                    Kind::Dir => ("dir", 0, "-".to_string()),
+                    Kind::File(c) => ("file", c.len() as u64, hex(&sha256(c))),
+                };
+                (
+                    k.clone(),
+                    t.to_string(),
+                    size,
+                    format!("mode {:o} mtime {} sha256 {sha}", e.mode, e.mtime),
+                )
             })
             .collect();
         if listed != want {
-            let mut d: Vec<String> =
-                want.difference(&listed)
-                    .map(|(k, t, s)| format!("not listed: {} {t} {s}", show(k)))
-                    .chain(listed.difference(&want).map(|(k, t, s)| {
-                        format!("listed, not in the data dir: {} {t} {s}", show(k))
-                    }))
-                    .collect();
+            let mut d: Vec<String> = want
+                .difference(&listed)
+                .map(|(k, t, s, x)| format!("in the data dir, not listed: {} {t} {s} {x}", show(k)))
+                .chain(listed.difference(&want).map(|(k, t, s, x)| {
+                    format!("listed, not in the data dir: {} {t} {s} {x}", show(k))
+                }))
+                .collect();
             d.truncate(20);
             return Err(self.fail(
                 &format!("list of {label} differs from the data dir ({why})"),
@@ -935,8 +952,11 @@ impl World {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        // The picks come from their own stream, so that checks never
+        // change the history a seed generates.
+        let mut pick = Rng(self.seed.wrapping_mul(0x9E37_79B9) ^ (self.runs as u64) << 32);
         for _ in 0..2 {
-            let Some(f) = self.g.rng.pick(&files) else {
+            let Some(f) = pick.pick(&files) else {
                 break;
             };
             let dir = self.t.join(format!("extracted{}", self.runs));
@@ -963,6 +983,61 @@ impl World {
                         cmdline(&eargs),
                         output_text(&e),
                         got.map(|g| g.len()),
+                        want.len()
+                    ),
+                ));
+            }
+        }
+        // extract of a directory: the files below it.
+        let dirs: Vec<Vec<u8>> = self.snaps[snap]
+            .iter()
+            .filter(|(k, e)| e.kind == Kind::Dir && !k.iter().any(|b| b"*?[\\".contains(b)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if let Some(d) = pick.pick(&dirs).filter(|_| pick.chance(50)) {
+            let dir = self.t.join(format!("extracted{}", self.runs));
+            let mut eargs = vec![
+                "extract".into(),
+                p(&path).into(),
+                String::from_utf8(d.clone()).unwrap(),
+                "-C".into(),
+                p(&dir).into(),
+                "-q".into(),
+            ];
+            eargs.extend(keys.clone());
+            let e = self.run(&eargs, None);
+            let files_of = |s: &Snap| -> BTreeMap<Vec<u8>, Vec<u8>> {
+                s.iter()
+                    .filter_map(|(k, e)| match &e.kind {
+                        Kind::File(c) if k.starts_with(&d) && k.get(d.len()) == Some(&b'/') => {
+                            Some((k.clone(), c.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let want = files_of(&self.snaps[snap]);
+            let got = if dir.exists() {
+                files_of(&snapshot(&dir, false))
+            } else {
+                BTreeMap::new()
+            };
+            let _ = fs::remove_dir_all(&dir);
+            if code(&e) != 0 || got != want {
+                let missing: Vec<String> = want
+                    .keys()
+                    .filter(|k| got.get(*k) != want.get(*k))
+                    .take(10)
+                    .map(|k| show(k))
+                    .collect();
+                return Err(self.fail(
+                    &format!("extract of directory {} from {label} ({why})", show(&d)),
+                    format!(
+                        "$ {}\n{}\nmissing or different: {}; {} extracted, {} wanted",
+                        cmdline(&eargs),
+                        output_text(&e),
+                        missing.join(", "),
+                        got.len(),
                         want.len()
                     ),
                 ));
