@@ -6,8 +6,10 @@
 //! segments and hour directories added and removed, MANIFEST and
 //! tags.json rewritten (sometimes with the same size and mtime), modes,
 //! mtimes with sub-second parts, a WAL name turned into a directory and
-//! back, names of 240-255 bytes, names with control characters, files that
-//! are not SydraDB's) and interleaves archive operations: full archives,
+//! back, any file below the layout turned into a directory and back,
+//! names of 240-255 bytes, names with control characters, files that are
+//! not SydraDB's, a name that is not UTF-8 (refused, as documented)) and
+//! interleaves archive operations: full archives,
 //! `create --base`, `create -o DIR/ --incremental --max-chain k`, some
 //! encrypted, chains moved together to another directory, and `prune
 //! --yes`. The model is the data dir's tree read at the moment of each
@@ -17,8 +19,10 @@
 //!   accepts the archive and `restore` gives the model's tree (paths,
 //!   kinds, contents, modes, mtimes in whole seconds; sub-second losses
 //!   are only counted);
-//! - `list --json` shows exactly the model's entries (path, type, size);
-//! - `extract` of a few files gives the model's content;
+//! - `list --json` shows exactly the model's entries (path, type, size,
+//!   mode, mtime, a file's SHA-256);
+//! - `extract` of a few files, and of a directory, gives the model's
+//!   content;
 //! - an archive moved with its chain still verifies and restores;
 //! - after `prune --yes`, every archive still there that `verify --chain`
 //!   accepted before still restores to its model.
@@ -47,8 +51,9 @@ use crate::support::*;
 
 /// Classes of history the current code gets wrong (issue 23). The
 /// generic seeded test does not generate them, so it stays green while
-/// they are open; the `seed_*` regression tests below generate
-/// everything. A fix empties its entry here.
+/// they are open; each `seed_*` regression test below generates its own
+/// class (and is ignored until the fix lands). A fix removes its entry
+/// here and the ignore there.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Defect {
     /// WAL files renamed down one name (`b.wal` -> `a.wal`, `c.wal` ->
