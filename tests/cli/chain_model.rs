@@ -1500,9 +1500,13 @@ fn chain_model() {
 
 // ------------------------------------------ regressions found by sweeps
 //
-// One minimal seed per class of failure (issue 23); each fails on the
-// current code and is ignored until its fix lands (then drop the ignore
-// and the class from KNOWN_DEFECTS).
+// One short seed per class of failure (issue 23), generating that class
+// alone; each fails on the current code and is ignored until its fix
+// lands (then drop the ignore and the class from KNOWN_DEFECTS). A change
+// to the generator changes what a seed generates: find new seeds with
+// `SYDRA_CHAIN_ONLY_DEFECT=<Defect> SYDRA_CHAIN_STEPS=24 cargo test --test
+// cli chain_model::chain_model -- --nocapture` (the failure prints the
+// `chain_model_seed(..)` call to put here).
 
 fn replay(seed: u64, steps: usize, avoid: &[Defect]) {
     if let Err(e) = chain_model_seed(seed, steps, avoid, false) {
@@ -1516,10 +1520,10 @@ fn replay(seed: u64, steps: usize, avoid: &[Defect]) {
 /// wal/<name>, which its base does not hold"), `restore` accepts it.
 #[test]
 #[ignore = "issue 23: WAL names shifted down one make verify/list/next create refuse the chain"]
-fn seed_10_shifted_wal_names() {
+fn seed_100_shifted_wal_names() {
     replay(
-        10,
-        10,
+        100,
+        21,
         &[
             Defect::WalDirBecomesFile,
             Defect::LongWalNames,
@@ -1533,8 +1537,16 @@ fn seed_10_shifted_wal_names() {
 /// refuses it ("cannot rename .../wal/current.wal: Is a directory").
 #[test]
 #[ignore = "issue 23: a directory wal/X.wal/ replaced by a rotated file of that name fails restore"]
-fn seed_83_wal_dir_replaced_by_rotated_file() {
-    replay(83, 6, &[]);
+fn seed_17_wal_dir_replaced_by_rotated_file() {
+    replay(
+        17,
+        12,
+        &[
+            Defect::ShiftedWalNames,
+            Defect::LongWalNames,
+            Defect::DeepChains,
+        ],
+    );
 }
 
 /// A WAL file name of 251-255 bytes that grows: `create --base` writes a
@@ -1542,10 +1554,10 @@ fn seed_83_wal_dir_replaced_by_rotated_file() {
 /// bytes, which `verify` and `restore` refuse as a hostile entry.
 #[test]
 #[ignore = "issue 23: WAL file names of 251-255 bytes give an archive verify/restore refuse"]
-fn seed_16_long_wal_names() {
+fn seed_103_long_wal_names() {
     replay(
-        16,
-        8,
+        103,
+        23,
         &[
             Defect::ShiftedWalNames,
             Defect::WalDirBecomesFile,
