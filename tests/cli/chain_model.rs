@@ -319,6 +319,9 @@ impl Gen {
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).unwrap();
         }
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(&p).unwrap();
+        }
         fs::write(&p, content).unwrap();
         self.touch(&p);
     }
@@ -1460,7 +1463,14 @@ fn chain_model() {
     let base_bias = std::env::var("SYDRA_CHAIN_BASE_BIAS").is_ok_and(|v| v == "1");
     let mut failed = Vec::new();
     for seed in start..start + seeds {
-        match chain_model_seed(seed, steps, avoid, base_bias) {
+        // A panic in the test's own code fails that seed, not the sweep.
+        let r = std::panic::catch_unwind(|| chain_model_seed(seed, steps, avoid, base_bias))
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "chain_model seed {seed} FAILED: the test itself panicked (above)"
+                ))
+            });
+        match r {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("{e}\n");
