@@ -32,6 +32,7 @@
 //! (also generate what [`KNOWN_DEFECTS`] holds back). `bench/chain-sweep.sh`
 //! runs many seeds. A failure prints the seed, the history and the
 //! command's output; `chain_model_seed(N, STEPS, &[..], bias)` (printed) replays it.
+//! `SYDRA_CHAIN_VERBOSE=1` prints the history of every seed.
 //! `SYDRA_CHAIN_ONLY_DEFECT=<Defect name>` generates one class of
 //! [`Defect`] alone; `SYDRA_CHAIN_BASE_BIAS=1` makes mostly `--base`
 //! archives (deep chains).
@@ -1407,6 +1408,9 @@ pub fn chain_model_seed(
         } else {
             w.non_utf8_probe()?;
         }
+    }
+    if std::env::var("SYDRA_CHAIN_VERBOSE").is_ok_and(|v| v == "1") {
+        eprintln!("{}", w.history.join("\n"));
     }
     if w.subsec_lost > 0 {
         eprintln!(
