@@ -2,6 +2,7 @@
 
 mod atomic;
 mod chain_defects;
+mod chain_model;
 mod corruption;
 mod crafted2;
 mod encrypt;
