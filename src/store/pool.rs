@@ -79,38 +79,33 @@ impl PooledFile {
         }
     }
 
+    /// Opens the file again by its path, if it is still the same file.
+    fn reopen(&self) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&self.path)?;
+        if stamp(&file)? != self.stamp {
+            return Err(io::Error::other(format!(
+                "{} changed or was replaced while it was read",
+                self.path.display()
+            )));
+        }
+        Ok(file)
+    }
+
     /// Runs `f` on the open file, opening it again if its descriptor was
     /// closed (and refusing it if it is no longer the same file).
     pub fn with<T>(&self, f: impl FnOnce(&File) -> io::Result<T>) -> io::Result<T> {
         let mut g = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
-            let file = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-                .open(&self.path)?;
-            if stamp(&file)? != self.stamp {
-                return Err(io::Error::other(format!(
-                    "{} changed or was replaced while it was read",
-                    self.path.display()
-                )));
-            }
-            *g = Some(file);
+            *g = Some(self.reopen()?);
             drop(g);
             self.register();
             g = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             if g.is_none() {
                 // Closed again at once by a full pool: read without it.
-                let file = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-                    .open(&self.path)?;
-                if stamp(&file)? != self.stamp {
-                    return Err(io::Error::other(format!(
-                        "{} changed or was replaced while it was read",
-                        self.path.display()
-                    )));
-                }
-                return f(&file);
+                return f(&self.reopen()?);
             }
         }
         f(g.as_ref().expect("open"))

@@ -98,36 +98,6 @@ fn refused(o: &Output, want: i32, says: &[&str], what: &str) {
     }
 }
 
-/// An incremental crafted by hand on the base `base` (as in
-/// incremental.rs): its own members hold `changes` and `tails`, plus
-/// `members`.
-fn crafted_on(base: &Path, members: &[Member], changes: &str, tails: &[(&str, &[u8])]) -> Vec<u8> {
-    let b = fs::read(base).unwrap();
-    let mut all = members.to_vec();
-    all.push(dir("x-sydra-incremental"));
-    all.push(file(
-        "x-sydra-incremental/changes.ndjson",
-        changes.as_bytes(),
-    ));
-    if !tails.is_empty() {
-        all.push(dir("x-sydra-incremental/wal-tails"));
-        for (name, data) in tails {
-            all.push(file(&format!("x-sydra-incremental/wal-tails/{name}"), data));
-        }
-    }
-    let mut c = Craft2::new(&all);
-    c.head["version"] = serde_json::json!(3);
-    c.head["base"] = serde_json::json!({
-        "sha256": hex(&sha256(&b)),
-        "size": b.len(),
-        "body_sha256": hex(&b[b.len() - 32..]),
-        "location": base.file_name().unwrap().to_str().unwrap(),
-        "depth": 1,
-    });
-    c.tail = Box::new(|t| t[16] = 3);
-    c.build()
-}
-
 /// Runs the binary with RLIMIT_NOFILE at `n`.
 fn run_nofile(args: &[&str], n: u64) -> Output {
     use std::os::unix::process::CommandExt;

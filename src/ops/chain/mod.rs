@@ -199,32 +199,37 @@ impl Link {
         }
     }
 
+    /// The records of INDEX block `i` (checked against its TABLE row).
+    fn block_records(&self, i: usize) -> Result<Vec<Record>> {
+        let body = read_block(
+            &mut |at, buf| self.src.read_at(at, buf),
+            &self.rows[i],
+            i,
+            &self.src.shown,
+        )?;
+        let (_, raw_len) =
+            crate::format::v2::parse_block_opening(body[..8].try_into().expect("8 bytes"))?;
+        let raw = zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress(&body[8..], raw_len as usize))
+            .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < raw.len() {
+            let (rec, len) = Record::decode(&raw[off..])?;
+            off += len;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
     /// The record of the member at `path`, searched from the last block
     /// back (an incremental's own members are its last).
     pub fn find_last(&self, path: &str) -> Result<Option<Record>> {
-        for (i, r) in self.rows.iter().enumerate().rev() {
-            let body = read_block(
-                &mut |at, buf| self.src.read_at(at, buf),
-                r,
-                i,
-                &self.src.shown,
-            )?;
-            let (_, raw_len) =
-                crate::format::v2::parse_block_opening(body[..8].try_into().expect("8 bytes"))?;
-            let raw = zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress(&body[8..], raw_len as usize))
-                .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
-            let mut off = 0;
-            let mut first = None;
-            while off < raw.len() {
-                let (rec, len) = Record::decode(&raw[off..])?;
-                off += len;
-                if first.is_none() {
-                    first = Some(rec.path.clone());
-                }
-                if rec.path == path {
-                    return Ok(Some(rec));
-                }
+        for i in (0..self.rows.len()).rev() {
+            let recs = self.block_records(i)?;
+            let first = recs.first().map(|r| r.path.clone());
+            if let Some(rec) = recs.into_iter().find(|r| r.path == path) {
+                return Ok(Some(rec));
             }
             if first.is_some_and(|f| tree_cmp(&f, path) == std::cmp::Ordering::Less) {
                 break;
@@ -237,23 +242,9 @@ impl Link {
     /// `cap` of them, by path.
     pub fn own_records(&self, cap: usize) -> Result<BTreeMap<String, Record>> {
         let mut out = BTreeMap::new();
-        for (i, r) in self.rows.iter().enumerate().rev() {
-            let body = read_block(
-                &mut |at, buf| self.src.read_at(at, buf),
-                r,
-                i,
-                &self.src.shown,
-            )?;
-            let (_, raw_len) =
-                crate::format::v2::parse_block_opening(body[..8].try_into().expect("8 bytes"))?;
-            let raw = zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress(&body[8..], raw_len as usize))
-                .map_err(|e| Error::corrupt(format!("INDEX block {}: {e}", i + 1)))?;
-            let mut off = 0;
+        for i in (0..self.rows.len()).rev() {
             let mut before = false;
-            while off < raw.len() {
-                let (rec, len) = Record::decode(&raw[off..])?;
-                off += len;
+            for rec in self.block_records(i)? {
                 if !is_own(&rec.path) {
                     before = true;
                     continue;
