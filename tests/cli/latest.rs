@@ -35,7 +35,11 @@ fn create_at(data: &Path, shelf: &Path, when: u64, extra: &[&str]) -> PathBuf {
 /// Appends one WAL record: each archive holds something new.
 fn grow(data: &Path, i: u64) {
     let mut wal = fs::read(data.join("wal/current.wal")).unwrap();
-    wal.extend(sydra_archive::sydradb::wal_record(1, 4000 + i as i64, i as f64));
+    wal.extend(sydra_archive::sydradb::wal_record(
+        1,
+        4000 + i as i64,
+        i as f64,
+    ));
     fs::write(data.join("wal/current.wal"), wal).unwrap();
 }
 

@@ -180,8 +180,7 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
     // A bucket that does not exist: S3 says NoSuchBucket (in the body of a
     // 404); a listing answered 404 can mean nothing else.
     let no_bucket = text.contains("NoSuchBucket")
-        || (op == "list"
-            && (matches!(e, E::NotFound { .. }) || text.contains("404 Not Found")));
+        || (op == "list" && (matches!(e, E::NotFound { .. }) || text.contains("404 Not Found")));
     if no_bucket && !denied {
         return Error::Remote {
             op,
