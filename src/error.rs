@@ -87,6 +87,15 @@ pub enum Error {
         /// One line saying why.
         reason: String,
     },
+    /// No archive in a directory or under a prefix can be restored: each
+    /// was skipped (its chain is broken, it cannot be decrypted...), or
+    /// there is none.
+    NoneRestorable {
+        /// The directory or prefix.
+        shelf: String,
+        /// Each archive skipped, newest first, and why.
+        skipped: Vec<(String, String)>,
+    },
 }
 
 impl Error {
@@ -178,6 +187,18 @@ impl fmt::Display for Error {
             Error::Base { archive, reason } => write!(f, "broken chain of {archive}: {reason}"),
             Error::Key { archive, reason } => write!(f, "cannot decrypt {archive}: {reason}"),
             Error::Also { error, also } => write!(f, "{error}; also {also}"),
+            Error::NoneRestorable { shelf, skipped } => match skipped.as_slice() {
+                [] => write!(f, "no archive in {shelf}"),
+                [(url, why)] => write!(
+                    f,
+                    "no restorable archive in {shelf}: its only archive was skipped ({url}: {why})"
+                ),
+                [(url, why), ..] => write!(
+                    f,
+                    "no restorable archive in {shelf}: all {} archives were skipped (the newest, {url}: {why})",
+                    skipped.len()
+                ),
+            },
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod create;
 pub mod deep;
 pub mod extract;
+pub mod latest;
 pub mod metrics;
 pub mod prune;
 pub mod restore;

@@ -10,6 +10,7 @@ use crate::format::frame::{MAX_HEAD_BODY, TAG_HEAD, check_skippable_header};
 use crate::format::incremental::BaseRef;
 use crate::format::v2::{Head2, MAX_HEAD2_BODY, VERSION2};
 use crate::store::dir::LocalShelf;
+use crate::store::location::Location;
 use crate::store::retention::{Candidate, Policy, Reason, decide};
 use crate::store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME};
 
@@ -104,14 +105,9 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
     // An encrypted archive's HEAD is inside its encryption: read with the
     // identities given (without them, nothing can be pruned safely).
     if l.encrypted {
-        let loc = match shelf {
-            Shelf::Dir(d) => crate::store::location::Location::Local(d.path().join(&l.key)),
-            Shelf::S3(r) => crate::store::location::Location::S3 {
-                url: r.url().with_key_pub(&l.key),
-                options: r.options().clone(),
-            },
-        };
-        return Ok(crate::ops::chain::Link::open(&loc)?.head.base);
+        return Ok(crate::ops::chain::Link::open(&location_of(shelf, l))?
+            .head
+            .base);
     }
     let read = |at: u64, buf: &mut [u8]| -> Result<()> {
         match shelf {
@@ -134,6 +130,17 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
     match serde_json::from_slice::<Probe>(&body) {
         Ok(p) if p.version >= VERSION2 => Ok(Head2::parse(&body)?.base),
         _ => Ok(None),
+    }
+}
+
+/// Where the archive `l` that [`ls`] listed on `shelf` is.
+pub(crate) fn location_of(shelf: &Shelf, l: &Listed) -> Location {
+    match shelf {
+        Shelf::Dir(d) => Location::Local(d.path().join(&l.key)),
+        Shelf::S3(r) => Location::S3 {
+            url: r.url().with_key_pub(&l.key),
+            options: r.options().clone(),
+        },
     }
 }
 
@@ -268,7 +275,7 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
 /// recorded (relative names are in the same directory or prefix),
 /// whatever its size. All are kept: a look-alike never stands in for the
 /// base (keeping one archive too many is safe; deleting a base is not).
-fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
+pub(crate) fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
     let dir = l.key.rsplit_once('/').map_or("", |(d, _)| d);
     let recorded = b.location.as_str();
     listing

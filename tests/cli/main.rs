@@ -10,6 +10,7 @@ mod extract;
 mod format;
 mod hostile;
 mod incremental;
+mod latest;
 mod live;
 mod memory;
 mod probe;

@@ -64,7 +64,11 @@ pub enum Command {
         "Examples:\n",
         "  sydra-archive restore backup.tar.zst /var/lib/sydradb\n",
         "  sydra-archive restore --force backup.tar.zst /var/lib/sydradb\n",
-        "  sydra-archive restore s3://bucket/backup.tar.zst /var/lib/sydradb\n\n",
+        "  sydra-archive restore s3://bucket/backup.tar.zst /var/lib/sydradb\n",
+        "  sydra-archive restore /backup/sydradb/ /var/lib/sydradb\n\n",
+        "ARCHIVE ending in / is a directory or an s3:// prefix: the newest archive\n",
+        "there whose whole chain is found and can be decrypted is restored; each newer\n",
+        "one is skipped with the reason on stderr.\n\n",
         "The archive is extracted into a staging directory beside DATA_DIR, verified\n",
         "completely, made durable, and only then renamed into place. With --force over\n",
         "existing data the two are swapped atomically and the old tree is kept beside\n",
@@ -97,7 +101,11 @@ pub enum Command {
         "Lists the files (objects) directly in the directory (under the prefix) whose\n",
         "name ends in .tar.zst and whose last bytes are a sydra-archive trailer\n",
         "matching the size (one read each). Other .tar.zst entries are reported on\n",
-        "stderr.\n\n",
+        "stderr (not with -q).\n\n",
+        "An archive is restorable here when its chain is complete among the archives\n",
+        "listed (a full archive always is; an incremental when its base, found as prune\n",
+        "finds it, is); its data and keys are not checked. The newest restorable one is\n",
+        "marked [latest] (\"latest\" in --json; restore DIR/ also opens each chain).\n\n",
         "Exit codes: 0 success, 2 any failure."
     ))]
     Ls(LsArgs),
@@ -186,6 +194,8 @@ pub struct CreateArgs {
     pub recipients_files: Vec<PathBuf>,
     /// Encrypt the archive with the passphrase on FILE's first line
     /// (scrypt); also decrypts an encrypted --base.
+    /// SYDRA_ARCHIVE_PASSPHRASE_FILE only decrypts a --base: it never
+    /// turns encryption on.
     #[arg(long, value_name = "FILE", help_heading = "Encryption")]
     pub passphrase_file: Option<PathBuf>,
     /// An identity that decrypts an encrypted --base (repeatable; else
@@ -280,7 +290,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Archive path, - for stdin, or s3://bucket/key.
+    /// Archive path, - for stdin, or s3://bucket/key; ending in / (a
+    /// directory or an s3:// prefix), the newest restorable archive there.
     pub archive: PathBuf,
     /// The data directory to rebuild (absent or empty, or non-empty with --force).
     pub data_dir: PathBuf,
@@ -351,7 +362,7 @@ pub struct KeyArgs {
     #[arg(long = "identity", short = 'i', value_name = "FILE")]
     pub identities: Vec<PathBuf>,
     /// A file whose first line is the passphrase of archives encrypted
-    /// with one.
+    /// with one (else SYDRA_ARCHIVE_PASSPHRASE_FILE).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 }
@@ -401,6 +412,10 @@ pub struct LsArgs {
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,
+    /// Print only the listing and errors (not the notes on other .tar.zst
+    /// entries and temporary files).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]

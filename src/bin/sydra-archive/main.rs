@@ -179,10 +179,25 @@ fn read_location(arg: &Path, s3: &S3Args, read: &ReadArgs) -> anyhow::Result<Loc
 }
 
 /// Sets the identities this run decrypts archives with: `--identity`
-/// files (else `SYDRA_ARCHIVE_IDENTITY_FILE`) and `--passphrase-file`.
+/// files (else `SYDRA_ARCHIVE_IDENTITY_FILE`) and `--passphrase-file`
+/// (else `SYDRA_ARCHIVE_PASSPHRASE_FILE`). Only to decrypt: `create`
+/// encrypts with `--passphrase-file` alone.
 fn use_keys(identities: &[PathBuf], passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    let env_file = |name: &str| std::env::var_os(name).filter(|f| !f.is_empty());
+    let mut from_env = None;
+    if passphrase_file.is_none()
+        && let Some(f) = env_file("SYDRA_ARCHIVE_PASSPHRASE_FILE")
+    {
+        // As for the identity file below: one that cannot be read fails
+        // only the runs that need it.
+        match sydra_archive::Identities::new(&[], Some(Path::new(&f))) {
+            Ok(_) => from_env = Some(PathBuf::from(f)),
+            Err(e) => say!("sydra-archive: warning: SYDRA_ARCHIVE_PASSPHRASE_FILE: {e}"),
+        }
+    }
+    let passphrase_file = passphrase_file.or(from_env.as_deref());
     if identities.is_empty()
-        && let Some(f) = std::env::var_os("SYDRA_ARCHIVE_IDENTITY_FILE").filter(|f| !f.is_empty())
+        && let Some(f) = env_file("SYDRA_ARCHIVE_IDENTITY_FILE")
     {
         // From the environment, a key that cannot be read fails only the
         // runs that need one (an unencrypted archive needs none).
@@ -655,7 +670,12 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
-    let loc = read_location(&a.archive, &a.s3, &a.read)?;
+    let chain_bases = bases(&a.chain, &a.s3)?;
+    let (loc, skipped) = if a.archive.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        newest_restorable(&a, &chain_bases)?
+    } else {
+        (read_location(&a.archive, &a.s3, &a.read)?, Vec::new())
+    };
     let progress = Arc::new(Progress::default());
     let display = Display::start("restore", a.progress, a.quiet, &progress);
     let result = sydra_archive::restore(
@@ -665,11 +685,17 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             force: a.force,
             progress: Some(progress.clone()),
             threads: a.read.threads as usize,
-            bases: bases(&a.chain, &a.s3)?,
+            bases: chain_bases,
         },
     );
     display.finish();
     let s = result.with_context(|| format!("restore {loc}"))?;
+    let chosen_from = a
+        .archive
+        .as_os_str()
+        .as_encoded_bytes()
+        .ends_with(b"/")
+        .then(|| a.archive.display().to_string());
     let secs = started.elapsed().as_secs_f64();
     let archive = loc.to_string();
     // The data dir is replaced: a report that cannot be written is a
@@ -691,6 +717,11 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 warnings: s.warnings.clone(),
                 seconds: secs,
                 chain: s.chain.clone(),
+                chosen_from,
+                skipped: skipped
+                    .iter()
+                    .map(|(url, why)| report::Other { url, reason: why })
+                    .collect(),
             },
         )
     {
@@ -738,6 +769,60 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `restore DIR/`: the newest restorable archive there (see
+/// [`sydra_archive::newest_restorable`]); the ones skipped are said on
+/// stderr, one line each, and the one chosen.
+fn newest_restorable(
+    a: &RestoreArgs,
+    chain_bases: &[Location],
+) -> anyhow::Result<(Location, Vec<(String, String)>)> {
+    let opts = S3Options {
+        concurrency: a.read.concurrency as usize,
+        ..s3_options(&a.s3)
+    };
+    let shown = a.archive.to_string_lossy();
+    let shelf = sydra_archive::Shelf::parse(&shown, &opts)?;
+    let say_skipped = |skipped: &[(String, String)]| {
+        for (url, why) in skipped {
+            say!("sydra-archive: skipped {}: {why}", ui::escape_name(url));
+        }
+    };
+    let (loc, skipped) = match sydra_archive::newest_restorable(&shelf, chain_bases) {
+        Ok(r) => r,
+        Err(e) => {
+            // Of several, each is said on its line; the error sums up.
+            if let Error::NoneRestorable { skipped, shelf } = &e
+                && skipped.len() > 1
+            {
+                say_skipped(skipped);
+                return Err(Error::Refused(format!(
+                    "no restorable archive in {shelf}: all {} archives were skipped",
+                    skipped.len()
+                ))
+                .into());
+            }
+            return Err(e.into());
+        }
+    };
+    if !a.quiet {
+        say_skipped(&skipped);
+        let newer = match skipped.len() {
+            0 => String::new(),
+            n => format!(
+                " ({} skipped: {})",
+                ui::count(n as u64, "newer archive", "newer archives"),
+                skipped
+                    .iter()
+                    .map(|(url, _)| ui::escape_name(url))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        say!("sydra-archive: restoring the newest restorable archive {loc}{newer}");
+    }
+    Ok((loc, skipped))
 }
 
 fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
@@ -794,14 +879,18 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
     let url = shelf.shown();
     let listing = sydra_archive::ls(&shelf)?;
-    for (obj, why) in &listing.others {
-        say!("sydra-archive: {obj} is not a sydra-archive: {why}");
-    }
-    for t in &listing.stale {
-        say!(
-            "sydra-archive: {} is the temporary file of a killed run (removed by the next prune --yes or create here)",
-            ui::escape_name(t)
-        );
+    let restorable = sydra_archive::restorable(&listing);
+    let latest = restorable.iter().position(|r| *r);
+    if !a.quiet {
+        for (obj, why) in &listing.others {
+            say!("sydra-archive: {obj} is not a sydra-archive: {why}");
+        }
+        for t in &listing.stale {
+            say!(
+                "sydra-archive: {} is the temporary file of a killed run (removed by the next prune --yes or create here)",
+                ui::escape_name(t)
+            );
+        }
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if a.json {
@@ -814,14 +903,29 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             &mut out,
             &report::LsReport {
                 prefix: url.to_string(),
-                archives: &listing.archives,
+                archives: listing
+                    .archives
+                    .iter()
+                    .zip(&restorable)
+                    .map(|(archive, &restorable)| report::LsArchive {
+                        archive,
+                        restorable,
+                    })
+                    .collect(),
+                latest: latest.map(|i| listing.archives[i].url.as_str()),
                 others,
                 stale: &listing.stale,
             },
         )?;
         out.write_all(b"\n")?;
     } else {
-        for l in &listing.archives {
+        for (i, l) in listing.archives.iter().enumerate() {
+            let mark = match (latest == Some(i), restorable[i], l.chain_known) {
+                (true, _, _) => "  [latest]",
+                (false, true, _) => "",
+                (false, false, false) => "  [chain unknown]",
+                (false, false, true) => "  [chain incomplete]",
+            };
             let (kind, base) = match &l.base {
                 None => ("full", String::new()),
                 Some(b) => (
@@ -831,7 +935,7 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
             };
             writeln!(
                 out,
-                "{}  {:>14}  {kind:<11}  {}{base}",
+                "{}  {:>14}  {kind:<11}  {}{base}{mark}",
                 sydra_archive::utc_time(l.modified_unix_ms),
                 l.size,
                 ui::escape_name(&l.url)

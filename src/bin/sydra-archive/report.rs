@@ -137,7 +137,7 @@ pub struct VerifyFailed {
 
 /// `restore --json`.
 #[derive(Debug, Serialize)]
-pub struct RestoreReport {
+pub struct RestoreReport<'a> {
     /// The archive as named.
     pub archive: String,
     /// The data directory that now holds the archive's tree.
@@ -166,6 +166,11 @@ pub struct RestoreReport {
     /// one first (empty otherwise). `bytes`, `sha256`, `files`, `entries`
     /// and `data_bytes` are then the archive named's.
     pub chain: Vec<String>,
+    /// With `restore DIR/`: the directory or prefix given, `archive` being
+    /// the newest restorable archive there; else `null`.
+    pub chosen_from: Option<String>,
+    /// With `restore DIR/`: the newer archives skipped there, and why.
+    pub skipped: Vec<Other<'a>>,
 }
 
 /// `ls --json`.
@@ -174,11 +179,24 @@ pub struct LsReport<'a> {
     /// The directory or prefix listed.
     pub prefix: String,
     /// Archives, newest first.
-    pub archives: &'a [Listed],
+    pub archives: Vec<LsArchive<'a>>,
+    /// The newest archive whose chain is complete here, if any.
+    pub latest: Option<&'a str>,
     /// `.tar.zst` objects that are not sydra-archives.
     pub others: Vec<Other<'a>>,
     /// Temporary files of killed runs.
     pub stale: &'a [String],
+}
+
+/// One archive of `ls --json`.
+#[derive(Debug, Serialize)]
+pub struct LsArchive<'a> {
+    /// What the listing says of it.
+    #[serde(flatten)]
+    pub archive: &'a Listed,
+    /// Whether its chain is complete among the archives listed (a full
+    /// archive's is).
+    pub restorable: bool,
 }
 
 /// An object that is not a sydra-archive, and why.

@@ -177,6 +177,20 @@ pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Er
     let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
         || text.contains("403 Forbidden")
         || text.contains("401 Unauthorized");
+    // A bucket that does not exist: S3 says NoSuchBucket (in the body of a
+    // 404); a listing answered 404 can mean nothing else.
+    let no_bucket = text.contains("NoSuchBucket")
+        || (op == "list" && (matches!(e, E::NotFound { .. }) || text.contains("404 Not Found")));
+    if no_bucket && !denied {
+        return Error::Remote {
+            op,
+            url: url.to_string(),
+            reason: format!(
+                "bucket {} does not exist (or is not reachable with these credentials)",
+                url.bucket
+            ),
+        };
+    }
     let reason = match &e {
         _ if denied => format!(
             "access denied; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy ({})",
@@ -293,5 +307,53 @@ impl Remote {
             &self.url,
             &path,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_bucket_is_named_in_one_line() {
+        let url = S3Url::parse("s3://nobucket/").unwrap();
+        let want = "cannot list s3://nobucket/: bucket nobucket does not exist (or is not reachable with these credentials)";
+        // What object_store says of a listing of a bucket that is not there.
+        let body = "Error performing list request: Error performing GET http://127.0.0.1:9/nobucket?list-type=2 in 1ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>";
+        assert_eq!(remote_error("list", &url, generic(body)).to_string(), want);
+        let not_found = object_store::Error::NotFound {
+            path: String::new(),
+            source: "404".to_string().into(),
+        };
+        assert_eq!(remote_error("list", &url, not_found).to_string(), want);
+        // A read names the bucket when S3 says which is missing ...
+        let obj = S3Url::parse("s3://nobucket/a.tar.zst").unwrap();
+        assert_eq!(
+            remote_error("read", &obj, generic(body)).to_string(),
+            "cannot read s3://nobucket/a.tar.zst: bucket nobucket does not exist (or is not reachable with these credentials)"
+        );
+        // ... and a missing object stays a missing object; a denial a denial.
+        let gone = object_store::Error::NotFound {
+            path: "a.tar.zst".into(),
+            source: "404".to_string().into(),
+        };
+        assert!(
+            remote_error("read", &obj, gone)
+                .to_string()
+                .ends_with("no such object or bucket")
+        );
+        let denied = generic("Server returned non-2xx status code: 403 Forbidden: NoSuchBucket");
+        assert!(
+            remote_error("list", &url, denied)
+                .to_string()
+                .contains("access denied")
+        );
     }
 }

@@ -1,0 +1,149 @@
+//! The newest archive of a directory or an `s3://` prefix that can be
+//! restored: for `restore DIR/` (its chain opened and its tree modelled)
+//! and for `ls` (decided from the listing alone).
+
+use crate::error::{Error, Result};
+use crate::format::incremental::MAX_CHAIN;
+use crate::ops::chain::{Link, Trust, chain_of, state};
+use crate::ops::prune::{Shelf, base_names, location_of, ls};
+use crate::store::location::Location;
+use crate::store::s3::{Listed, Listing};
+
+/// The newest archive on `shelf` that can be restored, and the newer ones
+/// skipped (URL, why), newest first. Archives are tried newest first; one
+/// is taken when its whole chain is found (where HEAD records each base,
+/// or among `bases`), each base is the archive recorded (by its size and
+/// TAIL digest), and the tree the chain describes is consistent. Its data
+/// is not read: the restore verifies every byte. One whose chain is
+/// broken, that cannot be decrypted with the keys given, or that is not a
+/// sound archive is skipped; a failure to read the shelf (I/O, network)
+/// stops the choice. [`Error::NoneRestorable`] when none is left.
+pub fn newest_restorable(
+    shelf: &Shelf,
+    bases: &[Location],
+) -> Result<(Location, Vec<(String, String)>)> {
+    let listing = ls(shelf)?;
+    let mut skipped = Vec::new();
+    for l in &listing.archives {
+        let loc = location_of(shelf, l);
+        match check(&loc, l, bases) {
+            Ok(()) => return Ok((loc, skipped)),
+            Err(e) if skip(&e) => skipped.push((l.url.clone(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NoneRestorable {
+        shelf: shelf.shown(),
+        skipped,
+    })
+}
+
+/// Opens the chain of `l` at `loc` and walks the tree it describes.
+fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<()> {
+    // A version-1 archive (no TAIL) is always a full one: nothing to
+    // chain; the restore checks it whole.
+    if !l.encrypted && l.body_sha256.is_none() && l.base.is_none() {
+        return Ok(());
+    }
+    let links = chain_of(Link::open(loc)?, bases, Trust::AsRead)?;
+    for e in state(&links)? {
+        e?;
+    }
+    Ok(())
+}
+
+/// Whether `e` says this archive cannot be restored (then an older one is
+/// tried), rather than that the shelf cannot be read.
+fn skip(e: &Error) -> bool {
+    match e {
+        Error::Base { .. } | Error::Key { .. } | Error::Refused(_) => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        e => e.is_archive_fault(),
+    }
+}
+
+/// For each archive of `listing` (in its order), whether its chain is
+/// complete among the archives listed: a full archive is; an incremental
+/// is when one of the archives that may be its base (by the rules
+/// `prune` keeps bases by) is. An encrypted archive whose chain is
+/// unknown (listed without its key and without a chain record) is not.
+/// Nothing is read: the archives' contents and keys are not checked.
+pub fn restorable(listing: &Listing) -> Vec<bool> {
+    let mut memo = vec![None; listing.archives.len()];
+    (0..listing.archives.len())
+        .map(|i| complete(listing, i, 0, &mut memo))
+        .collect()
+}
+
+fn complete(listing: &Listing, i: usize, depth: usize, memo: &mut [Option<bool>]) -> bool {
+    if let Some(v) = memo[i] {
+        return v;
+    }
+    if depth > MAX_CHAIN {
+        return false;
+    }
+    let l = &listing.archives[i];
+    let v = l.chain_known
+        && match &l.base {
+            None => true,
+            Some(b) => base_names(listing, l, b).iter().any(|name| {
+                listing
+                    .archives
+                    .iter()
+                    .position(|c| &c.key == name)
+                    .is_some_and(|j| complete(listing, j, depth + 1, memo))
+            }),
+        };
+    memo[i] = Some(v);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::incremental::BaseRef;
+
+    fn listed(key: &str, base: Option<&str>) -> Listed {
+        Listed {
+            url: format!("/b/{key}"),
+            key: key.into(),
+            size: 100,
+            modified_unix_ms: 0,
+            sha256: None,
+            identity: None,
+            base: base.map(|b| BaseRef {
+                location: b.into(),
+                size: 1,
+                sha256: "00".into(),
+                body_sha256: "00".into(),
+                depth: 1,
+            }),
+            body_sha256: Some("ff".into()),
+            encrypted: false,
+            chain_known: true,
+        }
+    }
+
+    #[test]
+    fn an_incremental_is_restorable_when_its_chain_is_listed() {
+        let mut unknown = listed("e.tar.zst.age", None);
+        unknown.chain_known = false;
+        let listing = Listing {
+            archives: vec![
+                listed("d.tar.zst", Some("gone.tar.zst")),
+                listed("c.tar.zst", Some("b.tar.zst")),
+                listed("b.tar.zst", Some("a.tar.zst")),
+                listed("a.tar.zst", None),
+                unknown,
+                // A cycle is not a chain.
+                listed("x.tar.zst", Some("y.tar.zst")),
+                listed("y.tar.zst", Some("x.tar.zst")),
+            ],
+            ..Listing::default()
+        };
+        assert_eq!(
+            restorable(&listing),
+            [false, true, true, true, false, false, false]
+        );
+    }
+}
