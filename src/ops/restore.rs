@@ -313,11 +313,11 @@ fn stage(
         drop(marker);
         let read = match (src, chain) {
             (Some(src), _) => {
+                let name = src.name().display().to_string();
                 let read = src.read_into(Depth::Full, &mut sink)?;
                 if read.info.base.is_some() {
                     return Err(Error::Refused(format!(
-                        "{} is an incremental archive: restore it from a file or an object, where its bases can be found",
-                        staging_path.display()
+                        "{name} is an incremental archive: restore it from a file or an object, where its bases can be found"
                     )));
                 }
                 // Verified: now give directories their modes and times,

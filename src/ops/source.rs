@@ -91,6 +91,11 @@ impl ArchiveReader {
         self.cipher.as_ref().map(|c| c.start.as_slice())
     }
 
+    /// The archive's name in messages (`-` for stdin).
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
     /// Whether the archive is encrypted (an age file).
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()

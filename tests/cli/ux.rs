@@ -67,6 +67,11 @@ fn progress_json_is_ndjson_on_stderr() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
     assert_eq!(events.first().unwrap()["event"], "started");
+    // The start says how much there is to do (once known).
+    assert!(
+        events.first().unwrap()["total_bytes"].as_u64().unwrap() > 0,
+        "{events:?}"
+    );
     let last = events.last().unwrap();
     assert_eq!(last["event"], "finished");
     assert_eq!(last["command"], "create");
@@ -86,6 +91,14 @@ fn progress_json_is_ndjson_on_stderr() {
     ] {
         let o = run(&args);
         expect_code(&o, 0);
+        let first: serde_json::Value =
+            serde_json::from_str(stderr(&o).lines().next().unwrap()).unwrap();
+        assert_eq!(first["event"], "started");
+        assert_eq!(
+            first["total_bytes"].as_u64().unwrap(),
+            fs::metadata(&out).unwrap().len(),
+            "{args:?}"
+        );
         let last: serde_json::Value =
             serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
         assert_eq!(last["event"], "finished");
@@ -469,4 +482,28 @@ fn an_output_that_is_a_directory_says_how_to_write_into_it() {
     let o = run(&["create", p(&data), "-o", &format!("{}/", p(&dir)), "-q"]);
     expect_code(&o, 0);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+}
+
+/// `restore -` of an incremental names the archive it read, not a
+/// staging directory of its own.
+#[test]
+fn restore_of_an_incremental_from_stdin_names_stdin() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&run(&["create", p(&data), "-o", p(&a0), "-q"]), 0);
+    fs::write(data.join("tags.json"), b"{\"changed\":[2]}").unwrap();
+    expect_code(
+        &run(&["create", p(&data), "-o", p(&a1), "--base", p(&a0), "-q"]),
+        0,
+    );
+    let o = run_stdin(
+        &["restore", "-", p(&t.path().join("r"))],
+        &fs::read(&a1).unwrap(),
+    );
+    expect_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("- is an incremental archive"), "{e}");
+    assert!(!e.contains("sydra-staging"), "{e}");
 }

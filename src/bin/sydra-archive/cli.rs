@@ -44,19 +44,21 @@ pub enum Command {
         "  sydra-archive verify --deep backup.tar.zst\n",
         "  sydra-archive verify s3://bucket/backup.tar.zst\n\n",
         "Full verification decompresses everything and checks every tar member against\n",
-        "HEAD, every file against its SHA-256 in SUMS, and the footer hash. --quick\n",
-        "checks the frame structure, HEAD, SUMS and the footer hash without decompressing.\n\n",
+        "its index record, every file against its SHA-256, and the archive's SHA-256\n",
+        "against TAIL. --quick checks every frame's structure, the index, TABLE, META and\n",
+        "the TAIL hash without decompressing. --chain also proves every base of an\n",
+        "incremental is the archive recorded; --read-data also decodes every base.\n\n",
         "Exit codes: 0 verified, 1 archive failed verification, 2 any other failure."
     ))]
     Verify(VerifyArgs),
-    /// Show the entries an archive's header declares (does not verify data).
+    /// Show the entries an archive's index declares (does not verify data).
     #[command(after_help = concat!(
         "Examples:\n",
         "  sydra-archive list backup.tar.zst\n",
         "  sydra-archive list --json backup.tar.zst | jq '.entries | length'\n",
         "  sydra-archive list --sha256 backup.tar.zst > SHA256SUMS\n",
         "  tar --zstd -xf backup.tar.zst -C dir && (cd dir && sha256sum -c ../SHA256SUMS)\n\n",
-        "Exit codes: 0 success, 1 the header is corrupt or hostile, 2 any other failure."
+        "Exit codes: 0 success, 1 the index is corrupt or hostile, 2 any other failure."
     ))]
     List(ListArgs),
     /// Rebuild a data directory from an archive, verified before anything changes.

@@ -98,26 +98,47 @@ fn bar(command: &str, p: &Progress, stop: &AtomicBool) {
     pb.finish_and_clear();
 }
 
+/// One `--progress json` event.
+#[derive(serde::Serialize)]
+struct ProgressEvent<'a> {
+    event: &'a str,
+    command: &'a str,
+    done_bytes: u64,
+    total_bytes: u64,
+    elapsed_s: f64,
+}
+
 fn ndjson(command: &str, p: &Progress, stop: &AtomicBool) {
     let start = Instant::now();
     let event = |name: &str| {
-        let line = serde_json::json!({
-            "event": name,
-            "command": command,
-            "done_bytes": p.done(),
-            "total_bytes": p.total(),
-            "elapsed_s": start.elapsed().as_secs_f64(),
-        });
-        let _ = writeln!(std::io::stderr(), "{line}");
+        let e = ProgressEvent {
+            event: name,
+            command,
+            done_bytes: p.done(),
+            total_bytes: p.total(),
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        if let Ok(line) = serde_json::to_string(&e) {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
     };
+    // `started` once the total is known (the archive opened, the data
+    // dir counted), or at the first tick without one (a pipe).
+    let mut started = false;
     let mut last = Instant::now();
-    event("started");
     while !stop.load(Ordering::SeqCst) {
-        if last.elapsed() >= Duration::from_millis(500) {
+        if !started && (p.total() > 0 || last.elapsed() >= Duration::from_millis(500)) {
+            event("started");
+            started = true;
+            last = Instant::now();
+        } else if started && last.elapsed() >= Duration::from_millis(500) {
             event("progress");
             last = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if !started {
+        event("started");
     }
     event("finished");
 }
