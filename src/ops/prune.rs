@@ -189,12 +189,17 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
     };
     let mut listing = ls(shelf)?;
     // An encrypted base is told by its whole SHA-256 (its size and TAIL
-    // are inside the encryption): hashed here where a kept incremental's
-    // base is not found by name (object storage records it at upload).
+    // are inside the encryption): hashed here where an incremental's base
+    // is not found by its digest (a name alone may be a newer archive's;
+    // object storage records the SHA-256 at upload, and an object without
+    // it is kept as a possible base).
     let unmatched = listing.archives.iter().any(|l| {
-        l.base
-            .as_ref()
-            .is_some_and(|b| base_names(&listing, l, b).is_empty())
+        l.base.as_ref().is_some_and(|b| {
+            !listing
+                .archives
+                .iter()
+                .any(|c| c.key != l.key && by_digest(c, b))
+        })
     });
     if let (true, Shelf::Dir(d)) = (unmatched, shelf) {
         for l in listing.archives.iter_mut() {
@@ -278,21 +283,32 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
 pub(crate) fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<String> {
     let dir = l.key.rsplit_once('/').map_or("", |(d, _)| d);
     let recorded = b.location.as_str();
-    listing
-        .archives
-        .iter()
-        .filter(|c| c.key != l.key)
+    let others = || listing.archives.iter().filter(|c| c.key != l.key);
+    let mut names: Vec<String> = others()
         .filter(|c| {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
-            (c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
-                || c.sha256
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(&b.sha256))
-                || (cdir == dir && name == recorded)
-                || c.url == recorded
-                || c.key == recorded
+            by_digest(c, b) || (cdir == dir && name == recorded) || c.url == recorded || c.key == recorded
         })
         .map(|c| c.key.clone())
-        .collect()
+        .collect();
+    // Not known here by its digest: any archive whose digest is not known
+    // (an encrypted one whose SHA-256 was not taken) may be it.
+    if !others().any(|c| by_digest(c, b)) {
+        for c in others().filter(|c| c.encrypted && c.sha256.is_none()) {
+            if !names.contains(&c.key) {
+                names.push(c.key.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Whether `c` is the archive `b` names by its digests: its whole SHA-256,
+/// or its size and TAIL digest.
+fn by_digest(c: &Listed, b: &BaseRef) -> bool {
+    (c.size == b.size && c.body_sha256.as_deref() == Some(b.body_sha256.as_str()))
+        || c.sha256
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(&b.sha256))
 }

@@ -810,7 +810,6 @@ fn space_needed(plan: &Plan, block: u64) -> u64 {
 /// is proven: the archive's body must hash to what TAIL records (a
 /// tampered META is the archive's fault, not the disk's).
 fn prove_meta_if_short(src: &crate::ops::source::RandomSource, parent: &Path) -> Result<()> {
-    use sha2::{Digest, Sha256};
     let Some((tail, meta, _)) =
         crate::read::read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
     else {
@@ -825,22 +824,9 @@ fn prove_meta_if_short(src: &crate::ops::source::RandomSource, parent: &Path) ->
     if space_needed(&plan, space.block) <= space.bytes {
         return Ok(());
     }
-    let mut h = Sha256::new();
-    let mut r = src.stream(0, tail.body_len)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n_all = 0u64;
-    loop {
-        match io::Read::read(&mut r, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                n_all += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(crate::write::from_io(e, "read", src.shown.as_ref())),
-        }
-    }
-    if n_all != tail.body_len || h.finalize().as_slice() != tail.body_sha256 {
+    let (sha, n_all) =
+        crate::store::verified::sha256_of(&mut src.stream(0, tail.body_len)?, src.shown.as_ref())?;
+    if n_all != tail.body_len || sha != tail.body_sha256 {
         return Err(Error::corrupt(format!(
             "{}: the archive does not hash to what its TAIL records (its META, which asks for {} bytes, cannot be trusted)",
             src.shown, meta.total_bytes

@@ -202,7 +202,7 @@ impl ArchiveReader {
     fn sealed_access(&self, start: &[u8], shown: String) -> Result<Option<RandomSource>> {
         let reads = Arc::new(AtomicU64::new(0));
         let read_bytes = Arc::new(AtomicU64::new(0));
-        let (raw, file): (Box<dyn SeekRead>, Option<File>) = match &self.inner {
+        let (raw, file): (Box<dyn SeekRead>, Option<Arc<PooledFile>>) = match &self.inner {
             Inner::File { file, stdin: false } => {
                 if !file
                     .metadata()
@@ -211,20 +211,21 @@ impl ArchiveReader {
                 {
                     return Ok(None);
                 }
-                let f = file
-                    .try_clone()
-                    .map_err(|e| Error::io("read", &self.name, e))?;
-                let g = f
-                    .try_clone()
-                    .map_err(|e| Error::io("read", &self.name, e))?;
+                // One descriptor, in the pool, for the decryptor's reads
+                // and the stamp and hash of the stored bytes.
+                let f = Arc::new(
+                    file.try_clone()
+                        .and_then(|f| PooledFile::new(&self.name, f))
+                        .map_err(|e| Error::io("read", &self.name, e))?,
+                );
                 (
                     Box::new(CountedSeek {
-                        file: f,
+                        file: Arc::clone(&f),
                         pos: 0,
                         reads: Arc::clone(&reads),
                         read_bytes: Arc::clone(&read_bytes),
                     }),
-                    Some(g),
+                    Some(f),
                 )
             }
             Inner::Object {
@@ -386,7 +387,7 @@ enum SourceKind {
     Object(Box<Remote>, Option<String>),
     /// An encrypted archive, decrypted at offsets (and its file, if any,
     /// for its stamp).
-    Sealed(std::sync::Mutex<Box<dyn SeekRead>>, Option<File>),
+    Sealed(std::sync::Mutex<Box<dyn SeekRead>>, Option<Arc<PooledFile>>),
 }
 
 impl RandomSource {
@@ -458,18 +459,9 @@ impl RandomSource {
     /// verified-digest cache for a file unchanged since it was hashed.
     /// `None` for an encrypted object (its stored bytes are not at hand).
     pub fn stored_sha256(&self) -> Result<Option<[u8; 32]>> {
-        use sha2::{Digest, Sha256};
         let file = match &self.kind {
-            SourceKind::File(f) => {
-                return f
-                    .with(|f| {
-                        crate::store::verified::digest(f, self.shown.as_ref())
-                            .map_err(std::io::Error::other)
-                    })
-                    .map(Some)
-                    .map_err(|e| crate::write::from_io(e, "read", self.shown.as_ref()));
-            }
-            SourceKind::Sealed(_, Some(f)) => f,
+            SourceKind::File(f) => f,
+            SourceKind::Sealed(_, Some(f)) => f.as_ref(),
             SourceKind::Sealed(_, None) => return Ok(None),
             SourceKind::Object(remote, e_tag) => {
                 // An object is known by its ETag (which changes with its
@@ -480,27 +472,21 @@ impl RandomSource {
                 if let Some(sha) = key.as_ref().and_then(crate::store::verified::lookup) {
                     return Ok(Some(sha));
                 }
-                let mut r = self.stream(0, self.size)?;
-                let mut h = Sha256::new();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    match r.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => h.update(&buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Err(crate::write::from_io(e, "read", self.shown.as_ref()));
-                        }
-                    }
-                }
-                let sha: [u8; 32] = h.finalize().into();
+                let (sha, _) = crate::store::verified::sha256_of(
+                    &mut self.stream(0, self.size)?,
+                    self.shown.as_ref(),
+                )?;
                 if let Some(k) = key {
                     crate::store::verified::remember(&k, &sha);
                 }
                 return Ok(Some(sha));
             }
         };
-        crate::store::verified::digest(file, self.shown.as_ref()).map(Some)
+        file.with(|f| {
+            crate::store::verified::digest(f, self.shown.as_ref()).map_err(std::io::Error::other)
+        })
+        .map(Some)
+        .map_err(|e| crate::write::from_io(e, "read", self.shown.as_ref()))
     }
 
     /// The device and inode of the file read, if it is a file.
@@ -508,7 +494,10 @@ impl RandomSource {
         use std::os::unix::fs::MetadataExt;
         match &self.kind {
             SourceKind::File(f) => f.with(|f| f.metadata()).ok().map(|m| (m.dev(), m.ino())),
-            SourceKind::Sealed(_, Some(f)) => f.metadata().ok().map(|m| (m.dev(), m.ino())),
+            SourceKind::Sealed(_, Some(f)) => f
+                .with(|f| f.metadata())
+                .ok()
+                .map(|m| (m.dev(), m.ino())),
             _ => None,
         }
     }
@@ -529,7 +518,10 @@ impl RandomSource {
                 .with(|f| stamp(f, Path::new(&self.shown)).map_err(std::io::Error::other))
                 .map(Some)
                 .map_err(|e| crate::write::from_io(e, "stat", self.shown.as_ref())),
-            SourceKind::Sealed(_, Some(f)) => stamp(f, Path::new(&self.shown)).map(Some),
+            SourceKind::Sealed(_, Some(f)) => f
+                .with(|f| stamp(f, Path::new(&self.shown)).map_err(std::io::Error::other))
+                .map(Some)
+                .map_err(|e| crate::write::from_io(e, "stat", self.shown.as_ref())),
             SourceKind::Object(..) | SourceKind::Sealed(_, None) => Ok(None),
         }
     }
@@ -781,7 +773,7 @@ impl<T: Read + Seek + Send> SeekRead for T {}
 /// descriptor's offset, shared with the stream reading it, never moves),
 /// counting reads and bytes.
 struct CountedSeek {
-    file: File,
+    file: Arc<PooledFile>,
     pos: u64,
     reads: Arc<AtomicU64>,
     read_bytes: Arc<AtomicU64>,
@@ -790,7 +782,10 @@ struct CountedSeek {
 impl Read for CountedSeek {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        let pos = self.pos;
+        let n = self
+            .file
+            .with(|f| std::os::unix::fs::FileExt::read_at(f, buf, pos))?;
         self.pos += n as u64;
         self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -801,7 +796,11 @@ impl Seek for CountedSeek {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
         let to = match pos {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+            SeekFrom::End(d) => self
+                .file
+                .with(|f| f.metadata())?
+                .len()
+                .checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = to.ok_or_else(|| std::io::Error::other("seek out of range"))?;

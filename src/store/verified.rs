@@ -162,6 +162,32 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     }
 }
 
+/// The SHA-256 and length of everything `r` gives (`shown` names it in
+/// errors; errors of ours that travel inside an I/O error come back out).
+pub fn sha256_of(
+    r: &mut dyn std::io::Read,
+    shown: &std::path::Path,
+) -> crate::error::Result<([u8; 32], u64)> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((h.finalize().into(), n)),
+            Ok(got) => {
+                h.update(&buf[..got]);
+                n += got as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(crate::error::Error::from_carrier(e)
+                    .unwrap_or_else(|e| crate::error::Error::io("read", shown, e)));
+            }
+        }
+    }
+}
+
 /// The SHA-256 of the whole file `f` (`shown` names it in errors): from
 /// the cache when the file is unchanged since it was hashed, else read
 /// whole through `f` and remembered (if it did not change meanwhile).

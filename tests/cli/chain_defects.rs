@@ -180,8 +180,8 @@ fn d01_a_forged_base_below_the_newest_link_is_refused_by_every_reader() {
     let o = create_on(&data, &a2, &a1);
     refused(
         &o,
-        2,
-        &["broken chain", "hashes to", "a0.tar.zst"],
+        1,
+        &["corrupt archive", "hashes to", "a0.tar.zst"],
         "create",
     );
     assert!(!a2.exists());
@@ -1360,4 +1360,57 @@ fn r_prune_after_a_released_lock_runs_at_once() {
     assert!(shelf.join(".sydra-archive.lock").exists());
     let o = run_bounded(&["prune", p(&shelf), "--keep-last", "1", "--yes"]);
     expect_code(&o, 0);
+}
+
+/// Review finding: the recorded name of an encrypted base now names a
+/// newer full archive (the base was renamed): the name alone never stands
+/// in for the base; the real one is found by its whole SHA-256 and kept.
+#[test]
+fn r_an_encrypted_base_renamed_and_its_name_reused_is_still_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    let (id, r) = age_key(t.path());
+    let data = tiny_data(t.path());
+    let full = shelf.join("full.tar.zst.age");
+    expect_code(&run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]), 0);
+    set_mtime(&full, hour_ago() - std::time::Duration::from_secs(600));
+    append(&data.join("wal/current.wal"), &wal_record(1, 3700, 5.0));
+    let inc = shelf.join("inc.tar.zst.age");
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        p(&inc),
+        "--base",
+        p(&full),
+        "-r",
+        &r,
+        "-i",
+        p(&id),
+        "-q",
+    ]);
+    expect_code(&o, 0);
+    let old = shelf.join("full-old.tar.zst.age");
+    fs::rename(&full, &old).unwrap();
+    set_mtime(&old, hour_ago() - std::time::Duration::from_secs(600));
+    set_mtime(&inc, hour_ago() - std::time::Duration::from_secs(300));
+    // A new full archive under the base's recorded name, the newest.
+    expect_code(&run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]), 0);
+    let o = run(&["prune", p(&shelf), "--keep-last", "2", "--yes"]);
+    expect_code(&o, 0);
+    assert!(old.exists(), "the real base was deleted: {}", stdout(&o));
+    expect_code(
+        &run(&[
+            "restore",
+            p(&inc),
+            p(&t.path().join("r")),
+            "-i",
+            p(&id),
+            "--base",
+            p(&old),
+            "-q",
+        ]),
+        0,
+    );
 }

@@ -148,16 +148,16 @@ impl Link {
                     .0
             }
         };
+        // It has the size and TAIL recorded, so it claims to be the base:
+        // another SHA-256 is a corrupted (or forged) base, an archive
+        // fault (exit 1), as restore finds it when it reads it.
         if !hex(&got).eq_ignore_ascii_case(&b.sha256) {
-            return Err(Error::Base {
-                archive: child.to_string(),
-                reason: format!(
-                    "its base {} hashes to {}, not the {} it was made on (another archive with the same end, or changed)",
-                    self.loc,
-                    hex(&got),
-                    b.sha256
-                ),
-            });
+            return Err(Error::corrupt(format!(
+                "{}, the base of {child}, hashes to {}, not the {} it was made on (its size and TAIL are the recorded ones: corrupted or forged)",
+                self.loc,
+                hex(&got),
+                b.sha256
+            )));
         }
         Ok(())
     }
