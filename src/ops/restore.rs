@@ -148,9 +148,18 @@ pub fn restore(
                 Some(_) => {
                     let links = chain_of(link, &opts.bases, Trust::AsRead)?;
                     // Whatever the chain model refuses, restore refuses,
-                    // before a byte is staged.
-                    for e in crate::ops::chain::state(&links)? {
-                        e?;
+                    // before a byte is staged. Its bases are hashed as
+                    // they are read; if the model refuses, they are
+                    // authenticated first, so a forged base is named as
+                    // such, not the incremental above it.
+                    let modelled = crate::ops::chain::state(&links)
+                        .and_then(|s| s.map(|e| e.map(drop)).collect::<Result<()>>());
+                    if let Err(e) = modelled {
+                        for w in links.windows(2) {
+                            let b = w[1].head.base.as_ref().expect("an incremental");
+                            w[0].authenticate(b, &w[1].loc)?;
+                        }
+                        return Err(e);
                     }
                     Some(links)
                 }

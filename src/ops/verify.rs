@@ -285,12 +285,10 @@ pub fn verify_chain(
     read_data: bool,
     threads: usize,
 ) -> Result<Vec<String>> {
-    let trust = if read_data {
-        Trust::AsRead
-    } else {
-        Trust::Hash
-    };
-    let links = chain_of(Link::open(loc)?, bases, trust)?;
+    // Every link is authenticated through the descriptor the model reads
+    // (cheap once cached); with `read_data` each base is then also read
+    // whole by its path and checked, and must hash to the same.
+    let links = chain_of(Link::open(loc)?, bases, Trust::Hash)?;
     if read_data {
         for (i, l) in links.iter().enumerate().take(links.len() - 1) {
             let read = verify(&l.loc, Depth::Full, None, threads)
