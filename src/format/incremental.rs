@@ -28,6 +28,11 @@ pub const TAIL_SUFFIX: &str = ".tail";
 pub const MAX_CHANGE_LINE: usize = 16 * 1024;
 /// Most incrementals on one full archive that a reader follows.
 pub const MAX_CHAIN: usize = 1000;
+/// Most appends (tail members) in one incremental that a reader takes.
+pub const MAX_TAILS: usize = 100_000;
+/// Most appends from another name (renames) in one incremental that a
+/// reader takes.
+pub const MAX_RENAMES: usize = 10_000;
 
 /// The base an incremental was made on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -52,7 +52,7 @@ struct OwnState {
 }
 
 /// Most tails an incremental's operations may name, checked in memory.
-const MAX_TAILS: usize = 100_000;
+use crate::format::incremental::MAX_TAILS;
 
 impl<S> OwnCheck<S> {
     /// Wraps `inner`.

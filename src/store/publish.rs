@@ -179,10 +179,21 @@ pub(crate) struct Leftover {
 /// regular files (otherwise) and whose lock could be taken. Entries of the
 /// other kind, or that cannot be opened, are left alone.
 pub(crate) fn unlocked_leftovers(dir: &Path, prefix: &OsStr, dirs: bool) -> Result<Vec<Leftover>> {
+    let prefix = prefix.as_bytes();
+    unlocked_matching(dir, &|n| n.starts_with(prefix), dirs)
+}
+
+/// [`unlocked_leftovers`] of the names `wanted` accepts (tested before
+/// anything is opened: another program's files are never locked).
+fn unlocked_matching(
+    dir: &Path,
+    wanted: &dyn Fn(&[u8]) -> bool,
+    dirs: bool,
+) -> Result<Vec<Leftover>> {
     let mut out = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for ent in rd.flatten() {
-        if !ent.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+        if !wanted(ent.file_name().as_bytes()) {
             continue;
         }
         let path = ent.path();
@@ -228,15 +239,13 @@ fn stale_temp_locks(target: &Path) -> Result<Vec<Leftover>> {
 /// until dropped: a killed `create -o DIR/` leaves one under a name no
 /// later run writes again.
 pub(crate) fn stale_temps_in(dir: &Path) -> Result<Vec<Leftover>> {
-    let mut found = unlocked_leftovers(dir, OsStr::new("."), false)?;
-    found.retain(|l| {
-        l.age >= STALE_AFTER
-            && l.path.file_name().is_some_and(|n| {
-                n.as_bytes()
-                    .windows(TMP_MARK.len())
-                    .any(|w| w == TMP_MARK.as_bytes())
-            })
-    });
+    let ours = |n: &[u8]| {
+        n.starts_with(b".")
+            && n.windows(TMP_MARK.len())
+                .any(|w| w == TMP_MARK.as_bytes())
+    };
+    let mut found = unlocked_matching(dir, &ours, false)?;
+    found.retain(|l| l.age >= STALE_AFTER);
     Ok(found)
 }
 

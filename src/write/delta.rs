@@ -194,6 +194,24 @@ pub(super) fn plan_wal(
         };
         decisions.insert(e.path.clone(), d);
     }
+    // Never more appends than a reader takes (the model's limits).
+    let appends = decisions
+        .values()
+        .filter(|d| matches!(d, WalDecision::Append { .. }))
+        .count();
+    let renames = decisions
+        .iter()
+        .filter(|(p, d)| matches!(d, WalDecision::Append { from, .. } if from != *p))
+        .count();
+    if appends > crate::format::incremental::MAX_TAILS
+        || renames > crate::format::incremental::MAX_RENAMES
+    {
+        return Err(Error::NotIncremental(format!(
+            "{appends} WAL files continued ({renames} renamed), more than a reader takes ({} and {})",
+            crate::format::incremental::MAX_TAILS,
+            crate::format::incremental::MAX_RENAMES
+        )));
+    }
     let warnings = mismatched
         .into_iter()
         .filter(|(_, b)| !consumed.contains(b))

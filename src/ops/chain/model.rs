@@ -28,7 +28,9 @@ use std::iter::Peekable;
 
 use crate::error::{Error, Result};
 use crate::format::head::EntryKind;
-use crate::format::incremental::{CHANGES_PATH, Change, StateEntry, is_own, is_under, tree_cmp};
+use crate::format::incremental::{
+    CHANGES_PATH, Change, MAX_RENAMES, MAX_TAILS, StateEntry, is_own, is_under, tree_cmp,
+};
 use crate::format::sums::hex;
 use crate::format::v2::Record;
 
@@ -37,9 +39,6 @@ use super::Link;
 /// A stream of a tree's entries, in tree order.
 pub type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
 
-/// Most tail members one incremental may hold (each is one appended WAL
-/// file; a data dir holds a few).
-const MAX_TAILS: usize = 100_000;
 
 /// The whole tree a chain describes, in tree order: the full archive's
 /// records, each incremental merged on top by the rules above. Each
@@ -118,9 +117,6 @@ fn entry(r: Record, origin: usize) -> StateEntry {
     }
 }
 
-/// Most appends one incremental may make on other names (rotations) that
-/// wait for their base file.
-const MAX_PENDING: usize = 10_000;
 
 struct Merge<'l> {
     prev: Peekable<Stream<'l>>,
@@ -239,7 +235,7 @@ impl Merge<'_> {
                             if base.as_ref().is_some_and(|b| b.kind == EntryKind::Dir) {
                                 self.skipping = Some(path.clone());
                             }
-                            if self.pending.len() >= MAX_PENDING
+                            if self.pending.len() >= MAX_RENAMES
                                 || self
                                     .pending
                                     .insert(from.clone(), (offset, prefix_sha256))
