@@ -125,11 +125,27 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    #[command(
-        after_help = "Example:\n  sydra-archive man > /usr/local/share/man/man1/sydra-archive.1"
-    )]
-    Man,
+    /// Print a man page (roff) on stdout, or write every page into a directory.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive man --dir ~/.local/share/man/man1     then: man sydra-archive-create\n",
+        "  sydra-archive man restore | man -l -\n\n",
+        "The pages are generated from the command line itself: sydra-archive(1), and\n",
+        "sydra-archive-COMMAND(1) for each command, with every option."
+    ))]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, sydra-archive-COMMAND(1); without
+    /// it, sydra-archive(1).
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+    /// Write every page into DIR (created if absent): sydra-archive.1,
+    /// sydra-archive-create.1, ... (existing pages are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
