@@ -3,6 +3,7 @@
 mod atomic;
 mod corruption;
 mod crafted2;
+mod cron;
 mod encrypt;
 mod extract;
 mod format;

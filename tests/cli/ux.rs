@@ -211,7 +211,10 @@ fn every_command_has_a_man_page_with_every_option() {
         let o = run(&args);
         expect_code(&o, 0);
         let page = stdout(&o);
-        assert_eq!(fs::read_to_string(dir.join(format!("{name}.1"))).unwrap(), page);
+        assert_eq!(
+            fs::read_to_string(dir.join(format!("{name}.1"))).unwrap(),
+            page
+        );
         assert!(page.contains(&format!(".TH {name} 1")), "{page}");
         let text = page.replace("\\-", "-");
         let mut help = vec![c, "--help"];

@@ -262,6 +262,10 @@ pub struct VerifyArgs {
     /// verify checks an archive (every frame, every file's SHA-256).
     #[arg(long, requires = "check_chain")]
     pub read_data: bool,
+    /// Write node_exporter textfile metrics of this run's outcome to FILE
+    /// (atomically; sydra_archive_verify_last_run_success and friends).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
@@ -451,6 +455,10 @@ pub struct PruneArgs {
     /// Print nothing but errors and warnings (no listing, no summary).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write node_exporter textfile metrics of this run's outcome to FILE
+    /// (atomically; sydra_archive_prune_last_run_success and friends).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]

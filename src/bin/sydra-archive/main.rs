@@ -234,11 +234,7 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if let Some(path) = &a.metrics_file {
         // Before anything is written: a metrics file that cannot be
         // written, or that is the archive written or its base, is refused.
-        let local = |p: &Path| {
-            p != Path::new("-")
-                && !p.to_string_lossy().starts_with(sydra_archive::S3_SCHEME)
-                && !p.as_os_str().as_encoded_bytes().ends_with(b"/")
-        };
+        let local = is_local_file;
         let mut others: Vec<(&str, &Path)> = Vec::new();
         if local(&a.output) {
             others.push(("the archive written", &a.output));
@@ -259,6 +255,38 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         }
     }
     result.map(|_| ExitCode::SUCCESS)
+}
+
+/// Whether an archive argument names a local file (not `-`, an s3://
+/// URL or a directory with its `/`).
+fn is_local_file(p: &Path) -> bool {
+    p != Path::new("-")
+        && !p.to_string_lossy().starts_with(sydra_archive::S3_SCHEME)
+        && !p.as_os_str().as_encoded_bytes().ends_with(b"/")
+}
+
+/// Runs `run`; with `metrics_file` (refused first if it cannot be
+/// written or is `archive`), writes whether it ended in success.
+fn with_outcome(
+    metrics_file: Option<PathBuf>,
+    archive: Option<&Path>,
+    outcome: fn(bool) -> sydra_archive::Outcome,
+    run: impl FnOnce() -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let Some(path) = metrics_file else {
+        return run();
+    };
+    let mut others: Vec<(&str, &Path)> = Vec::new();
+    if let Some(a) = archive.filter(|a| is_local_file(a)) {
+        others.push(("the archive read", a));
+    }
+    sydra_archive::Metrics::check_file(&path, &others)?;
+    let result = run();
+    let ok = matches!(&result, Ok(c) if *c == ExitCode::SUCCESS);
+    if let Err(e) = outcome(ok).write_to(&path) {
+        say!("sydra-archive: warning: {e}");
+    }
+    result
 }
 
 fn create_run(
@@ -479,7 +507,18 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
     Ok(Some(ms))
 }
 
-fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+/// `verify`; with `--metrics-file`, its outcome is written whatever ends it.
+fn verify(mut a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    let archive = a.archive.clone();
+    with_outcome(
+        a.metrics_file.take(),
+        Some(&archive),
+        sydra_archive::Outcome::verify,
+        || verify_run(a, std_closed),
+    )
+}
+
+fn verify_run(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
@@ -842,7 +881,17 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+/// `prune`; with `--metrics-file`, its outcome is written whatever ends it.
+fn prune(mut a: PruneArgs) -> anyhow::Result<ExitCode> {
+    with_outcome(
+        a.metrics_file.take(),
+        None,
+        sydra_archive::Outcome::prune,
+        || prune_run(a),
+    )
+}
+
+fn prune_run(a: PruneArgs) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let policy = sydra_archive::Policy {
         last: a.keep_last,
@@ -984,10 +1033,8 @@ fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     cmd.build();
     let mut pages = Vec::new();
     for c in std::iter::once(&cmd).chain(cmd.get_subcommands().filter(|c| !c.is_hide_set())) {
-        let man = clap_mangen::Man::new(c.clone()).source(format!(
-            "sydra-archive {}",
-            env!("CARGO_PKG_VERSION")
-        ));
+        let man = clap_mangen::Man::new(c.clone())
+            .source(format!("sydra-archive {}", env!("CARGO_PKG_VERSION")));
         let name = c.get_display_name().unwrap_or(c.get_name()).to_string();
         let mut roff = Vec::new();
         man.render(&mut roff)?;
