@@ -23,7 +23,7 @@ pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 /// chosen, not age's timing calibration (which picks whatever takes about
 /// a second on the writing machine, so an archive made on a fast machine
 /// could need more memory than the machine restoring it has). N = 2^18
-/// with r = 8 needs 128 * r * N = 256 MiB and about a second of CPU, once
+/// with r = 8 needs 128 * r * N = 256 MiB and under a second of CPU, once
 /// per archive.
 pub const WORK_FACTOR: u8 = 18;
 /// Highest scrypt work factor (log2 N) a passphrase archive may ask for:
