@@ -44,7 +44,7 @@ pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
 pub use ops::latest::{newest_restorable, restorable};
-pub use ops::metrics::Metrics;
+pub use ops::metrics::{Metrics, Outcome};
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};

@@ -1,6 +1,7 @@
 //! node_exporter textfile-collector metrics of the last `create`
 //! (`create --metrics-file`), written atomically, so a failed or missing
-//! nightly backup can raise an alert:
+//! nightly backup can raise an alert (and of the last `verify` and
+//! `prune`, see [`Outcome`]):
 //!
 //! ```text
 //! sydra_archive_last_run_timestamp_seconds 1795653300
@@ -173,14 +174,109 @@ impl Metrics {
         } else {
             String::new()
         };
-        let text = self.render(&previous);
-        let (mut file, _) = AtomicFile::create(path, true)?;
-        // Read by the collector, which runs as another user.
-        file.set_mode(0o644)?;
-        file.writer()
-            .write_all(text.as_bytes())
-            .map_err(|e| Error::io("write the metrics file", path, e))?;
-        file.commit()
+        write_text(path, &self.render(&previous))
+    }
+}
+
+/// Writes a metrics file atomically (a temporary file in the same
+/// directory, fsynced and renamed over it), mode 0644.
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    let (mut file, _) = AtomicFile::create(path, true)?;
+    // Read by the collector, which runs as another user.
+    file.set_mode(0o644)?;
+    file.writer()
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::io("write the metrics file", path, e))?;
+    file.commit()
+}
+
+/// The outcome of a `verify` or a `prune` run (`--metrics-file`), under
+/// names of its own, so that the files of `create`, `verify` and `prune`
+/// can sit side by side in the collector's directory (one metric name in
+/// two files would be refused by the collector):
+///
+/// ```text
+/// sydra_archive_verify_last_run_timestamp_seconds 1795653400
+/// sydra_archive_verify_last_run_success 1
+/// sydra_archive_verify_last_success_timestamp_seconds 1795653400
+/// ```
+///
+/// A failed run writes `…_last_run_success 0` and keeps the last
+/// success's time, read back from the file.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    command: &'static str,
+    run_unix_s: f64,
+    ok: bool,
+}
+
+impl Outcome {
+    /// A `verify` that proved the archive (`ok`) or did not.
+    pub fn verify(ok: bool) -> Outcome {
+        Outcome {
+            command: "verify",
+            run_unix_s: now_s(),
+            ok,
+        }
+    }
+
+    /// A `prune` that did all it had to (`ok`) or did not.
+    pub fn prune(ok: bool) -> Outcome {
+        Outcome {
+            command: "prune",
+            run_unix_s: now_s(),
+            ok,
+        }
+    }
+
+    fn render(&self, previous: &str) -> String {
+        let c = self.command;
+        let t = self.run_unix_s.floor();
+        let name = |what: &str| format!("sydra_archive_{c}_last_{what}");
+        let last_success = if self.ok {
+            Some(t)
+        } else {
+            let prefix = format!("{} ", name("success_timestamp_seconds"));
+            previous.lines().find_map(|l| {
+                let v: f64 = l.strip_prefix(&prefix)?.trim().parse().ok()?;
+                (v.is_finite() && v >= 0.0).then_some(v)
+            })
+        };
+        let mut out = String::new();
+        let mut gauge = |what: &str, help: &str, value: f64| {
+            let n = name(what);
+            out.push_str(&format!(
+                "# HELP {n} {help}\n# TYPE {n} gauge\n{n} {value}\n"
+            ));
+        };
+        gauge(
+            "run_timestamp_seconds",
+            &format!("When the last sydra-archive {c} ended."),
+            t,
+        );
+        gauge(
+            "run_success",
+            &format!("Whether the last sydra-archive {c} succeeded."),
+            if self.ok { 1.0 } else { 0.0 },
+        );
+        if let Some(s) = last_success {
+            gauge(
+                "success_timestamp_seconds",
+                &format!("When the last successful sydra-archive {c} ended."),
+                s,
+            );
+        }
+        out
+    }
+
+    /// Writes the metrics to `path` atomically (as [`Metrics::write_to`]).
+    pub fn write_to(&self, path: &Path) -> Result<()> {
+        let previous = if self.ok {
+            String::new()
+        } else {
+            read_previous(path)
+        };
+        write_text(path, &self.render(&previous))
     }
 }
 
@@ -304,5 +400,54 @@ mod tests {
         }
         .render("sydra_archive_last_success_bytes{kind=\"x\"} NaN\n");
         assert!(!none.contains("last_success"), "{none}");
+    }
+
+    #[test]
+    fn an_outcome_keeps_the_last_success_time() {
+        let ok = Outcome {
+            command: "verify",
+            run_unix_s: 100.5,
+            ok: true,
+        }
+        .render("");
+        assert!(
+            ok.contains("sydra_archive_verify_last_run_timestamp_seconds 100\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("sydra_archive_verify_last_run_success 1\n"),
+            "{ok}"
+        );
+        assert!(ok.contains("sydra_archive_verify_last_success_timestamp_seconds 100\n"));
+        assert!(ok.contains("# TYPE sydra_archive_verify_last_run_success gauge\n"));
+        let failed = Outcome {
+            command: "verify",
+            run_unix_s: 200.0,
+            ok: false,
+        };
+        let text = failed.render(&ok);
+        assert!(
+            text.contains("sydra_archive_verify_last_run_success 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("sydra_archive_verify_last_run_timestamp_seconds 200\n"));
+        assert!(text.contains("sydra_archive_verify_last_success_timestamp_seconds 100\n"));
+        // Nothing to keep, or junk: no success line.
+        for before in [
+            "",
+            "sydra_archive_verify_last_success_timestamp_seconds NaN\n",
+        ] {
+            assert!(!failed.render(before).contains("last_success"), "{before}");
+        }
+        let prune = Outcome {
+            command: "prune",
+            run_unix_s: 1.0,
+            ok: true,
+        }
+        .render("");
+        assert!(
+            prune.contains("sydra_archive_prune_last_run_success 1\n"),
+            "{prune}"
+        );
     }
 }

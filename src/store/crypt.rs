@@ -19,8 +19,19 @@ use crate::error::{Error, Result};
 
 /// How every age file starts.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
-/// Highest scrypt work factor (log2 N) a passphrase archive may ask for.
-const MAX_WORK_FACTOR: u8 = 20;
+/// The scrypt work factor (log2 N) a passphrase archive is written with:
+/// chosen, not age's timing calibration (which picks whatever takes about
+/// a second on the writing machine, so an archive made on a fast machine
+/// could need more memory than the machine restoring it has). N = 2^18
+/// with r = 8 needs 128 * r * N = 256 MiB and under a second of CPU, once
+/// per archive.
+pub const WORK_FACTOR: u8 = 18;
+/// Highest scrypt work factor (log2 N) a passphrase archive may ask for:
+/// 2^20 (1 GiB, a few seconds), so a hostile archive cannot ask for more,
+/// and archives written before [`WORK_FACTOR`] was fixed (calibrated, up
+/// to 20 with the same cap) still open.
+pub const MAX_WORK_FACTOR: u8 = 20;
+const _: () = assert!(MAX_WORK_FACTOR >= WORK_FACTOR);
 /// Longest key file read.
 const MAX_KEY_FILE: u64 = 1 << 20;
 
@@ -232,7 +243,12 @@ impl Recipients {
     ) -> Result<age::stream::StreamWriter<W>> {
         let stanza = ChainStanza(serde_json::to_vec(record).expect("a record serializes"));
         let enc = match &self.passphrase {
-            Some(p) => age::Encryptor::with_user_passphrase(p.clone()),
+            Some(p) => {
+                let mut r = age::scrypt::Recipient::new(p.clone());
+                r.set_work_factor(WORK_FACTOR);
+                age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                    .expect("a passphrase alone is a valid set of recipients")
+            }
             None => age::Encryptor::with_recipients(
                 self.keys
                     .iter()
@@ -266,12 +282,80 @@ fn parse_recipient(s: &str, from: &str) -> Result<Box<dyn age::Recipient + Send>
     )))
 }
 
+/// The passphrase identity, which runs scrypt once per archive: the file
+/// key it unwraps is kept, by the scrypt stanza (salt, work factor and
+/// wrapped key), so that reading the same archive again (its end, its
+/// stream, ranged reads, each a decryptor of its own) reuses it. The
+/// keys are kept as age's `FileKey` (zeroized when dropped). The lock is
+/// held while scrypt runs: two threads opening the same archive run it
+/// once, and no two runs hold their memory at the same time.
+struct CachedScrypt {
+    inner: age::scrypt::Identity,
+    keys: std::sync::Mutex<Vec<(age_core::format::Stanza, age_core::format::FileKey)>>,
+    /// How many times scrypt ran.
+    #[cfg(test)]
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+impl CachedScrypt {
+    fn new(passphrase: SecretString) -> CachedScrypt {
+        let mut inner = age::scrypt::Identity::new(passphrase);
+        inner.set_max_work_factor(MAX_WORK_FACTOR);
+        CachedScrypt {
+            inner,
+            keys: std::sync::Mutex::new(Vec::new()),
+            #[cfg(test)]
+            runs: Default::default(),
+        }
+    }
+}
+
+fn same_stanza(a: &age_core::format::Stanza, b: &age_core::format::Stanza) -> bool {
+    a.tag == b.tag && a.args == b.args && a.body == b.body
+}
+
+fn copy_key(k: &age_core::format::FileKey) -> age_core::format::FileKey {
+    use age_core::secrecy::ExposeSecret;
+    age_core::format::FileKey::init_with_mut(|out| out.copy_from_slice(k.expose_secret()))
+}
+
+impl age::Identity for CachedScrypt {
+    fn unwrap_stanza(
+        &self,
+        stanza: &age_core::format::Stanza,
+    ) -> Option<std::result::Result<age_core::format::FileKey, age::DecryptError>> {
+        if stanza.tag != "scrypt" {
+            return None;
+        }
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, k)) = keys.iter().find(|(s, _)| same_stanza(s, stanza)) {
+            return Some(Ok(copy_key(k)));
+        }
+        // Only a key that unwrapped is kept: a wrong passphrase fails
+        // again (and the command ends at the first failure anyway).
+        let got = self.inner.unwrap_stanza(stanza)?;
+        #[cfg(test)]
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(k) = &got {
+            keys.push((
+                age_core::format::Stanza {
+                    tag: stanza.tag.clone(),
+                    args: stanza.args.clone(),
+                    body: stanza.body.clone(),
+                },
+                copy_key(k),
+            ));
+        }
+        Some(got)
+    }
+}
+
 /// What decrypts archives: identities (age keys, SSH private keys) and a
 /// passphrase.
 #[derive(Default)]
 pub struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
-    passphrase: Option<SecretString>,
+    passphrase: Option<CachedScrypt>,
     /// The files the keys came from, for messages.
     files: Vec<String>,
 }
@@ -318,7 +402,10 @@ impl Identities {
         }
         Ok(Identities {
             keys,
-            passphrase: passphrase_file.map(passphrase).transpose()?,
+            passphrase: passphrase_file
+                .map(passphrase)
+                .transpose()?
+                .map(CachedScrypt::new),
             files: files.iter().map(|f| f.display().to_string()).collect(),
         })
     }
@@ -400,18 +487,12 @@ pub fn decrypt<R: Read>(
         }
     };
     let d = age::Decryptor::new(r).map_err(|e| header_error(e, name, start, ids))?;
-    let scrypt;
     let mut all: Vec<&dyn age::Identity> = ids.keys.iter().map(|k| k.as_ref() as _).collect();
     if d.is_scrypt() {
         let Some(p) = &ids.passphrase else {
             return Err(key_error(name, start, "give --passphrase-file FILE"));
         };
-        let mut id = age::scrypt::Identity::new(p.clone());
-        // At most 2^20 (1 GiB, a few seconds): a hostile archive cannot ask
-        // for more.
-        id.set_max_work_factor(MAX_WORK_FACTOR);
-        scrypt = id;
-        all = vec![&scrypt];
+        all = vec![p];
     }
     let plain = d
         .decrypt(all.into_iter())
@@ -441,8 +522,8 @@ fn header_error(e: age::DecryptError, name: &str, start: &[u8], ids: &Identities
             key_error(name, start, "the passphrase given does not decrypt it")
         }
         D::KeyDecryptionFailed => key_error(name, start, "an identity could not be unlocked"),
-        D::ExcessiveWork { required, target } => Error::Refused(format!(
-            "{name}: its passphrase needs scrypt work factor {required}, over this machine's {target}"
+        D::ExcessiveWork { required, .. } => Error::Refused(format!(
+            "{name}: its passphrase needs scrypt work factor {required}, over the most this tool accepts ({MAX_WORK_FACTOR})"
         )),
         D::Io(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
             Error::corrupt(format!("{name}: its age header is truncated"))
@@ -543,5 +624,45 @@ mod tests {
             .unwrap_err();
         assert!(Error::from_carrier(err).unwrap().is_archive_fault());
         assert!(Recipients::new(&["nope".into()], &[], None).is_err());
+    }
+
+    #[test]
+    fn scrypt_runs_once_per_archive() {
+        let pass = || SecretString::from("correct horse".to_string());
+        let seal = |text: &[u8]| {
+            let mut r = age::scrypt::Recipient::new(pass());
+            r.set_work_factor(10);
+            let mut w = age::Encryptor::with_recipients(std::iter::once(&r as _))
+                .unwrap()
+                .wrap_output(Vec::new())
+                .unwrap();
+            w.write_all(text).unwrap();
+            w.finish().unwrap()
+        };
+        let (a, b) = (seal(b"one"), seal(b"two"));
+        let id = CachedScrypt::new(pass());
+        let open = |ct: &[u8]| {
+            let mut out = Vec::new();
+            age::Decryptor::new(ct)
+                .unwrap()
+                .decrypt(std::iter::once(&id as &dyn age::Identity))
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        for _ in 0..3 {
+            assert_eq!(open(&a), b"one");
+            assert_eq!(open(&b), b"two");
+        }
+        assert_eq!(id.runs.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // A wrong passphrase is not helped by what was kept.
+        let wrong = CachedScrypt::new(SecretString::from("nope".to_string()));
+        assert!(
+            age::Decryptor::new(&a[..])
+                .unwrap()
+                .decrypt(std::iter::once(&wrong as &dyn age::Identity))
+                .is_err()
+        );
     }
 }

@@ -366,6 +366,83 @@ fn an_encrypted_chain_restores_as_a_full_archive_would() {
     assert!(stderr(&o).contains("give --identity"), "{}", stderr(&o));
 }
 
+/// The work factor of the scrypt stanza of an age header: `-> scrypt
+/// <salt> <log2 N>`, the only stanza of a passphrase file.
+fn scrypt_work_factor(age_file: &[u8]) -> u8 {
+    let header = &age_file[..age_file.windows(4).position(|w| w == b"\n---").unwrap()];
+    let stanzas: Vec<&str> = std::str::from_utf8(header)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("-> "))
+        .collect();
+    assert_eq!(stanzas.len(), 1, "{stanzas:?}");
+    let args: Vec<&str> = stanzas[0].split(' ').collect();
+    assert_eq!(args[..2], ["->", "scrypt"], "{stanzas:?}");
+    assert_eq!(args.len(), 4, "{stanzas:?}");
+    args[3].parse().unwrap()
+}
+
+#[test]
+fn a_passphrase_chain_lists_and_restores_with_the_chosen_work_factor() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let pass = t.path().join("pass.txt");
+    fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    let mut server = sydra_archive::sydradb::Server::new(
+        &data,
+        &sydra_archive::sydradb::FixtureSpec {
+            series: 3,
+            flush_s: 600,
+            wal_rotate_bytes: 20_000,
+            ..Default::default()
+        },
+        1_748_736_000 + 2 * 3600,
+    );
+    // A full archive and two incrementals, each on the one before.
+    let mut prev: Option<PathBuf> = None;
+    for i in 0..3 {
+        let a = shelf.join(format!("a{i}.tar.zst.age"));
+        let mut args = vec!["create", p(&data), "-o", p(&a), "-q"];
+        args.extend(["--passphrase-file", p(&pass)]);
+        if let Some(b) = &prev {
+            args.extend(["--base", p(b)]);
+        }
+        expect_code(&run(&args), 0);
+        // Chosen, not calibrated: what the reader's cap (20) accepts.
+        assert_eq!(scrypt_work_factor(&fs::read(&a).unwrap()), 18, "a{i}");
+        if i < 2 {
+            server.run(1800).unwrap();
+        }
+        prev = Some(a);
+    }
+    let last = prev.unwrap();
+    let with_pass = |verb: &[&str]| {
+        let mut v = verb.to_vec();
+        v.extend(["--passphrase-file", p(&pass)]);
+        run(&v)
+    };
+    // As a full archive of the same data lists and restores.
+    let f = t.path().join("f.tar.zst");
+    create(&data, &f);
+    let o = with_pass(&["list", "--sha256", p(&last)]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o), stdout(&run(&["list", "--sha256", p(&f)])));
+    let (ri, rf) = (t.path().join("ri"), t.path().join("rf"));
+    expect_code(&with_pass(&["restore", p(&last), p(&ri), "-q"]), 0);
+    expect_code(&run(&["restore", p(&f), p(&rf), "-q"]), 0);
+    assert_eq!(tree_digest(&ri), tree_digest(&rf));
+    expect_code(
+        &with_pass(&["verify", "--chain", "--read-data", "-q", p(&last)]),
+        0,
+    );
+    // Without the passphrase, refused.
+    let o = run(&["list", p(&last)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("passphrase"), "{}", stderr(&o));
+}
+
 #[test]
 fn review_findings_stay_fixed() {
     let t = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@ mod chain_defects;
 mod chain_model;
 mod corruption;
 mod crafted2;
+mod cron;
 mod docs;
 mod encrypt;
 mod extract;

@@ -173,6 +173,81 @@ fn completions_and_man_page() {
     assert!(man.contains("Exit codes"));
 }
 
+/// The long options a `--help` text lists.
+fn long_options(help: &str) -> Vec<String> {
+    let mut v: Vec<String> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2 && w.as_bytes()[2].is_ascii_lowercase())
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn every_command_has_a_man_page_with_every_option() {
+    let top = stdout(&run(&["--help"]));
+    let commands: Vec<&str> = top
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 9, "{commands:?}");
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("man/man1");
+    let o = run(&["man", "--dir", p(&dir)]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o), "");
+    let mut written: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    let mut want: Vec<String> = commands
+        .iter()
+        .map(|c| format!("sydra-archive-{c}.1"))
+        .chain(["sydra-archive.1".to_string()])
+        .collect();
+    want.sort();
+    assert_eq!(written, want);
+    for c in std::iter::once("").chain(commands.iter().copied()) {
+        let (args, name) = if c.is_empty() {
+            (vec!["man"], "sydra-archive".to_string())
+        } else {
+            (vec!["man", c], format!("sydra-archive-{c}"))
+        };
+        let o = run(&args);
+        expect_code(&o, 0);
+        let page = stdout(&o);
+        assert_eq!(
+            fs::read_to_string(dir.join(format!("{name}.1"))).unwrap(),
+            page
+        );
+        assert!(page.contains(&format!(".TH {name} 1")), "{page}");
+        let text = page.replace("\\-", "-");
+        let mut help = vec![c, "--help"];
+        help.retain(|a| !a.is_empty());
+        for opt in long_options(&stdout(&run(&help))) {
+            assert!(text.contains(&opt), "{name}(1) does not mention {opt}");
+        }
+    }
+    let top = stdout(&run(&["man"]));
+    assert!(top.contains("sydra\\-archive\\-restore(1)"), "{top}");
+    let o = run(&["man", "nosuch"]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no command nosuch: man pages are for create, verify"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "");
+}
+
 /// The `--json` reports are a public interface: each has exactly the
 /// fields the README's "JSON output" section lists.
 #[test]

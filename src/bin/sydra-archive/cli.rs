@@ -135,11 +135,27 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    #[command(
-        after_help = "Example:\n  sydra-archive man > /usr/local/share/man/man1/sydra-archive.1"
-    )]
-    Man,
+    /// Print a man page (roff) on stdout, or write every page into a directory.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive man --dir ~/.local/share/man/man1     then: man sydra-archive-create\n",
+        "  sydra-archive man restore | man -l -\n\n",
+        "The pages are generated from the command line itself: sydra-archive(1), and\n",
+        "sydra-archive-COMMAND(1) for each command, with every option."
+    ))]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, sydra-archive-COMMAND(1); without
+    /// it, sydra-archive(1).
+    #[arg(value_name = "COMMAND", conflicts_with = "dir")]
+    pub command: Option<String>,
+    /// Write every page into DIR (created if absent): sydra-archive.1,
+    /// sydra-archive-create.1, ... (existing pages are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +274,10 @@ pub struct VerifyArgs {
     /// verify checks an archive (every frame, every file's SHA-256).
     #[arg(long, requires = "check_chain")]
     pub read_data: bool,
+    /// Write node_exporter textfile metrics of this run's outcome to FILE
+    /// (atomically; sydra_archive_verify_last_run_success and friends).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]
@@ -452,6 +472,10 @@ pub struct PruneArgs {
     /// Print nothing but errors and warnings (no listing, no summary).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write node_exporter textfile metrics of this run's outcome to FILE
+    /// (atomically; sydra_archive_prune_last_run_success and friends).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]

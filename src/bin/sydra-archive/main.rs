@@ -18,8 +18,8 @@ use sydra_archive::hex;
 use sydra_archive::{CreateOptions, Depth, Entry, Error, Output, RestoreOptions};
 
 use cli::{
-    ChainArgs, Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, PruneArgs, ReadArgs,
-    RestoreArgs, S3Args, VerifyArgs,
+    ChainArgs, Cli, Command, CreateArgs, ExtractArgs, ListArgs, LsArgs, ManArgs, PruneArgs,
+    ReadArgs, RestoreArgs, S3Args, VerifyArgs,
 };
 use sydra_archive::Location;
 use sydra_archive::S3Options;
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Command::Man => man(),
+        Command::Man(a) => man(a),
     };
     match result {
         Ok(code) => code,
@@ -249,11 +249,7 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if let Some(path) = &a.metrics_file {
         // Before anything is written: a metrics file that cannot be
         // written, or that is the archive written or its base, is refused.
-        let local = |p: &Path| {
-            p != Path::new("-")
-                && !p.to_string_lossy().starts_with(sydra_archive::S3_SCHEME)
-                && !p.as_os_str().as_encoded_bytes().ends_with(b"/")
-        };
+        let local = is_local_file;
         let mut others: Vec<(&str, &Path)> = Vec::new();
         if local(&a.output) {
             others.push(("the archive written", &a.output));
@@ -274,6 +270,38 @@ fn create(a: CreateArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         }
     }
     result.map(|_| ExitCode::SUCCESS)
+}
+
+/// Whether an archive argument names a local file (not `-`, an s3://
+/// URL or a directory with its `/`).
+fn is_local_file(p: &Path) -> bool {
+    p != Path::new("-")
+        && !p.to_string_lossy().starts_with(sydra_archive::S3_SCHEME)
+        && !p.as_os_str().as_encoded_bytes().ends_with(b"/")
+}
+
+/// Runs `run`; with `metrics_file` (refused first if it cannot be
+/// written or is `archive`), writes whether it ended in success.
+fn with_outcome(
+    metrics_file: Option<PathBuf>,
+    archive: Option<&Path>,
+    outcome: fn(bool) -> sydra_archive::Outcome,
+    run: impl FnOnce() -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let Some(path) = metrics_file else {
+        return run();
+    };
+    let mut others: Vec<(&str, &Path)> = Vec::new();
+    if let Some(a) = archive.filter(|a| is_local_file(a)) {
+        others.push(("the archive read", a));
+    }
+    sydra_archive::Metrics::check_file(&path, &others)?;
+    let result = run();
+    let ok = matches!(&result, Ok(c) if *c == ExitCode::SUCCESS);
+    if let Err(e) = outcome(ok).write_to(&path) {
+        say!("sydra-archive: warning: {e}");
+    }
+    result
 }
 
 fn create_run(
@@ -494,7 +522,18 @@ fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
     Ok(Some(ms))
 }
 
-fn verify(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+/// `verify`; with `--metrics-file`, its outcome is written whatever ends it.
+fn verify(mut a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    let archive = a.archive.clone();
+    with_outcome(
+        a.metrics_file.take(),
+        Some(&archive),
+        sydra_archive::Outcome::verify,
+        || verify_run(a, std_closed),
+    )
+}
+
+fn verify_run(a: VerifyArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
@@ -946,7 +985,17 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prune(a: PruneArgs) -> anyhow::Result<ExitCode> {
+/// `prune`; with `--metrics-file`, its outcome is written whatever ends it.
+fn prune(mut a: PruneArgs) -> anyhow::Result<ExitCode> {
+    with_outcome(
+        a.metrics_file.take(),
+        None,
+        sydra_archive::Outcome::prune,
+        || prune_run(a),
+    )
+}
+
+fn prune_run(a: PruneArgs) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let policy = sydra_archive::Policy {
         last: a.keep_last,
@@ -1079,10 +1128,53 @@ fn prune_code(p: &sydra_archive::Pruned) -> ExitCode {
     }
 }
 
-fn man() -> anyhow::Result<ExitCode> {
-    let cmd = <Cli as clap::CommandFactory>::command();
+/// The man pages, from the command tree: `(name, roff)`, the top page
+/// (`sydra-archive`) first, then `sydra-archive-COMMAND` for each command.
+fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Built, each command is named `sydra-archive-COMMAND` and its usage
+    // `sydra-archive COMMAND`.
+    cmd.build();
+    let mut pages = Vec::new();
+    for c in std::iter::once(&cmd).chain(cmd.get_subcommands().filter(|c| !c.is_hide_set())) {
+        let man = clap_mangen::Man::new(c.clone())
+            .source(format!("sydra-archive {}", env!("CARGO_PKG_VERSION")));
+        let name = c.get_display_name().unwrap_or(c.get_name()).to_string();
+        let mut roff = Vec::new();
+        man.render(&mut roff)?;
+        pages.push((name, roff));
+    }
+    Ok(pages)
+}
+
+fn man(a: ManArgs) -> anyhow::Result<ExitCode> {
+    let pages = man_pages()?;
+    if let Some(dir) = &a.dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        for (name, roff) in &pages {
+            let path = dir.join(format!("{name}.1"));
+            std::fs::write(&path, roff).map_err(|e| Error::io("write", &path, e))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let want = match &a.command {
+        None => "sydra-archive".to_string(),
+        Some(c) => format!("sydra-archive-{c}"),
+    };
+    let Some((_, roff)) = pages.iter().find(|(name, _)| *name == want) else {
+        let commands: Vec<&str> = pages[1..]
+            .iter()
+            .map(|(n, _)| n.trim_start_matches("sydra-archive-"))
+            .collect();
+        return Err(Error::Refused(format!(
+            "no command {}: man pages are for {}",
+            a.command.as_deref().unwrap_or_default(),
+            commands.join(", ")
+        ))
+        .into());
+    };
     let mut out = io::stdout().lock();
-    clap_mangen::Man::new(cmd).render(&mut out)?;
+    out.write_all(roff)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
