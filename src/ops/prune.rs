@@ -288,7 +288,10 @@ pub(crate) fn base_names(listing: &Listing, l: &Listed, b: &BaseRef) -> Vec<Stri
         .filter(|c| {
             let name = c.key.rsplit('/').next().unwrap_or(&c.key);
             let cdir = c.key.rsplit_once('/').map_or("", |(d, _)| d);
-            by_digest(c, b) || (cdir == dir && name == recorded) || c.url == recorded || c.key == recorded
+            by_digest(c, b)
+                || (cdir == dir && name == recorded)
+                || c.url == recorded
+                || c.key == recorded
         })
         .map(|c| c.key.clone())
         .collect();

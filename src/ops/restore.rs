@@ -153,7 +153,7 @@ pub fn restore(
                     // authenticated first, so a forged base is named as
                     // such, not the incremental above it.
                     let modelled = crate::ops::chain::state(&links)
-                        .and_then(|s| s.map(|e| e.map(drop)).collect::<Result<()>>());
+                        .and_then(|mut s| s.try_for_each(|e| e.map(drop)));
                     if let Err(e) = modelled {
                         for w in links.windows(2) {
                             let b = w[1].head.base.as_ref().expect("an incremental");

@@ -494,10 +494,9 @@ impl RandomSource {
         use std::os::unix::fs::MetadataExt;
         match &self.kind {
             SourceKind::File(f) => f.with(|f| f.metadata()).ok().map(|m| (m.dev(), m.ino())),
-            SourceKind::Sealed(_, Some(f)) => f
-                .with(|f| f.metadata())
-                .ok()
-                .map(|m| (m.dev(), m.ino())),
+            SourceKind::Sealed(_, Some(f)) => {
+                f.with(|f| f.metadata()).ok().map(|m| (m.dev(), m.ino()))
+            }
             _ => None,
         }
     }

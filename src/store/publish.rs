@@ -240,9 +240,7 @@ fn stale_temp_locks(target: &Path) -> Result<Vec<Leftover>> {
 /// later run writes again.
 pub(crate) fn stale_temps_in(dir: &Path) -> Result<Vec<Leftover>> {
     let ours = |n: &[u8]| {
-        n.starts_with(b".")
-            && n.windows(TMP_MARK.len())
-                .any(|w| w == TMP_MARK.as_bytes())
+        n.starts_with(b".") && n.windows(TMP_MARK.len()).any(|w| w == TMP_MARK.as_bytes())
     };
     let mut found = unlocked_matching(dir, &ours, false)?;
     found.retain(|l| l.age >= STALE_AFTER);

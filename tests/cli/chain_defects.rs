@@ -1372,7 +1372,10 @@ fn r_an_encrypted_base_renamed_and_its_name_reused_is_still_kept() {
     let (id, r) = age_key(t.path());
     let data = tiny_data(t.path());
     let full = shelf.join("full.tar.zst.age");
-    expect_code(&run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]), 0);
+    expect_code(
+        &run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]),
+        0,
+    );
     set_mtime(&full, hour_ago() - std::time::Duration::from_secs(600));
     append(&data.join("wal/current.wal"), &wal_record(1, 3700, 5.0));
     let inc = shelf.join("inc.tar.zst.age");
@@ -1395,7 +1398,10 @@ fn r_an_encrypted_base_renamed_and_its_name_reused_is_still_kept() {
     set_mtime(&old, hour_ago() - std::time::Duration::from_secs(600));
     set_mtime(&inc, hour_ago() - std::time::Duration::from_secs(300));
     // A new full archive under the base's recorded name, the newest.
-    expect_code(&run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]), 0);
+    expect_code(
+        &run(&["create", p(&data), "-o", p(&full), "-r", &r, "-q"]),
+        0,
+    );
     let o = run(&["prune", p(&shelf), "--keep-last", "2", "--yes"]);
     expect_code(&o, 0);
     assert!(old.exists(), "the real base was deleted: {}", stdout(&o));

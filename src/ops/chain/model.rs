@@ -39,7 +39,6 @@ use super::Link;
 /// A stream of a tree's entries, in tree order.
 pub type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
 
-
 /// The whole tree a chain describes, in tree order: the full archive's
 /// records, each incremental merged on top by the rules above. Each
 /// level's tree is checked to be a tree (rule 7).
@@ -116,7 +115,6 @@ fn entry(r: Record, origin: usize) -> StateEntry {
         appended: false,
     }
 }
-
 
 struct Merge<'l> {
     prev: Peekable<Stream<'l>>,
