@@ -17,7 +17,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::format::sums::{hex, parse_hex32};
@@ -83,7 +83,16 @@ fn dir() -> Option<PathBuf> {
 fn open(create: bool) -> Option<File> {
     let dir = dir()?;
     if create {
-        let _ = fs::create_dir_all(&dir);
+        let _ = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir);
+    }
+    // The directory too must be this user's alone: in one others can
+    // write to, the file could be swapped under its name.
+    let d = fs::symlink_metadata(&dir).ok()?;
+    if !d.is_dir() || d.uid() != crate::sys::euid() || d.mode() & 0o022 != 0 {
+        return None;
     }
     let f = OpenOptions::new()
         .read(true)
@@ -146,18 +155,30 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     let Some(mut f) = open(true) else { return };
     let line = format!("{key} {}\n", hex(sha));
     let _ = f.write_all(line.as_bytes());
-    // Bounded: past about twice the limit, the newest entries are kept.
-    let big = f
-        .metadata()
-        .is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
-    if let (true, Some(d)) = (big, dir())
-        && let Ok(all) = fs::read_to_string(d.join(FILE_NAME))
-    {
+    // Bounded: past about twice the limit, the newest entries are kept,
+    // read through the descriptor checked above and written to a new
+    // file that follows no link and replaces nothing but the cache.
+    let big = f.metadata().is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
+    if let (true, Some(d)) = (big, dir()) {
+        use std::io::{Read, Seek};
+        let mut all = String::new();
+        if f.seek(std::io::SeekFrom::Start(0)).is_err() || f.read_to_string(&mut all).is_err() {
+            return;
+        }
         let lines: Vec<&str> = all.lines().collect();
         let keep = lines[lines.len().saturating_sub(MAX_ENTRIES)..].join("\n") + "\n";
         let tmp = d.join(format!("{FILE_NAME}.{}", std::process::id()));
-        if fs::write(&tmp, keep).is_ok() {
+        let made = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .and_then(|mut t| t.write_all(keep.as_bytes()));
+        if made.is_ok() {
             let _ = fs::rename(&tmp, d.join(FILE_NAME));
+        } else {
+            let _ = fs::remove_file(&tmp);
         }
     }
 }
@@ -198,6 +219,7 @@ pub fn digest(f: &File, shown: &std::path::Path) -> crate::error::Result<[u8; 32
     if let Some(sha) = key.as_ref().and_then(lookup) {
         return Ok(sha);
     }
+    let started = std::time::SystemTime::now();
     let io = |e| crate::error::Error::io("read", shown, e);
     let len = f.metadata().map_err(io)?.len();
     let mut h = Sha256::new();
@@ -210,7 +232,20 @@ pub fn digest(f: &File, shown: &std::path::Path) -> crate::error::Result<[u8; 32
         at += n as u64;
     }
     let sha: [u8; 32] = h.finalize().into();
+    // Remembered only if the file did not change while it was read, and
+    // its times are well before the read began: on a filesystem with
+    // coarse timestamps, a write in the same tick as the read would not
+    // show (git's rule for racily clean files).
+    let settled = f.metadata().is_ok_and(|m| {
+        let before = |secs: i64| {
+            started
+                .duration_since(std::time::UNIX_EPOCH)
+                .is_ok_and(|now| secs + 2 < now.as_secs() as i64)
+        };
+        before(m.mtime()) && before(m.ctime())
+    });
     if let Some(k) = key
+        && settled
         && key_of(f).as_ref() == Some(&k)
     {
         remember(&k, &sha);
