@@ -158,7 +158,9 @@ pub fn remember(key: &Key, sha: &[u8; 32]) {
     // Bounded: past about twice the limit, the newest entries are kept,
     // read through the descriptor checked above and written to a new
     // file that follows no link and replaces nothing but the cache.
-    let big = f.metadata().is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
+    let big = f
+        .metadata()
+        .is_ok_and(|m| m.len() > 2 * MAX_ENTRIES as u64 * 128);
     if let (true, Some(d)) = (big, dir()) {
         use std::io::{Read, Seek};
         let mut all = String::new();

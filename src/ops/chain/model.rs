@@ -43,6 +43,8 @@ pub type Stream<'l> = Box<dyn Iterator<Item = Result<StateEntry>> + 'l>;
 /// records, each incremental merged on top by the rules above. Each
 /// level's tree is checked to be a tree (rule 7).
 pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
+    // Made at the first link whose operations are large.
+    let mut spill: Option<std::rc::Rc<super::Spill>> = None;
     let first = links[0].records().map(|r| r.map(|r| entry(r, 0)));
     let mut s: Stream<'l> = Box::new(Valid::new(first, links[0].loc.to_string()));
     for (level, l) in links.iter().enumerate().skip(1) {
@@ -60,7 +62,8 @@ pub fn state<'l>(links: &'l [Link]) -> Result<Stream<'l>> {
                     .map(move |r| r.map(|r| entry(r, level))),
             ) as Stream<'l>)
                 .peekable(),
-            changes: (Box::new(l.changes()?) as Box<dyn Iterator<Item = Result<Change>> + 'l>)
+            changes: (Box::new(l.changes_in(Some(&mut spill))?)
+                as Box<dyn Iterator<Item = Result<Change>> + 'l>)
                 .peekable(),
             level,
             pending: BTreeMap::new(),
