@@ -38,7 +38,9 @@ pub use format::head::{Entry, EntryKind, Head};
 pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
+#[doc(hidden)] // for the fuzz target and tests: the chain model on trees in memory
 pub use ops::chain::apply_level;
+#[doc(hidden)]
 pub use ops::chain::reference::reference_level;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
