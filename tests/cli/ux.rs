@@ -262,8 +262,11 @@ fn json_reports_have_the_documented_fields() {
         k.sort();
         k
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/json-and-exit-codes.md"
+    ))
+    .unwrap();
     let documented = |report: &str| -> Vec<String> {
         // A README line "- `report`: `a`, `b`, ..." lists the fields.
         let line = readme
