@@ -45,7 +45,7 @@ pub use ops::chain::reference::reference_level;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
-pub use ops::latest::{newest_restorable, restorable};
+pub use ops::latest::{Chosen, newest_restorable, restorable};
 pub use ops::metrics::{Metrics, Outcome};
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};

@@ -9,6 +9,10 @@ use crate::ops::prune::{Shelf, base_names, location_of, ls};
 use crate::store::location::Location;
 use crate::store::s3::{Listed, Listing};
 
+/// What [`newest_restorable`] chose: the archive, the newer ones skipped
+/// (URL, why), and where the archives of its chain are.
+pub type Chosen = (Location, Vec<(String, String)>, Vec<Location>);
+
 /// The newest archive on `shelf` that can be restored, and the newer ones
 /// skipped (URL, why), newest first. Archives are tried newest first; one
 /// is taken when its whole chain is found (where HEAD records each base,
@@ -18,16 +22,17 @@ use crate::store::s3::{Listed, Listing};
 /// broken, that cannot be decrypted with the keys given, or that is not a
 /// sound archive is skipped; a failure to read the shelf (I/O, network)
 /// stops the choice. [`Error::NoneRestorable`] when none is left.
-pub fn newest_restorable(
-    shelf: &Shelf,
-    bases: &[Location],
-) -> Result<(Location, Vec<(String, String)>)> {
+pub fn newest_restorable(shelf: &Shelf, bases: &[Location]) -> Result<Chosen> {
     let listing = ls(shelf)?;
+    // A base is looked for among the archives of the shelf too (renamed,
+    // it is found by its size and TAIL, as `ls` finds it).
+    let mut extra = bases.to_vec();
+    extra.extend(listing.archives.iter().map(|l| location_of(shelf, l)));
     let mut skipped = Vec::new();
     for l in &listing.archives {
         let loc = location_of(shelf, l);
-        match check(&loc, l, bases) {
-            Ok(()) => return Ok((loc, skipped)),
+        match check(&loc, l, &extra) {
+            Ok(chain) => return Ok((loc, skipped, chain)),
             Err(e) if skip(&e) => skipped.push((l.url.clone(), e.to_string())),
             Err(e) => return Err(e),
         }
@@ -38,18 +43,19 @@ pub fn newest_restorable(
     })
 }
 
-/// Opens the chain of `l` at `loc` and walks the tree it describes.
-fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<()> {
+/// Opens the chain of `l` at `loc` and walks the tree it describes;
+/// returns where its archives are.
+fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<Vec<Location>> {
     // A version-1 archive (no TAIL) is always a full one: nothing to
     // chain; the restore checks it whole.
     if !l.encrypted && l.body_sha256.is_none() && l.base.is_none() {
-        return Ok(());
+        return Ok(vec![loc.clone()]);
     }
     let links = chain_of(Link::open(loc)?, bases, Trust::AsRead)?;
     for e in state(&links)? {
         e?;
     }
-    Ok(())
+    Ok(links.into_iter().map(|l| l.loc).collect())
 }
 
 /// Whether `e` says this archive cannot be restored (then an older one is

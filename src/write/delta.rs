@@ -330,9 +330,24 @@ impl<'a> Delta<'a> {
         // Never what a reader refuses: it reads lines of at most
         // MAX_CHANGE_LINE bytes.
         if line.len() > MAX_CHANGE_LINE + 1 {
+            // The path shown short and escaped: a message is one line.
+            let mut shown: String = c
+                .path()
+                .chars()
+                .take(80)
+                .flat_map(|ch| {
+                    if ch.is_control() {
+                        format!("\\x{:02x}", ch as u32).chars().collect::<Vec<_>>()
+                    } else {
+                        vec![ch]
+                    }
+                })
+                .collect();
+            if c.path().chars().count() > 80 {
+                shown.push('…');
+            }
             return Err(Error::NotIncremental(format!(
-                "the operation on {:?} takes {} bytes in {CHANGES_PATH}, more than the {MAX_CHANGE_LINE} a reader accepts",
-                c.path(),
+                "the operation on {shown} takes {} bytes in {CHANGES_PATH}, more than the {MAX_CHANGE_LINE} a reader accepts",
                 line.len() - 1
             )));
         }

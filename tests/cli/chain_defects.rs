@@ -1419,3 +1419,31 @@ fn r_an_encrypted_base_renamed_and_its_name_reused_is_still_kept() {
         0,
     );
 }
+
+/// Probe finding: `ls` marked an incremental whose base was renamed as
+/// `[latest]`, and `restore DIR/` skipped it for an older archive; the
+/// base is looked for among the directory's archives too.
+#[test]
+fn r_restore_dir_finds_a_renamed_base_among_the_archives_there() {
+    let t = tempfile::tempdir().unwrap();
+    let shelf = t.path().join("F");
+    fs::create_dir(&shelf).unwrap();
+    let (data, a0, a1) = tiny_chain(t.path(), &shelf);
+    set_mtime(&a0, hour_ago());
+    fs::rename(&a0, shelf.join("real0.tar.zst")).unwrap();
+    let o = run(&["ls", p(&shelf)]);
+    assert!(stdout(&o).contains("[latest]"), "{}", stdout(&o));
+    let r = t.path().join("r");
+    let o = run(&["restore", &format!("{}/", shelf.display()), p(&r)]);
+    expect_code(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "restoring the newest restorable archive {}",
+            a1.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("skipped"), "{}", stderr(&o));
+    assert_eq!(tree_digest(&r), tree_digest(&data));
+}

@@ -39,20 +39,12 @@ macro_rules! say {
 const EXIT_ARCHIVE: u8 = 1;
 const EXIT_OTHER: u8 = 2;
 
-fn main() -> ExitCode {
-    // A closed stdout is no place for an archive (nor a closed stdin a
-    // source of one): `-` is refused for them below.
-    let closed = sydra_archive::closed_std_fds();
-    let cli = Cli::parse();
-    let std_closed = StdClosed {
-        stdin: closed[0],
-        stdout: closed[1],
-    };
-    if let Err(e) = sydra_archive::install_signal_handlers(i32::from(EXIT_OTHER)) {
-        say!("sydra-archive: cannot install signal handlers: {e}");
-        return ExitCode::from(EXIT_OTHER);
-    }
-    let result = match cli.command {
+/// The command thread's stack (see `main`).
+const STACK_BYTES: usize = 256 << 20;
+
+/// Runs one command.
+fn run(command: Command, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Create(a) => create(a, std_closed),
         Command::Verify(a) => verify(a, std_closed),
         Command::List(a) => list(a, std_closed),
@@ -72,6 +64,34 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
         }
         Command::Man(a) => man(a),
+    }
+}
+
+fn main() -> ExitCode {
+    // A closed stdout is no place for an archive (nor a closed stdin a
+    // source of one): `-` is refused for them below.
+    let closed = sydra_archive::closed_std_fds();
+    let cli = Cli::parse();
+    let std_closed = StdClosed {
+        stdin: closed[0],
+        stdout: closed[1],
+    };
+    if let Err(e) = sydra_archive::install_signal_handlers(i32::from(EXIT_OTHER)) {
+        say!("sydra-archive: cannot install signal handlers: {e}");
+        return ExitCode::from(EXIT_OTHER);
+    }
+    // A chain's tree is a stream merged level by level, one nested
+    // iterator per archive: a 1,000-link chain runs deep. The command runs
+    // on a thread whose stack is large enough for that in any build (only
+    // the pages used are ever committed).
+    let worker = std::thread::Builder::new()
+        .name("main".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || run(cli.command, std_closed));
+    let result = match worker.map(|h| h.join()) {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => Err(anyhow::Error::from(e).context("cannot start the command's thread")),
     };
     match result {
         Ok(code) => code,
@@ -80,6 +100,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_OTHER);
             }
             say!("sydra-archive: {}", one_line(&e));
+
             ExitCode::from(exit_code(&e))
         }
     }
@@ -709,9 +730,12 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
-    let chain_bases = bases(&a.chain, &a.s3)?;
+    let mut chain_bases = bases(&a.chain, &a.s3)?;
     let (loc, skipped) = if a.archive.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        newest_restorable(&a, &chain_bases)?
+        let (loc, skipped, chain) = newest_restorable(&a, &chain_bases)?;
+        // The chain as found there (a renamed base included).
+        chain_bases.extend(chain);
+        (loc, skipped)
     } else {
         (read_location(&a.archive, &a.s3, &a.read)?, Vec::new())
     };
@@ -816,7 +840,7 @@ fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
 fn newest_restorable(
     a: &RestoreArgs,
     chain_bases: &[Location],
-) -> anyhow::Result<(Location, Vec<(String, String)>)> {
+) -> anyhow::Result<sydra_archive::Chosen> {
     let opts = S3Options {
         concurrency: a.read.concurrency as usize,
         ..s3_options(&a.s3)
@@ -828,7 +852,7 @@ fn newest_restorable(
             say!("sydra-archive: skipped {}: {why}", ui::escape_name(url));
         }
     };
-    let (loc, skipped) = match sydra_archive::newest_restorable(&shelf, chain_bases) {
+    let (loc, skipped, chain) = match sydra_archive::newest_restorable(&shelf, chain_bases) {
         Ok(r) => r,
         Err(e) => {
             // Of several, each is said on its line; the error sums up.
@@ -861,7 +885,7 @@ fn newest_restorable(
         };
         say!("sydra-archive: restoring the newest restorable archive {loc}{newer}");
     }
-    Ok((loc, skipped))
+    Ok((loc, skipped, chain))
 }
 
 fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
@@ -966,6 +990,8 @@ fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 (false, false, true) => "  [chain incomplete]",
             };
             let (kind, base) = match &l.base {
+                // A passphrase archive listed without the passphrase.
+                None if !l.chain_known => ("encrypted", String::new()),
                 None => ("full", String::new()),
                 Some(b) => (
                     "incremental",

@@ -867,10 +867,11 @@ pub fn write_content(
         let mut j = level;
         loop {
             if j == 0 {
-                return Err(Error::Base {
-                    archive: l.loc.to_string(),
-                    reason: format!("it continues {from}, which its base does not hold"),
-                });
+                // The model accepts no such chain: the incremental's fault.
+                return Err(Error::corrupt(format!(
+                    "{}: it continues {from}, which its base does not hold",
+                    l.loc
+                )));
             }
             j -= 1;
             let below = &links[j];
