@@ -1,21 +1,30 @@
 //! sydra-archive: one verifiable `.tar.zst` file from a SydraDB data
 //! directory, and back.
 //!
-//! An archive is a sequence of zstd frames (see `FORMAT.md`):
-//! `HEAD` (skippable, JSON header) · `DATA` (zstd frames holding one tar
-//! stream) · `SUMS` (skippable, per-file SHA-256) · `FOOT` (skippable,
-//! 64 bytes, SHA-256 of everything before it). Stock `zstd` and `tar`
-//! read the data; this crate proves it whole.
+//! The formats (`docs/FORMAT.md`): version 2 (what `create` writes) is a
+//! HEAD skippable frame, the tar stream in independent zstd frames cut at
+//! member boundaries, INDEX blocks (every member's path, kind, size,
+//! mode, mtime, SHA-256, frame and offset), TABLE, META and a 128-byte
+//! TAIL holding the SHA-256 of everything before it. Version 3 is an
+//! incremental: a version-2 archive whose HEAD names its base (SHA-256,
+//! size, TAIL digest, location, depth) and whose last members say what
+//! else changed (`changes.ndjson`, WAL tails). Version 1 (HEAD, DATA,
+//! SUMS, FOOT) is still read. Stock `zstd` and `tar` read all of them.
 //!
-//! The tree shows the architecture; each folder is one concern and may
-//! import only the ones listed before it:
+//! The tree shows the architecture (`docs/ARCHITECTURE.md`); each folder
+//! is one concern and may import only the ones listed before it:
 //! - `error`, `sys`, `progress`: the error type, every libc call, byte counters
-//! - `format`: the bytes on disk (frames, HEAD, SUMS, FOOT, path rules)
-//! - `store`: where archives live (paths, atomic publish, cleanup, S3)
+//! - `format`: the bytes on disk (frames, HEAD, INDEX, TABLE, META, TAIL,
+//!   version 1's SUMS and FOOT, incremental operations, path rules)
+//! - `store`: where archives live (paths, atomic publish, cleanup, the
+//!   shelf lock, the descriptor pool, the verified-digest cache, age, S3)
 //! - `read`: checking an archive as a stream (input, decoding, sinks, workers)
 //! - [`sydradb`]: SydraDB's own formats, checks, live capture, fixtures
-//! - `write`: writing an archive (HEAD, DATA, SUMS, FOOT) to any `Write`
-//! - `ops`: the commands (`create`, `verify`, `list`, `restore`)
+//! - `write`: writing an archive (full or incremental) to any `Write`
+//! - `ops`: the commands (`create`, `verify`, `list`, `restore`,
+//!   `extract`, `ls`/`prune`), over `ops/chain` (the one model of a chain
+//!   and its authenticated links) and `ops/source` (an archive opened
+//!   wherever it is)
 //!
 //! Everything a caller needs is re-exported here.
 
