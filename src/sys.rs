@@ -773,6 +773,7 @@ fn empty(d: &Dir, skip: Option<&[u8]>) -> io::Result<()> {
 }
 
 /// The environment variable of the test hook in [`removal_step`].
+#[cfg(debug_assertions)]
 const KILL_AT_REMOVAL_ENV: &str = "SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL";
 
 /// Called before each step that removes a tree (a rename before the
