@@ -344,13 +344,6 @@ fn base_state<'l>(
             last.loc
         )));
     }
-    let mut wal = Vec::new();
-    for e in chain::state(links)? {
-        let e = e?;
-        if e.kind == crate::format::head::EntryKind::File && e.path.starts_with("wal/") {
-            wal.push(e);
-        }
-    }
     Ok(Some(BaseState {
         base: BaseRef {
             sha256: whole_sha256(last)?,
@@ -360,7 +353,6 @@ fn base_state<'l>(
             depth,
         },
         entries: chain::state(links)?,
-        wal,
     }))
 }
 

@@ -289,7 +289,39 @@ pub fn verify_chain(
     // (cheap once cached); with `read_data` each base is then also read
     // whole by its path and checked, and must hash to the same.
     let links = chain_of(Link::open(loc)?, bases, Trust::Hash)?;
-    if read_data {
+    let model = || -> Result<()> {
+        for e in crate::ops::chain::state(&links)? {
+            e?;
+        }
+        Ok(())
+    };
+    if !read_data {
+        model()?;
+        return Ok(links.iter().map(|l| l.loc.to_string()).collect());
+    }
+    // The model runs on its own thread while the bases are read (it
+    // reads only their indexes, authenticated above); a base's fault is
+    // reported first, as a lone `verify` of it would.
+    std::thread::scope(|s| {
+        let modelled = std::thread::Builder::new()
+            .name("chain model".into())
+            .stack_size(crate::ops::chain::MODEL_STACK)
+            .spawn_scoped(s, model)
+            .map_err(|e| Error::io("start a thread for", "the chain model", e))?;
+        let read = read_bases(&links, loc, threads);
+        let modelled = modelled
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        read.and(modelled)
+    })?;
+    Ok(links.iter().map(|l| l.loc.to_string()).collect())
+}
+
+/// `--read-data`: every base of `links` read whole and checked as
+/// `verify` checks an archive, and hashing to what the link above
+/// recorded.
+fn read_bases(links: &[Link], loc: &Location, threads: usize) -> Result<()> {
+    {
         for (i, l) in links.iter().enumerate().take(links.len() - 1) {
             let read = verify(&l.loc, Depth::Full, None, threads)
                 .map_err(|e| e.also(format!("in {}, a base of {loc}", l.loc)))?;
@@ -307,8 +339,5 @@ pub fn verify_chain(
             }
         }
     }
-    for e in crate::ops::chain::state(&links)? {
-        e?;
-    }
-    Ok(links.iter().map(|l| l.loc.to_string()).collect())
+    Ok(())
 }

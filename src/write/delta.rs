@@ -31,9 +31,6 @@ pub struct BaseState<'a> {
     pub base: BaseRef,
     /// The base's whole tree, in tree order.
     pub entries: Box<dyn Iterator<Item = Result<StateEntry>> + 'a>,
-    /// The base's files below `wal/` (gathered first: a rotation renames
-    /// a WAL file to a name that comes before it).
-    pub wal: Vec<StateEntry>,
 }
 
 /// What becomes of one WAL file of the data dir.
@@ -323,6 +320,33 @@ impl<'a> Delta<'a> {
             ops: 0,
             unchanged: 0,
         })
+    }
+
+    /// The base's files below `wal/`, for [`plan_wal`], once the walk is at
+    /// the data dir's `wal` directory: what is left of the base's tree
+    /// (`wal` sorts last in the layout) is read into memory (a few WAL
+    /// files; the base's tree before it was a stream) and merged on from
+    /// there. One pass of the chain model, not two.
+    pub(super) fn base_wal(&mut self) -> Result<Vec<StateEntry>> {
+        let mut rest = Vec::new();
+        for e in self.base.by_ref() {
+            rest.push(e?);
+        }
+        let wal = rest
+            .iter()
+            .filter(|b| b.kind == EntryKind::File && b.path.starts_with("wal/"))
+            .cloned()
+            .collect();
+        self.base = (Box::new(rest.into_iter().map(Ok))
+            as Box<dyn Iterator<Item = Result<StateEntry>> + 'a>)
+            .peekable();
+        Ok(wal)
+    }
+
+    /// The base WAL files continued under another name ([`plan_wal`]):
+    /// they leave the tree without a `delete`.
+    pub(super) fn set_moved(&mut self, moved: HashSet<String>) {
+        self.moved = moved;
     }
 
     fn change(&mut self, c: &Change) -> Result<()> {

@@ -174,24 +174,18 @@ pub fn write_archive_on<W: Write>(
         opts.level,
         frame_bytes as u64,
     );
-    // For an incremental: the WAL files matched with the base's first,
-    // then the walk merged with the base's tree.
+    // For an incremental: the walk merged with the base's tree; at the
+    // `wal` directory, its WAL files matched with the base's (a rotation
+    // renames a WAL file to a name that comes before it, so they are
+    // matched all at once, before the first of them is written).
     let mut incremental = None;
     let mut plan_warnings = Vec::new();
     if let Some(base) = base {
-        let current: Vec<(Entry, &std::fs::File)> = scan
-            .entries
-            .iter()
-            .filter_map(|e| match scan.captured.get(&e.path) {
-                Some(Captured::Held(f)) if e.kind == EntryKind::File => Some((e.clone(), f)),
-                _ => None,
-            })
-            .collect();
-        let (decisions, moved, warnings) =
-            delta::plan_wal(&current, &base.wal, &|p| scan.tree.full(p))?;
-        plan_warnings = warnings;
         head = head.incremental(base.base.clone());
-        incremental = Some((Delta::new(base.entries, moved)?, decisions));
+        incremental = Some((
+            Delta::new(base.entries, Default::default())?,
+            std::collections::HashMap::new(),
+        ));
     }
     let version = head.version;
     write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD2_BODY).map_err(wrap)?;
@@ -209,10 +203,9 @@ pub fn write_archive_on<W: Write>(
         mut warnings,
         ..
     } = scan;
-    warnings.append(&mut plan_warnings);
     let frames = Frames::new(w, opts.level, threads, frame_bytes).map_err(wrap)?;
     let mut m = Members::new(frames, opts.progress.as_deref(), &on_error);
-    let (mut delta, decisions) = match incremental {
+    let (mut delta, mut decisions) = match incremental {
         Some((d, dec)) => (Some(d), dec),
         None => (None, Default::default()),
     };
@@ -224,6 +217,23 @@ pub fn write_archive_on<W: Write>(
             Some(d) => d.advance(Some((&e.path, e.kind)))?,
             None => None,
         };
+        if e.path == "wal"
+            && e.kind == EntryKind::Dir
+            && let Some(d) = &mut delta
+        {
+            let current: Vec<(Entry, &std::fs::File)> = entries
+                .iter()
+                .filter_map(|e| match captured.get(&e.path) {
+                    Some(Captured::Held(f)) if e.kind == EntryKind::File => Some((e.clone(), f)),
+                    _ => None,
+                })
+                .collect();
+            let (planned, moved, mut w) =
+                delta::plan_wal(&current, &d.base_wal()?, &|p| tree.full(p))?;
+            d.set_moved(moved);
+            decisions = planned;
+            plan_warnings.append(&mut w);
+        }
         match e.kind {
             EntryKind::Dir => {
                 let wanted = match &mut delta {
@@ -297,6 +307,7 @@ pub fn write_archive_on<W: Write>(
         write_own(&mut m, d, tails, created_ms, &tree)?;
     }
     m.finish()?;
+    warnings.append(&mut plan_warnings);
     let mut all_warnings = warnings;
     all_warnings.append(&mut m.warnings);
     let all_warnings = cap_warnings(all_warnings);

@@ -786,6 +786,11 @@ impl Trust {
     }
 }
 
+/// The stack a thread that runs the model over a whole chain needs: the
+/// tree is merged level by level, one nested iterator per archive, and a
+/// 1,000-link chain runs deep (only the pages used are committed).
+pub const MODEL_STACK: usize = 256 << 20;
+
 /// The chain of the archive at `target`: its full archive first, the
 /// target last, each base found ([`find_base`]) and authenticated (its
 /// whole SHA-256 is the one the next link recorded), and the depths

@@ -134,15 +134,28 @@ struct Merge<'l> {
     name: String,
 }
 
-fn peek_path<T, I: Iterator<Item = Result<T>>>(
-    it: &mut Peekable<I>,
-    path: impl Fn(&T) -> &str,
-) -> Result<Option<String>> {
-    match it.peek() {
-        None => Ok(None),
-        Some(Ok(t)) => Ok(Some(path(t).to_string())),
-        Some(Err(_)) => Err(it.next().expect("peeked").err().expect("an error")),
+/// Takes a peeked error out of `it` (the stream ends with it).
+fn peeked_error<T, I: Iterator<Item = Result<T>>>(it: &mut Peekable<I>) -> Result<()> {
+    if matches!(it.peek(), Some(Err(_))) {
+        return Err(it.next().expect("peeked").err().expect("an error"));
     }
+    Ok(())
+}
+
+/// The path of a peeked entry (errors were taken out before).
+fn path(e: Option<&Result<StateEntry>>) -> Option<&str> {
+    e.map(|e| e.as_ref().expect("checked").path.as_str())
+}
+
+/// Which of the three streams' next paths is the smallest one, `x`:
+/// `(at_prev, at_mem, at_chg)`, or `None` when all three ended. Compares
+/// in place: a chain of `n` levels passes each entry through `n` merges.
+fn smallest(p: Option<&str>, m: Option<&str>, c: Option<&str>) -> Option<(bool, bool, bool)> {
+    let x = [p, m, c]
+        .into_iter()
+        .flatten()
+        .min_by(|a, b| tree_cmp(a, b))?;
+    Some((p == Some(x), m == Some(x), c == Some(x)))
 }
 
 impl Merge<'_> {
@@ -154,22 +167,26 @@ impl Merge<'_> {
 
     fn step(&mut self) -> Result<Option<StateEntry>> {
         loop {
-            let p = peek_path(&mut self.prev, |e| &e.path)?;
-            if let (Some(s), Some(pp)) = (&self.skipping, &p) {
-                if is_under(pp, s) {
+            peeked_error(&mut self.prev)?;
+            if let Some(s) = &self.skipping {
+                if let Some(Ok(b)) = self.prev.peek()
+                    && is_under(&b.path, s)
+                {
                     self.prev.next();
                     continue;
                 }
                 self.skipping = None;
             }
-            let m = peek_path(&mut self.members, |e| &e.path)?;
-            let c = peek_path(&mut self.changes, |c: &Change| c.path())?;
-            let Some(x) = [&p, &m, &c]
-                .into_iter()
-                .flatten()
-                .min_by(|a, b| tree_cmp(a, b))
-                .cloned()
-            else {
+            peeked_error(&mut self.members)?;
+            peeked_error(&mut self.changes)?;
+            let at = smallest(
+                path(self.prev.peek()),
+                path(self.members.peek()),
+                self.changes
+                    .peek()
+                    .map(|c| c.as_ref().expect("checked").path()),
+            );
+            let Some((at_prev, at_mem, at_chg)) = at else {
                 if let Some(from) = self.pending.keys().next() {
                     return Err(self.inconsistent(format!(
                         "it continues {from}, which its base does not hold"
@@ -180,12 +197,8 @@ impl Merge<'_> {
                 }
                 return Ok(None);
             };
-            let (at_prev, at_mem, at_chg) = (
-                p.as_ref() == Some(&x),
-                m.as_ref() == Some(&x),
-                c.as_ref() == Some(&x),
-            );
             if at_mem && at_chg {
+                let x = path(self.members.peek()).expect("peeked").to_string();
                 return Err(Error::hostile(
                     &x,
                     format!("{CHANGES_PATH}: an operation on a path the archive also holds"),
@@ -195,7 +208,7 @@ impl Merge<'_> {
             let mut base = None;
             if at_prev {
                 let b = self.prev.next().expect("peeked")?;
-                match self.pending.remove(&x) {
+                match self.pending.remove(&b.path) {
                     Some((offset, prefix)) => self.check_prefix(&b, offset, &prefix)?,
                     None => base = Some(b),
                 }
@@ -341,7 +354,7 @@ impl<I> Valid<I> {
 impl<I: Iterator<Item = Result<StateEntry>>> Valid<I> {
     fn check(&mut self, e: &StateEntry) -> Result<()> {
         if let Some(l) = &self.last
-            && tree_cmp(l, &e.path) != std::cmp::Ordering::Less
+            && tree_cmp(l, &e.path).is_ge()
         {
             return Err(Error::corrupt(format!(
                 "{}: the tree holds {} after {l} (out of order, or twice)",
@@ -365,7 +378,14 @@ impl<I: Iterator<Item = Result<StateEntry>>> Valid<I> {
         if e.kind == EntryKind::Dir {
             self.open.push(e.path.clone());
         }
-        self.last = Some(e.path.clone());
+        // The last path's buffer is reused: no allocation per entry.
+        match &mut self.last {
+            Some(l) => {
+                l.clear();
+                l.push_str(&e.path);
+            }
+            None => self.last = Some(e.path.clone()),
+        }
         Ok(())
     }
 }
