@@ -21,6 +21,8 @@
 //! - `read`: checking an archive as a stream (input, decoding, sinks, workers)
 //! - [`sydradb`]: SydraDB's own formats, checks, live capture, fixtures
 //! - `write`: writing an archive (full or incremental) to any `Write`
+//! - `metrics`: the node_exporter textfile of the last run
+//!   (`--metrics-file`), written atomically
 //! - `ops`: the commands (`create`, `verify`, `list`, `restore`,
 //!   `extract`, `ls`/`prune`), over `ops/chain` (the one model of a chain
 //!   and its authenticated links) and `ops/source` (an archive opened
@@ -33,6 +35,7 @@
 
 mod error;
 mod format;
+mod metrics;
 mod ops;
 mod progress;
 mod read;
@@ -47,6 +50,7 @@ pub use format::head::{Entry, EntryKind, Head};
 pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
+pub use metrics::{Metrics, Outcome};
 #[doc(hidden)] // for the fuzz target and tests: the chain model on trees in memory
 pub use ops::chain::apply_level;
 #[doc(hidden)]
@@ -55,7 +59,6 @@ pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
 pub use ops::latest::{Chosen, newest_restorable, restorable};
-pub use ops::metrics::{Metrics, Outcome};
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
@@ -92,10 +95,12 @@ mod architecture {
             "write",
             &["error", "sys", "progress", "format", "store", "sydradb"],
         ),
+        ("metrics", &["error", "store", "write"]),
         (
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
+                "metrics",
             ],
         ),
     ];

@@ -8,7 +8,6 @@ pub mod create;
 pub mod deep;
 pub mod extract;
 pub mod latest;
-pub mod metrics;
 pub mod prune;
 pub mod restore;
 pub mod source;
