@@ -39,6 +39,7 @@ mod metrics;
 mod ops;
 mod progress;
 mod read;
+mod restore;
 mod store;
 pub mod sydradb;
 mod sys;

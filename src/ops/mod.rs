@@ -2,7 +2,6 @@
 //! deep), `list`, `restore` and `extract`, on paths, stdin/stdout or
 //! objects.
 
-pub mod apply;
 pub mod chain;
 pub mod create;
 pub mod deep;

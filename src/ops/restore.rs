@@ -416,7 +416,7 @@ fn restore_chain(
             let read = src.read_into(Depth::Full, &mut isink).map_err(in_base)?;
             let carried = std::mem::take(isink.dirs.get_mut().unwrap_or_else(|e| e.into_inner()));
             drop(isink);
-            crate::ops::apply::apply(
+            crate::restore::apply::apply(
                 root,
                 shown,
                 &incoming,
@@ -434,8 +434,8 @@ fn restore_chain(
         }
         last = Some(read);
     }
-    crate::ops::apply::set_dirs(root, shown, &dirs)?;
-    crate::ops::apply::check_staged(
+    crate::restore::apply::set_dirs(root, shown, &dirs)?;
+    crate::restore::apply::check_staged(
         root,
         shown,
         &[STAGING_MARKER],
