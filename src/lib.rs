@@ -98,10 +98,14 @@ mod architecture {
         ),
         ("metrics", &["error", "store", "write"]),
         (
+            "restore",
+            &["error", "sys", "format", "store", "read", "write"],
+        ),
+        (
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
-                "metrics",
+                "metrics", "restore",
             ],
         ),
     ];

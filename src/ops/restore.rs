@@ -420,6 +420,7 @@ fn restore_chain(
                 root,
                 shown,
                 &incoming,
+                crate::ops::chain::Changes::new,
                 &carried,
                 &mut dirs,
                 &link.loc.to_string(),
