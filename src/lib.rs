@@ -34,6 +34,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+mod extract;
 mod format;
 mod metrics;
 mod ops;
@@ -46,6 +47,7 @@ mod sys;
 mod write;
 
 pub use error::{Error, Result};
+pub use extract::{ExtractSummary, ExtractTo};
 pub use format::footer::{FOOT_LEN, Footer};
 pub use format::head::{Entry, EntryKind, Head};
 pub use format::incremental::{BaseRef, Change, StateEntry};
@@ -58,7 +60,7 @@ pub use ops::chain::apply_level;
 pub use ops::chain::reference::reference_level;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
-pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
+pub use ops::extract::{ExtractOptions, extract};
 pub use ops::latest::{Chosen, newest_restorable, restorable};
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
@@ -97,6 +99,7 @@ mod architecture {
             &["error", "sys", "progress", "format", "store", "sydradb"],
         ),
         ("metrics", &["error", "store", "write"]),
+        ("extract", &["error", "sys", "format", "store", "read"]),
         (
             "restore",
             &["error", "sys", "format", "store", "read", "write"],
@@ -105,7 +108,7 @@ mod architecture {
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
-                "metrics", "restore",
+                "metrics", "extract", "restore",
             ],
         ),
     ];
