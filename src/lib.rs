@@ -13,7 +13,9 @@
 //!
 //! The tree shows the architecture (`docs/ARCHITECTURE.md`); each folder
 //! is one concern and may import only the ones listed before it:
-//! - `error`, `sys`, `progress`: the error type, every libc call, byte counters
+//! - `error`, `sys`, `progress`: the error type, every libc call (by
+//!   concern: stat, directories, renames, removals, space, the process),
+//!   byte counters
 //! - `format`: the bytes on disk (frames, HEAD, INDEX, TABLE, META, TAIL,
 //!   version 1's SUMS and FOOT, incremental operations, path rules)
 //! - `store`: where archives live (paths, atomic publish, cleanup, the
@@ -23,10 +25,15 @@
 //! - `write`: writing an archive (full or incremental) to any `Write`
 //! - `metrics`: the node_exporter textfile of the last run
 //!   (`--metrics-file`), written atomically
+//! - `extract`: taking some files out of an archive (patterns, the INDEX
+//!   blocks that can hold them, members read at offsets or from a stream,
+//!   staged and published all or none)
+//! - `restore`: rebuilding a data dir (the target checked, the locked
+//!   staging tree, incrementals applied to it, published by rename or swap)
 //! - `ops`: the commands (`create`, `verify`, `list`, `restore`,
-//!   `extract`, `ls`/`prune`), over `ops/chain` (the one model of a chain
-//!   and its authenticated links) and `ops/source` (an archive opened
-//!   wherever it is)
+//!   `extract`, `ls`/`prune`), each composing the folders above, over
+//!   `ops/chain` (the one model of a chain and its authenticated links)
+//!   and `ops/source` (an archive opened wherever it is)
 //!
 //! Everything a caller needs is re-exported here.
 
