@@ -1,6 +1,6 @@
 //! `extract`: some files out of an archive, without the rest.
 //!
-//! The command composes [`crate::extract`]: a version-2 archive is read
+//! The command composes `crate::extract`: a version-2 archive is read
 //! at offsets through its index, an incremental through its chain (every
 //! file from the archive of the chain that holds it), anything else whole
 //! as a stream; the files are staged, checked, then published.

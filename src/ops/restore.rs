@@ -1,7 +1,7 @@
 //! `restore`: rebuild a data directory from an archive so that nothing in
 //! the target changes until the whole archive has been verified.
 //!
-//! The command composes [`crate::restore`]: the target is checked first
+//! The command composes `crate::restore`: the target is checked first
 //! (`target`), leftovers of killed runs are cleaned up, the archive (or,
 //! for an incremental, its whole chain, each base checked to be the
 //! archive recorded before a byte is restored) is extracted into a private
