@@ -13,7 +13,9 @@
 //!
 //! The tree shows the architecture (`docs/ARCHITECTURE.md`); each folder
 //! is one concern and may import only the ones listed before it:
-//! - `error`, `sys`, `progress`: the error type, every libc call, byte counters
+//! - `error`, `sys`, `progress`: the error type, every libc call (by
+//!   concern: stat, directories, renames, removals, space, the process),
+//!   byte counters
 //! - `format`: the bytes on disk (frames, HEAD, INDEX, TABLE, META, TAIL,
 //!   version 1's SUMS and FOOT, incremental operations, path rules)
 //! - `store`: where archives live (paths, atomic publish, cleanup, the
@@ -21,10 +23,17 @@
 //! - `read`: checking an archive as a stream (input, decoding, sinks, workers)
 //! - [`sydradb`]: SydraDB's own formats, checks, live capture, fixtures
 //! - `write`: writing an archive (full or incremental) to any `Write`
+//! - `metrics`: the node_exporter textfile of the last run
+//!   (`--metrics-file`), written atomically
+//! - `extract`: taking some files out of an archive (patterns, the INDEX
+//!   blocks that can hold them, members read at offsets or from a stream,
+//!   staged and published all or none)
+//! - `restore`: rebuilding a data dir (the target checked, the locked
+//!   staging tree, incrementals applied to it, published by rename or swap)
 //! - `ops`: the commands (`create`, `verify`, `list`, `restore`,
-//!   `extract`, `ls`/`prune`), over `ops/chain` (the one model of a chain
-//!   and its authenticated links) and `ops/source` (an archive opened
-//!   wherever it is)
+//!   `extract`, `ls`/`prune`), each composing the folders above, over
+//!   `ops/chain` (the one model of a chain and its authenticated links)
+//!   and `ops/source` (an archive opened wherever it is)
 //!
 //! Everything a caller needs is re-exported here.
 
@@ -32,30 +41,34 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
+mod extract;
 mod format;
+mod metrics;
 mod ops;
 mod progress;
 mod read;
+mod restore;
 mod store;
 pub mod sydradb;
 mod sys;
 mod write;
 
 pub use error::{Error, Result};
+pub use extract::{ExtractSummary, ExtractTo};
 pub use format::footer::{FOOT_LEN, Footer};
 pub use format::head::{Entry, EntryKind, Head};
 pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
+pub use metrics::{Metrics, Outcome};
 #[doc(hidden)] // for the fuzz target and tests: the chain model on trees in memory
 pub use ops::chain::apply_level;
 #[doc(hidden)]
 pub use ops::chain::reference::reference_level;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
-pub use ops::extract::{ExtractOptions, ExtractSummary, ExtractTo, extract};
+pub use ops::extract::{ExtractOptions, extract};
 pub use ops::latest::{Chosen, newest_restorable, restorable};
-pub use ops::metrics::{Metrics, Outcome};
 pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
@@ -92,10 +105,17 @@ mod architecture {
             "write",
             &["error", "sys", "progress", "format", "store", "sydradb"],
         ),
+        ("metrics", &["error", "store", "write"]),
+        ("extract", &["error", "sys", "format", "store", "read"]),
+        (
+            "restore",
+            &["error", "sys", "format", "store", "read", "write"],
+        ),
         (
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
+                "metrics", "extract", "restore",
             ],
         ),
     ];

@@ -2,13 +2,11 @@
 //! deep), `list`, `restore` and `extract`, on paths, stdin/stdout or
 //! objects.
 
-pub mod apply;
 pub mod chain;
 pub mod create;
 pub mod deep;
 pub mod extract;
 pub mod latest;
-pub mod metrics;
 pub mod prune;
 pub mod restore;
 pub mod source;

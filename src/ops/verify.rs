@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::extract::Patterns;
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
 use crate::ops::chain::{Link, Trust, chain_of};
-use crate::ops::extract::Patterns;
 use crate::ops::source::open_archive;
 use crate::progress::Progress;
 use crate::read::{Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit};

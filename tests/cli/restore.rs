@@ -380,7 +380,7 @@ fn sigkill_at_many_points_leaves_old_or_new_never_mixed() {
     assert!(leftovers(&work).is_empty(), "{:?}", leftovers(&work));
 }
 
-/// The test hook of debug builds (see `removal_step` in src/sys.rs): the
+/// The test hook of debug builds (see `removal_step` in src/sys/remove.rs): the
 /// binary kills itself with SIGKILL just before removal step number N.
 const KILL_AT_REMOVAL: &str = "SYDRA_ARCHIVE_TEST_KILL_AT_REMOVAL";
 

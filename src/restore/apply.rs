@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::format::head::Entry;
 use crate::format::incremental::{CHANGES_PATH, Change, INCREMENTAL_DIR, is_own, is_under};
 use crate::format::sums::hex;
-use crate::ops::chain::Changes;
 use crate::sys::{self, Dir, Kind};
 
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY;
@@ -40,11 +39,14 @@ fn parent_of<'r>(root: &File, rel: &'r str, shown: &Path) -> Result<(File, &'r s
 /// `incoming_name` in `root`) to the staged tree `root` (shown as
 /// `shown`); `carried` are its directory members and `dirs` every
 /// directory of the staged tree with the mode and time it must end with.
-/// `name` names the incremental in errors.
-pub fn apply(
+/// `name` names the incremental in errors. `read_changes` reads its
+/// operations, each checked, from its [`CHANGES_PATH`] (the chain
+/// model's reader).
+pub fn apply<I: Iterator<Item = Result<Change>>>(
     root: &File,
     shown: &Path,
     incoming: &File,
+    read_changes: impl FnOnce(File) -> I,
     carried: &[Entry],
     dirs: &mut BTreeMap<String, Entry>,
     name: &str,
@@ -58,7 +60,7 @@ pub fn apply(
                 "{name}: an incremental archive without its {CHANGES_PATH}: {e}"
             ))
         })?;
-    for c in Changes::new(changes) {
+    for c in read_changes(changes) {
         match c? {
             Change::Delete { path } => {
                 let (parent, last) = parent_of(root, &path, shown).map_err(|_| {
