@@ -221,6 +221,13 @@ pub fn display_path(path: &Path) -> String {
     }
 }
 
+/// Turns an `io::Error` that came back through tar/zstd into the crate's
+/// error: ours travel inside `io::Error::other`, anything else is an I/O
+/// failure of `op` on `path`.
+pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
+    Error::from_carrier(e).unwrap_or_else(|e| Error::io(op, path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

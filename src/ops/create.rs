@@ -298,7 +298,7 @@ fn whole_sha256(l: &Link) -> Result<String> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::write::from_io(e, "read", &l.loc.name())),
+            Err(e) => return Err(crate::error::from_io(e, "read", &l.loc.name())),
         };
         h.update(&buf[..n]);
         at += n as u64;
@@ -461,13 +461,13 @@ fn write_sealed<W: std::io::Write + Send>(
                     break;
                 }
                 enc.write_all(&chunk)
-                    .map_err(|e| crate::write::from_io(e, "write", name))?;
+                    .map_err(|e| crate::error::from_io(e, "write", name))?;
             }
             if !complete {
                 return Err(Error::Refused("the archive was not completed".into()));
             }
             enc.finish()
-                .map_err(|e| crate::write::from_io(e, "write", name))
+                .map_err(|e| crate::error::from_io(e, "write", name))
         });
         let pipe = Chunks {
             tx: Some(tx),
@@ -476,7 +476,7 @@ fn write_sealed<W: std::io::Write + Send>(
         let written = write_archive_on(scan, state, pipe, name, opts).and_then(|(mut pipe, s)| {
             pipe.send()
                 .and_then(|()| pipe.end())
-                .map_err(|e| crate::write::from_io(e, "write", name))?;
+                .map_err(|e| crate::error::from_io(e, "write", name))?;
             Ok(s)
         });
         // The sealer's own error (a full disk, a failed upload) says more

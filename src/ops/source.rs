@@ -113,7 +113,7 @@ impl ArchiveReader {
                 Ok(0) => break,
                 Ok(got) => got,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(crate::write::from_io(e, "read", &self.name)),
+                Err(e) => return Err(crate::error::from_io(e, "read", &self.name)),
             };
             h.update(&buf[..got]);
             n += got as u64;
@@ -250,7 +250,7 @@ impl ArchiveReader {
         };
         let mut plain = crate::store::crypt::decrypt(raw, start, &shown)?;
         let size = std::io::Seek::seek(&mut plain, SeekFrom::End(0))
-            .map_err(|e| crate::write::from_io(e, "read", &self.name))?;
+            .map_err(|e| crate::error::from_io(e, "read", &self.name))?;
         let mut src = RandomSource::new(
             SourceKind::Sealed(std::sync::Mutex::new(Box::new(plain)), file),
             size,
@@ -486,7 +486,7 @@ impl RandomSource {
             crate::store::verified::digest(f, self.shown.as_ref()).map_err(std::io::Error::other)
         })
         .map(Some)
-        .map_err(|e| crate::write::from_io(e, "read", self.shown.as_ref()))
+        .map_err(|e| crate::error::from_io(e, "read", self.shown.as_ref()))
     }
 
     /// The device and inode of the file read, if it is a file.
@@ -516,11 +516,11 @@ impl RandomSource {
             SourceKind::File(f) => f
                 .with(|f| stamp(f, Path::new(&self.shown)).map_err(std::io::Error::other))
                 .map(Some)
-                .map_err(|e| crate::write::from_io(e, "stat", self.shown.as_ref())),
+                .map_err(|e| crate::error::from_io(e, "stat", self.shown.as_ref())),
             SourceKind::Sealed(_, Some(f)) => f
                 .with(|f| stamp(f, Path::new(&self.shown)).map_err(std::io::Error::other))
                 .map(Some)
-                .map_err(|e| crate::write::from_io(e, "stat", self.shown.as_ref())),
+                .map_err(|e| crate::error::from_io(e, "stat", self.shown.as_ref())),
             SourceKind::Object(..) | SourceKind::Sealed(_, None) => Ok(None),
         }
     }

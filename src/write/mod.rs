@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, from_io};
 use crate::format::frame::{TAG_HEAD, write_skippable, write_skippable_json};
 use crate::format::head::{Entry, EntryKind};
 use crate::format::v2::{
@@ -739,11 +739,4 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Turns an `io::Error` that came back through tar/zstd into the crate's
-/// error: ours travel inside `io::Error::other`, anything else is an I/O
-/// failure of `op` on `path`.
-pub(crate) fn from_io(e: io::Error, op: &'static str, path: &Path) -> Error {
-    Error::from_carrier(e).unwrap_or_else(|e| Error::io(op, path, e))
 }

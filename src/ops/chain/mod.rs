@@ -91,11 +91,11 @@ impl Link {
         };
         let mut h = [0u8; 16];
         src.read_at(0, &mut h)
-            .map_err(|e| crate::write::from_io(e, "read", src.shown.as_ref()))?;
+            .map_err(|e| crate::error::from_io(e, "read", src.shown.as_ref()))?;
         let len = check_skippable_header(&h, &TAG_HEAD, MAX_HEAD2_BODY, 0)?;
         let mut body = vec![0u8; len as usize];
         src.read_at(16, &mut body)
-            .map_err(|e| crate::write::from_io(e, "read", src.shown.as_ref()))?;
+            .map_err(|e| crate::error::from_io(e, "read", src.shown.as_ref()))?;
         let head = Head2::parse(&body)?;
         if head.version != tail.version {
             return Err(Error::corrupt(format!(
@@ -330,7 +330,7 @@ impl Link {
         let mut all = Vec::with_capacity(rec.size as usize);
         member
             .read_to_end(&mut all)
-            .map_err(|e| crate::write::from_io(e, "read", &self.loc.name()))?;
+            .map_err(|e| crate::error::from_io(e, "read", &self.loc.name()))?;
         Ok(Changes::new(Box::new(std::io::Cursor::new(all))))
     }
 }
@@ -372,7 +372,7 @@ impl Spill {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(crate::write::from_io(e, "read", name.as_ref())),
+                Err(e) => return Err(crate::error::from_io(e, "read", name.as_ref())),
             };
             self.file
                 .write_all_at(&buf[..n], at)
@@ -523,7 +523,7 @@ impl<R: Read> Iterator for Changes<R> {
             .take(MAX_CHANGE_LINE as u64 + 1)
             .read_until(b'\n', &mut self.line);
         match got {
-            Err(e) => return Some(Err(crate::write::from_io(e, "read", CHANGES_PATH.as_ref()))),
+            Err(e) => return Some(Err(crate::error::from_io(e, "read", CHANGES_PATH.as_ref()))),
             Ok(0) => return None,
             Ok(_) => {}
         }
@@ -941,7 +941,7 @@ fn copy_member(l: &Link, rec: &Record, out: &mut dyn FnMut(&[u8]) -> Result<()>)
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(crate::write::from_io(err, "read", &l.loc.name())),
+            Err(err) => return Err(crate::error::from_io(err, "read", &l.loc.name())),
         };
         out(&buf[..n])?;
     }
