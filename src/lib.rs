@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod chain;
 mod error;
 mod extract;
 mod format;
@@ -53,6 +54,10 @@ pub mod sydradb;
 mod sys;
 mod write;
 
+#[doc(hidden)] // for the fuzz target and tests: the chain model on trees in memory
+pub use chain::apply_level;
+#[doc(hidden)]
+pub use chain::reference::reference_level;
 pub use error::{Error, Result};
 pub use extract::{ExtractSummary, ExtractTo};
 pub use format::footer::{FOOT_LEN, Footer};
@@ -61,10 +66,6 @@ pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
 pub use metrics::{Metrics, Outcome};
-#[doc(hidden)] // for the fuzz target and tests: the chain model on trees in memory
-pub use ops::chain::apply_level;
-#[doc(hidden)]
-pub use ops::chain::reference::reference_level;
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, extract};
@@ -99,22 +100,28 @@ mod architecture {
         ("progress", &[]),
         ("format", &["error"]),
         ("store", &["error", "sys", "format"]),
-        ("read", &["error", "format"]),
+        ("read", &["error", "progress", "format", "store"]),
         ("sydradb", &["error", "sys", "format"]),
         (
             "write",
             &["error", "sys", "progress", "format", "store", "sydradb"],
         ),
+        ("chain", &["error", "format", "store", "read"]),
         ("metrics", &["error", "store", "write"]),
-        ("extract", &["error", "sys", "format", "store", "read"]),
+        (
+            "extract",
+            &["error", "sys", "format", "store", "read", "chain"],
+        ),
         (
             "restore",
-            &["error", "sys", "format", "store", "read", "write"],
+            &[
+                "error", "sys", "progress", "format", "store", "read", "write", "chain",
+            ],
         ),
         (
             "ops",
             &[
-                "error", "sys", "progress", "format", "store", "read", "sydradb", "write",
+                "error", "sys", "progress", "format", "store", "read", "sydradb", "write", "chain",
                 "metrics", "extract", "restore",
             ],
         ),

@@ -6,10 +6,10 @@ use std::io::{self, IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::chain::{self, Link, open_chain};
 use crate::error::{Error, Result};
 use crate::format::incremental::BaseRef;
 use crate::format::sums::hex;
-use crate::ops::chain::{self, Link, open_chain};
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
 use crate::store::publish::AtomicFile;
@@ -49,7 +49,7 @@ pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<
 /// [`create`], or with `base` an incremental archive (format version 3)
 /// of what changed since the archive at `base` (a full or an
 /// incremental, whose own chain must be found: see
-/// [`crate::ops::chain::open_chain`]).
+/// [`crate::chain::open_chain`]).
 ///
 /// With `sealed`, the whole archive is one age stream encrypted to its
 /// recipients (see [`crate::store::crypt`]); the summary's size and
@@ -319,7 +319,7 @@ fn whole_sha256(l: &Link) -> Result<String> {
         let sha = match l.src.stored_sha256()? {
             Some(sha) => sha,
             None => {
-                crate::ops::source::open_archive(&l.loc, None)?
+                crate::read::source::open_archive(&l.loc, None)?
                     .stored_sha256()?
                     .0
             }

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::format::head::Entry;
-use crate::ops::source::open_archive;
+use crate::read::source::open_archive;
 use crate::read::{Depth, FileSink, ReadSummary, Sink};
 use crate::store::location::Location;
 use crate::sydradb::check::Checker;

@@ -12,7 +12,7 @@ use crate::extract::stage::Stage;
 use crate::extract::stream::StreamSink;
 use crate::extract::{AtOffsets, ExtractSummary, ExtractTo, Patterns, by_index};
 use crate::format::head::EntryKind;
-use crate::ops::source::RandomSource;
+use crate::read::source::RandomSource;
 use crate::read::{Depth, read_end};
 use crate::store::location::Location;
 
@@ -33,7 +33,7 @@ pub struct ExtractOptions {
 
 /// Extracts from the archive at `loc`.
 pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> {
-    let reader = crate::ops::source::open_archive(loc, None)?;
+    let reader = crate::read::source::open_archive(loc, None)?;
     if reader.is_encrypted() && matches!(opts.to, ExtractTo::Stdout) {
         return Err(Error::Refused(format!(
             "{loc} is encrypted: extracting to stdout would stage the plaintext in the temporary directory; use -o FILE or -C DIR"
@@ -104,9 +104,9 @@ fn by_chain(
     pats: &mut Patterns,
     stage: &mut Stage,
 ) -> Result<ExtractSummary> {
-    let links = crate::ops::chain::open_chain(loc, bases)?;
+    let links = crate::chain::open_chain(loc, bases)?;
     let mut summary = ExtractSummary::default();
-    for e in crate::ops::chain::state(&links)? {
+    for e in crate::chain::state(&links)? {
         let e = e?;
         if !pats.wants(&e.path) {
             continue;
@@ -120,7 +120,7 @@ fn by_chain(
         let mut out = stage.file(&entry)?;
         let mut hasher = Sha256::new();
         let mut len = 0u64;
-        crate::ops::chain::write_content(&links, &e, &mut |buf| {
+        crate::chain::write_content(&links, &e, &mut |buf| {
             hasher.update(buf);
             len += buf.len() as u64;
             out.write(buf)

@@ -2,9 +2,9 @@
 //! restored: for `restore DIR/` (its chain opened and its tree modelled)
 //! and for `ls` (decided from the listing alone).
 
+use crate::chain::{Link, Trust, chain_of, state};
 use crate::error::{Error, Result};
 use crate::format::incremental::MAX_CHAIN;
-use crate::ops::chain::{Link, Trust, chain_of, state};
 use crate::ops::prune::{Shelf, base_names, location_of, ls};
 use crate::store::location::Location;
 use crate::store::s3::{Listed, Listing};

@@ -2,12 +2,10 @@
 //! deep), `list`, `restore` and `extract`, on paths, stdin/stdout or
 //! objects.
 
-pub mod chain;
 pub mod create;
 pub mod deep;
 pub mod extract;
 pub mod latest;
 pub mod prune;
 pub mod restore;
-pub mod source;
 pub mod verify;

@@ -105,9 +105,7 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
     // An encrypted archive's HEAD is inside its encryption: read with the
     // identities given (without them, nothing can be pruned safely).
     if l.encrypted {
-        return Ok(crate::ops::chain::Link::open(&location_of(shelf, l))?
-            .head
-            .base);
+        return Ok(crate::chain::Link::open(&location_of(shelf, l))?.head.base);
     }
     let read = |at: u64, buf: &mut [u8]| -> Result<()> {
         match shelf {

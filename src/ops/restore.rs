@@ -12,10 +12,10 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::chain::{Link, Trust, chain_of};
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
-use crate::ops::chain::{Link, Trust, chain_of};
-use crate::ops::source::open_archive;
+use crate::read::source::open_archive;
 use crate::read::{Depth, Plan, ReadSummary};
 use crate::restore::apply;
 use crate::restore::publish::publish;
@@ -85,7 +85,7 @@ pub fn restore(
                     // they are read; if the model refuses, they are
                     // authenticated first, so a forged base is named as
                     // such, not the incremental above it.
-                    let modelled = crate::ops::chain::state(&links)
+                    let modelled = crate::chain::state(&links)
                         .and_then(|mut s| s.try_for_each(|e| e.map(drop)));
                     if let Err(e) = modelled {
                         for w in links.windows(2) {
@@ -205,7 +205,7 @@ fn restore_chain(
                 root,
                 shown,
                 &incoming,
-                crate::ops::chain::Changes::new,
+                crate::chain::Changes::new,
                 &carried,
                 &mut dirs,
                 &link.loc.to_string(),
@@ -221,19 +221,14 @@ fn restore_chain(
         last = Some(read);
     }
     apply::set_dirs(root, shown, &dirs)?;
-    apply::check_staged(
-        root,
-        shown,
-        &[STAGING_MARKER],
-        crate::ops::chain::state(links)?,
-    )?;
+    apply::check_staged(root, shown, &[STAGING_MARKER], crate::chain::state(links)?)?;
     Ok(last.expect("a chain is never empty"))
 }
 
 /// Before a restore refuses for want of space on what META says, META
 /// is proven: the archive's body must hash to what TAIL records (a
 /// tampered META is the archive's fault, not the disk's).
-fn prove_meta_if_short(src: &crate::ops::source::RandomSource, parent: &Path) -> Result<()> {
+fn prove_meta_if_short(src: &crate::read::source::RandomSource, parent: &Path) -> Result<()> {
     let Some((tail, meta, _)) =
         crate::read::read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
     else {

@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use crate::chain::{Link, Trust, chain_of};
 use crate::error::{Error, Result};
 use crate::extract::Patterns;
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
-use crate::ops::chain::{Link, Trust, chain_of};
-use crate::ops::source::open_archive;
 use crate::progress::Progress;
+use crate::read::source::open_archive;
 use crate::read::{Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit};
 use crate::store::location::Location;
 
@@ -233,7 +233,7 @@ pub fn list_chain(
             let mut pats = Patterns::new(patterns);
             // The whole tree's totals, not the archive's own.
             let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
-            for e in crate::ops::chain::state(&links)? {
+            for e in crate::chain::state(&links)? {
                 let e = e?;
                 match e.kind {
                     EntryKind::File => {
@@ -290,7 +290,7 @@ pub fn verify_chain(
     // whole by its path and checked, and must hash to the same.
     let links = chain_of(Link::open(loc)?, bases, Trust::Hash)?;
     let model = || -> Result<()> {
-        for e in crate::ops::chain::state(&links)? {
+        for e in crate::chain::state(&links)? {
             e?;
         }
         Ok(())
@@ -305,7 +305,7 @@ pub fn verify_chain(
     std::thread::scope(|s| {
         let modelled = std::thread::Builder::new()
             .name("chain model".into())
-            .stack_size(crate::ops::chain::MODEL_STACK)
+            .stack_size(crate::chain::MODEL_STACK)
             .spawn_scoped(s, model)
             .map_err(|e| Error::io("start a thread for", "the chain model", e))?;
         let read = read_bases(&links, loc, threads);

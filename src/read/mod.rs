@@ -18,6 +18,7 @@ pub mod index;
 pub mod input;
 mod pool;
 mod sink;
+pub mod source;
 mod v2;
 pub mod workers;
 

@@ -22,8 +22,8 @@ use crate::format::incremental::{
 };
 use crate::format::sums::hex;
 use crate::format::v2::{Head2, MAX_HEAD2_BODY, Meta, Record, Row, Tail};
-use crate::ops::source::{RandomSource, open_link};
 use crate::read::index::IndexSide;
+use crate::read::source::{RandomSource, open_link};
 use crate::read::{read_block, read_end, table_rows};
 use crate::store::location::Location;
 use crate::store::s3::S3Url;
@@ -143,7 +143,7 @@ impl Link {
         let got = match self.src.stored_sha256()? {
             Some(sha) => sha,
             None => {
-                crate::ops::source::open_archive(&self.loc, None)?
+                crate::read::source::open_archive(&self.loc, None)?
                     .stored_sha256()?
                     .0
             }

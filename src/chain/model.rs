@@ -580,7 +580,7 @@ mod tests {
                 .collect();
             let model = apply_level(prev.clone(), members.clone(), &lines, tails.clone());
             let reference =
-                crate::ops::chain::reference::reference_level(&prev, &members, &lines, &tails);
+                crate::chain::reference::reference_level(&prev, &members, &lines, &tails);
             match (&model, &reference) {
                 (Ok(m), Ok(r)) => {
                     assert_eq!(m, r, "seed {seed}: the trees differ");
