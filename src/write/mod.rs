@@ -3,44 +3,50 @@
 //! META and TAIL, to any `Write` (a temporary file, stdout, an upload),
 //! hashing everything written. Nothing grows with the number of files:
 //! the data dir is walked as it is written (see `FORMAT.md`).
+//!
+//! Here, HEAD and the top level in archive order (and, for an
+//! incremental, its own members last); `walk` (everything below
+//! `segments/`, batched so hot segments settle together), `delta` (an
+//! incremental: what is new, changed, deleted or appended, against the
+//! base's tree), `members` and `source` (the tar members and the files
+//! they come from), `frames` (independent frames compressed in
+//! parallel), `index` (INDEX blocks), `end` (TABLE, META, TAIL), `hash`
+//! (the archive's SHA-256), `synthetic` (archives made in memory).
 
 mod delta;
+mod end;
 mod frames;
 mod hash;
 mod index;
 mod members;
 mod source;
+mod synthetic;
+mod walk;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result, from_io};
-use crate::format::frame::{TAG_HEAD, write_skippable, write_skippable_json};
+use crate::format::frame::{TAG_HEAD, write_skippable_json};
 use crate::format::head::{Entry, EntryKind};
-use crate::format::v2::{
-    Head2, MAX_HEAD2_BODY, MAX_META_BODY, Meta, TAG_META, TAG_TABLE, Tail, cap_warnings,
-};
+use crate::format::v2::{Head2, MAX_HEAD2_BODY, cap_warnings};
 use crate::store::s3::Uploaded;
-use crate::sydradb::live::{self, FileKind};
+use crate::sydradb::live;
 use crate::sydradb::scan::{Captured, Scan};
-use crate::sydradb::source::{Tree, not_regular};
-use crate::sydradb::walk::{Found, Walk};
-use crate::sys::{Kind, Stat};
+use crate::sydradb::source::Tree;
 
 pub use delta::BaseState;
 pub(crate) use delta::hash_range;
 use delta::{Delta, Seen, WalDecision};
+use end::seal;
 use frames::Frames;
 use hash::HashWriter;
 use members::{Members, Source};
+pub use synthetic::write_synthetic;
+use walk::write_walk;
 
 /// Tar bytes per DATA frame, by default.
 pub const DEFAULT_FRAME_BYTES: usize = 2 * 1024 * 1024;
-/// Files listed ahead of writing, so the recently written ones among them
-/// settle together (in the same rounds, one deadline).
-const SETTLE_BATCH: usize = 256;
 
 /// Options for writing an archive.
 #[derive(Debug, Clone)]
@@ -403,333 +409,6 @@ fn write_own<W: Write>(
         if got != tail_sha256 {
             return Err(source::changed(&path, "while it was archived"));
         }
-    }
-    Ok(())
-}
-
-/// What [`seal`] wrote.
-struct Sealed {
-    bytes: u64,
-    sha256: [u8; 32],
-    files: u64,
-    dirs: u64,
-    data_bytes: u64,
-}
-
-/// Ends an archive whose DATA and INDEX frames are written: TABLE, META
-/// and TAIL. Returns the output writer.
-fn seal<W: Write>(
-    m: Members<'_, '_, W>,
-    version: u64,
-    skipped: &[String],
-    wal: &[crate::format::head::WalPosition],
-    warnings: &[String],
-    on_error: &OnError<'_>,
-) -> Result<(W, Sealed)> {
-    let wrap = |e| on_error.wrap(e);
-    let Members {
-        frames,
-        index,
-        files,
-        dirs,
-        data_bytes,
-        ..
-    } = m;
-    let data_frames = frames.frames();
-    let mut w = frames.into_out();
-
-    // TABLE, META: hashed together for TAIL.
-    let table_offset = w.count;
-    let mut meta_hash = Sha256::new();
-    let mut table = Vec::with_capacity(index.rows.len() * 64);
-    for r in &index.rows {
-        table.extend(r.encode());
-    }
-    let mut framed = Vec::with_capacity(16 + table.len());
-    write_skippable(&mut framed, &TAG_TABLE, &table).map_err(wrap)?;
-    meta_hash.update(&framed);
-    w.write_all(&framed).map_err(wrap)?;
-    let meta = Meta {
-        files,
-        dirs,
-        total_bytes: data_bytes,
-        frames: data_frames,
-        skipped: skipped.to_vec(),
-        wal: wal.to_vec(),
-        warnings: warnings.to_vec(),
-        first_paths: index.first_paths,
-    };
-    let meta_offset = w.count;
-    let mut framed = Vec::new();
-    write_skippable_json(&mut framed, &TAG_META, &meta, MAX_META_BODY).map_err(wrap)?;
-    meta_hash.update(&framed);
-    w.write_all(&framed).map_err(wrap)?;
-    let tail = Tail {
-        version,
-        table_offset,
-        meta_offset,
-        body_len: w.count,
-        entries: index.entries,
-        blocks: index.rows.len() as u64,
-        meta_sha256: meta_hash.finalize().into(),
-        body_sha256: w.hasher.clone().finalize().into(),
-    };
-    w.write_all(&tail.encode()).map_err(wrap)?;
-    w.flush().map_err(wrap)?;
-    let bytes = w.count;
-    let sha256: [u8; 32] = w.hasher.finalize().into();
-    Ok((
-        w.inner,
-        Sealed {
-            bytes,
-            sha256,
-            files,
-            dirs,
-            data_bytes,
-        },
-    ))
-}
-
-/// Writes a synthetic archive to `out`: the layout's top level and
-/// `files` segment files of `file_bytes` bytes each (deterministic,
-/// compressible content), `per_dir` to an hour directory, made in memory
-/// by the real writer. For tests and benchmarks of memory and speed at
-/// file counts no test machine should create on disk; returns the
-/// archive's size and SHA-256.
-pub fn write_synthetic<W: Write>(
-    out: W,
-    files: u64,
-    file_bytes: usize,
-    per_dir: u64,
-    threads: u32,
-) -> Result<(W, u64, [u8; 32])> {
-    let name = Path::new("synthetic");
-    let on_error = OnError {
-        out_name: name,
-        level: 3,
-        threads,
-    };
-    let wrap = |e| on_error.wrap(e);
-    let mut w = HashWriter::new(out, name);
-    let head = Head2::new(
-        1_800_000_000_000,
-        "synthetic".into(),
-        3,
-        DEFAULT_FRAME_BYTES as u64,
-    );
-    write_skippable_json(&mut w, &TAG_HEAD, &head, MAX_HEAD2_BODY).map_err(wrap)?;
-    let frames = Frames::new(w, 3, threads, DEFAULT_FRAME_BYTES).map_err(wrap)?;
-    let mut m = Members::new(frames, None, &on_error);
-    let e = |path: String, kind: EntryKind, size: u64| Entry {
-        path,
-        kind,
-        size,
-        mode: if kind == EntryKind::Dir { 0o755 } else { 0o644 },
-        mtime: 1_800_000_000,
-    };
-    let bytes = |seed: u64, n: usize| -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|i| {
-                if i % 8 == 0 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                }
-                // Half predictable, half not: about as compressible as
-                // segments are.
-                if i % 2 == 0 {
-                    (x >> (i % 8 * 8)) as u8
-                } else {
-                    (i / 64) as u8
-                }
-            })
-            .collect()
-    };
-    let file = |m: &mut Members<'_, '_, W>, path: String, data: Vec<u8>| {
-        let en = e(path, EntryKind::File, data.len() as u64);
-        m.file(
-            &en,
-            name,
-            Source::Captured(Captured::Settled(live::Content::Bytes(data))),
-        )
-    };
-    file(&mut m, "MANIFEST".into(), b"{}\n".to_vec())?;
-    m.dir(&e("segments".into(), EntryKind::Dir, 0))?;
-    let per_dir = per_dir.max(1);
-    let mut i = 0u64;
-    let mut hour = 1_748_736_000u64;
-    while i < files {
-        m.dir(&e(format!("segments/{hour}"), EntryKind::Dir, 0))?;
-        for _ in 0..per_dir.min(files - i) {
-            file(
-                &mut m,
-                format!("segments/{hour}/{i:012x}-{hour}.seg"),
-                bytes(i, file_bytes),
-            )?;
-            i += 1;
-        }
-        hour += 3600;
-    }
-    file(&mut m, "tags.json".into(), b"{}".to_vec())?;
-    m.dir(&e("wal".into(), EntryKind::Dir, 0))?;
-    file(&mut m, "wal/current.wal".into(), Vec::new())?;
-    m.finish()?;
-    let (w, sealed) = seal(m, crate::format::v2::VERSION2, &[], &[], &[], &on_error)?;
-    Ok((w, sealed.bytes, sealed.sha256))
-}
-
-fn entry(rel: String, kind: EntryKind, st: &Stat) -> Entry {
-    Entry {
-        path: rel,
-        kind,
-        size: if kind == EntryKind::File { st.size } else { 0 },
-        mode: st.mode & 0o777,
-        mtime: st.mtime.max(0),
-    }
-}
-
-/// Writes everything below `segments/` as the walk finds it. Consecutive
-/// files are listed a batch ahead, so the recently written segments among
-/// them are read until they settle together.
-fn write_walk<W: Write>(
-    m: &mut Members<'_, '_, W>,
-    tree: &Tree,
-    mut walk: Walk,
-    mut delta: Option<&mut Delta<'_>>,
-) -> Result<()> {
-    // For an incremental: whether a listed file is new or changed (a
-    // segment is compared by size, mode and mtime: written once, never
-    // modified), before it is opened.
-    let wanted = |delta: &mut Option<&mut Delta<'_>>, found: &Found| -> Result<bool> {
-        let Some(d) = delta else { return Ok(true) };
-        let (e, is_dir) = match found {
-            Found::Dir { rel, stat } => (entry(rel.clone(), EntryKind::Dir, stat), true),
-            Found::File { rel, stat, .. } => (entry(rel.clone(), EntryKind::File, stat), false),
-        };
-        let base = d.advance(Some((&e.path, e.kind)))?;
-        if is_dir {
-            return Ok(d.wanted(Seen::Dir(&e), base.as_ref()));
-        }
-        if live::kind_of(&e.path) == FileKind::Segment {
-            return Ok(d.wanted(Seen::Segment(&e), base.as_ref()));
-        }
-        // Anything else below segments/ is not SydraDB's: compared by its
-        // content too (when the base has a file of the same size there).
-        let Found::File { dir, name, .. } = found else {
-            unreachable!("a file")
-        };
-        let same_size = base
-            .as_ref()
-            .is_some_and(|b| b.kind == EntryKind::File && b.size == e.size);
-        if !same_size {
-            return Ok(d.wanted(Seen::Segment(&e), base.as_ref()));
-        }
-        let path = tree.full(&e.path);
-        let sha = match dir.open_file(name) {
-            Ok((f, _)) => delta::file_sha(&f, e.size, &path)?,
-            // Gone or unreadable now: the write below says what it is.
-            Err(_) => [0; 32],
-        };
-        Ok(d.wanted(Seen::Hashed(&e, sha), base.as_ref()))
-    };
-    let mut next = walk.next_found()?;
-    while let Some(found) = next.take() {
-        match found {
-            Found::Dir { rel, stat } => {
-                let dir = Found::Dir { rel, stat };
-                if wanted(&mut delta, &dir)? {
-                    let Found::Dir { rel, stat } = dir else {
-                        unreachable!()
-                    };
-                    write_parents(m, delta.as_deref_mut(), &rel)?;
-                    m.dir(&entry(rel, EntryKind::Dir, &stat))?;
-                }
-                next = walk.next_found()?;
-            }
-            file @ Found::File { .. } => {
-                let mut batch = Vec::new();
-                if wanted(&mut delta, &file)? {
-                    batch.push(file);
-                }
-                next = walk.next_found()?;
-                while batch.len() < SETTLE_BATCH && matches!(next, Some(Found::File { .. })) {
-                    let file = next.take().expect("matched");
-                    if wanted(&mut delta, &file)? {
-                        batch.push(file);
-                    }
-                    next = walk.next_found()?;
-                }
-                if let Some(first) = batch.first()
-                    && let Found::File { rel, .. } = first
-                {
-                    write_parents(m, delta.as_deref_mut(), rel)?;
-                }
-                write_batch(m, tree, batch)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn write_batch<W: Write>(m: &mut Members<'_, '_, W>, tree: &Tree, batch: Vec<Found>) -> Result<()> {
-    let now = live::unix_now();
-    let hot: Vec<(usize, String, FileKind)> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| match f {
-            Found::File { rel, stat, .. } => {
-                let kind = live::kind_of(rel);
-                (kind == FileKind::Segment && stat.mtime >= now - live::HOT_WINDOW_SECS)
-                    .then(|| (i, rel.clone(), kind))
-            }
-            Found::Dir { .. } => None,
-        })
-        .collect();
-    let mut settled: Vec<Option<live::Settled>> = Vec::new();
-    if !hot.is_empty() {
-        settled.resize_with(batch.len(), || None);
-        for (i, s) in live::settle_all(tree, hot)? {
-            settled[i] = Some(s);
-        }
-    }
-    for (i, found) in batch.into_iter().enumerate() {
-        let Found::File {
-            rel,
-            stat,
-            dir,
-            name,
-        } = found
-        else {
-            continue;
-        };
-        let path = tree.full(&rel);
-        if let Some(s) = settled.get_mut(i).and_then(Option::take) {
-            if let Some(w) = s.warning {
-                m.warnings.push(w);
-            }
-            let e = entry(rel, EntryKind::File, &s.stat);
-            m.file(&e, &path, Source::Captured(Captured::Settled(s.content)))?;
-            continue;
-        }
-        let (file, opened) = match dir.open_file(&name) {
-            Ok(x) => x,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                m.warnings.push(format!(
-                    "{rel}: removed while the archive was written (compaction or retention); left out"
-                ));
-                continue;
-            }
-            Err(err) => return Err(crate::sydradb::source::open_error("open", path, err)),
-        };
-        if opened.kind != Kind::File {
-            return Err(not_regular(path, opened.kind));
-        }
-        if opened.size != stat.size || opened.mtime != stat.mtime {
-            return Err(source::changed(&path, "since it was listed"));
-        }
-        let e = entry(rel, EntryKind::File, &opened);
-        m.file(&e, &path, Source::Opened { file, opened })?;
     }
     Ok(())
 }
