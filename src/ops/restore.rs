@@ -2,29 +2,23 @@
 //! the target changes until the whole archive has been verified.
 //!
 //! The command composes `crate::restore`: the target is checked first
-//! (`target`), leftovers of killed runs are cleaned up, the archive (or,
-//! for an incremental, its whole chain, each base checked to be the
-//! archive recorded before a byte is restored) is extracted into a private
-//! staging directory beside it (`staging`, `sink`; each incremental
-//! applied with `apply`), and the verified, durable tree is published by a
-//! rename (`publish`).
+//! (`target`), an incremental's chain opened and modelled (`chain`),
+//! leftovers of killed runs are cleaned up, the archive (or its whole
+//! chain, each base checked to be the archive recorded before a byte is
+//! restored) is extracted into a private staging directory beside it
+//! (`staging`, `sink`; each incremental applied by `chain` with `apply`),
+//! and the verified, durable tree is published by a rename (`publish`).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::chain::{Link, Trust, chain_of};
 use crate::error::{Error, Result};
-use crate::format::head::Entry;
 use crate::read::source::open_archive;
-use crate::read::{Depth, Plan, ReadSummary};
-use crate::restore::apply;
+use crate::read::{Depth, ReadSummary};
+use crate::restore::chain::{chain_to_restore, restore_chain};
 use crate::restore::publish::publish;
-use crate::restore::sink::StagingSink;
-use crate::restore::space::space_needed;
-use crate::restore::staging::{STAGING_MARKER, clean_leftovers, stage};
+use crate::restore::staging::{clean_leftovers, stage};
 use crate::restore::target::resolve_target;
 use crate::store::location::Location;
-use crate::sys;
 
 /// Options for [`restore`].
 #[derive(Debug, Clone, Default)]
@@ -73,34 +67,7 @@ pub fn restore(
     let src = open_archive(archive, opts.progress.clone())?.with_threads(opts.threads);
     // An incremental (read at offsets) brings its chain, each base found
     // and checked to be the archive recorded before a byte is restored.
-    let chain = match src.random_access()? {
-        Some(r) if r.has_tail() => {
-            prove_meta_if_short(&r, &t.parent)?;
-            let link = Link::open(archive)?;
-            match link.head.base {
-                Some(_) => {
-                    let links = chain_of(link, &opts.bases, Trust::AsRead)?;
-                    // Whatever the chain model refuses, restore refuses,
-                    // before a byte is staged. Its bases are hashed as
-                    // they are read; if the model refuses, they are
-                    // authenticated first, so a forged base is named as
-                    // such, not the incremental above it.
-                    let modelled = crate::chain::state(&links)
-                        .and_then(|mut s| s.try_for_each(|e| e.map(drop)));
-                    if let Err(e) = modelled {
-                        for w in links.windows(2) {
-                            let b = w[1].head.base.as_ref().expect("an incremental");
-                            w[0].authenticate(b, &w[1].loc)?;
-                        }
-                        return Err(e);
-                    }
-                    Some(links)
-                }
-                None => None,
-            }
-        }
-        _ => None,
-    };
+    let chain = chain_to_restore(&src, archive, &t.parent, &opts.bases)?;
     let (removed_leftovers, reported_leftovers) =
         clean_leftovers(&t.parent, &t.parent_dir, &t.name)?;
     let staged = match &chain {
@@ -120,7 +87,14 @@ pub fn restore(
         Some(links) => {
             drop(src);
             stage(&t, |root, shown, sink| {
-                restore_chain(links, root, shown, sink, opts)
+                restore_chain(
+                    links,
+                    root,
+                    shown,
+                    sink,
+                    opts.progress.clone(),
+                    opts.threads,
+                )
             })?
         }
     };
@@ -135,121 +109,4 @@ pub fn restore(
         reported_leftovers,
         warnings,
     })
-}
-
-/// The name of the private directory, inside the staging tree, that each
-/// incremental of a chain is extracted into before it is applied.
-const INCOMING: &str = ".sydra-incoming";
-
-/// Restores the chain `links` (the full archive first) into the staging
-/// tree `root`: the full archive through `sink`, then each incremental
-/// extracted whole into a private directory, verified completely and
-/// checked to be made on the archive just restored (its SHA-256), and
-/// only then applied. Returns the last archive's summary.
-fn restore_chain(
-    links: &[Link],
-    root: &File,
-    shown: &Path,
-    sink: &mut StagingSink,
-    opts: &RestoreOptions,
-) -> Result<ReadSummary> {
-    let mut dirs: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
-    let mut last: Option<ReadSummary> = None;
-    for (i, link) in links.iter().enumerate() {
-        if let Some(prev) = &last {
-            // Made on the archive just read, byte for byte.
-            let want = link
-                .head
-                .base
-                .as_ref()
-                .expect("an incremental")
-                .sha256
-                .clone();
-            let got = crate::format::sums::hex(&prev.sha256);
-            if !got.eq_ignore_ascii_case(&want) {
-                return Err(Error::Base {
-                    archive: link.loc.to_string(),
-                    reason: format!(
-                        "its base {} hashes to {got}, not the {want} it was made on",
-                        links[i - 1].loc
-                    ),
-                });
-            }
-        }
-        let src = open_archive(&link.loc, opts.progress.clone())?.with_threads(opts.threads);
-        let in_base = |e: Error| -> Error {
-            if i + 1 < links.len() {
-                e.also(format!(
-                    "in {}, a base of {}",
-                    link.loc,
-                    links[links.len() - 1].loc
-                ))
-            } else {
-                e
-            }
-        };
-        let read = if i == 0 {
-            let read = src.read_into(Depth::Full, sink).map_err(in_base)?;
-            let got = sink.take_dirs();
-            dirs.extend(got.into_iter().map(|d| (d.path.clone(), d)));
-            read
-        } else {
-            let incoming = sys::make_private_dir(root, INCOMING.as_bytes())
-                .map_err(|e| Error::io("create directory", shown.join(INCOMING), e))?;
-            let mut isink =
-                StagingSink::new(&incoming, shown.join(INCOMING), sink.parent().to_path_buf())?;
-            let read = src.read_into(Depth::Full, &mut isink).map_err(in_base)?;
-            let carried = isink.take_dirs();
-            drop(isink);
-            apply::apply(
-                root,
-                shown,
-                &incoming,
-                crate::chain::Changes::new,
-                &carried,
-                &mut dirs,
-                &link.loc.to_string(),
-            )
-            .map_err(in_base)?;
-            sys::remove_tree_at(root, INCOMING.as_bytes(), &incoming)
-                .map_err(|e| Error::io("remove", shown.join(INCOMING), e))?;
-            read
-        };
-        if read.info.base != link.head.base {
-            return Err(crate::read::input::changed_while_read(&link.loc.name()));
-        }
-        last = Some(read);
-    }
-    apply::set_dirs(root, shown, &dirs)?;
-    apply::check_staged(root, shown, &[STAGING_MARKER], crate::chain::state(links)?)?;
-    Ok(last.expect("a chain is never empty"))
-}
-
-/// Before a restore refuses for want of space on what META says, META
-/// is proven: the archive's body must hash to what TAIL records (a
-/// tampered META is the archive's fault, not the disk's).
-fn prove_meta_if_short(src: &crate::read::source::RandomSource, parent: &Path) -> Result<()> {
-    let Some((tail, meta, _)) =
-        crate::read::read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
-    else {
-        return Ok(());
-    };
-    let space = sys::free_space(parent).map_err(|e| Error::io("statvfs", parent, e))?;
-    let plan = Plan {
-        files: meta.files,
-        dirs: meta.dirs,
-        total_bytes: meta.total_bytes,
-    };
-    if space_needed(&plan, space.block) <= space.bytes {
-        return Ok(());
-    }
-    let (sha, n_all) =
-        crate::store::verified::sha256_of(&mut src.stream(0, tail.body_len)?, src.shown.as_ref())?;
-    if n_all != tail.body_len || sha != tail.body_sha256 {
-        return Err(Error::corrupt(format!(
-            "{}: the archive does not hash to what its TAIL records (its META, which asks for {} bytes, cannot be trusted)",
-            src.shown, meta.total_bytes
-        )));
-    }
-    Ok(())
 }

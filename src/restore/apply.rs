@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::chain::Changes;
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
 use crate::format::incremental::{CHANGES_PATH, Change, INCREMENTAL_DIR, is_own, is_under};
@@ -39,14 +40,12 @@ fn parent_of<'r>(root: &File, rel: &'r str, shown: &Path) -> Result<(File, &'r s
 /// `incoming_name` in `root`) to the staged tree `root` (shown as
 /// `shown`); `carried` are its directory members and `dirs` every
 /// directory of the staged tree with the mode and time it must end with.
-/// `name` names the incremental in errors. `read_changes` reads its
-/// operations, each checked, from its [`CHANGES_PATH`] (the chain
-/// model's reader).
-pub fn apply<I: Iterator<Item = Result<Change>>>(
+/// `name` names the incremental in errors. Its operations, from its
+/// [`CHANGES_PATH`], are read and checked by the chain model's reader.
+pub fn apply(
     root: &File,
     shown: &Path,
     incoming: &File,
-    read_changes: impl FnOnce(File) -> I,
     carried: &[Entry],
     dirs: &mut BTreeMap<String, Entry>,
     name: &str,
@@ -60,7 +59,7 @@ pub fn apply<I: Iterator<Item = Result<Change>>>(
                 "{name}: an incremental archive without its {CHANGES_PATH}: {e}"
             ))
         })?;
-    for c in read_changes(changes) {
+    for c in Changes::new(changes) {
         match c? {
             Change::Delete { path } => {
                 let (parent, last) = parent_of(root, &path, shown).map_err(|_| {

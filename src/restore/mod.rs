@@ -11,10 +11,11 @@
 //! one `syncfs`, and only then renamed into place — or, over existing data
 //! with `force`, swapped with it atomically (`renameat2(RENAME_EXCHANGE)`),
 //! the old tree being kept beside it (`publish`). A staging tree that was
-//! not published is always removed. Each incremental of a chain is
-//! extracted whole into a private directory of the staging tree, verified,
-//! and only then applied to it (`apply`); `space` says whether the archive
-//! fits.
+//! not published is always removed. A chain is opened and modelled
+//! before a byte is staged, and each incremental of it extracted whole
+//! into a private directory of the staging tree, verified, and only then
+//! applied to it (`chain`, `apply`); `space` says whether the archive
+//! fits (and proves META before refusing on what it says).
 //!
 //! The run holds an exclusive `flock` on its staging directory from just
 //! after creating it to the end; the staging marker is created only once
@@ -23,6 +24,7 @@
 //! namespace.
 
 pub mod apply;
+pub mod chain;
 pub mod publish;
 pub mod sink;
 pub mod space;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::read::Plan;
+use crate::read::source::RandomSource;
 use crate::sys;
 
 /// The space a restore of `plan` takes, at most: every entry takes at
@@ -32,6 +33,35 @@ pub fn check_room(parent: &Path, plan: &Plan) -> Result<()> {
         return Err(Error::Refused(format!(
             "not enough free inodes in {}: the archive has {entries} entries, {free_inodes} inodes are free",
             parent.display(),
+        )));
+    }
+    Ok(())
+}
+
+/// Before a restore refuses for want of space on what META says, META
+/// is proven: the archive's body must hash to what TAIL records (a
+/// tampered META is the archive's fault, not the disk's).
+pub fn prove_meta_if_short(src: &RandomSource, parent: &Path) -> Result<()> {
+    let Some((tail, meta, _)) =
+        crate::read::read_end(src.size, &mut |at, buf| src.read_at(at, buf), &src.shown)?
+    else {
+        return Ok(());
+    };
+    let space = sys::free_space(parent).map_err(|e| Error::io("statvfs", parent, e))?;
+    let plan = Plan {
+        files: meta.files,
+        dirs: meta.dirs,
+        total_bytes: meta.total_bytes,
+    };
+    if space_needed(&plan, space.block) <= space.bytes {
+        return Ok(());
+    }
+    let (sha, n_all) =
+        crate::store::verified::sha256_of(&mut src.stream(0, tail.body_len)?, src.shown.as_ref())?;
+    if n_all != tail.body_len || sha != tail.body_sha256 {
+        return Err(Error::corrupt(format!(
+            "{}: the archive does not hash to what its TAIL records (its META, which asks for {} bytes, cannot be trusted)",
+            src.shown, meta.total_bytes
         )));
     }
     Ok(())
