@@ -5,17 +5,17 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::extract::AtOffsets;
 use crate::format::incremental::{is_under, tree_cmp};
 use crate::format::v2::{Record, Row};
 use crate::read::read_block;
+use crate::read::source::RandomSource;
 
 /// The INDEX blocks of an archive read at offsets, each checked against
 /// its TABLE row when read; the ones read to search are kept for use.
 /// With META's first paths (authenticated with TABLE by TAIL), the search
 /// reads no block; each block read must start with the path META gives.
 pub struct Blocks<'a> {
-    src: &'a dyn AtOffsets,
+    src: &'a RandomSource,
     rows: &'a [Row],
     first_paths: Option<Vec<String>>,
     /// Blocks read: frame body, first and last record's path.
@@ -26,7 +26,7 @@ impl<'a> Blocks<'a> {
     /// The blocks of `rows` in `src`, with META's first paths if it has
     /// them.
     pub fn new(
-        src: &'a dyn AtOffsets,
+        src: &'a RandomSource,
         rows: &'a [Row],
         first_paths: Option<Vec<String>>,
     ) -> Blocks<'a> {
@@ -45,7 +45,7 @@ impl<'a> Blocks<'a> {
                 &mut |at, buf| self.src.read_at(at, buf),
                 &self.rows[i],
                 i,
-                self.src.shown(),
+                &self.src.shown,
             )?;
             // The first record's path: decompressed no further than the
             // block declares.

@@ -4,7 +4,9 @@
 //! TABLE, META, checked against TAIL's digest), the INDEX blocks (each
 //! against its TABLE row; `blocks` finds the ones that can hold a match)
 //! and the data frames that hold the wanted members are read, at offsets
-//! (`offsets`). Anything else (a version-1 archive, a pipe) is read whole
+//! (`offsets`). An incremental is read through its chain, every file
+//! from the archive of the chain that holds it, at offsets (`chain`).
+//! Anything else (a version-1 archive, a pipe) is read whole
 //! as a stream, fully verified, and only the wanted members are kept
 //! (`stream`). Either way the files go to a private staging directory
 //! inside the destination first (`stage`), each checked against its
@@ -12,18 +14,17 @@
 //! checked (`publish`): a failure publishes nothing. `patterns` says which
 //! paths are wanted.
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use crate::error::Result;
-
 mod blocks;
+pub mod chain;
 mod offsets;
 pub mod patterns;
 mod publish;
 pub mod stage;
 pub mod stream;
 
+pub use chain::by_chain;
 pub use offsets::by_index;
 pub use patterns::Patterns;
 
@@ -53,15 +54,4 @@ pub struct ExtractSummary {
     pub reads: u64,
     /// The archive was read whole as a stream (version 1, or a pipe).
     pub streamed: bool,
-}
-
-/// An archive read at offsets (a file, an object, an encrypted archive
-/// decrypted at offsets): what extracting by the index needs of it.
-pub trait AtOffsets {
-    /// Fills `buf` with the bytes at offset `at`.
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()>;
-    /// The bytes from `at` to `end`, as a stream.
-    fn stream(&self, at: u64, end: u64) -> Result<Box<dyn Read + '_>>;
-    /// The archive's name in messages.
-    fn shown(&self) -> &str;
 }

@@ -8,12 +8,13 @@ use std::io::{self, BufReader, Read};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::extract::ExtractSummary;
 use crate::extract::blocks::Blocks;
 use crate::extract::patterns::Patterns;
 use crate::extract::stage::Stage;
-use crate::extract::{AtOffsets, ExtractSummary};
 use crate::format::head::EntryKind;
 use crate::format::v2::{Record, Tail};
+use crate::read::source::RandomSource;
 use crate::read::table_rows;
 
 /// The tar stream from one data frame on, and where in it we are.
@@ -25,7 +26,7 @@ struct Cursor<'s> {
 
 /// Extracts the wanted members of a version-2 archive read at offsets.
 pub fn by_index(
-    src: &dyn AtOffsets,
+    src: &RandomSource,
     tail: &Tail,
     table: &[u8],
     first_paths: Option<Vec<String>>,
@@ -104,9 +105,9 @@ pub fn by_index(
                     16 * 1024,
                     stream,
                 ))
-                .map_err(|e| Error::io("decode", src.shown(), e))?;
+                .map_err(|e| Error::io("decode", &src.shown, e))?;
                 dec.window_log_max(crate::format::frame::MAX_WINDOW_LOG)
-                    .map_err(|e| Error::io("decode", src.shown(), e))?;
+                    .map_err(|e| Error::io("decode", &src.shown, e))?;
                 cursor = Some(Cursor {
                     frame: rec.frame,
                     pos: 0,

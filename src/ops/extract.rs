@@ -5,14 +5,10 @@
 //! file from the archive of the chain that holds it), anything else whole
 //! as a stream; the files are staged, checked, then published.
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 use crate::extract::stage::Stage;
 use crate::extract::stream::StreamSink;
-use crate::extract::{AtOffsets, ExtractSummary, ExtractTo, Patterns, by_index};
-use crate::format::head::EntryKind;
-use crate::read::source::RandomSource;
+use crate::extract::{ExtractSummary, ExtractTo, Patterns, by_chain, by_index};
 use crate::read::{Depth, read_end};
 use crate::store::location::Location;
 
@@ -92,70 +88,4 @@ pub fn extract(loc: &Location, opts: &ExtractOptions) -> Result<ExtractSummary> 
     }
     summary.dirs = stage.publish()?;
     Ok(summary)
-}
-
-/// Extracts the wanted files of the whole tree an incremental's chain
-/// describes: each from the archive of the chain that holds it, read at
-/// offsets (an appended WAL file from its base's file and its tail),
-/// checked against the SHA-256 the tree records for it.
-fn by_chain(
-    loc: &Location,
-    bases: &[Location],
-    pats: &mut Patterns,
-    stage: &mut Stage,
-) -> Result<ExtractSummary> {
-    let links = crate::chain::open_chain(loc, bases)?;
-    let mut summary = ExtractSummary::default();
-    for e in crate::chain::state(&links)? {
-        let e = e?;
-        if !pats.wants(&e.path) {
-            continue;
-        }
-        let entry = e.entry();
-        if e.kind == EntryKind::Dir {
-            stage.dir(&entry)?;
-            continue;
-        }
-        stage.check_target(&e.path)?;
-        let mut out = stage.file(&entry)?;
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        crate::chain::write_content(&links, &e, &mut |buf| {
-            hasher.update(buf);
-            len += buf.len() as u64;
-            out.write(buf)
-        })?;
-        if len != e.size || hasher.finalize().as_slice() != e.sha256 {
-            return Err(Error::corrupt(format!(
-                "{}: its content does not match the size and SHA-256 its chain records",
-                e.path
-            )));
-        }
-        out.finish(&entry)?;
-        summary.files += 1;
-        summary.bytes += e.size;
-    }
-    for l in &links {
-        let (reads, bytes) = l.src.counts();
-        summary.reads += reads;
-        summary.read_bytes += bytes;
-    }
-    summary.streamed = false;
-    Ok(summary)
-}
-
-/// A file or an object read at offsets, as extracting by the index reads
-/// one.
-impl AtOffsets for RandomSource {
-    fn read_at(&self, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        RandomSource::read_at(self, at, buf)
-    }
-
-    fn stream(&self, at: u64, end: u64) -> Result<Box<dyn std::io::Read + '_>> {
-        RandomSource::stream(self, at, end)
-    }
-
-    fn shown(&self) -> &str {
-        &self.shown
-    }
 }
