@@ -49,6 +49,7 @@ mod ops;
 mod progress;
 mod read;
 mod restore;
+mod shelf;
 mod store;
 pub mod sydradb;
 mod sys;
@@ -70,7 +71,7 @@ pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, extract};
 pub use ops::latest::{Chosen, newest_restorable, restorable};
-pub use ops::prune::{Kept, Pruned, Shelf, ls, prune};
+pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
 pub use progress::Progress;
@@ -78,6 +79,7 @@ pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
     read_archive, read_archive_with,
 };
+pub use shelf::{Shelf, ls};
 pub use store::cleanup::install_signal_handlers;
 pub use store::crypt::{Identities, Recipients, set_identities};
 pub use store::location::Location;
@@ -107,6 +109,7 @@ mod architecture {
             &["error", "sys", "progress", "format", "store", "sydradb"],
         ),
         ("chain", &["error", "format", "store", "read"]),
+        ("shelf", &["error", "format", "store", "chain"]),
         ("metrics", &["error", "store", "write"]),
         (
             "extract",
@@ -122,7 +125,7 @@ mod architecture {
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write", "chain",
-                "metrics", "extract", "restore",
+                "shelf", "metrics", "extract", "restore",
             ],
         ),
     ];

@@ -366,14 +366,14 @@ pub fn choose_base(
     options: &crate::store::s3::S3Options,
     max_chain: u64,
 ) -> Result<(Option<Location>, Option<String>)> {
-    let s = crate::ops::prune::Shelf::parse(shelf, options)?;
-    let listing = crate::ops::prune::ls(&s)?;
+    let s = crate::shelf::Shelf::parse(shelf, options)?;
+    let listing = crate::shelf::ls(&s)?;
     let Some(newest) = listing.archives.first() else {
         return Ok((None, None));
     };
     let loc = match &s {
-        crate::ops::prune::Shelf::Dir(d) => Location::Local(d.path().join(&newest.key)),
-        crate::ops::prune::Shelf::S3(_) => Location::S3 {
+        crate::shelf::Shelf::Dir(d) => Location::Local(d.path().join(&newest.key)),
+        crate::shelf::Shelf::S3(_) => Location::S3 {
             url: S3Url::parse(&newest.url)?,
             options: options.clone(),
         },

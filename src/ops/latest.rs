@@ -5,7 +5,8 @@
 use crate::chain::{Link, Trust, chain_of, state};
 use crate::error::{Error, Result};
 use crate::format::incremental::MAX_CHAIN;
-use crate::ops::prune::{Shelf, base_names, location_of, ls};
+use crate::shelf::list::base_names;
+use crate::shelf::{Shelf, location_of, ls};
 use crate::store::location::Location;
 use crate::store::s3::{Listed, Listing};
 
