@@ -70,7 +70,6 @@ pub use metrics::{Metrics, Outcome};
 pub use ops::create::{Output, choose_base, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, extract};
-pub use ops::latest::{Chosen, newest_restorable, restorable};
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
@@ -79,6 +78,7 @@ pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
     read_archive, read_archive_with,
 };
+pub use shelf::latest::{Chosen, newest_restorable, restorable};
 pub use shelf::{Shelf, ls};
 pub use store::cleanup::install_signal_handlers;
 pub use store::crypt::{Identities, Recipients, set_identities};

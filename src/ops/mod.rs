@@ -5,7 +5,6 @@
 pub mod create;
 pub mod deep;
 pub mod extract;
-pub mod latest;
 pub mod prune;
 pub mod restore;
 pub mod verify;

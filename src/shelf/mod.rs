@@ -11,6 +11,7 @@ use crate::store::dir::LocalShelf;
 use crate::store::location::Location;
 use crate::store::s3::{Listed, Remote, S3Options, S3Url, SCHEME};
 
+pub mod latest;
 pub mod list;
 
 pub use list::ls;
