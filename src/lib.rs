@@ -67,7 +67,7 @@ pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
 pub use metrics::{Metrics, Outcome};
-pub use ops::create::{Output, choose_base, create, create_on};
+pub use ops::create::{Output, create, create_on};
 pub use ops::deep::{DeepSummary, Problem, verify_deep};
 pub use ops::extract::{ExtractOptions, extract};
 pub use ops::prune::{Kept, Pruned, prune};
@@ -78,7 +78,7 @@ pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
     read_archive, read_archive_with,
 };
-pub use shelf::latest::{Chosen, newest_restorable, restorable};
+pub use shelf::latest::{Chosen, choose_base, newest_restorable, restorable};
 pub use shelf::{Shelf, ls};
 pub use store::cleanup::install_signal_handlers;
 pub use store::crypt::{Identities, Recipients, set_identities};

@@ -356,55 +356,6 @@ fn base_state<'l>(
     }))
 }
 
-/// For `create --incremental` into the directory or prefix `shelf`: the
-/// newest archive there as the base, unless there is none, or its chain
-/// already holds `max_chain` archives (a full then starts a new chain),
-/// or it cannot be used as a base (said in the second value: a full is
-/// written instead).
-pub fn choose_base(
-    shelf: &str,
-    options: &crate::store::s3::S3Options,
-    max_chain: u64,
-) -> Result<(Option<Location>, Option<String>)> {
-    let s = crate::shelf::Shelf::parse(shelf, options)?;
-    let listing = crate::shelf::ls(&s)?;
-    let Some(newest) = listing.archives.first() else {
-        return Ok((None, None));
-    };
-    let loc = match &s {
-        crate::shelf::Shelf::Dir(d) => Location::Local(d.path().join(&newest.key)),
-        crate::shelf::Shelf::S3(_) => Location::S3 {
-            url: S3Url::parse(&newest.url)?,
-            options: options.clone(),
-        },
-    };
-    // The whole chain must be there: an incremental on a broken chain
-    // could never be restored.
-    match open_chain(&loc, &[]).map(|links| links.into_iter().next_back()) {
-        Ok(Some(l)) => {
-            let archives = l.head.base.as_ref().map_or(0, |b| b.depth) + 1;
-            if archives >= max_chain {
-                Ok((
-                    None,
-                    Some(format!(
-                        "the newest archive {loc} ends a chain of {archives} {} (--max-chain {max_chain}): writing a full archive",
-                        if archives == 1 { "archive" } else { "archives" }
-                    )),
-                ))
-            } else {
-                Ok((Some(loc), None))
-            }
-        }
-        Ok(None) => Ok((None, None)),
-        Err(e) => Ok((
-            None,
-            Some(format!(
-                "the newest archive {loc} cannot be a base ({e}): writing a full archive"
-            )),
-        )),
-    }
-}
-
 /// Whether two locations name the same archive (the same file, by device
 /// and inode, or the same object).
 fn same_archive(a: &Location, b: &Location) -> bool {

@@ -1,14 +1,15 @@
 //! The newest archive of a directory or an `s3://` prefix that can be
 //! restored: for `restore DIR/` (its chain opened and its tree modelled)
-//! and for `ls` (decided from the listing alone).
+//! and for `ls` (decided from the listing alone); and the newest one as
+//! the base of `create --incremental` (its whole chain there).
 
-use crate::chain::{Link, Trust, chain_of, state};
+use crate::chain::{Link, Trust, chain_of, open_chain, state};
 use crate::error::{Error, Result};
 use crate::format::incremental::MAX_CHAIN;
 use crate::shelf::list::base_names;
 use crate::shelf::{Shelf, location_of, ls};
 use crate::store::location::Location;
-use crate::store::s3::{Listed, Listing};
+use crate::store::s3::{Listed, Listing, S3Options, S3Url};
 
 /// What [`newest_restorable`] chose: the archive, the newer ones skipped
 /// (URL, why), and where the archives of its chain are.
@@ -103,6 +104,55 @@ fn complete(listing: &Listing, i: usize, depth: usize, memo: &mut [Option<bool>]
         };
     memo[i] = Some(v);
     v
+}
+
+/// For `create --incremental` into the directory or prefix `shelf`: the
+/// newest archive there as the base, unless there is none, or its chain
+/// already holds `max_chain` archives (a full then starts a new chain),
+/// or it cannot be used as a base (said in the second value: a full is
+/// written instead).
+pub fn choose_base(
+    shelf: &str,
+    options: &S3Options,
+    max_chain: u64,
+) -> Result<(Option<Location>, Option<String>)> {
+    let s = Shelf::parse(shelf, options)?;
+    let listing = ls(&s)?;
+    let Some(newest) = listing.archives.first() else {
+        return Ok((None, None));
+    };
+    let loc = match &s {
+        Shelf::Dir(d) => Location::Local(d.path().join(&newest.key)),
+        Shelf::S3(_) => Location::S3 {
+            url: S3Url::parse(&newest.url)?,
+            options: options.clone(),
+        },
+    };
+    // The whole chain must be there: an incremental on a broken chain
+    // could never be restored.
+    match open_chain(&loc, &[]).map(|links| links.into_iter().next_back()) {
+        Ok(Some(l)) => {
+            let archives = l.head.base.as_ref().map_or(0, |b| b.depth) + 1;
+            if archives >= max_chain {
+                Ok((
+                    None,
+                    Some(format!(
+                        "the newest archive {loc} ends a chain of {archives} {} (--max-chain {max_chain}): writing a full archive",
+                        if archives == 1 { "archive" } else { "archives" }
+                    )),
+                ))
+            } else {
+                Ok((Some(loc), None))
+            }
+        }
+        Ok(None) => Ok((None, None)),
+        Err(e) => Ok((
+            None,
+            Some(format!(
+                "the newest archive {loc} cannot be a base ({e}): writing a full archive"
+            )),
+        )),
+    }
 }
 
 #[cfg(test)]
