@@ -11,9 +11,11 @@
 //! base's tree), `members` and `source` (the tar members and the files
 //! they come from), `frames` (independent frames compressed in
 //! parallel), `index` (INDEX blocks), `end` (TABLE, META, TAIL), `hash`
-//! (the archive's SHA-256), `synthetic` (archives made in memory).
+//! (the archive's SHA-256), `encrypt` (the archive as one age stream),
+//! `synthetic` (archives made in memory).
 
 mod delta;
+mod encrypt;
 mod end;
 mod frames;
 mod hash;
@@ -38,6 +40,7 @@ use crate::sydradb::source::Tree;
 pub use delta::BaseState;
 pub(crate) use delta::hash_range;
 use delta::{Delta, Seen, WalDecision};
+pub use encrypt::write_sealed;
 use end::seal;
 use frames::Frames;
 use hash::HashWriter;
