@@ -1,7 +1,6 @@
 //! Finding a chain: where a base is (the location HEAD records, read
-//! beside the incremental, and what HEAD records of a base for an
-//! incremental written somewhere), the base found there or among the
-//! archives given and trusted, and the chain found link by link.
+//! beside the incremental), the base found there or among the archives
+//! given and trusted, and the chain found link by link.
 
 use crate::error::{Error, Result};
 use crate::format::incremental::{BaseRef, MAX_CHAIN};
@@ -51,83 +50,6 @@ pub fn base_location(child: &Location, recorded: &str) -> Result<Location> {
             }
         }
     })
-}
-
-/// What HEAD records of a base found at `base` by an incremental that
-/// goes to `out`: relative when they share a directory or prefix. A path
-/// that is not UTF-8 cannot be recorded as it is (a lossy name would
-/// never be found again): [`Error::NotIncremental`].
-pub fn recorded_location(base: &Location, out: Option<&Location>) -> Result<String> {
-    let s = recorded_lossy(base, out);
-    if let Location::Local(b) = base
-        && (b.to_str().is_none() || std::fs::canonicalize(b).is_ok_and(|r| r.to_str().is_none()))
-    {
-        return Err(Error::NotIncremental(format!(
-            "the base's path {} is not UTF-8, and HEAD records it as text; rename it",
-            b.display()
-        )));
-    }
-    Ok(s)
-}
-
-fn recorded_lossy(base: &Location, out: Option<&Location>) -> String {
-    // A base named through a symlink is recorded by the file it is (the
-    // link may be repointed, and `ls` lists files, not links).
-    let resolved;
-    let base = match base {
-        Location::Local(b) => match std::fs::canonicalize(b) {
-            Ok(real) => {
-                resolved = Location::Local(real);
-                &resolved
-            }
-            Err(_) => base,
-        },
-        other => other,
-    };
-    match (base, out) {
-        (Location::Local(b), Some(Location::Local(o))) => {
-            let bd = b.parent().unwrap_or(std::path::Path::new(""));
-            let od = o.parent().unwrap_or(std::path::Path::new(""));
-            let same = match (
-                std::fs::canonicalize(or_dot(bd)),
-                std::fs::canonicalize(or_dot(od)),
-            ) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => bd == od,
-            };
-            match (same, b.file_name()) {
-                (true, Some(n)) => n.to_string_lossy().into_owned(),
-                _ => std::fs::canonicalize(b)
-                    .unwrap_or_else(|_| b.clone())
-                    .display()
-                    .to_string(),
-            }
-        }
-        (Location::Local(b), _) => std::fs::canonicalize(b)
-            .unwrap_or_else(|_| b.clone())
-            .display()
-            .to_string(),
-        (Location::S3 { url: b, .. }, Some(Location::S3 { url: o, .. })) => {
-            let dir = |k: &str| {
-                k.rsplit_once('/')
-                    .map_or(String::new(), |(d, _)| d.to_string())
-            };
-            if b.bucket == o.bucket && dir(&b.key) == dir(&o.key) {
-                b.key.rsplit('/').next().unwrap_or(&b.key).to_string()
-            } else {
-                b.to_string()
-            }
-        }
-        (Location::S3 { url, .. }, _) => url.to_string(),
-    }
-}
-
-fn or_dot(p: &std::path::Path) -> &std::path::Path {
-    if p.as_os_str().is_empty() {
-        std::path::Path::new(".")
-    } else {
-        p
-    }
 }
 
 /// Finds the base `b` of the incremental `child`: among `extra` first

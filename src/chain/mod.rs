@@ -10,8 +10,10 @@
 //!   ([`Trust`])
 //! - `records`: a link's index records and members, read at offsets
 //! - `changes`: a link's operations (and the spill file of larger ones)
-//! - `find`: where a base is (the location HEAD records, read and
-//!   written), the base found, the chain found link by link
+//! - `find`: where a base is (the location HEAD records), the base
+//!   found, the chain found link by link
+//! - `base`: what an incremental's HEAD records of its base (its whole
+//!   SHA-256, checked; its location relative to the incremental)
 //! - `model`: the one model of a chain, the tree each level means
 //! - `reference`: the same rules stated on a map (tests, the fuzz target)
 //! - `content`: a file's content out of a chain (its member and tails)
@@ -19,6 +21,7 @@
 // `model.rs` names these through `super::`.
 use crate::format::incremental::ChangeOrder;
 
+mod base;
 mod changes;
 mod content;
 mod find;
@@ -27,9 +30,10 @@ mod model;
 mod records;
 pub mod reference;
 
+pub use base::base_ref;
 pub use changes::{Changes, Spill};
 pub use content::write_content;
-pub use find::{chain_of, open_chain, recorded_location};
+pub use find::{chain_of, open_chain};
 pub use link::{Link, Trust};
 pub use model::{apply_level, state};
 

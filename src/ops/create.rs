@@ -2,14 +2,12 @@
 //! atomically), stdout or an object.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crate::chain::{self, Link, open_chain};
 use crate::error::{Error, Result};
-use crate::format::incremental::BaseRef;
-use crate::format::sums::hex;
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
 use crate::store::publish::AtomicFile;
@@ -272,63 +270,6 @@ fn estimate(scan: &Scan) -> Result<u64> {
     Ok(bytes + files * 2048 + (1 << 20))
 }
 
-/// The SHA-256 of the whole archive `l`: the one object metadata recorded
-/// at upload, or hashed, checking on the way that everything before its
-/// TAIL is what TAIL's `body_sha256` says: a corrupted base is refused
-/// (an incremental recorded on it could never be restored, even from a
-/// good copy).
-fn whole_sha256(l: &Link) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    if let Some(s) = &l.recorded_sha256 {
-        return Ok(s.to_ascii_lowercase());
-    }
-    let body_len = l.tail.body_len;
-    let mut r = l.src.stream(0, l.src.size)?;
-    let mut h = Sha256::new();
-    let mut at = 0u64;
-    let mut body = None;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let want = if at < body_len {
-            buf.len().min((body_len - at) as usize)
-        } else {
-            buf.len()
-        };
-        let n = match r.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::error::from_io(e, "read", &l.loc.name())),
-        };
-        h.update(&buf[..n]);
-        at += n as u64;
-        if at == body_len {
-            body = Some(h.clone().finalize());
-        }
-    }
-    if at != l.src.size || body.as_deref() != Some(&l.tail.body_sha256[..]) {
-        return Err(Error::corrupt(format!(
-            "the base {} does not hash to what its TAIL records (corrupted or changed); verify it, or make a full archive",
-            l.loc
-        )));
-    }
-    if l.encrypted {
-        // What is stored, and what a restore hashes, is the ciphertext:
-        // hashed through the descriptor just read, never by reopening the
-        // path (a swap in between would record another archive).
-        let sha = match l.src.stored_sha256()? {
-            Some(sha) => sha,
-            None => {
-                crate::read::source::open_archive(&l.loc, None)?
-                    .stored_sha256()?
-                    .0
-            }
-        };
-        return Ok(hex(&sha));
-    }
-    Ok(hex(&h.finalize()))
-}
-
 /// What the writer needs of the chain `links` (the base last) for an
 /// incremental that goes to `out_loc`.
 fn base_state<'l>(
@@ -336,22 +277,8 @@ fn base_state<'l>(
     out_loc: Option<&Location>,
 ) -> Result<Option<BaseState<'l>>> {
     let Some(links) = links else { return Ok(None) };
-    let last = links.last().expect("a chain is never empty");
-    let depth = last.head.base.as_ref().map_or(0, |b| b.depth) + 1;
-    if depth > crate::format::incremental::MAX_CHAIN as u64 {
-        return Err(Error::NotIncremental(format!(
-            "{} ends a chain of {depth} archives, the most a reader follows",
-            last.loc
-        )));
-    }
     Ok(Some(BaseState {
-        base: BaseRef {
-            sha256: whole_sha256(last)?,
-            size: last.src.size,
-            body_sha256: hex(&last.tail.body_sha256),
-            location: chain::recorded_location(&last.loc, out_loc)?,
-            depth,
-        },
+        base: chain::base_ref(links, out_loc)?,
         entries: chain::state(links)?,
     }))
 }
