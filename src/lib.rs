@@ -68,11 +68,13 @@ pub use format::path::check_path;
 pub use format::sums::hex;
 pub use metrics::{Metrics, Outcome};
 pub use ops::create::{Output, create, create_on};
-pub use ops::deep::{DeepSummary, Problem, verify_deep};
+pub use ops::deep::Problem;
 pub use ops::extract::{ExtractOptions, extract};
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
-pub use ops::verify::{ChainVisit, list, list_chain, verify, verify_chain};
+pub use ops::verify::{
+    ChainVisit, DeepSummary, list, list_chain, verify, verify_chain, verify_deep,
+};
 pub use progress::Progress;
 pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,

@@ -1,4 +1,5 @@
-//! `verify --deep`: decode what SydraDB would read from a restored archive.
+//! `verify --deep`'s checks: decode what SydraDB would read from a
+//! restored archive, as the archive streams by.
 //!
 //! Every WAL record's length, type and CRC; every segment's header and
 //! body; tags.json and MANIFEST as JSON: all streaming, any size, with the
@@ -7,9 +8,7 @@
 
 use crate::error::Result;
 use crate::format::head::Entry;
-use crate::read::source::open_archive;
-use crate::read::{Depth, FileSink, ReadSummary, Sink};
-use crate::store::location::Location;
+use crate::read::{FileSink, Sink};
 use crate::sydradb::check::Checker;
 use crate::sydradb::live::{self, FileKind};
 use std::sync::{Arc, Mutex};
@@ -105,38 +104,6 @@ impl FileSink for DeepFile {
         }
         Ok(())
     }
-}
-
-/// Verifies the archive fully and decodes every SydraDB file in it.
-/// Returns the summary, the first problems, and how many there were.
-pub fn verify_deep(
-    loc: &Location,
-    progress: Option<Arc<crate::progress::Progress>>,
-    threads: usize,
-) -> Result<DeepSummary> {
-    let mut sink = crate::ops::verify::OwnCheck::new(DeepSink::default());
-    let read = open_archive(loc, progress)?
-        .with_threads(threads)
-        .read_into(Depth::Full, &mut sink)?;
-    sink.check(&read.info)?;
-    let (problems, problem_count) = sink.inner.into_problems();
-    Ok(DeepSummary {
-        read,
-        problems,
-        problem_count,
-    })
-}
-
-/// What `verify --deep` found in an archive that verified.
-#[derive(Debug, Clone)]
-pub struct DeepSummary {
-    /// What the full verification found.
-    pub read: ReadSummary,
-    /// The first problems SydraDB would trip over, in path order (at most
-    /// [`MAX_PROBLEMS`]).
-    pub problems: Vec<Problem>,
-    /// How many problems in all.
-    pub problem_count: usize,
 }
 
 #[cfg(test)]

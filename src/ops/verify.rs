@@ -1,5 +1,6 @@
-//! `verify` and `list`: checking an archive at a path, on stdin or in object
-//! storage without writing anything.
+//! `verify` (quick, full, `--deep`, `--chain`) and `list`: checking an
+//! archive at a path, on stdin or in object storage without writing
+//! anything.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::extract::Patterns;
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
+use crate::ops::deep::{DeepSink, Problem};
 use crate::progress::Progress;
 use crate::read::source::open_archive;
 use crate::read::{Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit};
@@ -31,6 +33,38 @@ pub fn verify(
         sink.check(&read.info)?;
     }
     Ok(read)
+}
+
+/// Verifies the archive fully and decodes every SydraDB file in it.
+/// Returns the summary, the first problems, and how many there were.
+pub fn verify_deep(
+    loc: &Location,
+    progress: Option<Arc<Progress>>,
+    threads: usize,
+) -> Result<DeepSummary> {
+    let mut sink = OwnCheck::new(DeepSink::default());
+    let read = open_archive(loc, progress)?
+        .with_threads(threads)
+        .read_into(Depth::Full, &mut sink)?;
+    sink.check(&read.info)?;
+    let (problems, problem_count) = sink.inner.into_problems();
+    Ok(DeepSummary {
+        read,
+        problems,
+        problem_count,
+    })
+}
+
+/// What `verify --deep` found in an archive that verified.
+#[derive(Debug, Clone)]
+pub struct DeepSummary {
+    /// What the full verification found.
+    pub read: ReadSummary,
+    /// The first problems SydraDB would trip over, in path order (at most
+    /// [`MAX_PROBLEMS`](crate::ops::deep::MAX_PROBLEMS)).
+    pub problems: Vec<Problem>,
+    /// How many problems in all.
+    pub problem_count: usize,
 }
 
 /// A sink that also checks an incremental's own members as they stream
