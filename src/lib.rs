@@ -68,7 +68,6 @@ pub use format::path::check_path;
 pub use format::sums::hex;
 pub use metrics::{Metrics, Outcome};
 pub use ops::create::{Output, create, create_on};
-pub use ops::deep::Problem;
 pub use ops::extract::{ExtractOptions, extract};
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
@@ -88,6 +87,7 @@ pub use store::location::Location;
 pub use store::lock::{ShelfLock, lock_shelf};
 pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
 pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
+pub use sydradb::deep::Problem;
 pub use sydradb::live::WalPosition;
 pub use sys::closed_std_fds;
 pub use write::{CreateOptions, CreateSummary, write_archive, write_synthetic};
@@ -105,7 +105,7 @@ mod architecture {
         ("format", &["error"]),
         ("store", &["error", "sys", "format"]),
         ("read", &["error", "progress", "format", "store"]),
-        ("sydradb", &["error", "sys", "format"]),
+        ("sydradb", &["error", "sys", "format", "read"]),
         (
             "write",
             &["error", "sys", "progress", "format", "store", "sydradb"],

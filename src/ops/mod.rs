@@ -3,7 +3,6 @@
 //! objects.
 
 pub mod create;
-pub mod deep;
 pub mod extract;
 pub mod prune;
 pub mod restore;

@@ -10,11 +10,11 @@ use crate::error::{Error, Result};
 use crate::extract::Patterns;
 use crate::format::head::{Entry, EntryKind};
 use crate::format::incremental::{CHANGES_PATH, Change, ChangeOrder, MAX_CHANGE_LINE, TAILS_DIR};
-use crate::ops::deep::{DeepSink, Problem};
 use crate::progress::Progress;
 use crate::read::source::open_archive;
 use crate::read::{Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit};
 use crate::store::location::Location;
+use crate::sydradb::deep::{DeepSink, Problem};
 
 /// Verifies the archive at `loc` to `depth`, counting the archive bytes
 /// read in `progress`, decoding on `threads` threads (0: the cores hashing
@@ -61,7 +61,7 @@ pub struct DeepSummary {
     /// What the full verification found.
     pub read: ReadSummary,
     /// The first problems SydraDB would trip over, in path order (at most
-    /// [`MAX_PROBLEMS`](crate::ops::deep::MAX_PROBLEMS)).
+    /// [`MAX_PROBLEMS`](crate::sydradb::deep::MAX_PROBLEMS)).
     pub problems: Vec<Problem>,
     /// How many problems in all.
     pub problem_count: usize,

@@ -1,8 +1,11 @@
 //! Everything SydraDB-specific: its on-disk records (WAL, segments), what
-//! it would accept (streaming checks), reading a data dir a running server
-//! writes, and a generator of data dirs for tests and benchmarks.
+//! it would accept (streaming checks, and `deep`: the sink that runs them
+//! over an archive's files for `verify --deep`), reading a data dir a
+//! running server writes, and a generator of data dirs for tests and
+//! benchmarks.
 
 pub mod check;
+pub(crate) mod deep;
 pub mod fixture;
 pub mod layout;
 pub mod live;
