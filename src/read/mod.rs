@@ -10,12 +10,17 @@
 //! the blocks, TABLE, META and TAIL must all agree (see `FORMAT.md`). No
 //! length from the archive is allocated before the bytes arrive, and no
 //! list of entries is held for a version-2 archive.
+//!
+//! `source` opens an archive wherever it is (a path, stdin, an object,
+//! encrypted or not) for every command to read through; `own` checks an
+//! incremental's own members as they stream by.
 
 pub mod data;
 mod expect;
 pub mod frames;
 pub mod index;
 pub mod input;
+pub mod own;
 mod pool;
 mod sink;
 pub mod source;
