@@ -20,20 +20,32 @@
 //!   version 1's SUMS and FOOT, incremental operations, path rules)
 //! - `store`: where archives live (paths, atomic publish, cleanup, the
 //!   shelf lock, the descriptor pool, the verified-digest cache, age, S3)
-//! - `read`: checking an archive as a stream (input, decoding, sinks, workers)
-//! - [`sydradb`]: SydraDB's own formats, checks, live capture, fixtures
-//! - `write`: writing an archive (full or incremental) to any `Write`
+//! - `read`: checking an archive as a stream (input, decoding, sinks,
+//!   workers, an incremental's own members), and `read/source`: an archive
+//!   opened wherever it is (a path, stdin, an object; encrypted or not),
+//!   read as a stream or at offsets
+//! - [`sydradb`]: SydraDB's own formats, checks (and the sink that runs
+//!   them for `verify --deep`), live capture, fixtures
+//! - `write`: writing an archive (full or incremental, encrypted or not)
+//!   to any `Write`
+//! - `chain`: the one model of a chain (what each incremental means on
+//!   its base's tree) and its links (archives opened at offsets and
+//!   authenticated by the SHA-256 the link above recorded; their records,
+//!   operations and members; where bases are and what is recorded of them)
+//! - `shelf`: a directory or `s3://` prefix of archives (listed with each
+//!   one's base; the newest restorable archive, the base of the next
+//!   incremental)
 //! - `metrics`: the node_exporter textfile of the last run
 //!   (`--metrics-file`), written atomically
 //! - `extract`: taking some files out of an archive (patterns, the INDEX
-//!   blocks that can hold them, members read at offsets or from a stream,
-//!   staged and published all or none)
+//!   blocks that can hold them, members read at offsets, from a stream or
+//!   through a chain, staged and published all or none)
 //! - `restore`: rebuilding a data dir (the target checked, the locked
-//!   staging tree, incrementals applied to it, published by rename or swap)
-//! - `ops`: the commands (`create`, `verify`, `list`, `restore`,
-//!   `extract`, `ls`/`prune`), each composing the folders above, over
-//!   `ops/chain` (the one model of a chain and its authenticated links)
-//!   and `ops/source` (an archive opened wherever it is)
+//!   staging tree, a chain opened and modelled, its incrementals applied,
+//!   published by rename or swap)
+//! - `ops`: the commands, one file each (`create`, `verify` and `list`,
+//!   `restore`, `extract`, `prune`; `ls` is the shelf's listing), each
+//!   composing the folders above
 //!
 //! Everything a caller needs is re-exported here.
 

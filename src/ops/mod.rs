@@ -1,6 +1,8 @@
-//! The commands as library functions: `create`, `verify` (quick, full,
-//! deep), `list`, `restore` and `extract`, on paths, stdin/stdout or
-//! objects.
+//! The commands as library functions, one file each, on paths,
+//! stdin/stdout or objects, each composing the folders below it:
+//! `create`, `verify` (quick, full, `--deep`, `--chain`) and `list`,
+//! `restore`, `extract`, `prune` (`ls` is the shelf's listing,
+//! `crate::shelf::ls`).
 
 pub mod create;
 pub mod extract;
