@@ -1,7 +1,7 @@
 //! The docs cannot go stale: every fenced block marked ```` ```sh tested ````
 //! in README.md and docs/ runs, as a bash script (`set -eu`, `pipefail`),
 //! each in a fresh directory holding `data/` (a copy of fixtures/sample)
-//! and `contrib/` (the repository's), with this build's `sydra-archive`
+//! and `examples/cron/` (the repository's cron script), with this build's `sydra-archive`
 //! first on PATH, HOME pointing into the directory and no `AWS_*`
 //! variable of the caller. A block fails the test when it exits non-zero.
 //!
@@ -322,7 +322,8 @@ fn run_block(file: &Path, b: &Block) -> Result<Option<String>, String> {
     let here = format!("{}:{}", file.strip_prefix(root).unwrap().display(), b.line);
     let t = tempfile::tempdir().unwrap();
     copy_tree(&root.join("fixtures/sample"), &t.path().join("data"));
-    copy_tree(&root.join("contrib"), &t.path().join("contrib"));
+    fs::create_dir(t.path().join("examples")).unwrap();
+    copy_tree(&root.join("examples/cron"), &t.path().join("examples/cron"));
     let tools = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_sydra-archive"))
         .parent()
