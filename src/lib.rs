@@ -101,7 +101,7 @@ pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
 pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
 pub use sydradb::deep::Problem;
 pub use sydradb::live::WalPosition;
-pub use sys::closed_std_fds;
+pub use sys::{closed_std_fds, record_closed_std_fds};
 pub use write::{CreateOptions, CreateSummary, write_archive, write_synthetic};
 
 /// The layering the tree shows, checked: each folder imports only the

@@ -192,7 +192,7 @@ impl Merge<'_> {
                         "it continues {from}, which its base does not hold"
                     )));
                 }
-                if let Some(t) = self.tails.keys().next() {
+                if let Some(t) = self.tails.keys().min() {
                     return Err(self.inconsistent(format!("its tail {t} is used by no append")));
                 }
                 return Ok(None);

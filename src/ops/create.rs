@@ -116,6 +116,14 @@ pub fn create_on(
                         .into(),
                 ));
             }
+            // Nothing goes out before the chain is known to be good: the
+            // model runs over it once first (a file or an object is
+            // simply not published when it refuses midway).
+            if let Some(links) = &links {
+                for e in chain::state(links)? {
+                    e?;
+                }
+            }
             let scan = scan(data_dir)?;
             let _lock = stdout.lock();
             // A duplicate of fd 1, for unbuffered writes of large chunks;

@@ -179,20 +179,23 @@ pub fn verify_chain(
         model()?;
         return Ok(links.iter().map(|l| l.loc.to_string()).collect());
     }
-    // The model runs on its own thread while the bases are read (it
-    // reads only their indexes, authenticated above); a base's fault is
-    // reported first, as a lone `verify` of it would.
+    // The model runs on its own thread while the bases are read (what it
+    // reads of each link, its index and its own members, comes through
+    // the descriptor whose whole SHA-256 was checked above); a base's
+    // fault is reported first, as a lone `verify` of it would. Where no
+    // thread can be started, the model runs after the reads.
     std::thread::scope(|s| {
         let modelled = std::thread::Builder::new()
             .name("chain model".into())
             .stack_size(crate::chain::MODEL_STACK)
-            .spawn_scoped(s, model)
-            .map_err(|e| Error::io("start a thread for", "the chain model", e))?;
+            .spawn_scoped(s, model);
         let read = read_bases(&links, loc, threads);
-        let modelled = modelled
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        read.and(modelled)
+        let modelled = match modelled {
+            Ok(h) => h.join(),
+            Err(_) => Ok(read.as_ref().map_or(Ok(()), |_| model())),
+        };
+        read?;
+        modelled.unwrap_or_else(|p| std::panic::resume_unwind(p))
     })?;
     Ok(links.iter().map(|l| l.loc.to_string()).collect())
 }

@@ -1,13 +1,46 @@
 //! The process itself: its standard descriptors at start, its user, umask
 //! and address-space limit.
 
-/// Which of stdin, stdout and stderr were closed when the process started.
-///
-/// Rust's runtime puts `/dev/null` (opened read-write) in place of a closed
-/// fd 0, 1 or 2 before `main`, so no file opened later takes their place;
-/// this tells those from a redirection by the shell, which opens
-/// `/dev/null` read-only or write-only.
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Bit `fd` set: that standard descriptor was closed before Rust's
+/// runtime started; bit 7: the check ran.
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+const CHECKED: u8 = 1 << 7;
+
+/// Notes which of fds 0, 1 and 2 are closed. Meant to run from the
+/// binary's `.init_array` constructor, before `main` and before Rust's
+/// runtime puts `/dev/null` in place of a closed standard descriptor (so
+/// no file opened later takes their place): only then can a closed fd be
+/// told from `/dev/null` given by the caller (which a shell opens
+/// write-only, but Python's `subprocess.DEVNULL` and Rust's
+/// `Stdio::null()` open read-write). Calls nothing but fcntl(2) and an
+/// atomic store: nothing of the runtime is needed.
+pub fn record_closed_std_fds() {
+    let mut bits = CHECKED;
+    for fd in 0..3 {
+        // SAFETY: F_GETFL only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFL) } == -1 {
+            bits |= 1 << fd;
+        }
+    }
+    CLOSED_AT_START.store(bits, Ordering::SeqCst);
+}
+
+/// Which of stdin, stdout and stderr were closed when the process started,
+/// as [`record_closed_std_fds`] found them before `main`. Where it did not
+/// run (a program that does not call it from a constructor), a guess: a
+/// read-write `/dev/null` is taken for the runtime's stand-in for a
+/// closed fd.
 pub fn closed_std_fds() -> [bool; 3] {
+    let bits = CLOSED_AT_START.load(Ordering::SeqCst);
+    if bits & CHECKED != 0 {
+        return [bits & 1 != 0, bits & 2 != 0, bits & 4 != 0];
+    }
+    guess_closed_std_fds()
+}
+
+fn guess_closed_std_fds() -> [bool; 3] {
     let mut closed = [false; 3];
     for (fd, was_closed) in closed.iter_mut().enumerate() {
         let fd = fd as libc::c_int;

@@ -3,8 +3,9 @@
 //! what is new or changed becomes a member, what is gone becomes a
 //! `delete`, and what a WAL file gained since the base becomes a tail and
 //! an `append` (see `FORMAT.md`, part C). Nothing here grows with the
-//! number of files: the base's tree is a stream, and only the base's WAL
-//! files (a few; each holds 64 MiB) are held.
+//! number of files: the base's tree is a stream, and only its `wal/`
+//! subtree (a few WAL files; each holds 64 MiB) is held, once the walk
+//! reaches `wal`, which sorts last among the layout's names.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -322,30 +323,26 @@ impl<'a> Delta<'a> {
         })
     }
 
-    /// The base's files below `wal/`, for [`plan_wal`], once the walk is at
-    /// the data dir's `wal` directory: what is left of the base's tree
-    /// (`wal` sorts last in the layout) is read into memory (a few WAL
-    /// files; the base's tree before it was a stream) and merged on from
-    /// there. One pass of the chain model, not two.
-    pub(super) fn base_wal(&mut self) -> Result<Vec<StateEntry>> {
+    /// What is left of the base's tree once the walk is at the data dir's
+    /// `wal` directory: its `wal/` subtree (`wal` sorts last in the layout,
+    /// and the path rules allow nothing after it), read into memory for
+    /// [`plan_wal`] (the base's tree before it was a stream). Hand it back
+    /// with [`Delta::resume`]: one pass of the chain model, not two.
+    pub(super) fn take_rest(&mut self) -> Result<Vec<StateEntry>> {
         let mut rest = Vec::new();
         for e in self.base.by_ref() {
             rest.push(e?);
         }
-        let wal = rest
-            .iter()
-            .filter(|b| b.kind == EntryKind::File && b.path.starts_with("wal/"))
-            .cloned()
-            .collect();
+        Ok(rest)
+    }
+
+    /// Merges on from `rest` (what [`Delta::take_rest`] took), with the
+    /// base WAL files continued under another name ([`plan_wal`]'s
+    /// `moved`): they leave the tree without a `delete`.
+    pub(super) fn resume(&mut self, rest: Vec<StateEntry>, moved: HashSet<String>) {
         self.base = (Box::new(rest.into_iter().map(Ok))
             as Box<dyn Iterator<Item = Result<StateEntry>> + 'a>)
             .peekable();
-        Ok(wal)
-    }
-
-    /// The base WAL files continued under another name ([`plan_wal`]):
-    /// they leave the tree without a `delete`.
-    pub(super) fn set_moved(&mut self, moved: HashSet<String>) {
         self.moved = moved;
     }
 
@@ -547,6 +544,23 @@ pub(super) fn own_dir(path: &str, mtime: i64) -> Entry {
         mtime,
     }
 }
+
+// Only the `wal/` subtree is ever held: `wal` sorts after every other
+// name of the layout.
+const _: () = {
+    let wal = crate::format::path::TOP_DIRS[1].as_bytes();
+    assert!(wal.len() == 3 && wal[0] == b'w');
+    let others = [
+        crate::format::path::TOP_FILES[0].as_bytes(),
+        crate::format::path::TOP_FILES[1].as_bytes(),
+        crate::format::path::TOP_DIRS[0].as_bytes(),
+    ];
+    let mut i = 0;
+    while i < others.len() {
+        assert!(others[i][0] < b'w');
+        i += 1;
+    }
+};
 
 /// The paths of the own members.
 pub(super) const OWN: (&str, &str, &str) = (INCREMENTAL_DIR, CHANGES_PATH, TAILS_DIR);

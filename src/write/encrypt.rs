@@ -41,7 +41,9 @@ pub fn write_sealed<W: std::io::Write + Send>(
     // their own, fed 1 MiB at a time: they overlap the compression.
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let sealer = s.spawn(move || -> Result<Stored<W>> {
+        // `None`: the stream ended early (the writer stopped, for its own
+        // reason).
+        let sealer = s.spawn(move || -> Result<Option<Stored<W>>> {
             // An empty chunk says the archive is complete: only then is the
             // age stream finished. A failed run leaves it visibly
             // truncated (age refuses it), never a clean, shorter stream.
@@ -55,9 +57,11 @@ pub fn write_sealed<W: std::io::Write + Send>(
                     .map_err(|e| from_io(e, "write", name))?;
             }
             if !complete {
-                return Err(Error::Refused("the archive was not completed".into()));
+                return Ok(None);
             }
-            enc.finish().map_err(|e| from_io(e, "write", name))
+            enc.finish()
+                .map(Some)
+                .map_err(|e| from_io(e, "write", name))
         });
         let pipe = Chunks {
             tx: Some(tx),
@@ -74,9 +78,15 @@ pub fn write_sealed<W: std::io::Write + Send>(
         let sealed = sealer
             .join()
             .unwrap_or_else(|_| Err(Error::Refused("the encrypting thread panicked".into())));
+        // The sealer's own error first; else the writer's (a refusal by
+        // the chain model, a source error: the sealer only saw the stream
+        // end early).
         let mut summary = match (written, sealed) {
-            (Ok(s), Ok(stored)) => (s, stored),
-            (_, Err(e)) | (Err(e), _) => return Err(e),
+            (Ok(s), Ok(Some(stored))) => (s, stored),
+            (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
+            (Ok(_), Ok(None)) => {
+                return Err(Error::Refused("the archive was not completed".into()));
+            }
         };
         let stored = summary.1;
         summary.0.bytes = stored.count;

@@ -237,9 +237,9 @@ pub fn write_archive_on<W: Write>(
                     _ => None,
                 })
                 .collect();
-            let (planned, moved, mut w) =
-                delta::plan_wal(&current, &d.base_wal()?, &|p| tree.full(p))?;
-            d.set_moved(moved);
+            let rest = d.take_rest()?;
+            let (planned, moved, mut w) = delta::plan_wal(&current, &rest, &|p| tree.full(p))?;
+            d.resume(rest, moved);
             decisions = planned;
             plan_warnings.append(&mut w);
         }

@@ -1,4 +1,4 @@
-//! The cron/systemd recipe itself (`contrib/cron/sydradb-backup.sh`, which
+//! The cron/systemd recipe itself (`examples/cron/sydradb-backup.sh`, which
 //! the README shows): run against a temporary data dir and backup dir,
 //! silent and recorded when all is well, loud and recorded when the
 //! archive of a damaged data dir does not pass `verify --deep`.
@@ -18,7 +18,7 @@ struct Recipe {
 
 impl Recipe {
     fn run(&self, create_flags: &str) -> Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/cron/sydradb-backup.sh");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cron/sydradb-backup.sh");
         std::process::Command::new("sh")
             .arg(script)
             .env("SYDRADB_DATA", &self.data)

@@ -3,6 +3,7 @@
 mod atomic;
 mod chain_defects;
 mod chain_model;
+mod chain_refusals;
 mod corruption;
 mod crafted2;
 mod cron;

@@ -246,6 +246,47 @@ fn closed_stdout_is_refused() {
     );
 }
 
+/// `/dev/null` opened read-write, as Python's `subprocess.DEVNULL` and
+/// `Stdio::null()` give it, is an open stdout, not a closed one: `list`,
+/// `verify --json` and `create -o -` into it succeed (they were refused as
+/// "stdout is closed", taking it for the runtime's stand-in for a closed
+/// fd; found by the benchmark, which runs commands that way).
+#[test]
+fn a_read_write_dev_null_stdout_is_not_a_closed_one() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = t.path().join("a.tar.zst");
+    let o = bin()
+        .args(["create", p(&data), "-o", p(&a), "-q"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    for args in [
+        vec!["list", p(&a)],
+        vec!["verify", "--json", p(&a)],
+        vec!["create", p(&data), "-o", "-", "-q"],
+    ] {
+        let o = bin()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    // Closed for real, it is still refused.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" list \"$1\" >&-")
+        .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+        .arg(p(&a))
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("stdout is closed"), "{}", stderr(&o));
+}
+
 /// Item 10: a SOURCE_DATE_EPOCH whose milliseconds overflow is refused.
 #[test]
 fn overflowing_source_date_epoch_is_refused() {

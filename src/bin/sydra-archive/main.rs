@@ -53,6 +53,17 @@ fn run(command: Command, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs before `main` (and before Rust's runtime replaces a closed fd 0,
+/// 1 or 2 with `/dev/null`): notes which standard descriptors the process
+/// was started without.
+extern "C" fn note_closed_std_fds() {
+    sydra_archive::record_closed_std_fds();
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STD_FDS: extern "C" fn() = note_closed_std_fds;
+
 fn main() -> ExitCode {
     // A closed stdout is no place for an archive (nor a closed stdin a
     // source of one): `-` is refused for them below.
