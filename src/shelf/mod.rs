@@ -55,7 +55,7 @@ impl Shelf {
     }
 }
 
-/// Where the archive `l` that [`ls`](list::ls) listed on `shelf` is.
+/// Where the archive `l` that [`ls`] listed on `shelf` is.
 pub fn location_of(shelf: &Shelf, l: &Listed) -> Location {
     match shelf {
         Shelf::Dir(d) => Location::Local(d.path().join(&l.key)),
