@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the seeded model-based chain test (tests/cli/chain_model.rs) over
+# Runs the seeded model-based chain test (tests/cli/chain_model/) over
 # many seeds and summarizes the failures by class.
 #
 #   bench/chain-sweep.sh                  # 500 seeds from 1, 12 steps, release
