@@ -35,6 +35,7 @@ pub fn write_content(
                 kind: EntryKind::File,
                 mode: e.mode,
                 mtime: e.mtime,
+                mtime_nsec: e.mtime_nsec,
                 size: e.size,
                 frame: e.frame,
                 offset: e.offset,

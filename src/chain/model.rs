@@ -110,6 +110,7 @@ fn entry(r: Record, origin: usize) -> StateEntry {
         kind: r.kind,
         mode: r.mode,
         mtime: r.mtime,
+        mtime_nsec: r.mtime_nsec,
         size: r.size,
         sha256: r.sha256,
         origin,
@@ -237,6 +238,7 @@ impl Merge<'_> {
                         sha256,
                         mode,
                         mtime,
+                        mtime_nsec,
                     } => {
                         if from == path {
                             let Some(b) = &base else {
@@ -283,6 +285,7 @@ impl Merge<'_> {
                             kind: EntryKind::File,
                             mode,
                             mtime,
+                            mtime_nsec,
                             size,
                             sha256: sha,
                             origin: self.level,
@@ -462,6 +465,7 @@ mod tests {
             kind: EntryKind::File,
             mode: 0o644,
             mtime: 1,
+            mtime_nsec: Some(5),
             size,
             sha256: [fill; 32],
             origin,
@@ -561,6 +565,7 @@ mod tests {
                     sha256: hex(&[9; 32]),
                     mode: 0o600,
                     mtime: 2,
+                    mtime_nsec: Some(7),
                 });
             }
             if rng.chance(90) {

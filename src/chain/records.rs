@@ -54,7 +54,7 @@ impl Link {
         let mut out = Vec::new();
         let mut off = 0;
         while off < raw.len() {
-            let (rec, len) = Record::decode(&raw[off..])?;
+            let (rec, len) = Record::decode_in(&raw[off..], self.tail.nsec())?;
             off += len;
             out.push(rec);
         }

@@ -131,6 +131,7 @@ pub fn reference_level(
                 sha256,
                 mode,
                 mtime,
+                mtime_nsec,
                 ..
             }) => {
                 if from == path && (moved.contains(path.as_str()) || gone_above(path)) {
@@ -145,6 +146,7 @@ pub fn reference_level(
                         kind: EntryKind::File,
                         mode: *mode,
                         mtime: *mtime,
+                        mtime_nsec: *mtime_nsec,
                         size: *size,
                         sha256: crate::format::sums::parse_hex32(sha256).ok_or("bad hex")?,
                         origin: 1,

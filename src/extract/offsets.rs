@@ -53,7 +53,8 @@ pub fn by_index(
         crate::read::index::IndexSide::checking(Some(on_record))
     } else {
         crate::read::index::IndexSide::checking_some(Some(on_record))
-    };
+    }
+    .expect_nsec(tail.nsec());
     let rows = table_rows(table, tail.table_offset, 0)?;
     if let Some(f) = &first_paths
         && f.len() != rows.len()

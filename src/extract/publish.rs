@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::extract::ExtractTo;
@@ -229,7 +228,7 @@ impl Stage {
                 0,
             )
             .map_err(|err| Error::io("open", &shown, err))?;
-            let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
+            let mtime = e.modified();
             d.set_modified(mtime)
                 .and_then(|()| d.set_permissions(std::fs::Permissions::from_mode(e.mode & 0o777)))
                 .map_err(|err| Error::io("set the mode and time of", &shown, err))?;

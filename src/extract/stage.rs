@@ -287,7 +287,7 @@ impl StagedFile {
     /// Gives the file `e`'s mode and time, and syncs it.
     pub fn finish(self, e: &Entry) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64);
+        let mtime = e.modified();
         self.f
             .set_modified(mtime)
             .and_then(|()| {

@@ -46,6 +46,22 @@ pub struct Entry {
     pub mode: u32,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Nanoseconds past `mtime` (below 1,000,000,000); 0 where the archive
+    /// holds whole seconds only (version 1, and archives written before
+    /// records carried them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtime_nsec: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Entry {
+    /// Its modification time (a negative `mtime` is taken as the epoch).
+    pub fn modified(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::new(self.mtime.max(0) as u64, self.mtime_nsec)
+    }
 }
 
 /// The decoded HEAD frame.
@@ -245,6 +261,7 @@ pub(crate) mod tests {
             size,
             mode: 0o644,
             mtime: 1,
+            mtime_nsec: 0,
         }
     }
 

@@ -106,6 +106,10 @@ pub enum Change {
         mode: u32,
         /// Its modification time.
         mtime: u64,
+        /// Nanoseconds past `mtime` (below 1,000,000,000), where the
+        /// writer knew them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime_nsec: Option<u32>,
     },
 }
 
@@ -137,6 +141,7 @@ impl Change {
                 sha256,
                 mode,
                 mtime,
+                mtime_nsec,
             } => {
                 check_path(path, false).map_err(&bad)?;
                 check_path(from, false).map_err(&bad)?;
@@ -154,7 +159,11 @@ impl Change {
                 if !hex(prefix_sha256) || !hex(sha256) {
                     return Err(bad("digests are not 64 hex digits".into()));
                 }
-                if offset > size || *mode > 0o7777 || *mtime > i64::MAX as u64 {
+                if offset > size
+                    || *mode > 0o7777
+                    || *mtime > i64::MAX as u64
+                    || mtime_nsec.is_some_and(|n| n > crate::format::v2::MAX_NSEC)
+                {
                     return Err(bad("impossible offset, mode or mtime".into()));
                 }
             }
@@ -299,6 +308,9 @@ pub struct StateEntry {
     pub mode: u32,
     /// Modification time.
     pub mtime: u64,
+    /// Nanoseconds past `mtime`, where the archive that last wrote it
+    /// recorded them (see [`crate::format::v2::Record::mtime_nsec`]).
+    pub mtime_nsec: Option<u32>,
     /// Size (0 for a directory).
     pub size: u64,
     /// SHA-256 of a file's content.
@@ -325,6 +337,7 @@ impl StateEntry {
             mode: self.mode,
             // Readers refuse an mtime over i64::MAX before they get here.
             mtime: self.mtime as i64,
+            mtime_nsec: self.mtime_nsec.unwrap_or(0),
         }
     }
 }
@@ -380,6 +393,7 @@ mod tests {
             sha256: "b".repeat(64),
             mode: 0o644,
             mtime: 1,
+            mtime_nsec: Some(999_999_999),
         };
         assert_eq!(Change::parse(&a.line()).unwrap(), a);
         let d = Change::Delete {

@@ -82,6 +82,7 @@ pub fn restore(
             // Verified: now give directories their modes and times,
             // deepest first.
             sink.finish_dirs()?;
+            sink.apply_nsec()?;
             Ok(read)
         })?,
         Some(links) => {

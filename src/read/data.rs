@@ -67,7 +67,7 @@ struct Current {
 
 /// Reads the decompressed DATA stream. Errors are crate [`Error`]s wrapped
 /// in `io::Error::other` (so they survive the tar reader).
-pub struct DataDecoder<'a, R> {
+pub struct DataDecoder<'a, 'i, R> {
     input: &'a mut Input<R>,
     dctx: DCtx<'static>,
     in_frame: bool,
@@ -82,14 +82,14 @@ pub struct DataDecoder<'a, R> {
     starts: VecDeque<(u64, u64)>,
     /// The version-2 index side, when INDEX frames may come between data
     /// frames.
-    index: Option<IndexSide<'static>>,
+    index: Option<IndexSide<'i>>,
     /// Frames read ahead and decoded apart, when parallel.
     ahead: Option<Ahead>,
     /// The frame decoded apart that is being handed out.
     cur: Option<Current>,
 }
 
-impl<'a, R: Read> DataDecoder<'a, R> {
+impl<'a, 'i, R: Read> DataDecoder<'a, 'i, R> {
     /// Starts decoding at the current position of `input`.
     pub fn new(input: &'a mut Input<R>) -> Result<Self> {
         let mut dctx = DCtx::try_create()
@@ -131,13 +131,13 @@ impl<'a, R: Read> DataDecoder<'a, R> {
     }
 
     /// Also hands INDEX frames met between data frames to `index`.
-    pub fn with_index(mut self, index: IndexSide<'static>) -> Self {
+    pub fn with_index(mut self, index: IndexSide<'i>) -> Self {
         self.index = Some(index);
         self
     }
 
     /// The index side, once decoding is over.
-    pub fn take_index(&mut self) -> Option<IndexSide<'static>> {
+    pub fn take_index(&mut self) -> Option<IndexSide<'i>> {
         self.index.take()
     }
 
@@ -390,7 +390,7 @@ impl<'a, R: Read> DataDecoder<'a, R> {
     }
 }
 
-impl<R: Read> Read for DataDecoder<'_, R> {
+impl<R: Read> Read for DataDecoder<'_, '_, R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.read_inner(out).map_err(io::Error::other)?;
         self.pos += n as u64;
@@ -405,7 +405,7 @@ const SCRATCH: usize = 4096;
 /// drops `n` bytes (the tar reader skips member padding this way, instead
 /// of zeroing a 32 KiB buffer for every member); anything else is refused.
 /// Returns the position in the decompressed stream, like a file would.
-impl<R: Read> Seek for DataDecoder<'_, R> {
+impl<R: Read> Seek for DataDecoder<'_, '_, R> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let mut left = match to {
             SeekFrom::Current(delta) if delta >= 0 => delta as u64,

@@ -237,6 +237,8 @@ impl Expect for Rebuild {
             kind: m.kind,
             mode: m.mode,
             mtime: m.mtime,
+            // A tar header holds whole seconds: compared as such (FORMAT.md A.4).
+            mtime_nsec: None,
             size: m.size,
             frame,
             offset,

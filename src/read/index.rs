@@ -33,7 +33,8 @@ pub type OnRecord<'a> = Box<dyn FnMut(&Record) -> Result<()> + 'a>;
 pub struct IndexSide<'a> {
     /// SHA-256 of the TABLE rows these blocks must have, in order.
     pub rows: Sha256,
-    /// SHA-256 of the records, concatenated in order.
+    /// SHA-256 of the records, concatenated in order, each without its
+    /// nanoseconds (kind 0 or 1).
     pub content: Sha256,
     /// Blocks seen.
     pub blocks: u64,
@@ -43,6 +44,10 @@ pub struct IndexSide<'a> {
     pub firsts: FirstPaths,
     /// The frame offset of the last record seen: offsets never go back.
     last_frame: u64,
+    /// Whether the records carry nanoseconds: all of them or none; known
+    /// up front (TAIL read first) or from the first record (then TAIL's
+    /// flag is compared at the end, [`IndexSide::check_nsec`]).
+    pub nsec: Option<bool>,
     /// Checks the records themselves (when they are listed rather than
     /// compared with the data): path rules, order, sizes.
     check: Option<Checked>,
@@ -89,6 +94,32 @@ impl Counted {
 }
 
 impl<'a> IndexSide<'a> {
+    /// Records must carry nanoseconds exactly when `nsec` (TAIL's flag,
+    /// read first).
+    pub fn expect_nsec(mut self, nsec: bool) -> Self {
+        self.nsec = Some(nsec);
+        self
+    }
+
+    /// TAIL's flag against the records seen (one pass: TAIL comes last).
+    pub fn check_nsec(&self, tail: &crate::format::v2::Tail) -> Result<()> {
+        match self.nsec {
+            Some(n) if n != tail.nsec() => Err(Error::corrupt(format!(
+                "TAIL's flags say the records {} nanoseconds, and they {}",
+                if tail.nsec() { "carry" } else { "lack" },
+                if n { "do carry them" } else { "do not" }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Also hands each record, once its block is checked, to `f` (a sink
+    /// that wants what only the index holds: the nanoseconds of mtimes).
+    pub fn on_record(mut self, f: OnRecord<'a>) -> Self {
+        self.on_record = Some(f);
+        self
+    }
+
     /// An index side that only hashes (the data rebuilds the records).
     pub fn hashing() -> Self {
         IndexSide {
@@ -98,6 +129,7 @@ impl<'a> IndexSide<'a> {
             records: 0,
             firsts: FirstPaths::default(),
             last_frame: 0,
+            nsec: None,
             check: None,
             on_record: None,
         }
@@ -188,6 +220,10 @@ impl<'a> IndexSide<'a> {
         while off < raw.len() {
             let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
             off += len;
+            match self.nsec {
+                Some(n) => crate::format::v2::check_nsec(&rec, n)?,
+                None => self.nsec = Some(rec.mtime_nsec.is_some()),
+            }
             if count == 0 {
                 self.firsts.add(&rec.path);
             }
@@ -208,7 +244,13 @@ impl<'a> IndexSide<'a> {
         if count != records {
             return Err(bad(format!("holds {count} records but declares {records}")));
         }
-        self.content.update(&raw);
+        // Hashed as the records rebuilt from the tar members read: without
+        // their nanoseconds (FORMAT.md A.4), which TABLE's digest of this
+        // frame covers.
+        let mut off = 0usize;
+        while off < raw.len() {
+            off += Record::hash_without_nsec(&raw[off..], &mut self.content);
+        }
         if let Some(f) = &mut self.on_record {
             let mut off = 0usize;
             while off < raw.len() {

@@ -401,11 +401,11 @@ fn member_kind(t: tar::EntryType) -> std::result::Result<EntryKind, &'static str
 /// bounded queues to worker threads that hash it and hand it to the sink,
 /// and their digests come back to `expect`. All files of one directory go
 /// to the same worker.
-fn read_data<'a, R: Read, S: Sink, E: Expect>(
-    dec: DataDecoder<'a, R>,
+fn read_data<'i, 'a, R: Read, S: Sink, E: Expect>(
+    dec: DataDecoder<'a, 'i, R>,
     expect: &mut E,
     sink: &S,
-) -> Result<(u64, DataDecoder<'a, R>)> {
+) -> Result<(u64, DataDecoder<'a, 'i, R>)> {
     let workers = sink.workers(cores()).clamp(1, 4);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let budgets: Vec<Budget> = (0..workers).map(|_| Budget::default()).collect();
@@ -446,15 +446,15 @@ fn read_data<'a, R: Read, S: Sink, E: Expect>(
 }
 
 /// The decoder, shared between the tar reader and the frame lookups.
-struct Shared<'r, 'a, R>(&'r RefCell<DataDecoder<'a, R>>);
+struct Shared<'r, 'a, 'i, R>(&'r RefCell<DataDecoder<'a, 'i, R>>);
 
-impl<R: Read> Read for Shared<'_, '_, R> {
+impl<R: Read> Read for Shared<'_, '_, '_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.borrow_mut().read(buf)
     }
 }
 
-impl<R: Read> std::io::Seek for Shared<'_, '_, R> {
+impl<R: Read> std::io::Seek for Shared<'_, '_, '_, R> {
     fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
         self.0.borrow_mut().seek(to)
     }
@@ -463,7 +463,7 @@ impl<R: Read> std::io::Seek for Shared<'_, '_, R> {
 /// The reading side: decompresses, checks each member and queues file
 /// data to the worker that owns its directory.
 fn produce<R: Read, S: Sink, E: Expect>(
-    dec: &RefCell<DataDecoder<'_, R>>,
+    dec: &RefCell<DataDecoder<'_, '_, R>>,
     expect: &mut E,
     sink: &S,
     queues: &mut Dispatch<'_>,
@@ -573,8 +573,8 @@ fn read_long_name(member: &mut impl Read) -> Result<Vec<u8>> {
 /// What a tar member says about itself (its path from `long_name` when a
 /// GNU long-name record came before it), and where its header is.
 fn seen<'m, R: Read>(
-    member: &'m tar::Entry<'_, Shared<'_, '_, R>>,
-    dec: &RefCell<DataDecoder<'_, R>>,
+    member: &'m tar::Entry<'_, Shared<'_, '_, '_, R>>,
+    dec: &RefCell<DataDecoder<'_, '_, R>>,
     long_name: Option<Vec<u8>>,
 ) -> Result<Seen<'m>> {
     let raw = match long_name {
@@ -647,7 +647,7 @@ fn send_file(
 /// tar-rs stops after the first zero block; the rest of DATA must be the
 /// second zero block and at most some more zero padding. Returns the
 /// number of zstd frames DATA held.
-fn check_tar_end<R: Read>(rest: &mut DataDecoder<'_, R>) -> Result<u64> {
+fn check_tar_end<R: Read>(rest: &mut DataDecoder<'_, '_, R>) -> Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut padding = 0u64;
     loop {

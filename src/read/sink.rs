@@ -38,6 +38,13 @@ pub trait Sink: Sync {
     }
     /// A file member that passed its checks; its data follows.
     fn file(&self, entry: &Entry) -> Result<Self::File>;
+    /// An index record, once its INDEX block is checked (on the reading
+    /// thread, in archive order, after the member it describes was handed
+    /// over; the archive as a whole is verified only at its end). What
+    /// only the index holds: the nanoseconds of the member's mtime.
+    fn record(&self, _rec: &crate::format::v2::Record) -> Result<()> {
+        Ok(())
+    }
     /// How many worker threads to use on `cores` cores (at most 4 are).
     /// The reading thread decompresses meanwhile; a sink with little work
     /// per byte does best leaving it a core of its own.

@@ -32,8 +32,11 @@ pub(super) fn read<R: Read, S: Sink>(
         Depth::Full => {
             let mut rebuild = Rebuild::default();
             rebuild.incremental = head.is_incremental();
+            let to_sink = &*sink;
             let dec = DataDecoder::new(input)?
-                .with_index(IndexSide::hashing())
+                .with_index(
+                    IndexSide::hashing().on_record(Box::new(move |rec| to_sink.record(rec))),
+                )
                 .parallel(threads);
             let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink)?;
             let index = dec.take_index().expect("the index side stays");
@@ -179,6 +182,7 @@ fn finish<R: Read>(
     let mut tail = [0u8; TAIL_LEN];
     input.read_exact(&mut tail, "the TAIL frame")?;
     let tail = Tail::decode(&tail)?;
+    index.check_nsec(&tail)?;
     if tail.version != head.version {
         return Err(Error::corrupt(format!(
             "TAIL says version {} but HEAD says version {}",
@@ -390,7 +394,8 @@ pub fn list_from_end(
             (rec.kind == EntryKind::File).then_some(&rec.sha256),
         )
     })))
-    .incremental(head.is_incremental());
+    .incremental(head.is_incremental())
+    .expect_nsec(tail.nsec());
     if tail.version != head.version {
         return Err(Error::corrupt(format!(
             "TAIL says version {} but HEAD says version {}",

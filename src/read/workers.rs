@@ -328,6 +328,7 @@ mod tests {
             size,
             mode: 0o644,
             mtime: 0,
+            mtime_nsec: 0,
         }
     }
 

@@ -91,6 +91,7 @@ pub fn apply(
                 sha256,
                 mode,
                 mtime,
+                mtime_nsec,
             } => {
                 let file = match sys::open_at(root, from.as_bytes(), libc::O_RDONLY, 0) {
                     Ok(f) => f,
@@ -167,7 +168,7 @@ pub fn apply(
                         "{name}: {path} with its tail is not the {size} bytes with SHA-256 {sha256} it records"
                     )));
                 }
-                let t = UNIX_EPOCH + Duration::from_secs(mtime);
+                let t = UNIX_EPOCH + Duration::new(mtime, mtime_nsec.unwrap_or(0));
                 file.set_times(FileTimes::new().set_modified(t).set_accessed(t))
                     .map_err(|e| Error::io("set times of", shown.join(&path), e))?;
                 file.set_permissions(fs::Permissions::from_mode(mode & 0o777))
@@ -277,7 +278,7 @@ pub fn set_dirs(root: &File, shown: &Path, dirs: &BTreeMap<String, Entry>) -> Re
     for (path, d) in dirs.iter().rev() {
         let f = sys::open_at(root, path.as_bytes(), DIR_FLAGS, 0)
             .map_err(|e| Error::io("open", shown.join(path), e))?;
-        let t = UNIX_EPOCH + Duration::from_secs(d.mtime.max(0) as u64);
+        let t = d.modified();
         f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
             .map_err(|e| Error::io("set times of", shown.join(path), e))?;
         f.set_permissions(fs::Permissions::from_mode(d.mode & 0o777))
@@ -288,7 +289,8 @@ pub fn set_dirs(root: &File, shown: &Path, dirs: &BTreeMap<String, Entry>) -> Re
 
 /// Compares the staged tree below `root` (but for the names `skip` at its
 /// top) with `tree`, the chain model's last tree: the same paths, kinds,
-/// sizes, permission bits and modification times (whole seconds). A
+/// sizes, permission bits and modification times (to the nanosecond
+/// where the archives record them). A
 /// restore publishes only a tree the model describes; contents were
 /// checked against their digests as they were written.
 pub fn check_staged(
@@ -340,17 +342,20 @@ pub fn check_staged(
             || (e.kind == EntryKind::File && st.size != e.size)
             || st.mode & 0o777 != e.mode & 0o777
             || st.mtime != e.mtime as i64
+            || st.mtime_nsec != i64::from(e.mtime_nsec.unwrap_or(0))
         {
             return Err(mismatch(format!(
-                "{path} is {} of {} bytes, mode {:o}, mtime {}; it should be a {:?} of {} bytes, mode {:o}, mtime {}",
+                "{path} is {} of {} bytes, mode {:o}, mtime {}.{:09}; it should be a {:?} of {} bytes, mode {:o}, mtime {}.{:09}",
                 st.kind.describe(),
                 st.size,
                 st.mode & 0o777,
                 st.mtime,
+                st.mtime_nsec,
                 e.kind,
                 e.size,
                 e.mode & 0o777,
-                e.mtime
+                e.mtime,
+                e.mtime_nsec.unwrap_or(0)
             )));
         }
         if st.kind == Kind::Dir {

@@ -119,6 +119,7 @@ pub fn restore_chain(
         };
         let read = if i == 0 {
             let read = src.read_into(Depth::Full, sink).map_err(in_base)?;
+            sink.apply_nsec()?;
             let got = sink.take_dirs();
             dirs.extend(got.into_iter().map(|d| (d.path.clone(), d)));
             read
@@ -128,6 +129,7 @@ pub fn restore_chain(
             let mut isink =
                 StagingSink::new(&incoming, shown.join(INCOMING), sink.parent().to_path_buf())?;
             let read = src.read_into(Depth::Full, &mut isink).map_err(in_base)?;
+            isink.apply_nsec()?;
             let carried = isink.take_dirs();
             drop(isink);
             apply::apply(

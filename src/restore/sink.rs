@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::format::head::Entry;
@@ -28,7 +28,20 @@ pub struct StagingSink {
     shown: PathBuf,
     parent: PathBuf,
     dirs: Mutex<Vec<Entry>>,
+    /// Files whose index records carry nanoseconds: (path, mtime, nsec),
+    /// spooled to a temporary file (their times are set once the archive
+    /// is read, [`StagingSink::apply_nsec`]; memory stays bounded).
+    nsec: Mutex<NsecSpool>,
     umask: u32,
+}
+
+/// The spool of [`StagingSink::nsec`], and the next directory of `dirs`
+/// an index record may name (records come in member order).
+#[derive(Default)]
+struct NsecSpool {
+    file: Option<std::io::BufWriter<File>>,
+    count: u64,
+    next_dir: usize,
 }
 
 impl StagingSink {
@@ -43,6 +56,7 @@ impl StagingSink {
             shown,
             parent,
             dirs: Mutex::new(Vec::new()),
+            nsec: Mutex::new(NsecSpool::default()),
             umask: sys::current_umask(),
         })
     }
@@ -65,8 +79,59 @@ impl StagingSink {
         Ok(())
     }
 
+    /// Gives the files whose index records carry nanoseconds their exact
+    /// modification times (once the archive is read; before, each got
+    /// the whole seconds of its tar header).
+    pub fn apply_nsec(&mut self) -> Result<()> {
+        use std::io::{BufRead, BufReader, Seek};
+        let spool = self.nsec.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = spool.file.take() else {
+            return Ok(());
+        };
+        let count = std::mem::take(&mut spool.count);
+        let spooled = |e: std::io::Error| Error::io("read back", "the spooled times", e);
+        let mut f = w.into_inner().map_err(|e| spooled(e.into_error()))?;
+        f.rewind().map_err(spooled)?;
+        let mut r = BufReader::new(f);
+        // Records come in tree order: one directory descriptor serves all
+        // the files of a directory.
+        let mut parent: Option<(Vec<u8>, File)> = None;
+        let mut line = Vec::new();
+        for _ in 0..count {
+            line.clear();
+            r.read_until(0, &mut line).map_err(spooled)?;
+            let mut fixed = [0u8; 12];
+            std::io::Read::read_exact(&mut r, &mut fixed).map_err(spooled)?;
+            let rel = line.strip_suffix(&[0]).unwrap_or(&line);
+            let sec = i64::from_le_bytes(fixed[..8].try_into().expect("8 bytes"));
+            let nsec = u32::from_le_bytes(fixed[8..].try_into().expect("4 bytes"));
+            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&rel[..0], rel),
+            };
+            let shown = || self.shown.join(String::from_utf8_lossy(rel).as_ref());
+            let r = if dir.is_empty() {
+                sys::set_times_in(&self.root, name, sec, nsec)
+            } else {
+                if parent.as_ref().is_none_or(|(p, _)| p != dir) {
+                    let f = sys::open_at(&self.root, dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+                        .map_err(|e| Error::io("open", shown(), e))?;
+                    parent = Some((dir.to_vec(), f));
+                }
+                let (_, f) = parent.as_ref().expect("opened");
+                sys::set_times_in(f, name, sec, nsec)
+            };
+            r.map_err(|e| Error::io("set times of", shown(), e))?;
+        }
+        Ok(())
+    }
+
     /// The directories written so far (taken: the sink forgets them).
     pub fn take_dirs(&mut self) -> Vec<Entry> {
+        self.nsec
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_dir = 0;
         std::mem::take(self.dirs.get_mut().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -85,7 +150,7 @@ pub struct StagingFile {
 }
 
 fn mtime_of(e: &Entry) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(e.mtime.max(0) as u64)
+    e.modified()
 }
 
 /// File modes come from HEAD with setuid, setgid and sticky bits masked.
@@ -121,6 +186,36 @@ impl Sink for StagingSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(entry.clone());
+        Ok(())
+    }
+
+    fn record(&self, rec: &crate::format::v2::Record) -> Result<()> {
+        let Some(nsec) = rec.mtime_nsec.filter(|&n| n > 0) else {
+            return Ok(());
+        };
+        let mut spool = self.nsec.lock().unwrap_or_else(|e| e.into_inner());
+        if rec.kind == crate::format::head::EntryKind::Dir {
+            // Directories are held until their times are set last: the
+            // entry the member declared gets the nanoseconds.
+            let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+            let from = spool.next_dir;
+            if let Some(i) = dirs[from..].iter().position(|d| d.path == rec.path) {
+                dirs[from + i].mtime_nsec = nsec;
+                spool.next_dir = from + i + 1;
+            }
+            return Ok(());
+        }
+        let io = |e: std::io::Error| Error::io("spool times to", "a temporary file", e);
+        if spool.file.is_none() {
+            spool.file = Some(std::io::BufWriter::new(tempfile::tempfile().map_err(io)?));
+        }
+        let w = spool.file.as_mut().expect("made");
+        // The path (no NUL in an archive path), a NUL, seconds, nanoseconds.
+        w.write_all(rec.path.as_bytes()).map_err(io)?;
+        w.write_all(&[0]).map_err(io)?;
+        w.write_all(&(rec.mtime as i64).to_le_bytes()).map_err(io)?;
+        w.write_all(&nsec.to_le_bytes()).map_err(io)?;
+        spool.count += 1;
         Ok(())
     }
 

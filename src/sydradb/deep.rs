@@ -119,6 +119,7 @@ mod tests {
             size: content.len() as u64,
             mode: 0o644,
             mtime: 0,
+            mtime_nsec: 0,
         };
         let s = DeepSink::default();
         let mut f = s.file(&e).unwrap();

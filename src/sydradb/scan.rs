@@ -204,6 +204,7 @@ fn push(entries: &mut Vec<Entry>, path: String, kind: EntryKind, st: &Stat) {
         size,
         mode: st.mode & 0o777,
         mtime: st.mtime.max(0),
+        mtime_nsec: st.archived_nsec(),
     });
 }
 
@@ -286,6 +287,7 @@ impl Scan {
             let e = &mut self.entries[i];
             e.size = pos.archived;
             e.mtime = m.mtime.max(0);
+            e.mtime_nsec = m.archived_nsec();
             e.mode = m.mode & 0o777;
             self.wal.push(pos);
             let path = self.entries[i].path.clone();

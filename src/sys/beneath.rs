@@ -159,6 +159,32 @@ pub fn check_private(dir: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the access and modification times of `name` (one component) in
+/// the directory `dir` to `sec` seconds and `nsec` nanoseconds past the
+/// epoch, without following `name` if it is a symlink.
+pub fn set_times_in(dir: &impl AsRawFd, name: &[u8], sec: i64, nsec: u32) -> io::Result<()> {
+    let c = CString::new(name).map_err(io::Error::other)?;
+    let t = libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as libc::c_long,
+    };
+    let times = [t, t];
+    // SAFETY: `dir` is an open descriptor, `c` NUL-terminated, `times`
+    // two valid timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ mod rename;
 mod space;
 mod stat;
 
-pub use beneath::{make_private_dir, mkdir_at, open_at};
+pub use beneath::{make_private_dir, mkdir_at, open_at, set_times_in};
 #[cfg(test)]
 pub use dir::mkfifo;
 pub use dir::{Dir, chmod_path_nofollow, is_symlink_error, open_dir_path};

@@ -57,6 +57,16 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// Nanoseconds past the mtime as an archive records it: 0 for an
+    /// mtime before the epoch (archived as the epoch itself).
+    pub fn archived_nsec(&self) -> u32 {
+        if self.mtime < 0 {
+            0
+        } else {
+            self.mtime_nsec.clamp(0, 999_999_999) as u32
+        }
+    }
+
     pub(super) fn from_raw(st: &libc::stat) -> Stat {
         let kind = match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File,

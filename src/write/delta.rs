@@ -125,8 +125,7 @@ pub(super) fn plan_wal(
         // is): with the base's size, mode and mtime it is unchanged, as a
         // segment is. current.wal, and any WAL file whose size changed,
         // is checked by the digest of what the base archived.
-        if e.path != CURRENT_WAL && b.size == size && b.mode == e.mode && b.mtime == e.mtime as u64
-        {
+        if e.path != CURRENT_WAL && b.size == size && same_meta(b, e) {
             consumed.insert(b.path.clone());
             decisions.insert(e.path.clone(), WalDecision::Unchanged);
             continue;
@@ -136,7 +135,7 @@ pub(super) fn plan_wal(
             hash_range(f, 0, b.size, &mut [&mut prefix], &full(&e.path))?;
             if prefix.clone().finalize().as_slice() == b.sha256 {
                 consumed.insert(b.path.clone());
-                let d = if b.size == size && b.mode == e.mode && b.mtime == e.mtime as u64 {
+                let d = if b.size == size && same_meta(b, e) {
                     WalDecision::Unchanged
                 } else if b.size == 0 {
                     WalDecision::Whole
@@ -514,6 +513,7 @@ impl<'a> Delta<'a> {
             sha256: hex(sha256),
             mode: e.mode,
             mtime: e.mtime as u64,
+            mtime_nsec: Some(e.mtime_nsec),
         })
     }
 
@@ -530,8 +530,15 @@ impl<'a> Delta<'a> {
     }
 }
 
+/// The same size, mode and mtime; the nanoseconds only where the base
+/// recorded them (an archive written before records carried them has
+/// whole seconds: a file is not taken for changed for want of them, or
+/// every segment would be carried again once).
 fn same_meta(b: &StateEntry, e: &Entry) -> bool {
-    b.mode == e.mode && b.mtime == e.mtime.max(0) as u64 && b.size == e.size
+    b.mode == e.mode
+        && b.mtime == e.mtime.max(0) as u64
+        && b.mtime_nsec.is_none_or(|n| n == e.mtime_nsec)
+        && b.size == e.size
 }
 
 /// The entries of an incremental's own directories.
@@ -542,6 +549,7 @@ pub(super) fn own_dir(path: &str, mtime: i64) -> Entry {
         size: 0,
         mode: 0o755,
         mtime,
+        mtime_nsec: 0,
     }
 }
 

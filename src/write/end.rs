@@ -71,6 +71,8 @@ pub(super) fn seal<W: Write>(
     w.write_all(&framed).map_err(wrap)?;
     let tail = Tail {
         version,
+        // Every record this writer makes carries its nanoseconds.
+        flags: crate::format::v2::FLAG_NSEC,
         table_offset,
         meta_offset,
         body_len: w.count,

@@ -144,6 +144,7 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
             kind: e.kind,
             mode: e.mode,
             mtime: e.mtime as u64,
+            mtime_nsec: Some(e.mtime_nsec),
             size: e.size,
             frame: self.frames.seq(),
             offset: self.frames.fill() as u64,

@@ -377,6 +377,7 @@ fn write_own<W: Write>(
         size: len,
         mode: 0o644,
         mtime,
+        mtime_nsec: 0,
     };
     m.file(
         &e,
@@ -406,6 +407,7 @@ fn write_own<W: Write>(
             size: wal_entry.size - offset,
             mode: wal_entry.mode,
             mtime: wal_entry.mtime,
+            mtime_nsec: wal_entry.mtime_nsec,
         };
         let path = tree.full(&wal_entry.path);
         let got = m.file(&e, &path, Source::Range { file, from: offset })?;

@@ -54,6 +54,7 @@ pub fn write_synthetic<W: Write>(
         size,
         mode: if kind == EntryKind::Dir { 0o755 } else { 0o644 },
         mtime: 1_800_000_000,
+        mtime_nsec: 0,
     };
     let bytes = |seed: u64, n: usize| -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

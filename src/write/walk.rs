@@ -28,6 +28,7 @@ fn entry(rel: String, kind: EntryKind, st: &Stat) -> Entry {
         size: if kind == EntryKind::File { st.size } else { 0 },
         mode: st.mode & 0o777,
         mtime: st.mtime.max(0),
+        mtime_nsec: st.archived_nsec(),
     }
 }
 

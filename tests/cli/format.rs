@@ -111,6 +111,7 @@ fn frames_index_table_meta_and_tail_are_exact() {
         let m = fs::symlink_metadata(data.join(&r.path)).unwrap();
         assert_eq!(u64::from(r.mode), u64::from(m.permissions().mode() & 0o777));
         assert_eq!(r.mtime as i64, m.mtime());
+        assert_eq!(r.nsec, Some(m.mtime_nsec() as u32), "{}", r.path);
         let at = frame_start[&r.frame] + r.offset as usize;
         let h = &tar_bytes[at..at + 512];
         let name = &h[..100];
@@ -165,7 +166,8 @@ fn frames_index_table_meta_and_tail_are_exact() {
     assert_eq!(&tail[4..8], &120u32.to_le_bytes());
     assert_eq!(&tail[8..16], b"SYDRTAIL");
     assert_eq!(&tail[16..20], &2u32.to_le_bytes());
-    assert_eq!(&tail[20..24], &0u32.to_le_bytes());
+    // Flag bit 0: every record carries its nanoseconds.
+    assert_eq!(&tail[20..24], &1u32.to_le_bytes());
     let body_len = a.len() - 128;
     assert_eq!(u(24), parts.table_offset);
     assert_eq!(u(32), parts.meta_offset);

@@ -334,6 +334,10 @@ impl VerifyReport {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// One entry of `list --json`.
 #[derive(Debug, Serialize)]
 pub struct ListEntry<'a> {
@@ -348,6 +352,9 @@ pub struct ListEntry<'a> {
     pub mode: u32,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Nanoseconds past `mtime`, where the archive records them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mtime_nsec: u32,
     /// SHA-256 of a file's content, hex (from a version-2 index).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -366,6 +373,7 @@ impl<'a> ListEntry<'a> {
             size: e.size,
             mode: e.mode,
             mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
             sha256: d.map(|d| hex(d)),
             carried: None,
         }

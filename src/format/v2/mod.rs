@@ -18,9 +18,9 @@ mod tail;
 pub use head::Head2;
 pub use meta::{FirstPaths, MAX_FIRST_PATHS_BYTES, Meta, cap_warnings};
 pub use order::TreeOrder;
-pub use record::{Record, block_opening, parse_block_opening};
+pub use record::{MAX_NSEC, Record, block_opening, check_nsec, parse_block_opening};
 pub use table::Row;
-pub use tail::{Tail, check_end};
+pub use tail::{FLAG_NSEC, Tail, check_end};
 
 /// The version number of this format.
 pub const VERSION2: u64 = 2;

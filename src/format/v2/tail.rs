@@ -12,6 +12,8 @@ use crate::format::frame::{SKIPPABLE_MAGIC, skippable_header};
 pub struct Tail {
     /// The format version: 2, or 3 for an incremental archive (as HEAD's).
     pub version: u64,
+    /// [`FLAG_NSEC`], or 0.
+    pub flags: u32,
     /// Archive offset of the TABLE frame.
     pub table_offset: u64,
     /// Archive offset of the META frame.
@@ -28,13 +30,24 @@ pub struct Tail {
     pub body_sha256: [u8; 32],
 }
 
+/// TAIL's flag: the index records carry nanoseconds of their mtimes
+/// (records of kinds 2 and 3). Readers that know no flag refuse the
+/// archive at its TAIL (as they refuse such records in one pass) rather
+/// than misread it; readers take records of any kind whatever the flag.
+pub const FLAG_NSEC: u32 = 1;
+
 impl Tail {
+    /// Whether every index record carries nanoseconds ([`FLAG_NSEC`]).
+    pub fn nsec(&self) -> bool {
+        self.flags & FLAG_NSEC != 0
+    }
+
     /// The 128 bytes of the frame.
     pub fn encode(&self) -> [u8; TAIL_LEN] {
         let mut b = [0u8; TAIL_LEN];
         b[..16].copy_from_slice(&skippable_header(&TAG_TAIL, TAIL_LEN - 16).expect("small"));
         b[16..20].copy_from_slice(&(self.version as u32).to_le_bytes());
-        // 20..24: flags, zero.
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         let fields = [
             self.table_offset,
             self.meta_offset,
@@ -88,12 +101,13 @@ impl Tail {
             return Err(Error::UnsupportedVersion(version));
         }
         let flags = u32::from_le_bytes(b[20..24].try_into().unwrap());
-        if flags != 0 {
+        if flags & !FLAG_NSEC != 0 {
             return Err(Error::corrupt(format!("TAIL has unknown flags {flags:#x}")));
         }
         let u = |i: usize| u64::from_le_bytes(b[24 + 8 * i..32 + 8 * i].try_into().unwrap());
         let t = Tail {
             version,
+            flags,
             table_offset: u(0),
             meta_offset: u(1),
             body_len: u(2),
@@ -171,6 +185,7 @@ mod tests {
     fn tail_round_trips_and_checks_its_offsets() {
         let t = Tail {
             version: VERSION2,
+            flags: FLAG_NSEC,
             table_offset: 1000,
             meta_offset: 1000 + 16 + 64 * 2,
             body_len: 1000 + 16 + 128 + 100,
@@ -196,8 +211,10 @@ mod tests {
             assert!(Tail::decode(&bad.encode()).is_err(), "{bad:?}");
         }
         let mut b2 = b;
-        b2[20] = 1;
+        b2[20] = 2;
         assert!(Tail::decode(&b2).unwrap_err().to_string().contains("flags"));
+        b2[20] = 0;
+        assert_eq!(Tail::decode(&b2).unwrap().flags, 0);
         let mut b3 = b;
         b3[16] = 4;
         assert!(matches!(

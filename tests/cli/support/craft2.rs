@@ -13,6 +13,8 @@ pub struct Rec {
     pub path: String,
     pub mode: u32,
     pub mtime: u64,
+    /// Kinds 2 and 3 (A.4): nanoseconds past `mtime`.
+    pub nsec: Option<u32>,
     pub size: u64,
     pub frame: u64,
     pub offset: u64,
@@ -21,11 +23,15 @@ pub struct Rec {
 
 impl Rec {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.dir));
+        out.push(u8::from(self.dir) + if self.nsec.is_some() { 2 } else { 0 });
         out.extend((self.path.len() as u16).to_le_bytes());
         out.extend(self.path.as_bytes());
         out.extend(self.mode.to_le_bytes());
-        for v in [self.mtime, self.size, self.frame, self.offset] {
+        out.extend(self.mtime.to_le_bytes());
+        if let Some(n) = self.nsec {
+            out.extend(n.to_le_bytes());
+        }
+        for v in [self.size, self.frame, self.offset] {
             out.extend(v.to_le_bytes());
         }
         if !self.dir {
@@ -39,22 +45,29 @@ pub fn decode_records(mut b: &[u8]) -> Vec<Rec> {
     let mut out = Vec::new();
     let u64at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
     while !b.is_empty() {
-        let dir = b[0] == 1;
+        let dir = b[0] & 1 == 1;
         let n = u16::from_le_bytes([b[1], b[2]]) as usize;
         let path = String::from_utf8(b[3..3 + n].to_vec()).unwrap();
-        let at = 3 + n;
+        let mut at = 3 + n;
         let mode = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let mtime = u64at(b, at + 4);
+        at += 12;
+        let nsec = (b[0] & 2 == 2).then(|| {
+            at += 4;
+            u32::from_le_bytes(b[at - 4..at].try_into().unwrap())
+        });
         let mut r = Rec {
             dir,
             path,
             mode,
-            mtime: u64at(b, at + 4),
-            size: u64at(b, at + 12),
-            frame: u64at(b, at + 20),
-            offset: u64at(b, at + 28),
+            mtime,
+            nsec,
+            size: u64at(b, at),
+            frame: u64at(b, at + 8),
+            offset: u64at(b, at + 16),
             sha256: [0; 32],
         };
-        let mut len = at + 36;
+        let mut len = at + 24;
         if !dir {
             r.sha256 = b[len..len + 32].try_into().unwrap();
             len += 32;
@@ -142,6 +155,7 @@ impl Craft2 {
                 path,
                 mode: octal(&h[100..108]) as u32,
                 mtime: octal(&h[136..148]),
+                nsec: None,
                 size,
                 frame: foff,
                 offset: (p - fstart) as u64,
@@ -200,6 +214,9 @@ impl Craft2 {
         tail[4..8].copy_from_slice(&120u32.to_le_bytes());
         tail[8..16].copy_from_slice(b"SYDRTAIL");
         tail[16..20].copy_from_slice(&2u32.to_le_bytes());
+        // Flag bit 0: the records carry nanoseconds (all or none do).
+        let nsec = recs.iter().any(|r| r.nsec.is_some());
+        tail[20..24].copy_from_slice(&u32::from(nsec).to_le_bytes());
         let fields = [table_offset, meta_offset, body_len, recs.len() as u64, 1];
         for (i, v) in fields.iter().enumerate() {
             tail[24 + 8 * i..32 + 8 * i].copy_from_slice(&v.to_le_bytes());

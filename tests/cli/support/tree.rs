@@ -6,11 +6,22 @@ use sha2::{Digest, Sha256};
 
 use super::craft::hex;
 
-/// A digest of a whole tree: every path, type, mode, mtime and content,
+/// A digest of a whole tree: every path, type, mode, mtime (to the
+/// nanosecond) and content,
 /// in name order. Two trees with the same digest are the same to SydraDB.
 pub fn tree_digest(root: &Path) -> String {
+    digest_of(root, true)
+}
+
+/// [`tree_digest`] with whole-second mtimes: what stock `tar` restores
+/// (a tar header holds seconds).
+pub fn tree_digest_seconds(root: &Path) -> String {
+    digest_of(root, false)
+}
+
+fn digest_of(root: &Path, nsec: bool) -> String {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    fn walk(root: &Path, rel: &Path, h: &mut Sha256) {
+    fn walk(root: &Path, rel: &Path, h: &mut Sha256, nsec: bool) {
         let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -20,10 +31,18 @@ pub fn tree_digest(root: &Path) -> String {
             let r = rel.join(&n);
             let m = std::fs::symlink_metadata(root.join(&r)).unwrap();
             h.update(r.to_str().unwrap().as_bytes());
-            h.update(format!("|{:o}|{}|", m.permissions().mode(), m.mtime()).as_bytes());
+            h.update(
+                format!(
+                    "|{:o}|{}.{:09}|",
+                    m.permissions().mode(),
+                    m.mtime(),
+                    if nsec { m.mtime_nsec() } else { 0 }
+                )
+                .as_bytes(),
+            );
             if m.is_dir() {
                 h.update(b"dir\n");
-                walk(root, &r, h);
+                walk(root, &r, h, nsec);
             } else {
                 h.update(std::fs::read(root.join(&r)).unwrap());
                 h.update(b"\n");
@@ -31,7 +50,7 @@ pub fn tree_digest(root: &Path) -> String {
         }
     }
     let mut h = Sha256::new();
-    walk(root, Path::new(""), &mut h);
+    walk(root, Path::new(""), &mut h, nsec);
     hex(&h.finalize())
 }
 
