@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use crate::error::{Error, Result, from_io};
-use crate::format::incremental::{BaseRef, MAX_CHAIN};
+use crate::format::incremental::{BaseRef, max_chain};
 use crate::format::sums::hex;
 use crate::read::source::open_archive;
 use crate::store::location::Location;
@@ -19,7 +19,7 @@ use super::link::Link;
 pub fn base_ref(links: &[Link], out: Option<&Location>) -> Result<BaseRef> {
     let last = links.last().expect("a chain is never empty");
     let depth = last.head.base.as_ref().map_or(0, |b| b.depth) + 1;
-    if depth > MAX_CHAIN as u64 {
+    if depth > max_chain() as u64 {
         return Err(Error::NotIncremental(format!(
             "{} ends a chain of {depth} archives, the most a reader follows",
             last.loc

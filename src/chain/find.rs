@@ -3,7 +3,7 @@
 //! given and trusted, and the chain found link by link.
 
 use crate::error::{Error, Result};
-use crate::format::incremental::{BaseRef, MAX_CHAIN};
+use crate::format::incremental::{BaseRef, max_chain};
 use crate::format::sums::hex;
 use crate::store::location::Location;
 use crate::store::s3::S3Url;
@@ -180,9 +180,10 @@ pub fn chain_of(target: Link, extra: &[Location], trust: Trust) -> Result<Vec<Li
         let Some(b) = last.head.base.clone() else {
             break;
         };
-        if links.len() > MAX_CHAIN {
+        if links.len() > max_chain() {
             return Err(Error::corrupt(format!(
-                "{name}: a chain of more than {MAX_CHAIN} archives"
+                "{name}: a chain of more than {} archives",
+                max_chain()
             )));
         }
         let later: Vec<Location> = links.iter().rev().skip(1).map(|l| l.loc.clone()).collect();

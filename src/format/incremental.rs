@@ -28,6 +28,21 @@ pub const TAIL_SUFFIX: &str = ".tail";
 pub const MAX_CHANGE_LINE: usize = 16 * 1024;
 /// Most incrementals on one full archive that a reader follows.
 pub const MAX_CHAIN: usize = 1000;
+
+/// [`MAX_CHAIN`]; in debug builds (the tests'), the value of
+/// `SYDRA_ARCHIVE_TEST_MAX_CHAIN` when set: the limit's edge is tested
+/// without a chain of 1,000 archives. Readers and writers use the same.
+pub fn max_chain() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("SYDRA_ARCHIVE_TEST_MAX_CHAIN")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+    {
+        return n;
+    }
+    MAX_CHAIN
+}
 /// Most appends (tail members) in one incremental that a reader takes.
 pub const MAX_TAILS: usize = 100_000;
 /// Most appends from another name (renames) in one incremental that a
@@ -60,10 +75,11 @@ impl BaseRef {
         if !hex(&self.sha256) || !hex(&self.body_sha256) {
             return Err(Error::corrupt("HEAD's base digests are not 64 hex digits"));
         }
-        if self.depth == 0 || self.depth > MAX_CHAIN as u64 {
+        if self.depth == 0 || self.depth > max_chain() as u64 {
             return Err(Error::corrupt(format!(
-                "HEAD's base depth {} is outside 1..={MAX_CHAIN}",
-                self.depth
+                "HEAD's base depth {} is outside 1..={}",
+                self.depth,
+                max_chain()
             )));
         }
         if self.location.is_empty() || self.location.len() > 4096 || self.location.contains('\0') {

@@ -5,7 +5,7 @@
 
 use crate::chain::{Link, Trust, chain_of, open_chain, state};
 use crate::error::{Error, Result};
-use crate::format::incremental::MAX_CHAIN;
+use crate::format::incremental::max_chain;
 use crate::shelf::list::base_names;
 use crate::shelf::{Shelf, location_of, ls};
 use crate::store::location::Location;
@@ -87,7 +87,7 @@ fn complete(listing: &Listing, i: usize, depth: usize, memo: &mut [Option<bool>]
     if let Some(v) = memo[i] {
         return v;
     }
-    if depth > MAX_CHAIN {
+    if depth > max_chain() {
         return false;
     }
     let l = &listing.archives[i];

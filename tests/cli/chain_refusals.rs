@@ -121,3 +121,62 @@ fn an_encrypted_incremental_that_cannot_be_written_falls_back_to_a_full_archive(
         "{e}"
     );
 }
+
+/// `create --base` on the last link a reader follows (its depth at the
+/// limit) refuses, naming the limit, and publishes nothing; `--incremental`
+/// writes a full archive instead; every reader takes the chain at the
+/// limit. The limit is lowered to 3 (a debug build's test hook) to reach
+/// its edge without 1,000 archives (the defect: the 1,000th link's
+/// `create --base` wrote depth 1,001, which every reader refused).
+#[test]
+fn an_incremental_past_the_longest_chain_is_refused_and_falls_back_to_full() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    let limit = |args: &[&str]| {
+        bin()
+            .args(args)
+            .env("SYDRA_ARCHIVE_TEST_MAX_CHAIN", "3")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut prev = shelf.join("a0.tar.zst");
+    create(&data, &prev);
+    for k in 1..=3 {
+        fs::write(data.join("tags.json"), format!("{{\"k\":[{k}]}}")).unwrap();
+        let next = shelf.join(format!("a{k}.tar.zst"));
+        let o = limit(&["create", p(&data), "-o", p(&next), "--base", p(&prev), "-q"]);
+        expect_code(&o, 0);
+        prev = next;
+    }
+    // Depth 3, the limit: every reader follows it.
+    expect_code(&limit(&["verify", "--chain", p(&prev), "-q"]), 0);
+    let r = t.path().join("r");
+    expect_code(&limit(&["restore", p(&prev), p(&r), "-q"]), 0);
+    assert_eq!(tree_digest(&r), tree_digest(&data));
+    // One more would be depth 4.
+    fs::write(data.join("tags.json"), b"{\"k\":[4]}").unwrap();
+    let a4 = t.path().join("a4.tar.zst");
+    let o = limit(&["create", p(&data), "-o", p(&a4), "--base", p(&prev)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("ends a chain of 4 archives, the most a reader follows"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!a4.exists(), "published");
+    let o = limit(&[
+        "create",
+        p(&data),
+        "-o",
+        &format!("{}/", p(&shelf)),
+        "--incremental",
+        "--max-chain",
+        "1000",
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    assert_eq!(json(&o)["kind"], "full", "{}", stdout(&o));
+}
