@@ -29,6 +29,7 @@ fn entry(path: &str, dir: bool, b: u8, origin: usize) -> StateEntry {
         kind: if dir { EntryKind::Dir } else { EntryKind::File },
         mode: 0o644,
         mtime: 1,
+        mtime_nsec: Some(u32::from(b)),
         size: if dir { 0 } else { u64::from(b % 3) },
         sha256: [if dir { 0 } else { b % 3 }; 32],
         origin,

@@ -28,7 +28,8 @@ impl Link {
             keep.borrow_mut().push_back(r.clone());
             Ok(())
         })))
-        .incremental(self.head.is_incremental());
+        .incremental(self.head.is_incremental())
+        .expect_nsec(self.tail.nsec());
         Records {
             link: self,
             next_row: 0,

@@ -49,18 +49,20 @@ pub struct Entry {
     /// Nanoseconds past `mtime` (below 1,000,000,000); 0 where the archive
     /// holds whole seconds only (version 1, and archives written before
     /// records carried them).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Never in a version-1 HEAD (which has whole seconds): not read
+    /// from one, nor written.
+    #[serde(skip)]
     pub mtime_nsec: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 impl Entry {
     /// Its modification time (a negative `mtime` is taken as the epoch).
     pub fn modified(&self) -> std::time::SystemTime {
-        std::time::UNIX_EPOCH + std::time::Duration::new(self.mtime.max(0) as u64, self.mtime_nsec)
+        std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                self.mtime.max(0) as u64,
+                self.mtime_nsec.min(crate::format::v2::MAX_NSEC),
+            )
     }
 }
 

@@ -81,8 +81,10 @@ pub fn restore(
             }
             // Verified: now give directories their modes and times,
             // deepest first.
-            sink.finish_dirs()?;
+            // Files' nanoseconds first: the directories' modes, set last,
+            // may take away the search bit their names are found by.
             sink.apply_nsec()?;
+            sink.finish_dirs()?;
             Ok(read)
         })?,
         Some(links) => {

@@ -48,6 +48,8 @@ pub struct IndexSide<'a> {
     /// up front (TAIL read first) or from the first record (then TAIL's
     /// flag is compared at the end, [`IndexSide::check_nsec`]).
     pub nsec: Option<bool>,
+    /// `nsec` is TAIL's word, not the first record's.
+    nsec_from_tail: bool,
     /// Checks the records themselves (when they are listed rather than
     /// compared with the data): path rules, order, sizes.
     check: Option<Checked>,
@@ -98,6 +100,7 @@ impl<'a> IndexSide<'a> {
     /// read first).
     pub fn expect_nsec(mut self, nsec: bool) -> Self {
         self.nsec = Some(nsec);
+        self.nsec_from_tail = true;
         self
     }
 
@@ -130,6 +133,7 @@ impl<'a> IndexSide<'a> {
             firsts: FirstPaths::default(),
             last_frame: 0,
             nsec: None,
+            nsec_from_tail: false,
             check: None,
             on_record: None,
         }
@@ -221,7 +225,15 @@ impl<'a> IndexSide<'a> {
             let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
             off += len;
             match self.nsec {
-                Some(n) => crate::format::v2::check_nsec(&rec, n)?,
+                Some(n) if self.nsec_from_tail => crate::format::v2::check_nsec(&rec, n)?,
+                Some(n) if n != rec.mtime_nsec.is_some() => {
+                    return Err(Error::corrupt(format!(
+                        "index record {:?} {} nanoseconds, unlike the records before it (all or none carry them)",
+                        rec.path,
+                        if n { "lacks" } else { "carries" }
+                    )));
+                }
+                Some(_) => {}
                 None => self.nsec = Some(rec.mtime_nsec.is_some()),
             }
             if count == 0 {

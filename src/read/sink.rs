@@ -45,6 +45,11 @@ pub trait Sink: Sync {
     fn record(&self, _rec: &crate::format::v2::Record) -> Result<()> {
         Ok(())
     }
+    /// Whether [`Sink::record`] is wanted (else records are not handed
+    /// over at all).
+    fn wants_records(&self) -> bool {
+        false
+    }
     /// How many worker threads to use on `cores` cores (at most 4 are).
     /// The reading thread decompresses meanwhile; a sink with little work
     /// per byte does best leaving it a core of its own.

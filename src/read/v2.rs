@@ -33,11 +33,11 @@ pub(super) fn read<R: Read, S: Sink>(
             let mut rebuild = Rebuild::default();
             rebuild.incremental = head.is_incremental();
             let to_sink = &*sink;
-            let dec = DataDecoder::new(input)?
-                .with_index(
-                    IndexSide::hashing().on_record(Box::new(move |rec| to_sink.record(rec))),
-                )
-                .parallel(threads);
+            let mut index = IndexSide::hashing();
+            if to_sink.wants_records() {
+                index = index.on_record(Box::new(move |rec| to_sink.record(rec)));
+            }
+            let dec = DataDecoder::new(input)?.with_index(index).parallel(threads);
             let (frames, mut dec) = read_data(dec, &mut rebuild, &*sink)?;
             let index = dec.take_index().expect("the index side stays");
             drop(dec);

@@ -287,16 +287,39 @@ pub fn set_dirs(root: &File, shown: &Path, dirs: &BTreeMap<String, Entry>) -> Re
     Ok(())
 }
 
+/// Whether the filesystem of the staged tree keeps nanoseconds of
+/// mtimes exactly (ext3, ext4 with small inodes, FAT, many FUSE
+/// filesystems do not): a probe file's time is set and read back.
+pub fn keeps_nsec(root: &File, shown: &Path) -> Result<bool> {
+    const PROBE: &[u8] = b".sydra-nsec-probe";
+    let io = |e| Error::io("probe the times kept in", shown, e);
+    let f = sys::open_at(
+        root,
+        PROBE,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        0o600,
+    )
+    .map_err(io)?;
+    let kept = sys::set_times_in(root, PROBE, 1, 999_999_999)
+        .and_then(|()| sys::fstat(&f))
+        .map(|st| st.mtime_nsec == 999_999_999);
+    drop(f);
+    sys::unlink_in(root, PROBE, 0).map_err(io)?;
+    kept.map_err(io)
+}
+
 /// Compares the staged tree below `root` (but for the names `skip` at its
 /// top) with `tree`, the chain model's last tree: the same paths, kinds,
 /// sizes, permission bits and modification times (to the nanosecond
-/// where the archives record them). A
+/// where the archives record them and, `exact_nsec`, the filesystem
+/// keeps them; else whole seconds). A
 /// restore publishes only a tree the model describes; contents were
 /// checked against their digests as they were written.
 pub fn check_staged(
     root: &File,
     shown: &Path,
     skip: &[&str],
+    exact_nsec: bool,
     tree: impl Iterator<Item = Result<crate::format::incremental::StateEntry>>,
 ) -> Result<()> {
     use crate::format::head::EntryKind;
@@ -342,7 +365,7 @@ pub fn check_staged(
             || (e.kind == EntryKind::File && st.size != e.size)
             || st.mode & 0o777 != e.mode & 0o777
             || st.mtime != e.mtime as i64
-            || st.mtime_nsec != i64::from(e.mtime_nsec.unwrap_or(0))
+            || (exact_nsec && st.mtime_nsec != i64::from(e.mtime_nsec.unwrap_or(0)))
         {
             return Err(mismatch(format!(
                 "{path} is {} of {} bytes, mode {:o}, mtime {}.{:09}; it should be a {:?} of {} bytes, mode {:o}, mtime {}.{:09}",

@@ -151,6 +151,13 @@ pub fn restore_chain(
         last = Some(read);
     }
     apply::set_dirs(root, shown, &dirs)?;
-    apply::check_staged(root, shown, &[STAGING_MARKER], crate::chain::state(links)?)?;
+    let exact_nsec = apply::keeps_nsec(root, shown)?;
+    apply::check_staged(
+        root,
+        shown,
+        &[STAGING_MARKER],
+        exact_nsec,
+        crate::chain::state(links)?,
+    )?;
     Ok(last.expect("a chain is never empty"))
 }

@@ -42,6 +42,10 @@ struct NsecSpool {
     file: Option<std::io::BufWriter<File>>,
     count: u64,
     next_dir: usize,
+    /// Files handed to the sink so far: a record names one of them, so
+    /// the spool never holds more (an archive whose INDEX repeats
+    /// records cannot make it grow before the archive is refused).
+    files: u64,
 }
 
 impl StagingSink {
@@ -189,37 +193,63 @@ impl Sink for StagingSink {
         Ok(())
     }
 
+    fn wants_records(&self) -> bool {
+        true
+    }
+
     fn record(&self, rec: &crate::format::v2::Record) -> Result<()> {
-        let Some(nsec) = rec.mtime_nsec.filter(|&n| n > 0) else {
-            return Ok(());
-        };
         let mut spool = self.nsec.lock().unwrap_or_else(|e| e.into_inner());
+        let out_of_place = || {
+            Error::corrupt(format!(
+                "index record {:?} names no member before it, in order",
+                rec.path
+            ))
+        };
         if rec.kind == crate::format::head::EntryKind::Dir {
             // Directories are held until their times are set last: the
-            // entry the member declared gets the nanoseconds.
+            // entry the member declared gets the nanoseconds. Records come
+            // in member order, so each names the next directory.
             let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
-            let from = spool.next_dir;
-            if let Some(i) = dirs[from..].iter().position(|d| d.path == rec.path) {
-                dirs[from + i].mtime_nsec = nsec;
-                spool.next_dir = from + i + 1;
+            let i = spool.next_dir;
+            match dirs.get_mut(i) {
+                Some(d) if d.path == rec.path => {
+                    d.mtime_nsec = rec.mtime_nsec.unwrap_or(0);
+                    spool.next_dir = i + 1;
+                }
+                _ => return Err(out_of_place()),
             }
             return Ok(());
         }
-        let io = |e: std::io::Error| Error::io("spool times to", "a temporary file", e);
+        let Some(nsec) = rec.mtime_nsec.filter(|&n| n > 0) else {
+            return Ok(());
+        };
+        if spool.count >= spool.files {
+            return Err(out_of_place());
+        }
+        // Beside the staging directory, on the filesystem the restore was
+        // found to have room on (the path and 13 bytes per file).
+        let parent = self.parent.clone();
+        let io = move |e: std::io::Error| {
+            Error::io("spool times to a temporary file in", parent.clone(), e)
+        };
         if spool.file.is_none() {
-            spool.file = Some(std::io::BufWriter::new(tempfile::tempfile().map_err(io)?));
+            spool.file = Some(std::io::BufWriter::new(
+                tempfile::tempfile_in(&self.parent).map_err(&io)?,
+            ));
         }
         let w = spool.file.as_mut().expect("made");
         // The path (no NUL in an archive path), a NUL, seconds, nanoseconds.
-        w.write_all(rec.path.as_bytes()).map_err(io)?;
-        w.write_all(&[0]).map_err(io)?;
-        w.write_all(&(rec.mtime as i64).to_le_bytes()).map_err(io)?;
-        w.write_all(&nsec.to_le_bytes()).map_err(io)?;
+        w.write_all(rec.path.as_bytes()).map_err(&io)?;
+        w.write_all(&[0]).map_err(&io)?;
+        w.write_all(&(rec.mtime as i64).to_le_bytes())
+            .map_err(&io)?;
+        w.write_all(&nsec.to_le_bytes()).map_err(&io)?;
         spool.count += 1;
         Ok(())
     }
 
     fn file(&self, entry: &Entry) -> Result<StagingFile> {
+        self.nsec.lock().unwrap_or_else(|e| e.into_inner()).files += 1;
         if crate::store::cleanup::stopping() {
             return Err(Error::Interrupted);
         }

@@ -197,3 +197,180 @@ fn new_archives_say_so_in_their_tail_and_records() {
     expect_code(&o, 1);
     assert!(stderr(&o).contains("flags"), "{}", stderr(&o));
 }
+
+/// A restore as a user other than the archive's owner, of a directory
+/// without its search bit: the files' nanoseconds are set before the
+/// directories' modes take the search bit away (they were set after, and
+/// the restore failed "permission denied").
+#[test]
+fn a_directory_without_search_bit_restores_as_another_user() {
+    if !root_tests("a restore as another user (setpriv)") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = data_with_nsec(t.path());
+    let seg = fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&seg, fs::Permissions::from_mode(0o600)).unwrap();
+    let a = t.path().join("a.tar.zst");
+    create(&data, &a);
+    let home = t.path().join("nobody");
+    fs::create_dir(&home).unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&a, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let r = home.join("r");
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_sydra-archive"))
+        .args(["restore", p(&a), p(&r), "-q"])
+        .env("HOME", &home)
+        .env("SYDRA_ARCHIVE_CACHE_DIR", "off")
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    fs::set_permissions(
+        r.join(seg.strip_prefix(&data).unwrap()),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    fs::set_permissions(&seg, fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(mtime(&r.join("tags.json")), (1_790_000_000, 123_456_789));
+}
+
+/// On a filesystem that keeps whole seconds (ext4 with 128-byte inodes),
+/// a chain restores (its staged tree compared to the second) instead of
+/// being called corrupt.
+#[test]
+fn a_chain_restores_onto_a_filesystem_of_whole_seconds() {
+    if !root_tests("a loop-mounted ext4 of 128-byte inodes") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = data_with_nsec(t.path());
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    set_mtime(&data.join("tags.json"), 1_790_000_005, 5);
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(
+        &run(&["create", p(&data), "-o", p(&a1), "--base", p(&a0), "-q"]),
+        0,
+    );
+    let img = t.path().join("fs.img");
+    fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+    let sh = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let m = t.path().join("m");
+    fs::create_dir(&m).unwrap();
+    sh(&format!(
+        "mkfs.ext4 -q -F -I 128 {} && mount -o loop {} {}",
+        p(&img),
+        p(&img),
+        p(&m)
+    ));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(m.clone());
+    let r = m.join("r");
+    let o = run(&["restore", p(&a1), p(&r), "-q"]);
+    expect_code(&o, 0);
+    assert_eq!(mtime(&r.join("tags.json")), (1_790_000_005, 0));
+    assert_eq!(tree_digest_seconds(&r), tree_digest_seconds(&data));
+}
+
+/// An index that repeats records (with nanoseconds) is refused as the
+/// record that names no member comes, before anything grows with it.
+#[test]
+fn repeated_index_records_are_refused_as_they_come() {
+    let t = tempfile::tempdir().unwrap();
+    let mut c = Craft2::new(&[
+        dir("segments"),
+        file("segments/a.seg", b"a"),
+        dir("wal"),
+        file("wal/current.wal", b""),
+    ]);
+    c.records = Box::new(|r| {
+        for x in r.iter_mut() {
+            x.nsec = Some(7);
+        }
+        let again = r.clone();
+        r.extend(again);
+    });
+    let a = t.path().join("a.tar.zst");
+    fs::write(&a, c.build()).unwrap();
+    let o = run(&["restore", p(&a), p(&t.path().join("r")), "-q"]);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("names no member before it"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.path().join("r").exists());
+}
+
+/// TAIL's flag cleared on an archive whose records carry nanoseconds (the
+/// flag is outside TAIL's hashes): `create --base` on it refuses, as every
+/// other reader does (it took it, and wrote an incremental).
+#[test]
+fn a_base_whose_tail_flag_disagrees_with_its_records_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let a = t.path().join("a.tar.zst");
+    create(&data, &a);
+    let mut b = fs::read(&a).unwrap();
+    let at = b.len() - 128 + 20;
+    assert_eq!(b[at], 1);
+    b[at] = 0;
+    let flipped = t.path().join("flipped.tar.zst");
+    fs::write(&flipped, &b).unwrap();
+    expect_code(&run(&["list", p(&flipped)]), 1);
+    let inc = t.path().join("inc.tar.zst");
+    let o = run(&["create", p(&data), "-o", p(&inc), "--base", p(&flipped)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("nanoseconds"), "{}", stderr(&o));
+    assert!(!inc.exists());
+}
+
+/// A version-1 HEAD has whole seconds: an `mtime_nsec` in its entries is
+/// not read (it was, unchecked: a time 1.5 s late, or a panic at the
+/// largest mtime).
+#[test]
+fn a_version_1_head_with_nanoseconds_keeps_whole_seconds() {
+    let t = tempfile::tempdir().unwrap();
+    let members = good();
+    let mut head = head_for(&members);
+    for e in head["entries"].as_array_mut().unwrap() {
+        e["mtime_nsec"] = serde_json::json!(1_500_000_000u64);
+    }
+    let f = t.path().join("v1.tar.zst");
+    fs::write(&f, craft(&head, &raw_tar(&members), &sums_for(&members))).unwrap();
+    let r = t.path().join("r");
+    expect_code(&run(&["restore", p(&f), p(&r), "-q"]), 0);
+    assert_eq!(mtime(&r.join("MANIFEST")).1, 0);
+    head["entries"][0]["mtime"] = serde_json::json!(i64::MAX);
+    fs::write(&f, craft(&head, &raw_tar(&members), &sums_for(&members))).unwrap();
+    let o = run(&["restore", p(&f), p(&t.path().join("r2")), "-q"]);
+    assert!(matches!(o.status.code(), Some(0..=2)), "{}", stderr(&o));
+}
