@@ -113,7 +113,21 @@ pub(super) fn plan_wal(
     // are appended to: one below a directory there is archived whole.
     for (i, (e, f)) in current.iter().enumerate() {
         if !top_wal(&e.path) {
-            decisions.insert(e.path.clone(), WalDecision::Whole);
+            // Never appended to; left out when it is the base's file, byte
+            // for byte (it was carried again in every incremental).
+            let same = match by_path.get(e.path.as_str()) {
+                Some(b) if same_meta(b, e) => file_sha(f, e.size, &full(&e.path))? == b.sha256,
+                _ => false,
+            };
+            if same {
+                consumed.insert(e.path.clone());
+            }
+            let d = if same {
+                WalDecision::Unchanged
+            } else {
+                WalDecision::Whole
+            };
+            decisions.insert(e.path.clone(), d);
             continue;
         }
         let Some(b) = by_path.get(e.path.as_str()) else {

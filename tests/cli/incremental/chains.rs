@@ -496,3 +496,38 @@ fn odd_data_dirs_restore_as_full_archives_would() {
         stderr(&o)
     );
 }
+
+/// A WAL file an incremental never appends to (below `wal/`, or named too
+/// long for a tail) is left out when it is the base's file, byte for
+/// byte, and carried whole when it changed (it was carried in every
+/// incremental, changed or not).
+#[test]
+fn wal_files_never_appended_to_are_carried_only_when_they_change() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    fs::create_dir_all(data.join("wal/sub")).unwrap();
+    fs::write(data.join("wal/sub/x.wal"), b"nested wal bytes").unwrap();
+    let long = format!("wal/{}.wal", "7".repeat(250));
+    fs::write(data.join(&long), b"long-named wal bytes").unwrap();
+    let a0 = t.path().join("a0.tar.zst");
+    create(&data, &a0);
+    let carried = |a: &Path| -> Vec<String> {
+        let o = run(&["list", p(a), "--json"]);
+        expect_code(&o, 0);
+        json(&o)["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["carried"] == true && e["type"] == "file")
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a1 = t.path().join("a1.tar.zst");
+    expect_code(&create_on(&data, &a1, &a0), 0);
+    assert_eq!(carried(&a1), Vec::<String>::new(), "nothing changed");
+    fs::write(data.join("wal/sub/x.wal"), b"nested wal bytes, more").unwrap();
+    let a2 = t.path().join("a2.tar.zst");
+    expect_code(&create_on(&data, &a2, &a1), 0);
+    assert_eq!(carried(&a2), ["wal/sub/x.wal"]);
+    assert_eq!(restored(&a2, &t.path().join("r")), tree_digest(&data));
+}
