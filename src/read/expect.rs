@@ -157,6 +157,9 @@ pub struct Rebuild {
     pub counted: Counted,
     /// Paths of an incremental archive (version 3) are allowed.
     pub incremental: bool,
+    /// Members handed on so far, shared with the index side (an INDEX
+    /// block lists only members before it).
+    pub members: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Rebuild {
@@ -168,6 +171,7 @@ impl Default for Rebuild {
             files_seen: 0,
             hasher: Sha256::new(),
             encoded: Vec::new(),
+            members: Default::default(),
             records: 0,
             counted: Counted::default(),
             incremental: false,
@@ -202,6 +206,8 @@ impl Rebuild {
 
 impl Expect for Rebuild {
     fn member(&mut self, m: &Seen<'_>) -> Result<Entry> {
+        self.members
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let shown = m.shown();
         let Ok(path) = std::str::from_utf8(m.path()) else {
             return Err(Error::hostile(shown, "path is not valid UTF-8"));

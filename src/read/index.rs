@@ -50,6 +50,9 @@ pub struct IndexSide<'a> {
     pub nsec: Option<bool>,
     /// `nsec` is TAIL's word, not the first record's.
     nsec_from_tail: bool,
+    /// In one pass: the members read so far (a block lists only members
+    /// before it, so never more records than that).
+    members: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// Checks the records themselves (when they are listed rather than
     /// compared with the data): path rules, order, sizes.
     check: Option<Checked>,
@@ -104,6 +107,13 @@ impl<'a> IndexSide<'a> {
         self
     }
 
+    /// Refuses a block that would make the records more than `members`,
+    /// the members read so far (one pass).
+    pub fn members_seen(mut self, members: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.members = Some(members);
+        self
+    }
+
     /// TAIL's flag against the records seen (one pass: TAIL comes last).
     pub fn check_nsec(&self, tail: &crate::format::v2::Tail) -> Result<()> {
         match self.nsec {
@@ -134,6 +144,7 @@ impl<'a> IndexSide<'a> {
             last_frame: 0,
             nsec: None,
             nsec_from_tail: false,
+            members: None,
             check: None,
             on_record: None,
         }
@@ -255,6 +266,15 @@ impl<'a> IndexSide<'a> {
         }
         if count != records {
             return Err(bad(format!("holds {count} records but declares {records}")));
+        }
+        if let Some(m) = &self.members {
+            let seen = m.load(std::sync::atomic::Ordering::Relaxed);
+            if self.records + count > seen {
+                return Err(bad(format!(
+                    "lists {} records in all, more than the {seen} members before it",
+                    self.records + count
+                )));
+            }
         }
         // Hashed as the records rebuilt from the tar members read: without
         // their nanoseconds (FORMAT.md A.4), which TABLE's digest of this

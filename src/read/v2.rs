@@ -33,7 +33,7 @@ pub(super) fn read<R: Read, S: Sink>(
             let mut rebuild = Rebuild::default();
             rebuild.incremental = head.is_incremental();
             let to_sink = &*sink;
-            let mut index = IndexSide::hashing();
+            let mut index = IndexSide::hashing().members_seen(rebuild.members.clone());
             if to_sink.wants_records() {
                 index = index.on_record(Box::new(move |rec| to_sink.record(rec)));
             }

@@ -42,10 +42,6 @@ struct NsecSpool {
     file: Option<std::io::BufWriter<File>>,
     count: u64,
     next_dir: usize,
-    /// Files handed to the sink so far: a record names one of them, so
-    /// the spool never holds more (an archive whose INDEX repeats
-    /// records cannot make it grow before the archive is refused).
-    files: u64,
 }
 
 impl StagingSink {
@@ -223,9 +219,6 @@ impl Sink for StagingSink {
         let Some(nsec) = rec.mtime_nsec.filter(|&n| n > 0) else {
             return Ok(());
         };
-        if spool.count >= spool.files {
-            return Err(out_of_place());
-        }
         // Beside the staging directory, on the filesystem the restore was
         // found to have room on (the path and 13 bytes per file).
         let parent = self.parent.clone();
@@ -249,7 +242,6 @@ impl Sink for StagingSink {
     }
 
     fn file(&self, entry: &Entry) -> Result<StagingFile> {
-        self.nsec.lock().unwrap_or_else(|e| e.into_inner()).files += 1;
         if crate::store::cleanup::stopping() {
             return Err(Error::Interrupted);
         }

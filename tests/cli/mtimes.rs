@@ -301,7 +301,8 @@ fn a_chain_restores_onto_a_filesystem_of_whole_seconds() {
 }
 
 /// An index that repeats records (with nanoseconds) is refused as the
-/// record that names no member comes, before anything grows with it.
+/// block that lists more records than the members before it comes, before
+/// anything grows with it.
 #[test]
 fn repeated_index_records_are_refused_as_they_come() {
     let t = tempfile::tempdir().unwrap();
@@ -323,7 +324,7 @@ fn repeated_index_records_are_refused_as_they_come() {
     let o = run(&["restore", p(&a), p(&t.path().join("r")), "-q"]);
     expect_code(&o, 1);
     assert!(
-        stderr(&o).contains("names no member before it"),
+        stderr(&o).contains("more than the 4 members before it"),
         "{}",
         stderr(&o)
     );
