@@ -234,6 +234,10 @@ impl<'a> IndexSide<'a> {
         let mut count = 0u64;
         while off < raw.len() {
             let (rec, len) = Record::decode(&raw[off..]).map_err(|e| bad(e.to_string()))?;
+            // Hashed as the records rebuilt from the tar members read:
+            // without their nanoseconds (FORMAT.md A.4), which TABLE's
+            // digest of this frame covers.
+            Record::hash_without_nsec(&raw[off..off + len], &mut self.content);
             off += len;
             match self.nsec {
                 Some(n) if self.nsec_from_tail => crate::format::v2::check_nsec(&rec, n)?,
@@ -275,13 +279,6 @@ impl<'a> IndexSide<'a> {
                     self.records + count
                 )));
             }
-        }
-        // Hashed as the records rebuilt from the tar members read: without
-        // their nanoseconds (FORMAT.md A.4), which TABLE's digest of this
-        // frame covers.
-        let mut off = 0usize;
-        while off < raw.len() {
-            off += Record::hash_without_nsec(&raw[off..], &mut self.content);
         }
         if let Some(f) = &mut self.on_record {
             let mut off = 0usize;
