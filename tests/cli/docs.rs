@@ -17,7 +17,7 @@
 //!
 //! Words after `tested` say what a block needs beyond a shell:
 //! - `s3`: an S3 server. The block runs against s3s-fs on loopback (found
-//!   as tests/cli/s3.rs finds it) with the bucket `backups` and the
+//!   as the S3 tests find and start it, tests/cli/s3/server.rs) with the bucket `backups` and the
 //!   standard environment set (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, keys,
 //!   `AWS_REGION`). Without s3s-fs the block is skipped with a visible
 //!   `skipped: ...` line, unless `SYDRA_ARCHIVE_REQUIRE_S3=1` (CI) makes
@@ -36,11 +36,10 @@
 //!   what the block proves is its own steps, not that SydraDB starts.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use crate::s3::server::{KEY_ID, SECRET, Server, s3s_fs};
 use crate::support::*;
 
 /// The languages of a fence that shows shell commands.
@@ -233,86 +232,16 @@ fn sydradb_stand_in(dir: &Path) -> PathBuf {
     bin
 }
 
-const S3_KEY_ID: &str = "sydra-docs-key";
-const S3_SECRET: &str = "sydra-docs-secret";
-
-/// s3s-fs serving the bucket `backups` from a temporary directory, as
-/// tests/cli/s3.rs starts it.
-struct S3 {
-    child: Child,
-    port: u16,
-    _root: tempfile::TempDir,
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl S3 {
-    /// Where s3s-fs is: `SYDRA_ARCHIVE_S3S_FS`, else on PATH or in cargo's bin.
-    fn exe() -> Option<PathBuf> {
-        if let Ok(p) = std::env::var("SYDRA_ARCHIVE_S3S_FS") {
-            return Some(PathBuf::from(p));
-        }
-        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
-        if let Some(home) = std::env::var_os("CARGO_HOME") {
-            dirs.push(PathBuf::from(home).join("bin"));
-        }
-        if let Some(home) = std::env::var_os("HOME") {
-            dirs.push(PathBuf::from(home).join(".cargo/bin"));
-        }
-        dirs.into_iter()
-            .map(|d| d.join("s3s-fs"))
-            .find(|p| p.is_file())
-    }
-
-    fn start(exe: &Path) -> S3 {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("backups")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(exe)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", S3_KEY_ID, "--secret-key", S3_SECRET])
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
-        let s3 = S3 {
-            child,
-            port,
-            _root: root,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s3
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", S3_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
-            ("AWS_REGION", "us-east-1".into()),
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ALLOW_HTTP", "true".into()),
-        ]
-    }
+/// The standard AWS environment for a block, pointing at `s3` (s3s-fs
+/// serving the bucket `backups`, started as the S3 tests start it).
+fn s3_env(s3: &Server) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", KEY_ID.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT_URL", s3.endpoint()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ]
 }
 
 /// Runs one tested block in a fresh directory; `Ok(Some(why))` when it
@@ -335,7 +264,7 @@ fn run_block(file: &Path, b: &Block) -> Result<Option<String>, String> {
     for need in b.needs() {
         match need.as_str() {
             "s3" => {
-                let Some(exe) = S3::exe() else {
+                let Some(exe) = s3s_fs() else {
                     if std::env::var_os("SYDRA_ARCHIVE_REQUIRE_S3").is_some() {
                         return Err(format!(
                             "{here}: s3s-fs is required (SYDRA_ARCHIVE_REQUIRE_S3) but not installed"
@@ -345,8 +274,8 @@ fn run_block(file: &Path, b: &Block) -> Result<Option<String>, String> {
                         "{here}: s3s-fs not found (set SYDRA_ARCHIVE_S3S_FS, or cargo install s3s-fs --version 0.14.1 --features binary; SYDRA_ARCHIVE_REQUIRE_S3=1 fails instead)"
                     )));
                 };
-                let s3 = S3::start(&exe);
-                env.extend(s3.env());
+                let s3 = Server::launch(&exe);
+                env.extend(s3_env(&s3));
                 _s3 = Some(s3);
             }
             "aws" if !on_path("aws", &caller_path) => {

@@ -19,5 +19,5 @@ mod downloads;
 mod objects;
 mod prefixes;
 mod proxies;
-mod server;
+pub(crate) mod server;
 mod uploads;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 pub(super) const BUCKET: &str = "backups";
-pub(super) const KEY_ID: &str = "sydra-test-key";
-pub(super) const SECRET: &str = "sydra-test-secret";
+pub(crate) const KEY_ID: &str = "sydra-test-key";
+pub(crate) const SECRET: &str = "sydra-test-secret";
 
 /// A running s3s-fs serving one bucket from a temporary directory.
-pub(super) struct Server {
+pub(crate) struct Server {
     pub(super) child: Child,
     pub(super) port: u16,
     pub(super) root: tempfile::TempDir,
@@ -27,7 +27,7 @@ impl Drop for Server {
     }
 }
 
-pub(super) fn s3s_fs() -> Option<PathBuf> {
+pub(crate) fn s3s_fs() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("SYDRA_ARCHIVE_S3S_FS") {
         return Some(PathBuf::from(p));
     }
@@ -58,6 +58,12 @@ impl Server {
             );
             return None;
         };
+        Some(Server::launch(&exe))
+    }
+
+    /// Starts s3s-fs at `exe` on a free loopback port, serving [`BUCKET`]
+    /// from a temporary directory, and waits until it listens.
+    pub(crate) fn launch(exe: &std::path::Path) -> Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -89,10 +95,10 @@ impl Server {
             assert!(Instant::now() < deadline, "s3s-fs did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(server)
+        server
     }
 
-    pub(super) fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
