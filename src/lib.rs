@@ -96,7 +96,7 @@ pub use shelf::{Shelf, ls};
 pub use store::cleanup::install_signal_handlers;
 pub use store::crypt::{Identities, Recipients, set_identities};
 pub use store::location::Location;
-pub use store::lock::{ShelfLock, lock_shelf};
+pub use store::lock::{ShelfLock, lock_for_create, lock_shelf};
 pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
 pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
 pub use sydradb::deep::Problem;

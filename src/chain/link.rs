@@ -31,6 +31,8 @@ pub struct Link {
     /// The archive is encrypted: `src` reads its plaintext, and its
     /// SHA-256 is the ciphertext's.
     pub encrypted: bool,
+    /// For an object: its remote, ETag and size when opened.
+    object: Option<(crate::store::s3::Remote, Option<String>, u64)>,
 }
 
 impl Link {
@@ -42,6 +44,7 @@ impl Link {
         let reader = open_link(loc)?;
         let recorded_sha256 = reader.recorded_sha256();
         let encrypted = reader.is_encrypted();
+        let object = reader.object_seen();
         // What `ls` and `prune` go by without the key, authenticated by
         // the age header's MAC once decrypted: it must say what HEAD says.
         let record = reader
@@ -100,6 +103,7 @@ impl Link {
             rows,
             recorded_sha256,
             encrypted,
+            object,
         })
     }
 
@@ -147,11 +151,21 @@ impl Link {
     /// its base is there.
     pub fn check_present(&self) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let Location::Local(p) = &self.loc else {
-            return Ok(());
+        let gone = match (&self.loc, &self.object) {
+            (Location::Local(p), _) => {
+                let now = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+                now.is_none() || now != self.src.file_id()
+            }
+            // An object: there, of the size and ETag first seen.
+            (Location::S3 { .. }, Some((remote, e_tag, size))) => match remote.head()? {
+                None => true,
+                Some((now_size, now_tag)) => {
+                    now_size != *size || (e_tag.is_some() && now_tag != *e_tag)
+                }
+            },
+            (Location::S3 { .. }, None) => false,
         };
-        let now = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-        if now.is_none() || now != self.src.file_id() {
+        if gone {
             return Err(Error::Refused(format!(
                 "the base {} was removed or replaced while the incremental was written; nothing was published",
                 self.loc

@@ -77,10 +77,10 @@ pub fn create_on(
     // Serialised with a prune of the base's directory, and of the one the
     // incremental goes to (see `store::lock`).
     let mut _locks = Vec::new();
-    if let Some(Location::Local(b)) = base {
-        _locks.extend(crate::store::lock::lock_beside(b)?);
-        if let Some(Location::Local(o)) = &out_loc {
-            _locks.extend(crate::store::lock::lock_beside(o)?);
+    if let Some(b) = base {
+        _locks.extend(crate::store::lock::lock_location(b)?);
+        if let Some(o) = &out_loc {
+            _locks.extend(crate::store::lock::lock_location(o)?);
         }
     }
     let links = match base {
@@ -153,6 +153,7 @@ pub fn create_on(
             let written = write_sealed(scan, state, file.writer(), path, opts, sealed);
             match written {
                 Ok((_, mut summary)) => {
+                    crate::sys::pause_point("publish");
                     if let Some(l) = links.as_ref().and_then(|l| l.last())
                         && let Err(e) = l.check_present()
                     {
@@ -186,6 +187,13 @@ pub fn create_on(
             let name = PathBuf::from(url.to_string());
             match write_sealed(scan, state, &mut upload, &name, opts, sealed) {
                 Ok((_, mut summary)) => {
+                    crate::sys::pause_point("publish");
+                    if let Some(l) = links.as_ref().and_then(|l| l.last())
+                        && let Err(e) = l.check_present()
+                    {
+                        let _ = upload.abort();
+                        return Err(e);
+                    }
                     let uploaded = upload.finish(&summary.sha256)?;
                     summary.warnings.extend(uploaded.warnings.iter().cloned());
                     summary.uploaded = Some(uploaded);

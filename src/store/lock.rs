@@ -9,15 +9,17 @@
 //! exclusive. The kernel releases it when its holder exits, however it
 //! exits, so a lock is never stale. A directory where the lock file
 //! cannot be made (read-only) is used unlocked: nothing can be deleted
-//! there by a prune of this user either. Object storage prefixes are not
-//! locked (see the README: run prune and creates on one prefix from one
-//! scheduler).
+//! there by a prune of this user either. An `s3://` prefix is locked by
+//! entries under it (see [`crate::store::s3::Lease`]), with the same
+//! sides: creates together, a prune alone.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::store::location::Location;
+use crate::store::s3::{Remote, Side, take_lease};
 use crate::sys;
 
 /// The lock file's name in a shelf directory.
@@ -25,8 +27,11 @@ pub const LOCK_NAME: &str = ".sydra-archive.lock";
 
 /// A held shelf lock; released when dropped.
 #[derive(Debug)]
-pub struct ShelfLock {
-    _file: File,
+pub enum ShelfLock {
+    /// A directory's `flock`.
+    Dir(File),
+    /// A prefix's lock entry.
+    Prefix(crate::store::s3::Lease),
 }
 
 /// Takes the lock of the directory `dir`, shared or `exclusive`, waiting
@@ -60,7 +65,7 @@ pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
         libc::LOCK_SH
     };
     sys::flock(&file, op).map_err(|e| Error::io("lock", &path, e))?;
-    Ok(Some(ShelfLock { _file: file }))
+    Ok(Some(ShelfLock::Dir(file)))
 }
 
 /// The lock of the directory holding the file `archive` (shared).
@@ -70,4 +75,39 @@ pub fn lock_beside(archive: &Path) -> Result<Option<ShelfLock>> {
         _ => Path::new("."),
     };
     lock_shelf(dir, false)
+}
+
+/// The lock of where `archive` is (its directory, or its object's
+/// prefix), for a create: shared.
+pub fn lock_location(archive: &Location) -> Result<Option<ShelfLock>> {
+    match archive {
+        Location::Local(p) => lock_beside(p),
+        Location::S3 { url, options } => {
+            let remote = Remote::connect(url, options)?;
+            Ok(Some(ShelfLock::Prefix(take_lease(
+                &remote,
+                true,
+                Side::Create,
+            )?)))
+        }
+    }
+}
+
+/// The lock of the prefix of `remote` for a deleting prune: exclusive.
+pub fn lock_prefix(remote: &Remote) -> Result<ShelfLock> {
+    Ok(ShelfLock::Prefix(take_lease(remote, false, Side::Prune)?))
+}
+
+/// The lock a create takes of the shelf it chooses its base from
+/// (`--incremental`): `arg` a directory or an `s3://` prefix.
+pub fn lock_for_create(arg: &str, opts: &crate::store::s3::S3Options) -> Result<Option<ShelfLock>> {
+    if crate::store::s3::S3Url::is_s3(arg) {
+        let remote = Remote::connect(&crate::store::s3::S3Url::parse(arg)?, opts)?;
+        return Ok(Some(ShelfLock::Prefix(take_lease(
+            &remote,
+            false,
+            Side::Create,
+        )?)));
+    }
+    lock_shelf(Path::new(arg), false)
 }

@@ -90,3 +90,138 @@ pub fn address_space_limit() -> Option<u64> {
     }
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
+
+/// What tells one running process from every other, as a process on the
+/// same machine can check it: the pid and its start time (so a reused
+/// pid is another process), and the machine (the boot and the pid
+/// namespace in which pids are compared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessStamp {
+    /// The host name (for people reading a lock).
+    pub host: String,
+    /// The boot id and pid namespace: pids compare only where this is equal.
+    pub machine: String,
+    /// The pid.
+    pub pid: u32,
+    /// Its start time, in clock ticks after boot (`/proc/PID/stat`).
+    pub start: u64,
+}
+
+/// This process's [`ProcessStamp`]; `machine` is empty where `/proc` does
+/// not say it (then no other process takes this one for dead by its pid).
+pub fn this_process() -> ProcessStamp {
+    let pid = std::process::id();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let machine = if boot.trim().is_empty() || ns.is_empty() {
+        String::new()
+    } else {
+        format!("{}/{ns}", boot.trim())
+    };
+    ProcessStamp {
+        host: host_name(),
+        machine,
+        pid,
+        start: start_ticks(pid).unwrap_or(0),
+    }
+}
+
+/// The host name, or an empty string.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: a valid buffer and its length.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after the last `)`, at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl ProcessStamp {
+    /// Whether the process this stamp names is known to be gone: it was
+    /// of this machine (same boot and pid namespace), and no process of
+    /// that pid and start time runs. False whenever that cannot be told.
+    pub fn is_gone(&self) -> bool {
+        let here = this_process();
+        if self.machine.is_empty() || self.machine != here.machine || self.start == 0 {
+            return false;
+        }
+        start_ticks(self.pid) != Some(self.start)
+    }
+}
+
+/// In debug builds (the tests'), with `SYDRA_ARCHIVE_TEST_PAUSE=NAME:PATH`
+/// in the environment, at the point called `name`: makes the file PATH
+/// and waits until it is removed, so a test can act at that point of a
+/// run (remove a base just before an incremental is published; see that
+/// a run waits for a lock). Nothing otherwise.
+pub fn pause_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(v) = std::env::var_os("SYDRA_ARCHIVE_TEST_PAUSE") {
+        use std::os::unix::ffi::OsStrExt;
+        let v = v.as_bytes();
+        let Some(at) = v.iter().position(|&b| b == b':') else {
+            return;
+        };
+        if &v[..at] != name.as_bytes() {
+            return;
+        }
+        let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&v[at + 1..]));
+        if std::fs::write(&p, b"paused\n").is_ok() {
+            while p.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_finished_child_is_gone() {
+        let me = this_process();
+        assert!(me.start > 0, "{me:?}");
+        assert!(!me.is_gone());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = start_ticks(pid);
+        child.wait().unwrap();
+        let gone = ProcessStamp {
+            pid,
+            start: start.unwrap_or(1),
+            ..me.clone()
+        };
+        assert!(gone.is_gone());
+        // Another start time under a live pid: the pid was reused.
+        assert!(
+            ProcessStamp {
+                start: me.start + 1,
+                ..me.clone()
+            }
+            .is_gone()
+        );
+        // Another machine's process is never taken for gone by its pid.
+        assert!(
+            !ProcessStamp {
+                machine: "elsewhere".into(),
+                ..gone
+            }
+            .is_gone()
+        );
+    }
+}

@@ -80,6 +80,20 @@ impl ArchiveReader {
         &self.name
     }
 
+    /// For an object: its remote, ETag and size as first seen (what
+    /// tells later that it is still the object read).
+    pub fn object_seen(&self) -> Option<(Remote, Option<String>, u64)> {
+        match &self.inner {
+            Inner::Object {
+                remote,
+                size,
+                e_tag,
+                ..
+            } => Some(((**remote).clone(), e_tag.clone(), *size)),
+            _ => None,
+        }
+    }
+
     /// Whether the archive is encrypted (an age file).
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()

@@ -25,6 +25,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 use crate::error::{Error, Result};
 
 mod download;
+mod lease;
 mod list;
 mod parts;
 mod upload;
@@ -32,6 +33,7 @@ mod url;
 
 use download::probe_path;
 pub use download::{ObjectReader, Probe, RangedReader};
+pub use lease::{Lease, Side, take as take_lease};
 pub use list::{Listed, Listing, delete, ls};
 pub use parts::PartPlan;
 pub use upload::{Upload, Uploaded};
@@ -255,6 +257,16 @@ impl Remote {
             Ok(_) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(remote_error("check", url, e)),
+        }
+    }
+
+    /// The object's size and ETag now; `None` when there is no object.
+    pub fn head(&self) -> Result<Option<(u64, Option<String>)>> {
+        let path = self.url.object()?;
+        match runtime()?.block_on(self.store.head(&path)) {
+            Ok(m) => Ok(Some((m.size, m.e_tag))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote_error("check", &self.url, e)),
         }
     }
 

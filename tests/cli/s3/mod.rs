@@ -16,6 +16,7 @@
 
 mod bulk;
 mod downloads;
+mod locks;
 mod objects;
 mod prefixes;
 mod proxies;

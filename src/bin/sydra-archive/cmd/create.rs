@@ -96,9 +96,7 @@ fn create_run(
             }
             // Held from the choice of the base to the publication: a
             // prune of this directory waits (see `store::lock`).
-            if !shelf.starts_with(sydra_archive::S3_SCHEME) {
-                _shelf_lock = sydra_archive::lock_shelf(Path::new(shelf.as_ref()), false)?;
-            }
+            _shelf_lock = sydra_archive::lock_for_create(&shelf, &s3_options(&a.s3))?;
             let (base, note) = sydra_archive::choose_base(&shelf, &s3_options(&a.s3), a.max_chain)?;
             if let Some(note) = note
                 && !a.quiet

@@ -1,0 +1,282 @@
+//! The shelf lock of an `s3://` prefix: `prune --yes` and the creates
+//! that read a base there (or write an incremental there) do not run at
+//! once, as `flock` keeps them apart in a directory (see
+//! [`crate::store::lock`]).
+//!
+//! Object storage has no locks, so each holder *announces* itself with
+//! an object of its own under `PREFIX.sydra-archive.lock/`, then *looks*
+//! (a listing) for holders of the other kind: `create-*` entries keep a
+//! prune out, `prune-*` entries keep a create out. A run that finds one
+//! alive removes its own entry and tries again after a while. With a
+//! store whose listings show every completed PUT (strong read-after-write
+//! consistency: AWS S3 since 2020, MinIO, Ceph RGW, s3s-fs) two runs
+//! cannot both miss each other: whichever lists second sees the first's
+//! entry. No conditional write is needed, so this works on stores
+//! without `If-None-Match`.
+//!
+//! An entry is renewed (rewritten) every quarter of the lease while its
+//! run lasts and removed when it ends (or on SIGINT/SIGTERM). An entry
+//! is stale, and removed by whoever finds it, when its process is known
+//! to be gone (same machine: boot and pid namespace, and no process of
+//! its pid and start time), or when it was not renewed for a whole lease
+//! by the store's clock (its last modification a lease older than the
+//! entry the finder just wrote: no clocks of two machines are compared).
+//! A run that is alive but could not renew for a lease may lose its
+//! entry; a create then still refuses to publish an incremental whose
+//! base is gone (it re-checks its base before it completes the upload).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::store::cleanup::Pending;
+use crate::sys::ProcessStamp;
+
+use super::{Remote, S3Url, remote_error, runtime};
+
+/// The "directory" of lock entries under a prefix.
+pub const LOCK_DIR: &str = ".sydra-archive.lock";
+
+/// How long an entry not renewed stays valid.
+const LEASE: Duration = Duration::from_secs(120);
+
+/// [`LEASE`]; in debug builds (the tests'), the value in milliseconds of
+/// `SYDRA_ARCHIVE_TEST_LOCK_LEASE_MS` when set.
+fn lease() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("SYDRA_ARCHIVE_TEST_LOCK_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n >= 1)
+    {
+        return Duration::from_millis(ms);
+    }
+    LEASE
+}
+
+/// Which side of the lock a run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A create on a base, or writing an incremental (many at once).
+    Create,
+    /// A deleting prune (keeps creates out, and they it).
+    Prune,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Create => "create",
+            Side::Prune => "prune",
+        }
+    }
+    fn other(self) -> Side {
+        match self {
+            Side::Create => Side::Prune,
+            Side::Prune => Side::Create,
+        }
+    }
+}
+
+/// What an entry says of its holder.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Body {
+    side: String,
+    host: String,
+    machine: String,
+    pid: u32,
+    start: u64,
+}
+
+impl Body {
+    fn stamp(&self) -> ProcessStamp {
+        ProcessStamp {
+            host: self.host.clone(),
+            machine: self.machine.clone(),
+            pid: self.pid,
+            start: self.start,
+        }
+    }
+}
+
+/// A held lock of a prefix: its entry is renewed until dropped, then
+/// removed.
+pub struct Lease {
+    stop: Option<mpsc::Sender<()>>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+    remote: Remote,
+    path: ObjPath,
+    pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lease({})", self.path)
+    }
+}
+
+/// The lock entries' prefix beside the key or under the prefix of `url`:
+/// `p/` for `s3://b/p/x.tar.zst` (an object) or `s3://b/p/` (a prefix).
+fn lock_dir(url: &S3Url, is_object: bool) -> String {
+    let key = if is_object {
+        url.key.rsplit_once('/').map_or("", |(d, _)| d)
+    } else {
+        url.key.trim_end_matches('/')
+    };
+    if key.is_empty() {
+        LOCK_DIR.to_string()
+    } else {
+        format!("{key}/{LOCK_DIR}")
+    }
+}
+
+/// Takes the `side` lock of the prefix of `remote` (beside its object
+/// when `is_object`), waiting while a run of the other side holds it.
+pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Lease> {
+    let dir = lock_dir(remote.url(), is_object);
+    let me = crate::sys::this_process();
+    let body = serde_json::to_vec(&Body {
+        side: side.name().to_string(),
+        host: me.host,
+        machine: me.machine,
+        pid: me.pid,
+        start: me.start,
+    })
+    .expect("a lock entry serialises");
+    let key = format!(
+        "{dir}/{}-{}",
+        side.name(),
+        crate::store::publish::unique_suffix()
+    );
+    let url = remote.url().with_key(&key);
+    let path = ObjPath::parse(&key)
+        .map_err(|e| Error::Refused(format!("{url} is not a usable object key: {e}")))?;
+    let rt = runtime()?;
+    let store = remote.store.clone();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        if crate::store::cleanup::stopping() {
+            return Err(Error::Interrupted);
+        }
+        rt.block_on(store.put(&path, PutPayload::from(body.clone())))
+            .map_err(|e| remote_error("write the lock entry", &url, e))?;
+        let entries: Vec<ObjectMeta> = rt
+            .block_on(store.list(Some(&ObjPath::from(dir.as_str()))).try_collect())
+            .map_err(|e| remote_error("list the locks of", &url, e))?;
+        let now = entries
+            .iter()
+            .find(|m| m.location == path)
+            .map(|m| m.last_modified);
+        let mut held = false;
+        for m in &entries {
+            let name = m.location.filename().unwrap_or_default();
+            if !name.starts_with(&format!("{}-", side.other().name())) {
+                continue;
+            }
+            let body: Option<Body> = rt
+                .block_on(async { store.get(&m.location).await?.bytes().await })
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let expired = now.is_some_and(|now| {
+                now.signed_duration_since(m.last_modified)
+                    .to_std()
+                    .is_ok_and(|age| age > lease())
+            });
+            if expired || body.is_some_and(|b| b.stamp().is_gone()) {
+                // Stale: its run is gone. Removing it is safe even if
+                // another run removed it first.
+                let _ = rt.block_on(store.delete(&m.location));
+                continue;
+            }
+            held = true;
+        }
+        if !held {
+            break;
+        }
+        let _ = rt.block_on(store.delete(&path));
+        crate::sys::pause_point("lock-wait");
+        std::thread::sleep(jitter(wait));
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    // Renewed every quarter lease; removed on SIGINT/SIGTERM.
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (r_store, r_path) = (store.clone(), path.clone());
+    let renewer = std::thread::Builder::new()
+        .name("s3-lock".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease() / 4) {
+                let _ = rt.block_on(r_store.put(&r_path, PutPayload::from(body.clone())));
+            }
+        })
+        .map_err(|e| Error::io("start", "the lock renewer", e))?;
+    let (s_store, s_path) = (store.clone(), path.clone());
+    let handle = rt.handle().clone();
+    let pending = Pending::register(format!("the lock entry {url}"), move || {
+        let del =
+            async { tokio::time::timeout(Duration::from_secs(5), s_store.delete(&s_path)).await };
+        let _ = handle.block_on(del);
+        Ok(())
+    });
+    Ok(Lease {
+        stop: Some(stop),
+        renewer: Some(renewer),
+        remote: remote.clone(),
+        path,
+        pending: Some(pending),
+    })
+}
+
+/// `d` stretched by a random part of itself, so runs that back off
+/// together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + d.mul_f64(f64::from(nanos % 1000) / 1000.0)
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(r) = self.renewer.take() {
+            let _ = r.join();
+        }
+        if let Ok(rt) = runtime() {
+            let _ = rt.block_on(self.remote.store.delete(&self.path));
+        }
+        if let Some(p) = self.pending.take() {
+            p.forget();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_entries_sit_beside_the_object_or_under_the_prefix() {
+        let u = |s: &str| S3Url::parse(s).unwrap();
+        assert_eq!(
+            lock_dir(&u("s3://b/p/x.tar.zst"), true),
+            "p/.sydra-archive.lock"
+        );
+        assert_eq!(
+            lock_dir(&u("s3://b/x.tar.zst"), true),
+            ".sydra-archive.lock"
+        );
+        assert_eq!(
+            lock_dir(&u("s3://b/p/q/"), false),
+            "p/q/.sydra-archive.lock"
+        );
+        assert_eq!(lock_dir(&u("s3://b/p/q"), false), "p/q/.sydra-archive.lock");
+        assert_eq!(lock_dir(&u("s3://b"), false), ".sydra-archive.lock");
+        assert_eq!(Side::Create.other(), Side::Prune);
+        assert!(jitter(Duration::from_secs(1)) >= Duration::from_secs(1));
+    }
+}
