@@ -56,6 +56,7 @@ mod chain;
 mod error;
 mod extract;
 mod format;
+mod merge;
 mod metrics;
 mod ops;
 mod progress;
@@ -78,9 +79,11 @@ pub use format::head::{Entry, EntryKind, Head};
 pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
+pub use merge::MergeCounts;
 pub use metrics::{Metrics, Outcome};
 pub use ops::create::{Output, create, create_on};
 pub use ops::extract::{ExtractOptions, extract};
+pub use ops::merge::{MergeSummary, merge};
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{
@@ -130,6 +133,10 @@ mod architecture {
             &["error", "sys", "format", "store", "read", "chain"],
         ),
         (
+            "merge",
+            &["error", "format", "store", "read", "chain", "write"],
+        ),
+        (
             "restore",
             &[
                 "error", "sys", "progress", "format", "store", "read", "write", "chain",
@@ -139,7 +146,7 @@ mod architecture {
             "ops",
             &[
                 "error", "sys", "progress", "format", "store", "read", "sydradb", "write", "chain",
-                "shelf", "metrics", "extract", "restore",
+                "shelf", "metrics", "extract", "restore", "merge",
             ],
         ),
     ];

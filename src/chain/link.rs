@@ -31,6 +31,8 @@ pub struct Link {
     /// The archive is encrypted: `src` reads its plaintext, and its
     /// SHA-256 is the ciphertext's.
     pub encrypted: bool,
+    /// Archive offset of the first frame after HEAD (DATA starts here).
+    pub data_at: u64,
     /// For an object: its remote, ETag and size when opened.
     object: Option<(crate::store::s3::Remote, Option<String>, u64)>,
 }
@@ -103,6 +105,7 @@ impl Link {
             rows,
             recorded_sha256,
             encrypted,
+            data_at: 16 + len,
             object,
         })
     }

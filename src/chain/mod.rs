@@ -36,6 +36,7 @@ pub use content::write_content;
 pub use find::{chain_of, open_chain};
 pub use link::{Link, Trust};
 pub use model::{apply_level, state};
+pub use records::Records;
 
 /// The stack a thread that runs the model over a whole chain needs: the
 /// tree is merged level by level, one nested iterator per archive, and a

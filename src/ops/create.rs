@@ -1,43 +1,17 @@
 //! `create`: scan a data dir and write its archive to a file (published
 //! atomically), stdout or an object.
 
-use std::fs::File;
-use std::io::{self, IsTerminal};
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::chain::{self, Link, open_chain};
 use crate::error::{Error, Result};
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
-use crate::store::publish::AtomicFile;
-use crate::store::s3::{Remote, S3Options, S3Url, Upload};
 use crate::sydradb::scan::{Scan, scan};
-use crate::write::{BaseState, CreateOptions, CreateSummary, write_sealed};
 
-/// Where an archive goes.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// Standard output (refused when it is a terminal).
-    Stdout,
-    /// A file, published atomically; an existing one is replaced only with `force`.
-    File {
-        /// Target path.
-        path: PathBuf,
-        /// Replace an existing target.
-        force: bool,
-    },
-    /// An object, uploaded in parts and completed only once whole; an
-    /// existing one is replaced only with `force`.
-    S3 {
-        /// Target object.
-        url: S3Url,
-        /// Endpoint and region overrides.
-        options: S3Options,
-        /// Replace an existing object.
-        force: bool,
-    },
-}
+pub use super::output::Output;
+use super::output::{Target, same_archive};
+use crate::write::{BaseState, CreateOptions, CreateSummary, write_sealed};
 
 /// Scans `data_dir` and writes its archive to `output`.
 pub fn create(data_dir: &Path, output: &Output, opts: &CreateOptions) -> Result<CreateSummary> {
@@ -59,14 +33,7 @@ pub fn create_on(
     output: &Output,
     opts: &CreateOptions,
 ) -> Result<CreateSummary> {
-    let out_loc = match output {
-        Output::Stdout => None,
-        Output::File { path, .. } => Some(Location::Local(path.clone())),
-        Output::S3 { url, options, .. } => Some(Location::S3 {
-            url: url.clone(),
-            options: options.clone(),
-        }),
-    };
+    let out_loc = output.location();
     if let (Some(b), Some(o)) = (base, &out_loc)
         && same_archive(b, o)
     {
@@ -107,106 +74,39 @@ pub fn create_on(
             l.loc
         )));
     }
-    match output {
-        Output::Stdout => {
-            let stdout = io::stdout();
-            if stdout.is_terminal() {
-                return Err(Error::Refused(
-                    "refusing to write an archive to a terminal; use -o FILE or redirect stdout"
-                        .into(),
-                ));
-            }
-            // Nothing goes out before the chain is known to be good: the
-            // model runs over it once first (a file or an object is
-            // simply not published when it refuses midway).
-            if let Some(links) = &links {
-                for e in chain::state(links)? {
-                    e?;
-                }
-            }
-            let scan = scan(data_dir)?;
-            let _lock = stdout.lock();
-            // A duplicate of fd 1, for unbuffered writes of large chunks;
-            // closing it leaves stdout open.
-            let fd = stdout
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| Error::io("write", "-", e))?;
-            let (_, summary) = write_sealed(
-                scan,
-                base_state(&links, out_loc.as_ref())?,
-                File::from(fd),
-                Path::new("-"),
-                opts,
-                sealed,
-            )?;
-            Ok(summary)
-        }
-        Output::File { path, force } => {
-            // Refuse an existing target before doing any work.
-            check_out_path(path)?;
-            crate::store::publish::check_target(path, *force)?;
-            let inside = inside_data_dir(data_dir, path)?;
-            let state = base_state(&links, out_loc.as_ref())?;
-            let scan = scan(data_dir)?;
-            let (mut file, removed) = AtomicFile::create(path, *force)?;
-            let written = write_sealed(scan, state, file.writer(), path, opts, sealed);
-            match written {
-                Ok((_, mut summary)) => {
-                    crate::sys::pause_point("publish");
-                    if let Some(l) = links.as_ref().and_then(|l| l.last())
-                        && let Err(e) = l.check_present()
-                    {
-                        let _ = file.abort();
-                        return Err(e);
-                    }
-                    file.commit()?;
-                    summary.removed_stale = removed;
-                    summary.warnings.extend(inside);
-                    Ok(summary)
-                }
-                Err(e) => {
-                    // The archive error matters more than a failed cleanup.
-                    let _ = file.abort();
-                    Err(e)
-                }
-            }
-        }
-        Output::S3 {
-            url,
-            options,
-            force,
-        } => {
-            // Refuse an existing object, and find out that the bucket is
-            // reachable with these credentials, before doing any work.
-            let remote = Remote::connect(url, options)?;
-            remote.check_target(*force)?;
-            let state = base_state(&links, out_loc.as_ref())?;
-            let scan = scan(data_dir)?;
-            let mut upload = Upload::start(&remote, estimate(&scan)?)?;
-            let name = PathBuf::from(url.to_string());
-            match write_sealed(scan, state, &mut upload, &name, opts, sealed) {
-                Ok((_, mut summary)) => {
-                    crate::sys::pause_point("publish");
-                    if let Some(l) = links.as_ref().and_then(|l| l.last())
-                        && let Err(e) = l.check_present()
-                    {
-                        let _ = upload.abort();
-                        return Err(e);
-                    }
-                    let uploaded = upload.finish(&summary.sha256)?;
-                    summary.warnings.extend(uploaded.warnings.iter().cloned());
-                    summary.uploaded = Some(uploaded);
-                    Ok(summary)
-                }
-                Err(e) => {
-                    // The archive error matters more than a failed abort.
-                    let _ = upload.abort();
-                    Err(e)
-                }
-            }
+    let target = Target::check(output)?;
+    // Nothing goes to stdout before the chain is known to be good: the
+    // model runs over it once first (a file or an object is simply not
+    // published when it refuses midway).
+    if let (Output::Stdout, Some(links)) = (output, &links) {
+        for e in chain::state(links)? {
+            e?;
         }
     }
+    let inside = match output {
+        Output::File { path, .. } => inside_data_dir(data_dir, path)?,
+        _ => None,
+    };
+    let state = base_state(&links, out_loc.as_ref())?;
+    let scan = scan(data_dir)?;
+    let estimate = if target.needs_estimate() {
+        estimate(&scan)?
+    } else {
+        0
+    };
+    let mut summary = target.write(
+        estimate,
+        |w, name| write_sealed(scan, state, w, name, opts, sealed).map(|(_, s)| s),
+        || {
+            crate::sys::pause_point("publish");
+            match links.as_ref().and_then(|l| l.last()) {
+                Some(l) => l.check_present(),
+                None => Ok(()),
+            }
+        },
+    )?;
+    summary.warnings.extend(inside);
+    Ok(summary)
 }
 
 /// Refuses an output inside the data dir's layout (`wal/`, `segments/`,
@@ -248,36 +148,6 @@ fn inside_data_dir(data_dir: &Path, out: &Path) -> Result<Option<String>> {
     }))
 }
 
-/// Refuses an `OUT` that cannot be written before any work is done: one
-/// that ends in `/`, or whose directory does not exist.
-fn check_out_path(out: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    if out.as_os_str().as_bytes().ends_with(b"/") {
-        return Err(Error::Refused(format!(
-            "{} ends in `/`: -o names the archive file, not a directory",
-            out.display()
-        )));
-    }
-    // A directory named without its `/`: say how to write into it.
-    if std::fs::metadata(out).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::Refused(format!(
-            "{} is a directory; to put a timestamped archive in it, write {}/",
-            out.display(),
-            out.display()
-        )));
-    }
-    let (dir, _) = crate::store::publish::split(out)?;
-    match std::fs::metadata(&dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::Refused(format!(
-            "{} is not a directory; cannot write {} into it",
-            dir.display(),
-            out.display()
-        ))),
-        Err(e) => Err(Error::io("find the directory of", out, e)),
-    }
-}
-
 /// An upper estimate of the archive size of `scan`: the data, tar's header
 /// and padding and the index per file (a walk of the data dir, without
 /// reading a file).
@@ -297,20 +167,4 @@ fn base_state<'l>(
         base: chain::base_ref(links, out_loc)?,
         entries: chain::state(links)?,
     }))
-}
-
-/// Whether two locations name the same archive (the same file, by device
-/// and inode, or the same object).
-fn same_archive(a: &Location, b: &Location) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (a, b) {
-        (Location::Local(x), Location::Local(y)) => {
-            match (std::fs::metadata(x), std::fs::metadata(y)) {
-                (Ok(m), Ok(n)) => (m.dev(), m.ino()) == (n.dev(), n.ino()),
-                _ => false,
-            }
-        }
-        (Location::S3 { url: x, .. }, Location::S3 { url: y, .. }) => x == y,
-        _ => false,
-    }
 }

@@ -23,19 +23,36 @@ pub fn write_sealed<W: std::io::Write + Send>(
     opts: &CreateOptions,
     sealed: Option<&Recipients>,
 ) -> Result<(W, CreateSummary)> {
+    let base = state.as_ref().map(|s| s.base.clone());
+    seal_with(out, name, sealed, base, |w| {
+        write_archive_on(scan, state, w, name, opts).map(|(_, s)| s)
+    })
+}
+
+/// The archive `write` writes to the writer it is given, written to
+/// `out` as it is, or with `sealed` as an age stream (its chain record
+/// naming `base`): the summary's size and SHA-256 are then the
+/// ciphertext's. The age stream is finished explicitly, and only once
+/// `write` returned `Ok`.
+pub fn seal_with<W: std::io::Write + Send>(
+    mut out: W,
+    name: &Path,
+    sealed: Option<&Recipients>,
+    base: Option<crate::format::incremental::BaseRef>,
+    write: impl FnOnce(&mut (dyn std::io::Write + Send)) -> Result<CreateSummary>,
+) -> Result<(W, CreateSummary)> {
     use sha2::Digest;
     use std::io::Write;
     let Some(r) = sealed else {
-        return write_archive_on(scan, state, out, name, opts);
+        let s = write(&mut out)?;
+        return Ok((out, s));
     };
     let stored = Stored {
         inner: out,
         count: 0,
         hasher: sha2::Sha256::new(),
     };
-    let record = crate::store::crypt::ChainRecord {
-        base: state.as_ref().map(|s| s.base.clone()),
-    };
+    let record = crate::store::crypt::ChainRecord { base };
     let mut enc = r.encrypt(stored, &record)?;
     // Encryption, the ciphertext's hash and the output run on a thread of
     // their own, fed 1 MiB at a time: they overlap the compression.
@@ -63,16 +80,17 @@ pub fn write_sealed<W: std::io::Write + Send>(
                 .map(Some)
                 .map_err(|e| from_io(e, "write", name))
         });
-        let pipe = Chunks {
+        let mut pipe = Chunks {
             tx: Some(tx),
             buf: Vec::with_capacity(CHUNK),
         };
-        let written = write_archive_on(scan, state, pipe, name, opts).and_then(|(mut pipe, s)| {
+        let written = write(&mut pipe).and_then(|s| {
             pipe.send()
                 .and_then(|()| pipe.end())
                 .map_err(|e| from_io(e, "write", name))?;
             Ok(s)
         });
+        drop(pipe);
         // The sealer's own error (a full disk, a failed upload) says more
         // than the closed channel the writer saw.
         let sealed = sealer

@@ -183,6 +183,28 @@ impl<'a, W: Write> Frames<'a, W> {
         self.write_ready()
     }
 
+    /// Ends the frame being filled and adds `frame`, a whole zstd frame
+    /// compressed elsewhere (copied from another archive), as the next
+    /// frame, in order with the ones in flight.
+    pub(super) fn raw(&mut self, frame: Vec<u8>) -> io::Result<()> {
+        self.cut()?;
+        while self.seq - self.next_out >= self.max_in_flight {
+            self.wait_one()?;
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        self.arrived.insert(
+            seq,
+            Done {
+                seq,
+                input: Vec::new(),
+                output: frame,
+                result: Ok(()),
+            },
+        );
+        self.write_ready()
+    }
+
     /// Writes every frame that is done and next in order.
     fn write_ready(&mut self) -> io::Result<()> {
         while let Ok(d) = self.done.try_recv() {

@@ -111,15 +111,30 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
         }
     }
 
-    fn tar(&mut self, data: &[u8]) -> Result<()> {
+    pub(super) fn tar(&mut self, data: &[u8]) -> Result<()> {
         self.frames
             .write_tar(data)
             .map_err(|err| self.on_error.wrap(err))?;
         self.settle_index()
     }
 
+    /// Ends the frame being filled and adds `frame`, compressed
+    /// elsewhere, as the next one.
+    pub(super) fn raw_frame(&mut self, frame: Vec<u8>) -> Result<()> {
+        self.frames
+            .raw(frame)
+            .map_err(|err| self.on_error.wrap(err))?;
+        self.settle_index()
+    }
+
+    /// Ends the frame being filled.
+    pub(super) fn cut(&mut self) -> Result<()> {
+        self.frames.cut().map_err(|err| self.on_error.wrap(err))?;
+        self.settle_index()
+    }
+
     /// Completes the index records whose frames are out.
-    fn settle_index(&mut self) -> Result<()> {
+    pub(super) fn settle_index(&mut self) -> Result<()> {
         let written = self.frames.take_written();
         if !written.is_empty() {
             self.index.written(written);
@@ -131,7 +146,7 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
 
     /// Starts member `e`: a new frame if it does not fit the room left,
     /// its header block(s), its index record.
-    fn begin(&mut self, e: &Entry) -> Result<()> {
+    pub(super) fn begin(&mut self, e: &Entry) -> Result<()> {
         let (long, header) = tar_header(e);
         let len = long.len() as u64 + 512 + e.size.next_multiple_of(512);
         if !self.frames.is_fresh() && len > self.frames.room() as u64 {

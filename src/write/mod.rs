@@ -22,6 +22,7 @@ mod hash;
 mod index;
 mod members;
 mod source;
+mod splice;
 mod synthetic;
 mod walk;
 
@@ -40,11 +41,12 @@ use crate::sydradb::source::Tree;
 pub use delta::BaseState;
 pub(crate) use delta::hash_range;
 use delta::{Delta, Seen, WalDecision};
-pub use encrypt::write_sealed;
+pub use encrypt::{seal_with, write_sealed};
 use end::seal;
 use frames::Frames;
 use hash::HashWriter;
 use members::{Members, Source};
+pub use splice::{Splice, write_spliced};
 pub use synthetic::write_synthetic;
 use walk::write_walk;
 

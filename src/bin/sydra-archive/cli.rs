@@ -78,6 +78,21 @@ pub enum Command {
         "Exit codes: 0 restored, 1 archive failed verification, 2 any other failure."
     ))]
     Restore(RestoreArgs),
+    /// Write the full archive of an incremental's chain, from the chain alone.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive merge /backup/sydradb/newest.tar.zst -o /backup/sydradb/\n",
+        "  sydra-archive merge s3://bucket/db/newest.tar.zst -o s3://bucket/db/merged.tar.zst\n\n",
+        "The tree ARCHIVE's chain describes (what restore of ARCHIVE would restore)\n",
+        "written as one full archive, without the data dir: data frames of the full\n",
+        "archive that the tree keeps whole are copied as they are; only what the\n",
+        "incrementals changed is compressed again. Every archive of the chain is\n",
+        "checked against the SHA-256 the one above it recorded first. The output is\n",
+        "published like create's (atomically; an upload completed only once whole).\n\n",
+        "Exit codes: 0 written, 1 an archive of the chain failed verification, 2 any\n",
+        "other failure."
+    ))]
+    Merge(MergeArgs),
     /// Extract some files of an archive, reading only what holds them.
     #[command(after_help = concat!(
         "Examples:\n",
@@ -238,6 +253,69 @@ pub struct CreateArgs {
     /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The newest archive of the chain (an incremental; a path or s3://).
+    pub archive: PathBuf,
+    /// Output archive path, - for stdout, or s3://bucket/key; ending in /
+    /// (a directory or an s3:// prefix), named there
+    /// sydradb-<UTC time>.tar.zst.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
+    /// zstd compression level of what is compressed again.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub level: i32,
+    /// Compression threads; 0 means one per core.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub threads: u32,
+    /// Tar bytes per new DATA frame, in KiB (for measurements).
+    #[arg(long, hide = true, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(4..=65536))]
+    pub frame_kib: u32,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Encrypt the merged archive to this age recipient or SSH public key
+    /// (repeatable; an encrypted chain's merge must be encrypted).
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        value_name = "RECIPIENT",
+        help_heading = "Encryption"
+    )]
+    pub recipients: Vec<String>,
+    /// Encrypt the merged archive to every recipient listed in FILE.
+    #[arg(
+        long = "recipients-file",
+        short = 'R',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub recipients_files: Vec<PathBuf>,
+    /// Encrypt the merged archive with the passphrase on FILE's first
+    /// line; also decrypts the chain's archives encrypted with it.
+    #[arg(long, value_name = "FILE", help_heading = "Encryption")]
+    pub passphrase_file: Option<PathBuf>,
+    /// An identity that decrypts the chain's encrypted archives
+    /// (repeatable; else SYDRA_ARCHIVE_IDENTITY_FILE).
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub identities: Vec<PathBuf>,
+    /// Print one JSON object with the result (on stderr when OUT is -).
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }

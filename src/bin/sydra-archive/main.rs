@@ -45,6 +45,7 @@ fn run(command: Command, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => cmd::verify::verify(a, std_closed),
         Command::List(a) => cmd::list::list(a, std_closed),
         Command::Restore(a) => cmd::restore::restore(a, std_closed),
+        Command::Merge(a) => cmd::merge::merge(a, std_closed),
         Command::Extract(a) => cmd::extract::extract(a, std_closed),
         Command::Ls(a) => cmd::ls::ls(a, std_closed),
         Command::Prune(a) => cmd::prune::prune(a),

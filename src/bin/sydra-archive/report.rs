@@ -468,3 +468,17 @@ impl ExtractReport {
         }
     }
 }
+
+/// `merge --json`: `create`'s report of the archive written, and what
+/// the merge took from where.
+#[derive(Debug, Serialize)]
+pub struct MergeReport {
+    #[serde(flatten)]
+    pub archive: CreateReport,
+    /// The archives merged, the full one first.
+    pub chain: Vec<String>,
+    /// Members taken unchanged from the full archive.
+    pub kept_members: u64,
+    /// Data frames copied whole from it (not compressed again).
+    pub copied_frames: u64,
+}

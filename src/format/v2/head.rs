@@ -27,6 +27,33 @@ pub struct Head2 {
     /// Version 3 (an incremental archive): the archive it was made on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<crate::format::incremental::BaseRef>,
+    /// An archive `merge` wrote: the chain it was made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
+}
+
+/// What a merged archive records of the chain it was made of: how many
+/// archives, and the newest and oldest of them (by where they were, their
+/// size and TAIL's `body_sha256`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Merged {
+    /// Archives merged.
+    pub archives: u64,
+    /// The newest (the archive `merge` was given).
+    pub newest: MergedArchive,
+    /// The oldest (the full archive, or `--onto`'s base).
+    pub oldest: MergedArchive,
+}
+
+/// One archive a merged archive was made from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MergedArchive {
+    /// Where it was, as given or found.
+    pub location: String,
+    /// Its size.
+    pub size: u64,
+    /// Its TAIL's `body_sha256` (hex).
+    pub body_sha256: String,
 }
 
 impl Head2 {
@@ -41,6 +68,7 @@ impl Head2 {
             zstd_level,
             frame_bytes,
             base: None,
+            merged: None,
         }
     }
 

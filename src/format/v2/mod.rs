@@ -15,7 +15,7 @@ mod record;
 mod table;
 mod tail;
 
-pub use head::Head2;
+pub use head::{Head2, Merged, MergedArchive};
 pub use meta::{FirstPaths, MAX_FIRST_PATHS_BYTES, Meta, cap_warnings};
 pub use order::TreeOrder;
 pub use record::{MAX_NSEC, Record, block_opening, check_nsec, parse_block_opening};

@@ -71,7 +71,8 @@ fn create_run(
         &a.recipients_files,
         a.passphrase_file.as_deref(),
     )?;
-    let (output, archive) = create_output(a, created_unix_ms, sealed.is_some())?;
+    let (output, archive) =
+        output_for(&a.output, a.force, &a.s3, created_unix_ms, sealed.is_some())?;
     if !a.quiet {
         if sealed.is_none() && archive.ends_with(".age") {
             say!(
@@ -165,31 +166,32 @@ fn create_to(
     result
 }
 
-/// Where `create -o` writes (stdout, an object or a file) and its name in
+/// Where `-o OUT` writes (stdout, an object or a file) and its name in
 /// reports. An `OUT` ending in `/` is a directory or a prefix: the
 /// archive is named there by its creation time (UTC).
-fn create_output(
-    a: &CreateArgs,
+pub(crate) fn output_for(
+    output: &Path,
+    force: bool,
+    s3: &crate::cli::S3Args,
     created_unix_ms: u64,
     encrypted: bool,
 ) -> anyhow::Result<(Output, String)> {
-    if a.output == Path::new("-") {
+    if output == Path::new("-") {
         return Ok((Output::Stdout, "-".into()));
     }
-    let mut out = a.output.clone();
-    if a.output.as_os_str().as_encoded_bytes().ends_with(b"/") {
+    let mut out = output.to_path_buf();
+    if output.as_os_str().as_encoded_bytes().ends_with(b"/") {
         let mut name = sydra_archive::timestamped_name(created_unix_ms as i64);
         if encrypted {
             name.push_str(".age");
         }
-        if !a
-            .output
+        if !output
             .to_string_lossy()
             .starts_with(sydra_archive::S3_SCHEME)
-            && !a.output.is_dir()
+            && !output.is_dir()
         {
             // `f/` of a file fails with ENOTDIR: look at `f`.
-            let bare = a.output.to_string_lossy().trim_end_matches('/').to_string();
+            let bare = output.to_string_lossy().trim_end_matches('/').to_string();
             let what = if std::fs::symlink_metadata(&bare).is_ok() {
                 "is not a directory"
             } else {
@@ -197,18 +199,17 @@ fn create_output(
             };
             return Err(Error::Refused(format!(
                 "{} {what} (an OUT ending in / names an existing directory or an s3:// prefix)",
-                a.output.display()
+                output.display()
             ))
             .into());
         }
-        let mut joined = a.output.clone().into_os_string();
+        let mut joined = output.as_os_str().to_owned();
         joined.push(&name);
         out = PathBuf::from(joined);
         // Never over an archive already there (two runs in one second, or
         // a fixed SOURCE_DATE_EPOCH): the next free `-N` before the
         // suffix. A race with another run is refused at publication.
-        if !a
-            .output
+        if !output
             .to_string_lossy()
             .starts_with(sydra_archive::S3_SCHEME)
         {
@@ -216,34 +217,28 @@ fn create_output(
             let mut n = 1;
             while std::fs::symlink_metadata(&out).is_ok() && n < 1000 {
                 n += 1;
-                let mut joined = a.output.clone().into_os_string();
+                let mut joined = output.as_os_str().to_owned();
                 joined.push(format!("{stem}-{n}{ext}"));
                 out = PathBuf::from(joined);
             }
         }
     }
     let shown = out.display().to_string();
-    Ok(match location(&out, &a.s3)? {
+    Ok(match location(&out, s3)? {
         Location::S3 { url, options } => (
             Output::S3 {
                 url,
                 options,
-                force: a.force,
+                force,
             },
             shown,
         ),
-        Location::Local(path) => (
-            Output::File {
-                path,
-                force: a.force,
-            },
-            shown,
-        ),
+        Location::Local(path) => (Output::File { path, force }, shown),
     })
 }
 
 /// HEAD's creation time from `SOURCE_DATE_EPOCH` (seconds), if set.
-fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
+pub(crate) fn source_date_epoch_ms() -> anyhow::Result<Option<u64>> {
     let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") else {
         return Ok(None);
     };

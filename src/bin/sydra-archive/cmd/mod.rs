@@ -6,6 +6,7 @@ pub mod extract;
 pub mod list;
 pub mod ls;
 pub mod man;
+pub mod merge;
 pub mod prune;
 pub mod restore;
 pub mod verify;

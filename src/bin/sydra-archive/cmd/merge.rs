@@ -1,0 +1,72 @@
+//! `merge`: the arguments turned into a call of the library's `merge`
+//! (the output named in a directory or under a prefix, encryption), and
+//! its result printed.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sydra_archive::{CreateOptions, hex};
+
+use crate::args::{bases, read_location, use_keys};
+use crate::cli::{MergeArgs, ReadArgs};
+use crate::cmd::create::{output_for, source_date_epoch_ms};
+use crate::report;
+use crate::streams::{StdClosed, print_json};
+use crate::ui;
+
+pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let to_stdout = a.output == Path::new("-");
+    std_closed.check(&a.output, false)?;
+    if a.json && !to_stdout {
+        std_closed.check_results("the --json report")?;
+    }
+    let created_unix_ms = source_date_epoch_ms()?.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    use_keys(&a.identities, a.passphrase_file.as_deref())?;
+    let sealed = sydra_archive::Recipients::new(
+        &a.recipients,
+        &a.recipients_files,
+        a.passphrase_file.as_deref(),
+    )?;
+    let (output, shown) = output_for(&a.output, a.force, &a.s3, created_unix_ms, sealed.is_some())?;
+    let archive = read_location(&a.archive, &a.s3, &ReadArgs::default())?;
+    let chain_bases = bases(&a.chain, &a.s3)?;
+    let opts = CreateOptions {
+        level: a.level,
+        threads: a.threads,
+        created_unix_ms: Some(created_unix_ms),
+        progress: None,
+        frame_bytes: a.frame_kib as usize * 1024,
+    };
+    let m = sydra_archive::merge(&archive, &chain_bases, sealed.as_ref(), &output, &opts)?;
+    let s = &m.archive;
+    let secs = started.elapsed().as_secs_f64();
+    if a.json {
+        print_json(
+            to_stdout,
+            &report::MergeReport {
+                archive: report::CreateReport::new(&shown, s, secs),
+                chain: m.chain.clone(),
+                kept_members: m.counts.kept,
+                copied_frames: m.counts.copied_frames,
+            },
+        )?;
+    }
+    if !a.quiet && !a.json {
+        say!(
+            "sydra-archive: merged {} into {shown}: {}, {} -> {} in {secs:.2}s ({} copied whole), sha256 {}",
+            ui::count(m.chain.len() as u64, "archive", "archives"),
+            ui::count(s.files, "file", "files"),
+            ui::count(s.data_bytes, "data byte", "data bytes"),
+            ui::count(s.bytes, "byte", "bytes"),
+            ui::count(m.counts.copied_frames, "frame", "frames"),
+            hex(&s.sha256)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

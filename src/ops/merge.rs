@@ -1,0 +1,104 @@
+//! `merge`: the full archive of the tree an incremental's chain
+//! describes, made from the chain's archives alone (see
+//! [`crate::merge`]), written to a file, stdout or an object and
+//! published only once whole.
+
+use crate::chain::{MODEL_STACK, open_chain};
+use crate::error::{Error, Result};
+use crate::merge::{MergeCounts, write_merged};
+use crate::store::crypt::Recipients;
+use crate::store::location::Location;
+use crate::write::{CreateOptions, CreateSummary, seal_with};
+
+use super::output::{Output, Target, same_archive};
+
+/// What [`merge`] wrote.
+#[derive(Debug, Clone)]
+pub struct MergeSummary {
+    /// The archive written (a full archive).
+    pub archive: CreateSummary,
+    /// What was copied and what was written anew.
+    pub counts: MergeCounts,
+    /// The archives of the chain, the full one first.
+    pub chain: Vec<String>,
+}
+
+/// Writes the full archive of the tree the chain of `archive` (an
+/// incremental; its bases found as for `restore`, or among `bases`)
+/// describes to `output`, encrypted to `sealed` if given. Every link is
+/// authenticated before it is used; nothing is published unless the
+/// whole archive was written.
+pub fn merge(
+    archive: &Location,
+    bases: &[Location],
+    sealed: Option<&Recipients>,
+    output: &Output,
+    opts: &CreateOptions,
+) -> Result<MergeSummary> {
+    let out_loc = output.location();
+    // A prune of where the chain is (or where the archive goes) waits
+    // until the merge is done with it (see `store::lock`).
+    let mut _locks = Vec::new();
+    _locks.extend(crate::store::lock::lock_location(archive)?);
+    if let Some(o) = &out_loc {
+        _locks.extend(crate::store::lock::lock_location(o)?);
+    }
+    let links = open_chain(archive, bases)?;
+    if links.len() < 2 {
+        return Err(Error::Refused(format!(
+            "{archive} is a full archive already: merge writes the full archive of an incremental's chain"
+        )));
+    }
+    if let Some(o) = &out_loc
+        && let Some(l) = links.iter().find(|l| same_archive(&l.loc, o))
+    {
+        return Err(Error::Refused(format!(
+            "{o} is {} of the chain being merged: write the merged archive elsewhere",
+            l.loc
+        )));
+    }
+    // The merge of an encrypted chain holds the same data.
+    if sealed.is_none()
+        && let Some(l) = links.iter().find(|l| l.encrypted)
+    {
+        return Err(Error::Refused(format!(
+            "{} of the chain is encrypted: encrypt the merged archive too (-r, -R or --passphrase-file)",
+            l.loc
+        )));
+    }
+    let target = Target::check(output)?;
+    // At most what the chain holds, and room for the frames re-made.
+    let size: u64 = links.iter().map(|l| l.src.size).sum();
+    let estimate = size + size / 8 + (1 << 20);
+    let mut counts = MergeCounts::default();
+    let chain = links.iter().map(|l| l.loc.to_string()).collect();
+    let archive = target.write(
+        estimate,
+        |w, name| {
+            seal_with(w, name, sealed, None, |w| {
+                // The chain's model runs deep on a long chain: on a
+                // thread with the stack it needs.
+                let (summary, c) = std::thread::scope(|s| {
+                    std::thread::Builder::new()
+                        .name("merge".into())
+                        .stack_size(MODEL_STACK)
+                        .spawn_scoped(s, || {
+                            write_merged(&links, w, name, opts).map(|(_, s, c)| (s, c))
+                        })
+                        .map_err(|e| Error::io("start", "the merge", e))?
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })?;
+                counts = c;
+                Ok(summary)
+            })
+            .map(|(_, s)| s)
+        },
+        || Ok(()),
+    )?;
+    Ok(MergeSummary {
+        archive,
+        counts,
+        chain,
+    })
+}
