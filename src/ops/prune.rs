@@ -50,7 +50,7 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
     // `store::lock`); a dry run deletes nothing and takes no lock.
     let _lock = match (shelf, delete) {
         (Shelf::Dir(d), true) => crate::store::lock::lock_shelf(d.path(), true)?,
-        (Shelf::S3(r), true) => Some(crate::store::lock::lock_prefix(r)?),
+        (Shelf::S3(r), true) => crate::store::lock::lock_prefix(r)?,
         (_, false) => None,
     };
     let mut listing = ls(shelf)?;

@@ -11,7 +11,9 @@
 //! cannot be made (read-only) is used unlocked: nothing can be deleted
 //! there by a prune of this user either. An `s3://` prefix is locked by
 //! entries under it (see [`crate::store::s3::Lease`]), with the same
-//! sides: creates together, a prune alone.
+//! sides: creates together, a prune alone (and, unlike `flock`, a
+//! create where it may not write an entry runs unlocked, as in a
+//! read-only directory).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -84,18 +86,14 @@ pub fn lock_location(archive: &Location) -> Result<Option<ShelfLock>> {
         Location::Local(p) => lock_beside(p),
         Location::S3 { url, options } => {
             let remote = Remote::connect(url, options)?;
-            Ok(Some(ShelfLock::Prefix(take_lease(
-                &remote,
-                true,
-                Side::Create,
-            )?)))
+            Ok(take_lease(&remote, true, Side::Create)?.map(ShelfLock::Prefix))
         }
     }
 }
 
 /// The lock of the prefix of `remote` for a deleting prune: exclusive.
-pub fn lock_prefix(remote: &Remote) -> Result<ShelfLock> {
-    Ok(ShelfLock::Prefix(take_lease(remote, false, Side::Prune)?))
+pub fn lock_prefix(remote: &Remote) -> Result<Option<ShelfLock>> {
+    Ok(take_lease(remote, false, Side::Prune)?.map(ShelfLock::Prefix))
 }
 
 /// The lock a create takes of the shelf it chooses its base from
@@ -103,11 +101,7 @@ pub fn lock_prefix(remote: &Remote) -> Result<ShelfLock> {
 pub fn lock_for_create(arg: &str, opts: &crate::store::s3::S3Options) -> Result<Option<ShelfLock>> {
     if crate::store::s3::S3Url::is_s3(arg) {
         let remote = Remote::connect(&crate::store::s3::S3Url::parse(arg)?, opts)?;
-        return Ok(Some(ShelfLock::Prefix(take_lease(
-            &remote,
-            false,
-            Side::Create,
-        )?)));
+        return Ok(take_lease(&remote, false, Side::Create)?.map(ShelfLock::Prefix));
     }
     lock_shelf(Path::new(arg), false)
 }

@@ -115,7 +115,13 @@ pub fn this_process() -> ProcessStamp {
     let ns = std::fs::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let machine = if boot.trim().is_empty() || ns.is_empty() {
+    // /proc must be this pid namespace's (not so after `unshare -p`
+    // without a /proc of its own): else pids are not comparable.
+    let own_proc = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<u32>().ok()))
+        == Some(pid);
+    let machine = if boot.trim().is_empty() || ns.is_empty() || !own_proc {
         String::new()
     } else {
         format!("{}/{ns}", boot.trim())

@@ -5,9 +5,11 @@
 //!
 //! Object storage has no locks, so each holder *announces* itself with
 //! an object of its own under `PREFIX.sydra-archive.lock/`, then *looks*
-//! (a listing) for holders of the other kind: `create-*` entries keep a
-//! prune out, `prune-*` entries keep a create out. A run that finds one
-//! alive removes its own entry and tries again after a while. With a
+//! (a listing) for holders it must not overlap: `create-*` entries keep a
+//! prune out, `prune-*` entries keep creates and other prunes out. A run
+//! that finds one alive removes its own entry and tries again after a
+//! while (with a random part, so two runs that back off together do not
+//! meet again). With a
 //! store whose listings show every completed PUT (strong read-after-write
 //! consistency: AWS S3 since 2020, MinIO, Ceph RGW, s3s-fs) two runs
 //! cannot both miss each other: whichever lists second sees the first's
@@ -19,13 +21,17 @@
 //! is stale, and removed by whoever finds it, when its process is known
 //! to be gone (same machine: boot and pid namespace, and no process of
 //! its pid and start time), or when it was not renewed for a whole lease
-//! by the store's clock (its last modification a lease older than the
-//! entry the finder just wrote: no clocks of two machines are compared).
+//! by the store's clock (its last modification a lease older, or newer,
+//! than the entry the finder just wrote: no clock of this machine is
+//! compared with the store's; a store whose gateways disagree by more
+//! than a lease breaks live entries, and then only the check below
+//! protects a create).
 //! A run that is alive but could not renew for a lease may lose its
 //! entry; a create then still refuses to publish an incremental whose
 //! base is gone (it re-checks its base before it completes the upload).
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -74,12 +80,6 @@ impl Side {
             Side::Prune => "prune",
         }
     }
-    fn other(self) -> Side {
-        match self {
-            Side::Create => Side::Prune,
-            Side::Prune => Side::Create,
-        }
-    }
 }
 
 /// What an entry says of its holder.
@@ -106,8 +106,8 @@ impl Body {
 /// A held lock of a prefix: its entry is renewed until dropped, then
 /// removed.
 pub struct Lease {
-    stop: Option<mpsc::Sender<()>>,
-    renewer: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wake: Option<mpsc::Sender<()>>,
     remote: Remote,
     path: ObjPath,
     pending: Option<Pending>,
@@ -135,8 +135,12 @@ fn lock_dir(url: &S3Url, is_object: bool) -> String {
 }
 
 /// Takes the `side` lock of the prefix of `remote` (beside its object
-/// when `is_object`), waiting while a run of the other side holds it.
-pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Lease> {
+/// when `is_object`), waiting while a run it must not overlap holds it: a
+/// create waits for prunes, a prune for creates and other prunes. A
+/// create where it may not write the entry (access denied) runs unlocked
+/// (`None`), as in a read-only directory: this user cannot delete there
+/// either; a prune that cannot lock does not run.
+pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease>> {
     let dir = lock_dir(remote.url(), is_object);
     let me = crate::sys::this_process();
     let body = serde_json::to_vec(&Body {
@@ -153,81 +157,154 @@ pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Lease> {
         crate::store::publish::unique_suffix()
     );
     let url = remote.url().with_key(&key);
-    let path = ObjPath::parse(&key)
-        .map_err(|e| Error::Refused(format!("{url} is not a usable object key: {e}")))?;
+    let parse = |k: &str| {
+        ObjPath::parse(k).map_err(|e| {
+            Error::Refused(format!(
+                "{} is not a usable object key: {e}",
+                remote.url().with_key(k)
+            ))
+        })
+    };
+    let (path, list_at) = (parse(&key)?, parse(&dir)?);
     let rt = runtime()?;
     let store = remote.store.clone();
-    let mut wait = Duration::from_millis(200);
-    loop {
-        if crate::store::cleanup::stopping() {
-            return Err(Error::Interrupted);
-        }
-        rt.block_on(store.put(&path, PutPayload::from(body.clone())))
-            .map_err(|e| remote_error("write the lock entry", &url, e))?;
-        let entries: Vec<ObjectMeta> = rt
-            .block_on(store.list(Some(&ObjPath::from(dir.as_str()))).try_collect())
-            .map_err(|e| remote_error("list the locks of", &url, e))?;
-        let now = entries
-            .iter()
-            .find(|m| m.location == path)
-            .map(|m| m.last_modified);
-        let mut held = false;
-        for m in &entries {
-            let name = m.location.filename().unwrap_or_default();
-            if !name.starts_with(&format!("{}-", side.other().name())) {
-                continue;
+    // From the first write on, a signal removes the entry (and stops its
+    // renewal).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s_stop, s_store, s_path) = (stop.clone(), store.clone(), path.clone());
+    let handle = rt.handle().clone();
+    let pending = Pending::register(format!("the lock entry {url}"), move || {
+        s_stop.store(true, Ordering::SeqCst);
+        let _ = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), s_store.delete(&s_path)).await
+        });
+        Ok(())
+    });
+    let held = (|| -> Result<bool> {
+        let mut wait = Duration::from_millis(200);
+        let mut first = true;
+        loop {
+            if crate::store::cleanup::stopping() {
+                return Err(Error::Interrupted);
             }
-            let body: Option<Body> = rt
-                .block_on(async { store.get(&m.location).await?.bytes().await })
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let expired = now.is_some_and(|now| {
-                now.signed_duration_since(m.last_modified)
-                    .to_std()
-                    .is_ok_and(|age| age > lease())
+            match rt.block_on(store.put(&path, PutPayload::from(body.clone()))) {
+                Err(e) if first && side == Side::Create && super::denied(&e) => return Ok(false),
+                r => r.map_err(|e| remote_error("write the lock entry", &url, e))?,
+            };
+            first = false;
+            let entries: Vec<ObjectMeta> = rt
+                .block_on(store.list(Some(&list_at)).try_collect())
+                .map_err(|e| remote_error("list the locks of", &url, e))?;
+            if !others_hold(rt, &store, &entries, &path, side) {
+                return Ok(true);
+            }
+            let _ = rt.block_on(store.delete(&path));
+            crate::sys::pause_point("lock-wait");
+            std::thread::sleep(jitter(wait));
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    })();
+    match held {
+        Ok(true) => {}
+        failed => {
+            // Nothing held: the entry, if written, goes.
+            let _ = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), store.delete(&path)).await
             });
-            if expired || body.is_some_and(|b| b.stamp().is_gone()) {
-                // Stale: its run is gone. Removing it is safe even if
-                // another run removed it first.
-                let _ = rt.block_on(store.delete(&m.location));
-                continue;
-            }
-            held = true;
+            pending.forget();
+            return failed.map(|_| None);
         }
-        if !held {
-            break;
-        }
-        let _ = rt.block_on(store.delete(&path));
-        crate::sys::pause_point("lock-wait");
-        std::thread::sleep(jitter(wait));
-        wait = (wait * 2).min(Duration::from_secs(5));
     }
-    // Renewed every quarter lease; removed on SIGINT/SIGTERM.
-    let (stop, stopped) = mpsc::channel::<()>();
-    let (r_store, r_path) = (store.clone(), path.clone());
+    // Renewed every quarter lease until the lease is dropped; a renewal
+    // that lands after that removes the entry again.
+    let (wake, woken) = mpsc::channel::<()>();
+    let (r_stop, r_store, r_path) = (stop.clone(), store.clone(), path.clone());
     let renewer = std::thread::Builder::new()
         .name("s3-lock".into())
         .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(lease() / 4) {
-                let _ = rt.block_on(r_store.put(&r_path, PutPayload::from(body.clone())));
+            while let Err(mpsc::RecvTimeoutError::Timeout) = woken.recv_timeout(lease() / 4) {
+                if r_stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(10),
+                        r_store.put(&r_path, PutPayload::from(body.clone())),
+                    )
+                    .await
+                });
+                if r_stop.load(Ordering::SeqCst) {
+                    let _ = rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(5), r_store.delete(&r_path)).await
+                    });
+                    break;
+                }
             }
-        })
-        .map_err(|e| Error::io("start", "the lock renewer", e))?;
-    let (s_store, s_path) = (store.clone(), path.clone());
-    let handle = rt.handle().clone();
-    let pending = Pending::register(format!("the lock entry {url}"), move || {
-        let del =
-            async { tokio::time::timeout(Duration::from_secs(5), s_store.delete(&s_path)).await };
-        let _ = handle.block_on(del);
-        Ok(())
-    });
-    Ok(Lease {
-        stop: Some(stop),
-        renewer: Some(renewer),
+        });
+    if renewer.is_err() {
+        let _ = rt.block_on(store.delete(&path));
+        pending.forget();
+        return Err(Error::Refused(
+            "cannot start the thread that renews the lock entry".into(),
+        ));
+    }
+    Ok(Some(Lease {
+        stop,
+        wake: Some(wake),
         remote: remote.clone(),
         path,
         pending: Some(pending),
-    })
+    }))
+}
+
+/// Whether an entry in `entries` other than `own` keeps a run of `side`
+/// out: a live `prune-` entry (for either side) or a live `create-` one
+/// (for a prune). Stale entries are removed on the way.
+fn others_hold(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<object_store::aws::AmazonS3>,
+    entries: &[ObjectMeta],
+    own: &ObjPath,
+    side: Side,
+) -> bool {
+    // The store's time now: when it wrote our entry (no clock of this
+    // machine is compared with the store's).
+    let now = entries
+        .iter()
+        .find(|m| m.location == *own)
+        .map(|m| m.last_modified);
+    let mut held = false;
+    for m in entries {
+        let name = m.location.filename().unwrap_or_default();
+        let blocks =
+            name.starts_with("prune-") || (side == Side::Prune && name.starts_with("create-"));
+        if m.location == *own || !blocks {
+            continue;
+        }
+        // An entry is a few hundred bytes: a larger object is not read
+        // (it is judged by its age alone).
+        let body: Option<Body> = (m.size <= 4096)
+            .then(|| {
+                rt.block_on(async { store.get(&m.location).await?.bytes().await })
+                    .ok()
+            })
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        // Not rewritten for a lease, either way (an entry dated a lease
+        // after ours is as wrong as one a lease before it).
+        let expired = now.is_some_and(|now| {
+            let age = now.signed_duration_since(m.last_modified);
+            age.abs().to_std().is_ok_and(|age| age > lease())
+        });
+        if expired || body.is_some_and(|b| b.stamp().is_gone()) {
+            // Stale: its run is gone. Removing it is safe even if
+            // another run removed it first.
+            let _ = rt.block_on(store.delete(&m.location));
+            continue;
+        }
+        held = true;
+    }
+    held
 }
 
 /// `d` stretched by a random part of itself, so runs that back off
@@ -242,12 +319,19 @@ fn jitter(d: Duration) -> Duration {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(r) = self.renewer.take() {
-            let _ = r.join();
-        }
+        // The renewer is told to stop, not waited for (a renewal stalled
+        // on the network must not hold the command's exit up); one that
+        // lands after this removes the entry itself.
+        self.stop.store(true, Ordering::SeqCst);
+        drop(self.wake.take());
         if let Ok(rt) = runtime() {
-            let _ = rt.block_on(self.remote.store.delete(&self.path));
+            let _ = rt.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    self.remote.store.delete(&self.path),
+                )
+                .await
+            });
         }
         if let Some(p) = self.pending.take() {
             p.forget();
@@ -276,7 +360,6 @@ mod tests {
         );
         assert_eq!(lock_dir(&u("s3://b/p/q"), false), "p/q/.sydra-archive.lock");
         assert_eq!(lock_dir(&u("s3://b"), false), ".sydra-archive.lock");
-        assert_eq!(Side::Create.other(), Side::Prune);
         assert!(jitter(Duration::from_secs(1)) >= Duration::from_secs(1));
     }
 }

@@ -171,14 +171,21 @@ fn one_line(e: &dyn fmt::Display) -> String {
     }
 }
 
+/// Whether the store refused a request for lack of rights.
+pub(crate) fn denied(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    let text = e.to_string();
+    matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+        || text.contains("403 Forbidden")
+        || text.contains("401 Unauthorized")
+}
+
 /// Turns an `object_store` error into the crate's error for `op` on `url`.
 pub fn remote_error(op: &'static str, url: &S3Url, e: object_store::Error) -> Error {
     use object_store::Error as E;
     // Listing wraps the status in a generic error: look at the text too.
     let text = e.to_string();
-    let denied = matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
-        || text.contains("403 Forbidden")
-        || text.contains("401 Unauthorized");
+    let denied = denied(&e);
     // A bucket that does not exist: S3 says NoSuchBucket (in the body of a
     // 404); a listing answered 404 can mean nothing else.
     let no_bucket = text.contains("NoSuchBucket")

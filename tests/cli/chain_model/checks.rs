@@ -60,6 +60,7 @@ impl World {
                 format!("$ {}\n{}\n", cmdline(&rargs), d.join("\n")),
             ));
         }
+        self.check_merge(i, why)?;
         // list --json: exactly the model's entries.
         let mut largs = vec!["list".into(), p(&path).into(), "--json".into()];
         largs.extend(keys.clone());
@@ -224,6 +225,71 @@ impl World {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// merge of an incremental: a full archive that restores to the same
+    /// tree (its own model: the data dir at that moment).
+    fn check_merge(&mut self, i: usize, why: &str) -> Result<(), String> {
+        let (path, enc, snap, label, incremental) = {
+            let a = &self.archives[i];
+            (
+                a.path.clone(),
+                a.enc,
+                a.snap,
+                a.label.clone(),
+                a.base.is_some(),
+            )
+        };
+        if !incremental {
+            return Ok(());
+        }
+        let merged = self.t.join(format!("merged{}.tar.zst", self.runs));
+        let mut margs = vec![
+            "merge".into(),
+            p(&path).into(),
+            "-o".into(),
+            p(&merged).into(),
+            "-q".into(),
+            "--frame-kib".into(),
+            "4".into(),
+        ];
+        margs.extend(self.key_args(enc));
+        if enc {
+            margs.extend(["-r".into(), self.recipient.clone()]);
+        }
+        let m = self.run(&margs, None);
+        if code(&m) != 0 {
+            return Err(self.fail(
+                &format!("verify --chain accepted {label} but merge refused it ({why})"),
+                format!("$ {}\n{}\n", cmdline(&margs), output_text(&m)),
+            ));
+        }
+        let target = self.t.join(format!("restored-merged{}", self.runs));
+        let mut rargs = vec![
+            "restore".into(),
+            p(&merged).into(),
+            p(&target).into(),
+            "-q".into(),
+        ];
+        rargs.extend(self.key_args(enc));
+        let r = self.run(&rargs, None);
+        let _ = fs::remove_file(&merged);
+        if code(&r) != 0 {
+            return Err(self.fail(
+                &format!("restore refused the merge of {label} ({why})"),
+                format!("$ {}\n{}\n", cmdline(&rargs), output_text(&r)),
+            ));
+        }
+        let got = snapshot(&target, false);
+        let (d, _) = diff(&self.snaps[snap], &got);
+        fs::remove_dir_all(&target).unwrap();
+        if !d.is_empty() {
+            return Err(self.fail(
+                &format!("restore of the merge of {label} differs from the data dir ({why})"),
+                format!("$ {}\n{}\n", cmdline(&margs), d.join("\n")),
+            ));
         }
         Ok(())
     }

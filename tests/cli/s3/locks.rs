@@ -21,7 +21,12 @@ fn foreign(side: &str) -> Vec<u8> {
 
 /// The lock entries under `db/`.
 fn entries(s3: &Server) -> Vec<String> {
-    let dir = s3.object_file("db/.sydra-archive.lock");
+    entries_in(s3, "db")
+}
+
+/// The lock entries under `prefix/`.
+fn entries_in(s3: &Server, prefix: &str) -> Vec<String> {
+    let dir = s3.object_file(&format!("{prefix}/.sydra-archive.lock"));
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -50,7 +55,11 @@ fn finish(child: Child) -> Output {
 }
 
 fn archives(s3: &Server) -> Vec<String> {
-    let o = s3.run(&["ls", "--json", &url("db/")]);
+    archives_in(s3, "db")
+}
+
+fn archives_in(s3: &Server, prefix: &str) -> Vec<String> {
+    let o = s3.run(&["ls", "--json", &url(&format!("{prefix}/"))]);
     expect_code(&o, 0);
     json(&o)["archives"]
         .as_array()
@@ -61,42 +70,58 @@ fn archives(s3: &Server) -> Vec<String> {
 }
 
 #[test]
-fn prune_waits_while_a_create_holds_the_prefix() {
+fn prune_waits_while_a_create_or_another_prune_holds_the_prefix() {
     let Some(s3) = Server::start() else { return };
     let t = tempfile::tempdir().unwrap();
     let data = tiny_data(t.path());
-    for n in ["db/a.tar.zst", "db/b.tar.zst"] {
-        expect_code(&s3.run(&["create", p(&data), "-o", &url(n), "-q"]), 0);
-        std::thread::sleep(Duration::from_millis(1100));
+    // Prefixes whose names an object path would escape (`~`, `[`, `%`)
+    // are listed as they are written.
+    for (prefix, holder) in [("db", "create"), ("db", "prune"), ("t~1[a]%", "create")] {
+        for n in ["a.tar.zst", "b.tar.zst"] {
+            let key = format!("{prefix}/{n}");
+            expect_code(
+                &s3.run(&["create", p(&data), "-o", &url(&key), "-q", "--force"]),
+                0,
+            );
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let entry = format!("{prefix}/.sydra-archive.lock/{holder}-elsewhere");
+        s3.put(&entry, &foreign(holder));
+        let flag = t.path().join("waiting");
+        let mut prune = s3
+            .cmd()
+            .args([
+                "prune",
+                &url(&format!("{prefix}/")),
+                "--keep-last",
+                "1",
+                "--yes",
+            ])
+            .env(
+                "SYDRA_ARCHIVE_TEST_PAUSE",
+                format!("lock-wait:{}", flag.display()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It found the other run's entry and backed off: nothing
+        // deleted, and its own entry withdrawn.
+        wait_paused(&mut prune, &flag);
+        assert!(s3.object_file(&format!("{prefix}/a.tar.zst")).exists());
+        assert_eq!(entries_in(&s3, prefix), [format!("{holder}-elsewhere")]);
+        // The other run ends; the prune goes on.
+        std::fs::remove_file(s3.object_file(&entry)).unwrap();
+        std::fs::remove_file(&flag).unwrap();
+        let o = finish(prune);
+        expect_code(&o, 0);
+        assert_eq!(archives_in(&s3, prefix), [format!("{prefix}/b.tar.zst")]);
+        assert!(
+            entries_in(&s3, prefix).is_empty(),
+            "{:?}",
+            entries_in(&s3, prefix)
+        );
     }
-    s3.put(
-        "db/.sydra-archive.lock/create-elsewhere",
-        &foreign("create"),
-    );
-    let flag = t.path().join("waiting");
-    let mut prune = s3
-        .cmd()
-        .args(["prune", &url("db/"), "--keep-last", "1", "--yes"])
-        .env(
-            "SYDRA_ARCHIVE_TEST_PAUSE",
-            format!("lock-wait:{}", flag.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It found the create's entry and backed off: nothing deleted, and
-    // its own entry withdrawn.
-    wait_paused(&mut prune, &flag);
-    assert!(s3.object_file("db/a.tar.zst").exists());
-    assert_eq!(entries(&s3), ["create-elsewhere"]);
-    // The create ends; the prune goes on.
-    std::fs::remove_file(s3.object_file("db/.sydra-archive.lock/create-elsewhere")).unwrap();
-    std::fs::remove_file(&flag).unwrap();
-    let o = finish(prune);
-    expect_code(&o, 0);
-    assert_eq!(archives(&s3), ["db/b.tar.zst"]);
-    assert!(entries(&s3).is_empty(), "{:?}", entries(&s3));
 }
 
 #[test]
@@ -162,6 +187,15 @@ fn entries_of_runs_that_are_gone_are_removed_and_do_not_hold_the_lock() {
     // ... and one of another machine not renewed for a whole lease (by
     // the store's clock: it keeps whole seconds).
     s3.put("db/.sydra-archive.lock/create-expired", &foreign("create"));
+    // ... and one dated a day ahead of the store's clock.
+    s3.put("db/.sydra-archive.lock/prune-future", &foreign("prune"));
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(s3.object_file("db/.sydra-archive.lock/prune-future"))
+        .unwrap()
+        .set_modified(ahead)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(3100));
     let flag = t.path().join("waiting");
     let o = s3

@@ -136,7 +136,7 @@ impl Server {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(store.put(&ObjPath::from(key), bytes.to_vec().into()))
+            .block_on(store.put(&ObjPath::parse(key).unwrap(), bytes.to_vec().into()))
             .unwrap();
     }
 
