@@ -19,11 +19,12 @@ from one run of this script, not numbers across runs.
   bench/compare.sh --only s3                           # s3s-fs on loopback: restore/verify vs a local file, extract
   bench/compare.sh --only incremental                  # one hour added: create --base vs create, size; chain of 7 restore
   bench/compare.sh --only encrypt                      # create and restore encrypted to an age key vs not
+  bench/compare.sh --only merge                        # a 25-link chain merged into a full vs create; restore of each
   bench/compare.sh --only chain                        # 30-link chain: create --base (link authentication) vs create,
                                                        # verify --chain --read-data vs verify of each link; 1,000 links
 
 The benchmarks live in bench/benchlib/, one concern a module (common,
-scale, extract, s3, incremental, chains, encrypt); this file parses the
+scale, extract, s3, incremental, merge, chains, encrypt); this file parses the
 arguments and runs the create, verify and restore comparisons and the
 ones --only names.
 """
@@ -37,6 +38,7 @@ from benchlib.common import (BIN, LAYOUT, ROOT, Scratch, alternate, du, generate
 from benchlib.encrypt import encrypted
 from benchlib.extract import extract_local
 from benchlib.incremental import incremental
+from benchlib.merge import merge
 from benchlib.s3 import s3_bench
 from benchlib.scale import files_scaling, frame_sizes, one_dir, synthetic, threads
 
@@ -138,6 +140,8 @@ def main():
         encrypted(big, a.work, a.runs)
     if "chain" in only:
         chains(big, hours, interval, a.work, a.runs)
+    if "merge" in only:
+        merge(big, hours, interval, a.work, a.runs)
 
 
 if __name__ == "__main__":

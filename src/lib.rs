@@ -83,7 +83,7 @@ pub use merge::MergeCounts;
 pub use metrics::{Metrics, Outcome};
 pub use ops::create::{Output, create, create_on};
 pub use ops::extract::{ExtractOptions, extract};
-pub use ops::merge::{MergeSummary, merge};
+pub use ops::merge::{MergeSummary, created_unix_ms, merge};
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{

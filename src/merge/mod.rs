@@ -53,7 +53,8 @@ pub struct MergeCounts {
 
 /// Writes the full archive (format version 2) of the tree the chain
 /// `links` (the full archive first) describes to `out`. Nothing is read
-/// from a data dir.
+/// from a data dir. Its HEAD's time is `opts`' or else the newest
+/// archive's (the moment the tree is of).
 pub fn write_merged<W: Write>(
     links: &[Link],
     out: W,
@@ -62,7 +63,8 @@ pub fn write_merged<W: Write>(
 ) -> Result<(W, CreateSummary, MergeCounts)> {
     let (first, newest) = (&links[0], links.last().expect("a chain is never empty"));
     let frame_bytes = opts.frame_bytes.clamp(4 * 1024, 64 * 1024 * 1024);
-    let created = opts.created_unix_ms.unwrap_or_else(now_ms);
+    // The moment the tree is of: the newest archive's.
+    let created = opts.created_unix_ms.unwrap_or(newest.head.created_unix_ms);
     let mut head = Head2::new(
         created,
         newest.head.source.clone(),
@@ -184,11 +186,4 @@ fn member_content(
         }
     }
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -102,3 +102,9 @@ pub fn merge(
         chain,
     })
 }
+
+/// When the archive at `loc` was written (its HEAD's time): a merge of
+/// its chain is of that moment, and named by it in a directory.
+pub fn created_unix_ms(loc: &Location) -> Result<u64> {
+    Ok(crate::chain::Link::open(loc)?.head.created_unix_ms)
+}

@@ -145,6 +145,7 @@ impl LocalShelf {
         let name = l.key.as_bytes();
         let shown = self.path.join(&l.key);
         let aside = format!(".sydra-prune.{}", crate::store::publish::unique_suffix());
+        sys::removal_step();
         match sys::rename_in(&self.dir, name, aside.as_bytes(), libc::RENAME_NOREPLACE) {
             // Already gone (another prune): what was asked for holds.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -167,6 +168,7 @@ impl LocalShelf {
                 ))),
             };
         }
+        sys::removal_step();
         sys::unlink_in(&self.dir, aside.as_bytes(), 0)
             .map_err(|e| Error::io("delete", &shown, e))?;
         self.dir

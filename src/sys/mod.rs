@@ -30,7 +30,7 @@ pub use dir::mkfifo;
 pub use dir::{Dir, chmod_path_nofollow, is_symlink_error, open_dir_path};
 pub use file::{close, flock, start_writeback, syncfs};
 pub use process::{
-    ProcessStamp, address_space_limit, closed_std_fds, current_umask, euid, pause_point,
+    ProcessStamp, address_space_limit, closed_std_fds, current_umask, euid, kill_step, pause_point,
     record_closed_std_fds, this_process,
 };
 pub use remove::{removal_step, remove_tree_at, remove_tree_at_last, unlink_in};

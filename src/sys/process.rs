@@ -194,6 +194,33 @@ pub fn pause_point(name: &str) {
     let _ = name;
 }
 
+/// In debug builds (the tests'), with `SYDRA_ARCHIVE_TEST_KILL_AT_STEP=N`
+/// in the environment: the process sends itself `SIGKILL` at the `N`th
+/// call (from 0), so a test kills a run at each of its steps
+/// deterministically, however loaded the machine. `merge` calls it before
+/// each member and each frame it copies. Nothing otherwise.
+pub fn kill_step() {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static AT: OnceLock<Option<u64>> = OnceLock::new();
+        static DONE: AtomicU64 = AtomicU64::new(0);
+        let at = AT.get_or_init(|| {
+            std::env::var("SYDRA_ARCHIVE_TEST_KILL_AT_STEP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if let Some(at) = *at
+            && DONE.fetch_add(1, Ordering::SeqCst) == at
+        {
+            // SAFETY: kill and getpid have no preconditions.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            std::process::abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod stamp_tests {
     use super::*;

@@ -29,6 +29,7 @@ impl<W: Write> Splice<'_, '_, W> {
     /// content follows with [`Splice::data`], then [`Splice::pad`].
     /// `sha256` is its content's digest (a directory's is ignored).
     pub fn begin(&mut self, e: &Entry, sha256: [u8; 32]) -> Result<()> {
+        crate::sys::kill_step();
         self.m.begin(e)?;
         self.count(e.kind, e.size);
         if e.kind == EntryKind::File {
@@ -52,6 +53,7 @@ impl<W: Write> Splice<'_, '_, W> {
     /// Declares `rec` as the member whose own header block is the next
     /// tar byte (given with [`Splice::data`]).
     pub fn declare(&mut self, mut rec: Record) -> Result<()> {
+        crate::sys::kill_step();
         rec.frame = self.m.frames.seq();
         rec.offset = self.m.frames.fill() as u64;
         self.push(rec);
@@ -62,6 +64,7 @@ impl<W: Write> Splice<'_, '_, W> {
     /// of another archive, with the records of the members whose header
     /// block it holds (each with its offset in the frame's content).
     pub fn raw(&mut self, frame: Vec<u8>, records: Vec<Record>) -> Result<()> {
+        crate::sys::kill_step();
         self.m.cut()?;
         let seq = self.m.frames.seq();
         for mut rec in records {

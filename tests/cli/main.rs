@@ -16,6 +16,7 @@ mod incremental;
 mod latest;
 mod live;
 mod memory;
+mod merge;
 mod mtimes;
 mod probe;
 mod prune;

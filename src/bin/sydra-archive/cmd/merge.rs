@@ -22,19 +22,20 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if a.json && !to_stdout {
         std_closed.check_results("the --json report")?;
     }
-    let created_unix_ms = source_date_epoch_ms()?.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-    });
     use_keys(&a.identities, a.passphrase_file.as_deref())?;
+    let archive = read_location(&a.archive, &a.s3, &ReadArgs::default())?;
+    // The merged archive is of the newest archive's moment: dated and
+    // named by it.
+    let created_unix_ms = match source_date_epoch_ms()? {
+        Some(ms) => ms,
+        None => sydra_archive::created_unix_ms(&archive)?,
+    };
     let sealed = sydra_archive::Recipients::new(
         &a.recipients,
         &a.recipients_files,
         a.passphrase_file.as_deref(),
     )?;
     let (output, shown) = output_for(&a.output, a.force, &a.s3, created_unix_ms, sealed.is_some())?;
-    let archive = read_location(&a.archive, &a.s3, &ReadArgs::default())?;
     let chain_bases = bases(&a.chain, &a.s3)?;
     let opts = CreateOptions {
         level: a.level,
