@@ -24,6 +24,17 @@ pub fn write_content(
     e: &StateEntry,
     out: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
+    for (level, rec) in lineage(links, e)? {
+        copy_member(&links[level], &rec, out)?;
+    }
+    Ok(())
+}
+
+/// The members whose contents, one after another, make the file `e`
+/// of the tree of `links`: its member, or the member it started as and
+/// every tail appended since, in order, each with the archive that holds
+/// it (see [`write_content`]).
+pub fn lineage(links: &[Link], e: &StateEntry) -> Result<Vec<(usize, Record)>> {
     // Tails to append, newest first: (archive, tail member).
     let mut tails: Vec<(usize, String)> = Vec::new();
     let mut first: Option<(usize, Record)> = None;
@@ -79,8 +90,7 @@ pub fn write_content(
             }
         }
     }
-    let (at, rec) = first.expect("found");
-    copy_member(&links[at], &rec, out)?;
+    let mut out = vec![first.expect("found")];
     for (level, tail) in tails.into_iter().rev() {
         let l = &links[level];
         let Some(t) = l.find_last(&tail)? else {
@@ -89,9 +99,9 @@ pub fn write_content(
                 l.loc
             )));
         };
-        copy_member(l, &t, out)?;
+        out.push((level, t));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The append of an incremental to `path`: the file it continues and

@@ -344,6 +344,22 @@ pub struct StateEntry {
 }
 
 impl StateEntry {
+    /// The index record of its member in the archive `origin` (unless it
+    /// was appended to).
+    pub fn record(&self) -> crate::format::v2::Record {
+        crate::format::v2::Record {
+            path: self.path.clone(),
+            kind: self.kind,
+            mode: self.mode,
+            mtime: self.mtime,
+            mtime_nsec: self.mtime_nsec,
+            size: self.size,
+            frame: self.frame,
+            offset: self.offset,
+            sha256: self.sha256,
+        }
+    }
+
     /// The entry it declares.
     pub fn entry(&self) -> crate::format::head::Entry {
         crate::format::head::Entry {

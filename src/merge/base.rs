@@ -9,10 +9,12 @@
 use std::collections::VecDeque;
 use std::io::Write;
 
+use sha2::{Digest, Sha256};
+
 use crate::chain::Link;
 use crate::error::{Error, Result};
 use crate::format::head::EntryKind;
-use crate::format::incremental::StateEntry;
+use crate::format::incremental::{StateEntry, tree_cmp};
 use crate::format::v2::Record;
 use crate::write::Splice;
 
@@ -36,6 +38,8 @@ pub(super) struct Base<'l> {
     /// members follow each other).
     next_start: u64,
     span: Option<Span>,
+    /// The next record, read ahead: with its member's extent and header.
+    peeked: Option<(Record, u64, u64, u64)>,
     /// Members written from it, and frames copied whole.
     pub(super) kept: u64,
     pub(super) copied_frames: u64,
@@ -55,9 +59,10 @@ impl<'l> Base<'l> {
         Ok(Base {
             link,
             records: link.records(),
-            cursor: Cursor::new(link)?,
+            cursor: Cursor::new(link, 1 << 20)?,
             next_start: 0,
             span: None,
+            peeked: None,
             kept: 0,
             copied_frames: 0,
         })
@@ -66,6 +71,21 @@ impl<'l> Base<'l> {
     /// The next record of the full archive, with its member's tar extent
     /// `[start, end)` and its header block's position.
     fn next_record(&mut self) -> Result<Option<(Record, u64, u64, u64)>> {
+        if let Some(p) = self.peeked.take() {
+            return Ok(Some(p));
+        }
+        self.read_record()
+    }
+
+    /// The next record, left to be taken by [`Base::next_record`].
+    fn peek_record(&mut self) -> Result<Option<&(Record, u64, u64, u64)>> {
+        if self.peeked.is_none() {
+            self.peeked = self.read_record()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+
+    fn read_record(&mut self) -> Result<Option<(Record, u64, u64, u64)>> {
         let Some(rec) = self.records.next().transpose()? else {
             return Ok(None);
         };
@@ -200,6 +220,60 @@ impl<'l> Base<'l> {
             *span = None;
         }
         Ok(())
+    }
+
+    /// For a file the tree appended to, which started as the full
+    /// archive's member `first`: when that member is the next one the
+    /// full archive holds after everything before `path` (nothing kept in
+    /// between), writes its content (no header, no padding) with the
+    /// frames wholly inside it copied, every byte hashed into `h` (a
+    /// copied frame is decoded only for that), and returns true. False,
+    /// with nothing written, otherwise.
+    pub(super) fn copy_data<W: Write>(
+        &mut self,
+        s: &mut Splice<'_, '_, W>,
+        path: &str,
+        first: &Record,
+        h: &mut Sha256,
+    ) -> Result<bool> {
+        // Members before `path` are not kept (the tree is in order).
+        while let Some((r, ..)) = self.peek_record()? {
+            if tree_cmp(&r.path, path).is_ge() {
+                break;
+            }
+            self.next_record()?;
+            self.flush(s)?;
+        }
+        match self.peek_record()? {
+            Some((r, ..))
+                if r.path == first.path && (r.frame, r.offset) == (first.frame, first.offset) => {}
+            _ => return Ok(false),
+        }
+        let (rec, _, _, header) = self.next_record()?.expect("peeked");
+        self.flush(s)?;
+        let (mut pos, end) = (header + 512, header + 512 + rec.size);
+        let cursor = &mut self.cursor;
+        while pos < end {
+            let i = cursor.frame_for(pos)?;
+            let (fs, fe) = (cursor.frame(i).tar_start, cursor.frame(i).tar_end());
+            if pos == fs && fe <= end {
+                h.update(cursor.content(i)?);
+                let bytes = cursor.take_bytes(i)?;
+                s.raw(bytes, Vec::new())?;
+                self.copied_frames += 1;
+                pos = fe;
+            } else {
+                let stop = fe.min(end);
+                let piece = &cursor.content(i)?[(pos - fs) as usize..(stop - fs) as usize];
+                h.update(piece);
+                s.data(piece)?;
+                pos = stop;
+            }
+            if pos == fe {
+                cursor.release(fe);
+            }
+        }
+        Ok(true)
     }
 
     /// Writes the rest of the span; the full archive's records left (not

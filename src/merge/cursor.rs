@@ -56,13 +56,14 @@ pub struct Cursor<'l> {
 }
 
 impl<'l> Cursor<'l> {
-    /// The data frames of `link`, from the first.
-    pub fn new(link: &'l Link) -> Result<Cursor<'l>> {
+    /// The data frames of `link`, from the first, read `buffer` bytes
+    /// at a time.
+    pub fn new(link: &'l Link, buffer: usize) -> Result<Cursor<'l>> {
         let end = link.tail.table_offset;
         let stream = link.src.stream(link.data_at, end)?;
         Ok(Cursor {
             link,
-            input: BufReader::with_capacity(1 << 20, stream),
+            input: BufReader::with_capacity(buffer, stream),
             next_at: link.data_at,
             next_tar: 0,
             window: VecDeque::new(),
@@ -200,6 +201,15 @@ impl<'l> Cursor<'l> {
     /// window. Frames before it that end before `keep` in the tar stream
     /// are let go of; without `keep`, all but the last three.
     pub fn frame_at(&mut self, at: u64, keep: Option<u64>) -> Result<usize> {
+        // Behind what was read (a WAL file's tail read, then a member
+        // before it): read again from the start.
+        let behind = match self.window.front() {
+            Some(f) => at < f.at,
+            None => at < self.next_at,
+        };
+        if behind {
+            self.restart()?;
+        }
         loop {
             if let Some(i) = self.window.iter().position(|f| f.at == at) {
                 return Ok(i);
@@ -219,6 +229,17 @@ impl<'l> Cursor<'l> {
                 }
             }
         }
+    }
+
+    /// Reads the link again from its first data frame.
+    fn restart(&mut self) -> Result<()> {
+        let link = self.link;
+        let stream = link.src.stream(link.data_at, link.tail.table_offset)?;
+        self.input = BufReader::with_capacity(self.input.capacity(), stream);
+        self.next_at = link.data_at;
+        self.next_tar = 0;
+        self.window.clear();
+        Ok(())
     }
 
     /// The frame that holds tar byte `pos`, reading forward to it; its

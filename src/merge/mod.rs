@@ -25,11 +25,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::chain::{Link, write_content};
+use crate::chain::{Link, lineage};
 use crate::error::{Error, Result};
 use crate::format::head::EntryKind;
 use crate::format::incremental::StateEntry;
 use crate::format::sums::hex;
+use crate::format::v2::Record;
 use crate::format::v2::{Head2, Merged, MergedArchive};
 use crate::write::{CreateOptions, CreateSummary, Splice, write_spliced};
 
@@ -38,7 +39,7 @@ use cursor::Cursor;
 
 /// Bytes the links' read windows may hold together before the ones not
 /// in use let go of theirs.
-const HELD: usize = 24 << 20;
+const HELD: usize = 8 << 20;
 
 /// What a merge did besides what every archive reports.
 #[derive(Debug, Clone, Default)]
@@ -97,7 +98,7 @@ pub fn write_merged<W: Write>(
                 continue;
             }
             base.flush(s)?;
-            write_member(s, links, &mut cursors, &e)?;
+            write_member(s, &mut base, links, &mut cursors, &e)?;
         }
         base.finish(s)?;
         counts.kept = base.kept;
@@ -111,6 +112,7 @@ pub fn write_merged<W: Write>(
 /// from the link that holds it or its lineage, checked against its digest.
 fn write_member<'l, W: Write>(
     s: &mut Splice<'_, '_, W>,
+    base: &mut Base<'l>,
     links: &'l [Link],
     cursors: &mut [Option<Cursor<'l>>],
     e: &StateEntry,
@@ -120,24 +122,31 @@ fn write_member<'l, W: Write>(
         return Ok(());
     }
     let mut h = Sha256::new();
-    let mut out = |b: &[u8]| {
-        h.update(b);
-        s.data(b)
-    };
     let l = &links[e.origin];
-    if e.appended {
-        write_content(links, e, &mut out)?;
+    let pieces = if e.appended {
+        lineage(links, e)?
     } else {
-        if cursors[e.origin].is_none() {
-            cursors[e.origin] = Some(Cursor::new(l)?);
+        vec![(e.origin, e.record())]
+    };
+    for (n, (level, rec)) in pieces.iter().enumerate() {
+        // A file appended to that started as the full archive's member:
+        // its frames are copied (each decoded only to hash it).
+        if n == 0 && *level == 0 && base.copy_data(s, &e.path, rec, &mut h)? {
+            continue;
         }
-        let c = cursors[e.origin].as_mut().expect("just made");
-        member_content(c, e, &mut out)?;
+        if cursors[*level].is_none() {
+            cursors[*level] = Some(Cursor::new(&links[*level], 64 << 10)?);
+        }
+        let c = cursors[*level].as_mut().expect("just made");
+        member_content(c, rec, &mut |b: &[u8]| {
+            h.update(b);
+            s.data(b)
+        })?;
         // Links not in use let go of what they hold past the budget.
         let held: usize = cursors.iter().flatten().map(Cursor::held).sum();
         if held > HELD {
             for (i, c) in cursors.iter_mut().enumerate() {
-                if i != e.origin
+                if i != *level
                     && let Some(c) = c
                 {
                     c.shed();
@@ -158,10 +167,10 @@ fn write_member<'l, W: Write>(
     s.pad(e.size)
 }
 
-/// The content of the member `e` of a link, from its frames.
+/// The content of the member `e` of a link (its record), from its frames.
 fn member_content(
     c: &mut Cursor<'_>,
-    e: &StateEntry,
+    e: &Record,
     out: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let i = c.frame_at(e.frame, None)?;
