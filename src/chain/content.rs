@@ -24,43 +24,52 @@ pub fn write_content(
     e: &StateEntry,
     out: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    for (level, rec) in lineage(links, e)? {
-        copy_member(&links[level], &rec, out)?;
+    for piece in lineage(links, e)? {
+        copy_member(&links[piece.level], &piece.member, out)?;
     }
     Ok(())
+}
+
+/// One member of a file's content out of a chain (see [`lineage`]).
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// The archive of the chain that holds the member.
+    pub level: usize,
+    /// Its record: the file's member, or a tail.
+    pub member: Record,
+    /// The file's name in that archive's tree.
+    pub path: String,
+    /// The whole file's size and SHA-256 there (with this piece).
+    pub size: u64,
+    /// See `size`.
+    pub sha256: [u8; 32],
 }
 
 /// The members whose contents, one after another, make the file `e`
 /// of the tree of `links`: its member, or the member it started as and
 /// every tail appended since, in order, each with the archive that holds
-/// it (see [`write_content`]).
-pub fn lineage(links: &[Link], e: &StateEntry) -> Result<Vec<(usize, Record)>> {
-    // Tails to append, newest first: (archive, tail member).
-    let mut tails: Vec<(usize, String)> = Vec::new();
-    let mut first: Option<(usize, Record)> = None;
+/// it and what the file was there (see [`write_content`]).
+pub fn lineage(links: &[Link], e: &StateEntry) -> Result<Vec<Piece>> {
+    // Appends, newest first: (archive, the file's name there, the op).
+    let mut appends: Vec<(usize, String, Appended)> = Vec::new();
+    let mut first: Option<Piece> = None;
     if !e.appended {
-        first = Some((
-            e.origin,
-            Record {
-                path: e.path.clone(),
-                kind: EntryKind::File,
-                mode: e.mode,
-                mtime: e.mtime,
-                mtime_nsec: e.mtime_nsec,
-                size: e.size,
-                frame: e.frame,
-                offset: e.offset,
-                sha256: e.sha256,
-            },
-        ));
+        first = Some(Piece {
+            level: e.origin,
+            member: e.record(),
+            path: e.path.clone(),
+            size: e.size,
+            sha256: e.sha256,
+        });
     }
     let (mut path, mut level) = (e.path.clone(), e.origin);
     while first.is_none() {
         let l = &links[level];
-        let Some((from, tail)) = append_of(l, &path)? else {
+        let Some(a) = append_of(l, &path)? else {
             return Err(Error::corrupt(format!("{}: no append of {path}", l.loc)));
         };
-        tails.push((level, tail));
+        let from = a.from.clone();
+        appends.push((level, path.clone(), a));
         // The entry `from` at the level below: made by the newest archive
         // below that holds a member there or appended to it.
         let mut j = level;
@@ -81,7 +90,13 @@ pub fn lineage(links: &[Link], e: &StateEntry) -> Result<Vec<(usize, Record)>> {
                         l.loc
                     )));
                 }
-                first = Some((j, rec));
+                first = Some(Piece {
+                    level: j,
+                    path: from.clone(),
+                    size: rec.size,
+                    sha256: rec.sha256,
+                    member: rec,
+                });
                 break;
             }
             if j > 0 && append_of(below, &from)?.is_some() {
@@ -91,22 +106,36 @@ pub fn lineage(links: &[Link], e: &StateEntry) -> Result<Vec<(usize, Record)>> {
         }
     }
     let mut out = vec![first.expect("found")];
-    for (level, tail) in tails.into_iter().rev() {
+    for (level, path, a) in appends.into_iter().rev() {
         let l = &links[level];
-        let Some(t) = l.find_last(&tail)? else {
+        let Some(t) = l.find_last(&a.tail)? else {
             return Err(Error::corrupt(format!(
-                "{}: its tail {tail} is missing",
-                l.loc
+                "{}: its tail {} is missing",
+                l.loc, a.tail
             )));
         };
-        out.push((level, t));
+        out.push(Piece {
+            level,
+            member: t,
+            path,
+            size: a.size,
+            sha256: a.sha256,
+        });
     }
     Ok(out)
 }
 
-/// The append of an incremental to `path`: the file it continues and
-/// its tail member.
-fn append_of(l: &Link, path: &str) -> Result<Option<(String, String)>> {
+/// What an append says: the file it continues, its tail member, and
+/// the whole file after it.
+struct Appended {
+    from: String,
+    tail: String,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+/// The append of an incremental to `path`.
+fn append_of(l: &Link, path: &str) -> Result<Option<Appended>> {
     if l.head.base.is_none() {
         return Ok(None);
     }
@@ -116,8 +145,20 @@ fn append_of(l: &Link, path: &str) -> Result<Option<(String, String)>> {
                 path: p,
                 from,
                 tail,
+                size,
+                sha256,
                 ..
-            } if p == path => return Ok(Some((from, tail))),
+            } if p == path => {
+                let sha256 = crate::format::sums::parse_hex32(&sha256).ok_or_else(|| {
+                    Error::corrupt(format!("{}: the append of {path} has no SHA-256", l.loc))
+                })?;
+                return Ok(Some(Appended {
+                    from,
+                    tail,
+                    size,
+                    sha256,
+                }));
+            }
             c if tree_cmp(c.path(), path).is_gt() => break,
             _ => {}
         }

@@ -32,7 +32,7 @@ pub mod reference;
 
 pub use base::base_ref;
 pub use changes::{Changes, Spill};
-pub use content::{lineage, write_content};
+pub use content::{Piece, lineage, write_content};
 pub use find::{chain_of, open_chain};
 pub use link::{Link, Trust};
 pub use model::{apply_level, state};

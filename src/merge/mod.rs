@@ -19,6 +19,7 @@
 
 mod base;
 mod cursor;
+mod onto;
 
 use std::io::Write;
 use std::path::Path;
@@ -50,6 +51,9 @@ pub struct MergeCounts {
     pub kept: u64,
     /// Data frames copied whole from it.
     pub copied_frames: u64,
+    /// For `--onto`: operations written (`kept` then counts the members
+    /// written).
+    pub operations: u64,
 }
 
 /// Writes the full archive (format version 2) of the tree the chain
@@ -72,11 +76,6 @@ pub fn write_merged<W: Write>(
         opts.level,
         frame_bytes as u64,
     );
-    let about = |l: &Link| MergedArchive {
-        location: l.loc.to_string(),
-        size: l.src.size,
-        body_sha256: hex(&l.tail.body_sha256),
-    };
     head.merged = Some(Merged {
         archives: links.len() as u64,
         newest: about(newest),
@@ -90,7 +89,7 @@ pub fn write_merged<W: Write>(
     let warnings = newest.meta.warnings.clone();
     let (w, summary) = write_spliced(&head, out, out_name, opts, &wal, warnings, |s| {
         let mut base = Base::new(first)?;
-        let mut cursors: Vec<Option<Cursor<'_>>> = links.iter().map(|_| None).collect();
+        let mut src = Sources::new(links);
         for e in crate::chain::state(links)? {
             let e = e?;
             if e.origin == 0 && !e.appended {
@@ -98,7 +97,7 @@ pub fn write_merged<W: Write>(
                 continue;
             }
             base.flush(s)?;
-            write_member(s, &mut base, links, &mut cursors, &e)?;
+            write_member(s, &mut base, &mut src, &e)?;
         }
         base.finish(s)?;
         counts.kept = base.kept;
@@ -108,13 +107,67 @@ pub fn write_merged<W: Write>(
     Ok((w, summary, counts))
 }
 
+/// Writes one incremental archive (format version 3) on the link `at` of
+/// `links` (recorded as `base`), equivalent to every link above it: the
+/// tree of `links` on the tree of `links[..=at]`. Nothing is read from a
+/// data dir, nor a byte of the links at or below `at` but their records
+/// (see `onto`).
+pub fn write_merged_onto<W: Write>(
+    links: &[Link],
+    at: usize,
+    base: crate::format::incremental::BaseRef,
+    out: W,
+    out_name: &Path,
+    opts: &CreateOptions,
+) -> Result<(W, CreateSummary, MergeCounts)> {
+    let newest = links.last().expect("a chain is never empty");
+    let frame_bytes = opts.frame_bytes.clamp(4 * 1024, 64 * 1024 * 1024);
+    let created = opts.created_unix_ms.unwrap_or(newest.head.created_unix_ms);
+    let mut head = Head2::new(
+        created,
+        newest.head.source.clone(),
+        opts.level,
+        frame_bytes as u64,
+    )
+    .incremental(base);
+    head.merged = Some(Merged {
+        archives: (links.len() - at - 1) as u64,
+        newest: about(newest),
+        oldest: about(&links[at + 1]),
+    });
+    let mut counts = MergeCounts {
+        archives: (links.len() - at - 1) as u64,
+        ..Default::default()
+    };
+    let wal = newest.meta.wal.clone();
+    let warnings = newest.meta.warnings.clone();
+    let (w, summary) = write_spliced(&head, out, out_name, opts, &wal, warnings, |s| {
+        let mut src = Sources::new(links);
+        let mut o = onto::Onto::new(links, at, (created / 1000) as i64)?;
+        for e in crate::chain::state(links)? {
+            o.entry(s, &mut src, e?)?;
+        }
+        counts.kept = o.members;
+        counts.operations = o.operations;
+        o.finish(s, &mut src)
+    })?;
+    Ok((w, summary, counts))
+}
+
+fn about(l: &Link) -> MergedArchive {
+    MergedArchive {
+        location: l.loc.to_string(),
+        size: l.src.size,
+        body_sha256: hex(&l.tail.body_sha256),
+    }
+}
+
 /// Writes the member `e` of the tree with a new header, its content
 /// from the link that holds it or its lineage, checked against its digest.
 fn write_member<'l, W: Write>(
     s: &mut Splice<'_, '_, W>,
     base: &mut Base<'l>,
-    links: &'l [Link],
-    cursors: &mut [Option<Cursor<'l>>],
+    src: &mut Sources<'l>,
     e: &StateEntry,
 ) -> Result<()> {
     s.begin(&e.entry(), e.sha256)?;
@@ -122,77 +175,106 @@ fn write_member<'l, W: Write>(
         return Ok(());
     }
     let mut h = Sha256::new();
-    let l = &links[e.origin];
-    let pieces = if e.appended {
-        lineage(links, e)?
-    } else {
-        vec![(e.origin, e.record())]
-    };
+    let pieces = src.pieces(e)?;
     for (n, (level, rec)) in pieces.iter().enumerate() {
         // A file appended to that started as the full archive's member:
         // its frames are copied (each decoded only to hash it).
         if n == 0 && *level == 0 && base.copy_data(s, &e.path, rec, &mut h)? {
             continue;
         }
-        if cursors[*level].is_none() {
-            cursors[*level] = Some(Cursor::new(&links[*level], 64 << 10)?);
-        }
-        let c = cursors[*level].as_mut().expect("just made");
-        member_content(c, rec, &mut |b: &[u8]| {
+        src.content(*level, rec, &mut |b: &[u8]| {
             h.update(b);
             s.data(b)
         })?;
+    }
+    src.check(e, h)?;
+    s.pad(e.size)
+}
+
+/// The links of a chain, each read forward as its members are needed.
+pub(super) struct Sources<'l> {
+    links: &'l [Link],
+    cursors: Vec<Option<Cursor<'l>>>,
+}
+
+impl<'l> Sources<'l> {
+    pub(super) fn new(links: &'l [Link]) -> Sources<'l> {
+        Sources {
+            links,
+            cursors: links.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// The members that make the file `e`, each with its link.
+    pub(super) fn pieces(&self, e: &StateEntry) -> Result<Vec<(usize, Record)>> {
+        Ok(if e.appended {
+            lineage(self.links, e)?
+                .into_iter()
+                .map(|p| (p.level, p.member))
+                .collect()
+        } else {
+            vec![(e.origin, e.record())]
+        })
+    }
+
+    /// Checks the digest `h` of what was written as `e`'s content.
+    pub(super) fn check(&self, e: &StateEntry, h: Sha256) -> Result<()> {
+        let got: [u8; 32] = h.finalize().into();
+        if got != e.sha256 {
+            return Err(Error::corrupt(format!(
+                "{}: {} hashes to {}, not the {} its index records",
+                self.links[e.origin].loc,
+                e.path,
+                hex(&got),
+                hex(&e.sha256)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The content of the member `rec` of link `level`, from its frames.
+    pub(super) fn content(
+        &mut self,
+        level: usize,
+        rec: &Record,
+        out: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if self.cursors[level].is_none() {
+            self.cursors[level] = Some(Cursor::new(&self.links[level], 64 << 10)?);
+        }
+        let c = self.cursors[level].as_mut().expect("just made");
+        let i = c.frame_at(rec.frame, None)?;
+        let f = c.frame(i);
+        if rec.offset >= f.tar_len {
+            return Err(Error::corrupt(format!(
+                "{}: {} is at offset {} of a frame of {} bytes",
+                self.links[level].loc, rec.path, rec.offset, f.tar_len
+            )));
+        }
+        let mut pos = f.tar_start + rec.offset + 512;
+        let end = pos + rec.size;
+        while pos < end {
+            let i = c.frame_for(pos)?;
+            let (fs, fe) = (c.frame(i).tar_start, c.frame(i).tar_end());
+            let stop = fe.min(end);
+            let content = c.content(i)?;
+            out(&content[(pos - fs) as usize..(stop - fs) as usize])?;
+            pos = stop;
+            if stop == fe {
+                c.release(fe);
+            }
+        }
         // Links not in use let go of what they hold past the budget.
-        let held: usize = cursors.iter().flatten().map(Cursor::held).sum();
+        let held: usize = self.cursors.iter().flatten().map(Cursor::held).sum();
         if held > HELD {
-            for (i, c) in cursors.iter_mut().enumerate() {
-                if i != *level
+            for (i, c) in self.cursors.iter_mut().enumerate() {
+                if i != level
                     && let Some(c) = c
                 {
                     c.shed();
                 }
             }
         }
+        Ok(())
     }
-    let got: [u8; 32] = h.finalize().into();
-    if got != e.sha256 {
-        return Err(Error::corrupt(format!(
-            "{}: {} hashes to {}, not the {} its index records",
-            l.loc,
-            e.path,
-            hex(&got),
-            hex(&e.sha256)
-        )));
-    }
-    s.pad(e.size)
-}
-
-/// The content of the member `e` of a link (its record), from its frames.
-fn member_content(
-    c: &mut Cursor<'_>,
-    e: &Record,
-    out: &mut dyn FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let i = c.frame_at(e.frame, None)?;
-    let f = c.frame(i);
-    if e.offset >= f.tar_len {
-        return Err(Error::corrupt(format!(
-            "{} is at offset {} of a frame of {} bytes",
-            e.path, e.offset, f.tar_len
-        )));
-    }
-    let mut pos = f.tar_start + e.offset + 512;
-    let end = pos + e.size;
-    while pos < end {
-        let i = c.frame_for(pos)?;
-        let (fs, fe) = (c.frame(i).tar_start, c.frame(i).tar_end());
-        let stop = fe.min(end);
-        let content = c.content(i)?;
-        out(&content[(pos - fs) as usize..(stop - fs) as usize])?;
-        pos = stop;
-        if stop == fe {
-            c.release(fe);
-        }
-    }
-    Ok(())
 }

@@ -5,7 +5,7 @@
 
 use crate::chain::{MODEL_STACK, open_chain};
 use crate::error::{Error, Result};
-use crate::merge::{MergeCounts, write_merged};
+use crate::merge::{MergeCounts, write_merged, write_merged_onto};
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
 use crate::write::{CreateOptions, CreateSummary, seal_with};
@@ -28,8 +28,12 @@ pub struct MergeSummary {
 /// describes to `output`, encrypted to `sealed` if given. Every link is
 /// authenticated before it is used; nothing is published unless the
 /// whole archive was written.
+///
+/// With `onto` (an archive of the chain), one incremental on it instead,
+/// equivalent to every archive of the chain above it.
 pub fn merge(
     archive: &Location,
+    onto: Option<&Location>,
     bases: &[Location],
     sealed: Option<&Recipients>,
     output: &Output,
@@ -43,7 +47,30 @@ pub fn merge(
     if let Some(o) = &out_loc {
         _locks.extend(crate::store::lock::lock_location(o)?);
     }
-    let links = open_chain(archive, bases)?;
+    let mut extra = bases.to_vec();
+    extra.extend(onto.cloned());
+    let links = open_chain(archive, &extra)?;
+    let at = match onto {
+        None => None,
+        Some(o) => match links.iter().position(|l| same_archive(&l.loc, o)) {
+            Some(i) if i + 1 < links.len() => Some(i),
+            Some(_) => {
+                return Err(Error::Refused(format!(
+                    "--onto {o} is {archive} itself: there is nothing above it to merge"
+                )));
+            }
+            None => {
+                return Err(Error::Refused(format!(
+                    "--onto {o} is not an archive of the chain of {archive} (its chain: {})",
+                    links
+                        .iter()
+                        .map(|l| l.loc.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        },
+    };
     if links.len() < 2 {
         return Err(Error::Refused(format!(
             "{archive} is a full archive already: merge writes the full archive of an incremental's chain"
@@ -59,7 +86,9 @@ pub fn merge(
     }
     // The merge of an encrypted chain holds the same data.
     if sealed.is_none()
-        && let Some(l) = links.iter().find(|l| l.encrypted)
+        && let Some(l) = links[at.map_or(0, |a| a + 1)..]
+            .iter()
+            .find(|l| l.encrypted)
     {
         return Err(Error::Refused(format!(
             "{} of the chain is encrypted: encrypt the merged archive too (-r, -R or --passphrase-file)",
@@ -67,6 +96,10 @@ pub fn merge(
         )));
     }
     let target = Target::check(output)?;
+    let base = match at {
+        Some(a) => Some(crate::chain::base_ref(&links[..=a], out_loc.as_ref())?),
+        None => None,
+    };
     // At most what the chain holds, and room for the frames re-made.
     let size: u64 = links.iter().map(|l| l.src.size).sum();
     let estimate = size + size / 8 + (1 << 20);
@@ -75,15 +108,19 @@ pub fn merge(
     let archive = target.write(
         estimate,
         |w, name| {
-            seal_with(w, name, sealed, None, |w| {
+            seal_with(w, name, sealed, base.clone(), |w| {
                 // The chain's model runs deep on a long chain: on a
                 // thread with the stack it needs.
                 let (summary, c) = std::thread::scope(|s| {
                     std::thread::Builder::new()
                         .name("merge".into())
                         .stack_size(MODEL_STACK)
-                        .spawn_scoped(s, || {
-                            write_merged(&links, w, name, opts).map(|(_, s, c)| (s, c))
+                        .spawn_scoped(s, || match (at, &base) {
+                            (Some(a), Some(b)) => {
+                                write_merged_onto(&links, a, b.clone(), w, name, opts)
+                                    .map(|(_, s, c)| (s, c))
+                            }
+                            _ => write_merged(&links, w, name, opts).map(|(_, s, c)| (s, c)),
                         })
                         .map_err(|e| Error::io("start", "the merge", e))?
                         .join()

@@ -38,6 +38,21 @@ impl<W: Write> Splice<'_, '_, W> {
         self.m.settle_index()
     }
 
+    /// [`Splice::begin`] of a file whose digest is known only once its
+    /// content was written: given then with [`Splice::set_digest`].
+    pub fn begin_unhashed(&mut self, e: &Entry) -> Result<()> {
+        crate::sys::kill_step();
+        self.m.begin(e)?;
+        self.count(e.kind, e.size);
+        self.m.settle_index()
+    }
+
+    /// The digest of the file begun last with [`Splice::begin_unhashed`].
+    pub fn set_digest(&mut self, sha256: [u8; 32]) -> Result<()> {
+        self.m.index.set_digest(sha256);
+        self.m.settle_index()
+    }
+
     /// Tar bytes: a member's content, or members whose headers come in
     /// these bytes (each declared first with [`Splice::declare`]).
     pub fn data(&mut self, bytes: &[u8]) -> Result<()> {

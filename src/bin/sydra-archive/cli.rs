@@ -82,13 +82,16 @@ pub enum Command {
     #[command(after_help = concat!(
         "Examples:\n",
         "  sydra-archive merge /backup/sydradb/newest.tar.zst -o /backup/sydradb/\n",
-        "  sydra-archive merge s3://bucket/db/newest.tar.zst -o s3://bucket/db/merged.tar.zst\n\n",
+        "  sydra-archive merge s3://bucket/db/newest.tar.zst -o s3://bucket/db/merged.tar.zst\n",
+        "  sydra-archive merge day/23h.tar.zst --onto day/00h.tar.zst -o day/merged.tar.zst\n\n",
         "The tree ARCHIVE's chain describes (what restore of ARCHIVE would restore)\n",
         "written as one full archive, without the data dir: data frames of the full\n",
         "archive that the tree keeps whole are copied as they are; only what the\n",
         "incrementals changed is compressed again. Every archive of the chain is\n",
         "checked against the SHA-256 the one above it recorded first. The output is\n",
-        "published like create's (atomically; an upload completed only once whole).\n\n",
+        "published like create's (atomically; an upload completed only once whole).\n",
+        "With --onto BASE: one incremental on BASE, equivalent to every archive of the\n",
+        "chain above it (WAL tails of several archives made one).\n\n",
         "Exit codes: 0 written, 1 an archive of the chain failed verification, 2 any\n",
         "other failure."
     ))]
@@ -266,6 +269,10 @@ pub struct MergeArgs {
     /// sydradb-<UTC time>.tar.zst.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
+    /// Write one incremental on BASE (an archive of ARCHIVE's chain)
+    /// instead, equivalent to every archive above it: compaction.
+    #[arg(long, value_name = "BASE")]
+    pub onto: Option<PathBuf>,
     /// zstd compression level of what is compressed again.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: i32,

@@ -481,4 +481,7 @@ pub struct MergeReport {
     pub kept_members: u64,
     /// Data frames copied whole from it (not compressed again).
     pub copied_frames: u64,
+    /// With --onto: operations written (`kept_members` then counts the
+    /// members written).
+    pub operations: u64,
 }

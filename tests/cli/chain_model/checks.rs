@@ -291,6 +291,72 @@ impl World {
                 format!("$ {}\n{}\n", cmdline(&margs), d.join("\n")),
             ));
         }
+        // merge --onto an archive below it (not the full one only): one
+        // incremental on it that restores to the same tree.
+        let mut ancestors = Vec::new();
+        let mut at = self.archives[i].base;
+        while let Some(b) = at {
+            ancestors.push(b);
+            at = self.archives[b].base;
+        }
+        let mut pick = Rng(self.seed.wrapping_mul(0x51_7CC1_B727) ^ (self.runs as u64) << 20);
+        let Some(onto) = pick.pick(&ancestors) else {
+            return Ok(());
+        };
+        let onto_path = self.archives[onto].path.clone();
+        let mut oargs = vec![
+            "merge".into(),
+            p(&path).into(),
+            "--onto".into(),
+            p(&onto_path).into(),
+            "-o".into(),
+            p(&merged).into(),
+            "-q".into(),
+            "--frame-kib".into(),
+            "4".into(),
+        ];
+        oargs.extend(self.key_args(enc));
+        if enc {
+            oargs.extend(["-r".into(), self.recipient.clone()]);
+        }
+        let m = self.run(&oargs, None);
+        if code(&m) != 0 {
+            return Err(self.fail(
+                &format!("merge --onto #{onto} refused {label} ({why})"),
+                format!("$ {}\n{}\n", cmdline(&oargs), output_text(&m)),
+            ));
+        }
+        let mut rargs = vec![
+            "restore".into(),
+            p(&merged).into(),
+            p(&target).into(),
+            "-q".into(),
+        ];
+        rargs.extend(self.key_args(enc));
+        let r = self.run(&rargs, None);
+        let _ = fs::remove_file(&merged);
+        if code(&r) != 0 {
+            return Err(self.fail(
+                &format!("restore refused the merge of {label} onto #{onto} ({why})"),
+                format!(
+                    "$ {}\n$ {}\n{}\n",
+                    cmdline(&oargs),
+                    cmdline(&rargs),
+                    output_text(&r)
+                ),
+            ));
+        }
+        let got = snapshot(&target, false);
+        let (d, _) = diff(&self.snaps[snap], &got);
+        fs::remove_dir_all(&target).unwrap();
+        if !d.is_empty() {
+            return Err(self.fail(
+                &format!(
+                    "restore of the merge of {label} onto #{onto} differs from the data dir ({why})"
+                ),
+                format!("$ {}\n{}\n", cmdline(&oargs), d.join("\n")),
+            ));
+        }
         Ok(())
     }
 }

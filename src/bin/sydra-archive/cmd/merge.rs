@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use sydra_archive::{CreateOptions, hex};
 
-use crate::args::{bases, read_location, use_keys};
+use crate::args::{bases, location, read_location, use_keys};
 use crate::cli::{MergeArgs, ReadArgs};
 use crate::cmd::create::{output_for, source_date_epoch_ms};
 use crate::report;
@@ -44,7 +44,18 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         progress: None,
         frame_bytes: a.frame_kib as usize * 1024,
     };
-    let m = sydra_archive::merge(&archive, &chain_bases, sealed.as_ref(), &output, &opts)?;
+    let onto = match &a.onto {
+        Some(b) => Some(location(b, &a.s3)?),
+        None => None,
+    };
+    let m = sydra_archive::merge(
+        &archive,
+        onto.as_ref(),
+        &chain_bases,
+        sealed.as_ref(),
+        &output,
+        &opts,
+    )?;
     let s = &m.archive;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
@@ -55,10 +66,21 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 chain: m.chain.clone(),
                 kept_members: m.counts.kept,
                 copied_frames: m.counts.copied_frames,
+                operations: m.counts.operations,
             },
         )?;
     }
-    if !a.quiet && !a.json {
+    if !a.quiet && !a.json && a.onto.is_some() {
+        say!(
+            "sydra-archive: merged {} into {shown}, an incremental on {}: {}, {}, {} in {secs:.2}s, sha256 {}",
+            ui::count(m.counts.archives, "archive", "archives"),
+            s.base.as_ref().map_or("-", |b| b.location.as_str()),
+            ui::count(m.counts.kept, "member", "members"),
+            ui::count(m.counts.operations, "operation", "operations"),
+            ui::count(s.bytes, "byte", "bytes"),
+            hex(&s.sha256)
+        );
+    } else if !a.quiet && !a.json {
         say!(
             "sydra-archive: merged {} into {shown}: {}, {} -> {} in {secs:.2}s ({} copied whole), sha256 {}",
             ui::count(m.chain.len() as u64, "archive", "archives"),
