@@ -329,3 +329,66 @@ fn prune_after_a_merge_keeps_a_restorable_point_at_every_step() {
         .collect();
     assert_eq!(left, ["merged.tar.zst"]);
 }
+
+#[test]
+fn merge_onto_writes_one_incremental_for_the_archives_above_its_base() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, links) = chain(t.path(), 6, &[]);
+    let shelf = links[0].parent().unwrap().to_path_buf();
+    let out = shelf.join("c2-c5.tar.zst");
+    let o = run(&[
+        "merge",
+        p(&links[5]),
+        "--onto",
+        p(&links[2]),
+        "-o",
+        p(&out),
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["kind"], "incremental", "{j}");
+    assert_eq!(j["base"]["location"], "c2.tar.zst", "{j}");
+    assert_eq!(j["chain"].as_array().unwrap().len(), 6);
+    // WAL files that grew over three archives: one append each, one tail.
+    assert!(j["operations"].as_u64().unwrap() >= 1, "{j}");
+    expect_code(&run(&["verify", "--chain", p(&out)]), 0);
+    assert_eq!(restored(&out, &t.path().join("r"), &[]), tree_digest(&data));
+    // No larger than the archives it stands for.
+    let sum: u64 = links[3..]
+        .iter()
+        .map(|l| fs::metadata(l).unwrap().len())
+        .sum();
+    let size = fs::metadata(&out).unwrap().len();
+    assert!(size * 100 <= sum * 105, "{size} bytes for {sum}");
+    // The next incremental goes on it like on any archive.
+    let next = shelf.join("c6.tar.zst");
+    expect_code(
+        &run(&["create", p(&data), "--base", p(&out), "-o", p(&next), "-q"]),
+        0,
+    );
+    assert_eq!(
+        restored(&next, &t.path().join("r2"), &[]),
+        tree_digest(&data)
+    );
+
+    // Refused: a BASE outside the chain, and the archive itself.
+    let other = t.path().join("other.tar.zst");
+    create(&data, &other);
+    let x = t.path().join("x.tar.zst");
+    let o = run(&["merge", p(&links[5]), "--onto", p(&other), "-o", p(&x)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("is not an archive of the chain of"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["merge", p(&links[5]), "--onto", p(&links[5]), "-o", p(&x)]);
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("there is nothing above it to merge"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!x.exists());
+}

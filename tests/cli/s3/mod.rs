@@ -17,6 +17,7 @@
 mod bulk;
 mod downloads;
 mod locks;
+mod merges;
 mod objects;
 mod prefixes;
 mod proxies;
