@@ -1,6 +1,8 @@
 """merge: a synthetic full of a chain (one full archive and 24 incrementals,
 an hour of the simulated server each) against a full create of the same
-tree from the data dir: time, peak RSS, size; and a restore of each.
+tree from the data dir: time, peak RSS, size; the newest 10 incrementals
+merged into one (--onto): time per link, size against theirs; and a
+restore of the merged full against one of the created full.
 """
 import os
 import shutil
@@ -47,6 +49,19 @@ def merge(big, hours, interval, work, runs):
     sm, sf = os.path.getsize(merged), os.path.getsize(full)
     print(f"  size: merged {sm} bytes, created {sf} bytes: {sm / sf:.4f}x (target <= 1.01x: "
           f"{'ok' if sm / sf <= 1.01 else 'MISSED'})")
+    # Compaction: the newest 10 incrementals into one, on the 14th.
+    onto = os.path.join(out, "c15-c24.tar.zst")
+    res = alternate(runs, [
+        ("merge --onto (10 incrementals -> 1)",
+         lambda: run([BIN, "merge", chain[-1], "--onto", chain[14], "-o", onto, "--force", "-q"],
+                     env=env)),
+    ])
+    report("merge --onto: 10 incrementals into one", res, [])
+    t = res["merge --onto (10 incrementals -> 1)"][0]
+    print(f"  per link: {t / 10:.3f} s (target <= 0.2 s: {'ok' if t / 10 <= 0.2 else 'MISSED'})")
+    so, ssum = os.path.getsize(onto), sum(sizes[15:])
+    print(f"  size: {so} bytes for {ssum} bytes of incrementals: {so / ssum:.3f}x (target <= 1.05x: "
+          f"{'ok' if so / ssum <= 1.05 else 'MISSED'})")
     scratch = Scratch(work, "merge-restore")
     res = alternate(runs, [
         ("restore of the merged full",
