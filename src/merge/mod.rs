@@ -87,6 +87,11 @@ pub fn write_merged<W: Write>(
     };
     let wal = newest.meta.wal.clone();
     let warnings = newest.meta.warnings.clone();
+    // Progress: of the files' bytes, out of what the chain holds (the
+    // tree holds at most that much).
+    if let Some(p) = &opts.progress {
+        p.set_total(links.iter().map(|l| l.meta.total_bytes).sum());
+    }
     let (w, summary) = write_spliced(&head, out, out_name, opts, &wal, warnings, |s| {
         let mut base = Base::new(first)?;
         let mut src = Sources::new(links);
@@ -141,6 +146,9 @@ pub fn write_merged_onto<W: Write>(
     };
     let wal = newest.meta.wal.clone();
     let warnings = newest.meta.warnings.clone();
+    if let Some(p) = &opts.progress {
+        p.set_total(links[at + 1..].iter().map(|l| l.meta.total_bytes).sum());
+    }
     let (w, summary) = write_spliced(&head, out, out_name, opts, &wal, warnings, |s| {
         let mut src = Sources::new(links);
         let mut o = onto::Onto::new(links, at, (created / 1000) as i64)?;

@@ -118,6 +118,13 @@ impl<'a, 'o, W: Write> Members<'a, 'o, W> {
         self.settle_index()
     }
 
+    /// Counts `n` bytes of file content done, for progress.
+    pub(super) fn advance(&self, n: u64) {
+        if let Some(p) = self.progress {
+            p.add(n);
+        }
+    }
+
     /// Ends the frame being filled and adds `frame`, compressed
     /// elsewhere, as the next one.
     pub(super) fn raw_frame(&mut self, frame: Vec<u8>) -> Result<()> {

@@ -106,6 +106,7 @@ impl<W: Write> Splice<'_, '_, W> {
             EntryKind::File => {
                 self.m.files += 1;
                 self.m.data_bytes += size;
+                self.m.advance(size);
             }
             EntryKind::Dir => self.m.dirs += 1,
         }

@@ -82,19 +82,31 @@ fn a_merged_chain_is_the_full_archive_of_its_moment() {
         .args(["-t", "-q", p(&merged)])
         .output()
         .unwrap();
-    assert!(z.status.success(), "zstd -t: {}", String::from_utf8_lossy(&z.stderr));
+    assert!(
+        z.status.success(),
+        "zstd -t: {}",
+        String::from_utf8_lossy(&z.stderr)
+    );
     let x = t.path().join("tar-x");
     fs::create_dir(&x).unwrap();
     let tx = std::process::Command::new("tar")
         .args(["--zstd", "-xf", p(&merged), "-C", p(&x)])
         .output()
         .unwrap();
-    assert!(tx.status.success(), "tar: {}", String::from_utf8_lossy(&tx.stderr));
+    assert!(
+        tx.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&tx.stderr)
+    );
     let d = std::process::Command::new("diff")
         .args(["-r", p(&data), p(&x)])
         .output()
         .unwrap();
-    assert!(d.status.success(), "diff -r: {}", String::from_utf8_lossy(&d.stdout));
+    assert!(
+        d.status.success(),
+        "diff -r: {}",
+        String::from_utf8_lossy(&d.stdout)
+    );
     // The same index as a full create of the data dir now (paths, kinds,
     // sizes, modes, mtimes to the nanosecond, digests).
     let full = t.path().join("full.tar.zst");

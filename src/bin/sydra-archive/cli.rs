@@ -321,6 +321,9 @@ pub struct MergeArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress on stderr: a bar on a terminal (auto), NDJSON events, or none.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     #[command(flatten)]
     pub chain: ChainArgs,
     #[command(flatten)]

@@ -6,14 +6,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use sydra_archive::{CreateOptions, hex};
+use std::sync::Arc;
+
+use sydra_archive::{CreateOptions, Progress, hex};
 
 use crate::args::{bases, location, read_location, use_keys};
 use crate::cli::{MergeArgs, ReadArgs};
 use crate::cmd::create::{output_for, source_date_epoch_ms};
 use crate::report;
 use crate::streams::{StdClosed, print_json};
-use crate::ui;
+use crate::ui::{self, Display};
 
 pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -37,11 +39,13 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     )?;
     let (output, shown) = output_for(&a.output, a.force, &a.s3, created_unix_ms, sealed.is_some())?;
     let chain_bases = bases(&a.chain, &a.s3)?;
+    let progress = Arc::new(Progress::default());
+    let display = Display::start("merge", a.progress, a.quiet, &progress);
     let opts = CreateOptions {
         level: a.level,
         threads: a.threads,
         created_unix_ms: Some(created_unix_ms),
-        progress: None,
+        progress: display.shown().then(|| progress.clone()),
         frame_bytes: a.frame_kib as usize * 1024,
     };
     let onto = match &a.onto {
@@ -55,7 +59,9 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         sealed.as_ref(),
         &output,
         &opts,
-    )?;
+    );
+    display.finish();
+    let m = m?;
     let s = &m.archive;
     let secs = started.elapsed().as_secs_f64();
     if a.json {
