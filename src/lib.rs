@@ -95,6 +95,7 @@ pub use read::{
     read_archive, read_archive_with,
 };
 pub use shelf::latest::{Chosen, choose_base, newest_restorable, restorable};
+pub use shelf::points::{Point, parse_time, points, restorable_at};
 pub use shelf::{Shelf, ls};
 pub use store::cleanup::install_signal_handlers;
 pub use store::crypt::{Identities, Recipients, set_identities};

@@ -47,7 +47,7 @@ pub fn newest_restorable(shelf: &Shelf, bases: &[Location]) -> Result<Chosen> {
 
 /// Opens the chain of `l` at `loc` and walks the tree it describes;
 /// returns where its archives are.
-fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<Vec<Location>> {
+pub(super) fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<Vec<Location>> {
     // A version-1 archive (no TAIL) is always a full one: nothing to
     // chain; the restore checks it whole.
     if !l.encrypted && l.body_sha256.is_none() && l.base.is_none() {
@@ -62,7 +62,7 @@ fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<Vec<Location>
 
 /// Whether `e` says this archive cannot be restored (then an older one is
 /// tried), rather than that the shelf cannot be read.
-fn skip(e: &Error) -> bool {
+pub(super) fn skip(e: &Error) -> bool {
     match e {
         Error::Base { .. } | Error::Key { .. } | Error::Refused(_) => true,
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
@@ -178,6 +178,7 @@ mod tests {
             body_sha256: Some("ff".into()),
             encrypted: false,
             chain_known: true,
+            created_unix_ms: None,
         }
     }
 

@@ -28,9 +28,10 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
             // unknown (prune then keeps every other archive with it).
             if !l.chain_known {
                 match base_of(shelf, &l) {
-                    Ok(b) => {
+                    Ok((b, t)) => {
                         l.base = b;
                         l.chain_known = true;
+                        l.created_unix_ms = t;
                     }
                     Err(crate::error::Error::Key { .. }) => {}
                     Err(e) if e.is_archive_fault() => {
@@ -44,8 +45,9 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
             continue;
         }
         match base_of(shelf, &l) {
-            Ok(b) => {
+            Ok((b, t)) => {
                 l.base = b;
+                l.created_unix_ms = t;
                 archives.push(l);
             }
             Err(e) if e.is_archive_fault() => listing.others.push((l.url.clone(), e.to_string())),
@@ -56,14 +58,16 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
     Ok(listing)
 }
 
-/// The base HEAD names, for an incremental; `None` for a full archive
-/// (version 1's HEAD is too large to be version 2's: it is a full one).
-/// An archive whose HEAD is unreadable is not an archive (an error).
-fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
+/// The base HEAD names, for an incremental (`None` for a full archive),
+/// and HEAD's time (version 1's HEAD is too large to be version 2's: it
+/// is a full one, its time not read). An archive whose HEAD is
+/// unreadable is not an archive (an error).
+fn base_of(shelf: &Shelf, l: &Listed) -> Result<(Option<BaseRef>, Option<u64>)> {
     // An encrypted archive's HEAD is inside its encryption: read with the
     // identities given (without them, nothing can be pruned safely).
     if l.encrypted {
-        return Ok(crate::chain::Link::open(&location_of(shelf, l))?.head.base);
+        let head = crate::chain::Link::open(&location_of(shelf, l))?.head;
+        return Ok((head.base, Some(head.created_unix_ms)));
     }
     let read = |at: u64, buf: &mut [u8]| -> Result<()> {
         match shelf {
@@ -75,7 +79,7 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
     read(0, &mut h)?;
     let len = check_skippable_header(&h, &TAG_HEAD, MAX_HEAD_BODY, 0)?;
     if len > MAX_HEAD2_BODY || len + 16 > l.size {
-        return Ok(None);
+        return Ok((None, None));
     }
     let mut body = vec![0u8; len as usize];
     read(16, &mut body)?;
@@ -84,8 +88,11 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<Option<BaseRef>> {
         version: u64,
     }
     match serde_json::from_slice::<Probe>(&body) {
-        Ok(p) if p.version >= VERSION2 => Ok(Head2::parse(&body)?.base),
-        _ => Ok(None),
+        Ok(p) if p.version >= VERSION2 => {
+            let head = Head2::parse(&body)?;
+            Ok((head.base, Some(head.created_unix_ms)))
+        }
+        _ => Ok((None, None)),
     }
 }
 

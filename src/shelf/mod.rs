@@ -13,6 +13,7 @@ use crate::store::s3::{Listed, Remote, S3Options, S3Url, SCHEME};
 
 pub mod latest;
 pub mod list;
+pub mod points;
 
 pub use list::ls;
 

@@ -94,6 +94,7 @@ impl LocalShelf {
                         body_sha256,
                         encrypted: enc.is_some(),
                         chain_known: enc.as_ref().is_none_or(Option::is_some),
+                        created_unix_ms: None,
                     })
                 }
                 Ok(Probed::Other(why)) => listing.others.push((shown, why)),

@@ -18,6 +18,7 @@ mod live;
 mod memory;
 mod merge;
 mod mtimes;
+mod points;
 mod probe;
 mod prune;
 mod refusals;

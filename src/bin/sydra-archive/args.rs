@@ -73,3 +73,33 @@ pub fn bases(c: &ChainArgs, s3: &S3Args) -> anyhow::Result<Vec<Location>> {
 pub fn location(arg: &Path, s3: &S3Args) -> anyhow::Result<Location> {
     Ok(Location::parse(arg, &s3_options(s3))?)
 }
+
+/// The archive `arg` names; ending in `/`, the newest restorable point
+/// of that directory or prefix (at or before `at`, a time as `--at`
+/// takes it), its chain added to `bases`.
+pub fn point_location(
+    arg: &Path,
+    at: Option<&str>,
+    s3: &S3Args,
+    bases: &mut Vec<Location>,
+) -> anyhow::Result<Location> {
+    let is_shelf = arg.as_os_str().as_encoded_bytes().ends_with(b"/");
+    if !is_shelf {
+        if at.is_some() {
+            return Err(sydra_archive::Error::Refused(format!(
+                "--at chooses among the archives of a directory or prefix: ARCHIVE must end in / (got {})",
+                arg.display()
+            ))
+            .into());
+        }
+        return location(arg, s3);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let at = at.map(|t| sydra_archive::parse_time(t, now)).transpose()?;
+    let shelf = sydra_archive::Shelf::parse(&arg.to_string_lossy(), &s3_options(s3))?;
+    let (loc, _, chain) = sydra_archive::restorable_at(&shelf, bases, at)?;
+    bases.extend(chain);
+    Ok(loc)
+}

@@ -378,8 +378,14 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Archive path, - for stdin, or s3://bucket/key.
+    /// Archive path, - for stdin, or s3://bucket/key; ending in / (a
+    /// directory or an s3:// prefix), the newest restorable point there
+    /// (or with --at, the newest at or before TIME).
     pub archive: PathBuf,
+    /// With ARCHIVE ending in /: the newest point at or before TIME
+    /// (RFC 3339, or back from now: -15m, -2h, -7d).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
     /// Only these archive paths or globs (as extract takes them).
     pub patterns: Vec<String>,
     /// Print the listing as one JSON object.
@@ -405,6 +411,11 @@ pub struct RestoreArgs {
     pub archive: PathBuf,
     /// The data directory to rebuild (absent or empty, or non-empty with --force).
     pub data_dir: PathBuf,
+    /// With ARCHIVE ending in /: the newest point at or before TIME
+    /// (RFC 3339, 2026-12-05T01:02:03Z, or back from now: -15m, -2h,
+    /// -7d), from the archive of that moment with the shortest chain.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
     /// Replace a non-empty DATA_DIR; its old contents are kept beside it.
     #[arg(long)]
     pub force: bool,
@@ -429,8 +440,14 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// Archive path, - for stdin, or s3://bucket/key.
+    /// Archive path, - for stdin, or s3://bucket/key; ending in / (a
+    /// directory or an s3:// prefix), the newest restorable point there
+    /// (or with --at, the newest at or before TIME).
     pub archive: PathBuf,
+    /// With ARCHIVE ending in /: the newest point at or before TIME
+    /// (RFC 3339, or back from now: -15m, -2h, -7d).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
     /// Archive paths or globs to extract (all when none is given).
     pub patterns: Vec<String>,
     /// Directory to extract into (created if absent).
@@ -519,6 +536,10 @@ pub struct S3Args {
 pub struct LsArgs {
     /// A directory, or a prefix: s3://bucket/ or s3://bucket/some/prefix/.
     pub url: String,
+    /// List the restorable points in time instead (each archive's moment,
+    /// newest first, with the archives a restore of it reads).
+    #[arg(long)]
+    pub points: bool,
     /// Print one JSON object with the result.
     #[arg(long)]
     pub json: bool,

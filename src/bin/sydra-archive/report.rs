@@ -485,3 +485,22 @@ pub struct MergeReport {
     /// members written).
     pub operations: u64,
 }
+
+/// `ls --points --json`.
+#[derive(Debug, Serialize)]
+pub struct PointsReport<'a> {
+    /// The directory or prefix listed.
+    pub prefix: String,
+    /// The restorable points, newest first.
+    pub points: Vec<PointReport<'a>>,
+}
+
+/// One point of `ls --points --json`.
+#[derive(Debug, Serialize)]
+pub struct PointReport<'a> {
+    /// The moment, the archive to restore it from and its chain.
+    #[serde(flatten)]
+    pub point: &'a sydra_archive::Point,
+    /// Its age in seconds.
+    pub age_s: f64,
+}

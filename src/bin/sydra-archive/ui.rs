@@ -245,6 +245,16 @@ pub fn verified_line(
     )
 }
 
+/// An age in seconds, short: `42s`, `15m`, `3h`, `2d`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -37,6 +37,9 @@ pub struct Listed {
     /// archive without a chain record in its header, listed without its
     /// key.
     pub chain_known: bool,
+    /// The moment it is of: its HEAD's time (ms), where HEAD was read
+    /// (not for an encrypted archive listed without its key).
+    pub created_unix_ms: Option<u64>,
 }
 
 /// What [`ls`] found under a prefix.
@@ -118,6 +121,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 body_sha256: p.body_sha256.map(|d| crate::format::sums::hex(&d)),
                 encrypted: p.encrypted,
                 chain_known: !p.encrypted || p.record.is_some(),
+                created_unix_ms: None,
             }),
             Err(e) if e.is_archive_fault() => listing.others.push((obj.to_string(), e.to_string())),
             Err(e) => return Err(e),

@@ -55,6 +55,18 @@ fn a_chain_under_a_prefix_merges_into_objects() {
     let r = t.path().join("r");
     expect_code(&s3.run(&["restore", &merged, p(&r), "-q"]), 0);
     assert_eq!(tree_digest(&r), want);
+    // Its point is the newest archive's, restored from it alone.
+    let o = s3.run(&["ls", &url("db/"), "--points", "--json"]);
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["points"].as_array().unwrap().len(), 4, "{j}");
+    assert_eq!(j["points"][0]["archive"].as_str().unwrap(), merged, "{j}");
+    let r1 = t.path().join("r1");
+    expect_code(
+        &s3.run(&["restore", &url("db/"), p(&r1), "-q", "--at", "-0s"]),
+        0,
+    );
+    assert_eq!(tree_digest(&r1), want);
     // One incremental on the first archive, beside it.
     let onto = url("db/c1-c3.tar.zst");
     let o = s3.run(&[

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::args::{bases, location, use_keys};
+use crate::args::{bases, point_location, use_keys};
 use crate::cli::ExtractArgs;
 use crate::report;
 use crate::streams::{StdClosed, print_json};
@@ -27,14 +27,15 @@ pub fn extract(a: ExtractArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode
         (Some(d), None) => sydra_archive::ExtractTo::Dir(d.clone()),
         (None, None) => anyhow::bail!("give -C DIR or -o OUT"),
     };
-    let loc = location(&a.archive, &a.s3)?;
+    let mut chain_bases = bases(&a.chain, &a.s3)?;
+    let loc = point_location(&a.archive, a.at.as_deref(), &a.s3, &mut chain_bases)?;
     let s = sydra_archive::extract(
         &loc,
         &sydra_archive::ExtractOptions {
             patterns: a.patterns.clone(),
             to,
             force: a.force,
-            bases: bases(&a.chain, &a.s3)?,
+            bases: chain_bases,
         },
     )
     .with_context(|| format!("extract {loc}"))?;

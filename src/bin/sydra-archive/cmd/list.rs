@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sydra_archive::{Entry, hex};
 
-use crate::args::{bases, location, use_keys};
+use crate::args::{bases, point_location, use_keys};
 use crate::cli::ListArgs;
 use crate::report;
 use crate::streams::StdClosed;
@@ -17,8 +17,8 @@ pub fn list(a: ListArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     use_keys(&a.keys.identities, a.keys.passphrase_file.as_deref())?;
     std_closed.check(&a.archive, true)?;
     std_closed.check_results("the listing")?;
-    let loc = location(&a.archive, &a.s3)?;
-    let bases = bases(&a.chain, &a.s3)?;
+    let mut bases = bases(&a.chain, &a.s3)?;
+    let loc = point_location(&a.archive, a.at.as_deref(), &a.s3, &mut bases)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     // Entries are written as they are read: nothing holds the list. A
     // failed write stops the listing and is reported as such.

@@ -16,6 +16,9 @@ pub fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     let shelf = sydra_archive::Shelf::parse(&a.url, &s3_options(&a.s3))?;
     let url = shelf.shown();
     let listing = sydra_archive::ls(&shelf)?;
+    if a.points {
+        return points(&a, &url, &listing);
+    }
     let restorable = sydra_archive::restorable(&listing);
     let latest = restorable.iter().position(|r| *r);
     if !a.quiet {
@@ -78,6 +81,44 @@ pub fn ls(a: LsArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 sydra_archive::utc_time(l.modified_unix_ms),
                 l.size,
                 ui::escape_name(&l.url)
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ls --points`: the restorable points, newest first, with their age.
+fn points(a: &LsArgs, url: &str, listing: &sydra_archive::Listing) -> anyhow::Result<ExitCode> {
+    let points = sydra_archive::points(listing);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    if a.json {
+        serde_json::to_writer(
+            &mut out,
+            &report::PointsReport {
+                prefix: url.to_string(),
+                points: points
+                    .iter()
+                    .map(|point| report::PointReport {
+                        point,
+                        age_s: (now - point.unix_ms) as f64 / 1000.0,
+                    })
+                    .collect(),
+            },
+        )?;
+        out.write_all(b"\n")?;
+    } else {
+        for p in &points {
+            writeln!(
+                out,
+                "{}  {:>9} ago  {}  ({})",
+                p.time,
+                ui::age((now - p.unix_ms).max(0) as u64 / 1000),
+                ui::escape_name(&p.archive),
+                ui::count(p.archives.len() as u64, "archive", "archives"),
             )?;
         }
     }

@@ -21,6 +21,13 @@ pub fn restore(a: RestoreArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode
     let started = Instant::now();
     std_closed.check_reader(&a.archive, a.json)?;
     let mut chain_bases = bases(&a.chain, &a.s3)?;
+    if a.at.is_some() && !a.archive.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(Error::Refused(format!(
+            "--at chooses among the archives of a directory or prefix: ARCHIVE must end in / (got {})",
+            a.archive.display()
+        ))
+        .into());
+    }
     let (loc, skipped) = if a.archive.as_os_str().as_encoded_bytes().ends_with(b"/") {
         let (loc, skipped, chain) = newest_restorable(&a, &chain_bases)?;
         // The chain as found there (a renamed base included).
@@ -142,7 +149,17 @@ fn newest_restorable(
             say!("sydra-archive: skipped {}: {why}", ui::escape_name(url));
         }
     };
-    let (loc, skipped, chain) = match sydra_archive::newest_restorable(&shelf, chain_bases) {
+    let chosen = match &a.at {
+        Some(t) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let at = sydra_archive::parse_time(t, now)?;
+            sydra_archive::restorable_at(&shelf, chain_bases, Some(at))
+        }
+        None => sydra_archive::newest_restorable(&shelf, chain_bases),
+    };
+    let (loc, skipped, chain) = match chosen {
         Ok(r) => r,
         Err(e) => {
             // Of several, each is said on its line; the error sums up.
@@ -173,7 +190,12 @@ fn newest_restorable(
                     .join(", ")
             ),
         };
-        say!("sydra-archive: restoring the newest restorable archive {loc}{newer}");
+        match &a.at {
+            Some(t) => say!(
+                "sydra-archive: restoring {loc}, the newest point at or before {t} restorable there{newer}"
+            ),
+            None => say!("sydra-archive: restoring the newest restorable archive {loc}{newer}"),
+        }
     }
     Ok((loc, skipped, chain))
 }
