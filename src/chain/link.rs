@@ -3,6 +3,8 @@
 //! the archive the link above recorded (its size and TAIL digest, then
 //! its whole SHA-256).
 
+use std::io::Read;
+
 use crate::error::{Error, Result};
 use crate::format::frame::{TAG_HEAD, check_skippable_header};
 use crate::format::incremental::BaseRef;
@@ -144,6 +146,36 @@ impl Link {
                 self.loc,
                 hex(&got),
                 b.sha256
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the archive whole against its own TAIL: the SHA-256 of
+    /// everything before TAIL (HEAD included, which nothing else covers)
+    /// is TAIL's `body_sha256`. For the newest archive of a chain, which
+    /// no link above authenticates.
+    pub fn check_body(&self) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut r = self.src.stream(0, self.tail.body_len)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let got = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(crate::error::from_io(e, "read", self.src.shown.as_ref())),
+            };
+            h.update(&buf[..got]);
+            n += got as u64;
+        }
+        let got: [u8; 32] = h.finalize().into();
+        if n != self.tail.body_len || got != self.tail.body_sha256 {
+            return Err(Error::corrupt(format!(
+                "{}: archive SHA-256 does not match TAIL (corrupted or tampered)",
+                self.loc
             )));
         }
         Ok(())

@@ -15,6 +15,7 @@ use crate::chain::Link;
 use crate::error::{Error, Result};
 use crate::format::head::EntryKind;
 use crate::format::incremental::{StateEntry, tree_cmp};
+use crate::format::sums::hex;
 use crate::format::v2::Record;
 use crate::write::Splice;
 
@@ -40,6 +41,11 @@ pub(super) struct Base<'l> {
     span: Option<Span>,
     /// The next record, read ahead: with its member's extent and header.
     peeked: Option<(Record, u64, u64, u64)>,
+    /// The whole SHA-256 the link above recorded of it, checked against
+    /// what was read (as the frames are copied) before the archive is
+    /// finished; `None` where the archive's own encryption authenticates
+    /// what is read.
+    expect: Option<String>,
     /// Members written from it, and frames copied whole.
     pub(super) kept: u64,
     pub(super) copied_frames: u64,
@@ -55,11 +61,16 @@ fn long_len(path: &str) -> u64 {
 }
 
 impl<'l> Base<'l> {
-    pub(super) fn new(link: &'l Link) -> Result<Base<'l>> {
+    pub(super) fn new(link: &'l Link, expect: Option<String>) -> Result<Base<'l>> {
+        let cursor = match &expect {
+            Some(_) => Cursor::hashed(link, 1 << 20)?,
+            None => Cursor::new(link, 1 << 20)?,
+        };
         Ok(Base {
             link,
             records: link.records(),
-            cursor: Cursor::new(link, 1 << 20)?,
+            cursor,
+            expect,
             next_start: 0,
             span: None,
             peeked: None,
@@ -282,6 +293,24 @@ impl<'l> Base<'l> {
         self.flush(s)?;
         for r in self.records.by_ref() {
             r?;
+        }
+        // The frames copied were the archive recorded: its bytes as read
+        // hash to what the link above recorded (a file changed under an
+        // unchanged stat, which the verified-digest cache cannot see,
+        // fails here, before anything is published).
+        let Some(want) = &self.expect else {
+            return Ok(());
+        };
+        let got = match self.cursor.finish_hash()? {
+            Some(got) => got,
+            None => self.link.src.stored_sha256()?.unwrap_or([0; 32]),
+        };
+        if !hex(&got).eq_ignore_ascii_case(want) {
+            return Err(Error::corrupt(format!(
+                "{} hashes to {}, not the {want} the archive above it was made on (corrupted or replaced while it was merged)",
+                self.link.loc,
+                hex(&got)
+            )));
         }
         Ok(())
     }

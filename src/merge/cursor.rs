@@ -7,6 +7,9 @@
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use crate::chain::Link;
 use crate::error::{Error, Result};
@@ -45,10 +48,30 @@ impl Frame {
     }
 }
 
+/// A stream that hashes what is read through it.
+struct Hashed<'l> {
+    inner: Box<dyn Read + 'l>,
+    hash: Arc<Mutex<Sha256>>,
+}
+
+impl Read for Hashed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// The frames of one link, forward.
 pub struct Cursor<'l> {
     link: &'l Link,
     input: BufReader<Box<dyn Read + 'l>>,
+    /// With [`Cursor::hashed`]: the SHA-256 of the archive's bytes read
+    /// so far, in order (`None` once a restart broke the order).
+    hash: Option<Arc<Mutex<Sha256>>>,
     /// Archive offset and tar position of the next frame to read.
     next_at: u64,
     next_tar: u64,
@@ -64,10 +87,52 @@ impl<'l> Cursor<'l> {
         Ok(Cursor {
             link,
             input: BufReader::with_capacity(buffer, stream),
+            hash: None,
             next_at: link.data_at,
             next_tar: 0,
             window: VecDeque::new(),
         })
+    }
+
+    /// [`Cursor::new`], hashing the archive as it is read (HEAD first),
+    /// so that [`Cursor::finish_hash`] gives its whole SHA-256 without a
+    /// second read.
+    pub fn hashed(link: &'l Link, buffer: usize) -> Result<Cursor<'l>> {
+        let mut head = vec![0u8; link.data_at as usize];
+        link.src
+            .read_at(0, &mut head)
+            .map_err(|e| crate::error::from_io(e, "read", link.src.shown.as_ref()))?;
+        let hash = Arc::new(Mutex::new(Sha256::new()));
+        hash.lock().unwrap_or_else(|e| e.into_inner()).update(&head);
+        let stream = link.src.stream(link.data_at, link.tail.table_offset)?;
+        let mut c = Cursor::new(link, buffer)?;
+        c.input = BufReader::with_capacity(
+            buffer,
+            Box::new(Hashed {
+                inner: stream,
+                hash: Arc::clone(&hash),
+            }),
+        );
+        c.hash = Some(hash);
+        Ok(c)
+    }
+
+    /// For a cursor made by [`Cursor::hashed`]: reads the rest of DATA,
+    /// then TABLE, META and TAIL, and returns the whole archive's
+    /// SHA-256; `None` if the link was read out of order.
+    pub fn finish_hash(&mut self) -> Result<Option<[u8; 32]>> {
+        let Some(hash) = self.hash.take() else {
+            return Ok(None);
+        };
+        std::io::copy(&mut self.input, &mut std::io::sink()).map_err(|e| self.read_error(e))?;
+        let link = self.link;
+        let mut end = vec![0u8; (link.src.size - link.tail.table_offset) as usize];
+        link.src
+            .read_at(link.tail.table_offset, &mut end)
+            .map_err(|e| crate::error::from_io(e, "read", link.src.shown.as_ref()))?;
+        let mut h = hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        h.update(&end);
+        Ok(Some(h.finalize().into()))
     }
 
     /// Reads the next data frame into the window (INDEX frames between
@@ -236,6 +301,8 @@ impl<'l> Cursor<'l> {
         let link = self.link;
         let stream = link.src.stream(link.data_at, link.tail.table_offset)?;
         self.input = BufReader::with_capacity(self.input.capacity(), stream);
+        // Read out of order: no longer the archive's bytes in order.
+        self.hash = None;
         self.next_at = link.data_at;
         self.next_tar = 0;
         self.window.clear();

@@ -93,7 +93,14 @@ pub fn write_merged<W: Write>(
         p.set_total(links.iter().map(|l| l.meta.total_bytes).sum());
     }
     let (w, summary) = write_spliced(&head, out, out_name, opts, &wal, warnings, |s| {
-        let mut base = Base::new(first)?;
+        // The full archive's copied frames are checked as they are read
+        // against the SHA-256 the link above recorded (not the verified-
+        // digest cache: bytes copied without decoding must be the ones
+        // hashed). An encrypted one is authenticated as it is decrypted.
+        let expect = (!first.encrypted)
+            .then(|| links[1].head.base.as_ref().map(|b| b.sha256.clone()))
+            .flatten();
+        let mut base = Base::new(first, expect)?;
         let mut src = Sources::new(links);
         for e in crate::chain::state(links)? {
             let e = e?;

@@ -41,6 +41,8 @@ pub fn create_on(
             "{o} is the base of the archive to write: replacing it would break the chain; write the incremental elsewhere"
         )));
     }
+    // The output is checked before any work is done.
+    let target = Target::check(output)?;
     // Serialised with a prune of the base's directory, and of the one the
     // incremental goes to (see `store::lock`).
     let mut _locks = Vec::new();
@@ -74,7 +76,6 @@ pub fn create_on(
             l.loc
         )));
     }
-    let target = Target::check(output)?;
     // Nothing goes to stdout before the chain is known to be good: the
     // model runs over it once first (a file or an object is simply not
     // published when it refuses midway).

@@ -49,7 +49,12 @@ pub fn merge(
     }
     let mut extra = bases.to_vec();
     extra.extend(onto.cloned());
+    let target = Target::check(output)?;
     let links = open_chain(archive, &extra)?;
+    // The newest archive is authenticated by no link above it: checked
+    // whole against its own TAIL (HEAD's time and name go into the
+    // merged archive).
+    links.last().expect("a chain is never empty").check_body()?;
     let at = match onto {
         None => None,
         Some(o) => match links.iter().position(|l| same_archive(&l.loc, o)) {
@@ -95,7 +100,6 @@ pub fn merge(
             l.loc
         )));
     }
-    let target = Target::check(output)?;
     let base = match at {
         Some(a) => Some(crate::chain::base_ref(&links[..=a], out_loc.as_ref())?),
         None => None,

@@ -422,3 +422,71 @@ fn merge_onto_writes_one_incremental_for_the_archives_above_its_base() {
     );
     assert!(!x.exists());
 }
+
+/// A byte of the full archive changed under an unchanged stat (bit rot)
+/// while the verified-digest cache vouches for it: the frames copied are
+/// hashed as they are read, and the merge fails before publishing.
+#[test]
+fn bit_rot_the_digest_cache_cannot_see_fails_the_merge() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = tempfile::tempdir().unwrap();
+    let (_, links) = chain(t.path(), 3, &[]);
+    let cache = t.path().join("cache");
+    fs::create_dir(&cache).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+    let full = fs::read(&links[0]).unwrap();
+    let sha = hex(&sha256(&full));
+    flip(&links[0], full.len() as u64 / 2);
+    // The cache says the changed file is the archive recorded.
+    let m = fs::metadata(&links[0]).unwrap();
+    let key = format!(
+        "f:{}:{}:{}:{}.{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    );
+    let entries = cache.join("verified-v1");
+    fs::write(&entries, format!("{key} {sha}\n")).unwrap();
+    fs::set_permissions(&entries, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = t.path().join("m.tar.zst");
+    let o = bin()
+        .args(["merge", p(&links[2]), "-o", p(&out)])
+        .env("SYDRA_ARCHIVE_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("corrupted or replaced while it was merged"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn the_newest_archive_is_checked_whole_against_its_tail() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, links) = chain(t.path(), 2, &[]);
+    // A digit of HEAD's time: covered by nothing but TAIL's digest.
+    let mut b = fs::read(&links[1]).unwrap();
+    let at = b
+        .windows(17)
+        .position(|w| w == b"\"created_unix_ms\"")
+        .unwrap()
+        + 19;
+    b[at] = if b[at] == b'1' { b'2' } else { b'1' };
+    fs::write(&links[1], b).unwrap();
+    let out = t.path().join("m.tar.zst");
+    let o = run(&["merge", p(&links[1]), "-o", p(&out)]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("does not match TAIL"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // And stdin is no chain.
+    let o = run(&["merge", "-", "-o", p(&out)]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("not - (stdin)"), "{}", stderr(&o));
+}

@@ -262,7 +262,9 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The newest archive of the chain (an incremental; a path or s3://).
+    /// The newest archive of the chain (an incremental; a path or
+    /// s3://); ending in / (a directory or an s3:// prefix), the newest
+    /// restorable point there.
     pub archive: PathBuf,
     /// Output archive path, - for stdout, or s3://bucket/key; ending in /
     /// (a directory or an s3:// prefix), named there

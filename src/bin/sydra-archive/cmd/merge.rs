@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use sydra_archive::{CreateOptions, Progress, hex};
 
-use crate::args::{bases, location, read_location, use_keys};
+use crate::args::{bases, location, point_location, read_location, use_keys};
 use crate::cli::{MergeArgs, ReadArgs};
 use crate::cmd::create::{output_for, source_date_epoch_ms};
 use crate::report;
@@ -25,7 +25,20 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         std_closed.check_results("the --json report")?;
     }
     use_keys(&a.identities, a.passphrase_file.as_deref())?;
-    let archive = read_location(&a.archive, &a.s3, &ReadArgs::default())?;
+    if a.archive == Path::new("-") {
+        return Err(sydra_archive::Error::Refused(
+            "merge reads the archives of a chain at offsets: give a file or an s3:// URL, not - (stdin)"
+                .into(),
+        )
+        .into());
+    }
+    let mut chain_bases = bases(&a.chain, &a.s3)?;
+    // DIR/ or a prefix: the newest restorable point there.
+    let archive = if a.archive.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        point_location(&a.archive, None, &a.s3, &mut chain_bases)?
+    } else {
+        read_location(&a.archive, &a.s3, &ReadArgs::default())?
+    };
     // The merged archive is of the newest archive's moment: dated and
     // named by it.
     let created_unix_ms = match source_date_epoch_ms()? {
@@ -38,7 +51,6 @@ pub fn merge(a: MergeArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         a.passphrase_file.as_deref(),
     )?;
     let (output, shown) = output_for(&a.output, a.force, &a.s3, created_unix_ms, sealed.is_some())?;
-    let chain_bases = bases(&a.chain, &a.s3)?;
     let progress = Arc::new(Progress::default());
     let display = Display::start("merge", a.progress, a.quiet, &progress);
     let opts = CreateOptions {
