@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{BufReader, Read};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
+use crate::read::input::HashPipe;
 
 use crate::chain::Link;
 use crate::error::{Error, Result};
@@ -48,10 +48,11 @@ impl Frame {
     }
 }
 
-/// A stream that hashes what is read through it.
+/// A stream that hashes what is read through it (on a thread of its
+/// own, beside the copying).
 struct Hashed<'l> {
     inner: Box<dyn Read + 'l>,
-    hash: Arc<Mutex<Sha256>>,
+    hash: Arc<Mutex<HashPipe>>,
 }
 
 impl Read for Hashed<'_> {
@@ -71,7 +72,7 @@ pub struct Cursor<'l> {
     input: BufReader<Box<dyn Read + 'l>>,
     /// With [`Cursor::hashed`]: the SHA-256 of the archive's bytes read
     /// so far, in order (`None` once a restart broke the order).
-    hash: Option<Arc<Mutex<Sha256>>>,
+    hash: Option<Arc<Mutex<HashPipe>>>,
     /// Archive offset and tar position of the next frame to read.
     next_at: u64,
     next_tar: u64,
@@ -102,7 +103,7 @@ impl<'l> Cursor<'l> {
         link.src
             .read_at(0, &mut head)
             .map_err(|e| crate::error::from_io(e, "read", link.src.shown.as_ref()))?;
-        let hash = Arc::new(Mutex::new(Sha256::new()));
+        let hash = Arc::new(Mutex::new(HashPipe::default()));
         hash.lock().unwrap_or_else(|e| e.into_inner()).update(&head);
         let stream = link.src.stream(link.data_at, link.tail.table_offset)?;
         let mut c = Cursor::new(link, buffer)?;
@@ -130,9 +131,11 @@ impl<'l> Cursor<'l> {
         link.src
             .read_at(link.tail.table_offset, &mut end)
             .map_err(|e| crate::error::from_io(e, "read", link.src.shown.as_ref()))?;
-        let mut h = hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut h = hash.lock().unwrap_or_else(|e| e.into_inner());
         h.update(&end);
-        Ok(Some(h.finalize().into()))
+        let mark = h.mark(link.src.size);
+        h.resolve(mark, std::path::Path::new(&link.src.shown))
+            .map(Some)
     }
 
     /// Reads the next data frame into the window (INDEX frames between
