@@ -3,7 +3,7 @@
 //! [`crate::merge`]), written to a file, stdout or an object and
 //! published only once whole.
 
-use crate::chain::{MODEL_STACK, open_chain};
+use crate::chain::{Link, MODEL_STACK, Trust, chain_of};
 use crate::error::{Error, Result};
 use crate::merge::{MergeCounts, write_merged, write_merged_onto};
 use crate::store::crypt::Recipients;
@@ -50,7 +50,21 @@ pub fn merge(
     let mut extra = bases.to_vec();
     extra.extend(onto.cloned());
     let target = Target::check(output)?;
-    let links = open_chain(archive, &extra)?;
+    // Every archive below the newest is authenticated by the whole
+    // SHA-256 the one above recorded before a byte of it is used; the
+    // full archive of a full merge (unencrypted) as its frames are copied
+    // instead (`merge::Base`), so that it is read once.
+    let links = chain_of(Link::open(archive)?, &extra, Trust::AsRead)?;
+    let copied = onto.is_none() && !links[0].encrypted && links.len() > 1;
+    for i in usize::from(copied)..links.len().saturating_sub(1) {
+        let above = &links[i + 1];
+        let b = above
+            .head
+            .base
+            .as_ref()
+            .expect("a link above is an incremental");
+        links[i].authenticate(b, &above.loc)?;
+    }
     // The newest archive is authenticated by no link above it: checked
     // whole against its own TAIL (HEAD's time and name go into the
     // merged archive).
