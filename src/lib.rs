@@ -80,15 +80,17 @@ pub use format::incremental::{BaseRef, Change, StateEntry};
 pub use format::path::check_path;
 pub use format::sums::hex;
 pub use merge::MergeCounts;
-pub use metrics::{Metrics, Outcome};
+pub use metrics::{Metrics, Outcome, WatchMetrics};
 pub use ops::create::{Output, create, create_on};
 pub use ops::extract::{ExtractOptions, extract};
 pub use ops::merge::{MergeSummary, created_unix_ms, merge};
+pub use ops::output::output_for;
 pub use ops::prune::{Kept, Pruned, prune};
 pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{
     ChainVisit, DeepSummary, list, list_chain, verify, verify_chain, verify_deep,
 };
+pub use ops::watch::{WatchEvent, WatchOptions, WatchStats, watch};
 pub use progress::Progress;
 pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,
@@ -97,7 +99,7 @@ pub use read::{
 pub use shelf::latest::{Chosen, choose_base, newest_restorable, restorable};
 pub use shelf::points::{Point, parse_time, points, restorable_at};
 pub use shelf::{Shelf, ls};
-pub use store::cleanup::install_signal_handlers;
+pub use store::cleanup::{install_signal_handlers, set_signal_exit_code};
 pub use store::crypt::{Identities, Recipients, set_identities};
 pub use store::location::Location;
 pub use store::lock::{ShelfLock, lock_for_create, lock_shelf};

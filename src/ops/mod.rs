@@ -7,7 +7,8 @@
 pub mod create;
 pub mod extract;
 pub mod merge;
-mod output;
+pub mod output;
 pub mod prune;
 pub mod restore;
 pub mod verify;
+pub mod watch;

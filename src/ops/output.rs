@@ -212,3 +212,71 @@ pub(crate) fn same_archive(a: &Location, b: &Location) -> bool {
         _ => false,
     }
 }
+
+/// Where `-o OUT` writes, and its name in reports: stdout for `-`, an
+/// object for `s3://…`, else a file. An `OUT` ending in `/` is a
+/// directory or a prefix: the archive is named there by `created_unix_ms`
+/// (UTC, `sydradb-YYYYMMDDTHHMMSSZ.tar.zst`, `.age` added when
+/// `encrypted`); in a directory, never over an archive already there (two
+/// runs in one second, or a fixed `SOURCE_DATE_EPOCH`): the next free
+/// `-N` before the suffix (a race with another run is refused at
+/// publication).
+pub fn output_for(
+    output: &Path,
+    force: bool,
+    s3: &S3Options,
+    created_unix_ms: u64,
+    encrypted: bool,
+) -> Result<(Output, String)> {
+    if output == Path::new("-") {
+        return Ok((Output::Stdout, "-".into()));
+    }
+    let mut out = output.to_path_buf();
+    let is_s3 = output
+        .to_string_lossy()
+        .starts_with(crate::store::s3::SCHEME);
+    if output.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        let mut name = crate::store::retention::timestamped_name(created_unix_ms as i64);
+        if encrypted {
+            name.push_str(".age");
+        }
+        if !is_s3 && !output.is_dir() {
+            // `f/` of a file fails with ENOTDIR: look at `f`.
+            let bare = output.to_string_lossy().trim_end_matches('/').to_string();
+            let what = if std::fs::symlink_metadata(&bare).is_ok() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
+            return Err(Error::Refused(format!(
+                "{} {what} (an OUT ending in / names an existing directory or an s3:// prefix)",
+                output.display()
+            )));
+        }
+        let mut joined = output.as_os_str().to_owned();
+        joined.push(&name);
+        out = PathBuf::from(joined);
+        if !is_s3 {
+            let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
+            let mut n = 1;
+            while std::fs::symlink_metadata(&out).is_ok() && n < 1000 {
+                n += 1;
+                let mut joined = output.as_os_str().to_owned();
+                joined.push(format!("{stem}-{n}{ext}"));
+                out = PathBuf::from(joined);
+            }
+        }
+    }
+    let shown = out.display().to_string();
+    Ok(match Location::parse(&out, s3)? {
+        Location::S3 { url, options } => (
+            Output::S3 {
+                url,
+                options,
+                force,
+            },
+            shown,
+        ),
+        Location::Local(path) => (Output::File { path, force }, shown),
+    })
+}

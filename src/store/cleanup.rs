@@ -217,11 +217,23 @@ pub fn remove_all_and_hold() -> Vec<String> {
     results
 }
 
+/// The exit code of a process a signal stopped (see
+/// [`install_signal_handlers`], [`set_signal_exit_code`]).
+static SIGNAL_EXIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2);
+
+/// The exit code after SIGINT, SIGTERM or SIGHUP from now on: `watch`
+/// makes a stop by its service manager a success (the point in progress
+/// is abandoned cleanly, every point shipped is whole).
+pub fn set_signal_exit_code(code: i32) {
+    SIGNAL_EXIT.store(code, Ordering::SeqCst);
+}
+
 /// Installs SIGINT, SIGTERM and SIGHUP handling (a closed terminal or
 /// ssh session ends the run as cleanly as a kill): a watcher thread
 /// removes every registered temporary path, prints one line on stderr
 /// and exits with `exit_code`.
 pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
+    SIGNAL_EXIT.store(exit_code, Ordering::SeqCst);
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
@@ -242,7 +254,7 @@ pub fn install_signal_handlers(exit_code: i32) -> io::Result<()> {
                 // A closed or broken stderr must not keep the process
                 // from exiting.
                 let _ = writeln!(std::io::stderr(), "{msg}");
-                std::process::exit(exit_code);
+                std::process::exit(SIGNAL_EXIT.load(Ordering::SeqCst));
             }
         })?;
     Ok(())

@@ -79,6 +79,20 @@ fn dir() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".cache").join("sydra-archive"))
 }
 
+/// A file of this user's cache directory named `name` (the directory
+/// made if absent), where a command keeps a little state between runs;
+/// `None` when the cache is off or the directory is not this user's own
+/// (mode 0700 or stricter).
+pub fn state_file(name: &str) -> Option<PathBuf> {
+    let dir = dir()?;
+    let _ = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    let m = fs::symlink_metadata(&dir).ok()?;
+    (m.is_dir() && m.uid() == crate::sys::euid() && m.mode() & 0o077 == 0).then(|| dir.join(name))
+}
+
 /// Opens the cache file (made when `create`), if it is this user's own.
 fn open(create: bool) -> Option<File> {
     let dir = dir()?;

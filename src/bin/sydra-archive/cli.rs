@@ -78,6 +78,23 @@ pub enum Command {
         "Exit codes: 0 restored, 1 archive failed verification, 2 any other failure."
     ))]
     Restore(RestoreArgs),
+    /// Ship a data dir as it changes: a point (an incremental) every --every.
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  sydra-archive watch /var/lib/sydradb -o /backup/sydradb/\n",
+        "  sydra-archive watch /var/lib/sydradb -o s3://backups/sydradb/ --every 30s --json\n",
+        "  sydra-archive watch /var/lib/sydradb -o /backup/sydradb/ --once   # from cron\n\n",
+        "Every --every, the data dir's metadata is looked at (stats only, no request);\n",
+        "when it changed since the last point, a point is shipped: an incremental on\n",
+        "the newest archive at DEST (a full one when there is none, the chain is\n",
+        "--max-chain long or its full is older than --full-every), published atomically.\n",
+        "A failed point is retried at the next tick. SIGTERM or SIGINT abandons the\n",
+        "point in progress (nothing half-written stays) and exits 0; after SIGKILL the\n",
+        "next start continues the chain found at DEST. restore DEST/ --at TIME restores\n",
+        "any point.\n\n",
+        "Exit codes: 0 stopped, 2 DEST cannot be used (a point that fails is retried)."
+    ))]
+    Watch(WatchArgs),
     /// Write the full archive of an incremental's chain, from the chain alone.
     #[command(after_help = concat!(
         "Examples:\n",
@@ -258,6 +275,99 @@ pub struct CreateArgs {
     pub progress: ProgressMode,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The SydraDB data directory to ship.
+    pub data_dir: PathBuf,
+    /// Where the points go: a directory or an s3:// prefix, ending in /.
+    #[arg(short = 'o', long = "output", value_name = "DEST/")]
+    pub output: String,
+    /// Time between two looks at the data dir (2s, 10s, 1m, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub every: std::time::Duration,
+    /// A new full archive once the chain's full one is this old (7d, 24h).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub full_every: std::time::Duration,
+    /// Most archives in a chain before a new full one.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_chain: u64,
+    /// Look once, ship a point if something changed, and exit (for cron).
+    #[arg(long)]
+    pub once: bool,
+    /// Stop after N points (or failed points).
+    #[arg(long, value_name = "N", hide = true)]
+    pub points: Option<u64>,
+    /// zstd compression level.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub level: i32,
+    /// Compression threads; 0 means one per core.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub threads: u32,
+    /// Encrypt every point to this age recipient or SSH public key (repeatable).
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        value_name = "RECIPIENT",
+        help_heading = "Encryption"
+    )]
+    pub recipients: Vec<String>,
+    /// Encrypt every point to every recipient listed in FILE.
+    #[arg(
+        long = "recipients-file",
+        short = 'R',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub recipients_files: Vec<PathBuf>,
+    /// Encrypt every point with the passphrase on FILE's first line.
+    #[arg(long, value_name = "FILE", help_heading = "Encryption")]
+    pub passphrase_file: Option<PathBuf>,
+    /// An identity that decrypts the archives at DEST (to continue their chain).
+    #[arg(
+        long = "identity",
+        short = 'i',
+        value_name = "FILE",
+        help_heading = "Encryption"
+    )]
+    pub identities: Vec<PathBuf>,
+    /// Write node_exporter textfile metrics to FILE after every point:
+    /// the newest point's time (its age is the RPO), points, bytes, failures.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// One JSON object per point on stdout (NDJSON).
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// A duration: a number and a unit (`ms`, `s`, `m`, `h`, `d`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let at = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit (ms, s, m, h, d)"))?;
+    let (n, unit) = s.split_at(at);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number and a unit"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h, d)")),
+    };
+    let d = std::time::Duration::from_millis(n.saturating_mul(ms));
+    if d < std::time::Duration::from_millis(100) {
+        return Err(format!("{s:?} is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,7 @@ fn run(command: Command, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         Command::List(a) => cmd::list::list(a, std_closed),
         Command::Restore(a) => cmd::restore::restore(a, std_closed),
         Command::Merge(a) => cmd::merge::merge(a, std_closed),
+        Command::Watch(a) => cmd::watch::watch(a, std_closed),
         Command::Extract(a) => cmd::extract::extract(a, std_closed),
         Command::Ls(a) => cmd::ls::ls(a, std_closed),
         Command::Prune(a) => cmd::prune::prune(a),

@@ -3,7 +3,7 @@
 //! a directory or under a prefix, encryption, progress), the result and
 //! the `--metrics-file` written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -166,9 +166,8 @@ fn create_to(
     result
 }
 
-/// Where `-o OUT` writes (stdout, an object or a file) and its name in
-/// reports. An `OUT` ending in `/` is a directory or a prefix: the
-/// archive is named there by its creation time (UTC).
+/// Where `-o OUT` writes and its name in reports (see
+/// [`sydra_archive::output_for`]).
 pub(crate) fn output_for(
     output: &Path,
     force: bool,
@@ -176,65 +175,13 @@ pub(crate) fn output_for(
     created_unix_ms: u64,
     encrypted: bool,
 ) -> anyhow::Result<(Output, String)> {
-    if output == Path::new("-") {
-        return Ok((Output::Stdout, "-".into()));
-    }
-    let mut out = output.to_path_buf();
-    if output.as_os_str().as_encoded_bytes().ends_with(b"/") {
-        let mut name = sydra_archive::timestamped_name(created_unix_ms as i64);
-        if encrypted {
-            name.push_str(".age");
-        }
-        if !output
-            .to_string_lossy()
-            .starts_with(sydra_archive::S3_SCHEME)
-            && !output.is_dir()
-        {
-            // `f/` of a file fails with ENOTDIR: look at `f`.
-            let bare = output.to_string_lossy().trim_end_matches('/').to_string();
-            let what = if std::fs::symlink_metadata(&bare).is_ok() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            };
-            return Err(Error::Refused(format!(
-                "{} {what} (an OUT ending in / names an existing directory or an s3:// prefix)",
-                output.display()
-            ))
-            .into());
-        }
-        let mut joined = output.as_os_str().to_owned();
-        joined.push(&name);
-        out = PathBuf::from(joined);
-        // Never over an archive already there (two runs in one second, or
-        // a fixed SOURCE_DATE_EPOCH): the next free `-N` before the
-        // suffix. A race with another run is refused at publication.
-        if !output
-            .to_string_lossy()
-            .starts_with(sydra_archive::S3_SCHEME)
-        {
-            let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
-            let mut n = 1;
-            while std::fs::symlink_metadata(&out).is_ok() && n < 1000 {
-                n += 1;
-                let mut joined = output.as_os_str().to_owned();
-                joined.push(format!("{stem}-{n}{ext}"));
-                out = PathBuf::from(joined);
-            }
-        }
-    }
-    let shown = out.display().to_string();
-    Ok(match location(&out, s3)? {
-        Location::S3 { url, options } => (
-            Output::S3 {
-                url,
-                options,
-                force,
-            },
-            shown,
-        ),
-        Location::Local(path) => (Output::File { path, force }, shown),
-    })
+    Ok(sydra_archive::output_for(
+        output,
+        force,
+        &crate::args::s3_options(s3),
+        created_unix_ms,
+        encrypted,
+    )?)
 }
 
 /// HEAD's creation time from `SOURCE_DATE_EPOCH` (seconds), if set.

@@ -10,3 +10,4 @@ pub mod merge;
 pub mod prune;
 pub mod restore;
 pub mod verify;
+pub mod watch;

@@ -1,0 +1,340 @@
+//! `watch`: a data dir shipped as it changes. Every tick the data dir's
+//! metadata is looked at (the top files, the WAL files, the segment hour
+//! directories: a few dozen `stat`s, no file read, no request); when it
+//! differs from what the last shipped point saw, a point is shipped: an
+//! incremental on the newest archive at the destination (a full one when
+//! there is none, its chain is `max_chain` long, its full archive is
+//! older than `full_every`, or an incremental cannot be written),
+//! published atomically like any `create -o DEST/ --incremental`. A
+//! point that fails is retried at the next tick; a point is counted
+//! only once published. Killed at any moment, the next start continues
+//! the chain it finds at the destination: every published point stays
+//! restorable (a killed point leaves a temporary the next one removes).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::store::crypt::Recipients;
+use crate::store::location::Location;
+use crate::store::s3::S3Options;
+use crate::write::{CreateOptions, CreateSummary};
+
+use super::create::create_on;
+use super::output::output_for;
+
+/// How [`watch`] runs.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Time between two looks at the data dir.
+    pub every: Duration,
+    /// A new full archive once the chain's full one is this old (by its
+    /// moment).
+    pub full_every: Option<Duration>,
+    /// Most archives in a chain before a new full one.
+    pub max_chain: u64,
+    /// Compression settings of each point (its time is the point's).
+    pub create: CreateOptions,
+    /// Stop after this many points (or failures) were shipped (tried).
+    pub points: Option<u64>,
+    /// Look once, ship if something changed, and return.
+    pub once: bool,
+    /// Endpoint and region of an `s3://` destination.
+    pub s3: S3Options,
+}
+
+/// What [`watch`] has done so far.
+#[derive(Debug, Clone, Default)]
+pub struct WatchStats {
+    /// Points published.
+    pub points: u64,
+    /// Of them, full archives.
+    pub fulls: u64,
+    /// Bytes published.
+    pub bytes: u64,
+    /// Points that failed (retried at the next tick).
+    pub failures: u64,
+    /// Failures in a row since the last point published.
+    pub failing: u64,
+    /// The newest published point's moment (ms), this run's.
+    pub newest_unix_ms: Option<u64>,
+}
+
+/// One thing [`watch`] did.
+#[derive(Debug)]
+pub enum WatchEvent<'a> {
+    /// A point was published.
+    Shipped {
+        /// Where (as `-o DEST/` named it).
+        archive: &'a str,
+        /// What `create` said of it.
+        summary: &'a CreateSummary,
+        /// Why it is a full archive, if it is one and not the first.
+        note: Option<&'a str>,
+        /// How long it took.
+        seconds: f64,
+    },
+    /// A point failed (nothing was published); retried at the next tick.
+    Failed(&'a Error),
+    /// With `once`: nothing changed since the newest point.
+    Unchanged,
+}
+
+/// Ships `data_dir` to `dest` (a directory or an `s3://` prefix, ending
+/// in `/`) whenever it changes, until a signal stops the process (or
+/// `opts.points` points, or once); `on` hears of every point. Returns
+/// what was done.
+pub fn watch(
+    data_dir: &Path,
+    dest: &str,
+    sealed: Option<&Recipients>,
+    opts: &WatchOptions,
+    on: &mut dyn FnMut(&WatchEvent<'_>, &WatchStats),
+) -> Result<WatchStats> {
+    if !dest.ends_with('/') {
+        return Err(Error::Refused(format!(
+            "watch ships points into a directory or a prefix: DEST must end in / (got {dest})"
+        )));
+    }
+    let mut stats = WatchStats::default();
+    // What the data dir looked like when the last point was taken
+    // (nothing yet: the first look ships a point, which also checks the
+    // chain found at the destination).
+    // Temporaries of killed runs (their writer gone) go now, whether a
+    // point is shipped or not.
+    if let crate::shelf::Shelf::Dir(d) = crate::shelf::Shelf::parse(dest, &opts.s3)? {
+        d.remove_stale()?;
+    }
+    let state = state_file(data_dir, dest);
+    let mut shipped: Option<[u8; 32]> = None;
+    // What an earlier run shipped last, if it is still the newest archive
+    // at the destination and the data dir looks the same: nothing to ship.
+    if let Some((sig, name)) = state.as_deref().and_then(read_state)
+        && sig == signature(data_dir)?
+        && newest_name(dest, &opts.s3)?.is_some_and(|n| n == name)
+    {
+        shipped = Some(sig);
+    }
+    let mut next = Instant::now();
+    loop {
+        if crate::store::cleanup::stopping() {
+            return Ok(stats);
+        }
+        let seen = signature(data_dir)?;
+        if Some(seen) != shipped {
+            let started = Instant::now();
+            match ship(data_dir, dest, sealed, opts) {
+                Ok((archive, summary, note, created)) => {
+                    shipped = Some(seen);
+                    if let Some(f) = &state {
+                        write_state(f, &seen, &archive);
+                    }
+                    stats.points += 1;
+                    stats.fulls += u64::from(summary.base.is_none());
+                    stats.bytes += summary.bytes;
+                    stats.failing = 0;
+                    stats.newest_unix_ms = Some(created);
+                    on(
+                        &WatchEvent::Shipped {
+                            archive: &archive,
+                            summary: &summary,
+                            note: note.as_deref(),
+                            seconds: started.elapsed().as_secs_f64(),
+                        },
+                        &stats,
+                    );
+                }
+                Err(e @ Error::Interrupted) => return Err(e),
+                Err(e) => {
+                    stats.failures += 1;
+                    stats.failing += 1;
+                    on(&WatchEvent::Failed(&e), &stats);
+                    if opts.once {
+                        return Err(e);
+                    }
+                }
+            }
+            if opts
+                .points
+                .is_some_and(|n| stats.points + stats.failures >= n)
+            {
+                return Ok(stats);
+            }
+        } else if opts.once {
+            on(&WatchEvent::Unchanged, &stats);
+        }
+        if opts.once {
+            return Ok(stats);
+        }
+        // The next tick: on the beat, or at once when a point took
+        // longer than the interval.
+        next += opts.every;
+        let now = Instant::now();
+        if next < now {
+            next = now;
+        }
+        while Instant::now() < next {
+            if crate::store::cleanup::stopping() {
+                return Ok(stats);
+            }
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
+}
+
+/// One point: an incremental on the newest archive at `dest`, or a full
+/// one; where it went, what was written, and why it is full.
+fn ship(
+    data_dir: &Path,
+    dest: &str,
+    sealed: Option<&Recipients>,
+    opts: &WatchOptions,
+) -> Result<(String, CreateSummary, Option<String>, u64)> {
+    // Held from the choice of the base to the publication: a prune of
+    // the destination waits (see `store::lock`).
+    let _lock = crate::store::lock::lock_for_create(dest, &opts.s3)?;
+    let (mut base, mut note) = crate::shelf::latest::choose_base(dest, &opts.s3, opts.max_chain)?;
+    if let (Some(b), Some(age)) = (&base, opts.full_every)
+        && let Some(why) = full_is_old(b, age)?
+    {
+        base = None;
+        note = Some(why);
+    }
+    let created = opts.create.created_unix_ms.unwrap_or_else(now_ms);
+    let create = CreateOptions {
+        created_unix_ms: Some(created),
+        ..opts.create.clone()
+    };
+    let (output, archive) =
+        output_for(Path::new(dest), false, &opts.s3, created, sealed.is_some())?;
+    let summary = match create_on(data_dir, base.as_ref(), sealed, &output, &create) {
+        // A full archive where an incremental cannot be written: the
+        // shipping goes on.
+        Err(Error::NotIncremental(why)) if base.is_some() => {
+            note = Some(format!("cannot write an incremental: {why}"));
+            create_on(data_dir, None, sealed, &output, &create)?
+        }
+        r => r?,
+    };
+    Ok((archive, summary, note, created))
+}
+
+/// Why the chain of `base` needs a new full archive: its full one is of
+/// a moment more than `age` ago.
+fn full_is_old(base: &Location, age: Duration) -> Result<Option<String>> {
+    let links = crate::chain::open_chain(base, &[])?;
+    let full = links[0].head.created_unix_ms;
+    let old = now_ms().saturating_sub(full);
+    Ok((u128::from(old) > age.as_millis()).then(|| {
+        format!(
+            "the chain's full archive {} is {} s old (--full-every {} s)",
+            links[0].loc,
+            old / 1000,
+            age.as_secs()
+        )
+    }))
+}
+
+/// What the data dir looks like, cheaply: the name, size, mode, times and
+/// inode of the top files, of every entry directly in `wal/`, and of
+/// `segments/` and every directory directly in it (whose times change
+/// when a segment is added or removed; the server never rewrites one).
+/// Nothing is read but directory entries and inodes.
+fn signature(data_dir: &Path) -> Result<[u8; 32]> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    let mut add = |path: &Path, m: Option<std::fs::Metadata>| {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        if let Some(m) = m {
+            for v in [
+                m.size() as i64,
+                i64::from(m.mode()),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino() as i64,
+            ] {
+                h.update(v.to_le_bytes());
+            }
+        }
+    };
+    let io = |e| Error::io("look at", data_dir, e);
+    add(data_dir, Some(std::fs::metadata(data_dir).map_err(io)?));
+    for top in crate::format::path::TOP_FILES
+        .iter()
+        .chain(crate::format::path::TOP_DIRS.iter())
+    {
+        let p = data_dir.join(top);
+        let m = std::fs::metadata(&p).ok();
+        let is_dir = m.as_ref().is_some_and(std::fs::Metadata::is_dir);
+        add(&p, m);
+        if !is_dir {
+            continue;
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&p)
+            .map_err(|e| Error::io("list", &p, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        names.sort();
+        for n in names {
+            let m = std::fs::symlink_metadata(&n).ok();
+            // Below `wal/`, every entry; below `segments/`, the hour
+            // directories (their times tell a segment added or gone).
+            if *top == "wal" || m.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                add(&n, m);
+            }
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// Where the last point shipped from `data_dir` to `dest` is remembered
+/// (see [`crate::store::verified::state_file`]).
+fn state_file(data_dir: &Path, dest: &str) -> Option<std::path::PathBuf> {
+    let dir = std::fs::canonicalize(data_dir).ok()?;
+    let mut h = Sha256::new();
+    h.update(dir.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(dest.as_bytes());
+    let id = crate::format::sums::hex(&h.finalize());
+    crate::store::verified::state_file(&format!("watch-{}", &id[..32]))
+}
+
+/// The signature and the archive's name (its last component) a state
+/// file holds.
+fn read_state(f: &Path) -> Option<([u8; 32], String)> {
+    let text = std::fs::read_to_string(f).ok()?;
+    let (sig, name) = text.trim_end_matches('\n').split_once(' ')?;
+    Some((crate::format::sums::parse_hex32(sig)?, name.to_string()))
+}
+
+/// Remembers (best effort) that `archive` was shipped when the data dir
+/// looked like `sig`.
+fn write_state(f: &Path, sig: &[u8; 32], archive: &str) {
+    let name = archive.rsplit('/').next().unwrap_or(archive);
+    let tmp = f.with_extension(format!("tmp.{}", std::process::id()));
+    let line = format!("{} {name}\n", crate::format::sums::hex(sig));
+    if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, f).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The name (last component) of the newest archive at `dest`.
+fn newest_name(dest: &str, s3: &S3Options) -> Result<Option<String>> {
+    let shelf = crate::shelf::Shelf::parse(dest, s3)?;
+    let listing = crate::shelf::ls(&shelf)?;
+    Ok(listing
+        .archives
+        .first()
+        .map(|l| l.key.rsplit('/').next().unwrap_or(&l.key).to_string()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

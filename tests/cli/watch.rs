@@ -1,0 +1,167 @@
+//! `watch`: points shipped as the data dir changes, each restorable and
+//! equal to the data dir when it was taken; nothing shipped when nothing
+//! changed; killed at any moment, the next start continues the chain;
+//! SIGTERM ends it with 0.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sydra_archive::sydradb::{FixtureSpec, Server};
+
+use crate::support::*;
+
+fn watcher(data: &Path, dest: &Path, cache: &Path) -> Command {
+    let mut c = bin();
+    c.args(["watch", p(data), "-o", &format!("{}/", dest.display())])
+        .args(["--every", "100ms"])
+        .env("SYDRA_ARCHIVE_CACHE_DIR", cache);
+    c
+}
+
+fn archives(dest: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tar.zst"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until the newest point at `dest` restores to `want` (the data
+/// dir, unchanged meanwhile); fails after a minute.
+fn wait_for_point(dest: &Path, scratch: &Path, want: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("watch exited ({st})");
+        }
+        let r = scratch.join("probe");
+        let _ = fs::remove_dir_all(&r);
+        let o = run(&["restore", &format!("{}/", dest.display()), p(&r), "-q"]);
+        if o.status.success() && tree_digest(&r) == want {
+            let _ = fs::remove_dir_all(&r);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no point of the data dir shipped in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_ships_points_that_each_restore_and_survives_a_kill() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let mut server = Server::new(
+        &data,
+        &FixtureSpec {
+            series: 3,
+            flush_s: 600,
+            wal_rotate_bytes: 20_000,
+            ..Default::default()
+        },
+        1_748_736_000 + 2 * 3600,
+    );
+    let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
+    fs::create_dir(&dest).unwrap();
+    let mut w = watcher(&data, &dest, &cache)
+        .args(["--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The NDJSON lines, as they come.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let out = w.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    wait_for_point(&dest, t.path(), &tree_digest(&data), &mut w);
+    for k in 0..4 {
+        server.run(900).unwrap();
+        let want = tree_digest(&data);
+        if k == 2 {
+            // Killed at whatever it was doing; started again, it goes on
+            // with the chain it finds.
+            w.kill().unwrap();
+            w.wait().unwrap();
+            w = watcher(&data, &dest, &cache)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+        }
+        wait_for_point(&dest, t.path(), &want, &mut w);
+    }
+    // SIGTERM: a clean stop, exit 0.
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+    let st = w.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st}");
+    let shipped = lines.lock().unwrap().clone();
+    assert!(
+        shipped.iter().any(|l| l.contains("\"kind\":\"full\"")),
+        "{shipped:?}"
+    );
+    assert!(
+        shipped
+            .iter()
+            .any(|l| l.contains("\"kind\":\"incremental\"")),
+        "{shipped:?}"
+    );
+    // Every point there is a whole archive whose chain is there.
+    std::thread::sleep(Duration::from_millis(2100));
+    for a in archives(&dest) {
+        expect_code(&run(&["verify", "--chain", p(&dest.join(&a)), "-q"]), 0);
+    }
+    // Only one full: the restarted run continued the chain.
+    let o = run(&["ls", p(&dest), "--json"]);
+    let fulls = json(&o)["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["base"].is_null())
+        .count();
+    assert_eq!(fulls, 1, "{}", stdout(&o));
+    // Nothing changed: --once ships nothing (after one point that tells
+    // it what the newest one saw, if the killed run was the last to ship).
+    let before = archives(&dest).len();
+    let once = |extra: &[&str]| {
+        watcher(&data, &dest, &cache)
+            .args(["--once"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    expect_code(&once(&[]), 0);
+    let after_first = archives(&dest).len();
+    assert!(after_first <= before + 1);
+    let o = once(&[]);
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
+    assert_eq!(archives(&dest).len(), after_first);
+    assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
+}
+
+#[test]
+fn watch_says_what_it_refuses() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let o = run(&["watch", p(&data), "-o", p(t.path()), "--once"]);
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("DEST must end in /"), "{}", stderr(&o));
+    for bad in ["10", "10y", "5ms"] {
+        let o = run(&["watch", p(&data), "-o", "x/", "--every", bad]);
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains(bad), "{bad}: {}", stderr(&o));
+    }
+}
