@@ -121,6 +121,8 @@ fn help_texts_match_golden_files() {
         "list",
         "restore",
         "extract",
+        "merge",
+        "watch",
         "ls",
         "prune",
         "completions",
