@@ -80,6 +80,8 @@ pub enum WatchEvent<'a> {
     Failed(&'a Error),
     /// With `once`: nothing changed since the newest point.
     Unchanged,
+    /// Started: the stats hold the newest point found at the destination.
+    Started,
 }
 
 /// Ships `data_dir` to `dest` (a directory or an `s3://` prefix, ending
@@ -99,6 +101,8 @@ pub fn watch(
         )));
     }
     let mut stats = WatchStats::default();
+    let started = Instant::now();
+    let mut swept_again = false;
     // What the data dir looked like when the last point was taken
     // (nothing yet: the first look ships a point, which also checks the
     // chain found at the destination).
@@ -107,6 +111,10 @@ pub fn watch(
     if let crate::shelf::Shelf::Dir(d) = crate::shelf::Shelf::parse(dest, &opts.s3)? {
         d.remove_stale()?;
     }
+    // The newest point already there: the RPO is measured from it until
+    // this run ships one.
+    stats.newest_unix_ms = newest_moment(dest, &opts.s3)?;
+    on(&WatchEvent::Started, &stats);
     let state = state_file(data_dir, dest);
     let mut shipped: Option<[u8; 32]> = None;
     // What an earlier run shipped last, if it is still the newest archive
@@ -122,8 +130,23 @@ pub fn watch(
         if crate::store::cleanup::stopping() {
             return Ok(stats);
         }
-        let seen = signature(data_dir)?;
-        if Some(seen) != shipped {
+        // A data dir gone for a moment (moved, remounted) is a failed
+        // point, retried at the next tick.
+        let seen = match signature(data_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                stats.failures += 1;
+                stats.failing += 1;
+                on(&WatchEvent::Failed(&e), &stats);
+                if opts.once {
+                    return Err(e);
+                }
+                None
+            }
+        };
+        if let Some(seen) = seen
+            && Some(seen) != shipped
+        {
             let started = Instant::now();
             match ship(data_dir, dest, sealed, opts) {
                 Ok((archive, summary, note, created)) => {
@@ -162,11 +185,19 @@ pub fn watch(
             {
                 return Ok(stats);
             }
-        } else if opts.once {
+        } else if opts.once && seen.is_some() {
             on(&WatchEvent::Unchanged, &stats);
         }
         if opts.once {
             return Ok(stats);
+        }
+        // A killed run's temporary younger than the stale age at the
+        // start goes once it is old enough.
+        if !swept_again && started.elapsed() > Duration::from_secs(3) {
+            swept_again = true;
+            if let Ok(crate::shelf::Shelf::Dir(d)) = crate::shelf::Shelf::parse(dest, &opts.s3) {
+                let _ = d.remove_stale();
+            }
         }
         // The next tick: on the beat, or at once when a point took
         // longer than the interval.
@@ -262,8 +293,16 @@ fn signature(data_dir: &Path) -> Result<[u8; 32]> {
             }
         }
     };
-    let io = |e| Error::io("look at", data_dir, e);
-    add(data_dir, Some(std::fs::metadata(data_dir).map_err(io)?));
+    // The data dir itself must be there, but its own times are not
+    // looked at: anything else at its top (a pid file, the destination
+    // itself) is not part of an archive.
+    let m = std::fs::metadata(data_dir).map_err(|e| Error::io("look at", data_dir, e))?;
+    if !m.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is not a directory",
+            data_dir.display()
+        )));
+    }
     for top in crate::format::path::TOP_FILES
         .iter()
         .chain(crate::format::path::TOP_DIRS.iter())
@@ -299,7 +338,13 @@ fn state_file(data_dir: &Path, dest: &str) -> Option<std::path::PathBuf> {
     let mut h = Sha256::new();
     h.update(dir.as_os_str().as_encoded_bytes());
     h.update([0]);
-    h.update(dest.as_bytes());
+    // A directory by what it is, however it is named.
+    match std::fs::canonicalize(dest) {
+        Ok(d) if !dest.starts_with(crate::store::s3::SCHEME) => {
+            h.update(d.as_os_str().as_encoded_bytes())
+        }
+        _ => h.update(dest.as_bytes()),
+    }
     let id = crate::format::sums::hex(&h.finalize());
     crate::store::verified::state_file(&format!("watch-{}", &id[..32]))
 }
@@ -321,6 +366,15 @@ fn write_state(f: &Path, sig: &[u8; 32], archive: &str) {
     if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, f).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+}
+
+/// The moment of the newest restorable point at `dest`, if any.
+fn newest_moment(dest: &str, s3: &S3Options) -> Result<Option<u64>> {
+    let shelf = crate::shelf::Shelf::parse(dest, s3)?;
+    let listing = crate::shelf::ls(&shelf)?;
+    Ok(crate::shelf::points::points(&listing)
+        .first()
+        .map(|p| p.unix_ms.max(0) as u64))
 }
 
 /// The name (last component) of the newest archive at `dest`.

@@ -26,7 +26,13 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
         if l.encrypted {
             // Its header's chain record, or with the key, its HEAD; or
             // unknown (prune then keeps every other archive with it).
-            if !l.chain_known {
+            if l.chain_known {
+                // Its moment is inside the encryption: read with the key,
+                // if one was given (else its modification time stands in).
+                if let Ok((_, t)) = base_of(shelf, &l) {
+                    l.created_unix_ms = t;
+                }
+            } else {
                 match base_of(shelf, &l) {
                     Ok((b, t)) => {
                         l.base = b;

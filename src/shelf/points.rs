@@ -11,7 +11,7 @@ use crate::format::incremental::max_chain;
 use crate::shelf::list::base_names;
 use crate::shelf::{Shelf, location_of, ls};
 use crate::store::location::Location;
-use crate::store::retention::utc_time;
+use crate::store::retention::utc_time_ms;
 use crate::store::s3::{Listed, Listing};
 
 use super::latest::Chosen;
@@ -21,7 +21,7 @@ use super::latest::Chosen;
 pub struct Point {
     /// The moment (ms since the epoch).
     pub unix_ms: i64,
-    /// It as RFC 3339 UTC.
+    /// It as RFC 3339 UTC (with its milliseconds, when there are any).
     pub time: String,
     /// The archive to restore it from (the shortest chain), and its
     /// chain, newest first, as the listing tells it.
@@ -91,7 +91,7 @@ pub fn points(listing: &Listing) -> Vec<Point> {
             Some(p) if p.unix_ms == t => p.also.push(url(&chain[0])),
             _ => out.push(Point {
                 unix_ms: t,
-                time: utc_time(t),
+                time: utc_time_ms(t),
                 archive: url(&chain[0]),
                 archives: chain.iter().map(url).collect(),
                 also: Vec::new(),
@@ -125,8 +125,8 @@ pub fn restorable_at(shelf: &Shelf, bases: &[Location], at_ms: Option<i64>) -> R
         return Err(Error::Refused(format!(
             "no point in {} at or before {}: the earliest is {}",
             shelf.shown(),
-            utc_time(at),
-            utc_time(earliest)
+            utc_time_ms(at),
+            utc_time_ms(earliest)
         )));
     }
     let mut extra = bases.to_vec();
@@ -199,7 +199,14 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64> {
         num(14..16)?,
         num(17..19)?,
     );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in || h > 23 || mi > 59 || se > 59 {
         return Err(bad());
     }
     let mut rest = &s[19..];
@@ -221,6 +228,9 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64> {
         {
             let oh = num(s.len() - 5..s.len() - 3)?;
             let om = num(s.len() - 2..s.len())?;
+            if oh > 23 || om > 59 {
+                return Err(bad());
+            }
             let sign = if rest.starts_with('-') { -1 } else { 1 };
             sign * (oh * 60 + om)
         }
@@ -244,6 +254,7 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::retention::utc_time;
 
     #[test]
     fn times_parse() {

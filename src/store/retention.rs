@@ -211,6 +211,18 @@ pub fn utc_time(unix_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}Z")
 }
 
+/// [`utc_time`] with the milliseconds, when there are any
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`): a point's moment, given back to `--at`,
+/// names that point and no older one.
+pub fn utc_time_ms(unix_ms: i64) -> String {
+    let ms = unix_ms.rem_euclid(1000);
+    if ms == 0 {
+        return utc_time(unix_ms);
+    }
+    let (y, m, d, h, min, s) = utc_parts(unix_ms);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
+}
+
 /// The name `create -o DIR/` gives an archive written at `unix_ms`:
 /// `sydradb-YYYYMMDDTHHMMSSZ.tar.zst` (UTC), which sorts by time.
 pub fn timestamped_name(unix_ms: i64) -> String {

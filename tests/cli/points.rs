@@ -168,3 +168,41 @@ fn list_and_extract_take_a_point_too() {
     expect_code(&o, 0);
     assert_eq!(Some(fs::metadata(&got).unwrap().len()), s1);
 }
+
+#[test]
+fn a_point_named_by_its_shown_time_is_that_point() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let shelf = t.path().join("shelf");
+    fs::create_dir(&shelf).unwrap();
+    // Two points within one second: their times differ in milliseconds.
+    let mut digests = Vec::new();
+    for k in 0..2 {
+        fs::write(data.join("tags.json"), format!("{{\"k\":{k}}}")).unwrap();
+        expect_code(
+            &run(&[
+                "create",
+                p(&data),
+                "-o",
+                &dir_arg(&shelf),
+                "--incremental",
+                "-q",
+            ]),
+            0,
+        );
+        digests.push(tree_digest(&data));
+    }
+    let o = run(&["ls", p(&shelf), "--points", "--json"]);
+    let j = json(&o);
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{j}");
+    for (i, want) in [(1, &digests[0]), (0, &digests[1])] {
+        let at = points[i]["time"].as_str().unwrap();
+        let r = t.path().join(format!("r{i}"));
+        expect_code(
+            &run(&["restore", &dir_arg(&shelf), p(&r), "--at", at, "-q"]),
+            0,
+        );
+        assert_eq!(&tree_digest(&r), want, "--at {at}");
+    }
+}

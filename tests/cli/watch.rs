@@ -159,9 +159,90 @@ fn watch_says_what_it_refuses() {
     let o = run(&["watch", p(&data), "-o", p(t.path()), "--once"]);
     expect_code(&o, 2);
     assert!(stderr(&o).contains("DEST must end in /"), "{}", stderr(&o));
-    for bad in ["10", "10y", "5ms"] {
+    for bad in ["10", "10y", "5ms", "9999999999d"] {
         let o = run(&["watch", p(&data), "-o", "x/", "--every", bad]);
         expect_code(&o, 2);
         assert!(stderr(&o).contains(bad), "{bad}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn a_data_dir_gone_for_a_moment_is_a_failed_point_retried() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
+    fs::create_dir(&dest).unwrap();
+    let mut w = watcher(&data, &dest, &cache)
+        .args(["--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = w.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let next_with = |what: &str| loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what} line in 60 s"));
+        if l.contains(what) {
+            return l;
+        }
+    };
+    next_with("\"event\":\"point\"");
+    let away = t.path().join("moved");
+    fs::rename(&data, &away).unwrap();
+    let failed = next_with("\"event\":\"failed\"");
+    assert!(failed.contains("No such file"), "{failed}");
+    fs::rename(&away, &data).unwrap();
+    fs::write(data.join("tags.json"), b"{\"back\":1}").unwrap();
+    next_with("\"event\":\"point\"");
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+    assert_eq!(w.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    // The destination inside the data dir, and a pid file beside the
+    // layout: neither is part of an archive.
+    let (dest, cache) = (data.join("points"), t.path().join("cache"));
+    fs::create_dir(&dest).unwrap();
+    let prom = t.path().join("watch.prom");
+    let once = || {
+        watcher(&data, &dest, &cache)
+            .args(["--once", "--metrics-file", p(&prom)])
+            .output()
+            .unwrap()
+    };
+    expect_code(&once(), 0);
+    fs::write(data.join("server.pid"), b"123\n").unwrap();
+    let o = once();
+    expect_code(&o, 0);
+    assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
+    assert_eq!(archives(&dest).len(), 1);
+    // The newest point's time is in the metrics of a run that shipped
+    // nothing: the RPO alert keeps working.
+    let m = fs::read_to_string(&prom).unwrap();
+    assert!(
+        m.contains("sydra_archive_watch_newest_point_timestamp_seconds 1"),
+        "{m}"
+    );
+    // Encrypting without a key to read the points back: refused.
+    let o = watcher(&data, &dest, &cache)
+        .args([
+            "--once",
+            "-r",
+            "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+        ])
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(stderr(&o).contains("give -i"), "{}", stderr(&o));
 }

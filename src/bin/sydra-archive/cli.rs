@@ -367,6 +367,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if d < std::time::Duration::from_millis(100) {
         return Err(format!("{s:?} is shorter than 100ms"));
     }
+    if d > std::time::Duration::from_secs(366 * 86_400) {
+        return Err(format!("{s:?} is longer than 366d"));
+    }
     Ok(d)
 }
 

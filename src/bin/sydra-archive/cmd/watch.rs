@@ -25,6 +25,17 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     if let Some(path) = &a.metrics_file {
         sydra_archive::Metrics::check_file(path, &[])?;
     }
+    // Each point continues the chain: with recipients alone, the points
+    // already shipped could not be read, and every point would be full.
+    let has_identity = !a.identities.is_empty()
+        || a.passphrase_file.is_some()
+        || std::env::var_os("SYDRA_ARCHIVE_IDENTITY_FILE").is_some_and(|f| !f.is_empty());
+    if sealed.is_some() && !has_identity {
+        return Err(sydra_archive::Error::Refused(
+            "watch encrypts its points to -r/-R: give -i with a key that decrypts them too (each point is made on the one before; without it every point would be a full archive)".into(),
+        )
+        .into());
+    }
     // Stopped by its service manager: the point in progress is abandoned
     // (nothing half-written stays), every point shipped is whole.
     sydra_archive::set_signal_exit_code(0);
@@ -77,6 +88,8 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            // With --once, the error is the command's own.
+            WatchEvent::Failed(_) if a.once => {}
             WatchEvent::Failed(e) => {
                 if a.json {
                     let line = serde_json::json!({
@@ -93,10 +106,15 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 );
             }
             WatchEvent::Unchanged => {
-                if !a.quiet && !a.json {
+                if a.json {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{}", serde_json::json!({"event": "unchanged"}))
+                        .and_then(|()| out.flush());
+                } else if !a.quiet {
                     say!("sydra-archive: nothing changed since the newest point");
                 }
             }
+            WatchEvent::Started => {}
         }
         if let Some(path) = &metrics_file {
             let m = sydra_archive::WatchMetrics {
