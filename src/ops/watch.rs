@@ -106,9 +106,12 @@ pub fn watch(
     // What the data dir looked like when the last point was taken
     // (nothing yet: the first look ships a point, which also checks the
     // chain found at the destination).
-    // Temporaries of killed runs (their writer gone) go now, whether a
-    // point is shipped or not.
+    // One watch a directory (two would fork the chain); temporaries of
+    // killed runs (their writer gone) go now, whether a point is shipped
+    // or not.
+    let mut _watcher = None;
     if let crate::shelf::Shelf::Dir(d) = crate::shelf::Shelf::parse(dest, &opts.s3)? {
+        _watcher = crate::store::lock::lock_watcher(d.path())?;
         d.remove_stale()?;
     }
     // The newest point already there: the RPO is measured from it until

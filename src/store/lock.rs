@@ -105,3 +105,40 @@ pub fn lock_for_create(arg: &str, opts: &crate::store::s3::S3Options) -> Result<
     }
     lock_shelf(Path::new(arg), false)
 }
+
+/// The name of the lock a `watch` holds on its destination directory
+/// for as long as it runs.
+pub const WATCH_LOCK_NAME: &str = ".sydra-archive.watch";
+
+/// Takes the lock of the one `watch` that ships into the directory
+/// `dir`, without waiting: refused when another holds it (two watchers
+/// would fork the chain). `None` where the lock file cannot be made.
+pub fn lock_watcher(dir: &Path) -> Result<Option<File>> {
+    let path = dir.join(WATCH_LOCK_NAME);
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+    else {
+        return Ok(None);
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::Refused(format!(
+            "{} is not a regular file; remove it (it is sydra-archive's lock)",
+            path.display()
+        )));
+    }
+    match sys::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(Error::Refused(format!(
+            "another watch ships into {} (it holds {}): one watch a destination",
+            dir.display(),
+            path.display()
+        ))),
+        Err(e) => Err(Error::io("lock", &path, e)),
+    }
+}

@@ -102,6 +102,18 @@ fn watch_ships_points_that_each_restore_and_survives_a_kill() {
         }
         wait_for_point(&dest, t.path(), &want, &mut w);
     }
+    // A second watch of the same destination is refused while this one
+    // runs.
+    let o = watcher(&data, &dest, &cache)
+        .args(["--once"])
+        .output()
+        .unwrap();
+    expect_code(&o, 2);
+    assert!(
+        stderr(&o).contains("another watch ships into"),
+        "{}",
+        stderr(&o)
+    );
     // SIGTERM: a clean stop, exit 0.
     // SAFETY: kill(2) of our own child.
     unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
