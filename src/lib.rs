@@ -90,7 +90,7 @@ pub use ops::restore::{RestoreOptions, RestoreSummary, restore};
 pub use ops::verify::{
     ChainVisit, DeepSummary, list, list_chain, verify, verify_chain, verify_deep,
 };
-pub use ops::watch::{WatchEvent, WatchOptions, WatchStats, watch};
+pub use ops::watch::{Levels, WatchEvent, WatchOptions, WatchStats, watch};
 pub use progress::Progress;
 pub use read::{
     Depth, FileSink, Info, NullSink, Plan, ReadSummary, Sink, Visit, list_archive, list_from_end,

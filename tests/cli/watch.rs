@@ -258,3 +258,82 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
     expect_code(&o, 2);
     assert!(stderr(&o).contains("give -i"), "{}", stderr(&o));
 }
+
+#[test]
+fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(t.path());
+    let mut server = Server::new(
+        &data,
+        &FixtureSpec {
+            series: 3,
+            flush_s: 600,
+            wal_rotate_bytes: 20_000,
+            ..Default::default()
+        },
+        1_748_736_000 + 2 * 3600,
+    );
+    let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
+    fs::create_dir(&dest).unwrap();
+    let mut w = watcher(&data, &dest, &cache)
+        .args(["--levels", "1s,3s", "--keep", "2s,5s,1d", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let out = w.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    // Changes for at least 6 s (more on a loaded machine: only more
+    // points, anchors and expiries).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        server.run(120).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_point(&dest, t.path(), &tree_digest(&data), &mut w);
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+    assert_eq!(w.wait().unwrap().code(), Some(0));
+    let log = lines.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("\"event\":\"expired\"")),
+        "{log:?}"
+    );
+    // Every archive: depth at most 3, and whole.
+    let o = run(&["ls", p(&dest), "--json"]);
+    let j = json(&o);
+    for a in j["archives"].as_array().unwrap() {
+        assert!(a["base"]["depth"].as_u64().unwrap_or(0) <= 3, "{a}");
+        expect_code(
+            &run(&["verify", "--chain", a["url"].as_str().unwrap(), "-q"]),
+            0,
+        );
+    }
+    // Every point restores from at most four archives.
+    let o = run(&["ls", p(&dest), "--points", "--json"]);
+    let j = json(&o);
+    let points = j["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{j}");
+    for pt in points {
+        assert!(pt["archives"].as_array().unwrap().len() <= 4, "{pt}");
+    }
+    let oldest = points.last().unwrap()["time"].as_str().unwrap().to_string();
+    let r = t.path().join("oldest");
+    expect_code(
+        &run(&[
+            "restore",
+            &format!("{}/", dest.display()),
+            p(&r),
+            "--at",
+            &oldest,
+            "-q",
+        ]),
+        0,
+    );
+}

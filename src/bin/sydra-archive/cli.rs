@@ -293,6 +293,16 @@ pub struct WatchArgs {
     /// Most archives in a chain before a new full one.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_chain: u64,
+    /// Make every point on an anchor chosen by time: a full archive, a
+    /// major anchor every MAJOR on it, a minor anchor every MINOR on that,
+    /// each point on the newest minor one (any point restores from at
+    /// most 4 archives); with retention by level (--keep).
+    #[arg(long, value_name = "MINOR,MAJOR", value_parser = parse_durations::<2>)]
+    pub levels: Option<Durations>,
+    /// With --levels: how long points, minor anchors and major anchors
+    /// (and full archives) are kept (none that a kept one needs goes).
+    #[arg(long, value_name = "POINTS,MINOR,MAJOR", default_value = "1h,1d,7d", value_parser = parse_durations::<3>, requires = "levels")]
+    pub keep: Durations,
     /// Look once, ship a point if something changed, and exit (for cron).
     #[arg(long)]
     pub once: bool,
@@ -344,6 +354,22 @@ pub struct WatchArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// Durations given as one argument, separated by commas.
+#[derive(Debug, Clone)]
+pub struct Durations(pub Vec<std::time::Duration>);
+
+/// `N` durations separated by commas.
+fn parse_durations<const N: usize>(s: &str) -> Result<Durations, String> {
+    let v = s
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.len() != N {
+        return Err(format!("{s:?}: give {N} durations separated by commas"));
+    }
+    Ok(Durations(v))
 }
 
 /// A duration: a number and a unit (`ms`, `s`, `m`, `h`, `d`).

@@ -51,6 +51,13 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         points: a.points,
         once: a.once,
         s3: s3_options(&a.s3),
+        levels: a.levels.as_ref().map(|l| sydra_archive::Levels {
+            minor: l.0[0],
+            major: l.0[1],
+            keep_points: a.keep.0[0],
+            keep_minor: a.keep.0[1],
+            keep_major: a.keep.0[2],
+        }),
     };
     let metrics_file = a.metrics_file.clone();
     let mut on = |ev: &WatchEvent<'_>, st: &sydra_archive::WatchStats| {
@@ -115,6 +122,22 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 }
             }
             WatchEvent::Started => {}
+            WatchEvent::Expired(gone) => {
+                if a.json {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"event": "expired", "archives": gone})
+                    )
+                    .and_then(|()| out.flush());
+                } else if !a.quiet {
+                    say!(
+                        "sydra-archive: expired {}",
+                        ui::count(gone.len() as u64, "archive", "archives")
+                    );
+                }
+            }
         }
         if let Some(path) = &metrics_file {
             let m = sydra_archive::WatchMetrics {

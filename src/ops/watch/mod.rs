@@ -25,6 +25,10 @@ use crate::write::{CreateOptions, CreateSummary};
 use super::create::create_on;
 use super::output::output_for;
 
+mod levels;
+
+pub use levels::Levels;
+
 /// How [`watch`] runs.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -43,6 +47,9 @@ pub struct WatchOptions {
     pub once: bool,
     /// Endpoint and region of an `s3://` destination.
     pub s3: S3Options,
+    /// Points made on anchors by level, with retention by level (see
+    /// [`Levels`]); `None`: each point on the newest archive.
+    pub levels: Option<Levels>,
 }
 
 /// What [`watch`] has done so far.
@@ -82,6 +89,8 @@ pub enum WatchEvent<'a> {
     Unchanged,
     /// Started: the stats hold the newest point found at the destination.
     Started,
+    /// With levels: archives the retention deleted after a point.
+    Expired(&'a [String]),
 }
 
 /// Ships `data_dir` to `dest` (a directory or an `s3://` prefix, ending
@@ -171,6 +180,18 @@ pub fn watch(
                         },
                         &stats,
                     );
+                    if let Some(levels) = &opts.levels {
+                        // A failed expiry is tried again after the next
+                        // point: it never stops the shipping.
+                        let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
+                        match levels::expire(&shelf, levels, created) {
+                            Ok(gone) if !gone.is_empty() => {
+                                on(&WatchEvent::Expired(&gone), &stats);
+                            }
+                            Ok(_) => {}
+                            Err(e) => on(&WatchEvent::Failed(&e), &stats),
+                        }
+                    }
                 }
                 Err(e @ Error::Interrupted) => return Err(e),
                 Err(e) => {
@@ -229,14 +250,22 @@ fn ship(
     // Held from the choice of the base to the publication: a prune of
     // the destination waits (see `store::lock`).
     let _lock = crate::store::lock::lock_for_create(dest, &opts.s3)?;
-    let (mut base, mut note) = crate::shelf::latest::choose_base(dest, &opts.s3, opts.max_chain)?;
-    if let (Some(b), Some(age)) = (&base, opts.full_every)
+    let created = opts.create.created_unix_ms.unwrap_or_else(now_ms);
+    let (mut base, mut note) = match &opts.levels {
+        Some(levels) => {
+            let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
+            let (b, why) = levels::choose(&shelf, levels, opts.full_every, created)?;
+            (b, Some(why))
+        }
+        None => crate::shelf::latest::choose_base(dest, &opts.s3, opts.max_chain)?,
+    };
+    if opts.levels.is_none()
+        && let (Some(b), Some(age)) = (&base, opts.full_every)
         && let Some(why) = full_is_old(b, age)?
     {
         base = None;
         note = Some(why);
     }
-    let created = opts.create.created_unix_ms.unwrap_or_else(now_ms);
     let create = CreateOptions {
         created_unix_ms: Some(created),
         ..opts.create.clone()
@@ -248,6 +277,16 @@ fn ship(
         // shipping goes on.
         Err(Error::NotIncremental(why)) if base.is_some() => {
             note = Some(format!("cannot write an incremental: {why}"));
+            create_on(data_dir, None, sealed, &output, &create)?
+        }
+        // An anchor whose chain turned out broken (the listing cannot
+        // tell): a full archive, so that shipping goes on.
+        Err(e)
+            if base.is_some()
+                && opts.levels.is_some()
+                && (e.is_archive_fault() || matches!(e, Error::Base { .. })) =>
+        {
+            note = Some(format!("its anchor cannot be used ({e}): a full archive"));
             create_on(data_dir, None, sealed, &output, &create)?
         }
         r => r?,
