@@ -62,7 +62,7 @@ pub(super) fn check(loc: &Location, l: &Listed, bases: &[Location]) -> Result<Ve
 
 /// Whether `e` says this archive cannot be restored (then an older one is
 /// tried), rather than that the shelf cannot be read.
-pub(super) fn skip(e: &Error) -> bool {
+pub(crate) fn skip(e: &Error) -> bool {
     match e {
         Error::Base { .. } | Error::Key { .. } | Error::Refused(_) => true,
         Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,

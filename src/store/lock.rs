@@ -70,6 +70,32 @@ pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
     Ok(Some(ShelfLock::Dir(file)))
 }
 
+/// The exclusive lock of the directory `dir`, if no one holds it now
+/// (`Ok(None)` when someone does, or when the lock file cannot be made:
+/// then nothing should be deleted this time).
+pub fn try_lock_shelf(dir: &Path) -> Result<Option<ShelfLock>> {
+    let path = dir.join(LOCK_NAME);
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+    else {
+        return Ok(None);
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    match sys::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(ShelfLock::Dir(file))),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(Error::io("lock", &path, e)),
+    }
+}
+
 /// The lock of the directory holding the file `archive` (shared).
 pub fn lock_beside(archive: &Path) -> Result<Option<ShelfLock>> {
     let dir = match archive.parent() {

@@ -337,3 +337,37 @@ fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
         0,
     );
 }
+
+#[test]
+fn levels_go_on_with_a_full_where_an_anchor_cannot_be_a_base() {
+    use age::secrecy::ExposeSecret;
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
+    fs::create_dir(&dest).unwrap();
+    // An encrypted full there, and points that are not encrypted: the
+    // anchor cannot be their base; the point is a full archive.
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let key = t.path().join("key.txt");
+    fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let o = run(&[
+        "create",
+        p(&data),
+        "-o",
+        &format!("{}/", dest.display()),
+        "-r",
+        &recipient,
+        "-q",
+    ]);
+    expect_code(&o, 0);
+    fs::write(data.join("tags.json"), b"{\"next\":1}").unwrap();
+    let o = watcher(&data, &dest, &cache)
+        .args(["--once", "--levels", "5m,1h", "-i", p(&key), "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("\"kind\":\"full\""), "{out}");
+    assert!(out.contains("cannot be used"), "{out}");
+}

@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::shelf::list::base_names;
 use crate::shelf::points::moment;
 use crate::shelf::{Shelf, location_of, ls};
+
 use crate::store::location::Location;
 use crate::store::s3::{Listed, Listing};
 
@@ -41,6 +42,21 @@ pub struct Levels {
     pub keep_minor: Duration,
     /// See `keep_points`.
     pub keep_major: Duration,
+}
+
+/// The archives at `shelf`, an encrypted one in a directory with its
+/// whole SHA-256 (its base is told by it: without it, any encrypted
+/// archive may be any one's base), as `prune` takes them.
+fn listing(shelf: &Shelf) -> Result<Listing> {
+    let mut listing = ls(shelf)?;
+    if let Shelf::Dir(d) = shelf {
+        for l in listing.archives.iter_mut() {
+            if l.encrypted && l.sha256.is_none() {
+                l.sha256 = Some(crate::format::sums::hex(&d.digest(l)?));
+            }
+        }
+    }
+    Ok(listing)
 }
 
 fn depth(l: &Listed) -> u64 {
@@ -77,7 +93,7 @@ pub(super) fn choose(
     full_every: Option<Duration>,
     now_ms: u64,
 ) -> Result<(Option<Location>, String)> {
-    let listing = ls(shelf)?;
+    let listing = listing(shelf)?;
     let ok = crate::shelf::latest::restorable(&listing);
     let age = |l: &Listed| Duration::from_millis(now_ms.saturating_sub(moment(l).max(0) as u64));
     let Some(full) = newest(&listing, &ok, 0, None) else {
@@ -99,17 +115,33 @@ pub(super) fn choose(
 }
 
 /// Deletes what the levels' retention does not keep at `shelf` (under
-/// its prune lock); returns the URLs deleted. Nothing is deleted while
-/// an archive's chain is unknown (an encrypted one listed without its
-/// key).
-pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Vec<String>> {
+/// its prune lock, taken without waiting in a directory). Nothing is
+/// deleted while an archive's chain is unknown (an encrypted one listed
+/// without its key).
+pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Expired> {
+    let mut out = Expired::default();
+    // Not waiting for a create that reads a base here: the next point
+    // tries again (shipping is never held up by retention).
     let _lock = match shelf {
-        Shelf::Dir(d) => crate::store::lock::lock_shelf(d.path(), true)?,
+        Shelf::Dir(d) => match crate::store::lock::try_lock_shelf(d.path())? {
+            Some(l) => Some(l),
+            None => {
+                out.held = Some(format!(
+                    "{} is in use by a create or a prune: expired nothing this time",
+                    d.path().display()
+                ));
+                return Ok(out);
+            }
+        },
         Shelf::S3(r) => crate::store::lock::lock_prefix(r)?,
     };
-    let listing = ls(shelf)?;
-    if listing.archives.iter().any(|l| !l.chain_known) {
-        return Ok(Vec::new());
+    let listing = listing(shelf)?;
+    if let Some(l) = listing.archives.iter().find(|l| !l.chain_known) {
+        out.held = Some(format!(
+            "the chain of {} is unknown (encrypted, listed without its key): expired nothing",
+            l.url
+        ));
+        return Ok(out);
     }
     let age = |l: &Listed| Duration::from_millis(now_ms.saturating_sub(moment(l).max(0) as u64));
     let newest_point = listing
@@ -149,11 +181,25 @@ pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Vec<
             }
         }
     }
-    let mut deleted = Vec::new();
     for (l, k) in listing.archives.iter().zip(keep) {
-        if !k && shelf.delete(l).is_ok() {
-            deleted.push(l.url.clone());
+        if k {
+            continue;
+        }
+        match shelf.delete(l) {
+            Ok(()) => out.deleted.push(l.url.clone()),
+            Err(e) => out.failed.push(format!("{}: {e}", l.url)),
         }
     }
-    Ok(deleted)
+    Ok(out)
+}
+
+/// What [`expire`] did.
+#[derive(Debug, Default)]
+pub(super) struct Expired {
+    /// Archives deleted.
+    pub(super) deleted: Vec<String>,
+    /// Deletions that failed, with why (left in place).
+    pub(super) failed: Vec<String>,
+    /// Why nothing was looked at this time.
+    pub(super) held: Option<String>,
 }

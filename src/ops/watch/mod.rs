@@ -91,6 +91,9 @@ pub enum WatchEvent<'a> {
     Started,
     /// With levels: archives the retention deleted after a point.
     Expired(&'a [String]),
+    /// Something that did not stop the shipping (an expiry that could
+    /// not be done, or not whole).
+    Warning(&'a str),
 }
 
 /// Ships `data_dir` to `dest` (a directory or an `s3://` prefix, ending
@@ -181,15 +184,22 @@ pub fn watch(
                         &stats,
                     );
                     if let Some(levels) = &opts.levels {
-                        // A failed expiry is tried again after the next
-                        // point: it never stops the shipping.
-                        let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
-                        match levels::expire(&shelf, levels, created) {
-                            Ok(gone) if !gone.is_empty() => {
-                                on(&WatchEvent::Expired(&gone), &stats);
+                        // A failed expiry is said and tried again after
+                        // the next point: it never stops the shipping.
+                        let expired = crate::shelf::Shelf::parse(dest, &opts.s3)
+                            .and_then(|shelf| levels::expire(&shelf, levels, created));
+                        match expired {
+                            Ok(x) => {
+                                if !x.deleted.is_empty() {
+                                    on(&WatchEvent::Expired(&x.deleted), &stats);
+                                }
+                                for w in x.failed.iter().chain(x.held.iter()) {
+                                    on(&WatchEvent::Warning(w), &stats);
+                                }
                             }
-                            Ok(_) => {}
-                            Err(e) => on(&WatchEvent::Failed(&e), &stats),
+                            Err(e) => {
+                                on(&WatchEvent::Warning(&format!("expiry: {e}")), &stats);
+                            }
                         }
                     }
                 }
@@ -279,13 +289,11 @@ fn ship(
             note = Some(format!("cannot write an incremental: {why}"));
             create_on(data_dir, None, sealed, &output, &create)?
         }
-        // An anchor whose chain turned out broken (the listing cannot
-        // tell): a full archive, so that shipping goes on.
-        Err(e)
-            if base.is_some()
-                && opts.levels.is_some()
-                && (e.is_archive_fault() || matches!(e, Error::Base { .. })) =>
-        {
+        // An anchor that cannot be a base after all (its chain broken in
+        // a way the listing cannot tell, encrypted to a key not given, or
+        // encrypted while these points are not): a full archive, so that
+        // shipping goes on, as without levels.
+        Err(e) if base.is_some() && opts.levels.is_some() && crate::shelf::latest::skip(&e) => {
             note = Some(format!("its anchor cannot be used ({e}): a full archive"));
             create_on(data_dir, None, sealed, &output, &create)?
         }

@@ -122,6 +122,18 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 }
             }
             WatchEvent::Started => {}
+            WatchEvent::Warning(w) => {
+                if a.json {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"event": "warning", "message": w})
+                    )
+                    .and_then(|()| out.flush());
+                }
+                say!("sydra-archive: warning: {w}");
+            }
             WatchEvent::Expired(gone) => {
                 if a.json {
                     let mut out = std::io::stdout().lock();
