@@ -63,8 +63,8 @@ def main():
                     ages.append(time.time() - float(line.split()[1]))
         except FileNotFoundError:
             pass
-    # SIGTERM to watch itself (not to time): it ends with 0.
-    subprocess.run(["pkill", "-TERM", "-x", "sydra-archive"])
+    # SIGTERM to watch itself (GNU time's child, not time): it ends with 0.
+    subprocess.run(["pkill", "-TERM", "-P", str(watcher.pid)])
     watcher.wait()
     user, sys_, rss = open(timing).read().split()
     wall = time.time() - t0
