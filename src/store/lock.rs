@@ -36,30 +36,43 @@ pub enum ShelfLock {
     Prefix(crate::store::s3::Lease),
 }
 
-/// Takes the lock of the directory `dir`, shared or `exclusive`, waiting
-/// for it. `None` when the lock file cannot be made or opened there.
-pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
-    let path = dir.join(LOCK_NAME);
-    let opened = OpenOptions::new()
+/// Opens (making it if absent) the lock file at `path` without following
+/// a link or blocking on a FIFO; with `read_only`, an existing one this
+/// user may only read is opened read-only. `None` when it cannot be.
+fn open_lock_file(path: &Path, read_only: bool) -> Option<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-        .or_else(|_| {
-            OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-                .open(&path)
-        });
-    let Ok(file) = opened else { return Ok(None) };
+        .custom_flags(flags)
+        .open(path)
+        .or_else(|e| match read_only {
+            true => OpenOptions::new().read(true).custom_flags(flags).open(path),
+            false => Err(e),
+        })
+        .ok()
+}
+
+/// The refusal of a lock path that is not a regular file.
+fn not_a_lock_file(path: &Path) -> Error {
+    Error::Refused(format!(
+        "{} is not a regular file; remove it (it is sydra-archive's lock)",
+        path.display()
+    ))
+}
+
+/// Takes the lock of the directory `dir`, shared or `exclusive`, waiting
+/// for it. `None` when the lock file cannot be made or opened there.
+pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
+    let path = dir.join(LOCK_NAME);
+    let Some(file) = open_lock_file(&path, true) else {
+        return Ok(None);
+    };
     if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(Error::Refused(format!(
-            "{} is not a regular file; remove it (it is sydra-archive's lock)",
-            path.display()
-        )));
+        return Err(not_a_lock_file(&path));
     }
     let op = if exclusive {
         libc::LOCK_EX
@@ -75,15 +88,7 @@ pub fn lock_shelf(dir: &Path, exclusive: bool) -> Result<Option<ShelfLock>> {
 /// then nothing should be deleted this time).
 pub fn try_lock_shelf(dir: &Path) -> Result<Option<ShelfLock>> {
     let path = dir.join(LOCK_NAME);
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-    else {
+    let Some(file) = open_lock_file(&path, false) else {
         return Ok(None);
     };
     if !file.metadata().is_ok_and(|m| m.is_file()) {
@@ -141,22 +146,11 @@ pub const WATCH_LOCK_NAME: &str = ".sydra-archive.watch";
 /// would fork the chain). `None` where the lock file cannot be made.
 pub fn lock_watcher(dir: &Path) -> Result<Option<File>> {
     let path = dir.join(WATCH_LOCK_NAME);
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&path)
-    else {
+    let Some(file) = open_lock_file(&path, false) else {
         return Ok(None);
     };
     if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(Error::Refused(format!(
-            "{} is not a regular file; remove it (it is sydra-archive's lock)",
-            path.display()
-        )));
+        return Err(not_a_lock_file(&path));
     }
     match sys::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => Ok(Some(file)),
