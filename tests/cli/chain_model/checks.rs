@@ -232,37 +232,55 @@ impl World {
     /// merge of an incremental: a full archive that restores to the same
     /// tree (its own model: the data dir at that moment).
     fn check_merge(&mut self, i: usize, why: &str) -> Result<(), String> {
-        let (path, enc, snap, label, incremental) = {
-            let a = &self.archives[i];
-            (
-                a.path.clone(),
-                a.enc,
-                a.snap,
-                a.label.clone(),
-                a.base.is_some(),
-            )
-        };
-        if !incremental {
+        if self.archives[i].base.is_none() {
             return Ok(());
         }
+        self.merge_restores(i, None, why)?;
+        // merge --onto an archive below it (not the full one only): one
+        // incremental on it that restores to the same tree.
+        let mut ancestors = Vec::new();
+        let mut at = self.archives[i].base;
+        while let Some(b) = at {
+            ancestors.push(b);
+            at = self.archives[b].base;
+        }
+        let mut pick = Rng(self.seed.wrapping_mul(0x51_7CC1_B727) ^ (self.runs as u64) << 20);
+        match pick.pick(&ancestors) {
+            Some(onto) => self.merge_restores(i, Some(onto), why),
+            None => Ok(()),
+        }
+    }
+
+    /// `merge` of archive `i` (with `onto`, `merge --onto` that archive),
+    /// then `restore` of what it wrote: the data dir at `i`'s moment.
+    fn merge_restores(&mut self, i: usize, onto: Option<usize>, why: &str) -> Result<(), String> {
+        let (path, enc, snap, label) = {
+            let a = &self.archives[i];
+            (a.path.clone(), a.enc, a.snap, a.label.clone())
+        };
+        let what = match onto {
+            Some(o) => format!("{label} onto #{o}"),
+            None => label.clone(),
+        };
         let merged = self.t.join(format!("merged{}.tar.zst", self.runs));
-        let mut margs = vec![
-            "merge".into(),
-            p(&path).into(),
-            "-o".into(),
-            p(&merged).into(),
-            "-q".into(),
-            "--frame-kib".into(),
-            "4".into(),
-        ];
+        let mut margs: Vec<String> = vec!["merge".into(), p(&path).into()];
+        if let Some(o) = onto {
+            margs.extend(["--onto".into(), p(&self.archives[o].path).into()]);
+        }
+        margs.extend(["-o".into(), p(&merged).into(), "-q".into()]);
+        margs.extend(["--frame-kib".into(), "4".into()]);
         margs.extend(self.key_args(enc));
         if enc {
             margs.extend(["-r".into(), self.recipient.clone()]);
         }
         let m = self.run(&margs, None);
         if code(&m) != 0 {
+            let said = match onto {
+                Some(o) => format!("merge --onto #{o} refused {label} ({why})"),
+                None => format!("verify --chain accepted {label} but merge refused it ({why})"),
+            };
             return Err(self.fail(
-                &format!("verify --chain accepted {label} but merge refused it ({why})"),
+                &said,
                 format!("$ {}\n{}\n", cmdline(&margs), output_text(&m)),
             ));
         }
@@ -278,69 +296,10 @@ impl World {
         let _ = fs::remove_file(&merged);
         if code(&r) != 0 {
             return Err(self.fail(
-                &format!("restore refused the merge of {label} ({why})"),
-                format!("$ {}\n{}\n", cmdline(&rargs), output_text(&r)),
-            ));
-        }
-        let got = snapshot(&target, false);
-        let (d, _) = diff(&self.snaps[snap], &got);
-        fs::remove_dir_all(&target).unwrap();
-        if !d.is_empty() {
-            return Err(self.fail(
-                &format!("restore of the merge of {label} differs from the data dir ({why})"),
-                format!("$ {}\n{}\n", cmdline(&margs), d.join("\n")),
-            ));
-        }
-        // merge --onto an archive below it (not the full one only): one
-        // incremental on it that restores to the same tree.
-        let mut ancestors = Vec::new();
-        let mut at = self.archives[i].base;
-        while let Some(b) = at {
-            ancestors.push(b);
-            at = self.archives[b].base;
-        }
-        let mut pick = Rng(self.seed.wrapping_mul(0x51_7CC1_B727) ^ (self.runs as u64) << 20);
-        let Some(onto) = pick.pick(&ancestors) else {
-            return Ok(());
-        };
-        let onto_path = self.archives[onto].path.clone();
-        let mut oargs = vec![
-            "merge".into(),
-            p(&path).into(),
-            "--onto".into(),
-            p(&onto_path).into(),
-            "-o".into(),
-            p(&merged).into(),
-            "-q".into(),
-            "--frame-kib".into(),
-            "4".into(),
-        ];
-        oargs.extend(self.key_args(enc));
-        if enc {
-            oargs.extend(["-r".into(), self.recipient.clone()]);
-        }
-        let m = self.run(&oargs, None);
-        if code(&m) != 0 {
-            return Err(self.fail(
-                &format!("merge --onto #{onto} refused {label} ({why})"),
-                format!("$ {}\n{}\n", cmdline(&oargs), output_text(&m)),
-            ));
-        }
-        let mut rargs = vec![
-            "restore".into(),
-            p(&merged).into(),
-            p(&target).into(),
-            "-q".into(),
-        ];
-        rargs.extend(self.key_args(enc));
-        let r = self.run(&rargs, None);
-        let _ = fs::remove_file(&merged);
-        if code(&r) != 0 {
-            return Err(self.fail(
-                &format!("restore refused the merge of {label} onto #{onto} ({why})"),
+                &format!("restore refused the merge of {what} ({why})"),
                 format!(
                     "$ {}\n$ {}\n{}\n",
-                    cmdline(&oargs),
+                    cmdline(&margs),
                     cmdline(&rargs),
                     output_text(&r)
                 ),
@@ -351,10 +310,8 @@ impl World {
         fs::remove_dir_all(&target).unwrap();
         if !d.is_empty() {
             return Err(self.fail(
-                &format!(
-                    "restore of the merge of {label} onto #{onto} differs from the data dir ({why})"
-                ),
-                format!("$ {}\n{}\n", cmdline(&oargs), d.join("\n")),
+                &format!("restore of the merge of {what} differs from the data dir ({why})"),
+                format!("$ {}\n{}\n", cmdline(&margs), d.join("\n")),
             ));
         }
         Ok(())
