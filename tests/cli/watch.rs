@@ -31,6 +31,19 @@ fn archives(dest: &Path) -> Vec<String> {
     v
 }
 
+/// The lines `child` writes to its stdout, gathered as they come.
+fn collect_lines(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    lines
+}
+
 /// Waits until the newest point at `dest` restores to `want` (the data
 /// dir, unchanged meanwhile); fails after a minute.
 fn wait_for_point(dest: &Path, scratch: &Path, want: &str, child: &mut Child) {
@@ -77,14 +90,7 @@ fn watch_ships_points_that_each_restore_and_survives_a_kill() {
         .spawn()
         .unwrap();
     // The NDJSON lines, as they come.
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let out = w.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
+    let lines = collect_lines(&mut w);
     wait_for_point(&dest, t.path(), &tree_digest(&data), &mut w);
     for k in 0..4 {
         server.run(900).unwrap();
@@ -281,14 +287,7 @@ fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let out = w.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
+    let lines = collect_lines(&mut w);
     // Changes for at least 6 s (more on a loaded machine: only more
     // points, anchors and expiries).
     let started = Instant::now();
