@@ -121,14 +121,22 @@ pub fn watch(
     // One watch a directory (two would fork the chain); temporaries of
     // killed runs (their writer gone) go now, whether a point is shipped
     // or not.
+    let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
     let mut _watcher = None;
-    if let crate::shelf::Shelf::Dir(d) = crate::shelf::Shelf::parse(dest, &opts.s3)? {
+    if let crate::shelf::Shelf::Dir(d) = &shelf {
         _watcher = crate::store::lock::lock_watcher(d.path())?;
         d.remove_stale()?;
     }
-    // The newest point already there: the RPO is measured from it until
-    // this run ships one.
-    stats.newest_unix_ms = newest_moment(dest, &opts.s3)?;
+    // The destination as found, listed once: its newest point (the RPO
+    // is measured from it until this run ships one) and newest archive.
+    let listing = crate::shelf::ls(&shelf)?;
+    stats.newest_unix_ms = crate::shelf::points::points(&listing)
+        .first()
+        .map(|p| p.unix_ms.max(0) as u64);
+    let newest_name = listing
+        .archives
+        .first()
+        .map(|l| l.key.rsplit('/').next().unwrap_or(&l.key).to_string());
     on(&WatchEvent::Started, &stats);
     let state = state_file(data_dir, dest);
     let mut shipped: Option<[u8; 32]> = None;
@@ -136,7 +144,7 @@ pub fn watch(
     // at the destination and the data dir looks the same: nothing to ship.
     if let Some((sig, name)) = state.as_deref().and_then(read_state)
         && sig == signature(data_dir)?
-        && newest_name(dest, &opts.s3)?.is_some_and(|n| n == name)
+        && newest_name.is_some_and(|n| n == name)
     {
         shipped = Some(sig);
     }
@@ -416,25 +424,6 @@ fn write_state(f: &Path, sig: &[u8; 32], archive: &str) {
     if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, f).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-}
-
-/// The moment of the newest restorable point at `dest`, if any.
-fn newest_moment(dest: &str, s3: &S3Options) -> Result<Option<u64>> {
-    let shelf = crate::shelf::Shelf::parse(dest, s3)?;
-    let listing = crate::shelf::ls(&shelf)?;
-    Ok(crate::shelf::points::points(&listing)
-        .first()
-        .map(|p| p.unix_ms.max(0) as u64))
-}
-
-/// The name (last component) of the newest archive at `dest`.
-fn newest_name(dest: &str, s3: &S3Options) -> Result<Option<String>> {
-    let shelf = crate::shelf::Shelf::parse(dest, s3)?;
-    let listing = crate::shelf::ls(&shelf)?;
-    Ok(listing
-        .archives
-        .first()
-        .map(|l| l.key.rsplit('/').next().unwrap_or(&l.key).to_string()))
 }
 
 fn now_ms() -> u64 {
