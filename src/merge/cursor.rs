@@ -344,18 +344,9 @@ impl<'l> Cursor<'l> {
         }
     }
 
-    /// Bytes held by the window.
+    /// Bytes held: the read buffer and the window.
     pub fn held(&self) -> usize {
-        self.window.iter().map(Frame::held).sum()
-    }
-
-    /// Drops the bytes held (frames keep their place: they are read
-    /// again at their offset if needed).
-    pub fn shed(&mut self) {
-        for f in &mut self.window {
-            f.bytes = None;
-            f.content = None;
-        }
+        self.input.capacity() + self.window.iter().map(Frame::held).sum::<usize>()
     }
 
     /// The compressed bytes of frame `i`, taken (read again if let go of).

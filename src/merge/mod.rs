@@ -279,14 +279,14 @@ impl<'l> Sources<'l> {
                 c.release(fe);
             }
         }
-        // Links not in use let go of what they hold past the budget.
+        // Past the budget, the links not in use are let go of whole (a
+        // link needed again is read again from its start): memory stays
+        // bounded however long the chain.
         let held: usize = self.cursors.iter().flatten().map(Cursor::held).sum();
         if held > HELD {
             for (i, c) in self.cursors.iter_mut().enumerate() {
-                if i != level
-                    && let Some(c) = c
-                {
-                    c.shed();
+                if i != level {
+                    *c = None;
                 }
             }
         }
