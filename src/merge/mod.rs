@@ -40,7 +40,7 @@ use cursor::Cursor;
 
 /// Bytes the links' read windows may hold together before the ones not
 /// in use let go of theirs.
-const HELD: usize = 8 << 20;
+const HELD: usize = 16 << 20;
 
 /// What a merge did besides what every archive reports.
 #[derive(Debug, Clone, Default)]
