@@ -182,6 +182,24 @@ fn watch_says_what_it_refuses() {
         expect_code(&o, 2);
         assert!(stderr(&o).contains(bad), "{bad}: {}", stderr(&o));
     }
+    // Levels: finest first, --keep one more than them, room in the chain.
+    let dest = t.path().join("d");
+    fs::create_dir(&dest).unwrap();
+    let d = format!("{}/", dest.display());
+    for (args, why) in [
+        (&["--levels", "1h,5m"][..], "longer than the one before"),
+        (
+            &["--levels", "5m,1h", "--keep", "1h,1d"],
+            "--keep takes 3 durations",
+        ),
+        (&["--levels", "5m,1h,1d", "--max-chain", "4"], "at least 5"),
+        (&["--keep", "1h"], "--levels"),
+    ] {
+        let o = run(&[&["watch", p(&data), "-o", &d, "--once"][..], args].concat());
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains(why), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "nothing shipped");
 }
 
 #[test]
@@ -266,7 +284,7 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
 }
 
 #[test]
-fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
+fn levels_keep_every_point_within_max_chain_archives_and_expire_old_ones() {
     let t = tempfile::tempdir().unwrap();
     let data = small_data(t.path());
     let mut server = Server::new(
@@ -282,7 +300,15 @@ fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
     let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
     fs::create_dir(&dest).unwrap();
     let mut w = watcher(&data, &dest, &cache)
-        .args(["--levels", "1s,3s", "--keep", "2s,5s,1d", "--json"])
+        .args([
+            "--levels",
+            "1s,3s",
+            "--keep",
+            "2s,5s,1d",
+            "--max-chain",
+            "5",
+        ])
+        .arg("--json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -304,23 +330,23 @@ fn levels_keep_every_point_within_four_archives_and_expire_old_ones() {
         log.iter().any(|l| l.contains("\"event\":\"expired\"")),
         "{log:?}"
     );
-    // Every archive: depth at most 3, and whole.
+    // Every archive: depth at most 4, and whole.
     let o = run(&["ls", p(&dest), "--json"]);
     let j = json(&o);
     for a in j["archives"].as_array().unwrap() {
-        assert!(a["base"]["depth"].as_u64().unwrap_or(0) <= 3, "{a}");
+        assert!(a["base"]["depth"].as_u64().unwrap_or(0) <= 4, "{a}");
         expect_code(
             &run(&["verify", "--chain", a["url"].as_str().unwrap(), "-q"]),
             0,
         );
     }
-    // Every point restores from at most four archives.
+    // Every point restores from at most five archives.
     let o = run(&["ls", p(&dest), "--points", "--json"]);
     let j = json(&o);
     let points = j["points"].as_array().unwrap();
     assert!(points.len() >= 2, "{j}");
     for pt in points {
-        assert!(pt["archives"].as_array().unwrap().len() <= 4, "{pt}");
+        assert!(pt["archives"].as_array().unwrap().len() <= 5, "{pt}");
     }
     let oldest = points.last().unwrap()["time"].as_str().unwrap().to_string();
     let r = t.path().join("oldest");

@@ -1,22 +1,24 @@
-//! Levels of points (`watch --levels MINOR,MAJOR`): every point is made
-//! on an anchor chosen by time, so that any point restores from at most
-//! four archives, whatever the length of the run:
+//! Levels of points (`watch --levels 5m,1h,1d`): every point is made on
+//! an anchor chosen by time, so that any point restores from a bounded
+//! number of archives (`max_chain`, 12 by default), whatever the length
+//! of the run:
 //!
 //! - depth 0: a full archive (the first, then every `--full-every`);
-//! - depth 1: a *major* anchor, an incremental on the full archive, every
-//!   MAJOR (1 h by default): what changed since the full;
-//! - depth 2: a *minor* anchor, on the newest major one, every MINOR
-//!   (5 min): what changed since it;
-//! - depth 3: every other point, on the newest minor anchor: what changed
-//!   since it.
+//! - depth 1..=n: an anchor of each level, coarsest first, each made on
+//!   the newest anchor of the level above once the newest of its own is
+//!   as old as its interval: with `5m,1h,1d`, a daily anchor on the full
+//!   archive (what changed since it), an hourly one on the daily one, one
+//!   every 5 minutes on the hourly one;
+//! - deeper: points, each on the newest point above the finest anchor
+//!   (what changed since the point before) while the chain stays within
+//!   `max_chain`, else on the anchor itself.
 //!
-//! A point carries more than the change since the point before (up to
-//! MINOR of changes), and the depth, not a counter, says what each
-//! archive is, so a restart finds its anchors in the listing. Retention
-//! by level: points older than the first `--keep` duration, minor anchors
-//! older than the second, major anchors and full archives older than the
-//! third go, never one that a kept archive needs (a kept archive keeps
-//! its whole chain) and never the newest point.
+//! The depth, not a counter, says what each archive is, so a restart
+//! finds its anchors in the listing. Retention by level: every archive
+//! younger than the first `--keep` duration; for each level, the newest
+//! archive of each of its windows younger than its `--keep` duration;
+//! never one that a kept archive needs (a kept archive keeps its whole
+//! chain) and never the newest. The rules are in `plan.rs`.
 
 use std::time::Duration;
 
@@ -26,23 +28,9 @@ use crate::shelf::points::moment;
 use crate::shelf::{Shelf, location_of, ls};
 
 use crate::store::location::Location;
-use crate::store::s3::{Listed, Listing};
+use crate::store::s3::Listing;
 
-/// The intervals and retention of [`super::watch`]'s levels.
-#[derive(Debug, Clone)]
-pub struct Levels {
-    /// A minor anchor every this long (5 min).
-    pub minor: Duration,
-    /// A major anchor every this long (1 h).
-    pub major: Duration,
-    /// Points kept this long (1 h), minor anchors (1 d), major anchors
-    /// and full archives (7 d).
-    pub keep_points: Duration,
-    /// See `keep_points`.
-    pub keep_minor: Duration,
-    /// See `keep_points`.
-    pub keep_major: Duration,
-}
+use super::plan::{self, Choice, Levels, Node};
 
 /// The archives at `shelf`, an encrypted one in a directory with its
 /// whole SHA-256 (its base is told by it: without it, any encrypted
@@ -59,30 +47,42 @@ fn listing(shelf: &Shelf) -> Result<Listing> {
     Ok(listing)
 }
 
-fn depth(l: &Listed) -> u64 {
-    l.base.as_ref().map_or(0, |b| b.depth)
+/// `d` as `--levels` takes it: `500ms`, `10s`, `5m`, `1h`, `1d`.
+fn short(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms.is_multiple_of(n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
 }
 
-/// The newest listed archive of `depth` whose chain is there, made on
-/// `on` (when given), by moment.
-fn newest<'a>(
-    listing: &'a Listing,
-    restorable: &[bool],
-    depth_is: u64,
-    on: Option<&Listed>,
-) -> Option<&'a Listed> {
+/// The listing as the rules see it.
+fn nodes(listing: &Listing) -> Vec<Node> {
+    let ok = crate::shelf::latest::restorable(listing);
+    let index = |key: &str| listing.archives.iter().position(|c| c.key == key);
     listing
         .archives
         .iter()
-        .enumerate()
-        .filter(|(i, l)| restorable[*i] && depth(l) == depth_is)
-        .filter(|(_, l)| match (on, &l.base) {
-            (None, _) => true,
-            (Some(o), Some(b)) => base_names(listing, l, b).contains(&o.key),
-            (Some(_), None) => false,
+        .zip(ok)
+        .map(|(l, ok)| Node {
+            moment: moment(l),
+            depth: l.base.as_ref().map_or(0, |b| b.depth),
+            bases: l.base.as_ref().map_or(Vec::new(), |b| {
+                base_names(listing, l, b)
+                    .iter()
+                    .filter_map(|k| index(k))
+                    .collect()
+            }),
+            ok,
         })
-        .map(|(_, l)| l)
-        .max_by_key(|l| moment(l))
+        .collect()
 }
 
 /// The base of the next point at `shelf` (`None`: a full archive), and
@@ -91,27 +91,25 @@ pub(super) fn choose(
     shelf: &Shelf,
     levels: &Levels,
     full_every: Option<Duration>,
+    max_chain: u64,
     now_ms: u64,
 ) -> Result<(Option<Location>, String)> {
     let listing = listing(shelf)?;
-    let ok = crate::shelf::latest::restorable(&listing);
-    let age = |l: &Listed| Duration::from_millis(now_ms.saturating_sub(moment(l).max(0) as u64));
-    let Some(full) = newest(&listing, &ok, 0, None) else {
-        return Ok((None, "the first point: a full archive".into()));
-    };
-    if full_every.is_some_and(|f| age(full) >= f) {
-        return Ok((None, "a new full archive (--full-every)".into()));
-    }
-    let at = |l: &Listed| location_of(shelf, l);
-    let major = newest(&listing, &ok, 1, Some(full));
-    let Some(major) = major.filter(|m| age(m) < levels.major) else {
-        return Ok((Some(at(full)), "a major anchor".into()));
-    };
-    let minor = newest(&listing, &ok, 2, Some(major));
-    let Some(minor) = minor.filter(|m| age(m) < levels.minor) else {
-        return Ok((Some(at(major)), "a minor anchor".into()));
-    };
-    Ok((Some(at(minor)), "a point".into()))
+    let n = levels.every.len() as u64;
+    Ok(
+        match plan::choose(&nodes(&listing), levels, full_every, max_chain, now_ms) {
+            Choice::Full(why) => (None, why.into()),
+            Choice::On(i, depth) => {
+                let why = if depth > n {
+                    "a point".to_string()
+                } else {
+                    let every = levels.every[(n - depth) as usize];
+                    format!("an anchor of level {}", short(every))
+                };
+                (Some(location_of(shelf, &listing.archives[i])), why)
+            }
+        },
+    )
 }
 
 /// Deletes what the levels' retention does not keep at `shelf` (under
@@ -143,44 +141,7 @@ pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Expi
         ));
         return Ok(out);
     }
-    let age = |l: &Listed| Duration::from_millis(now_ms.saturating_sub(moment(l).max(0) as u64));
-    let newest_point = listing
-        .archives
-        .iter()
-        .max_by_key(|l| moment(l))
-        .map(|l| l.key.clone());
-    let mut keep: Vec<bool> = listing
-        .archives
-        .iter()
-        .map(|l| {
-            let limit = match depth(l) {
-                0 | 1 => levels.keep_major,
-                2 => levels.keep_minor,
-                _ => levels.keep_points,
-            };
-            age(l) < limit || Some(&l.key) == newest_point.as_ref()
-        })
-        .collect();
-    // A kept archive keeps its whole chain (every archive that may be its
-    // base, as `prune` decides it).
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in 0..listing.archives.len() {
-            let l = &listing.archives[i];
-            let (true, Some(b)) = (keep[i], &l.base) else {
-                continue;
-            };
-            for name in base_names(&listing, l, b) {
-                if let Some(j) = listing.archives.iter().position(|c| c.key == name)
-                    && !keep[j]
-                {
-                    keep[j] = true;
-                    changed = true;
-                }
-            }
-        }
-    }
+    let keep = plan::keep(&nodes(&listing), levels, now_ms);
     for (l, k) in listing.archives.iter().zip(keep) {
         if k {
             continue;

@@ -26,8 +26,11 @@ use super::create::create_on;
 use super::output::output_for;
 
 mod levels;
+mod plan;
+#[cfg(test)]
+mod plan_model;
 
-pub use levels::Levels;
+pub use plan::Levels;
 
 /// How [`watch`] runs.
 #[derive(Debug, Clone)]
@@ -37,7 +40,8 @@ pub struct WatchOptions {
     /// A new full archive once the chain's full one is this old (by its
     /// moment).
     pub full_every: Option<Duration>,
-    /// Most archives in a chain before a new full one.
+    /// Most archives in a chain: before a new full one, or with levels,
+    /// that any point restores from.
     pub max_chain: u64,
     /// Compression settings of each point (its time is the point's).
     pub create: CreateOptions,
@@ -110,6 +114,16 @@ pub fn watch(
     if !dest.ends_with('/') {
         return Err(Error::Refused(format!(
             "watch ships points into a directory or a prefix: DEST must end in / (got {dest})"
+        )));
+    }
+    if let Some(l) = &opts.levels
+        && opts.max_chain < l.min_chain()
+    {
+        return Err(Error::Refused(format!(
+            "--max-chain {} leaves no room for {} levels: a point restores from the full archive, an anchor of each level and itself (at least {})",
+            opts.max_chain,
+            l.every.len(),
+            l.min_chain()
         )));
     }
     let mut stats = WatchStats::default();
@@ -272,7 +286,8 @@ fn ship(
     let (mut base, mut note) = match &opts.levels {
         Some(levels) => {
             let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
-            let (b, why) = levels::choose(&shelf, levels, opts.full_every, created)?;
+            let (b, why) =
+                levels::choose(&shelf, levels, opts.full_every, opts.max_chain, created)?;
             (b, Some(why))
         }
         None => crate::shelf::latest::choose_base(dest, &opts.s3, opts.max_chain)?,

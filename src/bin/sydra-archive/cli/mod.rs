@@ -9,7 +9,7 @@ use crate::ui::ProgressMode;
 mod groups;
 
 pub use groups::{ChainArgs, Durations, KeyArgs, ReadArgs, S3Args};
-use groups::{parse_duration, parse_durations};
+use groups::{parse_duration, parse_duration_list};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -295,19 +295,23 @@ pub struct WatchArgs {
     /// A new full archive once the chain's full one is this old (7d, 24h).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
     pub full_every: std::time::Duration,
-    /// Most archives in a chain before a new full one.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub max_chain: u64,
-    /// Make every point on an anchor chosen by time: a full archive, a
-    /// major anchor every MAJOR on it, a minor anchor every MINOR on that,
-    /// each point on the newest minor one (any point restores from at
-    /// most 4 archives); with retention by level (--keep).
-    #[arg(long, value_name = "MINOR,MAJOR", value_parser = parse_durations::<2>)]
+    /// Most archives in a chain before a new full one (1000); with
+    /// --levels, that any point restores from (12).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_chain: Option<u64>,
+    /// Make every point on an anchor chosen by time, levels finest first
+    /// (5m,1h,1d): a full archive, an anchor of the coarsest level on it
+    /// every 1d, of the next on that every 1h, ...; points on the newest
+    /// point above the finest anchor while the chain stays within
+    /// --max-chain (12); with retention by level (--keep).
+    #[arg(long, value_name = "FINEST,...,COARSEST", value_parser = parse_duration_list)]
     pub levels: Option<Durations>,
-    /// With --levels: how long points, minor anchors and major anchors
-    /// (and full archives) are kept (none that a kept one needs goes).
-    #[arg(long, value_name = "POINTS,MINOR,MAJOR", default_value = "1h,1d,7d", value_parser = parse_durations::<3>, requires = "levels")]
-    pub keep: Durations,
+    /// With --levels: how long every point is kept, then how long the
+    /// newest archive of each window of each level (finest first) is;
+    /// none that a kept one needs goes (default: 1h, then 1h for a level
+    /// under 5m, 1d under 1h, 7d above).
+    #[arg(long, value_name = "POINTS,LEVEL,...", value_parser = parse_duration_list, requires = "levels")]
+    pub keep: Option<Durations>,
     /// Look once, ship a point if something changed, and exit (for cron).
     #[arg(long)]
     pub once: bool,

@@ -39,10 +39,19 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
     // Stopped by its service manager: the point in progress is abandoned
     // (nothing half-written stays), every point shipped is whole.
     sydra_archive::set_signal_exit_code(0);
+    let levels = match &a.levels {
+        Some(l) => Some(sydra_archive::Levels::new(
+            l.0.clone(),
+            a.keep.as_ref().map(|k| k.0.clone()),
+        )?),
+        None => None,
+    };
     let opts = WatchOptions {
         every: a.every,
         full_every: Some(a.full_every),
-        max_chain: a.max_chain,
+        max_chain: a
+            .max_chain
+            .unwrap_or(if levels.is_some() { 12 } else { 1000 }),
         create: CreateOptions {
             level: a.level,
             threads: a.threads,
@@ -51,13 +60,7 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
         points: a.points,
         once: a.once,
         s3: s3_options(&a.s3),
-        levels: a.levels.as_ref().map(|l| sydra_archive::Levels {
-            minor: l.0[0],
-            major: l.0[1],
-            keep_points: a.keep.0[0],
-            keep_minor: a.keep.0[1],
-            keep_major: a.keep.0[2],
-        }),
+        levels,
     };
     let metrics_file = a.metrics_file.clone();
     let mut on = |ev: &WatchEvent<'_>, st: &sydra_archive::WatchStats| {
