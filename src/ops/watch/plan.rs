@@ -1,6 +1,6 @@
 //! The rules of `watch --levels`, on a plain picture of the destination
 //! (no I/O): which archive the next point is made on ([`choose`]) and
-//! which archives retention keeps ([`keep`]). ``levels.rs` turns a listing
+//! which archives retention keeps ([`keep`]). `levels.rs` turns a listing
 //! into [`Node`]s and acts on the answers; the randomized test in
 //! `plan_model.rs` runs the same functions over simulated weeks.
 //!
