@@ -28,3 +28,4 @@ mod s3;
 mod support;
 mod ux;
 mod watch;
+mod watch_kills;

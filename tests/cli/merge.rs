@@ -329,6 +329,14 @@ fn prune_after_a_merge_keeps_a_restorable_point_at_every_step() {
         expect_code(&run(&["restore", &dir_arg, p(&r), "-q"]), 0);
         assert_eq!(tree_digest(&r), want, "after a kill at step {step}");
         fs::remove_dir_all(&r).unwrap();
+        // And every archive left is whole (bases go after what is on them).
+        for e in fs::read_dir(&shelf).unwrap() {
+            let a = e.unwrap().path();
+            if a.to_string_lossy().ends_with(".tar.zst") {
+                let o = run(&["verify", "--chain", p(&a), "-q"]);
+                assert!(o.status.success(), "step {step}: {}", stderr(&o));
+            }
+        }
         if o.status.success() {
             break;
         }

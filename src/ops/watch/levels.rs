@@ -142,10 +142,15 @@ pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Expi
         return Ok(out);
     }
     let keep = plan::keep(&nodes(&listing), levels, now_ms);
-    for (l, k) in listing.archives.iter().zip(keep) {
-        if k {
-            continue;
-        }
+    let mut gone: Vec<_> = listing
+        .archives
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| !k)
+        .map(|(l, _)| l.clone())
+        .collect();
+    crate::shelf::list::dependents_first(&mut gone);
+    for l in &gone {
         match shelf.delete(l) {
             Ok(()) => out.deleted.push(l.url.clone()),
             Err(e) => out.failed.push(format!("{}: {e}", l.url)),
