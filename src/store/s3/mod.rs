@@ -25,6 +25,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 use crate::error::{Error, Result};
 
 mod download;
+mod entry;
 mod lease;
 mod list;
 mod parts;
