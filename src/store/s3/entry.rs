@@ -29,15 +29,19 @@ pub(super) fn lease() -> Duration {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Body {
     side: String,
-    host: String,
+    pub(super) host: String,
     machine: String,
-    pid: u32,
+    pub(super) pid: u32,
     start: u64,
+    /// Of a `watch-` entry: whether its watch holds the prefix (`true`)
+    /// or is still deciding (see [`super::watcher`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) held: Option<bool>,
 }
 
 impl Body {
     /// This process's entry of `side`.
-    pub(super) fn bytes(side: &str) -> Vec<u8> {
+    pub(super) fn bytes(side: &str, held: Option<bool>) -> Vec<u8> {
         let me = crate::sys::this_process();
         serde_json::to_vec(&Body {
             side: side.to_string(),
@@ -45,6 +49,7 @@ impl Body {
             machine: me.machine,
             pid: me.pid,
             start: me.start,
+            held,
         })
         .expect("a lock entry serialises")
     }

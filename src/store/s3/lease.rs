@@ -29,6 +29,10 @@
 //! A run that is alive but could not renew for a lease may lose its
 //! entry; a create then still refuses to publish an incremental whose
 //! base is gone (it re-checks its base before it completes the upload).
+//!
+//! A `watch` announces a `watch-` entry of its own there for its whole
+//! run (see [`super::watcher`]): it keeps other watches out, not creates
+//! or prunes, which ignore it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -104,7 +108,7 @@ pub(super) fn lock_dir(url: &S3Url, is_object: bool) -> String {
 /// either; a prune that cannot lock does not run.
 pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease>> {
     let dir = lock_dir(remote.url(), is_object);
-    let body = Body::bytes(side.name());
+    let body = Body::bytes(side.name(), None);
     let key = format!(
         "{dir}/{}-{}",
         side.name(),

@@ -12,8 +12,8 @@
 //! (`ls`, `prune` and incremental chains under a prefix), [`uploads`]
 //! (multipart uploads: memory, retries, kills and aborts),
 //! [`downloads`] (ranged reads: extract, an object changed mid-read, cut
-//! responses) and [`watches`] (`watch` through a store that fails or
-//! stalls).
+//! responses), [`watches`] (`watch` through a store that fails or
+//! stalls) and [`watch_locks`] (one watch a prefix).
 
 mod bulk;
 mod downloads;
@@ -24,4 +24,5 @@ mod prefixes;
 mod proxies;
 pub(crate) mod server;
 mod uploads;
+mod watch_locks;
 mod watches;
