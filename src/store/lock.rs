@@ -14,6 +14,12 @@
 //! sides: creates together, a prune alone (and, unlike `flock`, a
 //! create where it may not write an entry runs unlocked, as in a
 //! read-only directory).
+//!
+//! A `watch` also holds, for its whole run, the lock of the one watch of
+//! its destination: an exclusive `flock` on `.sydra-archive.watch` in a
+//! directory, a `watch-` entry under a prefix (see
+//! [`crate::store::s3::take_watch_lease`]). It keeps other watches out
+//! only; the watch's points take the shelf lock as creates.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -141,10 +147,17 @@ pub fn lock_for_create(arg: &str, opts: &crate::store::s3::S3Options) -> Result<
 /// for as long as it runs.
 pub const WATCH_LOCK_NAME: &str = ".sydra-archive.watch";
 
+/// Takes the lock of the one `watch` that ships into the prefix of
+/// `remote`, without waiting: refused while another watch ships there.
+/// `None` where its entry may not be written.
+pub fn lock_prefix_watcher(remote: &Remote) -> Result<Option<ShelfLock>> {
+    Ok(crate::store::s3::take_watch_lease(remote)?.map(ShelfLock::Prefix))
+}
+
 /// Takes the lock of the one `watch` that ships into the directory
 /// `dir`, without waiting: refused when another holds it (two watchers
 /// would fork the chain). `None` where the lock file cannot be made.
-pub fn lock_watcher(dir: &Path) -> Result<Option<File>> {
+pub fn lock_watcher(dir: &Path) -> Result<Option<ShelfLock>> {
     let path = dir.join(WATCH_LOCK_NAME);
     let Some(file) = open_lock_file(&path, false) else {
         return Ok(None);
@@ -153,7 +166,7 @@ pub fn lock_watcher(dir: &Path) -> Result<Option<File>> {
         return Err(not_a_lock_file(&path));
     }
     match sys::flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-        Ok(()) => Ok(Some(file)),
+        Ok(()) => Ok(Some(ShelfLock::Dir(file))),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(Error::Refused(format!(
             "another watch ships into {} (it holds {}): one watch a destination",
             dir.display(),

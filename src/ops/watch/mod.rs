@@ -132,15 +132,18 @@ pub fn watch(
     // What the data dir looked like when the last point was taken
     // (nothing yet: the first look ships a point, which also checks the
     // chain found at the destination).
-    // One watch a directory (two would fork the chain); temporaries of
-    // killed runs (their writer gone) go now, whether a point is shipped
-    // or not.
+    // One watch a directory or prefix (two would fork the chain);
+    // temporaries of killed runs (their writer gone) go now, whether a
+    // point is shipped or not.
     let shelf = crate::shelf::Shelf::parse(dest, &opts.s3)?;
-    let mut _watcher = None;
-    if let crate::shelf::Shelf::Dir(d) = &shelf {
-        _watcher = crate::store::lock::lock_watcher(d.path())?;
-        d.remove_stale()?;
-    }
+    let _watcher = match &shelf {
+        crate::shelf::Shelf::Dir(d) => {
+            let held = crate::store::lock::lock_watcher(d.path())?;
+            d.remove_stale()?;
+            held
+        }
+        crate::shelf::Shelf::S3(remote) => crate::store::lock::lock_prefix_watcher(remote)?,
+    };
     // The destination as found, listed once: its newest point (the RPO
     // is measured from it until this run ships one) and newest archive.
     let listing = crate::shelf::ls(&shelf)?;

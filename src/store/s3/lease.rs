@@ -29,6 +29,10 @@
 //! A run that is alive but could not renew for a lease may lose its
 //! entry; a create then still refuses to publish an incremental whose
 //! base is gone (it re-checks its base before it completes the upload).
+//!
+//! A `watch` announces a `watch-` entry of its own there for its whole
+//! run (see [`super::watcher`]): it keeps other watches out, not creates
+//! or prunes, which ignore it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -40,29 +44,12 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, Result};
 use crate::store::cleanup::Pending;
-use crate::sys::ProcessStamp;
 
+use super::entry::{Body, judge, lease};
 use super::{Remote, S3Url, remote_error, runtime};
 
 /// The "directory" of lock entries under a prefix.
 pub const LOCK_DIR: &str = ".sydra-archive.lock";
-
-/// How long an entry not renewed stays valid.
-const LEASE: Duration = Duration::from_secs(120);
-
-/// [`LEASE`]; in debug builds (the tests'), the value in milliseconds of
-/// `SYDRA_ARCHIVE_TEST_LOCK_LEASE_MS` when set.
-fn lease() -> Duration {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("SYDRA_ARCHIVE_TEST_LOCK_LEASE_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&n| n >= 1)
-    {
-        return Duration::from_millis(ms);
-    }
-    LEASE
-}
 
 /// Which side of the lock a run holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,27 +65,6 @@ impl Side {
         match self {
             Side::Create => "create",
             Side::Prune => "prune",
-        }
-    }
-}
-
-/// What an entry says of its holder.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Body {
-    side: String,
-    host: String,
-    machine: String,
-    pid: u32,
-    start: u64,
-}
-
-impl Body {
-    fn stamp(&self) -> ProcessStamp {
-        ProcessStamp {
-            host: self.host.clone(),
-            machine: self.machine.clone(),
-            pid: self.pid,
-            start: self.start,
         }
     }
 }
@@ -121,7 +87,7 @@ impl std::fmt::Debug for Lease {
 
 /// The lock entries' prefix beside the key or under the prefix of `url`:
 /// `p/` for `s3://b/p/x.tar.zst` (an object) or `s3://b/p/` (a prefix).
-fn lock_dir(url: &S3Url, is_object: bool) -> String {
+pub(super) fn lock_dir(url: &S3Url, is_object: bool) -> String {
     let key = if is_object {
         url.key.rsplit_once('/').map_or("", |(d, _)| d)
     } else {
@@ -142,44 +108,17 @@ fn lock_dir(url: &S3Url, is_object: bool) -> String {
 /// either; a prune that cannot lock does not run.
 pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease>> {
     let dir = lock_dir(remote.url(), is_object);
-    let me = crate::sys::this_process();
-    let body = serde_json::to_vec(&Body {
-        side: side.name().to_string(),
-        host: me.host,
-        machine: me.machine,
-        pid: me.pid,
-        start: me.start,
-    })
-    .expect("a lock entry serialises");
+    let body = Body::bytes(side.name(), None);
     let key = format!(
         "{dir}/{}-{}",
         side.name(),
         crate::store::publish::unique_suffix()
     );
     let url = remote.url().with_key(&key);
-    let parse = |k: &str| {
-        ObjPath::parse(k).map_err(|e| {
-            Error::Refused(format!(
-                "{} is not a usable object key: {e}",
-                remote.url().with_key(k)
-            ))
-        })
-    };
-    let (path, list_at) = (parse(&key)?, parse(&dir)?);
+    let (path, list_at) = (parse(remote, &key)?, parse(remote, &dir)?);
     let rt = runtime()?;
     let store = remote.store.clone();
-    // From the first write on, a signal removes the entry (and stops its
-    // renewal).
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s_stop, s_store, s_path) = (stop.clone(), store.clone(), path.clone());
-    let handle = rt.handle().clone();
-    let pending = Pending::register(format!("the lock entry {url}"), move || {
-        s_stop.store(true, Ordering::SeqCst);
-        let _ = handle.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), s_store.delete(&s_path)).await
-        });
-        Ok(())
-    });
+    let (stop, pending) = removed_on_signal(rt, &store, &path, &url);
     let held = (|| -> Result<bool> {
         let mut wait = Duration::from_millis(200);
         let mut first = true;
@@ -215,8 +154,52 @@ pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease
             return failed.map(|_| None);
         }
     }
-    // Renewed every quarter lease until the lease is dropped; a renewal
-    // that lands after that removes the entry again.
+    hold(remote, path, body, stop, pending).map(Some)
+}
+
+/// `key` as an object path under the bucket of `remote`.
+pub(super) fn parse(remote: &Remote, key: &str) -> Result<ObjPath> {
+    ObjPath::parse(key).map_err(|e| {
+        Error::Refused(format!(
+            "{} is not a usable object key: {e}",
+            remote.url().with_key(key)
+        ))
+    })
+}
+
+/// Registers the removal of the entry at `path` (`url`) on a signal,
+/// from its first write on; the flag stops its renewal.
+pub(super) fn removed_on_signal(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<object_store::aws::AmazonS3>,
+    path: &ObjPath,
+    url: &S3Url,
+) -> (Arc<AtomicBool>, Pending) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s_stop, s_store, s_path) = (stop.clone(), store.clone(), path.clone());
+    let handle = rt.handle().clone();
+    let pending = Pending::register(format!("the lock entry {url}"), move || {
+        s_stop.store(true, Ordering::SeqCst);
+        let _ = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), s_store.delete(&s_path)).await
+        });
+        Ok(())
+    });
+    (stop, pending)
+}
+
+/// The held entry at `path` of `remote`, written with `body`: renewed
+/// every quarter lease until the [`Lease`] is dropped (a renewal that
+/// lands after that removes the entry again).
+pub(super) fn hold(
+    remote: &Remote,
+    path: ObjPath,
+    body: Vec<u8>,
+    stop: Arc<AtomicBool>,
+    pending: Pending,
+) -> Result<Lease> {
+    let rt = runtime()?;
+    let store = remote.store.clone();
     let (wake, woken) = mpsc::channel::<()>();
     let (r_stop, r_store, r_path) = (stop.clone(), store.clone(), path.clone());
     let renewer = std::thread::Builder::new()
@@ -248,13 +231,13 @@ pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease
             "cannot start the thread that renews the lock entry".into(),
         ));
     }
-    Ok(Some(Lease {
+    Ok(Lease {
         stop,
         wake: Some(wake),
         remote: remote.clone(),
         path,
         pending: Some(pending),
-    }))
+    })
 }
 
 /// Whether an entry in `entries` other than `own` keeps a run of `side`
@@ -269,10 +252,7 @@ fn others_hold(
 ) -> bool {
     // The store's time now: when it wrote our entry (no clock of this
     // machine is compared with the store's).
-    let now = entries
-        .iter()
-        .find(|m| m.location == *own)
-        .map(|m| m.last_modified);
+    let now = entries.iter().find(|m| m.location == *own);
     let mut held = false;
     for m in entries {
         let name = m.location.filename().unwrap_or_default();
@@ -281,28 +261,8 @@ fn others_hold(
         if m.location == *own || !blocks {
             continue;
         }
-        // An entry is a few hundred bytes: a larger object is not read
-        // (it is judged by its age alone).
-        let body: Option<Body> = (m.size <= 4096)
-            .then(|| {
-                rt.block_on(async { store.get(&m.location).await?.bytes().await })
-                    .ok()
-            })
-            .flatten()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        // Not rewritten for a lease, either way (an entry dated a lease
-        // after ours is as wrong as one a lease before it).
-        let expired = now.is_some_and(|now| {
-            let age = now.signed_duration_since(m.last_modified);
-            age.abs().to_std().is_ok_and(|age| age > lease())
-        });
-        if expired || body.is_some_and(|b| b.stamp().is_gone()) {
-            // Stale: its run is gone. Removing it is safe even if
-            // another run removed it first.
-            let _ = rt.block_on(store.delete(&m.location));
-            continue;
-        }
-        held = true;
+        // Not `any`: every stale entry is removed on the way.
+        held |= judge(rt, store, m, now).is_some();
     }
     held
 }

@@ -25,11 +25,13 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 use crate::error::{Error, Result};
 
 mod download;
+mod entry;
 mod lease;
 mod list;
 mod parts;
 mod upload;
 mod url;
+mod watcher;
 
 use download::probe_path;
 pub use download::{ObjectReader, Probe, RangedReader};
@@ -38,6 +40,7 @@ pub use list::{Listed, Listing, delete, ls};
 pub use parts::PartPlan;
 pub use upload::{Upload, Uploaded};
 pub use url::S3Url;
+pub use watcher::take as take_watch_lease;
 
 /// The URL scheme this module serves.
 pub const SCHEME: &str = "s3://";

@@ -10,9 +10,10 @@
 //! a child's peak RSS); the tests: [`objects`] (one archive as an object:
 //! round trip, corruption, access failures, encryption), [`prefixes`]
 //! (`ls`, `prune` and incremental chains under a prefix), [`uploads`]
-//! (multipart uploads: memory, retries, kills and aborts) and
+//! (multipart uploads: memory, retries, kills and aborts),
 //! [`downloads`] (ranged reads: extract, an object changed mid-read, cut
-//! responses).
+//! responses), [`watches`] (`watch` through a store that fails or
+//! stalls) and [`watch_locks`] (one watch a prefix).
 
 mod bulk;
 mod downloads;
@@ -23,3 +24,5 @@ mod prefixes;
 mod proxies;
 pub(crate) mod server;
 mod uploads;
+mod watch_locks;
+mod watches;

@@ -1,6 +1,7 @@
 //! TCP proxies in front of the S3 server: a relay that shows every chunk
-//! each way to a closure, [`FaultyProxy`] (cuts part uploads) and
-//! [`GateProxy`] (holds responses until opened, cuts some mid-body).
+//! each way to a closure, [`FaultyProxy`] (cuts part uploads),
+//! [`GateProxy`] (holds responses until opened, cuts some mid-body) and
+//! [`SwitchProxy`] (passes, cuts or holds requests, as the test says).
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -17,13 +18,13 @@ pub(super) fn take_one(left: &AtomicUsize) -> bool {
 /// On each connection, every chunk towards the server is first shown to
 /// `up` and every chunk towards the client to `down`, with the bytes the
 /// connection carried that way so far (this chunk included) and the
-/// chunk's size; `false` cuts the connection.
+/// chunk; `false` cuts the connection.
 pub(super) fn relay<U, D>(server_port: u16, up: U, down: D) -> u16
 where
-    U: Fn(usize, usize) -> bool + Send + Sync + 'static,
-    D: Fn(usize, usize) -> bool + Send + Sync + 'static,
+    U: Fn(usize, &[u8]) -> bool + Send + Sync + 'static,
+    D: Fn(usize, &[u8]) -> bool + Send + Sync + 'static,
 {
-    fn pump(mut from: TcpStream, mut to: TcpStream, each: &dyn Fn(usize, usize) -> bool) {
+    fn pump(mut from: TcpStream, mut to: TcpStream, each: &dyn Fn(usize, &[u8]) -> bool) {
         use std::io::{Read, Write};
         let mut buf = vec![0u8; 16 * 1024];
         let mut carried = 0usize;
@@ -33,7 +34,7 @@ where
                 Ok(n) => n,
             };
             carried += n;
-            if !each(carried, n) || to.write_all(&buf[..n]).is_err() {
+            if !each(carried, &buf[..n]) || to.write_all(&buf[..n]).is_err() {
                 break;
             }
         }
@@ -71,14 +72,14 @@ impl FaultyProxy {
         let cut = Arc::new(AtomicUsize::new(0));
         let left = AtomicUsize::new(budget);
         let counter = cut.clone();
-        let up = move |carried: usize, _: usize| {
+        let up = move |carried: usize, _: &[u8]| {
             if carried > 1 << 20 && take_one(&left) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 return false;
             }
             true
         };
-        let port = relay(server_port, up, |_, _| true);
+        let port = relay(server_port, up, |_, _: &[u8]| true);
         FaultyProxy { port, cut }
     }
 
@@ -110,7 +111,8 @@ impl GateProxy {
         let holding = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let carried = AtomicUsize::new(0);
         let (g, h, counter) = (gate.clone(), holding.clone(), cut.clone());
-        let down = move |here: usize, n: usize| {
+        let down = move |here: usize, chunk: &[u8]| {
+            let n = chunk.len();
             if here > 256 << 10 && take_one(&left) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 return false;
@@ -125,7 +127,7 @@ impl GateProxy {
             }
             true
         };
-        let port = relay(server_port, |_, _| true, down);
+        let port = relay(server_port, |_, _: &[u8]| true, down);
         GateProxy {
             port,
             gate,
@@ -151,5 +153,77 @@ impl GateProxy {
         let (lock, cv) = &*self.gate;
         *lock.lock().unwrap() = true;
         cv.notify_all();
+    }
+}
+
+/// What a [`SwitchProxy`] does with requests now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Relays everything.
+    Pass,
+    /// Cuts every connection at its next chunk towards the server: the
+    /// store is down.
+    Cut,
+    /// Cuts the part uploads only (the upload starts, its part fails, its
+    /// abort passes).
+    CutParts,
+    /// Holds the part uploads (every other request passes) until the
+    /// mode changes; then passes or cuts them as the new mode says.
+    HoldParts,
+}
+
+/// A TCP proxy in front of the server whose [`Mode`] the test switches.
+pub(super) struct SwitchProxy {
+    pub(super) port: u16,
+    mode: Arc<(std::sync::Mutex<Mode>, std::sync::Condvar)>,
+    /// Part uploads held so far.
+    pub(super) held: Arc<AtomicUsize>,
+    /// Connections cut so far.
+    pub(super) cut: Arc<AtomicUsize>,
+}
+
+impl SwitchProxy {
+    pub(super) fn start(server_port: u16) -> SwitchProxy {
+        let mode = Arc::new((std::sync::Mutex::new(Mode::Pass), std::sync::Condvar::new()));
+        let (held, cut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (m, h, c) = (mode.clone(), held.clone(), cut.clone());
+        let up = move |_: usize, chunk: &[u8]| {
+            // A part upload's request line is in the chunk that starts it.
+            let part = chunk.windows(11).any(|w| w == b"partNumber=");
+            let (lock, cv) = &*m;
+            let mut now = lock.lock().unwrap();
+            if part && *now == Mode::HoldParts {
+                h.fetch_add(1, Ordering::SeqCst);
+                while *now == Mode::HoldParts {
+                    now = cv.wait(now).unwrap();
+                }
+            }
+            let pass = match *now {
+                Mode::Pass | Mode::HoldParts => true,
+                Mode::Cut => false,
+                Mode::CutParts => !part,
+            };
+            if !pass {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+            pass
+        };
+        let port = relay(server_port, up, |_, _: &[u8]| true);
+        SwitchProxy {
+            port,
+            mode,
+            held,
+            cut,
+        }
+    }
+
+    pub(super) fn set(&self, mode: Mode) {
+        let (lock, cv) = &*self.mode;
+        *lock.lock().unwrap() = mode;
+        cv.notify_all();
+    }
+
+    pub(super) fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
