@@ -105,7 +105,7 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         })
         .collect();
     let mut deleted: Vec<Listed> = d.forget.iter().map(|c| by_key(&c.name)).collect();
-    crate::shelf::list::dependents_first(&mut deleted);
+    crate::shelf::points::dependents_first(&mut deleted);
     let mut failed = Vec::new();
     let stale = match (shelf, delete) {
         (Shelf::Dir(d), true) => d.remove_stale()?,

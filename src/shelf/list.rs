@@ -102,18 +102,6 @@ fn base_of(shelf: &Shelf, l: &Listed) -> Result<(Option<BaseRef>, Option<u64>)> 
     }
 }
 
-/// Orders archives to delete so that none goes before an archive made on
-/// it (deepest first, then newest first): a deletion cut short at any
-/// step leaves every archive that is still there with its whole chain.
-pub fn dependents_first(archives: &mut [Listed]) {
-    archives.sort_by_key(|l| {
-        std::cmp::Reverse((
-            l.base.as_ref().map_or(0, |b| b.depth),
-            crate::shelf::points::moment(l),
-        ))
-    });
-}
-
 /// The listed archives that may be the base `b` of `l`: every one with
 /// the size and TAIL digest HEAD recorded (whatever its name: renamed,
 /// named through a link, or a copy), and the one of the name HEAD

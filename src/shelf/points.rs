@@ -38,6 +38,14 @@ pub fn moment(l: &Listed) -> i64 {
     l.created_unix_ms.map_or(l.modified_unix_ms, |t| t as i64)
 }
 
+/// Orders archives to delete so that none goes before an archive made on
+/// it (deepest first, then newest first): a deletion cut short at any
+/// step leaves every archive that is still there with its whole chain.
+pub fn dependents_first(archives: &mut [Listed]) {
+    archives
+        .sort_by_key(|l| std::cmp::Reverse((l.base.as_ref().map_or(0, |b| b.depth), moment(l))));
+}
+
 /// The shortest chain of archive `i` complete among the listed ones
 /// (indexes, `i` first), if any.
 fn shortest(

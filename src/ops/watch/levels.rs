@@ -149,7 +149,7 @@ pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Expi
         .filter(|(_, k)| !k)
         .map(|(l, _)| l.clone())
         .collect();
-    crate::shelf::list::dependents_first(&mut gone);
+    crate::shelf::points::dependents_first(&mut gone);
     for l in &gone {
         match shelf.delete(l) {
             Ok(()) => out.deleted.push(l.url.clone()),
