@@ -256,10 +256,24 @@ pub fn output_for(
         let mut joined = output.as_os_str().to_owned();
         joined.push(&name);
         out = PathBuf::from(joined);
-        if !is_s3 {
+        // A name taken (an archive of the same second) gets `-2`, `-3`...
+        let taken = |out: &Path| -> Result<bool> {
+            if !is_s3 {
+                return Ok(std::fs::symlink_metadata(out).is_ok());
+            }
+            match Location::parse(out, s3)? {
+                Location::S3 { url, options } => {
+                    Ok(crate::store::s3::Remote::connect(&url, &options)?
+                        .head()?
+                        .is_some())
+                }
+                Location::Local(_) => Ok(false),
+            }
+        };
+        {
             let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
             let mut n = 1;
-            while std::fs::symlink_metadata(&out).is_ok() && n < 1000 {
+            while n < 1000 && taken(&out)? {
                 n += 1;
                 let mut joined = output.as_os_str().to_owned();
                 joined.push(format!("{stem}-{n}{ext}"));

@@ -101,6 +101,20 @@ fn round_trip_through_s3() {
     let o = s3.run(&["ls", &format!("s3://{BUCKET}/dir/"), "--json"]);
     expect_code(&o, 0);
     assert_eq!(json(&o)["archives"][0]["key"], named);
+    // Another of the same second takes the next free name, as in a
+    // directory (a watch shipping twice a second does).
+    let o = s3
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "1795653307")
+        .args(["create", p(&data), "-o", &format!("s3://{BUCKET}/dir/")])
+        .args(["--incremental", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    assert_eq!(
+        json(&o)["archive"],
+        url("dir/sydradb-20261126T003507Z-2.tar.zst")
+    );
 }
 
 #[test]
