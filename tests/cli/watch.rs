@@ -270,6 +270,25 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
         m.contains("sydra_archive_watch_newest_point_timestamp_seconds 1"),
         "{m}"
     );
+    // The server rewrites tags.json about every 2 s even when idle: the
+    // same bytes under new times, or put in place by a rename, are no
+    // change; other bytes of the same size are.
+    let tags = data.join("tags.json");
+    fs::write(&tags, b"{\"a=b\":[1]}").unwrap();
+    let tmp = data.join("tags.tmp");
+    fs::write(&tmp, b"{\"a=b\":[1]}").unwrap();
+    fs::rename(&tmp, &tags).unwrap();
+    let o = once();
+    assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
+    fs::write(&tags, b"{\"a=c\":[1]}").unwrap();
+    expect_code(&once(), 0);
+    assert_eq!(archives(&dest).len(), 2, "a change of the same size ships");
+    let r = t.path().join("r");
+    expect_code(
+        &run(&["restore", &format!("{}/", dest.display()), p(&r), "-q"]),
+        0,
+    );
+    assert_eq!(fs::read(r.join("tags.json")).unwrap(), b"{\"a=c\":[1]}");
     // Encrypting without a key to read the points back: refused.
     let o = watcher(&data, &dest, &cache)
         .args([

@@ -1,6 +1,7 @@
 //! `watch`: a data dir shipped as it changes. Every tick the data dir's
 //! metadata is looked at (the top files, the WAL files, the segment hour
-//! directories: a few dozen `stat`s, no file read, no request); when it
+//! directories: a few dozen `stat`s, no request; a top file is read only
+//! when its metadata changed, see `look.rs`); when it
 //! differs from what the last shipped point saw, a point is shipped: an
 //! incremental on the newest archive at the destination (a full one when
 //! there is none, its chain is `max_chain` long, its full archive is
@@ -14,8 +15,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
@@ -24,8 +23,10 @@ use crate::write::{CreateOptions, CreateSummary};
 
 use super::create::create_on;
 use super::output::output_for;
+use look::{Tops, read_state, signature, state_file, write_state};
 
 mod levels;
+mod look;
 mod plan;
 #[cfg(test)]
 mod plan_model;
@@ -155,12 +156,13 @@ pub fn watch(
         .first()
         .map(|l| l.key.rsplit('/').next().unwrap_or(&l.key).to_string());
     on(&WatchEvent::Started, &stats);
+    let mut tops = Tops::default();
     let state = state_file(data_dir, dest);
     let mut shipped: Option<[u8; 32]> = None;
     // What an earlier run shipped last, if it is still the newest archive
     // at the destination and the data dir looks the same: nothing to ship.
     if let Some((sig, name)) = state.as_deref().and_then(read_state)
-        && sig == signature(data_dir)?
+        && sig == signature(data_dir, &mut tops)?
         && newest_name.is_some_and(|n| n == name)
     {
         shipped = Some(sig);
@@ -172,7 +174,7 @@ pub fn watch(
         }
         // A data dir gone for a moment (moved, remounted) is a failed
         // point, retried at the next tick.
-        let seen = match signature(data_dir) {
+        let seen = match signature(data_dir, &mut tops) {
             Ok(s) => Some(s),
             Err(e) => {
                 stats.failures += 1;
@@ -342,106 +344,6 @@ fn full_is_old(base: &Location, age: Duration) -> Result<Option<String>> {
             age.as_secs()
         )
     }))
-}
-
-/// What the data dir looks like, cheaply: the name, size, mode, times and
-/// inode of the top files, of every entry directly in `wal/`, and of
-/// `segments/` and every directory directly in it (whose times change
-/// when a segment is added or removed; the server never rewrites one).
-/// Nothing is read but directory entries and inodes.
-fn signature(data_dir: &Path) -> Result<[u8; 32]> {
-    use std::os::unix::fs::MetadataExt;
-    let mut h = Sha256::new();
-    let mut add = |path: &Path, m: Option<std::fs::Metadata>| {
-        h.update(path.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        if let Some(m) = m {
-            for v in [
-                m.size() as i64,
-                i64::from(m.mode()),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ctime(),
-                m.ctime_nsec(),
-                m.ino() as i64,
-            ] {
-                h.update(v.to_le_bytes());
-            }
-        }
-    };
-    // The data dir itself must be there, but its own times are not
-    // looked at: anything else at its top (a pid file, the destination
-    // itself) is not part of an archive.
-    let m = std::fs::metadata(data_dir).map_err(|e| Error::io("look at", data_dir, e))?;
-    if !m.is_dir() {
-        return Err(Error::Refused(format!(
-            "{} is not a directory",
-            data_dir.display()
-        )));
-    }
-    for top in crate::format::path::TOP_FILES
-        .iter()
-        .chain(crate::format::path::TOP_DIRS.iter())
-    {
-        let p = data_dir.join(top);
-        let m = std::fs::metadata(&p).ok();
-        let is_dir = m.as_ref().is_some_and(std::fs::Metadata::is_dir);
-        add(&p, m);
-        if !is_dir {
-            continue;
-        }
-        let mut names: Vec<_> = std::fs::read_dir(&p)
-            .map_err(|e| Error::io("list", &p, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        names.sort();
-        for n in names {
-            let m = std::fs::symlink_metadata(&n).ok();
-            // Below `wal/`, every entry; below `segments/`, the hour
-            // directories (their times tell a segment added or gone).
-            if *top == "wal" || m.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-                add(&n, m);
-            }
-        }
-    }
-    Ok(h.finalize().into())
-}
-
-/// Where the last point shipped from `data_dir` to `dest` is remembered
-/// (see [`crate::store::verified::state_file`]).
-fn state_file(data_dir: &Path, dest: &str) -> Option<std::path::PathBuf> {
-    let dir = std::fs::canonicalize(data_dir).ok()?;
-    let mut h = Sha256::new();
-    h.update(dir.as_os_str().as_encoded_bytes());
-    h.update([0]);
-    // A directory by what it is, however it is named.
-    match std::fs::canonicalize(dest) {
-        Ok(d) if !dest.starts_with(crate::store::s3::SCHEME) => {
-            h.update(d.as_os_str().as_encoded_bytes())
-        }
-        _ => h.update(dest.as_bytes()),
-    }
-    let id = crate::format::sums::hex(&h.finalize());
-    crate::store::verified::state_file(&format!("watch-{}", &id[..32]))
-}
-
-/// The signature and the archive's name (its last component) a state
-/// file holds.
-fn read_state(f: &Path) -> Option<([u8; 32], String)> {
-    let text = std::fs::read_to_string(f).ok()?;
-    let (sig, name) = text.trim_end_matches('\n').split_once(' ')?;
-    Some((crate::format::sums::parse_hex32(sig)?, name.to_string()))
-}
-
-/// Remembers (best effort) that `archive` was shipped when the data dir
-/// looked like `sig`.
-fn write_state(f: &Path, sig: &[u8; 32], archive: &str) {
-    let name = archive.rsplit('/').next().unwrap_or(archive);
-    let tmp = f.with_extension(format!("tmp.{}", std::process::id()));
-    let line = format!("{} {name}\n", crate::format::sums::hex(sig));
-    if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, f).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
 }
 
 fn now_ms() -> u64 {
