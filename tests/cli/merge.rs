@@ -288,16 +288,22 @@ fn a_merge_killed_at_any_step_publishes_nothing_and_the_next_one_cleans_up() {
     }
     assert!(step > 20, "only {step} steps");
     assert_eq!(restored(&out, &t.path().join("r"), &[]), want);
-    // The killed runs' temporaries go with the next run once they are
-    // old enough to be sure no run is starting on them (2 s).
+    // The killed runs' temporaries go with a later run once they are
+    // old enough to be sure no run is starting on them (2 s): some went
+    // with the runs above on a slow machine; one more killed run now
+    // leaves one that only the next run can remove.
+    let o = bin()
+        .args(["merge", p(&links[2]), "-o", p(&out), "--force", "-q"])
+        .args(["--frame-kib", "16"])
+        .env("SYDRA_ARCHIVE_TEST_KILL_AT_STEP", (step / 2).to_string())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let o = run(&["merge", p(&links[2]), "-o", p(&out), "--force", "--json"]);
     expect_code(&o, 0);
-    assert_eq!(
-        json(&o)["removed_stale_temps"].as_array().unwrap().len(),
-        step,
-        "one temporary per killed run"
-    );
+    let removed = json(&o)["removed_stale_temps"].as_array().unwrap().len();
+    assert!((1..=step + 1).contains(&removed), "{removed} of {step}");
     assert!(leftovers(&out_dir).is_empty(), "{:?}", leftovers(&out_dir));
 }
 
