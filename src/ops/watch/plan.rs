@@ -100,31 +100,42 @@ fn age(n: &Node, now_ms: u64) -> Duration {
     Duration::from_millis(now_ms.saturating_sub(n.moment.max(0) as u64))
 }
 
-/// Whether `anchor` is in the chain of `i` (through any of the bases).
-fn descends(nodes: &[Node], i: usize, anchor: usize) -> bool {
-    if i == anchor {
-        return true;
+/// An archive dated this far past now (a clock that ran ahead when it was
+/// made) is not made a base: points would pile up on it.
+const FUTURE_MS: i64 = 60_000;
+
+/// Which archives have `anchor` in their chain (through any of their
+/// bases), `anchor` included: one pass, shallowest first.
+fn above(nodes: &[Node], shallow_first: &[usize], anchor: usize) -> Vec<bool> {
+    let mut up = vec![false; nodes.len()];
+    up[anchor] = true;
+    for &i in shallow_first {
+        let n = &nodes[i];
+        if n.depth > nodes[anchor].depth
+            && n.bases.iter().any(|&b| nodes[b].depth < n.depth && up[b])
+        {
+            up[i] = true;
+        }
     }
-    let n = &nodes[i];
-    n.depth > nodes[anchor].depth
-        && n.bases
-            .iter()
-            .any(|&b| nodes[b].depth < n.depth && descends(nodes, b, anchor))
+    up
 }
 
-/// The newest whole archive of `depth` (or deeper, with `deeper`) in the
-/// chain of `on`; `order` has every index, newest first.
+/// The newest whole archive of `depth` (or deeper, with `deeper`), not
+/// from the future, among `among` (all when `None`); `order` has every
+/// index, newest first.
 fn newest(
     nodes: &[Node],
     order: &[usize],
     depth_is: u64,
     deeper: bool,
-    on: Option<usize>,
+    among: Option<&[bool]>,
+    now_ms: u64,
 ) -> Option<usize> {
     order.iter().copied().find(|&i| {
         let n = &nodes[i];
-        n.ok && (n.depth == depth_is || (deeper && n.depth > depth_is))
-            && on.is_none_or(|o| descends(nodes, i, o))
+        n.ok && n.moment <= now_ms as i64 + FUTURE_MS
+            && (n.depth == depth_is || (deeper && n.depth > depth_is))
+            && among.is_none_or(|a| a[i])
     })
 }
 
@@ -138,7 +149,9 @@ pub(super) fn choose(
 ) -> Choice {
     let mut order: Vec<usize> = (0..nodes.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse((nodes[i].moment, nodes[i].depth)));
-    let Some(mut under) = newest(nodes, &order, 0, false, None) else {
+    let mut shallow_first: Vec<usize> = (0..nodes.len()).collect();
+    shallow_first.sort_by_key(|&i| nodes[i].depth);
+    let Some(mut under) = newest(nodes, &order, 0, false, None, now_ms) else {
         return Choice::Full("the first point: a full archive");
     };
     if full_every.is_some_and(|f| age(&nodes[under], now_ms) >= f) {
@@ -148,14 +161,16 @@ pub(super) fn choose(
     // the newest is young enough.
     let n = levels.every.len() as u64;
     for (k, every) in (1..=n).zip(levels.every.iter().rev()) {
-        match newest(nodes, &order, k, false, Some(under)) {
+        let up = above(nodes, &shallow_first, under);
+        match newest(nodes, &order, k, false, Some(&up), now_ms) {
             Some(a) if age(&nodes[a], now_ms) < *every => under = a,
             _ => return Choice::On(under, k),
         }
     }
     // A point: on the newest point above the finest anchor, while a
     // restore of it reads at most `max_chain` archives.
-    match newest(nodes, &order, n + 1, true, Some(under)) {
+    let up = above(nodes, &shallow_first, under);
+    match newest(nodes, &order, n + 1, true, Some(&up), now_ms) {
         Some(tip) if nodes[tip].depth + 2 <= max_chain => Choice::On(tip, nodes[tip].depth + 1),
         _ => Choice::On(under, n + 1),
     }
@@ -164,8 +179,10 @@ pub(super) fn choose(
 /// Which archives retention keeps at `now_ms`: every archive younger than
 /// `keep[0]`; for each level (finest first), the newest whole archive of
 /// each of its windows (`every[j]` long, from the epoch) younger than
-/// `keep[j + 1]`; the newest archive; and every archive a kept one may
-/// need (its whole chain).
+/// `keep[j + 1]`; at each `keep` horizon, the newest whole archive older
+/// than it (the data dir's state there, however long ago it was made:
+/// after a quiet spell, the last point before it); the newest archive;
+/// and every archive a kept one may need (its whole chain).
 pub(super) fn keep(nodes: &[Node], levels: &Levels, now_ms: u64) -> Vec<bool> {
     let mut keep: Vec<bool> = nodes
         .iter()
@@ -187,6 +204,14 @@ pub(super) fn keep(nodes: &[Node], levels: &Levels, now_ms: u64) -> Vec<bool> {
             }
         }
         for i in window_newest.into_values() {
+            keep[i] = true;
+        }
+    }
+    for limit in &levels.keep {
+        let at_horizon = (0..nodes.len())
+            .filter(|&i| nodes[i].ok && age(&nodes[i], now_ms) >= *limit)
+            .max_by_key(|&i| (nodes[i].moment, nodes[i].depth));
+        if let Some(i) = at_horizon {
             keep[i] = true;
         }
     }
