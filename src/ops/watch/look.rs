@@ -17,7 +17,9 @@ const READ_AT_MOST: u64 = 1 << 20;
 /// metadata it was read under.
 #[derive(Debug, Default)]
 pub(super) struct Tops {
-    seen: HashMap<PathBuf, ([i64; 6], [u8; 32])>,
+    /// The digest last read, and the metadata it holds under (`None`:
+    /// to be read again).
+    seen: HashMap<PathBuf, (Option<[i64; 6]>, [u8; 32])>,
 }
 
 impl Tops {
@@ -38,7 +40,7 @@ impl Tops {
             m.ctime_nsec(),
             m.ino() as i64,
         ];
-        if let Some((k, d)) = self.seen.get(path)
+        if let Some((Some(k), d)) = self.seen.get(path)
             && *k == key
         {
             return Some(*d);
@@ -58,11 +60,25 @@ impl Tops {
         if bytes.len() as u64 > READ_AT_MOST {
             return None;
         }
+        // tags.json is never empty but mid-rewrite (`{}` when it has no
+        // tag): the bytes seen before stand.
+        let torn = bytes.is_empty() && path.file_name().is_some_and(|n| n == "tags.json");
         let digest: [u8; 32] = match self.seen.get(path) {
-            Some((_, before)) if bytes.is_empty() => *before,
+            Some((_, before)) if torn => *before,
             _ => Sha256::digest(&bytes).into(),
         };
-        self.seen.insert(path.to_path_buf(), (key, digest));
+        // Times set by a write still under way (the kernel sets them
+        // before it copies the bytes; a write finishing within the same
+        // timestamp leaves them as read): not remembered, read again at
+        // the next look, until they are a second old.
+        let recent = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(true, |now| {
+                let now = now.as_secs() as i64;
+                m.mtime() >= now - 1 || m.ctime() >= now - 1
+            });
+        self.seen
+            .insert(path.to_path_buf(), ((!recent).then_some(key), digest));
         Some(digest)
     }
 }
@@ -86,6 +102,7 @@ pub(super) fn signature(data_dir: &Path, tops: &mut Tops) -> Result<[u8; 32]> {
         {
             h.update(b"bytes");
             h.update(d);
+            h.update(m.mode().to_le_bytes());
             return;
         }
         for v in [

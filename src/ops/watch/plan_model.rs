@@ -175,7 +175,7 @@ fn run(seed: u64, s: &Setup) -> f64 {
                 let b = dest.base_id[i].iter().chain(&dest.also[i]);
                 dest.nodes[i].bases = b.filter_map(|b| at.get(b).copied()).collect();
             }
-            if shipped.len() % 37 == 0 {
+            if shipped.len().is_multiple_of(37) {
                 only_what_the_rules_keep(seed, s, &dest, now);
             }
         }
@@ -226,9 +226,17 @@ fn check(
     }
     let span = longest_keep.as_millis() as u64;
     // Random times, and just inside each --keep horizon.
-    let edges: Vec<i64> = s.levels.keep.iter().map(|k| now - k.as_millis() as i64 + 1).collect();
+    let edges: Vec<i64> = s
+        .levels
+        .keep
+        .iter()
+        .map(|k| now - k.as_millis() as i64 + 1)
+        .collect();
     for k in 0..50 + edges.len() {
-        let t = edges.get(k).copied().unwrap_or_else(|| now - rng.below(span.max(1)) as i64);
+        let t = edges
+            .get(k)
+            .copied()
+            .unwrap_or_else(|| now - rng.below(span.max(1)) as i64);
         let restored = present.range(..=t).next_back().copied();
         let upto = shipped.partition_point(|&m| m <= t);
         if age(t) < s.levels.keep[0] && upto > 0 {
@@ -268,16 +276,23 @@ fn only_what_the_rules_keep(seed: u64, s: &Setup, dest: &Dest, now: i64) {
     let mut why: Vec<bool> = (0..n.len())
         .map(|i| {
             let youngest = !(0..n.len()).any(|j| newer(j, i));
-            let window = s.levels.every.iter().zip(&s.levels.keep[1..]).any(|(e, k)| {
-                let w = e.as_millis() as i64;
-                age(i) < *k
-                    && !(0..n.len()).any(|j| {
-                        n[j].moment.div_euclid(w) == n[i].moment.div_euclid(w) && newer(j, i)
-                    })
-            });
-            let horizon = s.levels.keep.iter().any(|k| {
-                age(i) >= *k && !(0..n.len()).any(|j| age(j) >= *k && newer(j, i))
-            });
+            let window = s
+                .levels
+                .every
+                .iter()
+                .zip(&s.levels.keep[1..])
+                .any(|(e, k)| {
+                    let w = e.as_millis() as i64;
+                    age(i) < *k
+                        && !(0..n.len()).any(|j| {
+                            n[j].moment.div_euclid(w) == n[i].moment.div_euclid(w) && newer(j, i)
+                        })
+                });
+            let horizon = s
+                .levels
+                .keep
+                .iter()
+                .any(|k| age(i) >= *k && !(0..n.len()).any(|j| age(j) >= *k && newer(j, i)));
             age(i) < s.levels.keep[0] || youngest || window || horizon
         })
         .collect();
@@ -293,7 +308,10 @@ fn only_what_the_rules_keep(seed: u64, s: &Setup, dest: &Dest, now: i64) {
         }
     }
     if let Some(i) = why.iter().position(|w| !w) {
-        panic!("seed {seed}: archive of {} kept for no reason ({s:?})", n[i].moment);
+        panic!(
+            "seed {seed}: archive of {} kept for no reason ({s:?})",
+            n[i].moment
+        );
     }
 }
 
