@@ -61,6 +61,8 @@ pub fn ls(shelf: &Shelf) -> Result<Listing> {
         }
     }
     listing.archives = archives;
+    // Ties of modification time broken by the HEAD times now known.
+    listing.sort();
     Ok(listing)
 }
 

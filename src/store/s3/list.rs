@@ -6,7 +6,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::error::Result;
 
 use super::download::probe_path;
-use super::{Remote, remote_error, runtime};
+use super::{ARCHIVE_SUFFIX, Remote, remote_error, runtime};
 
 /// One archive object found by [`ls`].
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,16 +56,32 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Archives newest first (by modification time, then name); others by
-    /// name.
+    /// Archives newest first (by modification time, then HEAD time when
+    /// known, then name: S3 keeps whole seconds, and `…Z.tar.zst` sorts
+    /// after `…Z-2.tar.zst`); others by name.
     pub fn sort(&mut self) {
         self.archives.sort_by(|a, b| {
             b.modified_unix_ms
                 .cmp(&a.modified_unix_ms)
-                .then(b.key.cmp(&a.key))
+                .then(b.created_unix_ms.cmp(&a.created_unix_ms))
+                .then(name_order(&b.key).cmp(&name_order(&a.key)))
         });
         self.others.sort();
     }
+}
+
+/// A name in the order of its writing: `x.tar.zst` before `x-2.tar.zst`
+/// before `x-10.tar.zst` (the names `-o DIR/` gives in one second).
+fn name_order(key: &str) -> (&str, u64, &str) {
+    let stem = key.split_once(ARCHIVE_SUFFIX).map_or(key, |(s, _)| s);
+    if let Some((head, n)) = stem.rsplit_once('-')
+        && !n.is_empty()
+        && n.len() <= 4
+        && n.bytes().all(|c| c.is_ascii_digit())
+    {
+        return (head, n.parse().unwrap_or(0), key);
+    }
+    (stem, 1, key)
 }
 
 /// Lists the archives directly under the prefix `url` (`s3://b/p/` and
@@ -149,4 +165,29 @@ pub fn delete(remote: &Remote, l: &Listed) -> Result<()> {
     }
     rt.block_on(remote.store.delete(&path))
         .map_err(|e| remote_error("delete", &obj, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_of_one_second_sort_in_their_writing_order() {
+        let mut v = vec![
+            "p/x-10.tar.zst",
+            "p/x.tar.zst",
+            "p/x-2.tar.zst",
+            "p/x-9.tar.zst.age",
+            "p/w-3.tar.zst",
+        ];
+        v.sort_by_key(|k| super::name_order(k));
+        assert_eq!(
+            v,
+            [
+                "p/w-3.tar.zst",
+                "p/x.tar.zst",
+                "p/x-2.tar.zst",
+                "p/x-9.tar.zst.age",
+                "p/x-10.tar.zst"
+            ]
+        );
+    }
 }

@@ -115,6 +115,19 @@ fn round_trip_through_s3() {
         json(&o)["archive"],
         url("dir/sydradb-20261126T003507Z-2.tar.zst")
     );
+    // A third, in the same second: on the second one (the newest by its
+    // HEAD time, though S3 dates both to the second), not the first.
+    let o = s3
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "1795653307")
+        .args(["create", p(&data), "-o", &format!("s3://{BUCKET}/dir/")])
+        .args(["--incremental", "--json"])
+        .output()
+        .unwrap();
+    expect_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["archive"], url("dir/sydradb-20261126T003507Z-3.tar.zst"));
+    assert!(j["base"].to_string().contains("Z-2.tar.zst"), "{j}");
 }
 
 #[test]
