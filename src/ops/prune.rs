@@ -23,7 +23,8 @@ pub struct Kept {
 pub struct Pruned {
     /// Archives kept, newest first.
     pub kept: Vec<Kept>,
-    /// Archives deleted, or to be deleted on a dry run, newest first.
+    /// Archives deleted, or to be deleted on a dry run, in the order they
+    /// go: an archive before its base (deepest first), then newest first.
     pub deleted: Vec<Listed>,
     /// `*.tar.zst` entries that are not archives: never touched.
     pub others: Vec<(String, String)>,
@@ -112,14 +113,9 @@ pub fn prune(shelf: &Shelf, policy: &Policy, delete: bool) -> Result<Pruned> {
         _ => listing.stale.clone(),
     };
     if delete {
-        let mut done = Vec::new();
-        for l in deleted {
-            match shelf.delete(&l) {
-                Ok(()) => done.push(l),
-                Err(e) => failed.push((l, e.to_string())),
-            }
-        }
-        deleted = done;
+        let d = shelf.delete_all(&listing, deleted);
+        deleted = d.done;
+        failed = d.failed;
     }
     let missing_bases = kept
         .iter()

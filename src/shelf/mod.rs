@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::store::dir::LocalShelf;
 use crate::store::location::Location;
-use crate::store::s3::{Listed, Remote, S3Options, S3Url, SCHEME};
+use crate::store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME};
 
 pub mod latest;
 pub mod list;
@@ -64,5 +64,44 @@ pub fn location_of(shelf: &Shelf, l: &Listed) -> Location {
             url: r.url().with_key_pub(&l.key),
             options: r.options().clone(),
         },
+    }
+}
+
+/// What [`Shelf::delete_all`] did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Deleted, in the order they went.
+    pub done: Vec<Listed>,
+    /// Not deleted, with why.
+    pub failed: Vec<(Listed, String)>,
+}
+
+impl Shelf {
+    /// Deletes `gone` (archives of `listing`) from this shelf, each
+    /// before any base of it: killed at any step, every archive left has
+    /// its whole chain. An archive whose deletion failed keeps every
+    /// archive it may need (they are left, and said as failed).
+    pub fn delete_all(&self, listing: &Listing, mut gone: Vec<Listed>) -> Deleted {
+        points::dependents_first(&mut gone);
+        let mut out = Deleted::default();
+        let mut needed = std::collections::HashSet::new();
+        for l in gone {
+            let kept_by = needed.contains(&l.key);
+            let r = if kept_by {
+                Err("an archive made on it could not be deleted: kept".to_string())
+            } else {
+                self.delete(&l).map_err(|e| e.to_string())
+            };
+            match r {
+                Ok(()) => out.done.push(l),
+                Err(why) => {
+                    if let Some(b) = &l.base {
+                        needed.extend(list::base_names(listing, &l, b));
+                    }
+                    out.failed.push((l, why));
+                }
+            }
+        }
+        out
     }
 }

@@ -341,3 +341,54 @@ fn metrics_record_every_failure_and_survive_a_bad_file() {
     ]);
     expect_code(&o, 2);
 }
+
+#[test]
+fn an_archive_that_cannot_be_deleted_keeps_its_chain() {
+    if !root_tests("chattr +i makes one deletion fail") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dir = t.path().join("backups");
+    fs::create_dir(&dir).unwrap();
+    // A full, two incrementals on it, and a newer full.
+    let full = dir.join("a-full.tar.zst");
+    let (inc1, inc2) = (dir.join("b-inc1.tar.zst"), dir.join("c-inc2.tar.zst"));
+    create(&data, &full);
+    for (i, (out, base)) in [(&inc1, &full), (&inc2, &inc1)].into_iter().enumerate() {
+        fs::write(data.join("tags.json"), format!("{{\"i=\":[{i}]}}")).unwrap();
+        let o = run(&["create", p(&data), "-o", p(out), "--base", p(base), "-q"]);
+        expect_code(&o, 0);
+    }
+    let newest = dir.join("d-full.tar.zst");
+    create(&data, &newest);
+    for (i, f) in [&full, &inc1, &inc2, &newest].into_iter().enumerate() {
+        set_mtime(f, MON + i as u64 * DAY);
+    }
+    // The deepest one cannot go: its bases stay, said as failed too.
+    let chattr = |flag: &str| {
+        let ok = std::process::Command::new("chattr")
+            .args([flag, p(&inc2)])
+            .status();
+        assert!(ok.unwrap().success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let o = run(&["prune", p(&dir), "--keep-last", "1", "--yes", "--json"]);
+    chattr("-i");
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    let failed = j["failed"].to_string();
+    assert!(
+        failed.contains("c-inc2") && failed.contains("b-inc1"),
+        "{j}"
+    );
+    assert!(
+        failed.contains("an archive made on it could not be deleted"),
+        "{j}"
+    );
+    for f in [&full, &inc1, &inc2, &newest] {
+        assert!(f.exists(), "{} deleted", f.display());
+        let o = run(&["verify", "--chain", p(f), "-q"]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+    }
+}

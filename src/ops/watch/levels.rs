@@ -142,20 +142,20 @@ pub(super) fn expire(shelf: &Shelf, levels: &Levels, now_ms: u64) -> Result<Expi
         return Ok(out);
     }
     let keep = plan::keep(&nodes(&listing), levels, now_ms);
-    let mut gone: Vec<_> = listing
+    let gone: Vec<_> = listing
         .archives
         .iter()
         .zip(keep)
         .filter(|(_, k)| !k)
         .map(|(l, _)| l.clone())
         .collect();
-    crate::shelf::points::dependents_first(&mut gone);
-    for l in &gone {
-        match shelf.delete(l) {
-            Ok(()) => out.deleted.push(l.url.clone()),
-            Err(e) => out.failed.push(format!("{}: {e}", l.url)),
-        }
-    }
+    let d = shelf.delete_all(&listing, gone);
+    out.deleted = d.done.into_iter().map(|l| l.url).collect();
+    out.failed = d
+        .failed
+        .into_iter()
+        .map(|(l, why)| format!("{}: {why}", l.url))
+        .collect();
     Ok(out)
 }
 
