@@ -12,7 +12,8 @@
 //! (`ls`, `prune` and incremental chains under a prefix), [`uploads`]
 //! (multipart uploads: memory, retries, kills and aborts) and
 //! [`downloads`] (ranged reads: extract, an object changed mid-read, cut
-//! responses).
+//! responses) and [`watches`] (`watch` into a prefix: no request while
+//! nothing changes).
 
 mod bulk;
 mod downloads;
@@ -23,3 +24,4 @@ mod prefixes;
 mod proxies;
 pub(crate) mod server;
 mod uploads;
+mod watches;
