@@ -89,6 +89,17 @@ fn swap_link(link: &Path, target: &Path) {
     std::fs::rename(&tmp, link).unwrap();
 }
 
+/// A child killed when the test ends, passed or failed (a failed
+/// assertion must not leave a watch running).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     let st = std::process::Command::new("cp")
         .args(["-a", p(from), p(to)])
@@ -131,7 +142,7 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     );
     let wire = || (up.load(Ordering::SeqCst), down.load(Ordering::SeqCst));
     let prom = t.path().join("watch.prom");
-    let mut w = s3
+    let w = s3
         .cmd()
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .env("SYDRA_ARCHIVE_CACHE_DIR", t.path().join("cache"))
@@ -141,7 +152,8 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = w.stdout.take().unwrap();
+    let mut w = Reaped(w);
+    let stdout = w.0.stdout.take().unwrap();
     let lines = std::thread::spawn(move || {
         use std::io::BufRead;
         std::io::BufReader::new(stdout)
@@ -152,9 +164,9 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     let ticks = "sydra_archive_watch_ticks_total";
     let points = "sydra_archive_watch_points_total";
     // The first point, then a tick after it: the baseline.
-    let shipped = wait_for(&prom, &mut w, "first point", |m| get(m, points) == 1.0);
+    let shipped = wait_for(&prom, &mut w.0, "first point", |m| get(m, points) == 1.0);
     let after = get(&shipped, ticks);
-    let quiet = wait_for(&prom, &mut w, "tick after the point", |m| {
+    let quiet = wait_for(&prom, &mut w.0, "tick after the point", |m| {
         get(m, ticks) > after
     });
     let (wire0, requests0) = (wire(), requests(&quiet));
@@ -162,7 +174,7 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     assert!(requests0[0] >= 1.0, "{requests0:?}");
     // 20 ticks of an unchanged data dir: no byte either way, no request.
     let from = get(&quiet, ticks);
-    let idle = wait_for(&prom, &mut w, "20 more ticks", |m| {
+    let idle = wait_for(&prom, &mut w.0, "20 more ticks", |m| {
         get(m, ticks) >= from + 20.0
     });
     assert_eq!(
@@ -178,9 +190,9 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     let second = t.path().join("snap-2");
     copy_tree(&live, &second);
     swap_link(&data, &second);
-    let moved = wait_for(&prom, &mut w, "second point", |m| get(m, points) == 2.0);
+    let moved = wait_for(&prom, &mut w.0, "second point", |m| get(m, points) == 2.0);
     let from = get(&moved, ticks);
-    let settled = wait_for(&prom, &mut w, "5 ticks after the point", |m| {
+    let settled = wait_for(&prom, &mut w.0, "5 ticks after the point", |m| {
         get(m, ticks) >= from + 5.0
     });
     assert_eq!(requests(&settled), requests(&moved), "{settled:?}");
@@ -192,8 +204,8 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
         "{wire0:?} {wire1:?}"
     );
     // SAFETY: kill(2) of our own child.
-    unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
-    assert_eq!(w.wait().unwrap().code(), Some(0));
+    unsafe { libc::kill(w.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(w.0.wait().unwrap().code(), Some(0));
     let events: Vec<serde_json::Value> = lines
         .join()
         .unwrap()
