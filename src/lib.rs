@@ -104,7 +104,10 @@ pub use store::crypt::{Identities, Recipients, set_identities};
 pub use store::location::Location;
 pub use store::lock::{ShelfLock, lock_for_create, lock_shelf};
 pub use store::retention::{Policy, Reason, timestamped_name, utc_time};
-pub use store::s3::{Listed, Listing, Remote, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded};
+pub use store::s3::{
+    Listed, Listing, Remote, RequestCounts, S3Options, S3Url, SCHEME as S3_SCHEME, Uploaded,
+    request_counts,
+};
 pub use sydradb::deep::Problem;
 pub use sydradb::live::WalPosition;
 pub use sys::{closed_std_fds, record_closed_std_fds};

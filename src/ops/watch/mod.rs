@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::store::crypt::Recipients;
 use crate::store::location::Location;
-use crate::store::s3::S3Options;
+use crate::store::s3::{RequestCounts, S3Options, request_counts};
 use crate::write::{CreateOptions, CreateSummary};
 
 use super::create::create_on;
@@ -72,6 +72,12 @@ pub struct WatchStats {
     pub failing: u64,
     /// The newest published point's moment (ms), this run's.
     pub newest_unix_ms: Option<u64>,
+    /// Looks at the data dir (one a tick).
+    pub ticks: u64,
+    /// Requests this run sent to object storage, and their bytes, as of
+    /// the last event (the process's, since the run started: see
+    /// [`crate::store::s3::request_counts`]).
+    pub requests: RequestCounts,
 }
 
 /// One thing [`watch`] did.
@@ -87,11 +93,17 @@ pub enum WatchEvent<'a> {
         note: Option<&'a str>,
         /// How long it took.
         seconds: f64,
+        /// The requests it sent to object storage (its base chosen, its
+        /// upload, its lock), and their bytes.
+        requests: RequestCounts,
     },
     /// A point failed (nothing was published); retried at the next tick.
     Failed(&'a Error),
     /// With `once`: nothing changed since the newest point.
     Unchanged,
+    /// A tick found the data dir as the newest point left it: nothing was
+    /// sent.
+    Idle,
     /// Started: the stats hold the newest point found at the destination.
     Started,
     /// With levels: archives the retention deleted after a point.
@@ -128,6 +140,12 @@ pub fn watch(
         )));
     }
     let mut stats = WatchStats::default();
+    let before = request_counts();
+    // Every event carries this run's requests so far.
+    let mut on = |ev: &WatchEvent<'_>, stats: &mut WatchStats| {
+        stats.requests = request_counts().since(&before);
+        on(ev, stats);
+    };
     let started = Instant::now();
     let mut swept_again = false;
     // What the data dir looked like when the last point was taken
@@ -155,7 +173,7 @@ pub fn watch(
         .archives
         .first()
         .map(|l| l.key.rsplit('/').next().unwrap_or(&l.key).to_string());
-    on(&WatchEvent::Started, &stats);
+    on(&WatchEvent::Started, &mut stats);
     let mut tops = Tops::default();
     let state = state_file(data_dir, dest);
     let mut shipped: Option<[u8; 32]> = None;
@@ -172,6 +190,7 @@ pub fn watch(
         if crate::store::cleanup::stopping() {
             return Ok(stats);
         }
+        stats.ticks += 1;
         // A data dir gone for a moment (moved, remounted) is a failed
         // point, retried at the next tick.
         let seen = match signature(data_dir, &mut tops) {
@@ -179,7 +198,7 @@ pub fn watch(
             Err(e) => {
                 stats.failures += 1;
                 stats.failing += 1;
-                on(&WatchEvent::Failed(&e), &stats);
+                on(&WatchEvent::Failed(&e), &mut stats);
                 if opts.once {
                     return Err(e);
                 }
@@ -190,6 +209,7 @@ pub fn watch(
             && Some(seen) != shipped
         {
             let started = Instant::now();
+            let sent = request_counts();
             match ship(data_dir, dest, sealed, opts) {
                 Ok((archive, summary, note, created)) => {
                     shipped = Some(seen);
@@ -207,8 +227,9 @@ pub fn watch(
                             summary: &summary,
                             note: note.as_deref(),
                             seconds: started.elapsed().as_secs_f64(),
+                            requests: request_counts().since(&sent),
                         },
-                        &stats,
+                        &mut stats,
                     );
                     if let Some(levels) = &opts.levels {
                         // A failed expiry is said and tried again after
@@ -218,14 +239,14 @@ pub fn watch(
                         match expired {
                             Ok(x) => {
                                 if !x.deleted.is_empty() {
-                                    on(&WatchEvent::Expired(&x.deleted), &stats);
+                                    on(&WatchEvent::Expired(&x.deleted), &mut stats);
                                 }
                                 for w in x.failed.iter().chain(x.held.iter()) {
-                                    on(&WatchEvent::Warning(w), &stats);
+                                    on(&WatchEvent::Warning(w), &mut stats);
                                 }
                             }
                             Err(e) => {
-                                on(&WatchEvent::Warning(&format!("expiry: {e}")), &stats);
+                                on(&WatchEvent::Warning(&format!("expiry: {e}")), &mut stats);
                             }
                         }
                     }
@@ -234,7 +255,7 @@ pub fn watch(
                 Err(e) => {
                     stats.failures += 1;
                     stats.failing += 1;
-                    on(&WatchEvent::Failed(&e), &stats);
+                    on(&WatchEvent::Failed(&e), &mut stats);
                     if opts.once {
                         return Err(e);
                     }
@@ -247,7 +268,9 @@ pub fn watch(
                 return Ok(stats);
             }
         } else if opts.once && seen.is_some() {
-            on(&WatchEvent::Unchanged, &stats);
+            on(&WatchEvent::Unchanged, &mut stats);
+        } else if seen.is_some() {
+            on(&WatchEvent::Idle, &mut stats);
         }
         if opts.once {
             return Ok(stats);

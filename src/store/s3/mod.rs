@@ -24,6 +24,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 
 use crate::error::{Error, Result};
 
+mod count;
 mod download;
 mod entry;
 mod lease;
@@ -33,6 +34,7 @@ mod upload;
 mod url;
 mod watcher;
 
+pub use count::{RequestCounts, request_counts};
 use download::probe_path;
 pub use download::{ObjectReader, Probe, RangedReader};
 pub use lease::{Lease, Side, take as take_lease};
@@ -106,7 +108,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 /// Connection and retry settings: a dead endpoint fails within about a
 /// minute (5 s to connect, 5 retries with backoff, 60 s in all); a stalled
 /// transfer fails after 60 s without a byte. Any `AWS_*` client setting in
-/// the environment wins.
+/// the environment wins. Every request is counted (see [`request_counts`]).
 fn store(
     url: &S3Url,
     opts: &S3Options,
@@ -138,6 +140,7 @@ fn store(
         client = client.with_default_headers(h);
     }
     b.with_client_options(client)
+        .with_http_connector(count::Counting)
         .with_retry(RetryConfig {
             backoff: BackoffConfig::default(),
             max_retries: 5,

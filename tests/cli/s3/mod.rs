@@ -13,7 +13,8 @@
 //! (multipart uploads: memory, retries, kills and aborts),
 //! [`downloads`] (ranged reads: extract, an object changed mid-read, cut
 //! responses), [`watches`] (`watch` through a store that fails or
-//! stalls) and [`watch_locks`] (one watch a prefix).
+//! stalls), [`watch_locks`] (one watch a prefix) and [`watch_requests`]
+//! (`watch` into a prefix: no request while nothing changes).
 
 mod bulk;
 mod downloads;
@@ -25,4 +26,5 @@ mod proxies;
 pub(crate) mod server;
 mod uploads;
 mod watch_locks;
+mod watch_requests;
 mod watches;

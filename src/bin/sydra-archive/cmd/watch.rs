@@ -1,6 +1,6 @@
 //! `watch`: the arguments turned into a call of the library's `watch`,
 //! one line (or one JSON object) per point, and the metrics file
-//! rewritten after each.
+//! rewritten after each point and each tick.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -70,6 +70,7 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 summary,
                 note,
                 seconds,
+                requests,
             } => {
                 let kind = if summary.base.is_some() {
                     "incremental"
@@ -87,6 +88,7 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                         "seconds": seconds,
                         "note": note,
                         "points": st.points,
+                        "requests": requests,
                     });
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -124,7 +126,7 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                     say!("sydra-archive: nothing changed since the newest point");
                 }
             }
-            WatchEvent::Started => {}
+            WatchEvent::Started | WatchEvent::Idle => {}
             WatchEvent::Warning(w) => {
                 if a.json {
                     let mut out = std::io::stdout().lock();
@@ -162,6 +164,8 @@ pub fn watch(a: WatchArgs, std_closed: StdClosed) -> anyhow::Result<ExitCode> {
                 bytes: st.bytes,
                 failures: st.failures,
                 failing: st.failing,
+                ticks: st.ticks,
+                requests: st.requests,
             };
             if let Err(e) = m.write_to(path) {
                 say!("sydra-archive: warning: {e}");
