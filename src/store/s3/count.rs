@@ -171,6 +171,17 @@ impl HttpService for CountingService {
             return self.0.execute(req).await;
         };
         COUNTS[k as usize].fetch_add(1, Ordering::Relaxed);
+        #[cfg(debug_assertions)]
+        if std::env::var_os("SYDRA_ARCHIVE_TEST_LOG_REQUESTS").is_some() {
+            let range = req.headers().get("range").and_then(|v| v.to_str().ok());
+            let pinned = req.headers().contains_key("if-match");
+            eprintln!(
+                "request: {} {} {} {pinned}",
+                req.method(),
+                req.uri(),
+                range.unwrap_or("")
+            );
+        }
         BYTES_UP.fetch_add(req.body().content_length() as u64, Ordering::Relaxed);
         let res = self.0.execute(req).await?;
         let (parts, body) = res.into_parts();

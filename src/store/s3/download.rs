@@ -40,15 +40,47 @@ pub struct Probe {
 /// bytes hold a version-1 FOOT's place.
 const END_LEN: usize = crate::format::v2::TAIL_LEN;
 
+/// The probes of object versions (by URL, ETag and whether the end was
+/// checked): an archive's end is the same bytes for its version.
+static PROBES: super::pieces::Memo<Probe> = super::pieces::Memo::new(100_000);
+/// The size and ETag the newest listing saw of each object.
+static LISTED: super::pieces::Memo<(u64, String)> = super::pieces::Memo::new(100_000);
+
 /// Probes the object at `path`; `size`, when the caller knows it (from a
-/// listing), makes the read a bounded range and skips objects too small.
+/// listing), makes the read a bounded range and skips objects too small;
+/// `e_tag` (from a listing too) pins the read to that version, which
+/// makes a probe of it already done the answer.
 pub(super) async fn probe_path(
     store: &AmazonS3,
     url: &S3Url,
     path: &ObjPath,
     size: Option<u64>,
+    e_tag: Option<&str>,
 ) -> Result<Probe> {
-    probe_path_checked(store, url, path, size, true).await
+    let p = probe_path_checked(store, url, path, size, true, e_tag).await?;
+    if let Some(t) = &p.e_tag {
+        LISTED.put(url.to_string(), (p.size, t.clone()));
+    }
+    Ok(p)
+}
+
+/// The version of `url` a listing saw at `size` bytes, if one did.
+pub(super) fn listed_version(url: &S3Url, size: u64) -> Option<String> {
+    LISTED
+        .get(&url.to_string())
+        .and_then(|(n, t)| (n == size).then_some(t))
+}
+
+/// [`probe_path`] of an object a listing saw, pinned to the version it
+/// saw; unpinned when none did, or that version is gone.
+pub(super) async fn probe_listed(store: &AmazonS3, url: &S3Url, path: &ObjPath) -> Result<Probe> {
+    if let Some((size, t)) = LISTED.get(&url.to_string()) {
+        match probe_path_checked(store, url, path, Some(size), true, Some(&t)).await {
+            Ok(p) => return Ok(p),
+            Err(_) => LISTED.remove(&url.to_string()),
+        }
+    }
+    probe_path(store, url, path, None, None).await
 }
 
 /// An encrypted archive's probe: its start must be an age file's.
@@ -99,7 +131,7 @@ pub(super) async fn probe_path_unchecked(
     url: &S3Url,
     path: &ObjPath,
 ) -> Result<Probe> {
-    probe_path_checked(store, url, path, None, false).await
+    probe_path_checked(store, url, path, None, false, None).await
 }
 
 async fn probe_path_checked(
@@ -108,7 +140,14 @@ async fn probe_path_checked(
     path: &ObjPath,
     size: Option<u64>,
     check: bool,
+    e_tag: Option<&str>,
 ) -> Result<Probe> {
+    let memo = |t: &str| format!("{url}\0{t}\0{check}");
+    if let Some(p) = e_tag.and_then(|t| PROBES.get(&memo(t)))
+        && size.is_none_or(|n| n == p.size)
+    {
+        return Ok(p);
+    }
     let range = match size {
         Some(n) if n < FOOT_LEN as u64 => {
             return Err(Error::corrupt(format!(
@@ -124,6 +163,7 @@ async fn probe_path_checked(
                 path,
                 GetOptions {
                     range: Some(range),
+                    if_match: e_tag.map(str::to_string),
                     ..Default::default()
                 },
             )
@@ -146,7 +186,7 @@ async fn probe_path_checked(
     let sha256 = attrs
         .get(&Attribute::Metadata(SHA256_METADATA.into()))
         .map(|v| v.as_ref().to_string());
-    Ok(Probe {
+    let p = Probe {
         size: meta.size,
         e_tag: meta.e_tag,
         sha256,
@@ -154,7 +194,11 @@ async fn probe_path_checked(
         body_sha256: crate::format::v2::Tail::body_sha256_of(&bytes),
         encrypted: false,
         record: None,
-    })
+    };
+    if let Some(t) = &p.e_tag {
+        PROBES.put(memo(t), p.clone());
+    }
+    Ok(p)
 }
 
 /// Bytes gathered per block handed to the reading thread.
@@ -378,6 +422,26 @@ impl RangedReader {
 /// response started is asked for again, up to [`PIECE_TRIES`] times in
 /// all. A piece shorter than asked for means the object changed.
 pub(super) async fn fetch_piece(
+    remote: Remote,
+    path: ObjPath,
+    e_tag: Option<String>,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes> {
+    // A small piece of a version already read: from memory.
+    let url = remote.url.to_string();
+    if let Some(t) = &e_tag
+        && let Some(b) = super::pieces::get(&url, t, &range)
+    {
+        return Ok(b);
+    }
+    let piece = fetch_piece_from_store(remote, path, e_tag.clone(), range.clone()).await?;
+    if let Some(t) = &e_tag {
+        super::pieces::put(&url, t, &range, &piece);
+    }
+    Ok(piece)
+}
+
+async fn fetch_piece_from_store(
     remote: Remote,
     path: ObjPath,
     e_tag: Option<String>,

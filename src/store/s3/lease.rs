@@ -77,6 +77,24 @@ pub struct Lease {
     remote: Remote,
     path: ObjPath,
     pending: Option<Pending>,
+    /// Its place in [`HELD`] (a create's).
+    held: Option<String>,
+}
+
+/// The create locks this process holds, by prefix: a create nested in
+/// another of this process on the same prefix (a watch's point; an
+/// incremental whose base and output share it) is covered by the outer
+/// one and writes no entry of its own: one entry, one listing and one
+/// removal a point instead of three.
+static HELD: std::sync::Mutex<Option<std::collections::HashMap<String, usize>>> =
+    std::sync::Mutex::new(None);
+
+fn held_count(key: &str, by: isize) -> usize {
+    let Ok(mut g) = HELD.lock() else { return 0 };
+    let m = g.get_or_insert_with(Default::default);
+    let n = m.entry(key.to_string()).or_insert(0);
+    *n = n.saturating_add_signed(by);
+    *n
 }
 
 impl std::fmt::Debug for Lease {
@@ -108,6 +126,10 @@ pub(super) fn lock_dir(url: &S3Url, is_object: bool) -> String {
 /// either; a prune that cannot lock does not run.
 pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease>> {
     let dir = lock_dir(remote.url(), is_object);
+    let held_key = remote.url().with_key(&dir).to_string();
+    if side == Side::Create && held_count(&held_key, 0) > 0 {
+        return Ok(None);
+    }
     let body = Body::bytes(side.name(), None);
     let key = format!(
         "{dir}/{}-{}",
@@ -154,7 +176,12 @@ pub fn take(remote: &Remote, is_object: bool, side: Side) -> Result<Option<Lease
             return failed.map(|_| None);
         }
     }
-    hold(remote, path, body, stop, pending).map(Some)
+    let mut lease = hold(remote, path, body, stop, pending)?;
+    if side == Side::Create {
+        held_count(&held_key, 1);
+        lease.held = Some(held_key);
+    }
+    Ok(Some(lease))
 }
 
 /// `key` as an object path under the bucket of `remote`.
@@ -237,6 +264,7 @@ pub(super) fn hold(
         remote: remote.clone(),
         path,
         pending: Some(pending),
+        held: None,
     })
 }
 
@@ -284,6 +312,9 @@ impl Drop for Lease {
         // lands after this removes the entry itself.
         self.stop.store(true, Ordering::SeqCst);
         drop(self.wake.take());
+        if let Some(k) = self.held.take() {
+            held_count(&k, -1);
+        }
         if let Ok(rt) = runtime() {
             let _ = rt.block_on(async {
                 tokio::time::timeout(

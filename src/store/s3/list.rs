@@ -109,7 +109,24 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 let probed = if m.location.as_ref().ends_with(".age") {
                     super::download::probe_encrypted(store, &obj, &m.location, m.size).await
                 } else {
-                    match probe_path(store, &obj, &m.location, Some(m.size)).await {
+                    // Pinned to the version listed (its probe then kept);
+                    // one replaced since is read as it is now.
+                    // (A store whose listings carry no ETag: the version
+                    // an earlier listing's read saw, at the same size.)
+                    let version = m
+                        .e_tag
+                        .clone()
+                        .or_else(|| super::download::listed_version(&obj, m.size));
+                    let pinned =
+                        probe_path(store, &obj, &m.location, Some(m.size), version.as_deref())
+                            .await;
+                    let probed = match pinned {
+                        Err(e) if !e.is_archive_fault() && version.is_some() => {
+                            probe_path(store, &obj, &m.location, Some(m.size), None).await
+                        }
+                        r => r,
+                    };
+                    match probed {
                         Err(e) if e.is_archive_fault() => {
                             super::download::probe_encrypted(store, &obj, &m.location, m.size)
                                 .await

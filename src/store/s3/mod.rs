@@ -30,12 +30,12 @@ mod entry;
 mod lease;
 mod list;
 mod parts;
+mod pieces;
 mod upload;
 mod url;
 mod watcher;
 
 pub use count::{RequestCounts, request_counts};
-use download::probe_path;
 pub use download::{ObjectReader, Probe, RangedReader};
 pub use lease::{Lease, Side, take as take_lease};
 pub use list::{Listed, Listing, delete, ls};
@@ -320,7 +320,7 @@ impl Remote {
     /// that they are a TAIL (or a version-1 FOOT) matching its size.
     pub fn probe(&self) -> Result<Probe> {
         let path = self.url.object()?;
-        runtime()?.block_on(probe_path(&self.store, &self.url, &path, None))
+        runtime()?.block_on(download::probe_listed(&self.store, &self.url, &path))
     }
 
     /// The object's size, ETag and recorded SHA-256, whatever it holds (an

@@ -240,3 +240,39 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     assert!((wire1.0 - wire0.0) as f64 >= want[6], "{wire1:?} {point}");
     assert!((wire1.1 - wire0.1) as f64 >= want[7], "{wire1:?} {point}");
 }
+
+#[test]
+fn a_points_reads_do_not_grow_with_the_archives_at_the_prefix() {
+    let Some(s3) = Server::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dest = format!("s3://{BUCKET}/grow/");
+    let mut w = s3
+        .cmd()
+        .args(["watch", p(&data), "-o", &dest, "--every", "100ms", "--json"])
+        .env("SYDRA_ARCHIVE_CACHE_DIR", t.path().join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(w.stdout.take().unwrap()));
+    let w = Reaped(w);
+    // One change at a time, each waited for: a point per change.
+    let mut gets = Vec::new();
+    for i in 0..12 {
+        std::fs::write(data.join("tags.json"), format!("{{\"i={i}\":[1]}}")).unwrap();
+        let point = loop {
+            let l = lines.next().expect("watch ended").unwrap();
+            let j: serde_json::Value = serde_json::from_str(&l).unwrap();
+            if j["event"] == "point" {
+                break j;
+            }
+            assert_ne!(j["event"], "failed", "{j}");
+        };
+        gets.push(point["requests"]["get"].as_u64().unwrap());
+    }
+    drop(w);
+    // The chain's links already read are not read again: the last
+    // point, on a chain of 12, reads what the third did on one of 3.
+    assert!(gets[11] <= gets[2], "GETs a point: {gets:?}");
+}
