@@ -5,7 +5,7 @@ is watched into an s3s-fs prefix on loopback (its first point, a full
 archive, shipped before the measured run) while examples/advance writes
 SECONDS_PER_TICK of the simulated server (100 series) every wall-clock
 second for DURATION seconds, at the default `--every 10s`, then the same
-with `--levels 5m,1h`, then QUIET seconds with no write at all. The
+with `--levels 5m,1h,1d`, then QUIET seconds with no write at all. The
 requests are watch's own counters (its --metrics-file), checked against
 the request lines a proxy between watch and the server saw.
 
@@ -180,7 +180,7 @@ def main():
           f"class A ${PRICE_A}/1,000, class B ${PRICE_B}/1,000, DELETE free, "
           f"${PRICE_GB_MONTH}/GB-month")
     try:
-        for label, levels in (("default", None), ("levels 5m,1h", "5m,1h")):
+        for label, levels in (("default", None), ("levels 5m,1h,1d", "5m,1h,1d")):
             data = os.path.join(w, "data")
             if os.path.isdir(data):
                 shutil.rmtree(data)
@@ -192,7 +192,7 @@ def main():
             delta, secs, points, proxied = run_one(label.split()[0], data, url, ctx, a, levels, True,
                                                    a.duration)
             report(f"writes, {label}", delta, secs, points, proxied)
-        delta, secs, points, proxied = run_one("quiet", data, url, ctx, a, "5m,1h", False, a.quiet)
+        delta, secs, points, proxied = run_one("quiet", data, url, ctx, a, "5m,1h,1d", False, a.quiet)
         report("no writes", delta, secs, points, proxied)
     finally:
         server.terminate()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """RPO of `watch` under writes: a copy of the bench's big set is watched
-(`--levels 5m,1h`; its first point, a full archive, shipped before the
+(`--levels 5m,1h,1d`; its first point, a full archive, shipped before the
 measured run) while examples/advance writes SECONDS_PER_TICK of the
 simulated server (100 series) every wall-clock second for DURATION
 seconds; the age of the newest point is sampled every second from the
@@ -44,12 +44,12 @@ def main():
     # The first point (a full archive of the whole set) is shipped first:
     # what is measured is the steady state.
     subprocess.run([os.path.join(R, "sydra-archive"), "watch", data, "-o",
-                    os.path.join(w, "dest") + "/", "--once", "--levels", "5m,1h", "-q"],
+                    os.path.join(w, "dest") + "/", "--once", "--levels", "5m,1h,1d", "-q"],
                    env=env, check=True)
     watcher = subprocess.Popen(
         ["/usr/bin/time", "-f", "%U %S %M", "-o", timing, os.path.join(R, "sydra-archive"),
          "watch", data, "-o", os.path.join(w, "dest") + "/", "--every", a.every,
-         "--levels", "5m,1h", "--metrics-file", prom, "-q"], env=env)
+         "--levels", "5m,1h,1d", "--metrics-file", prom, "-q"], env=env)
     ts = 1_748_736_000 + 720 * 3600
     ages = []
     t0 = time.time()
