@@ -4,7 +4,7 @@
 //! merged full of the same moment, a compacted incremental). For
 //! `ls --points` (decided from the listing alone) and `restore`, `list`
 //! and `extract` of `DIR/ --at TIME`: the newest point at or before TIME,
-//! from the archive whose chain is the shortest.
+//! from the archive of that moment written last.
 
 use crate::error::{Error, Result};
 use crate::format::incremental::max_chain;
@@ -23,7 +23,8 @@ pub struct Point {
     pub unix_ms: i64,
     /// It as RFC 3339 UTC (with its milliseconds, when there are any).
     pub time: String,
-    /// The archive to restore it from (the shortest chain), and its
+    /// The archive to restore it from (of its moment, the one written
+    /// last), and its
     /// chain, newest first, as the listing tells it.
     pub archive: String,
     /// See `archive`.
@@ -82,18 +83,22 @@ fn shortest(
 }
 
 /// The restorable points of `listing`, newest first, each from the
-/// archive with the shortest chain among those of its moment. Nothing is
+/// archive written last among those of its moment. Nothing is
 /// read: the chains are the listing's (as `ls` marks them restorable).
 pub fn points(listing: &Listing) -> Vec<Point> {
     let mut memo = vec![None; listing.archives.len()];
-    let mut found: Vec<(i64, Vec<usize>)> = (0..listing.archives.len())
+    // Of one moment, the archive written last (first in the listing): a
+    // merged full after the links it replaces, and of archives dated the
+    // same (one second, `SOURCE_DATE_EPOCH`) the newest state, not the
+    // shortest chain.
+    let mut found: Vec<(i64, usize, Vec<usize>)> = (0..listing.archives.len())
         .filter_map(|i| {
-            shortest(listing, i, 0, &mut memo).map(|c| (moment(&listing.archives[i]), c))
+            shortest(listing, i, 0, &mut memo).map(|c| (moment(&listing.archives[i]), i, c))
         })
         .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.len().cmp(&b.1.len())));
+    found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut out: Vec<Point> = Vec::new();
-    for (t, chain) in found {
+    for (t, _, chain) in found {
         let url = |j: &usize| listing.archives[*j].url.clone();
         match out.last_mut() {
             Some(p) if p.unix_ms == t => p.also.push(url(&chain[0])),
@@ -111,7 +116,7 @@ pub fn points(listing: &Listing) -> Vec<Point> {
 
 /// The archive on `shelf` to restore the newest point at or before
 /// `at_ms` from (the newest point without it): candidates newest moment
-/// first, and of one moment the shortest chain first; one is taken when
+/// first, and of one moment the one written last first; one is taken when
 /// its chain is found and the tree it describes is consistent (as for
 /// [`super::latest::newest_restorable`]). Refused, naming the earliest
 /// point, when every point is after `at_ms`.
@@ -124,7 +129,8 @@ pub fn restorable_at(shelf: &Shelf, bases: &[Location], at_ms: Option<i64>) -> R
             (moment(&listing.archives[i]), len, i)
         })
         .collect();
-    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    // As `points`: of one moment, the archive written last first.
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
     if let Some(at) = at_ms
         && !order.is_empty()
         && order.iter().all(|(t, ..)| *t > at)

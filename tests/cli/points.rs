@@ -206,3 +206,27 @@ fn a_point_named_by_its_shown_time_is_that_point() {
         assert_eq!(&tree_digest(&r), want, "--at {at}");
     }
 }
+
+#[test]
+fn archives_of_one_second_restore_the_newest_state() {
+    let t = tempfile::tempdir().unwrap();
+    let data = tiny_data(t.path());
+    let dir = t.path().join("same");
+    fs::create_dir(&dir).unwrap();
+    let d = format!("{}/", dir.display());
+    for i in 1..=4 {
+        fs::write(data.join("tags.json"), format!("{{\"s=\":[{i}]}}")).unwrap();
+        let o = bin()
+            .args(["create", p(&data), "-o", &d, "--incremental", "-q"])
+            .env("SOURCE_DATE_EPOCH", "1796528000")
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+    }
+    let j = json(&run(&["ls", p(&dir), "--points", "--json"]));
+    let point = &j["points"][0];
+    assert!(point["archive"].as_str().unwrap().ends_with("Z-4.tar.zst"), "{j}");
+    let r = t.path().join("r");
+    expect_code(&run(&["restore", &d, p(&r), "--at", "-0s", "-q"]), 0);
+    assert_eq!(fs::read(r.join("tags.json")).unwrap(), b"{\"s=\":[4]}");
+}
