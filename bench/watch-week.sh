@@ -68,4 +68,4 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mc=$(median "${chain[@]}") mf=$(median "${full[@]}")
 echo "restore --at (median of $RUNS): $mc s from $n archives, full $mf s: $(python3 -c "print(f'{$mc/$mf:.2f}')")x (target <= 1.2x)"
-rm -rf "$W"
+[ -n "${KEEP:-}" ] || rm -rf "$W"

@@ -225,7 +225,10 @@ fn archives_of_one_second_restore_the_newest_state() {
     }
     let j = json(&run(&["ls", p(&dir), "--points", "--json"]));
     let point = &j["points"][0];
-    assert!(point["archive"].as_str().unwrap().ends_with("Z-4.tar.zst"), "{j}");
+    assert!(
+        point["archive"].as_str().unwrap().ends_with("Z-4.tar.zst"),
+        "{j}"
+    );
     let r = t.path().join("r");
     expect_code(&run(&["restore", &d, p(&r), "--at", "-0s", "-q"]), 0);
     assert_eq!(fs::read(r.join("tags.json")).unwrap(), b"{\"s=\":[4]}");

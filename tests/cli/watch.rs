@@ -208,8 +208,9 @@ fn a_data_dir_gone_for_a_moment_is_a_failed_point_retried() {
     let data = tiny_data(t.path());
     let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
     fs::create_dir(&dest).unwrap();
+    let prom = t.path().join("watch.prom");
     let mut w = watcher(&data, &dest, &cache)
-        .args(["--json"])
+        .args(["--json", "--metrics-file", p(&prom)])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -234,7 +235,27 @@ fn a_data_dir_gone_for_a_moment_is_a_failed_point_retried() {
     fs::rename(&data, &away).unwrap();
     let failed = next_with("\"event\":\"failed\"");
     assert!(failed.contains("No such file"), "{failed}");
+    let failing = |prom: &Path| {
+        let m = fs::read_to_string(prom).unwrap_or_default();
+        m.lines()
+            .find_map(|l| l.strip_prefix("sydra_archive_watch_failing "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while failing(&prom).unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the failure is not in the metrics"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     fs::rename(&away, &data).unwrap();
+    // Back as the newest point has it: nothing to ship, nothing failing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while failing(&prom) != Some(0) {
+        assert!(Instant::now() < deadline, "still failing once back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     fs::write(data.join("tags.json"), b"{\"back\":1}").unwrap();
     next_with("\"event\":\"point\"");
     // SAFETY: kill(2) of our own child.

@@ -267,6 +267,11 @@ pub fn watch(
             {
                 return Ok(stats);
             }
+        } else if seen.is_some() && stats.failing > 0 {
+            // Back as the newest point has it (a failed change undone):
+            // nothing is failing any more.
+            stats.failing = 0;
+            on(&WatchEvent::Idle, &mut stats);
         } else if opts.once && seen.is_some() {
             on(&WatchEvent::Unchanged, &mut stats);
         } else if seen.is_some() {
