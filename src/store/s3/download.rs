@@ -411,8 +411,10 @@ impl RangedReader {
             let remote = self.remote.clone();
             let path = self.path.clone();
             let e_tag = self.e_tag.clone();
-            self.pending
-                .push_back(self.rt.spawn(fetch_piece(remote, path, e_tag, range)));
+            self.pending.push_back(
+                self.rt
+                    .spawn(fetch_piece(remote, path, e_tag, range, self.lazy)),
+            );
         }
     }
 }
@@ -421,21 +423,26 @@ impl RangedReader {
 /// store client (its retry budget); a body that breaks off after the
 /// response started is asked for again, up to [`PIECE_TRIES`] times in
 /// all. A piece shorter than asked for means the object changed.
+///
+/// With `keep` (a read of a few pieces, as of an index, not a download
+/// whole), a piece of a version already read comes from memory, and one
+/// read is kept (see [`super::pieces`]).
 pub(super) async fn fetch_piece(
     remote: Remote,
     path: ObjPath,
     e_tag: Option<String>,
     range: std::ops::Range<u64>,
+    keep: bool,
 ) -> Result<Bytes> {
-    // A small piece of a version already read: from memory.
     let url = remote.url.to_string();
-    if let Some(t) = &e_tag
+    let kept = e_tag.as_ref().filter(|_| keep);
+    if let Some(t) = kept
         && let Some(b) = super::pieces::get(&url, t, &range)
     {
         return Ok(b);
     }
     let piece = fetch_piece_from_store(remote, path, e_tag.clone(), range.clone()).await?;
-    if let Some(t) = &e_tag {
+    if let Some(t) = kept {
         super::pieces::put(&url, t, &range, &piece);
     }
     Ok(piece)

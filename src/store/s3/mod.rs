@@ -311,6 +311,7 @@ impl Remote {
             self.url.object()?,
             e_tag.map(str::to_string),
             range,
+            true,
         );
         buf.copy_from_slice(&runtime()?.block_on(piece)?);
         Ok(())

@@ -2,7 +2,8 @@
 //! a HEAD, a TAIL or an index block of an archive pinned by its ETag is
 //! the same bytes however often it is asked for, and `watch` asks for
 //! those of every archive of the chain (the full one's index too) at every
-//! point. Bounded: pieces up to [`MAX_PIECE`], [`BUDGET`] bytes in all,
+//! point. Reads of a few pieces only (an index, a HEAD), never a whole
+//! download. Bounded: pieces up to [`MAX_PIECE`], [`BUDGET`] bytes in all,
 //! the oldest let go first.
 //! Only reads pinned by an ETag (`If-Match`) are kept: what comes back
 //! is what the store would send again for that version, and it is
@@ -17,7 +18,7 @@ use bytes::Bytes;
 /// The largest piece kept.
 pub(super) const MAX_PIECE: u64 = 1024 * 1024;
 /// Bytes kept in all.
-const BUDGET: usize = 24 << 20;
+const BUDGET: usize = 8 << 20;
 
 type Key = (String, String, u64, u64);
 
