@@ -36,6 +36,15 @@ fn parent_of<'r>(root: &File, rel: &'r str, shown: &Path) -> Result<(File, &'r s
     Ok((d, name))
 }
 
+/// What the appends of one restore left: each appended file's device,
+/// inode, size and running SHA-256, so that the next link's append to it
+/// continues the hash rather than reading the file again (a WAL file
+/// appended to in every link of a chain was hashed whole once a link).
+/// Only files this restore wrote itself, in its private staging tree,
+/// and only while their identity and size are unchanged.
+#[derive(Default)]
+pub struct Appended(std::collections::HashMap<String, (u64, u64, u64, Sha256)>);
+
 /// Applies the incremental extracted into `incoming` (named
 /// `incoming_name` in `root`) to the staged tree `root` (shown as
 /// `shown`); `carried` are its directory members and `dirs` every
@@ -48,6 +57,7 @@ pub fn apply(
     incoming: &File,
     carried: &[Entry],
     dirs: &mut BTreeMap<String, Entry>,
+    appended: &mut Appended,
     name: &str,
 ) -> Result<()> {
     // The base was verified whole before this: what does not fit it is
@@ -103,10 +113,23 @@ pub fn apply(
                     Err(e) => return Err(Error::io("open", shown.join(&from), e)),
                 };
                 let st = sys::fstat(&file).map_err(|e| Error::io("stat", shown.join(&from), e))?;
-                let mut h = Sha256::new();
-                if st.kind == Kind::File && st.size == offset {
-                    crate::write::hash_range(&file, 0, offset, &mut [&mut h], &shown.join(&from))?;
-                }
+                let mut h = match appended.0.remove(&from) {
+                    Some((dev, ino, n, h))
+                        if st.kind == Kind::File
+                            && (st.dev, st.ino, st.size) == (dev, ino, n)
+                            && n == offset =>
+                    {
+                        h
+                    }
+                    _ => {
+                        let mut h = Sha256::new();
+                        if st.kind == Kind::File && st.size == offset {
+                            let at = shown.join(&from);
+                            crate::write::hash_range(&file, 0, offset, &mut [&mut h], &at)?;
+                        }
+                        h
+                    }
+                };
                 if st.kind != Kind::File
                     || st.size != offset
                     || hex(&h.clone().finalize()) != prefix_sha256
@@ -163,10 +186,16 @@ pub fn apply(
                     h.update(&buf[..n]);
                     at += n as u64;
                 }
+                let running = h.clone();
                 if at != size || hex(&h.finalize()) != sha256 {
                     return Err(Error::corrupt(format!(
                         "{name}: {path} with its tail is not the {size} bytes with SHA-256 {sha256} it records"
                     )));
+                }
+                if let Ok(now) = sys::fstat(&file) {
+                    appended
+                        .0
+                        .insert(path.clone(), (now.dev, now.ino, at, running));
                 }
                 let t = UNIX_EPOCH + Duration::new(mtime, mtime_nsec.unwrap_or(0));
                 file.set_times(FileTimes::new().set_modified(t).set_accessed(t))

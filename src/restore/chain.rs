@@ -83,6 +83,7 @@ pub fn restore_chain(
     threads: usize,
 ) -> Result<ReadSummary> {
     let mut dirs: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut appended = apply::Appended::default();
     let mut last: Option<ReadSummary> = None;
     for (i, link) in links.iter().enumerate() {
         if let Some(prev) = &last {
@@ -138,6 +139,7 @@ pub fn restore_chain(
                 &incoming,
                 &carried,
                 &mut dirs,
+                &mut appended,
                 &link.loc.to_string(),
             )
             .map_err(in_base)?;
