@@ -317,16 +317,7 @@ fn an_encrypted_chain_restores_as_a_full_archive_would() {
     fs::create_dir(&shelf).unwrap();
     let a0 = shelf.join("a0.tar.zst.age");
     expect_code(&run(&["create", p(&data), "-o", p(&a0), "-r", &r, "-q"]), 0);
-    let mut server = sydra_archive::sydradb::Server::new(
-        &data,
-        &sydra_archive::sydradb::FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     server.run(1800).unwrap();
     let a1 = shelf.join("a1.tar.zst.age");
     let o = run(&[
@@ -390,16 +381,7 @@ fn a_passphrase_chain_lists_and_restores_with_the_chosen_work_factor() {
     fs::write(&pass, "correct horse battery staple\n").unwrap();
     let shelf = t.path().join("shelf");
     fs::create_dir(&shelf).unwrap();
-    let mut server = sydra_archive::sydradb::Server::new(
-        &data,
-        &sydra_archive::sydradb::FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     // A full archive and two incrementals, each on the one before.
     let mut prev: Option<PathBuf> = None;
     for i in 0..3 {

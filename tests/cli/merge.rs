@@ -9,8 +9,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sydra_archive::sydradb::{FixtureSpec, Server};
-
 use crate::support::*;
 
 /// A data dir and a chain of `links` archives of it in `dir` (a full and
@@ -19,16 +17,7 @@ use crate::support::*;
 /// the data dir and the archives, oldest first.
 fn chain(dir: &Path, links: usize, extra: &[&str]) -> (PathBuf, Vec<PathBuf>) {
     let data = small_data(dir);
-    let mut server = Server::new(
-        &data,
-        &FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     let shelf = dir.join("shelf");
     fs::create_dir_all(&shelf).unwrap();
     let mut archives: Vec<PathBuf> = Vec::new();
@@ -336,12 +325,9 @@ fn prune_after_a_merge_keeps_a_restorable_point_at_every_step() {
         assert_eq!(tree_digest(&r), want, "after a kill at step {step}");
         fs::remove_dir_all(&r).unwrap();
         // And every archive left is whole (bases go after what is on them).
-        for e in fs::read_dir(&shelf).unwrap() {
-            let a = e.unwrap().path();
-            if a.to_string_lossy().ends_with(".tar.zst") {
-                let o = run(&["verify", "--chain", p(&a), "-q"]);
-                assert!(o.status.success(), "step {step}: {}", stderr(&o));
-            }
+        for a in archive_names(&shelf) {
+            let o = run(&["verify", "--chain", p(&shelf.join(a)), "-q"]);
+            assert!(o.status.success(), "step {step}: {}", stderr(&o));
         }
         if o.status.success() {
             break;
@@ -366,12 +352,7 @@ fn prune_after_a_merge_keeps_a_restorable_point_at_every_step() {
         assert!(step < 100, "prune never finished");
     }
     assert!(step >= 4, "only {step} steps");
-    let left: Vec<_> = fs::read_dir(&shelf)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".tar.zst"))
-        .collect();
-    assert_eq!(left, ["merged.tar.zst"]);
+    assert_eq!(archive_names(&shelf), ["merged.tar.zst"]);
 }
 
 #[test]

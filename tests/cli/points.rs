@@ -6,8 +6,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sydra_archive::sydradb::{FixtureSpec, Server};
-
 use crate::support::*;
 
 /// 2026-12-05T00:00:00Z.
@@ -17,16 +15,7 @@ const T0: u64 = 1_796_428_800;
 /// (T0, T0+1h, ...), and the data dir's digest at each.
 fn shelf(dir: &Path) -> (PathBuf, PathBuf, Vec<String>) {
     let data = small_data(dir);
-    let mut server = Server::new(
-        &data,
-        &FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     let shelf = dir.join("shelf");
     fs::create_dir(&shelf).unwrap();
     let mut digests = Vec::new();

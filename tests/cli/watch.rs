@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sydra_archive::sydradb::{FixtureSpec, Server};
-
 use crate::support::*;
 
 fn watcher(data: &Path, dest: &Path, cache: &Path) -> Command {
@@ -19,16 +17,6 @@ fn watcher(data: &Path, dest: &Path, cache: &Path) -> Command {
         .args(["--every", "100ms"])
         .env("SYDRA_ARCHIVE_CACHE_DIR", cache);
     c
-}
-
-fn archives(dest: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dest)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".tar.zst"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// The lines `child` writes to its stdout, gathered as they come.
@@ -71,16 +59,7 @@ fn wait_for_point(dest: &Path, scratch: &Path, want: &str, child: &mut Child) {
 fn watch_ships_points_that_each_restore_and_survives_a_kill() {
     let t = tempfile::tempdir().unwrap();
     let data = small_data(t.path());
-    let mut server = Server::new(
-        &data,
-        &FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
     fs::create_dir(&dest).unwrap();
     let mut w = watcher(&data, &dest, &cache)
@@ -138,7 +117,7 @@ fn watch_ships_points_that_each_restore_and_survives_a_kill() {
     );
     // Every point there is a whole archive whose chain is there.
     std::thread::sleep(Duration::from_millis(2100));
-    for a in archives(&dest) {
+    for a in archive_names(&dest) {
         expect_code(&run(&["verify", "--chain", p(&dest.join(&a)), "-q"]), 0);
     }
     // Only one full: the restarted run continued the chain.
@@ -152,7 +131,7 @@ fn watch_ships_points_that_each_restore_and_survives_a_kill() {
     assert_eq!(fulls, 1, "{}", stdout(&o));
     // Nothing changed: --once ships nothing (after one point that tells
     // it what the newest one saw, if the killed run was the last to ship).
-    let before = archives(&dest).len();
+    let before = archive_names(&dest).len();
     let once = |extra: &[&str]| {
         watcher(&data, &dest, &cache)
             .args(["--once"])
@@ -161,12 +140,12 @@ fn watch_ships_points_that_each_restore_and_survives_a_kill() {
             .unwrap()
     };
     expect_code(&once(&[]), 0);
-    let after_first = archives(&dest).len();
+    let after_first = archive_names(&dest).len();
     assert!(after_first <= before + 1);
     let o = once(&[]);
     expect_code(&o, 0);
     assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
-    assert_eq!(archives(&dest).len(), after_first);
+    assert_eq!(archive_names(&dest).len(), after_first);
     assert!(leftovers(&dest).is_empty(), "{:?}", leftovers(&dest));
 }
 
@@ -283,7 +262,7 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
     let o = once();
     expect_code(&o, 0);
     assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
-    assert_eq!(archives(&dest).len(), 1);
+    assert_eq!(archive_names(&dest).len(), 1);
     // The newest point's time is in the metrics of a run that shipped
     // nothing: the RPO alert keeps working.
     let m = fs::read_to_string(&prom).unwrap();
@@ -303,7 +282,11 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
     assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
     fs::write(&tags, b"{\"a=c\":[1]}").unwrap();
     expect_code(&once(), 0);
-    assert_eq!(archives(&dest).len(), 2, "a change of the same size ships");
+    assert_eq!(
+        archive_names(&dest).len(),
+        2,
+        "a change of the same size ships"
+    );
     let r = t.path().join("r");
     expect_code(
         &run(&["restore", &format!("{}/", dest.display()), p(&r), "-q"]),
@@ -327,16 +310,7 @@ fn once_keeps_the_metrics_and_what_is_beside_the_layout_ships_nothing() {
 fn levels_keep_every_point_within_max_chain_archives_and_expire_old_ones() {
     let t = tempfile::tempdir().unwrap();
     let data = small_data(t.path());
-    let mut server = Server::new(
-        &data,
-        &FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     let (dest, cache) = (t.path().join("dest"), t.path().join("cache"));
     fs::create_dir(&dest).unwrap();
     let mut w = watcher(&data, &dest, &cache)

@@ -56,7 +56,7 @@ fn a_kill_at_every_step_of_the_retention_loses_no_point() {
         }
     }
     std::thread::sleep(Duration::from_millis(2100));
-    let before = archives_at(&dest).len();
+    let before = archive_names(&dest).len();
     let pristine = t.path().join("pristine");
     copy_dir(&dest, &pristine);
     fs::write(data.join("tags.json"), "{\"i\":\"last\"}").unwrap();
@@ -70,7 +70,7 @@ fn a_kill_at_every_step_of_the_retention_loses_no_point() {
         let _ = fs::remove_dir_all(&r);
         expect_code(&run(&["restore", &d, p(&r), "-q"]), 0);
         assert_eq!(tree_digest(&r), want, "after a kill at step {step}");
-        for a in archives_at(&dest) {
+        for a in archive_names(&dest) {
             let o = run(&["verify", "--chain", p(&dest.join(&a)), "-q"]);
             assert!(o.status.success(), "step {step}: {a}: {}", stderr(&o));
         }
@@ -83,7 +83,7 @@ fn a_kill_at_every_step_of_the_retention_loses_no_point() {
         assert!(step < 100, "the retention never finished");
     }
     assert!(step >= 4, "only {step} steps");
-    let left = archives_at(&dest).len();
+    let left = archive_names(&dest).len();
     assert!(left < before, "nothing expired: {left} of {}", before + 1);
     // The next run on the expired destination goes on from it.
     fs::write(data.join("tags.json"), "{\"i\":\"after\"}").unwrap();
@@ -91,14 +91,4 @@ fn a_kill_at_every_step_of_the_retention_loses_no_point() {
     let r = t.path().join("r2");
     expect_code(&run(&["restore", &d, p(&r), "-q"]), 0);
     assert_eq!(tree_digest(&r), tree_digest(&data));
-}
-
-fn archives_at(dest: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dest)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".tar.zst"))
-        .collect();
-    v.sort();
-    v
 }

@@ -13,16 +13,7 @@ fn a_chain_under_a_prefix_merges_into_objects() {
     let Some(s3) = Server::start() else { return };
     let t = tempfile::tempdir().unwrap();
     let data = small_data(t.path());
-    let mut server = sydra_archive::sydradb::Server::new(
-        &data,
-        &sydra_archive::sydradb::FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     let mut keys: Vec<String> = Vec::new();
     for k in 0..4u64 {
         if k > 0 {

@@ -106,16 +106,7 @@ fn incremental_chains_in_object_storage() {
     let Some(s3) = Server::start() else { return };
     let t = tempfile::tempdir().unwrap();
     let data = small_data(t.path());
-    let mut server = sydra_archive::sydradb::Server::new(
-        &data,
-        &sydra_archive::sydradb::FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut server = small_server(&data);
     // Two chains under one prefix, each named by its time; the second
     // full starts at --max-chain 3.
     let mut kinds = Vec::new();

@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sydra_archive::sydradb::{FixtureSpec, Server as Simulated};
-
 use crate::support::*;
 
 use super::proxies::relay;
@@ -113,16 +111,7 @@ fn watch_sends_nothing_while_nothing_changes_and_one_point_per_change() {
     let Some(s3) = Server::start() else { return };
     let t = tempfile::tempdir().unwrap();
     let live = small_data(t.path());
-    let mut sim = Simulated::new(
-        &live,
-        &FixtureSpec {
-            series: 3,
-            flush_s: 600,
-            wal_rotate_bytes: 20_000,
-            ..Default::default()
-        },
-        1_748_736_000 + 2 * 3600,
-    );
+    let mut sim = small_server(&live);
     // watch looks at `data`, a link to a still copy of the live dir.
     let (data, first) = (t.path().join("data-link"), t.path().join("snap-1"));
     copy_tree(&live, &first);

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use sydra_archive::sydradb::{FixtureSpec, Server as Sim};
+use sydra_archive::sydradb::Server as Sim;
 
 use crate::support::*;
 
@@ -122,13 +122,7 @@ fn name_of(s: &str) -> String {
 
 /// A simulated server writing into `data` (as `small_data` made it).
 fn simulated(data: &Path) -> Sim {
-    let spec = FixtureSpec {
-        series: 3,
-        flush_s: 600,
-        wal_rotate_bytes: 20_000,
-        ..Default::default()
-    };
-    Sim::new(data, &spec, 1_748_736_000 + 2 * 3600)
+    small_server(data)
 }
 
 /// What is left at the store besides the archives of `prefix`: objects

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sydra_archive::sydradb::{FixtureSpec, generate};
+use sydra_archive::sydradb::{FixtureSpec, Server, generate};
 
 use super::runner::*;
 
@@ -21,6 +21,21 @@ pub fn small_data(dir: &Path) -> PathBuf {
     )
     .unwrap();
     d
+}
+
+/// The simulated server writing on into a [`small_data`] dir: the same
+/// series, from the hour after the generated two.
+pub fn small_server(data: &Path) -> Server {
+    Server::new(
+        data,
+        &FixtureSpec {
+            series: 3,
+            flush_s: 600,
+            wal_rotate_bytes: 20_000,
+            ..Default::default()
+        },
+        1_748_736_000 + 2 * 3600,
+    )
 }
 
 /// A tiny data dir: a handful of small files (archives of a few KB).

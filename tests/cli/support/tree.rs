@@ -89,3 +89,14 @@ pub fn count_tree(d: &Path) -> (u64, u64) {
     }
     (files, dirs)
 }
+
+/// The names of the archives (`*.tar.zst`) directly in `dir`, sorted.
+pub fn archive_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tar.zst"))
+        .collect();
+    v.sort();
+    v
+}
