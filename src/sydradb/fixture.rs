@@ -58,15 +58,28 @@ pub struct FixtureStats {
     pub wal_files: u64,
 }
 
-/// splitmix64: small, fast and good enough for test data.
-struct Rng(u64);
+/// splitmix64: small, fast and good enough for test data (and for the
+/// seeded histories of the crate's randomized tests).
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// A number below `n`.
+    #[cfg(test)]
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `p`.
+    #[cfg(test)]
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 }
 
