@@ -270,15 +270,13 @@ pub fn output_for(
                 Location::Local(_) => Ok(false),
             }
         };
-        {
-            let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
-            let mut n = 1;
-            while n < 1000 && taken(&out)? {
-                n += 1;
-                let mut joined = output.as_os_str().to_owned();
-                joined.push(format!("{stem}-{n}{ext}"));
-                out = PathBuf::from(joined);
-            }
+        let (stem, ext) = name.split_at(name.find(".tar.zst").unwrap_or(name.len()));
+        let mut n = 1;
+        while n < 1000 && taken(&out)? {
+            n += 1;
+            let mut joined = output.as_os_str().to_owned();
+            joined.push(format!("{stem}-{n}{ext}"));
+            out = PathBuf::from(joined);
         }
     }
     let shown = out.display().to_string();
