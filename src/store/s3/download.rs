@@ -42,9 +42,9 @@ const END_LEN: usize = crate::format::v2::TAIL_LEN;
 
 /// The probes of object versions (by URL, ETag and whether the end was
 /// checked): an archive's end is the same bytes for its version.
-static PROBES: super::pieces::Memo<Probe> = super::pieces::Memo::new(100_000);
+static PROBES: super::pieces::Memo<Probe> = super::pieces::Memo::new(10_000);
 /// The size and ETag the newest listing saw of each object.
-static LISTED: super::pieces::Memo<(u64, String)> = super::pieces::Memo::new(100_000);
+static LISTED: super::pieces::Memo<(u64, String)> = super::pieces::Memo::new(10_000);
 
 /// Probes the object at `path`; `size`, when the caller knows it (from a
 /// listing), makes the read a bounded range and skips objects too small;
